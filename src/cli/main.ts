@@ -1,0 +1,25 @@
+import { Command, CommanderError } from 'commander';
+import { VisorError } from '../base/errors.js';
+import { registerCommands } from './commands/index.js';
+
+/** Entry point of the `visor` command. Returns only by exiting the process. */
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command('visor')
+    .description('Run RISC-V 64 Linux virtual machines from Node.js: no root, no KVM.')
+    .showHelpAfterError()
+    .exitOverride();
+  registerCommands(program);
+  try {
+    await program.parseAsync(argv, { from: 'user' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode === 0 ? 0 : 64);
+    }
+    if (err instanceof VisorError) {
+      process.stderr.write(`visor: ${err.message}\n`);
+      process.exit(err.exitCode);
+    }
+    process.stderr.write(`visor: internal error: ${err instanceof Error ? err.stack : String(err)}\n`);
+    process.exit(70);
+  }
+}
