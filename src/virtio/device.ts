@@ -47,6 +47,8 @@ export interface VirtioDevice {
   readonly features: bigint;
   /** QueueNumMax of each queue; the array length is the number of queues. */
   readonly queueSizes: readonly number[];
+  /** Cap on the bytes of one descriptor chain (default: the queue's, 64 MiB). */
+  readonly maxChainBytes?: number;
   /** Bytes of device config space (§4.2.2: at offset 0x100). */
   readConfig(offset: number, size: 1 | 2 | 4): number;
   writeConfig(offset: number, size: 1 | 2 | 4, value: number): void;

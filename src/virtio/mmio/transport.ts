@@ -133,7 +133,7 @@ export class VirtioMmioTransport implements MmioDevice {
     this.irqSource = opts.irqSource;
     this.offered = opts.device.features | TRANSPORT_FEATURES;
     this.queues = opts.device.queueSizes.map((maxSize, i) => {
-      const q = new SplitQueue(this.mem, { maxSize });
+      const q = new SplitQueue(this.mem, { maxSize, ...(opts.device.maxChainBytes ? { maxChainBytes: opts.device.maxChainBytes } : {}) });
       q.onBroken = (reason) => this.setNeedsReset(`queue ${i}: ${reason}`);
       return q;
     });
