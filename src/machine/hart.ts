@@ -1,0 +1,44 @@
+import type { InterruptTarget } from './irq.js';
+
+/**
+ * What the board needs of a hart (src/cpu/hart.ts implements it). Declared here so the board
+ * and its tests depend on the contract, not on the interpreter.
+ */
+export interface BoardHart extends InterruptTarget {
+  /** x[i]: low 32 bits at regs[2i], high at regs[2i+1]. */
+  readonly regs: Int32Array;
+  pc: number;
+  priv: number;
+  reset(pc: number): void;
+  /** Runs at most `budget` instructions; returns how many ran. */
+  run(budget: number): number;
+  requestStop(): void;
+  readonly waitingForInterrupt: boolean;
+  sbiCall: ((hart: never) => boolean) | null;
+  /** stimecmp in timer ticks (a huge number when disabled), for idle sleeping. */
+  stimecmpTicks(): number;
+  readCsr(num: number): bigint;
+  writeCsr(num: number, value: bigint): void;
+}
+
+/** Reads x[i] as an unsigned Number (exact below 2^53). */
+export function regU(h: { regs: Int32Array }, i: number): number {
+  return (h.regs[2 * i + 1]! >>> 0) * 0x1_0000_0000 + (h.regs[2 * i]! >>> 0);
+}
+
+/** Reads x[i] as a 64-bit bigint (unsigned). */
+export function regBig(h: { regs: Int32Array }, i: number): bigint {
+  return (BigInt(h.regs[2 * i + 1]! >>> 0) << 32n) | BigInt(h.regs[2 * i]! >>> 0);
+}
+
+/** Sets x[i] to a signed value (sign-extended from a Number in the safe range or a bigint). */
+export function setReg(h: { regs: Int32Array }, i: number, v: number | bigint): void {
+  if (i === 0) return;
+  const b = BigInt.asUintN(64, typeof v === 'bigint' ? v : BigInt(v));
+  h.regs[2 * i] = Number(b & 0xffffffffn) | 0;
+  h.regs[2 * i + 1] = Number(b >> 32n) | 0;
+}
+
+export const REG_A0 = 10;
+export const REG_A1 = 11;
+export const REG_A2 = 12;
