@@ -1,0 +1,107 @@
+/**
+ * Guest images built from Debian's archive (issue 4). The public surface other layers use:
+ * ensureImage / findImage, plus list and remove for `visor image`.
+ */
+import { join } from 'node:path';
+import { VisorError, isVisorError } from '../base/errors.js';
+import { cacheRoot, listImageNames, readImage, removeImageDir, type ImageManifest } from './cache.js';
+import { progressFor } from './progress.js';
+import { pullImage, recipeFor, type PullOptions, type PullResult } from './pull.js';
+
+export type { ImageManifest } from './cache.js';
+export { pullImage, type PullOptions, type PullResult } from './pull.js';
+export { encodeCommand, EXIT_MARKER, INIT_START_MARKER } from './init-script.js';
+export { knownImageNames } from './recipes.js';
+
+export interface GuestImage {
+  name: string;
+  dir: string;
+  kernel: string;
+  initrd: string;
+  firmware?: string;
+  firmwareDynamic?: string;
+  append: string;
+  manifest: ImageManifest;
+}
+
+export function toGuestImage(dir: string, manifest: ImageManifest): GuestImage {
+  const img: GuestImage = {
+    name: manifest.name,
+    dir,
+    kernel: join(dir, manifest.files.kernel.name),
+    initrd: join(dir, manifest.files.initrd.name),
+    append: manifest.append,
+    manifest,
+  };
+  if (manifest.files.firmware) img.firmware = join(dir, manifest.files.firmware.name);
+  if (manifest.files.firmwareDynamic) img.firmwareDynamic = join(dir, manifest.files.firmwareDynamic.name);
+  return img;
+}
+
+/** The cached image, or undefined. Throws CorruptImage when the cache entry is damaged. */
+export async function findImage(name: string): Promise<GuestImage | undefined> {
+  const found = await readImage(cacheRoot(), name);
+  return found && toGuestImage(found.dir, found.manifest);
+}
+
+/** The cached image, pulling it first when it is missing or damaged. */
+export async function ensureImage(
+  name: string,
+  opts: { mirror?: string; progress?: boolean; signal?: AbortSignal } = {},
+): Promise<GuestImage> {
+  recipeFor(name); // unknown names fail before touching the cache or the network
+  try {
+    const found = await findImage(name);
+    if (found) return found;
+  } catch (err) {
+    if (!isVisorError(err, 'CorruptImage')) throw err;
+    // pullImage warns and rebuilds a corrupt entry.
+  }
+  const pull: PullOptions = { progress: progressFor(process.stderr, opts.progress ?? false) };
+  if (opts.mirror) pull.mirror = opts.mirror;
+  if (opts.signal) pull.signal = opts.signal;
+  const res: PullResult = await pullImage(name, pull);
+  return toGuestImage(res.dir, res.manifest);
+}
+
+export interface ImageListing {
+  name: string;
+  status: 'ok' | 'corrupt';
+  error?: string;
+  kernelRelease?: string;
+  packages?: { name: string; version: string }[];
+  size?: number;
+  created?: string;
+  dir: string;
+}
+
+export async function listImages(): Promise<ImageListing[]> {
+  const root = cacheRoot();
+  const out: ImageListing[] = [];
+  for (const name of await listImageNames(root)) {
+    try {
+      const found = await readImage(root, name);
+      if (!found) continue;
+      const m = found.manifest;
+      out.push({
+        name,
+        status: 'ok',
+        kernelRelease: m.kernelRelease,
+        packages: m.packages.map((p) => ({ name: p.name, version: p.version })),
+        size: Object.values(m.files).reduce((s, f) => s + (f?.size ?? 0), 0),
+        created: m.created,
+        dir: found.dir,
+      });
+    } catch (err) {
+      if (!isVisorError(err, 'CorruptImage')) throw err;
+      out.push({ name, status: 'corrupt', error: err.message, dir: join(root, 'images', name) });
+    }
+  }
+  return out;
+}
+
+export async function removeImage(name: string): Promise<void> {
+  if (!(await removeImageDir(cacheRoot(), name))) {
+    throw new VisorError('ImageNotFound', `no cached image '${name}'; \`visor image ls\` lists the cached images`);
+  }
+}

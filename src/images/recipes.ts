@@ -1,0 +1,52 @@
+/**
+ * The images visor knows how to build. Each names Debian packages, never a mirror.
+ */
+export interface ImageRecipe {
+  name: string;
+  description: string;
+  suite: string;
+  arch: string;
+  component: string;
+  /** Metapackage whose first dependency is the current kernel image package. */
+  kernelMeta: string;
+  busybox: string;
+  firmware: string;
+  /** Modules the board needs (DESIGN.md "Reference guest"); dependencies are added. */
+  modules: string[];
+  append: string;
+}
+
+/**
+ * Bumped whenever what the builder puts into an image changes (init, module set): a cached
+ * image from an older builder is then rebuilt on the next pull even if no package changed.
+ */
+export const BUILDER_VERSION = 1;
+
+export const RECIPES: Record<string, ImageRecipe> = {
+  debian: {
+    name: 'debian',
+    description: "Debian trixie's riscv64 kernel, busybox and OpenSBI, with visor's init",
+    suite: 'trixie',
+    arch: 'riscv64',
+    component: 'main',
+    kernelMeta: 'linux-image-riscv64',
+    busybox: 'busybox-static',
+    firmware: 'opensbi',
+    modules: [
+      'virtio_mmio',
+      'virtio_blk',
+      'virtio_net', // pulls net_failover and failover through depends=
+      'virtio_rng',
+      'virtio_balloon',
+      'vmw_vsock_virtio_transport', // the vsock transport, with vsock and its common part
+      'ext4', // with jbd2, mbcache, crc16 and the crc32c soft dependency
+    ],
+    // quiet: every console byte is an emulated UART write, so a quiet boot is a fast boot.
+    // panic=-1: a panicking guest reboots at once, which the host sees as the machine ending.
+    append: 'console=ttyS0 earlycon quiet panic=-1',
+  },
+};
+
+export function knownImageNames(): string[] {
+  return Object.keys(RECIPES);
+}
