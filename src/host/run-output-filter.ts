@@ -1,0 +1,106 @@
+/**
+ * Watches the guest console on its way to the user: strips visor's init markers
+ * (VISOR_INIT_START, VISOR_EXIT=<status>; see docs/guest-init.md) and spots kernel panics.
+ * Bytes pass through as latin1 so the output is byte-for-byte what the guest wrote.
+ */
+export const INIT_START = 'VISOR_INIT_START';
+export const EXIT_PREFIX = 'VISOR_EXIT=';
+const PANIC = 'Kernel panic - not syncing';
+
+export interface OutputEvents {
+  initStart?(): void;
+  exitStatus?(status: number): void;
+  panic?(line: string): void;
+}
+
+export class ConsoleOutputFilter {
+  /** Withheld text that may still turn out to be a marker line. */
+  private pending = '';
+  /** Whether the next emitted character starts a line. */
+  private atLineStart = true;
+  private line = '';
+
+  /**
+   * `holdNewline`: also swallow the newline printed just before VISOR_EXIT (command mode; the
+   * init prints "\nVISOR_EXIT=N\n" so the marker is alone on its line whatever came before).
+   */
+  constructor(
+    private readonly events: OutputEvents,
+    private readonly holdNewline = false,
+  ) {}
+
+  /** Feeds guest output; returns what to show the user. */
+  feed(chunk: Uint8Array): Uint8Array {
+    const s = Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength).toString('latin1');
+    let out = '';
+    for (let i = 0; i < s.length; i++) {
+      const c = s[i]!;
+      this.watchLine(c);
+      this.pending += c;
+      const full = this.complete(this.pending);
+      if (full) {
+        this.pending = '';
+        this.atLineStart = true;
+        continue;
+      }
+      while (this.pending.length > 0 && !this.couldBeMarker(this.pending)) {
+        const h = this.pending[0]!;
+        out += h;
+        this.atLineStart = h === '\n';
+        this.pending = this.pending.slice(1);
+      }
+    }
+    return Buffer.from(out, 'latin1');
+  }
+
+  /** Whatever is still withheld (end of run). */
+  flush(): Uint8Array {
+    const out = this.pending;
+    this.pending = '';
+    return Buffer.from(out, 'latin1');
+  }
+
+  private watchLine(c: string): void {
+    if (c === '\n') {
+      if (this.line.includes(PANIC)) this.events.panic?.(this.line.replace(/\r$/, '').replace(/^\[[ \d.]+\]\s*/, ''));
+      this.line = '';
+    } else if (this.line.length < 512) {
+      this.line += c;
+    }
+  }
+
+  /** Splits off a leading newline (command mode) and says whether a marker may start after it. */
+  private body(p: string): string | undefined {
+    if (this.holdNewline) {
+      if (p === '\r') return '';
+      if (p.startsWith('\r\n')) return p.slice(2);
+      if (p.startsWith('\n')) return p.slice(1);
+    }
+    return this.atLineStart ? p : undefined;
+  }
+
+  private couldBeMarker(p: string): boolean {
+    const q = this.body(p);
+    if (q === undefined) return false;
+    if (q === '') return true;
+    if (INIT_START.startsWith(q)) return true;
+    if (q.startsWith(INIT_START)) return q.length === INIT_START.length || q === INIT_START + '\r';
+    if (EXIT_PREFIX.startsWith(q)) return true;
+    return q.startsWith(EXIT_PREFIX) && /^\d{0,4}\r?$/.test(q.slice(EXIT_PREFIX.length));
+  }
+
+  private complete(p: string): boolean {
+    const q = this.body(p);
+    if (q === undefined) return false;
+    if (q === INIT_START + '\n' || q === INIT_START + '\r\n') {
+      this.events.initStart?.();
+      return true;
+    }
+    const m = /^VISOR_EXIT=(\d{1,4})\r?\n$/.exec(q);
+    if (m) {
+      this.events.exitStatus?.(Number(m[1]));
+      return true;
+    }
+    return false;
+  }
+}
