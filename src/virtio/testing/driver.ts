@@ -202,6 +202,10 @@ export class MockDriver {
   }
 
   // --- RAM helpers ---------------------------------------------------------------------
+  /** Restarts the bump allocator (after a reset, rings may be laid out again). */
+  resetHeap(at = 0x1000): void {
+    this.heap = at;
+  }
   alloc(len: number, align = 16): number {
     this.heap = Math.ceil(this.heap / align) * align;
     const off = this.heap;

@@ -11,6 +11,8 @@ export class MemoryBlockDevice implements BlockDevice {
   discards: [number, number][] = [];
   /** Make the next operations fail (tests of the error path). */
   failNext = 0;
+  /** Calls with a bad offset or length: a correct device never makes one (fuzz checks it). */
+  invalidCalls = 0;
   /** Milliseconds each operation takes; a function lets tests vary it per call. */
   delay: number | (() => number) = 0;
 
@@ -25,6 +27,7 @@ export class MemoryBlockDevice implements BlockDevice {
     const d = typeof this.delay === 'function' ? this.delay() : this.delay;
     if (d > 0) await new Promise((r) => setTimeout(r, d));
     else await Promise.resolve();
+    if (offset % 512 || length % 512 || offset < 0 || offset + length > this.size) this.invalidCalls++;
     if (offset % 512 || length % 512) throw new VisorError('InvalidArgument', `unaligned ${offset}+${length}`);
     if (offset < 0 || offset + length > this.size) throw new VisorError('InvalidArgument', 'out of range');
     if (this.failNext > 0) {
