@@ -84,7 +84,8 @@ export class MemoryFileSystem implements FileOpener {
 
   resolve(relativeTo: string, path: string): string {
     if (path.startsWith('/')) return normalize(path);
-    const dir = relativeTo.includes('/') ? relativeTo.slice(0, relativeTo.lastIndexOf('/')) : '';
+    const slash = relativeTo.lastIndexOf('/');
+    const dir = slash > 0 ? relativeTo.slice(0, slash) : slash === 0 ? '/' : '';
     return normalize(dir ? `${dir}/${path}` : path);
   }
 }

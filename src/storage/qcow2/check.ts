@@ -106,7 +106,12 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
   }
 
   // Compare with the stored refcounts over the file and everything the table covers.
-  const limit = Math.max(fileClusters, Math.min(dev.refs.coveredClusters, fileClusters + 1));
+  // Past the end of the file too: a refcount there with nothing referencing it is a leak.
+  let lastBlock = -1;
+  dev.refs.table.forEach((off, i) => {
+    if (off !== 0) lastBlock = i;
+  });
+  const limit = Math.max(fileClusters, (lastBlock + 1) * g.refcountBlockEntries);
   const fixes: [number, number][] = [];
   for (let c = 0; c < limit; c++) {
     const want = c < refs.length ? refs[c]! : 0;

@@ -129,6 +129,10 @@ export class Refcounts {
   async update(offset: number, length: number, delta: number): Promise<void> {
     const first = Math.floor(offset / this.g.clusterSize);
     const last = Math.floor((offset + length - 1) / this.g.clusterSize);
+    if (delta > 0 && (last + 1) * this.g.clusterSize > Math.ceil(this.fileSize() / this.g.clusterSize) * this.g.clusterSize) {
+      // Only metadata that points past the end of the file asks for this: never grow for it.
+      throw new VisorError('CorruptImage', `qcow2: reference to cluster ${last}, past the end of the file`);
+    }
     for (let c = first; c <= last; c++) {
       const cur = await this.get(c);
       const next = cur + delta;
