@@ -18,6 +18,7 @@ import { VirtioRng } from '../../src/virtio/rng/device.js';
 import { VirtioConsole } from '../../src/virtio/console/device.js';
 import { VirtioNet } from '../../src/virtio/net/device.js';
 import { VirtioBalloon } from '../../src/virtio/balloon/device.js';
+import { VirtioVsock } from '../../src/virtio/vsock/device.js';
 import { L2Switch } from '../../src/net/switch.js';
 import { stableMac } from '../../src/net/mac.js';
 
@@ -90,6 +91,29 @@ const factories: Record<string, () => Target> = {
       poke: (r) => {
         if (r.chance(0.5)) device.setTarget(r.u32());
         else void device.requestStats();
+      },
+    };
+  },
+  vsock: () => {
+    const device = new VirtioVsock({
+      guestCid: 3,
+      backend: {
+        accept: (c) => {
+          c.onData = (d) => c.send(d);
+          return c.hostPort % 2 === 0;
+        },
+      },
+    });
+    const conns: import('../../src/virtio/vsock/device.js').VsockConnection[] = [];
+    return {
+      device,
+      poke: (r) => {
+        if (r.chance(0.3)) device.connect(r.int(4)).then((c) => conns.push(c), () => {});
+        else if (conns.length) {
+          const c = conns[r.int(conns.length)]!;
+          if (r.chance(0.8)) c.send(new Uint8Array(1 + r.int(5000)));
+          else c.close();
+        }
       },
     };
   },
