@@ -143,7 +143,7 @@ describe('qcow2 metadata', () => {
     const { dev, file } = await fresh(1 << 20, { clusterSize: 4096 });
     await dev.write(0, pattern(64 * 1024, 1));
     // Leak: raise a refcount nobody references.
-    await dev.refs.update(200 * 4096, 4096, 1);
+    await dev.refs.alloc(1); // refcount 1, referenced by nothing
     const r1 = await checkQcow2(dev, { repair: false });
     expect(r1.leaks).toBe(1);
     const r2 = await checkQcow2(dev, { repair: true });
@@ -156,7 +156,7 @@ describe('qcow2 metadata', () => {
   it('a dirty image (lazy refcounts crash) gets its refcounts rebuilt when opened read-write', async () => {
     const { dev, file } = await fresh(1 << 20, { clusterSize: 4096 });
     await dev.write(0, pattern(64 * 1024, 1));
-    await dev.refs.update(100 * 4096, 4096, 1);
+    await dev.refs.alloc(1);
     await dev.setIncompatible(1n); // dirty
     await dev.close();
     const again = await Qcow2Device.open(file, { readOnly: false });
