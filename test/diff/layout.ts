@@ -1,0 +1,44 @@
+/**
+ * Physical layout of a differential-test program (a flat binary loaded at 0x8000_0000, entered
+ * in M-mode). QEMU's `virt -bios none -kernel prog.bin` loads a raw image at the start of RAM
+ * (0x8000_0000, already 2 MiB aligned) and its reset ROM jumps there in M-mode; the bare
+ * machine does the same.
+ *
+ * S/U programs run under Sv39 with one L0 table covering 0x8000_0000-0x801f_ffff: code, log
+ * and scratch are identity-mapped; two more virtual windows alias physical pages.
+ */
+export const RAM_BASE = 0x8000_0000;
+
+export const PROLOGUE = 0x8000_0000; // M-mode only (page 0)
+export const HANDLERS = 0x8000_1000; // M handler at +0, S handler at +0x400, epilogue at +0x800
+export const BODY = 0x8000_2000;
+export const BODY_END_LIMIT = 0x8000_a000; // body at most 32 KiB
+export const POOL = 0x8000_a000; // initial f-register values
+export const TLOG = 0x8000_b000; // trap log: count, then entries of TLOG_ENTRY bytes
+export const SAVE = 0x8000_c000; // epilogue save area
+export const PT_ROOT = 0x8000_d000;
+export const PT_L1 = 0x8000_e000;
+export const PT_L0 = 0x8000_f000;
+export const SCRATCH = 0x8001_0000;
+export const SCRATCH_SIZE = 0x1_0000;
+/** Virtual window onto the scratch pages with random PTE permissions (S/U programs). */
+export const ALIAS = 0x8002_0000;
+/** Virtual window onto the code pages, supervisor-readable, for the S handler's length probe. */
+export const CODE_ALIAS_DELTA = 0x3_0000;
+
+/** Everything the guest may write that the dump does not print: checksummed per 1 KiB. */
+export const CHECK_BASE = PT_ROOT;
+export const CHECK_END = SCRATCH + SCRATCH_SIZE;
+export const CHECK_BLOCK = 1024;
+
+export const TLOG_ENTRY = 64; // cause, tval, epc, status, handler tag (1 = M, 2 = S)
+export const TLOG_FIELDS = ['cause', 'tval', 'epc', 'status', 'by'] as const;
+/** Traps after which the handler ends the program (guards against trap loops). */
+export const TRAP_CAP = 40;
+
+/** The image spans up to the end of the scratch region. */
+export const IMAGE_SIZE = CHECK_END - RAM_BASE;
+
+export const UART_BASE = 0x1000_0000;
+export const SYSCON_BASE = 0x0010_0000;
+export const SYSCON_POWEROFF = 0x5555;

@@ -1,0 +1,64 @@
+/**
+ * The visor side of the differential test: the same image on visor's hart over the bare
+ * machine (RAM, UART stub, syscon).
+ */
+import type { PhysicalMemory } from '../../src/cpu/memory.js';
+import { BareMachine } from '../support/bare-machine.js';
+import { IMAGE_SIZE, RAM_BASE } from './layout.js';
+
+/** The part of src/cpu/hart.ts the test drives. */
+export interface HartLike {
+  reset(pc: number): void;
+  run(budget: number): number;
+  requestStop(): void;
+  readonly pc: number;
+  readonly priv: number;
+}
+export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number }) => HartLike;
+
+/**
+ * Loads the hart module, or returns undefined while src/cpu/hart.ts does not exist yet. The
+ * specifier is a variable so the typecheck does not depend on the file being there.
+ */
+export async function loadHart(): Promise<HartConstructor | undefined> {
+  const specifier = '../../src/cpu/hart.js';
+  try {
+    const mod = (await import(specifier)) as { Hart?: HartConstructor };
+    return mod.Hart;
+  } catch (e) {
+    const code = (e as { code?: string }).code;
+    if (code === 'ERR_MODULE_NOT_FOUND' || /Cannot find module|Failed to load url/.test(String(e))) return undefined;
+    throw e;
+  }
+}
+
+export interface VisorResult {
+  output: string;
+  instructions: number;
+  error?: string;
+}
+
+/** Runs an image from 0x8000_0000 in M-mode until it powers off (or the budget runs out). */
+export function runOnVisor(Hart: HartConstructor, image: Uint8Array, maxInstructions = 20_000_000): VisorResult {
+  const machine = new BareMachine(Math.max(4 << 20, Math.ceil(IMAGE_SIZE / 4096) * 4096));
+  machine.load(image, RAM_BASE);
+  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0 });
+  machine.onStop = () => hart.requestStop();
+  hart.reset(RAM_BASE);
+  let executed = 0;
+  try {
+    while (machine.stopped === undefined && executed < maxInstructions) {
+      const n = hart.run(Math.min(1_000_000, maxInstructions - executed));
+      executed += n;
+      if (n === 0 && machine.stopped === undefined) {
+        return { output: machine.uartText(), instructions: executed, error: `hart made no progress at pc 0x${hart.pc.toString(16)} (wfi?)` };
+      }
+    }
+  } catch (e) {
+    return { output: machine.uartText(), instructions: executed, error: `visor threw at pc 0x${hart.pc.toString(16)}: ${(e as Error).stack ?? e}` };
+  }
+  if (machine.stopped !== 'poweroff') {
+    return { output: machine.uartText(), instructions: executed, error: `no poweroff after ${executed} instructions (pc 0x${hart.pc.toString(16)}, priv ${hart.priv})` };
+  }
+  return { output: machine.uartText(), instructions: executed };
+}
