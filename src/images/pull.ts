@@ -26,7 +26,10 @@ export interface PullOptions {
   progress?: Progress;
   /** Rebuild even when the cached image is up to date. */
   force?: boolean;
-  /** Keyring for gpgv; null disables signature checks (tests). Default: Debian's keyring. */
+  /**
+   * Keyring for gpgv; null disables signature checks (tests). Default: $VISOR_KEYRING, else
+   * Debian's archive keyring.
+   */
   keyring?: string | null;
   /** Where apt's configuration lives (tests). */
   aptRoot?: string;
@@ -61,7 +64,9 @@ async function fetchRelease(mirror: MirrorChoice, recipe: ImageRecipe, opts: Pul
     }
     throw err;
   }
-  const verified: VerifyResult = await verifyInRelease(data, { keyring: opts.keyring, source: url });
+  const env = opts.env ?? process.env;
+  const keyring = opts.keyring !== undefined ? opts.keyring : env.VISOR_KEYRING || undefined;
+  const verified: VerifyResult = await verifyInRelease(data, { keyring, source: url });
   if (verified.mode === 'hash-chain-only' && !warnedUnverified) {
     warnedUnverified = true;
     progress.warn(`cannot verify the archive's signature: ${verified.reason}. ` +
