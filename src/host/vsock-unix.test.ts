@@ -1,0 +1,103 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createConnection, createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { MockDriver, collect } from '../virtio/testing/driver.js';
+import {
+  VIRTIO_VSOCK_HDR_SIZE,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RESPONSE,
+  VIRTIO_VSOCK_OP_RW,
+  VIRTIO_VSOCK_TYPE_STREAM,
+  VirtioVsock,
+  encodeHeader,
+  parseHeader,
+} from '../virtio/vsock/device.js';
+import { listenVsockUnix, unixVsockBackend } from './vsock-unix.js';
+
+const until = async (cond: () => boolean) => {
+  for (let i = 0; i < 400 && !cond(); i++) await new Promise((r) => setTimeout(r, 5));
+  if (!cond()) throw new Error('timed out');
+};
+
+function guest(dev: VirtioVsock) {
+  const { driver } = MockDriver.create(dev);
+  driver.probe(3);
+  for (let i = 0; i < 16; i++) driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 4096]);
+  const got: { op: number; srcPort: number; data: string }[] = [];
+  const poll = () => {
+    for (const u of driver.used(0)) {
+      const b = collect(u);
+      const h = parseHeader(b);
+      got.push({ op: h.op, srcPort: h.srcPort, data: new TextDecoder().decode(b.subarray(VIRTIO_VSOCK_HDR_SIZE)) });
+      driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 4096]);
+    }
+    return got;
+  };
+  const send = (op: number, srcPort: number, dstPort: number, data = '') => {
+    const d = new TextEncoder().encode(data);
+    driver.add(1, [
+      encodeHeader({ srcCid: 3, dstCid: 2, srcPort, dstPort, len: d.length, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags: 0, bufAlloc: 65536, fwdCnt: 0 }),
+      ...(d.length ? [d] : []),
+    ], []);
+  };
+  return { poll, send };
+}
+
+describe('vsock over Unix sockets (Firecracker convention)', () => {
+  let dir = '';
+  const cleanups: (() => Promise<void> | void)[] = [];
+  afterEach(async () => {
+    for (const c of cleanups.splice(0)) await c();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('guest → host: CID 2 port P reaches PATH_P and echoes', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
+    const path = join(dir, 'v.sock');
+    const open = new Set<import('node:net').Socket>();
+    const echo = createServer((s) => {
+      open.add(s);
+      s.pipe(s);
+    });
+    await new Promise<void>((r) => echo.listen(`${path}_5000`, r));
+    cleanups.push(() => new Promise<void>((r) => {
+      for (const s of open) s.destroy();
+      echo.close(() => r());
+    }));
+    const dev = new VirtioVsock({ guestCid: 3, backend: unixVsockBackend(path) });
+    const g = guest(dev);
+    g.send(VIRTIO_VSOCK_OP_REQUEST, 1111, 5000);
+    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_RESPONSE));
+    g.send(VIRTIO_VSOCK_OP_RW, 1111, 5000, 'round trip');
+    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_RW));
+    expect(g.poll().filter((p) => p.op === VIRTIO_VSOCK_OP_RW).map((p) => p.data).join('')).toBe('round trip');
+    // A port with no socket is refused.
+    g.send(VIRTIO_VSOCK_OP_REQUEST, 1112, 5001);
+    await until(() => dev.counters.refused === 1);
+  });
+
+  it('host → guest: CONNECT P on PATH, OK, then a byte stream', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
+    const path = join(dir, 'v.sock');
+    const dev = new VirtioVsock({ guestCid: 3 });
+    const g = guest(dev);
+    const l = await listenVsockUnix(dev, path);
+    cleanups.push(() => l.close());
+    const c = createConnection(path);
+    cleanups.push(() => void c.destroy());
+    let reply = '';
+    c.on('data', (d) => (reply += d.toString()));
+    c.write('CONNECT 52\nhello');
+    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_REQUEST));
+    const hostPort = g.poll().find((p) => p.op === VIRTIO_VSOCK_OP_REQUEST)!.srcPort;
+    g.send(VIRTIO_VSOCK_OP_RESPONSE, 52, hostPort);
+    await until(() => reply.includes('\n'));
+    expect(reply).toBe(`OK ${hostPort}\n`);
+    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_RW));
+    expect(g.poll().filter((p) => p.op === VIRTIO_VSOCK_OP_RW).map((p) => p.data).join('')).toBe('hello');
+    g.send(VIRTIO_VSOCK_OP_RW, 52, hostPort, 'from guest');
+    await until(() => reply.includes('from guest'));
+  });
+});

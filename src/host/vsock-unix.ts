@@ -1,0 +1,83 @@
+/**
+ * vsock ↔ Unix sockets with Firecracker's convention:
+ * - the guest connects to CID 2 port P → we connect to the Unix socket `${path}_${P}`;
+ * - a host program connects to `path`, writes `CONNECT P\n`, gets `OK <hostPort>\n` once the
+ *   guest listening on port P accepted, and then the socket is the stream.
+ */
+import { unlink } from 'node:fs/promises';
+import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import type { VirtioVsock, VsockBackend, VsockConnection } from '../virtio/vsock/device.js';
+
+function splice(sock: Socket, conn: VsockConnection): void {
+  conn.onData = (d) => void sock.write(d);
+  conn.onClose = () => sock.destroy();
+  sock.on('data', (d: Buffer) => conn.send(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+  sock.on('close', () => conn.close());
+  sock.on('error', () => sock.destroy());
+}
+
+/** Guest-initiated connections go to `${path}_${port}`. */
+export function unixVsockBackend(path: string): VsockBackend {
+  return {
+    accept: (conn) =>
+      new Promise<boolean>((resolve) => {
+        const sock = createConnection(`${path}_${conn.hostPort}`);
+        sock.once('error', () => resolve(false));
+        sock.once('connect', () => {
+          sock.removeAllListeners('error');
+          splice(sock, conn);
+          resolve(true);
+        });
+      }),
+  };
+}
+
+export interface VsockListener {
+  close(): Promise<void>;
+}
+
+/** Accepts host-initiated connections on `path` (`CONNECT P\n` handshake). */
+export async function listenVsockUnix(dev: VirtioVsock, path: string): Promise<VsockListener> {
+  await unlink(path).catch(() => {});
+  const sockets = new Set<Socket>();
+  const srv: Server = createServer((sock) => {
+    sockets.add(sock);
+    sock.on('close', () => sockets.delete(sock));
+    sock.on('error', () => sock.destroy());
+    let line = '';
+    const onData = (d: Buffer) => {
+      line += d.toString('latin1');
+      const nl = line.indexOf('\n');
+      if (nl < 0) {
+        if (line.length > 64) sock.destroy(); // not a CONNECT line
+        return;
+      }
+      sock.off('data', onData);
+      sock.pause();
+      const m = /^CONNECT (\d{1,10})$/.exec(line.slice(0, nl).trim());
+      const rest = Buffer.from(line.slice(nl + 1), 'latin1');
+      if (!m || Number(m[1]) > 0xffff_ffff) return void sock.destroy();
+      dev.connect(Number(m[1])).then(
+        (conn) => {
+          sock.write(`OK ${conn.hostPort}\n`);
+          splice(sock, conn);
+          if (rest.length) conn.send(new Uint8Array(rest));
+          sock.resume();
+        },
+        () => sock.destroy(),
+      );
+    };
+    sock.on('data', onData);
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(path, () => resolve());
+  });
+  return {
+    close: () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        srv.close(() => resolve());
+      }),
+  };
+}
