@@ -14,7 +14,7 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
@@ -146,6 +146,35 @@ export async function installBuild(root: string, name: string, buildDir: string)
   await rename(buildDir, dest);
   if (moved) await rm(old, { recursive: true, force: true });
   return dest;
+}
+
+/**
+ * One pull of an image at a time per cache (two `visor run`s, or parallel tests, may ask at
+ * once): the loser waits, then finds the winner's image up to date. A lock whose process is
+ * gone is stale and taken over.
+ */
+export async function withPullLock<T>(root: string, name: string, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  const lock = join(root, `pull-${name}.lock`);
+  for (;;) {
+    try {
+      await writeFile(lock, String(process.pid), { flag: 'wx' });
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      const owner = Number(await readFile(lock, 'utf8').catch(() => ''));
+      if (!owner || !pidAlive(owner)) {
+        await rm(lock, { force: true });
+        continue;
+      }
+      if (signal?.aborted) throw new VisorError('NetworkError', `pull of ${name}: cancelled while waiting for another pull`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+  try {
+    return await fn();
+  } finally {
+    await rm(lock, { force: true });
+  }
 }
 
 export async function removeImageDir(root: string, name: string): Promise<boolean> {

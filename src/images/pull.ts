@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { buildImage } from './build.js';
 import {
-  MANIFEST, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep,
+  MANIFEST, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep, withPullLock,
   type ImageManifest,
 } from './cache.js';
 import { collect, decompressStream } from './decompress.js';
@@ -167,6 +167,14 @@ export async function pullImage(name: string, opts: PullOptions = {}): Promise<P
   const root = cacheRoot(opts.env);
   try {
     await mkdir(root, { recursive: true });
+  } catch (err) {
+    throw wrapFs(err, root);
+  }
+  return withPullLock(root, name, () => pullLocked(name, recipe, root, opts, progress), opts.signal);
+}
+
+async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts: PullOptions, progress: Progress): Promise<PullResult> {
+  try {
     await sweep(root);
   } catch (err) {
     throw wrapFs(err, root);

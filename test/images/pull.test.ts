@@ -192,4 +192,16 @@ describe('pullImage with a fake mirror', () => {
     await writeFile(join(dir, 'manifest.json'), '{"format": 1, "name": "debian"');
     await expect(readImage(cacheRoot(env), 'debian')).rejects.toMatchObject({ code: 'CorruptImage', message: expect.stringMatching(/manifest is not valid/) });
   });
+
+  it('serialises concurrent pulls of one cache: one builds, the other finds it up to date', async () => {
+    mirror = await startMirror();
+    const env = await freshEnv();
+    const [a, b] = await Promise.all([
+      pullImage('debian', { mirror: mirror.url, env, keyring: null }),
+      pullImage('debian', { mirror: mirror.url, env, keyring: null }),
+    ]);
+    expect([a.changed, b.changed].sort()).toEqual([false, true]);
+    expect(debHits(mirror)).toBe(3);
+    expect((await tree(cacheRoot(env))).filter((f) => f.endsWith('.lock'))).toEqual([]);
+  });
 });
