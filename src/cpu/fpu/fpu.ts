@@ -61,6 +61,9 @@ const POW2 = new Float64Array(2 * POW2_BIAS + 1);
 /** Scratch for bit access to doubles; module-level so no op allocates. */
 const SCR = new Float64Array(1);
 const SCR_I = new Int32Array(SCR.buffer);
+/** Double arguments of the rounding helpers (value, tail): see Fpu.roundS. */
+const ARGS = new Float64Array(2);
+const NAN_F64 = new Float64Array([NaN]);
 
 /** Error of s = fl(a + b): a + b = s + err exactly (Knuth's TwoSum; holds unless s overflows). */
 function twoSumErr(a: number, b: number, s: number): number {
@@ -83,13 +86,19 @@ function twoProdErr(a: number, b: number, p: number): number {
   return ah * bh - p + ah * bl + al * bh + al * bl;
 }
 
-/** The neighbour of finite x toward +inf (up) or -inf; nextAfter(MAX, up) is Infinity. */
-function nextAfterD(x: number, up: boolean): number {
-  if (x === 0) return up ? 5e-324 : -5e-324;
-  SCR[0] = x;
+/**
+ * Replaces the finite double in SCR[0] by its neighbour toward +inf (up) or -inf; the step
+ * above the largest finite is Infinity. Works in place so no double crosses a call.
+ */
+function stepScr(up: boolean): void {
   let lo = SCR_I[0]!;
   let hi = SCR_I[1]!;
-  if (x > 0 === up) {
+  if (((hi & 0x7fffffff) | lo) === 0) {
+    SCR_I[0] = 1; // ±0 steps to the smallest subnormal of the direction's sign
+    SCR_I[1] = up ? 0 : 0x80000000 | 0;
+    return;
+  }
+  if (hi >= 0 === up) {
     lo = (lo + 1) | 0;
     if (lo === 0) hi = (hi + 1) | 0;
   } else {
@@ -98,7 +107,6 @@ function nextAfterD(x: number, up: boolean): number {
   }
   SCR_I[0] = lo;
   SCR_I[1] = hi;
-  return SCR[0]!;
 }
 
 /** Set by roundQ: whether the value it rounded was inexact. */
@@ -273,7 +281,9 @@ export class Fpu {
 
   /** §12.2 NaN boxing: a single is valid only if the upper 32 bits are all ones. */
   private s(i: number): number {
-    return this.regs[2 * i + 1] === -1 ? this.f32[2 * i]! : NaN;
+    // NaN comes from a typed array, not a literal: V8 (11.3) boxes a phi that merges a float
+    // load with a non-Smi constant, which would allocate on every single-precision read.
+    return this.regs[2 * i + 1] === -1 ? this.f32[2 * i]! : NAN_F64[0]!;
   }
 
   /** Bits of the single held in register i after unboxing. */
@@ -315,20 +325,24 @@ export class Fpu {
   // ---- rounding ------------------------------------------------------------------------
 
   /**
-   * Rounds the exact value s + tail to single precision in mode rm and raises NX, UF, OF.
+   * Rounds the exact value s + tail (ARGS[0], ARGS[1]) to single precision in mode rm and raises NX, UF, OF.
    * s is a double; tail's sign tells where the exact value lies when it is not s itself,
    * and |tail| < ulp(s)/2 (as TwoSum and exact remainders guarantee). Tininess is detected
    * after rounding (RISC-V, §11.2 / IEEE 754 §7.5).
    */
-  private roundS(s: number, tail: number, rm: number): number {
+  private roundS(rd: number, rm: number): void {
+    // Doubles travel in ARGS and the result is stored, not returned: V8 boxes doubles passed
+    // to or returned from calls it does not inline, which would allocate on every operation.
+    const s = ARGS[0]!;
+    const tail = ARGS[1]!;
     const r0 = Math.fround(s);
     if (tail === 0) {
-      if (r0 === s) return s; // exact, including zeros and infinities
+      if (r0 === s) return this.writeS(rd, s); // exact, including zeros and infinities
       if (rm === RM_RNE) {
         const a = s < 0 ? -s : s;
         if (a >= MIN_NORMAL_S && a <= MAX_S) {
           this.fflags |= FFLAG_NX;
-          return r0;
+          return this.writeS(rd, r0);
         }
       }
     }
@@ -339,20 +353,20 @@ export class Fpu {
     let e = ((SCR_I[1]! >>> 20) & 0x7ff) - 1023; // exponent of a (far below -149 if subnormal)
     // Just below a power of two the exact value lies in the binade under it.
     if (tm < 0 && (SCR_I[1]! & 0xfffff) === 0 && SCR_I[0] === 0) e -= 1;
-    if (e >= 128) return this.overflowS(neg, rm);
+    if (e >= 128) return this.writeS(rd, this.overflowS(neg, rm));
     const ue = e < -126 ? -126 : e;
     const q = roundQ(a * POW2[POW2_BIAS + 23 - ue]!, tm, rm, neg);
-    if (!qInexact) return s;
+    if (!qInexact) return this.writeS(rd, s);
     this.fflags |= FFLAG_NX;
     const r = q * POW2[POW2_BIAS + ue - 23]!;
-    if (r > MAX_S) return this.overflowS(neg, rm);
+    if (r > MAX_S) return this.writeS(rd, this.overflowS(neg, rm));
     if (e < -126) {
       // Tiny if rounding to 24 bits with unbounded exponent stays below 2^-126.
       let tiny = true;
       if (e === -127) tiny = roundQ(a * POW2[POW2_BIAS + 150]!, tm, rm, neg) < 16777216;
       if (tiny) this.fflags |= FFLAG_UF;
     }
-    return neg ? -r : r;
+    this.writeS(rd, neg ? -r : r);
   }
 
   /** §7.4: overflow gives infinity or the largest finite number depending on the mode. */
@@ -364,34 +378,37 @@ export class Fpu {
   }
 
   /**
-   * Given r = RNE(exact) (finite, not tiny) and err = exact - r (nonzero; only its sign matters
+   * Given r = RNE(exact) (finite, not tiny) and err = exact - r in ARGS[0], ARGS[1] (nonzero; only its sign matters
    * unless ties are possible), returns the result in mode rm. Raises NX, and OF when a
    * directed step leaves the finite range.
    */
-  private directD(r: number, err: number, rm: number, tiesPossible: boolean): number {
+  private directD(rd: number, rm: number, tiesPossible: boolean): void {
+    const r = ARGS[0]!; // see roundS for why arguments travel in ARGS
+    const err = ARGS[1]!;
     this.fflags |= FFLAG_NX;
-    let x = r;
+    SCR[0] = r;
     switch (rm) {
       case RM_RNE:
-        return r;
+        break;
       case RM_RTZ:
-        if (err < 0 !== r < 0 && r !== 0) x = nextAfterD(r, r < 0);
+        if (err < 0 !== r < 0 && r !== 0) stepScr(r < 0);
         break;
       case RM_RDN:
-        if (err < 0) x = nextAfterD(r, false);
+        if (err < 0) stepScr(false);
         break;
       case RM_RUP:
-        if (err > 0) x = nextAfterD(r, true);
+        if (err > 0) stepScr(true);
         break;
       default:
         // RMM differs from RNE only on a tie that RNE resolved toward zero.
         if (tiesPossible && err < 0 === r < 0) {
-          const n = nextAfterD(r, r > 0);
-          if (2 * Math.abs(err) === Math.abs(n - r)) x = n;
+          stepScr(r > 0);
+          if (2 * Math.abs(err) !== Math.abs(SCR[0]! - r)) SCR[0] = r;
         }
     }
+    const x = SCR[0]!;
     if (x === Infinity || x === -Infinity) this.fflags |= FFLAG_OF;
-    return x;
+    this.f64[rd] = x; // stored, not returned: see roundS
   }
 
   /**
@@ -505,7 +522,9 @@ export class Fpu {
       this.writeS(rd, this.zeroSum(a, b, rm));
       return;
     }
-    this.writeS(rd, this.roundS(s, s === Infinity || s === -Infinity ? 0 : twoSumErr(a, b, s), rm));
+    ARGS[0] = s;
+    ARGS[1] = s === Infinity || s === -Infinity ? 0 : twoSumErr(a, b, s);
+    this.roundS(rd, rm);
   }
 
   /** §6.3 sign of an exact zero sum: +0 unless both addends are -0, or -0 in RDN. */
@@ -543,8 +562,11 @@ export class Fpu {
     }
     // A sum that lands in the subnormal range is exact, so no underflow on this path.
     const err = twoSumErr(a, b, r);
-    if (err !== 0) r = this.directD(r, err, rm, true);
-    this.f64[rd] = r;
+    if (err !== 0) {
+      ARGS[0] = r;
+      ARGS[1] = err;
+      this.directD(rd, rm, true);
+    } else this.f64[rd] = r;
   }
 
   // ---- mul ---------------------------------------------------------------------------
@@ -563,7 +585,9 @@ export class Fpu {
       this.writeNaNS(rd);
       return;
     }
-    this.writeS(rd, this.roundS(p, 0, rm));
+    ARGS[0] = p;
+    ARGS[1] = 0;
+    this.roundS(rd, rm);
   }
 
   fmulD(rd: number, rs1: number, rs2: number, rm: number): void {
@@ -590,8 +614,11 @@ export class Fpu {
       const eb = this.expD(rs2);
       if (ea > -1023 && eb > -1023 && ea <= 990 && eb <= 990 && ea + eb >= -968 && ea + eb <= 1021) {
         const err = twoProdErr(a, b, r);
-        if (err !== 0) r = this.directD(r, err, rm, true);
-        this.f64[rd] = r;
+        if (err !== 0) {
+          ARGS[0] = r;
+          ARGS[1] = err;
+          this.directD(rd, rm, true);
+        } else this.f64[rd] = r;
         return;
       }
     }
@@ -622,7 +649,9 @@ export class Fpu {
     // The exact quotient is q + rem/b; rem = a - q*b is exact (q*b does not underflow).
     const p = q * b;
     const rem = a - p - twoProdErr(q, b, p);
-    this.writeS(rd, this.roundS(q, rem === 0 ? 0 : rem < 0 !== b < 0 ? -1 : 1, rm));
+    ARGS[0] = q;
+    ARGS[1] = rem === 0 ? 0 : rem < 0 !== b < 0 ? -1 : 1;
+    this.roundS(rd, rm);
   }
 
   fdivD(rd: number, rs1: number, rs2: number, rm: number): void {
@@ -651,8 +680,11 @@ export class Fpu {
       const p = q * b;
       const rem = a - p - twoProdErr(q, b, p);
       // A quotient of normal doubles is never a tie, so only the remainder's sign matters.
-      if (rem !== 0) q = this.directD(q, rem < 0 !== b < 0 ? -1 : 1, rm, false);
-      this.f64[rd] = q;
+      if (rem !== 0) {
+        ARGS[0] = q;
+        ARGS[1] = rem < 0 !== b < 0 ? -1 : 1;
+        this.directD(rd, rm, false);
+      } else this.f64[rd] = q;
       return;
     }
     // Exact long division with p + 3 quotient bits and a sticky remainder.
@@ -681,7 +713,9 @@ export class Fpu {
     }
     const p = r * r;
     const rem = a - p - twoProdErr(r, r, p); // exact root = r + rem/(2r) roughly: same sign
-    this.writeS(rd, this.roundS(r, rem, rm));
+    ARGS[0] = r;
+    ARGS[1] = rem;
+    this.roundS(rd, rm);
   }
 
   fsqrtD(rd: number, rs1: number, rm: number): void {
@@ -702,8 +736,11 @@ export class Fpu {
       const p = r * r;
       const rem = a - p - twoProdErr(r, r, p);
       // A square root is never a tie, so only the remainder's sign matters.
-      if (rem !== 0) r = this.directD(r, rem, rm, false);
-      this.f64[rd] = r;
+      if (rem !== 0) {
+        ARGS[0] = r;
+        ARGS[1] = rem;
+        this.directD(rd, rm, false);
+      } else this.f64[rd] = r;
       return;
     }
     // Tiny operand: integer square root with p + 3 bits and a sticky bit.
@@ -820,7 +857,9 @@ export class Fpu {
       return;
     }
     // p + c = s + t exactly, so one rounding of (s, t) to single is the fused result.
-    this.writeS(rd, this.roundS(s, s === Infinity || s === -Infinity ? 0 : twoSumErr(p, c, s), rm));
+    ARGS[0] = s;
+    ARGS[1] = s === Infinity || s === -Infinity ? 0 : twoSumErr(p, c, s);
+    this.roundS(rd, rm);
   }
 
   private fmaD(rd: number, i: number, j: number, k: number, negP: boolean, negC: boolean, rm: number): void {
@@ -873,7 +912,10 @@ export class Fpu {
         const w = twoSumErr(tl, pl, v);
         if (w !== 0) {
           SCR[0] = v;
-          if ((SCR_I[0]! & 1) === 0) v = nextAfterD(v, w > 0); // round to odd
+          if ((SCR_I[0]! & 1) === 0) {
+            stepScr(w > 0); // round to odd
+            v = SCR[0]!;
+          }
         }
         const r = th + v;
         const ar = r < 0 ? -r : r;
@@ -1003,7 +1045,9 @@ export class Fpu {
       this.writeNaNS(rd);
       return;
     }
-    this.writeS(rd, this.roundS(a, 0, rm));
+    ARGS[0] = a;
+    ARGS[1] = 0;
+    this.roundS(rd, rm);
   }
 
   fcvtDS(rd: number, rs1: number, rm: number): void {
@@ -1114,22 +1158,30 @@ export class Fpu {
   // ---- integer → float (§11.7, §12.5) -------------------------------------------------
 
   fcvtSW(rd: number, lo: number, hi: number, rm: number): void {
-    this.writeS(rd, this.roundS(lo | 0, 0, rm));
+    ARGS[0] = lo | 0;
+    ARGS[1] = 0;
+    this.roundS(rd, rm);
   }
   fcvtSWU(rd: number, lo: number, hi: number, rm: number): void {
-    this.writeS(rd, this.roundS(lo >>> 0, 0, rm));
+    ARGS[0] = lo >>> 0;
+    ARGS[1] = 0;
+    this.roundS(rd, rm);
   }
   fcvtSL(rd: number, lo: number, hi: number, rm: number): void {
     const H = (hi | 0) * TWO32;
     const L = lo >>> 0;
     const s = H + L;
-    this.writeS(rd, this.roundS(s, twoSumErr(H, L, s), rm));
+    ARGS[0] = s;
+    ARGS[1] = twoSumErr(H, L, s);
+    this.roundS(rd, rm);
   }
   fcvtSLU(rd: number, lo: number, hi: number, rm: number): void {
     const H = (hi >>> 0) * TWO32;
     const L = lo >>> 0;
     const s = H + L;
-    this.writeS(rd, this.roundS(s, twoSumErr(H, L, s), rm));
+    ARGS[0] = s;
+    ARGS[1] = twoSumErr(H, L, s);
+    this.roundS(rd, rm);
   }
   fcvtDW(rd: number, lo: number, hi: number, rm: number): void {
     this.f64[rd] = lo | 0;
@@ -1144,10 +1196,13 @@ export class Fpu {
     this.int64ToD(rd, (hi >>> 0) * TWO32, lo >>> 0, rm);
   }
   private int64ToD(rd: number, H: number, L: number, rm: number): void {
-    let s = H + L;
+    const s = H + L;
     const err = twoSumErr(H, L, s); // exact: the integer is H + L
-    if (err !== 0) s = this.directD(s, err, rm, true);
-    this.f64[rd] = s;
+    if (err !== 0) {
+      ARGS[0] = s;
+      ARGS[1] = err;
+      this.directD(rd, rm, true);
+    } else this.f64[rd] = s;
   }
 
   // ---- moves (§11.10, §12.6: raw bits, no unboxing) -----------------------------------
