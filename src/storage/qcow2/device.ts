@@ -123,6 +123,8 @@ export class Qcow2Device implements BlockDevice {
   private readonly l2Cache: LruCache<number, Uint8Array>;
   private readonly lock = new Mutex();
   private compressedCache: { host: number; data: Uint8Array } | undefined;
+  /** Next free byte in the cluster last used for compressed data (0 = none). */
+  private compressedFree = 0;
   readonly backing: BlockDevice | undefined;
   readonly readOnly: boolean;
   private closed = false;
@@ -339,6 +341,10 @@ export class Qcow2Device implements BlockDevice {
   private async release(m: Mapping): Promise<void> {
     if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) await this.refs.update(m.host, this.g.clusterSize, -1);
     else if (m.kind === 'compressed') {
+      // The packing cursor must not point into a cluster that may now be freed and reused.
+      const cs = this.g.clusterSize;
+      const cur = Math.floor(this.compressedFree / cs);
+      if (cur >= Math.floor(m.host / cs) && cur <= Math.floor((m.host + m.csize - 1) / cs)) this.compressedFree = 0;
       await this.refs.update(m.host, m.csize, -1);
       if (this.compressedCache?.host === m.host) this.compressedCache = undefined;
     }
@@ -525,13 +531,32 @@ export class Qcow2Device implements BlockDevice {
       }
       const padded = padTo(c, Math.ceil(c.length / 512) * 512);
       const [tOff, table] = await this.l2ForWrite(Math.floor(cluster / this.g.l2Entries));
-      const host = await this.refs.alloc(Math.ceil(padded.length / cs));
+      const host = await this.allocCompressedBytes(padded.length);
       await this.file.write(host, padded);
       // qcow2.txt: bits x-61 hold the number of additional 512-byte sectors.
       const e = (1n << 62n) | (BigInt(padded.length / 512 - 1) << BigInt(this.g.csizeShift)) | BigInt(host);
       await this.setL2Entry(tOff, table, cluster % this.g.l2Entries, Number(e >> 32n), Number(e & 0xffffffffn));
       await this.release(m);
     });
+  }
+
+  /**
+   * Packs compressed clusters back to back, as QEMU does: the tail of the last cluster used
+   * for compressed data takes the next one if it fits (its refcount counts one more user).
+   * A descriptor's range then touches each host cluster it overlaps, and qemu-img check
+   * counts exactly those.
+   */
+  private async allocCompressedBytes(len: number): Promise<number> {
+    const cs = this.g.clusterSize;
+    const at = this.compressedFree;
+    if (at !== 0 && at % cs !== 0 && len <= cs - (at % cs)) {
+      await this.refs.update(at, len, +1);
+      this.compressedFree = at + len;
+      return at;
+    }
+    const host = await this.refs.alloc(Math.ceil(len / cs));
+    this.compressedFree = host + len;
+    return host;
   }
 
   async flush(): Promise<void> {
