@@ -21,6 +21,7 @@ import {
   VIRTIO_MMIO_SHM_LEN_LOW,
 } from './transport.js';
 import { VIRTQ_AVAIL_F_NO_INTERRUPT } from '../queue/split-queue.js';
+import { VirtioMmioTransport } from './transport.js';
 
 const ALL = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_EVENT_IDX) | bit(VIRTIO_F_INDIRECT_DESC) | 1n;
 const bytes = (...v: number[]) => Uint8Array.from(v);
@@ -202,5 +203,26 @@ describe('virtio-mmio transport', () => {
       (driver as unknown as { heap: number }).heap = 0x10000;
     }
     expect(driver.status()).toBe(0xf);
+  });
+
+  it('saves and restores its state, validating it first', () => {
+    const { driver, transport } = setup();
+    driver.add(0, [bytes(1, 2)], [2]);
+    const saved = structuredClone(transport.saveState());
+    // A second transport over the same RAM picks up where the first left off.
+    const dev2 = new EchoDevice(16);
+    const t2 = new VirtioMmioTransport({ device: dev2, ram: { ram: driver.ram, ramBase: TEST_RAM_BASE }, irq: driver.irq, irqSource: 1 });
+    expect(() => t2.restore({ ...saved, driverFeaturesHi: 0xff })).toThrow(/never offered/);
+    expect(() => t2.restore({ ...saved, queues: [] })).toThrow(/queue count/);
+    expect(t2.saveState().status).toBe(0); // a rejected state changed nothing
+    t2.restore(saved);
+    expect(t2.saveState()).toEqual(saved);
+    expect(dev2.ctx).not.toBe(null);
+    const d2 = new MockDriver(t2, driver.ram, TEST_RAM_BASE, driver.irq);
+    d2.features = driver.features;
+    d2.queues[0] = driver.queues[0]!;
+    d2.used(0);
+    d2.add(0, [bytes(7)], [1]);
+    expect(collect(d2.used(0)[0]!)[0]).toBe(7);
   });
 });

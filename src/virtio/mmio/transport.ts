@@ -5,6 +5,7 @@
  * The guest drives every register, so every write is checked against the status state
  * machine (§3.1.1) and bad ones are ignored and counted rather than thrown.
  */
+import { VisorError } from '../../base/errors.js';
 import type { AccessSize, IrqSink, MmioDevice } from '../../base/mmio.js';
 import {
   VIRTIO_F_EVENT_IDX,
@@ -288,6 +289,49 @@ export class VirtioMmioTransport implements MmioDevice {
       configGeneration: this.configGeneration,
       queues: this.queues.map((q) => q.saveState()),
     };
+  }
+
+  /**
+   * Restores saved (untrusted) transport state: everything is validated before anything is
+   * applied. Restore the device model's own state first; an active device is re-activated.
+   */
+  restore(s: VirtioMmioState): void {
+    const bad = (why: string) => new VisorError('IntegrityError', `virtio-mmio ${this.name} state: ${why}`);
+    const u32 = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
+    if (s?.version !== 1) throw bad('unknown version');
+    for (const k of ['status', 'deviceFeaturesSel', 'driverFeaturesSel', 'driverFeaturesLo', 'driverFeaturesHi', 'queueSel', 'interruptStatus', 'configGeneration'] as const) {
+      if (!u32(s[k])) throw bad(`bad ${k}`);
+    }
+    if (s.status > 0xff || s.interruptStatus > 3) throw bad('bad status');
+    const features = (BigInt(s.driverFeaturesHi) << 32n) | BigInt(s.driverFeaturesLo);
+    if ((features & ~this.offered) !== 0n) throw bad('features never offered');
+    if (!Array.isArray(s.queues) || s.queues.length !== this.queues.length) throw bad('queue count');
+    // Validate the queues on scratch copies so a failure leaves this transport untouched.
+    s.queues.forEach((qs, i) => {
+      const scratch = new SplitQueue(this.mem, { maxSize: this.queues[i]!.maxSize });
+      const err = scratch.restore(qs);
+      if (err) throw bad(`queue ${i}: ${err}`);
+    });
+    this.reset();
+    this.status = s.status;
+    this.deviceFeaturesSel = s.deviceFeaturesSel;
+    this.driverFeaturesSel = s.driverFeaturesSel;
+    this.driverFeaturesLo = s.driverFeaturesLo;
+    this.driverFeaturesHi = s.driverFeaturesHi;
+    this.queueSel = s.queueSel;
+    this.configGeneration = s.configGeneration;
+    s.queues.forEach((qs, i) => {
+      const q = this.queues[i]!;
+      q.restore(qs);
+      q.eventIdx = (features & bit(VIRTIO_F_EVENT_IDX)) !== 0n;
+      q.indirect = (features & bit(VIRTIO_F_INDIRECT_DESC)) !== 0n;
+    });
+    this.interruptStatus = s.interruptStatus;
+    this.updateIrq();
+    if (this.status & VIRTIO_CONFIG_S_DRIVER_OK && !(this.status & VIRTIO_CONFIG_S_FAILED)) {
+      this.active = true;
+      this.device.activate(this.ctx);
+    }
   }
 
   private selected(): SplitQueue | undefined {
