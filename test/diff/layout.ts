@@ -26,10 +26,10 @@ export const ALIAS = 0x8002_0000;
 /** Virtual window onto the code pages, supervisor-readable, for the S handler's length probe. */
 export const CODE_ALIAS_DELTA = 0x3_0000;
 
-/** Everything the guest may write that the dump does not print: checksummed per 1 KiB. */
+/** Everything the guest may write that the dump does not print: checksummed per 4 KiB page. */
 export const CHECK_BASE = PT_ROOT;
 export const CHECK_END = SCRATCH + SCRATCH_SIZE;
-export const CHECK_BLOCK = 1024;
+export const CHECK_BLOCK = 4096;
 
 export const TLOG_ENTRY = 64; // cause, tval, epc, status, handler tag (1 = M, 2 = S)
 export const TLOG_FIELDS = ['cause', 'tval', 'epc', 'status', 'by'] as const;

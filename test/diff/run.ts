@@ -2,7 +2,7 @@
  * Differential test against QEMU: `npm run test:diff -- --seed S --count N`.
  *
  * Options: --seed S (default: time-based, always printed), --count N (default 200),
- * --only I[,J...] (rerun given program indices), --jobs J (parallel QEMU processes, default 2),
+ * --only I[,J...] (rerun given program indices), --jobs J (parallel QEMU processes, default 6: each mostly waits),
  * --mode M|S|U (force the body's privilege mode), --misaligned (misaligned loads/stores),
  * --max-mismatches K (stop after K, default 5), --save DIR (write failing images there),
  * --strict (no workarounds for the known issues in known-issues.ts).
@@ -23,7 +23,7 @@ async function main(): Promise<number> {
       seed: { type: 'string' },
       count: { type: 'string', default: '200' },
       only: { type: 'string' },
-      jobs: { type: 'string', default: '2' },
+      jobs: { type: 'string', default: '6' },
       mode: { type: 'string' },
       misaligned: { type: 'boolean', default: false },
       'max-mismatches': { type: 'string', default: '5' },

@@ -65,7 +65,7 @@ describe('riscv-disasm', () => {
       return s >>> 0;
     };
     let valid32 = 0;
-    for (let i = 0; i < 60_000; i++) {
+    for (let i = 0; i < 25_000; i++) {
       // Force the low bits to 0b11 and pick a real major opcode most of the time.
       const w = ((next() & ~0x7f) | [0x03, 0x07, 0x0f, 0x13, 0x17, 0x1b, 0x23, 0x27, 0x2f, 0x33, 0x37, 0x3b, 0x43,
         0x47, 0x4b, 0x4f, 0x53, 0x63, 0x67, 0x6f, 0x73][i % 21]!) >>> 0;
@@ -82,7 +82,7 @@ describe('riscv-disasm', () => {
       valid16++;
       expect(assemble(t), t).toBe(h);
     }
-    expect(valid32).toBeGreaterThan(20_000);
+    expect(valid32).toBeGreaterThan(8_000);
     // Reserved RVC space (RV64): c.addi4spn 0, q0 f3=4, c.addiw x0, c.addi16sp 0, c.lui 0/x0,
     // c.subw/addw-reserved, c.lwsp/ldsp x0, c.jr x0.
     expect(valid16).toBeGreaterThan(45_000);
