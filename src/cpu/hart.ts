@@ -1,0 +1,1544 @@
+/**
+ * One RV64IMAFDC hart with M, S and U modes (Privileged spec v1.12), Sv39/Sv48, Sstc.
+ *
+ * Representation (chosen for V8, see docs/ARCHITECTURE.md "The hart"):
+ * - integer registers are (lo, hi) int32 pairs in one Int32Array; x0 reads from slots 0/1,
+ *   which are never written, and writes to x0 go to a discard slot (32) chosen at decode time;
+ * - the pc is a Number holding the 64-bit value as a signed integer (canonical virtual
+ *   addresses and physical addresses are exact); the rare target that is not representable
+ *   (a jump to a wild 64-bit address) faults at the jump with the exact value;
+ * - decoded instructions are cached per physical 4 KiB page, two int32 words per halfword;
+ *   the cache is kept coherent on every write (CPU stores to a page holding decoded code go
+ *   through a slow path that drops the page's decodings; device DMA calls invalidateCode), so
+ *   fence.i has nothing left to invalidate, as in QEMU;
+ * - loads and stores probe a direct-mapped software TLB (one set per privilege/SUM context,
+ *   separate read and write arrays) inline in the interpreter loop; misses, MMIO and
+ *   misaligned accesses take slow paths;
+ * - a guest fault throws a preallocated marker (TRAP) caught by the loop: nothing allocates.
+ */
+import type { PhysicalMemory } from './memory.js';
+import { Fpu } from './fpu/fpu.js';
+import { decode, decoded } from './decoder.js';
+import { Op } from './opcodes.js';
+import {
+  CAUSE_BREAKPOINT, CAUSE_FETCH_ACCESS, CAUSE_FETCH_PAGE_FAULT, CAUSE_ILLEGAL_INSTRUCTION,
+  CAUSE_LOAD_ACCESS, CAUSE_LOAD_PAGE_FAULT, CAUSE_MACHINE_ECALL, CAUSE_MISALIGNED_LOAD,
+  CAUSE_MISALIGNED_STORE, CAUSE_STORE_ACCESS, CAUSE_STORE_PAGE_FAULT, CAUSE_SUPERVISOR_ECALL,
+  CAUSE_USER_ECALL, MENVCFG_HI_STCE, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP,
+  MSTATUS_FS, MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV,
+  MSTATUS_MXR, MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP, MSTATUS_SUM, MSTATUS_TSR, MSTATUS_TVM,
+  MSTATUS_TW, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X,
+  SATP_MODE_BARE, SATP_MODE_SV39, SATP_MODE_SV48, type Privilege,
+} from './constants.js';
+import { csrRead, csrWrite, csrValue } from './csr.js';
+import {
+  div64, divu64, divuw, divw, mul64, mulh64, mulhsu64, mulhu64, r64, rem64, remu64, remuw, remw,
+} from './int64.js';
+
+export interface HartOptions {
+  hartId?: number;
+  /** mtime in 10 MHz ticks; the `time` CSR and Sstc read it. */
+  timeSource?: () => number;
+}
+
+/** Thrown (never allocated anew) to unwind from a faulting access to the interpreter loop. */
+const TRAP = { trap: true };
+
+const ACCESS_FETCH = 0;
+const ACCESS_LOAD = 1;
+const ACCESS_STORE = 2;
+
+const TLB_BITS = 8;
+const TLB_SIZE = 1 << TLB_BITS;
+const TLB_MASK = TLB_SIZE - 1;
+/** TLB sets: one per translation context so that switching context costs nothing. */
+const SET_U = 0, SET_S = 1, SET_S_SUM = 2, SET_M = 3;
+const TLB_SETS = 4;
+/** A tag no access can match: hi = 0x7fffffff is never a mapped physical or canonical address. */
+const TAG_INVALID_HI = 0x7fffffff;
+
+const TWO32 = 4294967296;
+/** Sentinel fetch-page base: makes the next fetch look the page up again. */
+const NO_FETCH_PAGE = -1e300;
+
+export interface HartStats {
+  instructions: number;
+  traps: number[];
+  interrupts: number[];
+  tlbMisses: number;
+  decodedPages: number;
+  codeInvalidations: number;
+}
+
+export class Hart {
+  readonly hartId: number;
+  readonly memory: PhysicalMemory;
+  readonly timeSource: () => number;
+
+  /** x registers: x[i] = (regs[2i], regs[2i+1]); slots 64/65 are the x0 discard slot. */
+  readonly regs = new Int32Array(66);
+  /** f registers as raw bits, same pair layout; shared with the FPU. */
+  readonly fregs = new Int32Array(64);
+  readonly fpu: Fpu;
+
+  pc = 0;
+  priv: Privilege = PRV_M;
+
+  // --- CSR state (csr.ts reads and writes these). 64-bit CSRs are lo/hi pairs. ---
+  mstatus = 0; // low word; the high word (UXL, SXL, SD) is derived
+  medeleg = 0;
+  mideleg = 0;
+  mie = 0;
+  /** mip bits software wrote (SSIP, STIP when Sstc is off, SEIP). */
+  mipSw = 0;
+  /** mip bits devices drive (MSIP, MTIP, MEIP, and the PLIC's S-level SEIP). */
+  mipHw = 0;
+  /** STIP as Sstc computes it from stimecmp. */
+  sstcStip = 0;
+  mtvecLo = 0; mtvecHi = 0;
+  stvecLo = 0; stvecHi = 0;
+  mepcLo = 0; mepcHi = 0;
+  sepcLo = 0; sepcHi = 0;
+  mcauseLo = 0; mcauseHi = 0;
+  scauseLo = 0; scauseHi = 0;
+  mtvalLo = 0; mtvalHi = 0;
+  stvalLo = 0; stvalHi = 0;
+  mscratchLo = 0; mscratchHi = 0;
+  sscratchLo = 0; sscratchHi = 0;
+  satpLo = 0; satpHi = 0;
+  menvcfgLo = 0; menvcfgHi = 0;
+  senvcfg = 0;
+  stimecmpLo = -1; stimecmpHi = -1;
+  mcounteren = 0;
+  scounteren = 0;
+  mcountinhibit = 0;
+  readonly pmpcfg = new Uint8Array(16);
+  /** pmpaddr registers (54 bits: address bits 55:2), as lo/hi pairs: 2^54 exceeds a double's exact range. */
+  readonly pmpaddrLo = new Int32Array(16);
+  readonly pmpaddrHi = new Int32Array(16);
+  /** Decoded PMP ranges [start, end) per entry; end 0 = entry off. */
+  readonly pmpStart = new Float64Array(16);
+  readonly pmpEnd = new Float64Array(16);
+  pmpActive = 0;
+
+  /** Instructions retired before the current run() call. */
+  instret = 0;
+  /** Instructions executed so far in the current run() (valid during CSR accesses). */
+  runCount = 0;
+
+  // LR/SC reservation (physical address, or -1) and the value loaded, compared by SC as QEMU does.
+  reservation = -1;
+  reservedLo = 0;
+  reservedHi = 0;
+
+  waitingForInterrupt = false;
+  /** Instructions that trapped in the last run() (they count toward the budget, not minstret). */
+  private faults = 0;
+  /** run() stops once the count reaches this; requestStop() zeroes it. */
+  private budget = 0;
+  /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
+  sbiCall: ((hart: Hart) => boolean) | null = null;
+
+  // Pending trap, filled by raise() before throwing TRAP.
+  private trapCause = 0;
+  private trapTvalLo = 0;
+  private trapTvalHi = 0;
+
+  // --- Memory fast paths ---
+  private readonly ram8: Uint8Array;
+  private readonly ram16: Int16Array;
+  private readonly ram32: Int32Array;
+  private readonly ramBase: number;
+  private readonly ramSize: number;
+  private readonly ramPages: number;
+  // TLBs: tags are (vpn = lo >>> 12, hi); off = RAM byte offset of the page or -1 (slow path).
+  private readonly rTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly rTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly rOff = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly wTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly wTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly wOff = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly xTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly xTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
+  private readonly xOff = new Int32Array(TLB_SIZE * TLB_SETS);
+  /** Physical page address for every entry (used for MMIO pages, whose off is -1). */
+  private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
+  private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
+  /** Base index of the data and fetch TLB sets for the current context. */
+  private dBase = SET_M * TLB_SIZE;
+  private xBase = SET_M * TLB_SIZE;
+
+  // --- Decode cache ---
+  private readonly decodePages: (Int32Array | undefined)[];
+  /** 1 where a RAM page holds cached decodings: stores there take the slow path. */
+  private readonly codePage: Uint8Array;
+  /** Decode target for code outside RAM (boot ROM): never written, so always re-decoded. */
+  private readonly noCache = new Int32Array(4096);
+  private fetchPageBase = NO_FETCH_PAGE;
+  private fetchDc: Int32Array = this.noCache;
+  /** RAM offset of the current fetch page, or -1 when it is not in RAM. */
+  private fetchRamOff = -1;
+  private fetchPa = 0;
+
+  readonly stats: HartStats = {
+    instructions: 0,
+    traps: new Array(16).fill(0),
+    interrupts: new Array(16).fill(0),
+    tlbMisses: 0,
+    decodedPages: 0,
+    codeInvalidations: 0,
+  };
+
+  constructor(memory: PhysicalMemory, options: HartOptions = {}) {
+    this.memory = memory;
+    this.hartId = options.hartId ?? 0;
+    this.timeSource = options.timeSource ?? (() => 0);
+    const ram = memory.ram;
+    if (ram.byteOffset % 4096 !== 0 || ram.length % 4096 !== 0) {
+      throw new Error('Hart: guest RAM must be 4 KiB aligned and sized');
+    }
+    this.ram8 = ram;
+    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >> 1);
+    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >> 2);
+    this.ramBase = memory.ramBase;
+    this.ramSize = ram.length;
+    this.ramPages = ram.length >>> 12;
+    this.decodePages = new Array(this.ramPages);
+    this.codePage = new Uint8Array(this.ramPages);
+    this.fpu = new Fpu(this.fregs);
+    this.flushTlb();
+  }
+
+  /** Resets to M-mode at `pc` with every register zero (Priv §3.4). */
+  reset(pc: number): void {
+    this.regs.fill(0);
+    this.fregs.fill(0);
+    this.fpu.fflags = 0;
+    this.fpu.frm = 0;
+    this.pc = pc;
+    this.priv = PRV_M;
+    this.mstatus = 0;
+    this.medeleg = this.mideleg = this.mie = this.mipSw = this.sstcStip = 0;
+    this.mtvecLo = this.mtvecHi = this.stvecLo = this.stvecHi = 0;
+    this.mepcLo = this.mepcHi = this.sepcLo = this.sepcHi = 0;
+    this.mcauseLo = this.mcauseHi = this.scauseLo = this.scauseHi = 0;
+    this.mtvalLo = this.mtvalHi = this.stvalLo = this.stvalHi = 0;
+    this.mscratchLo = this.mscratchHi = this.sscratchLo = this.sscratchHi = 0;
+    this.satpLo = this.satpHi = 0;
+    this.menvcfgLo = this.menvcfgHi = this.senvcfg = 0;
+    this.stimecmpLo = this.stimecmpHi = -1;
+    this.mcounteren = this.scounteren = this.mcountinhibit = 0;
+    this.pmpcfg.fill(0);
+    this.pmpaddrLo.fill(0);
+    this.pmpaddrHi.fill(0);
+    this.recomputePmp();
+    this.reservation = -1;
+    this.waitingForInterrupt = false;
+    this.instret = 0;
+    this.flushTlb();
+  }
+
+  // ---------------------------------------------------------------- debug accessors
+
+  getX(i: number): bigint {
+    return BigInt.asIntN(64, (BigInt(this.regs[2 * i + 1]!) << 32n) | BigInt(this.regs[2 * i]! >>> 0));
+  }
+  setX(i: number, v: bigint): void {
+    if (i === 0) return;
+    this.regs[2 * i] = Number(BigInt.asIntN(32, v));
+    this.regs[2 * i + 1] = Number(BigInt.asIntN(32, v >> 32n));
+  }
+  getF(i: number): bigint {
+    return BigInt.asUintN(64, (BigInt(this.fregs[2 * i + 1]!) << 32n) | BigInt(this.fregs[2 * i]! >>> 0));
+  }
+  setF(i: number, v: bigint): void {
+    this.fregs[2 * i] = Number(BigInt.asIntN(32, v));
+    this.fregs[2 * i + 1] = Number(BigInt.asIntN(32, v >> 32n));
+  }
+  /** Reads a CSR without privilege checks or side effects on the guest (debug, boot setup). */
+  readCsr(num: number): bigint {
+    if (!csrRead(this, num)) throw new Error(`readCsr: no CSR 0x${num.toString(16)}`);
+    return BigInt.asUintN(64, (BigInt(csrValue.hi) << 32n) | BigInt(csrValue.lo >>> 0));
+  }
+  /** Writes a CSR without privilege checks (boot setup); WARL rules still apply. */
+  writeCsr(num: number, value: bigint): void {
+    const lo = Number(BigInt.asIntN(32, value));
+    const hi = Number(BigInt.asIntN(32, value >> 32n));
+    if (!csrWrite(this, num, lo, hi)) throw new Error(`writeCsr: no CSR 0x${num.toString(16)}`);
+    this.afterContextChange();
+  }
+
+  // ---------------------------------------------------------------- external control
+
+  /** Stops run() at the next taken branch, jump or page crossing. */
+  requestStop(): void {
+    this.budget = 0;
+  }
+
+  /** Drives the hardware mip bits (MSIP, MTIP, MEIP, SEIP) from devices. */
+  setPending(mask: number, level: boolean): void {
+    if (level) this.mipHw |= mask;
+    else this.mipHw &= ~mask;
+  }
+
+  /** Effective mip as software reads it. */
+  get mip(): number {
+    const stip = (this.menvcfgHi & MENVCFG_HI_STCE) !== 0 ? this.sstcStip : this.mipSw & MIP_STIP;
+    return (this.mipSw & (MIP_SSIP | MIP_SEIP)) | stip | this.mipHw;
+  }
+
+  /** stimecmp as a Number (2^64-ish when disabled), for idling until the next timer. */
+  stimecmpTicks(): number {
+    if ((this.menvcfgHi & MENVCFG_HI_STCE) === 0) return Infinity;
+    return (this.stimecmpHi >>> 0) * TWO32 + (this.stimecmpLo >>> 0);
+  }
+
+  /** Device DMA wrote guest RAM: drop decodings of the pages it touched. */
+  invalidateCode(physAddr: number, length: number): void {
+    const first = Math.max(0, Math.floor((physAddr - this.ramBase) / 4096));
+    const last = Math.min(this.ramPages - 1, Math.floor((physAddr - this.ramBase + length - 1) / 4096));
+    for (let p = first; p <= last; p++) if (this.codePage[p]) this.dropCode(p);
+  }
+
+  /** Instructions retired so far (minstret). */
+  get instructionsRetired(): number {
+    return this.instret + this.runCount;
+  }
+
+  // ---------------------------------------------------------------- timers and interrupts
+
+  /** Sstc (Priv §3.1 / Sstc spec): STIP = time >= stimecmp while menvcfg.STCE is set. */
+  updateTimer(): void {
+    if ((this.menvcfgHi & MENVCFG_HI_STCE) === 0) return;
+    const t = this.timeSource();
+    this.sstcStip = t >= this.stimecmpTicks() ? MIP_STIP : 0;
+  }
+
+  /** The interrupt to take now, or -1 (Priv §3.1.9: priority MEI, MSI, MTI, SEI, SSI, STI). */
+  private pendingInterrupt(): number {
+    const pending = this.mip & this.mie;
+    if (pending === 0) return -1;
+    const m = pending & ~this.mideleg;
+    const mEnabled = this.priv < PRV_M || (this.mstatus & MSTATUS_MIE) !== 0;
+    if (m !== 0 && mEnabled) return pickInterrupt(m);
+    const s = pending & this.mideleg;
+    const sEnabled = this.priv < PRV_S || (this.priv === PRV_S && (this.mstatus & MSTATUS_SIE) !== 0);
+    if (s !== 0 && sEnabled) return pickInterrupt(s);
+    return -1;
+  }
+
+  /** Takes a pending, enabled interrupt if there is one; returns true if it did. */
+  private checkInterrupts(): boolean {
+    const irq = this.pendingInterrupt();
+    if (irq < 0) return false;
+    this.stats.interrupts[irq]!++;
+    this.takeTrap(irq, true, 0, 0, this.pc);
+    return true;
+  }
+
+  // ---------------------------------------------------------------- traps
+
+  /** Records a synchronous exception and unwinds to the interpreter loop. */
+  raise(cause: number, tvalLo: number, tvalHi: number): never {
+    this.trapCause = cause;
+    this.trapTvalLo = tvalLo;
+    this.trapTvalHi = tvalHi;
+    throw TRAP;
+  }
+
+  private raiseAt(cause: number, addr: number): never {
+    return this.raise(cause, addr | 0, Math.floor(addr / TWO32) | 0);
+  }
+
+  /** Trap entry (Priv §3.1.6.1, §3.3.1, §4.1.1): sets pc to the handler. */
+  private takeTrap(cause: number, interrupt: boolean, tvalLo: number, tvalHi: number, epc: number): void {
+    const epcLo = epc | 0;
+    const epcHi = Math.floor(epc / TWO32) | 0;
+    this.takeTrapExact(cause, interrupt, tvalLo, tvalHi, epcLo, epcHi);
+  }
+
+  private takeTrapExact(cause: number, interrupt: boolean, tvalLo: number, tvalHi: number, epcLo: number, epcHi: number): void {
+    const deleg = interrupt ? this.mideleg : this.medeleg;
+    const prev = this.priv;
+    this.reservation = -1;
+    if (prev <= PRV_S && cause < 32 && ((deleg >>> cause) & 1) !== 0) {
+      this.scauseLo = cause;
+      this.scauseHi = interrupt ? 0x80000000 | 0 : 0;
+      this.sepcLo = epcLo;
+      this.sepcHi = epcHi;
+      this.stvalLo = tvalLo;
+      this.stvalHi = tvalHi;
+      let s = this.mstatus;
+      s = (s & ~MSTATUS_SPIE) | ((s & MSTATUS_SIE) << 4);
+      s = (s & ~(MSTATUS_SIE | MSTATUS_SPP)) | (prev << 8);
+      this.mstatus = s;
+      this.priv = PRV_S;
+      this.pc = vectorTarget(this.stvecLo, this.stvecHi, cause, interrupt);
+    } else {
+      this.mcauseLo = cause;
+      this.mcauseHi = interrupt ? 0x80000000 | 0 : 0;
+      this.mepcLo = epcLo;
+      this.mepcHi = epcHi;
+      this.mtvalLo = tvalLo;
+      this.mtvalHi = tvalHi;
+      let s = this.mstatus;
+      s = (s & ~MSTATUS_MPIE) | ((s & MSTATUS_MIE) << 4);
+      s = (s & ~(MSTATUS_MIE | MSTATUS_MPP)) | (prev << MSTATUS_MPP_SHIFT);
+      this.mstatus = s;
+      this.priv = PRV_M;
+      this.pc = vectorTarget(this.mtvecLo, this.mtvecHi, cause, interrupt);
+    }
+    this.waitingForInterrupt = false;
+    this.afterContextChange();
+  }
+
+  /** Recomputes which TLB sets the current privilege and mstatus select. */
+  afterContextChange(): void {
+    const p = this.priv;
+    this.xBase = (p === PRV_U ? SET_U : p === PRV_S ? SET_S : SET_M) * TLB_SIZE;
+    let dp: number = p;
+    if (p === PRV_M && (this.mstatus & MSTATUS_MPRV) !== 0) dp = (this.mstatus & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+    this.dBase = (dp === PRV_U ? SET_U : dp === PRV_S ? ((this.mstatus & MSTATUS_SUM) !== 0 ? SET_S_SUM : SET_S) : SET_M) * TLB_SIZE;
+    this.fetchPageBase = NO_FETCH_PAGE;
+  }
+
+  // ---------------------------------------------------------------- TLB and translation
+
+  flushTlb(): void {
+    this.rTagHi.fill(TAG_INVALID_HI);
+    this.wTagHi.fill(TAG_INVALID_HI);
+    this.xTagHi.fill(TAG_INVALID_HI);
+    this.fetchPageBase = NO_FETCH_PAGE;
+  }
+
+  /** Drops data-TLB entries (MXR changed: read permissions differ). */
+  flushDataTlb(): void {
+    this.rTagHi.fill(TAG_INVALID_HI);
+    this.wTagHi.fill(TAG_INVALID_HI);
+  }
+
+  /** sfence.vma with an address: drop that page from every set. */
+  private flushTlbPage(lo: number, hi: number): void {
+    const vpn = lo >>> 12;
+    for (let set = 0; set < TLB_SETS; set++) {
+      const i = set * TLB_SIZE + (vpn & TLB_MASK);
+      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) this.rTagHi[i] = TAG_INVALID_HI;
+      if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) this.wTagHi[i] = TAG_INVALID_HI;
+      if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) this.xTagHi[i] = TAG_INVALID_HI;
+    }
+    this.fetchPageBase = NO_FETCH_PAGE;
+  }
+
+  /** satp's mode field (bits 63:60). */
+  private satpMode(): number {
+    return this.satpHi >>> 28;
+  }
+
+  /**
+   * Translates a virtual address for an access of `size` bytes and checks PMP. Returns the
+   * physical address; raises the guest fault otherwise. Fills the TLB when the whole page
+   * has one outcome.
+   */
+  translate(lo: number, hi: number, access: number, size: number): number {
+    let priv: number = this.priv;
+    if (access !== ACCESS_FETCH && priv === PRV_M && (this.mstatus & MSTATUS_MPRV) !== 0) {
+      priv = (this.mstatus & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+    }
+    this.stats.tlbMisses++;
+    let pagePa: number;
+    let writable = true;
+    const mode = this.satpMode();
+    if (priv === PRV_M || mode === SATP_MODE_BARE) {
+      pagePa = (hi >>> 0) * TWO32 + ((lo >>> 12) << 12 >>> 0);
+    } else {
+      pagePa = this.walk(lo, hi, access, priv, mode);
+      writable = this.walkDirty;
+    }
+    const pa = pagePa + (lo & 0xfff);
+    // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
+    const pmp = this.pmpCheck(pa, size, access, priv);
+    if (pmp === 0) {
+      this.raise(access === ACCESS_FETCH ? CAUSE_FETCH_ACCESS : access === ACCESS_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, lo, hi);
+    }
+    if (pmp === 2) this.fillTlb(lo, hi, access, pagePa, writable);
+    return pa;
+  }
+
+  private walkDirty = false;
+
+  /** Sv39/Sv48 page walk (Priv §4.3.2) with hardware A/D updates, as QEMU does. */
+  private walk(lo: number, hi: number, access: number, priv: number, mode: number): number {
+    const pageFault = access === ACCESS_FETCH ? CAUSE_FETCH_PAGE_FAULT : access === ACCESS_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
+    const accessFault = access === ACCESS_FETCH ? CAUSE_FETCH_ACCESS : access === ACCESS_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS;
+    let levels: number;
+    if (mode === SATP_MODE_SV39) {
+      levels = 3;
+      const top = hi >> 6; // bits 63:38 must all equal bit 38
+      if (top !== 0 && top !== -1) this.raise(pageFault, lo, hi);
+    } else if (mode === SATP_MODE_SV48) {
+      levels = 4;
+      const top = hi >> 15;
+      if (top !== 0 && top !== -1) this.raise(pageFault, lo, hi);
+    } else {
+      this.raise(pageFault, lo, hi); // unreachable: satp accepts only bare, Sv39, Sv48
+    }
+    // VPN[i] = va bits 12+9i .. 20+9i
+    const vpnAll = (hi & 0xffff) * 1048576 + (lo >>> 12); // va bits 47:12 as a Number
+    let base = ((this.satpHi & 0xfff) * TWO32 + (this.satpLo >>> 0)) * 4096;
+    for (let level = levels - 1; level >= 0; level--) {
+      const vpn = Math.floor(vpnAll / 2 ** (9 * level)) % 512;
+      const pteAddr = base + vpn * 8;
+      const off = pteAddr - this.ramBase;
+      if (off < 0 || off + 8 > this.ramSize || this.pmpCheck(pteAddr, 8, ACCESS_LOAD, PRV_S) === 0) {
+        this.raise(accessFault, lo, hi);
+      }
+      const pteLo = this.ram32[off >>> 2]!;
+      const pteHi = this.ram32[(off >>> 2) + 1]!;
+      if ((pteLo & PTE_V) === 0 || (pteLo & (PTE_R | PTE_W)) === PTE_W) this.raise(pageFault, lo, hi);
+      // Bits 63 (N, Svnapot) and 62:61 (PBMT, Svpbmt) are reserved here: not implemented.
+      if ((pteHi & 0xe0000000) !== 0) this.raise(pageFault, lo, hi);
+      const ppn = (pteHi & 0x3fffff) * 4194304 + (pteLo >>> 10);
+      if ((pteLo & (PTE_R | PTE_X)) === 0) {
+        if (level === 0) this.raise(pageFault, lo, hi);
+        base = ppn * 4096;
+        continue;
+      }
+      // Leaf: permission checks.
+      if (priv === PRV_U) {
+        if ((pteLo & PTE_U) === 0) this.raise(pageFault, lo, hi);
+      } else if ((pteLo & PTE_U) !== 0) {
+        if (access === ACCESS_FETCH || (this.mstatus & MSTATUS_SUM) === 0) this.raise(pageFault, lo, hi);
+      }
+      if (access === ACCESS_FETCH) {
+        if ((pteLo & PTE_X) === 0) this.raise(pageFault, lo, hi);
+      } else if (access === ACCESS_LOAD) {
+        if ((pteLo & PTE_R) === 0 && !((this.mstatus & MSTATUS_MXR) !== 0 && (pteLo & PTE_X) !== 0)) {
+          this.raise(pageFault, lo, hi);
+        }
+      } else if ((pteLo & PTE_W) === 0) {
+        this.raise(pageFault, lo, hi);
+      }
+      const span = 2 ** (9 * level);
+      if (ppn % span !== 0) this.raise(pageFault, lo, hi); // misaligned superpage
+      let newLo = pteLo | PTE_A;
+      if (access === ACCESS_STORE) newLo |= PTE_D;
+      if (newLo !== pteLo) {
+        this.ram32[off >>> 2] = newLo;
+        const pg = off >>> 12;
+        if (this.codePage[pg]) this.dropCode(pg);
+      }
+      // A page is cached as writable only once D is set, so the first store still walks.
+      this.walkDirty = (newLo & PTE_D) !== 0 && (newLo & PTE_W) !== 0;
+      return (ppn + (vpnAll % span)) * 4096;
+    }
+    return this.raise(pageFault, lo, hi);
+  }
+
+  /** Recomputes the PMP ranges after a pmpcfg/pmpaddr write (Priv §3.7.1). */
+  recomputePmp(): void {
+    let active = 0;
+    for (let i = 0; i < 16; i++) {
+      const cfg = this.pmpcfg[i]!;
+      const a = (cfg >> 3) & 3;
+      const lo = this.pmpaddrLo[i]!, hi = this.pmpaddrHi[i]!;
+      // Byte addresses (pmpaddr · 4) as Numbers: exact below 2^53, which covers all we map.
+      const addr = ((hi >>> 0) * TWO32 + (lo >>> 0)) * 4;
+      let start = 0, end = 0;
+      if (a === 1) { // TOR
+        start = i === 0 ? 0 : ((this.pmpaddrHi[i - 1]! >>> 0) * TWO32 + (this.pmpaddrLo[i - 1]! >>> 0)) * 4;
+        end = addr;
+        if (end <= start) end = start; // empty range
+      } else if (a === 2) { // NA4
+        start = addr;
+        end = start + 4;
+      } else if (a === 3) { // NAPOT: t trailing ones encode a 2^(t+3)-byte region
+        const t = lo === -1 ? 32 + countTrailingOnes(hi) : countTrailingOnes(lo);
+        const size = 2 ** (t + 3);
+        start = addr - (addr % size);
+        end = start + size;
+      }
+      if (a !== 0) active++;
+      this.pmpStart[i] = start;
+      this.pmpEnd[i] = a === 0 ? 0 : end;
+    }
+    this.pmpActive = active;
+  }
+
+  /**
+   * 0 = denied, 1 = allowed for this access only, 2 = allowed for the whole 4 KiB page
+   * (cacheable in the TLB).
+   */
+  private pmpCheck(pa: number, size: number, access: number, priv: number): number {
+    if (this.pmpActive === 0) return priv === PRV_M ? 2 : 0;
+    const perm = access === ACCESS_FETCH ? 4 : access === ACCESS_LOAD ? 1 : 2;
+    const pageStart = pa - (pa % 4096);
+    const pageEnd = pageStart + 4096;
+    let pageClean = true; // no higher-priority entry overlaps the page partially
+    for (let i = 0; i < 16; i++) {
+      const end = this.pmpEnd[i]!;
+      if (end === 0) continue;
+      const start = this.pmpStart[i]!;
+      const overlapsPage = start < pageEnd && end > pageStart;
+      if (pa >= start && pa < end) {
+        if (pa + size > end) return 0; // straddles the entry's end
+        const cfg = this.pmpcfg[i]!;
+        const locked = (cfg & 0x80) !== 0;
+        const ok = priv === PRV_M && !locked ? true : (cfg & perm) !== 0;
+        if (!ok) return 0;
+        return pageClean && start <= pageStart && end >= pageEnd ? 2 : 1;
+      }
+      if (pa + size > start && pa < end) return 0; // partially overlaps from below
+      if (overlapsPage) pageClean = false;
+    }
+    if (priv === PRV_M) return pageClean ? 2 : 1;
+    return 0;
+  }
+
+  private fillTlb(lo: number, hi: number, access: number, pagePa: number, writable: boolean): void {
+    const vpn = lo >>> 12;
+    const ramOff = pagePa - this.ramBase;
+    const inRam = ramOff >= 0 && ramOff < this.ramSize;
+    if (access === ACCESS_FETCH) {
+      const i = this.xBase + (vpn & TLB_MASK);
+      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : -1;
+      return;
+    }
+    const i = this.dBase + (vpn & TLB_MASK);
+    if (access === ACCESS_LOAD) {
+      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : -1; this.rPa[i] = pagePa;
+    } else if (writable) {
+      this.wTagLo[i] = vpn; this.wTagHi[i] = hi;
+      // Pages holding decoded code stay on the slow path so stores can drop the decodings.
+      this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : -1;
+      this.wPa[i] = pagePa;
+    }
+  }
+
+  // ---------------------------------------------------------------- slow memory paths
+
+  /** Physical address of a data access (TLB hit or full translation). */
+  private dataPa(lo: number, hi: number, access: number, size: number): number {
+    const vpn = lo >>> 12;
+    const i = this.dBase + (vpn & TLB_MASK);
+    if (access === ACCESS_LOAD) {
+      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) return this.rPa[i]! + (lo & 0xfff);
+    } else if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) {
+      return this.wPa[i]! + (lo & 0xfff);
+    }
+    return this.translate(lo, hi, access, size);
+  }
+
+  private physRead(pa: number, size: 1 | 2 | 4, lo: number, hi: number): number {
+    const off = pa - this.ramBase;
+    if (off >= 0 && off + size <= this.ramSize) {
+      if (size === 1) return this.ram8[off]!;
+      if (size === 2) return this.ram8[off]! | (this.ram8[off + 1]! << 8);
+      return this.ram8[off]! | (this.ram8[off + 1]! << 8) | (this.ram8[off + 2]! << 16) | (this.ram8[off + 3]! << 24);
+    }
+    const v = this.memory.mmioRead(pa, size);
+    if (v === undefined) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
+    return v;
+  }
+
+  private physWrite(pa: number, size: 1 | 2 | 4, value: number, lo: number, hi: number): void {
+    const off = pa - this.ramBase;
+    if (off >= 0 && off + size <= this.ramSize) {
+      const pg = off >>> 12;
+      if (this.codePage[pg]) this.dropCode(pg);
+      this.ram8[off] = value;
+      if (size >= 2) this.ram8[off + 1] = value >>> 8;
+      if (size === 4) { this.ram8[off + 2] = value >>> 16; this.ram8[off + 3] = value >>> 24; }
+      return;
+    }
+    if (!this.memory.mmioWrite(pa, size, value)) this.raise(CAUSE_STORE_ACCESS, lo, hi);
+  }
+
+  /** Load slow path: returns the low 32 bits (zero-extended for size < 4); high word in r64.hi. */
+  loadSlow(lo: number, hi: number, size: number): number {
+    const pageOff = lo & 0xfff;
+    if (pageOff + size > 4096) {
+      // Misaligned across a page: byte by byte, each byte translated.
+      let vlo = 0, vhi = 0;
+      for (let k = 0; k < size; k++) {
+        const alo = (lo + k) | 0;
+        const ahi = (hi + ((alo >>> 0) < (lo >>> 0) ? 1 : 0)) | 0;
+        const pa = this.dataPa(alo, ahi, ACCESS_LOAD, 1);
+        const b = this.physRead(pa, 1, alo, ahi);
+        if (k < 4) vlo |= b << (8 * k); else vhi |= b << (8 * (k - 4));
+      }
+      r64.hi = vhi;
+      return vlo;
+    }
+    const pa = this.dataPa(lo, hi, ACCESS_LOAD, size);
+    if (size === 8) {
+      const off = pa - this.ramBase;
+      if (off >= 0 && off + 8 <= this.ramSize) {
+        const v = this.physRead(pa, 4, lo, hi);
+        r64.hi = this.physRead(pa + 4, 4, lo, hi);
+        return v;
+      }
+      // MMIO: two 4-byte accesses, low word first (src/base/mmio.ts).
+      if ((pa & 7) !== 0) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
+      const v = this.physRead(pa, 4, lo, hi);
+      r64.hi = this.physRead(pa + 4, 4, lo, hi);
+      return v;
+    }
+    if (size === 4 || size === 2 || size === 1) {
+      const off = pa - this.ramBase;
+      if (!(off >= 0 && off + size <= this.ramSize) && (pa & (size - 1)) !== 0) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
+      r64.hi = 0;
+      return this.physRead(pa, size as 1 | 2 | 4, lo, hi);
+    }
+    return 0;
+  }
+
+  /** Store slow path: value is (vlo, vhi) of which `size` bytes are written. */
+  storeSlow(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
+    const pageOff = lo & 0xfff;
+    if (pageOff + size > 4096) {
+      // Translate every byte first so a fault on the second page writes nothing.
+      const pas = this.crossPas;
+      for (let k = 0; k < size; k++) {
+        const alo = (lo + k) | 0;
+        const ahi = (hi + ((alo >>> 0) < (lo >>> 0) ? 1 : 0)) | 0;
+        pas[k] = this.dataPa(alo, ahi, ACCESS_STORE, 1);
+      }
+      for (let k = 0; k < size; k++) {
+        const b = k < 4 ? vlo >>> (8 * k) : vhi >>> (8 * (k - 4));
+        this.physWrite(pas[k]!, 1, b & 0xff, lo, hi);
+      }
+      return;
+    }
+    const pa = this.dataPa(lo, hi, ACCESS_STORE, size);
+    const off = pa - this.ramBase;
+    const inRam = off >= 0 && off + size <= this.ramSize;
+    if (!inRam && (pa & (size - 1)) !== 0) this.raise(CAUSE_STORE_ACCESS, lo, hi);
+    if (size === 8) {
+      this.physWrite(pa, 4, vlo, lo, hi);
+      this.physWrite(pa + 4, 4, vhi, lo, hi);
+    } else {
+      this.physWrite(pa, size as 1 | 2 | 4, vlo, lo, hi);
+    }
+  }
+  private readonly crossPas = new Float64Array(8);
+
+  /** RAM offset for an AMO/LR/SC (aligned, in RAM, with store permission for all but LR). */
+  private atomicOffset(lo: number, hi: number, size: number, isLoad: boolean): number {
+    if ((lo & (size - 1)) !== 0) this.raise(isLoad ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, lo, hi);
+    const pa = this.dataPa(lo, hi, isLoad ? ACCESS_LOAD : ACCESS_STORE, size);
+    const off = pa - this.ramBase;
+    if (off < 0 || off + size > this.ramSize) this.raise(isLoad ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, lo, hi);
+    if (!isLoad) {
+      const pg = off >>> 12;
+      if (this.codePage[pg]) this.dropCode(pg);
+    }
+    return off;
+  }
+
+  // ---------------------------------------------------------------- decode cache
+
+  private dropCode(pg: number): void {
+    const dc = this.decodePages[pg];
+    if (dc) dc.fill(0);
+    this.codePage[pg] = 0;
+    this.stats.codeInvalidations++;
+  }
+
+  /** Marks a RAM page as holding decoded code: drop write-TLB entries that point at it. */
+  private protectCode(pg: number): void {
+    this.codePage[pg] = 1;
+    const off = pg * 4096;
+    const wOff = this.wOff;
+    for (let i = 0; i < wOff.length; i++) if (wOff[i] === off) wOff[i] = -1;
+  }
+
+  /** Looks up the fetch page for `pc`; may raise a fetch fault. */
+  private enterFetchPage(pc: number): void {
+    const lo = pc | 0;
+    const hi = Math.floor(pc / TWO32) | 0;
+    const vpn = lo >>> 12;
+    const i = this.xBase + (vpn & TLB_MASK);
+    let ramOff: number;
+    let pagePa: number;
+    if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) {
+      ramOff = this.xOff[i]!;
+      pagePa = ramOff >= 0 ? ramOff + this.ramBase : this.translate(lo, hi, ACCESS_FETCH, 2) - (lo & 0xfff);
+    } else {
+      pagePa = this.translate(lo, hi, ACCESS_FETCH, 2) - (lo & 0xfff);
+      ramOff = pagePa - this.ramBase;
+      if (ramOff < 0 || ramOff >= this.ramSize) ramOff = -1;
+    }
+    this.fetchPageBase = pc - (lo & 0xfff);
+    this.fetchPa = pagePa;
+    this.fetchRamOff = ramOff;
+    if (ramOff >= 0) {
+      const pg = ramOff >>> 12;
+      let dc = this.decodePages[pg];
+      if (dc === undefined) {
+        dc = new Int32Array(4096);
+        this.decodePages[pg] = dc;
+        this.stats.decodedPages++;
+      }
+      if (!this.codePage[pg]) this.protectCode(pg);
+      this.fetchDc = dc;
+    } else {
+      this.fetchDc = this.noCache;
+    }
+  }
+
+  /** Fetches and decodes the instruction at pc (page offset `pageOff`) into decoded.{w,imm}. */
+  private decodeAt(pc: number, pageOff: number): void {
+    let inst: number;
+    const ramOff = this.fetchRamOff;
+    if (ramOff >= 0) {
+      inst = this.ram16[(ramOff + pageOff) >>> 1]! & 0xffff;
+    } else {
+      const v = this.memory.mmioRead(this.fetchPa + pageOff, 2);
+      if (v === undefined) this.raiseAt(CAUSE_FETCH_ACCESS, pc);
+      inst = v & 0xffff;
+    }
+    let cacheable = ramOff >= 0;
+    if ((inst & 3) === 3) {
+      let upper: number;
+      if (pageOff === 4094) {
+        // The instruction straddles two pages: fetch its upper half through a translation
+        // of the next page; such an instruction is decoded afresh every time.
+        cacheable = false;
+        const next = pc + 2;
+        const nlo = next | 0;
+        const nhi = Math.floor(next / TWO32) | 0;
+        const pa = this.translate(nlo, nhi, ACCESS_FETCH, 2);
+        const off = pa - this.ramBase;
+        if (off >= 0 && off < this.ramSize) upper = this.ram16[off >>> 1]! & 0xffff;
+        else {
+          const v = this.memory.mmioRead(pa, 2);
+          if (v === undefined) this.raise(CAUSE_FETCH_ACCESS, nlo, nhi);
+          upper = v & 0xffff;
+        }
+      } else if (ramOff >= 0) {
+        upper = this.ram16[(ramOff + pageOff + 2) >>> 1]! & 0xffff;
+      } else {
+        const v = this.memory.mmioRead(this.fetchPa + pageOff + 2, 2);
+        if (v === undefined) this.raiseAt(CAUSE_FETCH_ACCESS, pc + 2);
+        upper = v & 0xffff;
+      }
+      inst = inst | (upper << 16);
+    }
+    decode(inst);
+    if (cacheable) {
+      this.fetchDc[pageOff] = decoded.w;
+      this.fetchDc[pageOff + 1] = decoded.imm;
+    }
+  }
+
+  // ---------------------------------------------------------------- the interpreter
+
+  /**
+   * Runs at most `budget` instructions. Returns the number executed (traps count as one).
+   * Returns early after wfi or requestStop().
+   */
+  run(budget: number): number {
+    this.budget = budget;
+    this.runCount = 0;
+    this.updateTimer();
+    if (this.waitingForInterrupt) {
+      if ((this.mip & this.mie) === 0) return 0;
+      this.waitingForInterrupt = false;
+    }
+    this.checkInterrupts();
+    this.faults = 0;
+    const n = this.execute();
+    // Instructions that trapped did not retire (minstret counts retired instructions only).
+    this.instret += n - this.faults;
+    this.stats.instructions += n;
+    this.runCount = 0;
+    return n;
+  }
+
+  private execute(): number {
+    const regs = this.regs;
+    const ram8 = this.ram8;
+    const ram16 = this.ram16;
+    const ram32 = this.ram32;
+    const rTagLo = this.rTagLo, rTagHi = this.rTagHi, rOff = this.rOff;
+    const wTagLo = this.wTagLo, wTagHi = this.wTagHi, wOff = this.wOff;
+    let pc = this.pc;
+    let n = 0;
+    let faults = 0;
+    let budget = this.budget;
+    let fpBase = NO_FETCH_PAGE;
+    let dc: Int32Array = this.noCache;
+
+    for (;;) {
+      try {
+        for (;;) {
+          if (n >= budget) {
+            this.pc = pc;
+            this.faults = faults;
+            return n;
+          }
+          n++;
+          let pageOff = pc - fpBase;
+          if (pageOff < 0 || pageOff >= 4096) {
+            this.pc = pc;
+            this.enterFetchPage(pc);
+            fpBase = this.fetchPageBase;
+            dc = this.fetchDc;
+            budget = this.budget;
+            pageOff = pc - fpBase;
+          }
+          let w = dc[pageOff]!;
+          let imm: number;
+          if (w === 0) {
+            this.decodeAt(pc, pageOff);
+            w = decoded.w;
+            imm = decoded.imm;
+          } else {
+            imm = dc[pageOff + 1]!;
+          }
+          const rd = (w >> 7) & 126; // rd * 2
+          const rs1 = (w >> 13) & 62;
+          const rs2 = (w >> 18) & 62;
+          const len = 4 - ((w >> 28) & 2);
+          switch (w & 0xff) {
+            case Op.NOP:
+              break;
+            case Op.LI:
+              regs[rd] = imm; regs[rd + 1] = imm >> 31;
+              break;
+            case Op.MV:
+              regs[rd] = regs[rs1]!; regs[rd + 1] = regs[rs1 + 1]!;
+              break;
+            case Op.LUI:
+              regs[rd] = imm; regs[rd + 1] = imm >> 31;
+              break;
+            case Op.AUIPC: {
+              const t = pc + imm;
+              regs[rd] = t | 0; regs[rd + 1] = Math.floor(t / TWO32) | 0;
+              break;
+            }
+            case Op.JAL: {
+              const ret = pc + len;
+              regs[rd] = ret | 0; regs[rd + 1] = Math.floor(ret / TWO32) | 0;
+              pc += imm;
+              budget = this.budget;
+              continue;
+            }
+            case Op.JALR: {
+              const alo = regs[rs1]!;
+              const tlo = ((alo + imm) | 0) & ~1;
+              const thi = (regs[rs1 + 1]! + (imm >> 31) + (((alo + imm) >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+              const ret = pc + len;
+              regs[rd] = ret | 0; regs[rd + 1] = Math.floor(ret / TWO32) | 0;
+              if (thi > 0x1fffff || thi < -0x200000) {
+                // Not representable as our pc: every such address faults on fetch.
+                this.pc = pc;
+                const bare = this.priv === PRV_M || this.satpMode() === SATP_MODE_BARE;
+                this.takeTrapExact(bare ? CAUSE_FETCH_ACCESS : CAUSE_FETCH_PAGE_FAULT, false, tlo, thi, tlo, thi);
+                this.stats.traps[bare ? CAUSE_FETCH_ACCESS : CAUSE_FETCH_PAGE_FAULT]!++;
+                faults++;
+                pc = this.pc;
+                fpBase = NO_FETCH_PAGE;
+                continue;
+              }
+              pc = thi * TWO32 + (tlo >>> 0);
+              budget = this.budget;
+              continue;
+            }
+            case Op.BEQ:
+              if (regs[rs1] === regs[rs2] && regs[rs1 + 1] === regs[rs2 + 1]) { pc += imm; budget = this.budget; continue; }
+              break;
+            case Op.BNE:
+              if (regs[rs1] !== regs[rs2] || regs[rs1 + 1] !== regs[rs2 + 1]) { pc += imm; budget = this.budget; continue; }
+              break;
+            case Op.BLT: {
+              const ah = regs[rs1 + 1]!, bh = regs[rs2 + 1]!;
+              if (ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (regs[rs2]! >>> 0))) { pc += imm; budget = this.budget; continue; }
+              break;
+            }
+            case Op.BGE: {
+              const ah = regs[rs1 + 1]!, bh = regs[rs2 + 1]!;
+              if (ah > bh || (ah === bh && (regs[rs1]! >>> 0) >= (regs[rs2]! >>> 0))) { pc += imm; budget = this.budget; continue; }
+              break;
+            }
+            case Op.BLTU: {
+              const ah = regs[rs1 + 1]! >>> 0, bh = regs[rs2 + 1]! >>> 0;
+              if (ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (regs[rs2]! >>> 0))) { pc += imm; budget = this.budget; continue; }
+              break;
+            }
+            case Op.BGEU: {
+              const ah = regs[rs1 + 1]! >>> 0, bh = regs[rs2 + 1]! >>> 0;
+              if (ah > bh || (ah === bh && (regs[rs1]! >>> 0) >= (regs[rs2]! >>> 0))) { pc += imm; budget = this.budget; continue; }
+              break;
+            }
+
+            // ---- loads: TLB probe inline, slow path on miss, MMIO, misalignment
+            case Op.LB: case Op.LBU: case Op.LH: case Op.LHU: case Op.LW: case Op.LWU: case Op.LD: {
+              const alo = regs[rs1]!;
+              const lo = (alo + imm) | 0;
+              const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+              const vpn = lo >>> 12;
+              const t = this.dBase + (vpn & TLB_MASK);
+              const op = w & 0xff;
+              let off: number;
+              if (rTagLo[t] === vpn && rTagHi[t] === hi && (off = rOff[t]!) >= 0) {
+                off += lo & 0xfff;
+                switch (op) {
+                  case Op.LB: { const v = (ram8[off]! << 24) >> 24; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                  case Op.LBU: regs[rd] = ram8[off]!; regs[rd + 1] = 0; break;
+                  case Op.LH: case Op.LHU: {
+                    let v: number;
+                    if ((off & 1) === 0) v = ram16[off >> 1]!;
+                    else if ((off & 0xfff) !== 0xfff) v = ((ram8[off]! | (ram8[off + 1]! << 8)) << 16) >> 16;
+                    else { v = (this.loadSlow(lo, hi, 2) << 16) >> 16; }
+                    if (op === Op.LHU) { regs[rd] = v & 0xffff; regs[rd + 1] = 0; } else { regs[rd] = v; regs[rd + 1] = v >> 31; }
+                    break;
+                  }
+                  case Op.LW: case Op.LWU: {
+                    let v: number;
+                    if ((off & 3) === 0) v = ram32[off >> 2]!;
+                    else if ((off & 0xfff) <= 0xffc) v = ram8[off]! | (ram8[off + 1]! << 8) | (ram8[off + 2]! << 16) | (ram8[off + 3]! << 24);
+                    else v = this.loadSlow(lo, hi, 4);
+                    regs[rd] = v; regs[rd + 1] = op === Op.LWU ? 0 : v >> 31;
+                    break;
+                  }
+                  default: { // LD
+                    if ((off & 7) === 0) { const k = off >> 2; regs[rd] = ram32[k]!; regs[rd + 1] = ram32[k + 1]!; }
+                    else if ((off & 0xfff) <= 0xff8) {
+                      regs[rd] = ram8[off]! | (ram8[off + 1]! << 8) | (ram8[off + 2]! << 16) | (ram8[off + 3]! << 24);
+                      regs[rd + 1] = ram8[off + 4]! | (ram8[off + 5]! << 8) | (ram8[off + 6]! << 16) | (ram8[off + 7]! << 24);
+                    } else { const v = this.loadSlow(lo, hi, 8); regs[rd] = v; regs[rd + 1] = r64.hi; }
+                  }
+                }
+                break;
+              }
+              this.pc = pc;
+              switch (op) {
+                case Op.LB: { const v = (this.loadSlow(lo, hi, 1) << 24) >> 24; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LBU: { const v = this.loadSlow(lo, hi, 1) & 0xff; regs[rd] = v; regs[rd + 1] = 0; break; }
+                case Op.LH: { const v = (this.loadSlow(lo, hi, 2) << 16) >> 16; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LHU: { const v = this.loadSlow(lo, hi, 2) & 0xffff; regs[rd] = v; regs[rd + 1] = 0; break; }
+                case Op.LW: { const v = this.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LWU: { const v = this.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = 0; break; }
+                default: { const v = this.loadSlow(lo, hi, 8) | 0; regs[rd] = v; regs[rd + 1] = r64.hi; }
+              }
+              budget = this.budget;
+              break;
+            }
+
+            // ---- stores
+            case Op.SB: case Op.SH: case Op.SW: case Op.SD: {
+              const alo = regs[rs1]!;
+              const lo = (alo + imm) | 0;
+              const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+              const vpn = lo >>> 12;
+              const t = this.dBase + (vpn & TLB_MASK);
+              const op = w & 0xff;
+              const size = op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8;
+              let off: number;
+              if (wTagLo[t] === vpn && wTagHi[t] === hi && (off = wOff[t]!) >= 0 && ((off = off + (lo & 0xfff)) & (size - 1)) === 0) {
+                const v = regs[rs2]!;
+                if (size === 1) ram8[off] = v;
+                else if (size === 2) ram16[off >> 1] = v;
+                else if (size === 4) ram32[off >> 2] = v;
+                else { ram32[off >> 2] = v; ram32[(off >> 2) + 1] = regs[rs2 + 1]!; }
+                break;
+              }
+              this.pc = pc;
+              this.storeSlow(lo, hi, size, regs[rs2]!, regs[rs2 + 1]!);
+              budget = this.budget;
+              break;
+            }
+
+            // ---- integer ALU
+            case Op.ADDI: {
+              const a = regs[rs1]!;
+              const lo = (a + imm) | 0;
+              regs[rd + 1] = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (a >>> 0) ? 1 : 0)) | 0;
+              regs[rd] = lo;
+              break;
+            }
+            case Op.SLTI: {
+              const ah = regs[rs1 + 1]!, bh = imm >> 31;
+              regs[rd] = ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (imm >>> 0)) ? 1 : 0; regs[rd + 1] = 0;
+              break;
+            }
+            case Op.SLTIU: {
+              const ah = regs[rs1 + 1]! >>> 0, bh = (imm >> 31) >>> 0;
+              regs[rd] = ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (imm >>> 0)) ? 1 : 0; regs[rd + 1] = 0;
+              break;
+            }
+            case Op.XORI: regs[rd] = regs[rs1]! ^ imm; regs[rd + 1] = regs[rs1 + 1]! ^ (imm >> 31); break;
+            case Op.ORI: regs[rd] = regs[rs1]! | imm; regs[rd + 1] = regs[rs1 + 1]! | (imm >> 31); break;
+            case Op.ANDI: regs[rd] = regs[rs1]! & imm; regs[rd + 1] = regs[rs1 + 1]! & (imm >> 31); break;
+            case Op.SLLI: shl(regs, rd, regs[rs1]!, regs[rs1 + 1]!, imm); break;
+            case Op.SRLI: shr(regs, rd, regs[rs1]!, regs[rs1 + 1]!, imm); break;
+            case Op.SRAI: sar(regs, rd, regs[rs1]!, regs[rs1 + 1]!, imm); break;
+            case Op.ADD: {
+              const a = regs[rs1]!;
+              const lo = (a + regs[rs2]!) | 0;
+              regs[rd + 1] = (regs[rs1 + 1]! + regs[rs2 + 1]! + ((lo >>> 0) < (a >>> 0) ? 1 : 0)) | 0;
+              regs[rd] = lo;
+              break;
+            }
+            case Op.SUB: {
+              const a = regs[rs1]!, b = regs[rs2]!;
+              regs[rd + 1] = (regs[rs1 + 1]! - regs[rs2 + 1]! - ((a >>> 0) < (b >>> 0) ? 1 : 0)) | 0;
+              regs[rd] = (a - b) | 0;
+              break;
+            }
+            case Op.SLL: shl(regs, rd, regs[rs1]!, regs[rs1 + 1]!, regs[rs2]! & 63); break;
+            case Op.SRL: shr(regs, rd, regs[rs1]!, regs[rs1 + 1]!, regs[rs2]! & 63); break;
+            case Op.SRA: sar(regs, rd, regs[rs1]!, regs[rs1 + 1]!, regs[rs2]! & 63); break;
+            case Op.SLT: {
+              const ah = regs[rs1 + 1]!, bh = regs[rs2 + 1]!;
+              regs[rd] = ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (regs[rs2]! >>> 0)) ? 1 : 0; regs[rd + 1] = 0;
+              break;
+            }
+            case Op.SLTU: {
+              const ah = regs[rs1 + 1]! >>> 0, bh = regs[rs2 + 1]! >>> 0;
+              regs[rd] = ah < bh || (ah === bh && (regs[rs1]! >>> 0) < (regs[rs2]! >>> 0)) ? 1 : 0; regs[rd + 1] = 0;
+              break;
+            }
+            case Op.XOR: regs[rd] = regs[rs1]! ^ regs[rs2]!; regs[rd + 1] = regs[rs1 + 1]! ^ regs[rs2 + 1]!; break;
+            case Op.OR: regs[rd] = regs[rs1]! | regs[rs2]!; regs[rd + 1] = regs[rs1 + 1]! | regs[rs2 + 1]!; break;
+            case Op.AND: regs[rd] = regs[rs1]! & regs[rs2]!; regs[rd + 1] = regs[rs1 + 1]! & regs[rs2 + 1]!; break;
+            case Op.ADDIW: { const v = (regs[rs1]! + imm) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SLLIW: { const v = regs[rs1]! << imm; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SRLIW: { const v = (regs[rs1]! >>> imm) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SRAIW: { const v = regs[rs1]! >> imm; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.ADDW: { const v = (regs[rs1]! + regs[rs2]!) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SUBW: { const v = (regs[rs1]! - regs[rs2]!) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SLLW: { const v = regs[rs1]! << (regs[rs2]! & 31); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SRLW: { const v = (regs[rs1]! >>> (regs[rs2]! & 31)) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.SRAW: { const v = regs[rs1]! >> (regs[rs2]! & 31); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+
+            // ---- M
+            case Op.MUL: mul64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.MULH: mulh64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.MULHSU: mulhsu64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.MULHU: mulhu64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.DIV: div64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.DIVU: divu64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.REM: rem64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.REMU: remu64(regs[rs1]!, regs[rs1 + 1]!, regs[rs2]!, regs[rs2 + 1]!); regs[rd] = r64.lo; regs[rd + 1] = r64.hi; break;
+            case Op.MULW: { const v = Math.imul(regs[rs1]!, regs[rs2]!); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.DIVW: { const v = divw(regs[rs1]!, regs[rs2]!); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.DIVUW: { const v = divuw(regs[rs1]!, regs[rs2]!); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.REMW: { const v = remw(regs[rs1]!, regs[rs2]!); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+            case Op.REMUW: { const v = remuw(regs[rs1]!, regs[rs2]!); regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+
+            // ---- A
+            case Op.LR_W: case Op.LR_D: {
+              const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
+              const size = (w & 0xff) === Op.LR_W ? 4 : 8;
+              this.pc = pc;
+              const off = this.atomicOffset(lo, hi, size, true);
+              const vlo = ram32[off >> 2]!;
+              const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
+              this.reservation = off + this.ramBase;
+              this.reservedLo = vlo;
+              this.reservedHi = size === 4 ? 0 : vhi;
+              regs[rd] = vlo; regs[rd + 1] = vhi;
+              break;
+            }
+            case Op.SC_W: case Op.SC_D: {
+              const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
+              const size = (w & 0xff) === Op.SC_W ? 4 : 8;
+              this.pc = pc;
+              const off = this.atomicOffset(lo, hi, size, false);
+              const k = off >> 2;
+              const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
+                (size === 4 || ram32[k + 1] === this.reservedHi);
+              this.reservation = -1;
+              if (ok) {
+                ram32[k] = regs[rs2]!;
+                if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
+              }
+              regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
+              break;
+            }
+            case Op.AMOSWAP_W: case Op.AMOADD_W: case Op.AMOXOR_W: case Op.AMOAND_W: case Op.AMOOR_W:
+            case Op.AMOMIN_W: case Op.AMOMAX_W: case Op.AMOMINU_W: case Op.AMOMAXU_W: {
+              this.pc = pc;
+              const off = this.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 4, false);
+              const k = off >> 2;
+              const old = ram32[k]!;
+              const b = regs[rs2]!;
+              let v: number;
+              switch (w & 0xff) {
+                case Op.AMOSWAP_W: v = b; break;
+                case Op.AMOADD_W: v = (old + b) | 0; break;
+                case Op.AMOXOR_W: v = old ^ b; break;
+                case Op.AMOAND_W: v = old & b; break;
+                case Op.AMOOR_W: v = old | b; break;
+                case Op.AMOMIN_W: v = old < b ? old : b; break;
+                case Op.AMOMAX_W: v = old > b ? old : b; break;
+                case Op.AMOMINU_W: v = (old >>> 0) < (b >>> 0) ? old : b; break;
+                default: v = (old >>> 0) > (b >>> 0) ? old : b;
+              }
+              ram32[k] = v;
+              regs[rd] = old; regs[rd + 1] = old >> 31;
+              break;
+            }
+            case Op.AMOSWAP_D: case Op.AMOADD_D: case Op.AMOXOR_D: case Op.AMOAND_D: case Op.AMOOR_D:
+            case Op.AMOMIN_D: case Op.AMOMAX_D: case Op.AMOMINU_D: case Op.AMOMAXU_D: {
+              this.pc = pc;
+              const off = this.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 8, false);
+              const k = off >> 2;
+              const olo = ram32[k]!, ohi = ram32[k + 1]!;
+              const blo = regs[rs2]!, bhi = regs[rs2 + 1]!;
+              let vlo: number, vhi: number;
+              switch (w & 0xff) {
+                case Op.AMOSWAP_D: vlo = blo; vhi = bhi; break;
+                case Op.AMOADD_D: vlo = (olo + blo) | 0; vhi = (ohi + bhi + ((vlo >>> 0) < (olo >>> 0) ? 1 : 0)) | 0; break;
+                case Op.AMOXOR_D: vlo = olo ^ blo; vhi = ohi ^ bhi; break;
+                case Op.AMOAND_D: vlo = olo & blo; vhi = ohi & bhi; break;
+                case Op.AMOOR_D: vlo = olo | blo; vhi = ohi | bhi; break;
+                default: {
+                  const op = w & 0xff;
+                  const signed = op === Op.AMOMIN_D || op === Op.AMOMAX_D;
+                  const oh = signed ? ohi : ohi >>> 0, bh = signed ? bhi : bhi >>> 0;
+                  const less = oh < bh || (oh === bh && (olo >>> 0) < (blo >>> 0));
+                  const takeOld = op === Op.AMOMIN_D || op === Op.AMOMINU_D ? less : !less;
+                  vlo = takeOld ? olo : blo; vhi = takeOld ? ohi : bhi;
+                }
+              }
+              ram32[k] = vlo; ram32[k + 1] = vhi;
+              regs[rd] = olo; regs[rd + 1] = ohi;
+              break;
+            }
+
+            // ---- fences and system
+            case Op.FENCE:
+              break;
+            case Op.FENCE_I:
+              // The decode cache is coherent with every write already (see the file comment).
+              break;
+            case Op.ECALL: {
+              this.pc = pc;
+              if (this.priv === PRV_S && this.sbiCall !== null && this.sbiCall(this)) break;
+              this.raise(this.priv === PRV_U ? CAUSE_USER_ECALL : this.priv === PRV_S ? CAUSE_SUPERVISOR_ECALL : CAUSE_MACHINE_ECALL, 0, 0);
+              break;
+            }
+            case Op.EBREAK:
+              this.pc = pc;
+              this.raiseAt(CAUSE_BREAKPOINT, pc);
+              break;
+            case Op.MRET: {
+              if (this.priv !== PRV_M) this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x30200073, 0);
+              let s = this.mstatus;
+              const mpp = (s & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+              s = (s & ~MSTATUS_MIE) | ((s & MSTATUS_MPIE) >>> 4);
+              s |= MSTATUS_MPIE;
+              s &= ~MSTATUS_MPP;
+              if (mpp !== PRV_M) s &= ~MSTATUS_MPRV;
+              this.mstatus = s;
+              this.priv = mpp as Privilege;
+              pc = this.mepcHi * TWO32 + (this.mepcLo >>> 0);
+              this.afterContextChange();
+              fpBase = NO_FETCH_PAGE;
+              this.pc = pc;
+              if (this.checkInterrupts()) pc = this.pc;
+              budget = this.budget;
+              continue;
+            }
+            case Op.SRET: {
+              if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TSR) !== 0)) {
+                this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10200073, 0);
+              }
+              let s = this.mstatus;
+              const spp = (s & MSTATUS_SPP) >>> 8;
+              s = (s & ~MSTATUS_SIE) | ((s & MSTATUS_SPIE) >>> 4);
+              s |= MSTATUS_SPIE;
+              s &= ~MSTATUS_SPP;
+              s &= ~MSTATUS_MPRV; // returning to S or U (Priv §3.1.6.1)
+              this.mstatus = s;
+              this.priv = spp as Privilege;
+              pc = this.sepcHi * TWO32 + (this.sepcLo >>> 0);
+              this.afterContextChange();
+              fpBase = NO_FETCH_PAGE;
+              this.pc = pc;
+              if (this.checkInterrupts()) pc = this.pc;
+              budget = this.budget;
+              continue;
+            }
+            case Op.WFI: {
+              if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TW) !== 0)) {
+                this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10500073, 0);
+              }
+              pc += len;
+              this.pc = pc;
+              if ((this.mip & this.mie) === 0) {
+                this.waitingForInterrupt = true;
+                this.faults = faults;
+                return n;
+              }
+              continue;
+            }
+            case Op.SFENCE_VMA: {
+              if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TVM) !== 0)) {
+                this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x12000073 | (((w >> 14) & 31) << 15) | (((w >> 19) & 31) << 20), 0);
+              }
+              if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+              else this.flushTlb();
+              fpBase = NO_FETCH_PAGE;
+              break;
+            }
+            case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI: {
+              this.pc = pc;
+              this.runCount = n - 1 - faults;
+              this.csrInstruction(w, imm);
+              pc += len;
+              fpBase = NO_FETCH_PAGE;
+              this.pc = pc;
+              if (this.checkInterrupts()) pc = this.pc;
+              budget = this.budget;
+              continue;
+            }
+            case Op.ILLEGAL:
+              this.raise(CAUSE_ILLEGAL_INSTRUCTION, imm, 0);
+              break;
+
+            // ---- F and D
+            default:
+              this.pc = pc;
+              this.executeFp(w, imm, rd, rs1, rs2, pc);
+              break;
+          }
+          pc += len;
+        }
+      } catch (e) {
+        if (e !== TRAP) {
+          this.pc = pc;
+          throw e;
+        }
+        faults++;
+        this.stats.traps[this.trapCause]!++;
+        this.takeTrap(this.trapCause, false, this.trapTvalLo, this.trapTvalHi, pc);
+        pc = this.pc;
+        fpBase = NO_FETCH_PAGE;
+        budget = this.budget;
+      }
+    }
+  }
+
+  /** Zicsr (Unpriv ch. 9) with the access rules of Priv §2.1. */
+  private csrInstruction(w: number, csr: number): void {
+    const op = w & 0xff;
+    const rdNum = (w >> 8) & 63;
+    const rs1Num = (w >> 14) & 31;
+    const immForm = op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI;
+    const kind = op === Op.CSRRW || op === Op.CSRRWI ? 0 : op === Op.CSRRS || op === Op.CSRRSI ? 1 : 2;
+    const writes = kind === 0 || rs1Num !== 0;
+    const inst = this.rawCsrInstruction(w, csr);
+    // Privilege: bits 9:8 give the lowest privilege that may access; 11:10 = 3 is read-only.
+    if (((csr >> 8) & 3) > this.priv) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+    if (writes && (csr >> 10) === 3) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+    if (!this.csrAccessible(csr)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+    // Our CSR reads have no side effects, so reading even when rd = x0 is harmless and
+    // tells us whether the CSR exists.
+    if (!csrRead(this, csr)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+    const oldLo = csrValue.lo, oldHi = csrValue.hi;
+    const srcLo = immForm ? rs1Num : this.regs[rs1Num * 2]!;
+    const srcHi = immForm ? 0 : this.regs[rs1Num * 2 + 1]!;
+    if (writes) {
+      let nlo: number, nhi: number;
+      if (kind === 0) { nlo = srcLo; nhi = srcHi; }
+      else if (kind === 1) { nlo = oldLo | srcLo; nhi = oldHi | srcHi; }
+      else { nlo = oldLo & ~srcLo; nhi = oldHi & ~srcHi; }
+      if (!csrWrite(this, csr, nlo, nhi)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+      this.afterContextChange();
+    }
+    if (rdNum !== 0) {
+      this.regs[rdNum * 2] = oldLo;
+      this.regs[rdNum * 2 + 1] = oldHi;
+    }
+  }
+
+  /** Re-encodes a CSR instruction for mtval (the decoder keeps the fields, not the word). */
+  private rawCsrInstruction(w: number, csr: number): number {
+    const op = w & 0xff;
+    const f3 = op === Op.CSRRW ? 1 : op === Op.CSRRS ? 2 : op === Op.CSRRC ? 3 : op === Op.CSRRWI ? 5 : op === Op.CSRRSI ? 6 : 7;
+    return ((csr << 20) | (((w >> 14) & 31) << 15) | (f3 << 12) | (((w >> 8) & 31) << 7) | 0x73) | 0;
+  }
+
+  /** Extra access rules beyond the number's privilege bits: counters, FP state, satp, stimecmp. */
+  private csrAccessible(csr: number): boolean {
+    const p = this.priv;
+    if (csr <= 3) return (this.mstatus & MSTATUS_FS) !== 0; // fflags, frm, fcsr
+    if (csr >= 0xc00 && csr <= 0xc1f) {
+      const bit = 1 << (csr - 0xc00);
+      if (p < PRV_M && (this.mcounteren & bit) === 0) return false;
+      if (p === PRV_U && (this.scounteren & bit) === 0) return false;
+      return true;
+    }
+    if (csr === 0x180 && p === PRV_S && (this.mstatus & MSTATUS_TVM) !== 0) return false;
+    if (csr === 0x14d && p === PRV_S) {
+      return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0 && (this.mcounteren & 2) !== 0;
+    }
+    return true;
+  }
+
+  /** F and D instructions (Unpriv ch. 11, 12), executed by the Fpu. */
+  private executeFp(w: number, imm: number, rd: number, rs1: number, rs2: number, pc: number): void {
+    const op = w & 0xff;
+    if ((this.mstatus & MSTATUS_FS) === 0) this.raise(CAUSE_ILLEGAL_INSTRUCTION, this.fpRaw(w, imm, pc), 0);
+    const fpu = this.fpu;
+    const frd = rd >> 1, f1 = rs1 >> 1, f2 = rs2 >> 1;
+    const regs = this.regs;
+    let rm = imm & 7;
+    if (rm === 7 && op !== Op.FLW && op !== Op.FLD && op !== Op.FSW && op !== Op.FSD) {
+      rm = fpu.frm;
+      if (rm > 4) this.raise(CAUSE_ILLEGAL_INSTRUCTION, this.fpRaw(w, imm, pc), 0);
+    }
+    const rs3 = (imm >> 3) & 31;
+    let dirty = true;
+    switch (op) {
+      case Op.FLW: case Op.FLD: {
+        const alo = regs[rs1]!;
+        const lo = (alo + imm) | 0;
+        const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+        if (op === Op.FLW) {
+          const v = this.loadSlow(lo, hi, 4);
+          this.fregs[2 * frd] = v; this.fregs[2 * frd + 1] = -1;
+        } else {
+          const v = this.loadSlow(lo, hi, 8);
+          this.fregs[2 * frd] = v; this.fregs[2 * frd + 1] = r64.hi;
+        }
+        break;
+      }
+      case Op.FSW: case Op.FSD: {
+        const alo = regs[rs1]!;
+        const lo = (alo + imm) | 0;
+        const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
+        this.storeSlow(lo, hi, op === Op.FSW ? 4 : 8, this.fregs[2 * f2]!, this.fregs[2 * f2 + 1]!);
+        dirty = false;
+        break;
+      }
+      case Op.FMADD_S: fpu.fmaddS(frd, f1, f2, rs3, rm); break;
+      case Op.FMSUB_S: fpu.fmsubS(frd, f1, f2, rs3, rm); break;
+      case Op.FNMSUB_S: fpu.fnmsubS(frd, f1, f2, rs3, rm); break;
+      case Op.FNMADD_S: fpu.fnmaddS(frd, f1, f2, rs3, rm); break;
+      case Op.FMADD_D: fpu.fmaddD(frd, f1, f2, rs3, rm); break;
+      case Op.FMSUB_D: fpu.fmsubD(frd, f1, f2, rs3, rm); break;
+      case Op.FNMSUB_D: fpu.fnmsubD(frd, f1, f2, rs3, rm); break;
+      case Op.FNMADD_D: fpu.fnmaddD(frd, f1, f2, rs3, rm); break;
+      case Op.FADD_S: fpu.faddS(frd, f1, f2, rm); break;
+      case Op.FSUB_S: fpu.fsubS(frd, f1, f2, rm); break;
+      case Op.FMUL_S: fpu.fmulS(frd, f1, f2, rm); break;
+      case Op.FDIV_S: fpu.fdivS(frd, f1, f2, rm); break;
+      case Op.FSQRT_S: fpu.fsqrtS(frd, f1, rm); break;
+      case Op.FSGNJ_S: fpu.fsgnjS(frd, f1, f2); break;
+      case Op.FSGNJN_S: fpu.fsgnjnS(frd, f1, f2); break;
+      case Op.FSGNJX_S: fpu.fsgnjxS(frd, f1, f2); break;
+      case Op.FMIN_S: fpu.fminS(frd, f1, f2); break;
+      case Op.FMAX_S: fpu.fmaxS(frd, f1, f2); break;
+      case Op.FADD_D: fpu.faddD(frd, f1, f2, rm); break;
+      case Op.FSUB_D: fpu.fsubD(frd, f1, f2, rm); break;
+      case Op.FMUL_D: fpu.fmulD(frd, f1, f2, rm); break;
+      case Op.FDIV_D: fpu.fdivD(frd, f1, f2, rm); break;
+      case Op.FSQRT_D: fpu.fsqrtD(frd, f1, rm); break;
+      case Op.FSGNJ_D: fpu.fsgnjD(frd, f1, f2); break;
+      case Op.FSGNJN_D: fpu.fsgnjnD(frd, f1, f2); break;
+      case Op.FSGNJX_D: fpu.fsgnjxD(frd, f1, f2); break;
+      case Op.FMIN_D: fpu.fminD(frd, f1, f2); break;
+      case Op.FMAX_D: fpu.fmaxD(frd, f1, f2); break;
+      case Op.FCVT_S_D: fpu.fcvtSD(frd, f1, rm); break;
+      case Op.FCVT_D_S: fpu.fcvtDS(frd, f1, rm); break;
+      case Op.FCVT_S_W: fpu.fcvtSW(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_S_WU: fpu.fcvtSWU(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_S_L: fpu.fcvtSL(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_S_LU: fpu.fcvtSLU(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_D_W: fpu.fcvtDW(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_D_WU: fpu.fcvtDWU(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_D_L: fpu.fcvtDL(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FCVT_D_LU: fpu.fcvtDLU(frd, regs[rs1]!, regs[rs1 + 1]!, rm); break;
+      case Op.FMV_W_X: fpu.fmvWX(frd, regs[rs1]!); break;
+      case Op.FMV_D_X: fpu.fmvDX(frd, regs[rs1]!, regs[rs1 + 1]!); break;
+      default: {
+        // Integer destinations: the f state changes only through fflags.
+        dirty = false;
+        let v = 0;
+        switch (op) {
+          case Op.FCVT_W_S: fpu.fcvtWS(f1, rm); break;
+          case Op.FCVT_WU_S: fpu.fcvtWUS(f1, rm); break;
+          case Op.FCVT_L_S: fpu.fcvtLS(f1, rm); break;
+          case Op.FCVT_LU_S: fpu.fcvtLUS(f1, rm); break;
+          case Op.FCVT_W_D: fpu.fcvtWD(f1, rm); break;
+          case Op.FCVT_WU_D: fpu.fcvtWUD(f1, rm); break;
+          case Op.FCVT_L_D: fpu.fcvtLD(f1, rm); break;
+          case Op.FCVT_LU_D: fpu.fcvtLUD(f1, rm); break;
+          case Op.FMV_X_W: fpu.fmvXW(f1); break;
+          case Op.FMV_X_D: fpu.fmvXD(f1); break;
+          case Op.FCLASS_S: v = fpu.fclassS(f1); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FCLASS_D: v = fpu.fclassD(f1); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FEQ_S: v = fpu.feqS(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FLT_S: v = fpu.fltS(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FLE_S: v = fpu.fleS(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FEQ_D: v = fpu.feqD(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FLT_D: v = fpu.fltD(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          case Op.FLE_D: v = fpu.fleD(f1, f2); fpu.resLo = v; fpu.resHi = 0; break;
+          default:
+            this.raise(CAUSE_ILLEGAL_INSTRUCTION, this.fpRaw(w, imm, pc), 0);
+        }
+        regs[rd] = fpu.resLo;
+        regs[rd + 1] = fpu.resHi;
+      }
+    }
+    if (dirty) this.mstatus |= MSTATUS_FS;
+  }
+
+  /** The raw instruction word for mtval of an illegal FP instruction: re-read from memory. */
+  private fpRaw(_w: number, _imm: number, pc: number): number {
+    try {
+      const lo = pc | 0, hi = Math.floor(pc / TWO32) | 0;
+      const pa = this.translate(lo, hi, ACCESS_FETCH, 2);
+      const off = pa - this.ramBase;
+      if (off < 0 || off + 2 > this.ramSize) return 0;
+      const low = this.ram16[off >>> 1]! & 0xffff;
+      if ((low & 3) !== 3) return low;
+      if ((off & 0xfff) === 0xffe) return low; // straddling: keep the low half only
+      return low | (this.ram16[(off >>> 1) + 1]! << 16);
+    } catch {
+      return 0;
+    }
+  }
+}
+
+function countTrailingOnes(v: number): number {
+  return v === -1 ? 32 : 31 - Math.clz32(~v & (v + 1));
+}
+
+/** Highest-priority interrupt in a pending set: MEI, MSI, MTI, SEI, SSI, STI. */
+function pickInterrupt(set: number): number {
+  if (set & MIP_MEIP) return 11;
+  if (set & MIP_MSIP) return 3;
+  if (set & MIP_MTIP) return 7;
+  if (set & MIP_SEIP) return 9;
+  if (set & MIP_SSIP) return 1;
+  if (set & MIP_STIP) return 5;
+  return 31 - Math.clz32(set);
+}
+
+/** xtvec: direct mode jumps to BASE; vectored mode sends interrupts to BASE + 4·cause. */
+function vectorTarget(lo: number, hi: number, cause: number, interrupt: boolean): number {
+  const base = hi * TWO32 + ((lo & ~3) >>> 0);
+  return interrupt && (lo & 3) === 1 ? base + 4 * cause : base;
+}
+
+function shl(regs: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) { regs[rd] = lo; regs[rd + 1] = hi; }
+  else if (s < 32) { regs[rd + 1] = (hi << s) | (lo >>> (32 - s)); regs[rd] = lo << s; }
+  else { regs[rd + 1] = lo << (s - 32); regs[rd] = 0; }
+}
+function shr(regs: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) { regs[rd] = lo; regs[rd + 1] = hi; }
+  else if (s < 32) { regs[rd] = (lo >>> s) | (hi << (32 - s)); regs[rd + 1] = hi >>> s; }
+  else { regs[rd] = hi >>> (s - 32); regs[rd + 1] = 0; }
+}
+function sar(regs: Int32Array, rd: number, lo: number, hi: number, s: number): void {
+  if (s === 0) { regs[rd] = lo; regs[rd + 1] = hi; }
+  else if (s < 32) { regs[rd] = (lo >>> s) | (hi << (32 - s)); regs[rd + 1] = hi >> s; }
+  else { regs[rd] = hi >> (s - 32); regs[rd + 1] = hi >> 31; }
+}
