@@ -36,6 +36,8 @@ function seg(sector: number, n: number, flags: number): Uint8Array {
   v.setUint32(12, flags, true);
   return b;
 }
+/** Byte equality without vitest's element-by-element deep diff (slow on 192 KiB). */
+const same = (x: Uint8Array, y: Uint8Array) => Buffer.compare(x, y) === 0;
 const status = (u: UsedBuffer) => u.inBufs.at(-1)!.at(-1);
 const pattern = (n: number, t: number) => Uint8Array.from({ length: n }, (_, i) => (i * 7 + t * 13 + (i >> 9)) & 0xff);
 
@@ -62,8 +64,8 @@ for (const [name, open] of Object.entries(formats)) {
       driver.add(0, req(VIRTIO_BLK_T_IN, 8000), [4096, 1], { indirect: true });
       used = await run();
       expect(used.map(status)).toEqual([VIRTIO_BLK_S_OK, VIRTIO_BLK_S_OK]);
-      expect(collect(used[0]!, a.length)).toEqual(a);
-      expect(collect(used[1]!, b.length)).toEqual(b);
+      expect(same(collect(used[0]!, a.length), a)).toBe(true);
+      expect(same(collect(used[1]!, b.length), b)).toBe(true);
       // Zero 64 KiB in the middle of `a` (unmap allowed) and discard `b`.
       driver.add(0, req(VIRTIO_BLK_T_WRITE_ZEROES, 0, [seg(164, 128, 1)]), [1]);
       driver.add(0, req(VIRTIO_BLK_T_DISCARD, 0, [seg(8000, 8, 0)]), [1]);
@@ -73,7 +75,7 @@ for (const [name, open] of Object.entries(formats)) {
       used = await run();
       const want = a.slice();
       want.fill(0, 64 * 512, 192 * 512);
-      expect(collect(used[0]!, a.length)).toEqual(want);
+      expect(same(collect(used[0]!, a.length), want)).toBe(true);
       await disk.close();
     });
   });
