@@ -260,10 +260,11 @@ export class VirtMachine {
     hart.writeCsr(CSR_MIDELEG, BigInt((1 << 1) | (1 << 5) | (1 << 9))); // SSIP, STIP, SEIP
     hart.writeCsr(CSR_MCOUNTEREN, 0xffffffffn);
     hart.writeCsr(CSR_MENVCFG, MENVCFG_STCE);
-    // One PMP entry covering everything (NAPOT, RWX): S-mode is denied when entries exist and
-    // none matches. A hart without PMP ignores it.
+    // One PMP entry (NAPOT, RWX) over the low 2^56 bytes, i.e. all of the physical address
+    // space: S-mode is denied when entries exist and none matches. (2^53-1 rather than all ones
+    // keeps the value exact for a hart that holds pmpaddr in a double.)
     try {
-      hart.writeCsr(CSR_PMPADDR0, (1n << 54n) - 1n);
+      hart.writeCsr(CSR_PMPADDR0, (1n << 53n) - 1n);
       hart.writeCsr(CSR_PMPCFG0, 0x1fn);
     } catch {
       /* no PMP */
