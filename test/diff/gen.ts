@@ -25,8 +25,8 @@ export interface DiffOptions {
   /** Force a privilege mode for the body. */
   mode?: Mode;
   /**
-   * Misaligned scalar loads/stores to RAM. QEMU 7.2 performs them (the spec allows that or
-   * a trap); off by default until visor's choice is settled, on with --misaligned.
+   * Misaligned scalar loads/stores to RAM (default on). QEMU 7.2 performs them in hardware
+   * (the spec allows that or a trap, unprivileged §2.6) and so does visor.
    */
   misaligned?: boolean;
   /** Known visor/QEMU differences to work around (known-issues.ts). */
@@ -222,13 +222,8 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   a.la(t0, 'm_handler').emit(A.csrw(CSR.mtvec, t0));
   a.la(t0, 's_handler').emit(A.csrw(CSR.stvec, t0));
   // PMP entry 0: NAPOT over all of memory, RWX (§3.7); QEMU denies S/U accesses matching no entry.
-  if (has(st, 'pmp-napot-all-ones')) {
-    a.li(t0, 1n << 53n).emit(A.csrw(CSR.pmpaddr0, t0)); // TOR: [0, 2^55)
-    a.li(t0, 0x0f).emit(A.csrw(CSR.pmpcfg0, t0));
-  } else {
-    a.li(t0, -1).emit(A.srli(t0, t0, 10), A.csrw(CSR.pmpaddr0, t0));
-    a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
-  }
+  a.li(t0, -1).emit(A.srli(t0, t0, 10), A.csrw(CSR.pmpaddr0, t0));
+  a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
   a.emit(A.csrw(CSR.mie, 0), A.csrw(CSR.mideleg, 0));
   a.li(t0, medeleg).emit(A.csrw(CSR.medeleg, t0));
   a.li(t0, mode === 'M' ? 0n : (SATP_MODE_SV39 << 60n) | BigInt(L.PT_ROOT >>> 12)).emit(A.csrw(CSR.satp, t0), A.sfence_vma());
@@ -503,19 +498,19 @@ const STORES = [[A.sb, 1], [A.sh, 2], [A.sw, 4], [A.sd, 8]] as const;
 const genLoad: Gen = (st) => {
   const [f, size] = st.r.pick(LOADS);
   const d = rd(st);
-  const [b, imm] = base(st, memAddr(st, size, !!st.opts.misaligned && st.r.bool(0.15)));
+  const [b, imm] = base(st, memAddr(st, size, (st.opts.misaligned ?? true) && st.r.bool(0.15)));
   st.a.emit(f(d, b, imm));
 };
 const genStore: Gen = (st) => {
   const [f, size] = st.r.pick(STORES);
-  const [b, imm] = base(st, memAddr(st, size, !!st.opts.misaligned && st.r.bool(0.15)));
+  const [b, imm] = base(st, memAddr(st, size, (st.opts.misaligned ?? true) && st.r.bool(0.15)));
   st.a.emit(f(rs(st), b, imm));
 };
 const genFpMem: Gen = (st) => {
   const { r, a } = st;
   const k = r.int(4);
   const size = k % 2 ? 8 : 4;
-  const [b, imm] = base(st, memAddr(st, size, !!st.opts.misaligned && r.bool(0.1)));
+  const [b, imm] = base(st, memAddr(st, size, (st.opts.misaligned ?? true) && r.bool(0.1)));
   a.emit([A.flw, A.fld, A.fsw, A.fsd][k]!(fr(st), b, imm));
 };
 
@@ -604,7 +599,7 @@ const genCompressed: Gen = (st) => {
       // c.lw/c.ld/c.sw/c.sd/c.fld/c.fsd through a compressed base register.
       const k = r.int(6);
       const size = [4, 8, 4, 8, 8, 8][k]!;
-      const addr = memAddr(st, size, !!st.opts.misaligned && r.bool(0.1));
+      const addr = memAddr(st, size, (st.opts.misaligned ?? true) && r.bool(0.1));
       const [b, imm] = cbase(st, addr, size === 4 ? 124 : 248, size);
       const f = [A.c_lw, A.c_ld, A.c_sw, A.c_sd, A.c_fld, A.c_fsd][k]!;
       a.emit(f(cr(st), b, imm));
@@ -614,7 +609,7 @@ const genCompressed: Gen = (st) => {
       // sp-relative forms: point sp into scratch first.
       const k = r.int(6);
       const size = [4, 8, 4, 8, 8, 8][k]!;
-      const addr = memAddr(st, size, !!st.opts.misaligned && r.bool(0.1));
+      const addr = memAddr(st, size, (st.opts.misaligned ?? true) && r.bool(0.1));
       const imm = r.int((size === 4 ? 252 : 504) / size + 1) * size;
       a.li(A.sp, addr - imm);
       const f = [A.c_lwsp, A.c_ldsp, A.c_swsp, A.c_sdsp, A.c_fldsp, A.c_fsdsp][k]!;

@@ -9,12 +9,6 @@
  */
 export const KNOWN_ISSUES = {
   /**
-   * pmpaddr is kept in a Float64Array: the 54-bit all-ones NAPOT value (what OpenSBI and this
-   * test write to grant all memory) rounds to 2^54, so the entry matches nothing and every
-   * S/U access faults. Workaround: entry 0 as TOR up to 2^55 instead.
-   */
-  'pmp-napot-all-ones': 'all-ones NAPOT pmpaddr0 loses precision (S/U fetches fault)',
-  /**
    * ebreak / c.ebreak: visor writes the pc to mtval/stval, QEMU 7.2 writes 0 (the spec allows
    * either, privileged §3.1.16). Workaround: the handlers log tval as 0 for cause 3.
    */

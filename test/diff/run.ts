@@ -3,7 +3,7 @@
  *
  * Options: --seed S (default: time-based, always printed), --count N (default 200),
  * --only I[,J...] (rerun given program indices), --jobs J (parallel QEMU processes, default 6: each mostly waits),
- * --mode M|S|U (force the body's privilege mode), --misaligned (misaligned loads/stores),
+ * --mode M|S|U (force the body's privilege mode), --aligned-only (no misaligned loads/stores),
  * --max-mismatches K (stop after K, default 5), --save DIR (write failing images there),
  * --strict (no workarounds for the known issues in known-issues.ts).
  * Exits 0 when every program matches, 1 on any mismatch, 2 when QEMU or the hart is missing.
@@ -25,7 +25,7 @@ async function main(): Promise<number> {
       only: { type: 'string' },
       jobs: { type: 'string', default: '6' },
       mode: { type: 'string' },
-      misaligned: { type: 'boolean', default: false },
+      'aligned-only': { type: 'boolean', default: false },
       'max-mismatches': { type: 'string', default: '5' },
       save: { type: 'string' },
       strict: { type: 'boolean', default: false },
@@ -60,7 +60,7 @@ async function main(): Promise<number> {
   const save = values.save;
   if (save) mkdirSync(save, { recursive: true });
   const r = await runDiff(Hart, {
-    seed, count, workarounds, jobs: Number(values.jobs), misaligned: values.misaligned, maxMismatches: Number(values['max-mismatches']),
+    seed, count, workarounds, jobs: Number(values.jobs), misaligned: !values['aligned-only'], maxMismatches: Number(values['max-mismatches']),
     ...(only ? { only } : {}),
     ...(mode ? { mode } : {}),
     log: (l) => console.log(l),
