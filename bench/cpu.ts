@@ -1,0 +1,60 @@
+/**
+ * Guest MIPS of the interpreter on four loops (integer, memory, branchy, float).
+ * Run: npm run bench:cpu   (builds first: the compiled dist inlines the opcode enum).
+ * Prints one line per loop; with --json a JSON array.
+ */
+import * as I from '../test/support/riscv-asm.js';
+import { Asm } from '../test/support/riscv-asm.js';
+import type { Hart as HartType } from '../src/cpu/hart.js';
+
+const { Hart } = (await import('../dist/cpu/hart.js')) as { Hart: typeof HartType };
+const RAM_BASE = 0x8000_0000;
+const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;
+
+interface Loop { name: string; build(a: Asm): void }
+
+const ITER = 20_000_000;
+const loops: Loop[] = [
+  { name: 'integer', build(a) {
+    a.li(t0, 0).li(t3, ITER).li(t1, 1).li(t2, 0);
+    a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(t2, t2, t1), I.slli(a0, t2, 3), I.srli(a1, a0, 5));
+    a.bne(t0, t3, 'l');
+  } },
+  { name: 'memory', build(a) {
+    a.li(t0, 0).li(t3, ITER).li(a2, RAM_BASE + 0x10000);
+    a.label('l').emit(I.andi(a0, t0, 0x3f8), I.add(a0, a0, a2), I.ld(a1, a0, 0), I.addi(a1, a1, 1), I.sd(a1, a0, 0), I.addi(t0, t0, 8));
+    a.bne(t0, t3, 'l');
+  } },
+  { name: 'branchy', build(a) {
+    a.li(t0, 0).li(t3, ITER).li(a3, 0);
+    a.label('l').emit(I.andi(a0, t0, 3)).beqz(a0, 'z').emit(I.addi(a3, a3, 1)).j('n');
+    a.label('z').emit(I.addi(a3, a3, -1)).label('n').emit(I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+  } },
+  { name: 'float', build(a) {
+    a.li(t0, 1 << 13).emit(I.csrs(I.CSR.mstatus, t0)); // FS = initial
+    a.li(t0, 0).li(t3, ITER).li(t1, 3).emit(I.fcvt_d_l(1, t1), I.fcvt_d_l(2, 0));
+    a.label('l').emit(I.fadd_d(2, 2, 1), I.fmul_d(3, 2, 1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+  } },
+];
+
+const json = process.argv.includes('--json');
+const results: { loop: string; mips: number; instructions: number; seconds: number }[] = [];
+for (const loop of loops) {
+  const a = new Asm(RAM_BASE);
+  loop.build(a);
+  a.label('end').j('end');
+  const ram = new Uint8Array(1 << 20);
+  ram.set(a.bytes(), 0);
+  const hart = new Hart({ ramBase: RAM_BASE, ram, mmioRead: () => undefined, mmioWrite: () => false });
+  hart.reset(RAM_BASE);
+  const endPc = RAM_BASE + a.addr('end') - RAM_BASE;
+  hart.run(2_000_000); // warm up the JIT of the host
+  hart.reset(RAM_BASE);
+  const t = performance.now();
+  let n = 0;
+  while (hart.pc !== endPc) n += hart.run(10_000_000);
+  const s = (performance.now() - t) / 1000;
+  results.push({ loop: loop.name, mips: n / s / 1e6, instructions: n, seconds: s });
+  if (!json) console.log(`${loop.name.padEnd(8)} ${(n / s / 1e6).toFixed(1).padStart(7)} MIPS  (${(n / 1e6).toFixed(0)} M instructions in ${s.toFixed(2)} s)`);
+}
+if (json) console.log(JSON.stringify(results));
