@@ -1,0 +1,44 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { MockDriver, collect } from '../virtio/testing/driver.js';
+import { VIRTIO_NET_HDR_SIZE } from '../virtio/net/device.js';
+import { HostNetworks, parseNetSpec } from './net-attach.js';
+
+describe('HostNetworks', () => {
+  it('puts VMs of two processes on one switch and cleans up the socket', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'visor-netattach-'));
+    try {
+      // Two HostNetworks stand for two visor processes.
+      const p1 = new HostNetworks({ socketDir: dir });
+      const p2 = new HostNetworks({ socketDir: dir });
+      const a = await p1.attach('lab', 'vm-a');
+      const b = await p2.attach('lab', 'vm-b');
+      const da = MockDriver.create(a.device).driver;
+      const db = MockDriver.create(b.device).driver;
+      da.probe(2);
+      db.probe(2);
+      db.add(0, [], [VIRTIO_NET_HDR_SIZE + 1514]);
+      const frame = Uint8Array.from([...b.device.mac, ...a.device.mac, 0x88, 0xb5, 1, 2, 3]);
+      da.add(1, [new Uint8Array(VIRTIO_NET_HDR_SIZE), frame], []);
+      let got: ReturnType<typeof db.used> = [];
+      for (let i = 0; i < 200 && got.length === 0; i++) {
+        await new Promise((r) => setTimeout(r, 5));
+        got = db.used(0);
+      }
+      expect(collect(got[0]!).subarray(VIRTIO_NET_HDR_SIZE)).toEqual(frame);
+      expect(a.device.mac).not.toEqual(b.device.mac);
+      await b.dispose();
+      await a.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('parses --net specs', () => {
+    expect(parseNetSpec('switch=lab')).toEqual({ switchName: 'lab' });
+    expect(parseNetSpec('switch=../x')).toBe(null);
+    expect(parseNetSpec('user')).toBe(null);
+  });
+});
