@@ -1222,8 +1222,8 @@ export class Hart {
               break;
             }
             case Op.EBREAK:
-              this.pc = pc;
-              this.raiseAt(CAUSE_BREAKPOINT, pc);
+              // tval may be 0 or the pc (Priv §3.1.16); 0 matches QEMU, our reference.
+              this.raise(CAUSE_BREAKPOINT, 0, 0);
               break;
             case Op.MRET: {
               if (this.priv !== PRV_M) this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x30200073, 0);
