@@ -1,4 +1,122 @@
 import type { Command } from 'commander';
+import { VisorError } from '../../base/errors.js';
+import { StdioConsole } from '../../host/console-stdio.js';
+import { parseDiskSpec, runVm, type DiskSpec, type RunVmResult } from '../../host/run-vm.js';
+import { encodeCommand, ensureImage } from '../../images/index.js';
+import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 
-// Filled in by the issue that owns `visor run`.
-export function registerRunCommand(_program: Command): void {}
+/** The command line for a kernel the user brings without --append. */
+const DEFAULT_APPEND = 'console=ttyS0 earlycon';
+
+interface RunFlags {
+  kernel?: string;
+  initrd?: string;
+  append?: string;
+  bios: string;
+  memory?: string;
+  disk: string[];
+  image: string;
+  mirror?: string;
+}
+
+export interface ResolvedRun {
+  kernel: string;
+  initrd?: string;
+  append: string;
+  bios: string;
+  memoryMiB?: number;
+  disks: DiskSpec[];
+  command?: string[];
+}
+
+/** Turns flags into what to boot; pulls the image only when no --kernel is given. */
+export async function resolveRun(flags: RunFlags, command: string[]): Promise<ResolvedRun> {
+  let memoryMiB: number | undefined;
+  if (flags.memory !== undefined) {
+    memoryMiB = Number(flags.memory);
+    if (!/^\d+$/.test(flags.memory) || memoryMiB < MIN_MEMORY_MIB || memoryMiB > MAX_MEMORY_MIB) {
+      throw new VisorError('InvalidArgument', `--memory must be a number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, got '${flags.memory}'`);
+    }
+  }
+  const disks = flags.disk.map(parseDiskSpec);
+  let kernel = flags.kernel;
+  let initrd = flags.initrd;
+  let append = flags.append;
+  let bios = flags.bios;
+  if (kernel === undefined || bios === 'opensbi') {
+    const opts: { progress: boolean; mirror?: string } = { progress: process.stderr.isTTY === true };
+    if (flags.mirror) opts.mirror = flags.mirror;
+    const img = await ensureImage(flags.image, opts);
+    if (kernel === undefined) {
+      kernel = img.kernel;
+      initrd ??= img.initrd;
+      append ??= img.append;
+    }
+    if (bios === 'opensbi') {
+      const fw = img.firmwareDynamic ?? img.firmware;
+      if (!fw) throw new VisorError('NotFound', `image '${flags.image}' carries no OpenSBI firmware; pass --bios FILE`);
+      bios = fw;
+    }
+  }
+  append ??= DEFAULT_APPEND;
+  const cmd = command.length > 0 ? command : undefined;
+  if (cmd) append = `${append} ${encodeCommand(cmd)}`;
+  const r: ResolvedRun = { kernel, append, bios, disks };
+  if (initrd !== undefined) r.initrd = initrd;
+  if (memoryMiB !== undefined) r.memoryMiB = memoryMiB;
+  if (cmd) r.command = cmd;
+  return r;
+}
+
+/** Maps how the run ended to the process exit code (issue 3: CLI). */
+export function exitCodeFor(res: RunVmResult, commandMode: boolean): number {
+  switch (res.kind) {
+    case 'poweroff':
+      if (!commandMode) return 0;
+      if (res.guestStatus === undefined) {
+        throw new VisorError('GuestPanic', 'the guest powered off without reporting the command\'s exit status');
+      }
+      return res.guestStatus;
+    case 'quit':
+      return commandMode ? 130 : 0;
+    case 'fail':
+      throw new VisorError('GuestPanic', `the guest reported failure (code ${res.code}) through the test device`);
+    case 'panic':
+      throw new VisorError('GuestPanic', `guest kernel panic: ${res.line}`);
+    case 'reboot-loop':
+      throw new VisorError('GuestPanic', 'the guest keeps rebooting');
+  }
+}
+
+export function registerRunCommand(program: Command): void {
+  program
+    .command('run')
+    .description('Boot a RISC-V 64 Linux guest on the serial console (Ctrl-A x quits, Ctrl-A h lists the keys)')
+    .argument('[command...]', 'after --: a command to run in the guest; visor exits with its status')
+    .option('--kernel <file>', 'kernel: RISC-V Image (EFI stub fine) or ELF vmlinux (default: the image\'s)')
+    .option('--initrd <file>', 'initramfs (default: the image\'s when no --kernel is given)')
+    .option('--append <args>', 'kernel command line, replacing the default')
+    .option('--bios <builtin|opensbi|file>', 'firmware: visor\'s built-in SBI, the image\'s OpenSBI, or an M-mode firmware file', 'builtin')
+    .option('--memory <MiB>', `guest RAM in MiB (${MIN_MEMORY_MIB}-${MAX_MEMORY_MIB}, default 512)`)
+    .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
+    .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
+    .action(async (command: string[], flags: RunFlags) => {
+      const run = await resolveRun(flags, command);
+      const commandMode = run.command !== undefined;
+      const opts: Parameters<typeof runVm>[0] = {
+        kernel: run.kernel,
+        append: run.append,
+        bios: run.bios,
+        disks: run.disks,
+        console: new StdioConsole(),
+        commandMode,
+      };
+      if (run.initrd !== undefined) opts.initrd = run.initrd;
+      if (run.memoryMiB !== undefined) opts.memoryMiB = run.memoryMiB;
+      const res = await runVm(opts);
+      const code = exitCodeFor(res, commandMode);
+      // stdin may still hold the event loop; the run is over.
+      process.exit(code);
+    });
+}
