@@ -472,11 +472,41 @@ export class Qcow2Device implements BlockDevice {
           next++;
         }
         await this.file.write(m.host + (v % cs), data.subarray(pos, pos + n));
+      } else if (v % cs === 0 && n === cs && (m.kind === 'unallocated' || (m.kind === 'zero' && m.host === 0))) {
+        n = await this.writeFreshRun(cluster, data.subarray(pos));
       } else {
         await this.writeNewCluster(cluster, v % cs, data.subarray(pos, pos + n), m);
       }
       pos += n;
     }
+  }
+
+  /**
+   * Whole clusters that own nothing yet (unallocated or plain zero), within one L2 table:
+   * one allocation, one data write, one write of the L2 entries. Returns bytes written.
+   */
+  private async writeFreshRun(cluster: number, data: Uint8Array): Promise<number> {
+    const cs = this.g.clusterSize;
+    const l1Index = Math.floor(cluster / this.g.l2Entries);
+    const l2First = cluster % this.g.l2Entries;
+    let k = 1;
+    const maxK = Math.min(Math.floor(data.length / cs), this.g.l2Entries - l2First, 256);
+    while (k < maxK) {
+      const m = await this.lookup(cluster + k);
+      if (!(m.kind === 'unallocated' || (m.kind === 'zero' && m.host === 0))) break;
+      k++;
+    }
+    const [tOff, table] = await this.l2ForWrite(l1Index);
+    const host = await this.refs.alloc(k);
+    await this.file.write(host, data.subarray(0, k * cs));
+    const v = new DataView(table.buffer, table.byteOffset);
+    for (let i = 0; i < k; i++) {
+      const [hi, lo] = encodeStd(host + i * cs, true, false);
+      v.setUint32((l2First + i) * 8, hi);
+      v.setUint32((l2First + i) * 8 + 4, lo);
+    }
+    await this.file.write(tOff + l2First * 8, table.subarray(l2First * 8, (l2First + k) * 8));
+    return k * cs;
   }
 
   /** Writes part of a cluster that is not privately allocated: copy-on-write. */

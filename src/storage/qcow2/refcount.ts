@@ -125,6 +125,29 @@ export class Refcounts {
     await this.file.write(off + start, b.subarray(start, start + len));
   }
 
+  /** Sets the refcounts of a run of clusters (blocks must exist), one write per block. */
+  private async setRun(start: number, n: number, value: number): Promise<void> {
+    const entries = this.g.refcountBlockEntries;
+    let c = start;
+    while (c < start + n) {
+      const bi = Math.floor(c / entries);
+      const b = await this.block(bi);
+      if (!b) throw new VisorError('Internal', `qcow2: refcount block ${bi} missing`);
+      const end = Math.min(start + n, (bi + 1) * entries);
+      let lo = Infinity;
+      let hi = 0;
+      for (let k = c; k < end; k++) {
+        const [s0, l0] = writeEntry(b, k % entries, this.g.refcountOrder, value);
+        lo = Math.min(lo, s0);
+        hi = Math.max(hi, s0 + l0);
+      }
+      const off = this.table[bi]!;
+      if (this.deferring > 0) this.dirty.set(off, b);
+      else await this.file.write(off + lo, b.subarray(lo, hi));
+      c = end;
+    }
+  }
+
   /** Adds `delta` to the refcount of every cluster overlapping [offset, offset+length). */
   async update(offset: number, length: number, delta: number): Promise<void> {
     const first = Math.floor(offset / this.g.clusterSize);
@@ -166,7 +189,7 @@ export class Refcounts {
         await this.ensureBlock(missing);
         continue;
       }
-      for (let c = start; c < start + n; c++) await this.setExisting(c, 1);
+      await this.setRun(start, n, 1);
       this.freeHint = start + n;
       return start * this.g.clusterSize;
     }
