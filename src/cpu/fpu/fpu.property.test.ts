@@ -8,7 +8,7 @@ import * as ref from './reference.js';
 import { FpuHarness, KD, KS, Rng, bitsOfD, bitsOfS, dOfBits, nearNeg, randFloat, sOfBits, type FloatKind } from './test-harness.js';
 
 const SEED = Number(process.env.FPU_SEED ?? 0x5eed1234);
-const CASES = Number(process.env.FPU_CASES ?? 1500);
+const CASES = Number(process.env.FPU_CASES ?? 2500);
 const RMS = [0, 1, 2, 3, 4];
 
 interface Failure {

@@ -339,6 +339,11 @@ describe('overflow: infinity or the largest finite number by mode (IEEE 754 §7.
     expect(d2('faddD', MAX_D, D(2 ** 970), RM_RNE)).toEqual([INF_D, FFLAG_OF | FFLAG_NX]);
     expect(d2('faddD', MAX_D, D(2 ** 970), RM_RTZ)).toEqual([MAX_D, FFLAG_NX]);
   });
+  it('sums of operands near the largest finite (where TwoSum itself would overflow)', () => {
+    // 0x7fd6c90b722a00af - MAX: r - a in TwoSum rounds past MAX; found by the property test.
+    expect(d2('fsubD', 0x7fd6c90b722a00afn, MAX_D, RM_RUP)).toEqual([0xffe49b7a46eaffa7n, FFLAG_NX]);
+    expect(d2('fsubD', 0x7fd6c90b722a00afn, MAX_D, RM_RDN)).toEqual([0xffe49b7a46eaffa8n, FFLAG_NX]);
+  });
   it('infinite operands are exact, and x/0 raises DZ', () => {
     expect(d2('faddD', INF_D, MAX_D)).toEqual([INF_D, 0]);
     expect(d2('fdivD', D(1), 0n)).toEqual([INF_D, FFLAG_DZ]);

@@ -335,14 +335,22 @@ export class Fpu {
     // to or returned from calls it does not inline, which would allocate on every operation.
     const s = ARGS[0]!;
     const tail = ARGS[1]!;
-    const r0 = Math.fround(s);
-    if (tail === 0) {
-      if (r0 === s) return this.writeS(rd, s); // exact, including zeros and infinities
-      if (rm === RM_RNE) {
-        const a = s < 0 ? -s : s;
-        if (a >= MIN_NORMAL_S && a <= MAX_S) {
+    if (tail === 0 && Math.fround(s) === s) return this.writeS(rd, s); // exact, incl. 0 and inf
+    if (rm === RM_RNE) {
+      const a = s < 0 ? -s : s;
+      if (a >= MIN_NORMAL_S && a <= MAX_S) {
+        // In the normal range a single keeps the top 24 of the double's 53 significand bits:
+        // the low 29 bits say whether s is a single (0), a midpoint between two singles
+        // (0x10000000, where the tail breaks the tie), or neither (the tail cannot matter).
+        SCR[0] = s;
+        const low = SCR_I[0]! & 0x1fffffff;
+        if (low === 0) {
+          this.fflags |= FFLAG_NX; // tail !== 0 here, and far below half an ulp
+          return this.writeS(rd, s);
+        }
+        if (low !== 0x10000000 || tail === 0) {
           this.fflags |= FFLAG_NX;
-          return this.writeS(rd, r0);
+          return this.writeS(rd, Math.fround(s));
         }
       }
     }
@@ -562,6 +570,11 @@ export class Fpu {
     }
     // A sum that lands in the subnormal range is exact, so no underflow on this path.
     const err = twoSumErr(a, b, r);
+    if (err - err !== 0) {
+      // TwoSum's r - a overflowed (operands near the largest finite): use exact arithmetic.
+      this.slowFmaD(rd, this.exactD(i, false), null, this.exactD(j, sub), rm);
+      return;
+    }
     if (err !== 0) {
       ARGS[0] = r;
       ARGS[1] = err;
