@@ -721,3 +721,29 @@ describe('flags accrue', () => {
     expect(h.fpu.fflags).toBe(FFLAG_DZ | FFLAG_NX);
   });
 });
+
+describe('destination may alias the sources', () => {
+  it('every arithmetic op gives the same bits and flags with rd = rs1 = rs2 (= rs3)', async () => {
+    const { Rng, randFloat, KD, KS } = await import('./test-harness.js');
+    const rng = new Rng(99);
+    const bins = ['faddS', 'fsubS', 'fmulS', 'fdivS', 'fminS', 'fmaxS', 'fsgnjxS', 'faddD', 'fsubD', 'fmulD', 'fdivD', 'fminD', 'fmaxD', 'fsgnjnD'] as const;
+    const fmas = ['fmaddS', 'fnmsubS', 'fmaddD', 'fnmaddD'] as const;
+    for (let n = 0; n < 300; n++) {
+      for (const op of [...bins, ...fmas]) {
+        const single = op.endsWith('S');
+        const x = randFloat(rng, single ? KS : KD);
+        const rm = rng.int(0, 4);
+        const run = (alias: boolean): [bigint, number] => {
+          const h = new FpuHarness();
+          for (const i of [1, 2, 4]) (single ? h.setS(i, x) : h.setD(i, x));
+          const rd = alias ? 1 : 3;
+          const f = h.fpu as unknown as Record<string, (...a: number[]) => void>;
+          if ((fmas as readonly string[]).includes(op)) f[op]!.call(h.fpu, rd, alias ? 1 : 1, alias ? 1 : 2, alias ? 1 : 4, rm);
+          else f[op]!.call(h.fpu, rd, 1, alias ? 1 : 2, rm);
+          return [single ? h.getS(rd) : h.getD(rd), h.fpu.fflags];
+        };
+        expect(run(true), `${op} ${x.toString(16)} rm ${rm}`).toEqual(run(false));
+      }
+    }
+  });
+});
