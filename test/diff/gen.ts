@@ -37,6 +37,8 @@ export interface DiffProgram {
   seed: number;
   index: number;
   mode: Mode;
+  /** M-mode body with mstatus.MPRV set: its loads and stores are translated. */
+  mprv: boolean;
   image: Uint8Array;
   bodyStart: number;
   bodyEnd: number;
@@ -66,7 +68,6 @@ const MSTATUS_TW = 1n << 21n;
 const MSTATUS_TSR = 1n << 22n;
 /** UXL = SXL = 2 (64-bit): written explicitly so no implementation sees an XLEN change request. */
 const MSTATUS_XL64 = (2n << 32n) | (2n << 34n);
-const SATP_MODE_SV39 = 8n;
 
 // Sv39 PTE bits, privileged spec §4.3.1 / §4.4.1.
 const PTE_V = 1;
@@ -188,6 +189,7 @@ interface GenState {
   gp: number; // scratch base register value
   aliasPerms: number[]; // PTE flags of each alias page
   labels: number;
+  mprv: boolean;
 }
 
 const RM_CHOICES: readonly (readonly [number, number])[] = [[40, 7], [11, 0], [11, 1], [11, 2], [11, 3], [11, 4], [1, 5], [1, 6]];
@@ -196,12 +198,18 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   const r = new Rng(seed, index);
   const mode: Mode = opts.mode ?? r.weighted([[5, 'M'], [3, 'S'], [3, 'U']] as const);
   const a = new A.Asm(L.RAM_BASE);
-  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0 };
-  const summary: string[] = [`mode ${mode}`];
+  // Some M programs set MPRV (with MPP = S or U) so their loads and stores are translated.
+  // MPP stays U throughout: QEMU 7.2 does not flush its TLB when mret or a trap changes MPP
+  // under MPRV, so after an MPP change it keeps translating with the old privilege.
+  const mprv = mode === 'M' && r.bool(0.25);
+  const mprvPriv = 0;
+  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv };
+  const paging = mode !== 'M' || mprv;
+  const satpMode = r.bool(0.6) ? 8n : 9n; // Sv39 or Sv48, privileged §4.4, §4.5
+  const summary: string[] = [paging ? `mode ${mode}${mprv ? ` with MPRV, MPP=${mprvPriv ? 'S' : 'U'}` : ''}, ${satpMode === 8n ? 'Sv39' : 'Sv48'}` : `mode ${mode}, bare`];
 
-  // Sv39 page tables (S/U programs).
-  const pt = new BigUint64Array(3 * 512);
-  if (mode !== 'M') buildPageTables(st, pt, summary);
+  const pt = new BigUint64Array(4 * 512);
+  if (paging) buildPageTables(st, pt, summary, mode === 'U' || (mprv && mprvPriv === 0));
 
   // mstatus for the body, §3.1.6.
   const fs = BigInt(r.weighted([[50, 3], [20, 1], [20, 2], [10, 0]] as const));
@@ -226,7 +234,8 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
   a.emit(A.csrw(CSR.mie, 0), A.csrw(CSR.mideleg, 0));
   a.li(t0, medeleg).emit(A.csrw(CSR.medeleg, t0));
-  a.li(t0, mode === 'M' ? 0n : (SATP_MODE_SV39 << 60n) | BigInt(L.PT_ROOT >>> 12)).emit(A.csrw(CSR.satp, t0), A.sfence_vma());
+  const root = satpMode === 8n ? L.PT_ROOT : L.PT_ROOT48;
+  a.li(t0, paging ? (satpMode << 60n) | BigInt(root >>> 12) : 0n).emit(A.csrw(CSR.satp, t0), A.sfence_vma());
   // FS on while the f registers are loaded, then the body's mstatus.
   a.li(t0, MSTATUS_XL64 | (3n << MSTATUS_FS_SHIFT)).emit(A.csrw(CSR.mstatus, t0));
   a.la(t0, 'pool');
@@ -255,6 +264,10 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
 
   // ---- body
   a.label('body');
+  if (mprv) {
+    // mret left MPP = U; MPRV makes M-mode loads and stores use MPP's translation (§3.1.6.3).
+    a.li(A.t0, (1n << 17n) | (BigInt(mprvPriv) << MSTATUS_MPP_SHIFT)).emit(A.csrs(CSR.mstatus, A.t0));
+  }
   const groups = opts.bodyLength ?? r.range(60, 250);
   for (let i = 0; i < groups; i++) genGroup(st, true);
   a.label('body_end');
@@ -268,14 +281,14 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   a.label('tlog');
   pad(a, L.SAVE);
   a.label('save');
-  pad(a, L.PT_ROOT);
+  pad(a, L.PT_ROOT48);
   a.data(new Uint8Array(pt.buffer));
   pad(a, L.SCRATCH);
   for (let i = 0; i < L.SCRATCH_SIZE / 4; i++) a.word(r.bool(0.1) ? 0 : r.u32());
 
   const image = a.bytes();
   const marks = new Map<number, string>([[L.BODY, 'body'], [bodyEnd - 4, 'body_end']]);
-  return { seed, index, mode, image, bodyStart: L.BODY, bodyEnd, marks, summary };
+  return { seed, index, mode, mprv, image, bodyStart: L.BODY, bodyEnd, marks, summary };
 }
 
 function has(st: GenState, issue: KnownIssue): boolean {
@@ -287,13 +300,16 @@ function pad(a: A.Asm, to: number): void {
   a.space(to - a.pc);
 }
 
-function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[]): void {
-  const { r, mode } = st;
+/** Fills the table pages PT_ROOT48..PT_L0 (`pt` holds them in order); `user` sets U on RAM pages. */
+function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[], user: boolean): void {
+  const { r } = st;
   const leaf = (pa: number, flags: number) => (BigInt(pa >>> 12) << 10n) | BigInt(flags);
-  const u = mode === 'U' ? PTE_U : 0;
-  pt[2] = leaf(L.PT_L1, PTE_V); // root[VPN2 = 2] → L1
-  pt[512 + 0] = leaf(L.PT_L0, PTE_V); // L1[VPN1 = 0] → L0
-  const l0 = (va: number, v: bigint) => { pt[1024 + ((va - L.RAM_BASE) >>> 12)] = v; };
+  const u = user ? PTE_U : 0;
+  const page = (pa: number) => ((pa - L.PT_ROOT48) / 4096) * 512;
+  pt[page(L.PT_ROOT48) + 0] = leaf(L.PT_ROOT, PTE_V); // Sv48 root[VPN3 = 0] → the Sv39 root
+  pt[page(L.PT_ROOT) + 2] = leaf(L.PT_L1, PTE_V); // root[VPN2 = 2] → L1
+  pt[page(L.PT_L1) + 0] = leaf(L.PT_L0, PTE_V); // L1[VPN1 = 0] → L0
+  const l0 = (va: number, v: bigint) => { pt[page(L.PT_L0) + ((va - L.RAM_BASE) >>> 12)] = v; };
   l0(L.PROLOGUE, leaf(L.PROLOGUE, PTE_V | PTE_R | PTE_X | PTE_A));
   l0(L.HANDLERS, leaf(L.HANDLERS, PTE_V | PTE_R | PTE_X | PTE_A));
   for (let pa = L.BODY; pa < L.BODY_END_LIMIT; pa += 4096) {
@@ -309,7 +325,7 @@ function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[]): v
     if (r.bool(0.75)) f |= PTE_R;
     if (r.bool(0.6)) f |= PTE_W;
     if (r.bool(0.3)) f |= PTE_X;
-    if (r.bool(mode === 'U' ? 0.85 : 0.2)) f |= PTE_U;
+    if (r.bool(user ? 0.85 : 0.2)) f |= PTE_U;
     if (r.bool(0.8)) f |= PTE_A;
     if (r.bool(0.7)) f |= PTE_D;
     if (r.bool(0.1)) f |= PTE_G;
@@ -437,7 +453,7 @@ function cr(st: GenState): number {
 /** An address for an access of `size` bytes, and whether it is in the alias window. */
 function memAddr(st: GenState, size: number, misalign: boolean, allowAlias = true): number {
   const { r } = st;
-  const alias = allowAlias && st.mode !== 'M' && r.bool(0.3);
+  const alias = allowAlias && (st.mode !== 'M' || st.mprv) && r.bool(0.3);
   let off = r.bool(0.5) ? st.gp - L.SCRATCH - 0x800 + r.int(0x1000) : r.int(L.SCRATCH_SIZE);
   off = Math.min(off, L.SCRATCH_SIZE - 16);
   off -= off % size;
@@ -626,7 +642,7 @@ function csrValue(st: GenState, csr: number): bigint {
       const bits = [MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP, MSTATUS_SUM, MSTATUS_MXR, 1n << 13n, 1n << 14n];
       if (csr === CSR.mstatus) bits.push(MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_TVM, MSTATUS_TW, MSTATUS_TSR);
       for (const b of bits) if (r.bool(0.4)) v |= b;
-      if (csr === CSR.mstatus) v |= BigInt(r.pick([0, 1, 3])) << MSTATUS_MPP_SHIFT;
+      if (csr === CSR.mstatus && !st.mprv) v |= BigInt(r.pick([0, 1, 3])) << MSTATUS_MPP_SHIFT; // see mprvPriv
       return v;
     }
     case CSR.satp: {
@@ -655,7 +671,8 @@ function csrChoices(st: GenState): number[] {
   const fp = [CSR.fflags, CSR.frm, CSR.fcsr];
   const sup = [CSR.sscratch, CSR.sepc, CSR.scause, CSR.stval, CSR.sstatus];
   const mach = [CSR.mscratch, CSR.mepc, CSR.mcause, CSR.mtval, CSR.mstatus, CSR.medeleg, CSR.mideleg];
-  if (st.mode === 'M') return [...fp, ...fp, ...sup, ...mach, CSR.satp];
+  // satp writes would pull the page tables from under an MPRV body.
+  if (st.mode === 'M') return st.mprv ? [...fp, ...fp, ...sup, ...mach] : [...fp, ...fp, ...sup, ...mach, CSR.satp];
   if (st.mode === 'S') return [...fp, ...fp, ...sup, ...sup, CSR.mscratch, CSR.mstatus];
   return [...fp, ...fp, ...fp, CSR.sscratch, CSR.mscratch];
 }

@@ -15,7 +15,9 @@ export const BODY = 0x8000_2000;
 export const BODY_END_LIMIT = 0x8000_a000; // body at most 32 KiB
 export const POOL = 0x8000_a000; // initial f-register values
 export const TLOG = 0x8000_b000; // trap log: count, then entries of TLOG_ENTRY bytes
-export const SAVE = 0x8000_c000; // epilogue save area
+export const SAVE = 0x8000_bb00; // epilogue save area, after the largest trap log
+/** Sv48 root: entry 0 points at PT_ROOT, which serves as the Sv39 root and as Sv48's level 2. */
+export const PT_ROOT48 = 0x8000_c000;
 export const PT_ROOT = 0x8000_d000;
 export const PT_L1 = 0x8000_e000;
 export const PT_L0 = 0x8000_f000;
@@ -27,7 +29,7 @@ export const ALIAS = 0x8002_0000;
 export const CODE_ALIAS_DELTA = 0x3_0000;
 
 /** Everything the guest may write that the dump does not print: checksummed per 4 KiB page. */
-export const CHECK_BASE = PT_ROOT;
+export const CHECK_BASE = PT_ROOT48;
 export const CHECK_END = SCRATCH + SCRATCH_SIZE;
 export const CHECK_BLOCK = 4096;
 
