@@ -114,7 +114,13 @@ export function registerRunCommand(program: Command): void {
       };
       if (run.initrd !== undefined) opts.initrd = run.initrd;
       if (run.memoryMiB !== undefined) opts.memoryMiB = run.memoryMiB;
+      // A signal stops the machine cleanly, so a raw-mode terminal is restored on the way out.
+      const abort = new AbortController();
+      const onSignal = () => abort.abort();
+      for (const s of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) process.once(s, onSignal);
+      opts.signal = abort.signal;
       const res = await runVm(opts);
+      if (abort.signal.aborted) process.exit(143);
       const code = exitCodeFor(res, commandMode);
       // stdin may still hold the event loop; the run is over.
       process.exit(code);
