@@ -10,8 +10,9 @@
  *     rounded result, with error-free transformations (TwoSum, Dekker's TwoProduct, exact
  *     remainders) telling whether the result is inexact and on which side the exact value lies;
  *  2. directed rounding modes fix the round-to-nearest result up by one ulp from that side;
- *  3. exact BigInt arithmetic for the rest (overflow, underflow, subnormal operands, FMA in
- *     directed modes). It is rare in real code and allocates, so it stays off the hot path.
+ *  3. exact BigInt arithmetic for the rest (overflow, underflow, subnormal operands of
+ *     mul/div/sqrt/fma, exact-zero FMA cancellation). It is rare in real code and allocates,
+ *     so it stays off the hot path.
  * Single precision needs no BigInt: every single operation's exact result is a double plus
  * a tail whose sign is known (products of singles are exact in double), which roundS rounds.
  */
@@ -907,37 +908,47 @@ export class Fpu {
       this.f64[rd] = c === 0 ? this.zeroSum(p, c, rm) : c;
       return;
     }
-    if (rm === RM_RNE) {
-      const ea = this.expD(i);
-      const eb = this.expD(j);
-      const ec = this.expD(k);
-      if (
-        ea > -1023 && eb > -1023 && ea <= 990 && eb <= 990 && ea + eb >= -900 && ea + eb <= 990 &&
-        ((ec >= -900 && ec <= 990) || c === 0)
-      ) {
-        // Boldo & Melquiond (IEEE TC 2008), "Emulation of FMA ... using rounding to odd":
-        // a*b = ph + pl, c + ph = th + tl exactly; v = RO(tl + pl); RN(th + v) = RN(a*b + c).
-        const ph = a * b;
-        const pl = twoProdErr(a, b, ph);
-        const th = c + ph;
-        const tl = twoSumErr(c, ph, th);
-        let v = tl + pl;
-        const w = twoSumErr(tl, pl, v);
-        if (w !== 0) {
-          SCR[0] = v;
-          if ((SCR_I[0]! & 1) === 0) {
-            stepScr(w > 0); // round to odd
-            v = SCR[0]!;
-          }
+    const ea = this.expD(i);
+    const eb = this.expD(j);
+    const ec = this.expD(k);
+    if (
+      ea > -1023 && eb > -1023 && ea <= 990 && eb <= 990 && ea + eb >= -900 && ea + eb <= 990 &&
+      ((ec >= -900 && ec <= 990) || c === 0)
+    ) {
+      // Boldo & Melquiond (IEEE TC 2008), "Emulation of FMA ... using rounding to odd":
+      // a*b = ph + pl, c + ph = th + tl exactly; v = RO(tl + pl); RN(th + v) = RN(a*b + c).
+      const ph = a * b;
+      const pl = twoProdErr(a, b, ph);
+      const th = c + ph;
+      const tl = twoSumErr(c, ph, th);
+      const u = tl + pl;
+      const w = twoSumErr(tl, pl, u);
+      let v = u;
+      if (w !== 0) {
+        SCR[0] = u;
+        if ((SCR_I[0]! & 1) === 0) {
+          stepScr(w > 0); // round to odd
+          v = SCR[0]!;
         }
-        const r = th + v;
-        const ar = r < 0 ? -r : r;
-        if (ar >= 1e-289 && ar !== Infinity) {
-          // Inexact iff the odd rounding or the final addition lost something.
-          if (w !== 0 || twoSumErr(th, v, r) !== 0) this.fflags |= FFLAG_NX;
-          this.f64[rd] = r;
-          return;
+      }
+      const r = th + v;
+      const ar = r < 0 ? -r : r;
+      if (ar >= 1e-289 && ar !== Infinity) {
+        // exact - r = e2 + w', with e2 the error of th + v and w' = tl + pl - v the odd
+        // rounding's error. w' has w's sign, or the opposite one if the odd rounding stepped
+        // past the exact sum. |w'| < ulp(v) <= |e2| whenever e2 is nonzero (if v outweighs
+        // th there was cancellation, so tl = 0 and w' = 0), so the sign of exact - r is e2's,
+        // else w''s. A tie needs w' = 0, where e2 is the whole of exact - r.
+        const e2 = twoSumErr(th, v, r);
+        const sw = w > 0 ? 1 : -1;
+        const wSign = w === 0 ? 0 : v === u ? sw : -sw;
+        if (e2 === 0 && wSign === 0) this.f64[rd] = r;
+        else {
+          ARGS[0] = r;
+          ARGS[1] = e2 !== 0 ? e2 : wSign;
+          this.directD(rd, rm, wSign === 0);
         }
+        return;
       }
     }
     this.slowFmaD(rd, this.exactD(i, negP), this.exactD(j, false), this.exactD(k, negC), rm);
