@@ -7,7 +7,7 @@ import * as I from '../test/support/riscv-asm.js';
 import { Asm } from '../test/support/riscv-asm.js';
 import type { Hart as HartType } from '../src/cpu/hart.js';
 
-const { Hart } = (await import('../dist/cpu/hart.js')) as { Hart: typeof HartType };
+const { Hart } = (await import('../dist/cpu/hart.js' as string)) as unknown as { Hart: typeof HartType };
 const RAM_BASE = 0x8000_0000;
 const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;
 
