@@ -1,0 +1,217 @@
+import { describe, expect, it } from 'vitest';
+import * as I from '../../test/support/riscv-asm.js';
+import { Asm } from '../../test/support/riscv-asm.js';
+import { makeHart, FINISHER, RAM_BASE } from './testing/run-program.js';
+import { MIP_MTIP, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from './constants.js';
+
+const { a0, a1, a2, t0, t1, t2, s0, s1 } = I;
+const LOG = 0x18000; // RAM offset of the trap log: [count, (cause, tval)...]
+
+/** Trap handler for mode `m` ('m' or 's'): logs cause and tval, skips the instruction (4 bytes). */
+function handler(a: Asm, name: string, m: 'm' | 's'): void {
+  const C = I.CSR;
+  a.label(name);
+  a.li(s0, RAM_BASE + LOG).emit(I.ld(s1, s0, 0), I.addi(s1, s1, 1), I.sd(s1, s0, 0), I.slli(s1, s1, 4), I.add(s1, s1, s0));
+  a.emit(I.csrr(t2, m === 'm' ? C.mcause : C.scause), I.sd(t2, s1, -8), I.csrr(t2, m === 'm' ? C.mtval : C.stval), I.sd(t2, s1, 0));
+  a.emit(I.csrr(t2, m === 'm' ? C.mepc : C.sepc), I.addi(t2, t2, 4), I.csrw(m === 'm' ? C.mepc : C.sepc, t2));
+  a.emit(m === 'm' ? I.mret() : I.sret());
+}
+
+function finish(a: Asm): void {
+  a.li(t2, FINISHER).emit(I.sw(t2, t2, 0));
+  a.label('__spin').j('__spin');
+}
+
+function log(ram: Uint8Array): [bigint, bigint][] {
+  const v = new DataView(ram.buffer);
+  const n = Number(v.getBigUint64(LOG, true));
+  const out: [bigint, bigint][] = [];
+  for (let i = 0; i < n; i++) out.push([v.getBigUint64(LOG + 8 + 16 * i, true), v.getBigUint64(LOG + 16 + 16 * i, true)]);
+  return out;
+}
+
+function allowAllPmp(a: Asm): void {
+  a.li(t0, 0x3fffffffffffffn).emit(I.csrw(I.CSR.pmpaddr0, t0)).li(t0, 0x1f).emit(I.csrw(I.CSR.pmpcfg0, t0));
+}
+
+function runUntilFinished(code: Uint8Array, setup?: (ram: Uint8Array) => void, time = () => 0) {
+  const m = makeHart(2 << 20, time);
+  m.ram.set(code);
+  setup?.(m.ram);
+  m.hart.reset(RAM_BASE);
+  for (let i = 0; i < 100 && !m.run.finished; i++) m.hart.run(100_000);
+  expect(m.run.finished).toBe(true);
+  return m;
+}
+
+describe('Sv39 translation', () => {
+  const ROOT = 0x10000, L1 = 0x11000, L0 = 0x12000;
+  const pte = (pa: number, flags: number) => BigInt(Math.floor(pa / 4096)) << 10n | BigInt(flags);
+  function tables(ram: Uint8Array) {
+    const v = new DataView(ram.buffer);
+    const put = (table: number, i: number, value: bigint) => v.setBigUint64(table + 8 * i, value, true);
+    put(ROOT, 2, pte(RAM_BASE, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D)); // 1 GiB identity at 0x8000_0000
+    put(ROOT, 1, pte(RAM_BASE + L1, PTE_V)); // VA 0x4000_0000 → L1
+    put(L1, 0, pte(RAM_BASE + L0, PTE_V));
+    put(L0, 0, pte(RAM_BASE + 0x20000, PTE_V | PTE_R | PTE_W)); // A/D clear: hardware sets them
+    put(L0, 1, pte(RAM_BASE + 0x21000, PTE_V | PTE_R | PTE_A)); // read-only
+    put(L0, 2, pte(RAM_BASE + 0x22000, PTE_V | PTE_R | PTE_W | PTE_U | PTE_A | PTE_D)); // user page
+    put(L0, 4, pte(RAM_BASE + 0x24000, PTE_V | PTE_W)); // W without R: reserved
+    v.setBigUint64(0x22000, 0x1234n, true);
+  }
+
+  it('walks, sets A/D, enforces R/W/U/SUM and reports page faults with the address', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0)).la(t0, 'sh').emit(I.csrw(I.CSR.stvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (1 << 12) | (1 << 13) | (1 << 15)).emit(I.csrw(I.CSR.medeleg, t0)); // page faults → S
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0)); // MPP = S
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(a0, 0x4000_0000).emit(I.sd(a0, a0, 0), I.ld(a1, a0, 0)); // ok, sets A and D
+    a.li(a0, 0x4000_1000).emit(I.ld(t1, a0, 0), I.sd(a0, a0, 0)); // read ok; store → 15
+    a.li(a0, 0x4000_2000).emit(I.ld(t1, a0, 0)); // U page from S without SUM → 13
+    a.li(t0, 1 << 18).emit(I.csrs(I.CSR.sstatus, t0), I.ld(a2, a0, 0)); // with SUM: ok
+    a.li(a0, 0x4000_3000).emit(I.ld(t1, a0, 0)); // invalid → 13
+    a.li(a0, 0x4000_4000).emit(I.ld(t1, a0, 0)); // W without R → 13
+    a.li(a0, 0x0000_0040_0000_0000n).emit(I.ld(t1, a0, 0)); // not canonical → 13
+    a.emit(I.ecall()); // → M, cause 9
+    handler(a, 'sh', 's');
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), tables);
+    const v = new DataView(m.ram.buffer);
+    expect(m.hart.getX(11)).toBe(0x4000_0000n);
+    expect(m.hart.getX(12)).toBe(0x1234n);
+    expect(v.getBigUint64(L0, true) & BigInt(PTE_A | PTE_D)).toBe(BigInt(PTE_A | PTE_D));
+    expect(log(m.ram)).toEqual([[15n, 0x4000_1000n], [13n, 0x4000_2000n], [13n, 0x4000_3000n], [13n, 0x4000_4000n], [13n, 0x0000_0040_0000_0000n]]);
+    expect(m.hart.readCsr(I.CSR.mcause)).toBe(9n);
+  });
+
+  it('sfence.vma makes a changed PTE visible', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(a0, 0x4000_0000).emit(I.ld(a1, a0, 0)); // caches the translation to 0x20000
+    // Point the PTE at the user page's frame (0x22000) instead, then flush.
+    a.li(t1, RAM_BASE + L0).li(t0, pte(RAM_BASE + 0x22000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)).emit(I.sd(t0, t1, 0));
+    a.emit(I.sfence_vma(a0, 0), I.ld(a2, a0, 0), I.ecall());
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), tables);
+    expect(m.hart.getX(11)).toBe(0n);
+    expect(m.hart.getX(12)).toBe(0x1234n);
+  });
+});
+
+describe('interrupts', () => {
+  it('Sstc: stimecmp raises a delegated S timer interrupt, vectored stvec', () => {
+    let now = 0;
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    a.la(t0, 'svec').emit(I.addi(t0, t0, 1), I.csrw(I.CSR.stvec, t0)); // vectored
+    allowAllPmp(a);
+    a.li(t0, 1n << 63n).emit(I.csrw(I.CSR.menvcfg, t0)); // STCE
+    a.li(t0, 2).emit(I.csrw(I.CSR.mcounteren, t0)); // TM: S may read time / use stimecmp
+    a.li(t0, 1 << 5).emit(I.csrw(I.CSR.mideleg, t0), I.csrw(I.CSR.mie, t0));
+    a.li(t0, (1 << 11) | (1 << 5)).emit(I.csrw(I.CSR.mstatus, t0)); // MPP = S, SPIE
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(t0, 1000).emit(I.csrw(I.CSR.stimecmp, t0), I.csrsi(I.CSR.sstatus, 2)); // SIE
+    a.li(a0, 0).label('wait').emit(I.addi(a0, a0, 1)).j('wait');
+    a.align(4, true).label('svec');
+    for (let i = 0; i < 16; i++) a.j(i === 5 ? 'stimer' : 'mh');
+    a.label('stimer').emit(I.csrr(a1, I.CSR.scause), I.csrr(a2, I.CSR.sip), I.ecall());
+    a.label('mh');
+    finish(a);
+    const m = makeHart(2 << 20, () => now);
+    m.ram.set(a.bytes());
+    m.hart.reset(RAM_BASE);
+    m.hart.run(5000);
+    expect(m.run.finished).toBe(false);
+    expect(m.hart.getX(10)).toBeGreaterThan(0n); // spinning in S-mode, timer not yet due
+    now = 1000;
+    for (let i = 0; i < 10 && !m.run.finished; i++) m.hart.run(5000);
+    expect(m.run.finished).toBe(true);
+    expect(m.hart.getX(11)).toBe(BigInt.asIntN(64, (1n << 63n) | 5n));
+    expect(m.hart.getX(12) & 0x20n).toBe(0x20n);
+  });
+
+  it('wfi idles until an interrupt is pending, then M takes MTIP', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    a.li(t0, MIP_MTIP).emit(I.csrw(I.CSR.mie, t0), I.csrsi(I.CSR.mstatus, 8), I.wfi());
+    a.li(a0, 1).label('spin').j('spin');
+    a.label('mh').emit(I.csrr(a1, I.CSR.mcause));
+    finish(a);
+    const m = makeHart();
+    m.ram.set(a.bytes());
+    m.hart.reset(RAM_BASE);
+    m.hart.run(1000);
+    expect(m.hart.waitingForInterrupt).toBe(true);
+    expect(m.hart.run(1000)).toBe(0); // nothing pending: stays idle
+    m.hart.setPending(MIP_MTIP, true);
+    m.hart.run(1000);
+    expect(m.run.finished).toBe(true);
+    expect(m.hart.getX(11)).toBe(BigInt.asIntN(64, (1n << 63n) | 7n));
+    expect(m.hart.getX(10)).toBe(0n); // the interrupt came before the instruction after wfi retired
+  });
+});
+
+describe('A extension', () => {
+  it('LR/SC succeed only on a valid reservation; AMOs return the old value', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    a.li(s0, RAM_BASE + 0x9000).li(t0, 5).emit(I.sd(t0, s0, 0));
+    a.emit(I.sc_d(a0, t0, s0)); // no reservation → 1
+    a.emit(I.lr_d(t1, s0), I.sc_d(a1, t0, s0)); // → 0
+    a.emit(I.sc_d(a2, t0, s0)); // reservation consumed → 1
+    a.emit(I.lr_w(t1, s0), I.addi(t2, s0, 8), I.sc_w(3, t0, t2)); // other address → gp (x3) = 1
+    a.li(t0, -3).emit(I.amoadd_d(19, t0, s0)); // old 5 → x19, memory 2
+    a.li(t0, -7).emit(I.amomaxu_w(20, t0, s0)); // old 2, memory 0xfffffff9
+    a.emit(I.ld(21, s0, 0));
+    a.emit(I.addi(t2, s0, 4), I.amoswap_d(22, t0, t2)); // misaligned → store/AMO misaligned (6)
+    a.label('mh').emit(I.csrr(a0 + 8, I.CSR.mcause)); // x18
+    finish(a);
+    const m = runUntilFinished(a.bytes());
+    const h = m.hart;
+    expect([h.getX(10), h.getX(11), h.getX(12), h.getX(3)]).toEqual([1n, 0n, 1n, 1n]);
+    expect(h.getX(19)).toBe(5n);
+    expect(h.getX(20)).toBe(2n);
+    expect(h.getX(21)).toBe(0xfffffff9n);
+    expect(h.getX(18)).toBe(6n);
+  });
+});
+
+describe('CSR access rules', () => {
+  it('traps on privilege violations, read-only writes, counters without enable and unknown CSRs', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    allowAllPmp(a);
+    a.emit(I.csrw(I.CSR.mhartid, 0)); // read-only → 2
+    a.emit(I.csrr(t1, 0x7c0)); // no such CSR → 2
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.emit(I.csrr(t1, I.CSR.mstatus)); // M CSR from S → 2
+    a.emit(I.csrr(t1, I.CSR.cycle)); // mcounteren.CY = 0 → 2
+    a.emit(I.csrr(t1, I.CSR.sstatus)); // fine
+    a.emit(I.ecall()); // 9 → ends
+    handler(a, 'mh', 'm');
+    const code = a.bytes();
+    // Make the handler finish on ecall: patch by running until the log holds the ecall.
+    const m = makeHart(2 << 20);
+    m.ram.set(code);
+    m.hart.reset(RAM_BASE);
+    m.hart.run(2000);
+    const entries = log(m.ram);
+    expect(entries.slice(0, 5).map((e) => e[0])).toEqual([2n, 2n, 2n, 2n, 9n]);
+    // tval of an illegal CSR access is the instruction word.
+    expect(entries[0]![1]).toBe(BigInt(I.csrw(I.CSR.mhartid, 0) >>> 0));
+  });
+});
