@@ -105,11 +105,12 @@ function printCheck(path: string, r: CheckResult, repaired: boolean): void {
   if (r.messages.length > 50) out(`... and ${r.messages.length - 50} more`);
   if (repaired && (r.repaired.leaks || r.repaired.corruptions)) {
     out(`Repaired ${r.repaired.leaks} leaked clusters and ${r.repaired.corruptions} corruptions.`);
-  } else if (r.corruptions === 0 && r.leaks === 0) {
+  } else if (r.corruptions === 0 && r.leaks === 0 && r.leaksPastEnd === 0) {
     out(`No errors were found on ${path}.`);
   } else {
     if (r.corruptions) out(`${r.corruptions} errors were found on the image.`);
     if (r.leaks) out(`${r.leaks} leaked clusters were found on the image (harmless; --repair frees them).`);
+    if (r.leaksPastEnd) out(`${r.leaksPastEnd} refcounts past the end of the file are leaked (harmless; --repair clears them).`);
   }
   const pct = r.totalClusters ? ((100 * r.dataClusters) / r.totalClusters).toFixed(2) : '0.00';
   out(`${r.dataClusters}/${r.totalClusters} = ${pct}% allocated`);

@@ -7,6 +7,11 @@ export interface CheckResult {
   corruptions: number;
   /** Clusters whose refcount is higher than their references (wasted, harmless). */
   leaks: number;
+  /**
+   * Leaked refcounts past the end of the file (a writer died between raising a refcount and
+   * writing the cluster). qemu-img check does not look there; repair clears them too.
+   */
+  leaksPastEnd: number;
   /** COPIED flags that disagree with refcounts (counted as corruptions too, as qemu-img does). */
   copiedErrors: number;
   messages: string[];
@@ -33,6 +38,7 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
   const res: CheckResult = {
     corruptions: 0,
     leaks: 0,
+    leaksPastEnd: 0,
     copiedErrors: 0,
     messages: [],
     repaired: { leaks: 0, corruptions: 0 },
@@ -119,7 +125,8 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
     if (have > 0) res.allocatedClusters++;
     if (have === want) continue;
     if (have > want) {
-      res.leaks++;
+      if (c >= fileClusters) res.leaksPastEnd++;
+      else res.leaks++;
       res.messages.push(`Leaked cluster ${c} refcount=${have} reference=${want}`);
     } else {
       err(`cluster ${c} refcount=${have} reference=${want}`);
@@ -156,7 +163,7 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
       await dev.refs.endDefer();
     }
     await dev.fixCopiedFlags();
-    res.repaired.leaks = res.leaks;
+    res.repaired.leaks = res.leaks + res.leaksPastEnd;
     res.repaired.corruptions = res.corruptions;
     if (dev.header.incompatibleFeatures & QCOW2_INCOMPAT_CORRUPT) {
       await dev.setIncompatible(dev.header.incompatibleFeatures & ~QCOW2_INCOMPAT_CORRUPT);
