@@ -332,7 +332,23 @@ function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[], us
     st.aliasPerms.push(f);
     l0(L.ALIAS + i * 4096, leaf(pa, f));
   }
-  summary.push(`alias page flags ${st.aliasPerms.map((f) => 'VRWXUGAD'.split('').filter((_, b) => f & (1 << b)).join('') || '-').join(' ')}`);
+  // Superpages, §4.3.1: leaves above level 0; a leaf's PPN must be aligned to its size.
+  const superFlags: number[] = [];
+  const sup = (): number => {
+    let f = PTE_V | PTE_R | PTE_W | PTE_A | PTE_D | u;
+    if (r.bool(0.3)) f = (f & ~PTE_W) | (r.bool() ? PTE_X : 0);
+    if (r.bool(0.2)) f &= ~(r.bool() ? PTE_A : PTE_D);
+    if (r.bool(0.15)) f ^= PTE_U;
+    if (r.bool(0.1)) f |= PTE_G;
+    superFlags.push(f);
+    return f;
+  };
+  pt[page(L.PT_ROOT) + 3] = leaf(L.RAM_BASE, sup()); // VA 0xc000_0000: 1 GiB page
+  pt[page(L.PT_L1) + 1] = leaf(L.RAM_BASE, sup()); // VA 0x8020_0000: 2 MiB page
+  pt[page(L.PT_L1) + 2] = leaf(L.SCRATCH, sup()); // VA 0x8040_0000: misaligned 2 MiB page
+  const flagText = (f: number) => 'VRWXUGAD'.split('').filter((_, b) => f & (1 << b)).join('') || '-';
+  summary.push(`superpage flags (1G, 2M, misaligned 2M) ${superFlags.map(flagText).join(' ')}`);
+  summary.push(`alias page flags ${st.aliasPerms.map(flagText).join(' ')}`);
 }
 
 /**
@@ -453,12 +469,17 @@ function cr(st: GenState): number {
 /** An address for an access of `size` bytes, and whether it is in the alias window. */
 function memAddr(st: GenState, size: number, misalign: boolean, allowAlias = true): number {
   const { r } = st;
-  const alias = allowAlias && (st.mode !== 'M' || st.mprv) && r.bool(0.3);
+  const paged = allowAlias && (st.mode !== 'M' || st.mprv);
+  // MPRV bodies may switch MPRV off, making these physical addresses: the superpage windows
+  // would then reach RAM that QEMU has and the bare machine does not.
+  const windows = st.mprv ? [[70, 0], [30, L.ALIAS - L.SCRATCH]] as const
+    : [[70, 0], [18, L.ALIAS - L.SCRATCH], [5, L.GIGA_DELTA], [5, L.MEGA_DELTA], [2, L.BAD_MEGA_DELTA]] as const;
+  const window = paged ? r.weighted(windows) : 0;
   let off = r.bool(0.5) ? st.gp - L.SCRATCH - 0x800 + r.int(0x1000) : r.int(L.SCRATCH_SIZE);
   off = Math.min(off, L.SCRATCH_SIZE - 16);
   off -= off % size;
   if (misalign && size > 1) off += r.range(1, size - 1);
-  return (alias ? L.ALIAS : L.SCRATCH) + off;
+  return L.SCRATCH + window + off;
 }
 
 /** Emits a base register setup for `addr` and returns [base, imm]. */

@@ -25,6 +25,14 @@ export const SCRATCH = 0x8001_0000;
 export const SCRATCH_SIZE = 0x1_0000;
 /** Virtual window onto the scratch pages with random PTE permissions (S/U programs). */
 export const ALIAS = 0x8002_0000;
+/**
+ * Superpage windows onto RAM (VA = PA + delta) with random permissions: a 1 GiB page (root
+ * entry 3), a 2 MiB page (L1 entry 1), and a 2 MiB page whose PPN is not 2 MiB aligned, where
+ * every access page-faults (privileged §4.3.2 step 6).
+ */
+export const GIGA_DELTA = 0x4000_0000;
+export const MEGA_DELTA = 0x20_0000;
+export const BAD_MEGA_DELTA = 0x40_0000;
 /** Virtual window onto the code pages, supervisor-readable, for the S handler's length probe. */
 export const CODE_ALIAS_DELTA = 0x3_0000;
 
