@@ -10,7 +10,7 @@ export const ESCAPE_HELP = [
   'C-a h    print this help',
   'C-a x    exit visor',
   'C-a C-a  send C-a to the guest',
-].join('\r\n') + '\r\n';
+].join('\n') + '\n';
 
 export interface ConsoleStreams {
   stdin: NodeJS.ReadableStream & { isTTY?: boolean; setRawMode?(mode: boolean): unknown };
@@ -66,7 +66,7 @@ export class StdioConsole {
     if (this.isTTY && stdin.setRawMode) {
       stdin.setRawMode(true);
       this.rawMode = true;
-      const dec = new EscapeDecoder({ ...h, help: () => this.s.stderr.write(`\r\n${ESCAPE_HELP}`) });
+      const dec = new EscapeDecoder({ ...h, help: () => this.s.stderr.write(`\n${ESCAPE_HELP}`) });
       this.onData = (d) => dec.feed(typeof d === 'string' ? Buffer.from(d) : d);
     } else {
       this.onData = (d) => h.input(typeof d === 'string' ? Buffer.from(d) : d);
