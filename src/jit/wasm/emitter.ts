@@ -1,0 +1,275 @@
+/**
+ * A small WebAssembly binary emitter: LEB128, the opcodes the JIT uses, and the module
+ * sections (type, import, function, export, code). WebAssembly Core Specification 2.0
+ * §5 "Binary Format" (https://webassembly.github.io/spec/core/binary/).
+ *
+ * Nothing here allocates per emitted byte beyond a growing Uint8Array: the JIT builds one
+ * module per hot guest page, so emitting must be cheap next to V8's own compile.
+ */
+
+/** Value types (§5.3.1). */
+export const I32 = 0x7f;
+export const I64 = 0x7e;
+export const F32 = 0x7d;
+export const F64 = 0x7c;
+/** Empty block type (§5.4.1). */
+export const BLOCK_VOID = 0x40;
+
+/** Instruction opcodes (§5.4), named as the spec's text format spells them. */
+export const enum W {
+  unreachable = 0x00, nop = 0x01, block = 0x02, loop = 0x03, if_ = 0x04, else_ = 0x05, end = 0x0b,
+  br = 0x0c, br_if = 0x0d, br_table = 0x0e, return_ = 0x0f, call = 0x10, drop = 0x1a, select = 0x1b,
+  local_get = 0x20, local_set = 0x21, local_tee = 0x22,
+  i32_load = 0x28, i64_load = 0x29,
+  i64_load8_s = 0x30, i64_load8_u = 0x31, i64_load16_s = 0x32, i64_load16_u = 0x33,
+  i64_load32_s = 0x34, i64_load32_u = 0x35,
+  i32_store = 0x36, i64_store = 0x37, i64_store8 = 0x3c, i64_store16 = 0x3d, i64_store32 = 0x3e,
+  i32_const = 0x41, i64_const = 0x42,
+  i32_eqz = 0x45, i32_eq = 0x46, i32_ne = 0x47, i32_lt_s = 0x48, i32_lt_u = 0x49, i32_gt_s = 0x4a,
+  i32_gt_u = 0x4b, i32_le_s = 0x4c, i32_le_u = 0x4d, i32_ge_s = 0x4e, i32_ge_u = 0x4f,
+  i64_eqz = 0x50, i64_eq = 0x51, i64_ne = 0x52, i64_lt_s = 0x53, i64_lt_u = 0x54, i64_gt_s = 0x55,
+  i64_gt_u = 0x56, i64_le_s = 0x57, i64_le_u = 0x58, i64_ge_s = 0x59, i64_ge_u = 0x5a,
+  i32_add = 0x6a, i32_sub = 0x6b, i32_mul = 0x6c, i32_div_s = 0x6d, i32_div_u = 0x6e,
+  i32_rem_s = 0x6f, i32_rem_u = 0x70, i32_and = 0x71, i32_or = 0x72, i32_xor = 0x73,
+  i32_shl = 0x74, i32_shr_s = 0x75, i32_shr_u = 0x76,
+  i64_add = 0x7c, i64_sub = 0x7d, i64_mul = 0x7e, i64_div_s = 0x7f, i64_div_u = 0x80,
+  i64_rem_s = 0x81, i64_rem_u = 0x82, i64_and = 0x83, i64_or = 0x84, i64_xor = 0x85,
+  i64_shl = 0x86, i64_shr_s = 0x87, i64_shr_u = 0x88,
+  i32_wrap_i64 = 0xa7, i64_extend_i32_s = 0xac, i64_extend_i32_u = 0xad,
+}
+
+/** A growable byte buffer with the binary format's integer encodings. */
+export class ByteWriter {
+  private buf: Uint8Array;
+  length = 0;
+
+  constructor(capacity = 1024) {
+    this.buf = new Uint8Array(capacity);
+  }
+
+  private reserve(n: number): void {
+    if (this.length + n <= this.buf.length) return;
+    let cap = this.buf.length * 2;
+    while (cap < this.length + n) cap *= 2;
+    const next = new Uint8Array(cap);
+    next.set(this.buf.subarray(0, this.length));
+    this.buf = next;
+  }
+
+  byte(b: number): this {
+    this.reserve(1);
+    this.buf[this.length++] = b;
+    return this;
+  }
+
+  bytes(b: ArrayLike<number>): this {
+    this.reserve(b.length);
+    this.buf.set(b, this.length);
+    this.length += b.length;
+    return this;
+  }
+
+  /** Unsigned LEB128 of a non-negative integer below 2^53 (§5.2.2). */
+  u32(v: number): this {
+    if (!(v >= 0) || !Number.isInteger(v)) throw new RangeError(`u32 LEB128 of ${v}`);
+    do {
+      let b = v % 128;
+      v = Math.floor(v / 128);
+      if (v !== 0) b |= 0x80;
+      this.byte(b);
+    } while (v !== 0);
+    return this;
+  }
+
+  /** Signed LEB128 of an int32 (§5.2.2). */
+  s32(v: number): this {
+    v |= 0;
+    for (;;) {
+      const b = v & 0x7f;
+      v >>= 7;
+      if ((v === 0 && (b & 0x40) === 0) || (v === -1 && (b & 0x40) !== 0)) {
+        this.byte(b);
+        return this;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** Signed LEB128 of an int64 given as (lo, hi) int32 halves: no BigInt on the hot path. */
+  s64(lo: number, hi: number): this {
+    lo |= 0; hi |= 0;
+    for (;;) {
+      const b = lo & 0x7f;
+      // Arithmetic shift of the 64-bit pair right by 7.
+      lo = (lo >>> 7) | (hi << 25);
+      hi >>= 7;
+      const rest0 = lo === 0 && hi === 0;
+      const restM1 = lo === -1 && hi === -1;
+      if ((rest0 && (b & 0x40) === 0) || (restM1 && (b & 0x40) !== 0)) {
+        this.byte(b);
+        return this;
+      }
+      this.byte(b | 0x80);
+    }
+  }
+
+  /** A name: length-prefixed UTF-8 (§5.2.4); ASCII here. */
+  name(s: string): this {
+    this.u32(s.length);
+    for (let i = 0; i < s.length; i++) this.byte(s.charCodeAt(i) & 0x7f);
+    return this;
+  }
+
+  toBytes(): Uint8Array {
+    return this.buf.slice(0, this.length);
+  }
+
+  view(): Uint8Array {
+    return this.buf.subarray(0, this.length);
+  }
+}
+
+/** Function body builder: locals and an instruction stream. */
+export class FuncBody {
+  readonly code = new ByteWriter(4096);
+  /** Local declarations after the parameters, as (type) in index order. */
+  private readonly localTypes: number[] = [];
+
+  constructor(readonly params: readonly number[], readonly results: readonly number[]) {}
+
+  /** Declares a local; returns its index (parameters come first). */
+  local(type: number): number {
+    this.localTypes.push(type);
+    return this.params.length + this.localTypes.length - 1;
+  }
+
+  op(o: W): this { this.code.byte(o); return this; }
+  i32(v: number): this { this.code.byte(W.i32_const).s32(v); return this; }
+  i64(lo: number, hi: number): this { this.code.byte(W.i64_const).s64(lo, hi); return this; }
+  /** i64.const of a sign-extended int32. */
+  i64s(v: number): this { return this.i64(v, v >> 31); }
+  get(i: number): this { this.code.byte(W.local_get).u32(i); return this; }
+  set(i: number): this { this.code.byte(W.local_set).u32(i); return this; }
+  tee(i: number): this { this.code.byte(W.local_tee).u32(i); return this; }
+  block(): this { this.code.byte(W.block).byte(BLOCK_VOID); return this; }
+  loop(): this { this.code.byte(W.loop).byte(BLOCK_VOID); return this; }
+  if_(type = BLOCK_VOID): this { this.code.byte(W.if_).byte(type); return this; }
+  else_(): this { this.code.byte(W.else_); return this; }
+  end(): this { this.code.byte(W.end); return this; }
+  br(depth: number): this { this.code.byte(W.br).u32(depth); return this; }
+  brIf(depth: number): this { this.code.byte(W.br_if).u32(depth); return this; }
+  brTable(depths: ArrayLike<number>, dflt: number): this {
+    this.code.byte(W.br_table).u32(depths.length);
+    for (let i = 0; i < depths.length; i++) this.code.u32(depths[i]!);
+    this.code.u32(dflt);
+    return this;
+  }
+  call(fn: number): this { this.code.byte(W.call).u32(fn); return this; }
+  /** A load or store with its memarg (§5.4.6): alignment exponent and constant offset. */
+  mem(o: W, alignLog2: number, offset: number): this {
+    this.code.byte(o).u32(alignLog2).u32(offset);
+    return this;
+  }
+
+  /** The body as §5.5.13 encodes it: size, run-length local declarations, code. */
+  encode(out: ByteWriter): void {
+    const head = new ByteWriter(64);
+    const runs: [number, number][] = [];
+    for (const t of this.localTypes) {
+      const last = runs[runs.length - 1];
+      if (last && last[1] === t) last[0]++;
+      else runs.push([1, t]);
+    }
+    head.u32(runs.length);
+    for (const [n, t] of runs) head.u32(n).byte(t);
+    out.u32(head.length + this.code.length + 1);
+    out.bytes(head.view());
+    out.bytes(this.code.view());
+    out.byte(W.end);
+  }
+}
+
+export interface ImportedMemory {
+  module: string;
+  name: string;
+  minPages: number;
+  maxPages?: number;
+}
+
+/** Module builder (§5.5): one memory import, functions defined here, exported by name. */
+export class ModuleBuilder {
+  private readonly types: string[] = [];
+  private readonly typeSigs: { params: readonly number[]; results: readonly number[] }[] = [];
+  private readonly funcs: { type: number; body: FuncBody }[] = [];
+  private readonly exports: { name: string; func: number }[] = [];
+  private memory: ImportedMemory | undefined;
+
+  importMemory(m: ImportedMemory): this {
+    this.memory = m;
+    return this;
+  }
+
+  private typeIndex(params: readonly number[], results: readonly number[]): number {
+    const key = `${params.join(',')}:${results.join(',')}`;
+    let i = this.types.indexOf(key);
+    if (i < 0) {
+      i = this.types.length;
+      this.types.push(key);
+      this.typeSigs.push({ params, results });
+    }
+    return i;
+  }
+
+  /** Adds a function; returns its index (no function imports, so indices start at 0). */
+  addFunction(body: FuncBody): number {
+    this.funcs.push({ type: this.typeIndex(body.params, body.results), body });
+    return this.funcs.length - 1;
+  }
+
+  /** Reserves the next function index so bodies can call each other before they are built. */
+  get nextFunctionIndex(): number {
+    return this.funcs.length;
+  }
+
+  exportFunction(name: string, func: number): this {
+    this.exports.push({ name, func });
+    return this;
+  }
+
+  encode(): Uint8Array {
+    const out = new ByteWriter(8192);
+    out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]); // magic, version 1
+    const section = (id: number, fill: (w: ByteWriter) => void) => {
+      const w = new ByteWriter(256);
+      fill(w);
+      out.byte(id).u32(w.length).bytes(w.view());
+    };
+    section(1, (w) => { // type section (§5.5.4)
+      w.u32(this.typeSigs.length);
+      for (const s of this.typeSigs) {
+        w.byte(0x60).u32(s.params.length).bytes(s.params).u32(s.results.length).bytes(s.results);
+      }
+    });
+    if (this.memory) {
+      const m = this.memory;
+      section(2, (w) => { // import section (§5.5.5)
+        w.u32(1).name(m.module).name(m.name).byte(0x02);
+        if (m.maxPages === undefined) w.byte(0x00).u32(m.minPages);
+        else w.byte(0x01).u32(m.minPages).u32(m.maxPages);
+      });
+    }
+    section(3, (w) => { // function section (§5.5.6)
+      w.u32(this.funcs.length);
+      for (const f of this.funcs) w.u32(f.type);
+    });
+    section(7, (w) => { // export section (§5.5.10)
+      w.u32(this.exports.length);
+      for (const e of this.exports) w.name(e.name).byte(0x00).u32(e.func);
+    });
+    section(10, (w) => { // code section (§5.5.13)
+      w.u32(this.funcs.length);
+      for (const f of this.funcs) f.body.encode(w);
+    });
+    return out.toBytes();
+  }
+}
