@@ -4,6 +4,7 @@
  */
 import { firstMismatch, report } from './compare.js';
 import { dumpNames, generateProgram, type DiffOptions, type DiffProgram } from './gen.js';
+import { TLOG_FIELDS } from './layout.js';
 import { QemuRunner } from './qemu.js';
 import { runOnVisor, type HartConstructor } from './visor.js';
 
@@ -29,6 +30,8 @@ export interface DriverResult {
   wallMs: number;
   modes: Record<string, number>;
   traps: number;
+  /** Trap causes seen in matching programs (interrupt bit shown as "i"), for coverage. */
+  causes: Record<string, number>;
 }
 
 export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promise<DriverResult> {
@@ -37,7 +40,7 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
   const jobs = Math.max(1, opts.jobs ?? 2);
   const maxMismatches = opts.maxMismatches ?? 5;
   const qemu = new QemuRunner();
-  const res: DriverResult = { programs: 0, mismatches: 0, reports: [], visorInstructions: 0, visorMs: 0, wallMs: 0, modes: {}, traps: 0 };
+  const res: DriverResult = { programs: 0, mismatches: 0, reports: [], visorInstructions: 0, visorMs: 0, wallMs: 0, modes: {}, traps: 0, causes: {} };
   const t0 = performance.now();
   let next = 0;
   let stop = false;
@@ -58,6 +61,7 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
     const m = firstMismatch(v.output, q.output);
     if (!m && !q.error && !v.error) {
       res.traps += trapCount(q.output);
+      for (const c of trapCauses(q.output)) res.causes[c] = (res.causes[c] ?? 0) + 1;
     } else {
       res.mismatches++;
       const text = report(p, m, extra);
@@ -79,6 +83,18 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
   }
   res.wallMs = performance.now() - t0;
   return res;
+}
+
+/** The causes in a dump's trap log. */
+function trapCauses(output: string): string[] {
+  const lines = output.split('\n');
+  const fixed = dumpNames().length;
+  const out: string[] = [];
+  for (let i = fixed; i < lines.length && lines[i] !== ''; i += TLOG_FIELDS.length) {
+    const v = BigInt(`0x${lines[i]}`);
+    out.push(v >> 63n ? `i${v & 0xffn}` : String(v));
+  }
+  return out;
 }
 
 /** The trap count line of a dump (see gen.ts dumpNames). */

@@ -74,6 +74,8 @@ async function main(): Promise<number> {
   console.log(`${r.programs} programs (${Object.entries(r.modes).map(([m, n]) => `${m} ${n}`).join(', ')}), ` +
     `${r.mismatches} mismatches, ${r.traps} traps compared, ${(r.wallMs / 1000).toFixed(1)} s wall, ` +
     `visor ${r.visorInstructions} instructions in ${(r.visorMs / 1000).toFixed(1)} s (${mips} MIPS); seed ${seed}`);
+  const causes = Object.entries(r.causes).sort((x, y) => y[1] - x[1]).map(([c, n]) => `${c}:${n}`).join(' ');
+  if (causes) console.log(`trap causes compared (cause:count): ${causes}`);
   return r.mismatches === 0 ? 0 : 1;
 }
 
