@@ -40,7 +40,7 @@ export const enum W {
 
 /** A growable byte buffer with the binary format's integer encodings. */
 export class ByteWriter {
-  private buf: Uint8Array;
+  private buf: Uint8Array<ArrayBuffer>;
   length = 0;
 
   constructor(capacity = 1024) {
@@ -120,7 +120,7 @@ export class ByteWriter {
     return this;
   }
 
-  toBytes(): Uint8Array {
+  toBytes(): Uint8Array<ArrayBuffer> {
     return this.buf.slice(0, this.length);
   }
 
@@ -236,7 +236,7 @@ export class ModuleBuilder {
     return this;
   }
 
-  encode(): Uint8Array {
+  encode(): Uint8Array<ArrayBuffer> {
     const out = new ByteWriter(8192);
     out.bytes([0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00]); // magic, version 1
     const section = (id: number, fill: (w: ByteWriter) => void) => {
