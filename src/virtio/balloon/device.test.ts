@@ -88,4 +88,16 @@ describe('virtio-balloon', () => {
     expect(b.inflated.size).toBe(0);
     expect(b.saveState()).toEqual({ version: 1, numPages: 0, actual: 0, inflated: [] });
   });
+
+  it('accepts free-page reports far larger than the default chain cap', () => {
+    const b = new VirtioBalloon();
+    const { driver, transport } = MockDriver.create(b, 16 << 20);
+    driver.probe(4);
+    // 32 blocks of 4 MiB each, aliasing the same RAM (only bounds matter to the device).
+    const bufs = Array.from({ length: 32 }, () => ({ addr: TEST_RAM_BASE + (8 << 20), len: 4 << 20, write: true }));
+    driver.addRaw(3, bufs, [], { indirect: true });
+    expect(driver.used(3)).toHaveLength(1);
+    expect(b.counters.reportedBytes).toBe(128 << 20);
+    expect(transport.deviceStatus & 0x40).toBe(0);
+  });
 });

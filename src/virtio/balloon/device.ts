@@ -34,6 +34,9 @@ export const VIRTIO_BALLOON_S_HTLB_PGFAIL = 9;
 
 const PAGE = 1 << VIRTIO_BALLOON_PFN_SHIFT;
 const STAT_ENTRY = 10; // le16 tag, le64 val (packed)
+/** Reads per buffer are capped: 16 Ki PFNs, 64 statistics (Linux sends 256 and 10-16). */
+const MAX_PFN_BYTES = 64 * 1024;
+const MAX_STATS_BYTES = 64 * STAT_ENTRY;
 
 /** Tag → value from the last statistics buffer. */
 export type BalloonStats = Map<number, number>;
@@ -60,6 +63,13 @@ export class VirtioBalloon implements VirtioDevice {
     bit(VIRTIO_BALLOON_F_STATS_VQ) | bit(VIRTIO_BALLOON_F_DEFLATE_ON_OOM) | bit(VIRTIO_BALLOON_F_PAGE_REPORTING);
   /** inflateq, deflateq, statsq, reporting_vq (indices compact per negotiated features). */
   readonly queueSizes: readonly number[] = [128, 128, 2, 32];
+  /**
+   * Free-page reports are chains of up to 32 free blocks of 2-4 MiB or more each (Linux
+   * PAGE_REPORTING_CAPACITY): far beyond the default chain cap. Nothing here copies a whole
+   * chain (reports are only counted; PFN and stats reads are capped below), so any size the
+   * queue's RAM bounds checks allow is safe.
+   */
+  readonly maxChainBytes = Number.MAX_SAFE_INTEGER;
   readonly counters: BalloonCounters = { inflated: 0, deflated: 0, badPfns: 0, reportedBytes: 0, statsUpdates: 0 };
   /** Guest page frames (4 KiB, guest-physical >> 12) currently in the balloon. */
   readonly inflated = new Set<number>();
@@ -148,7 +158,9 @@ export class VirtioBalloon implements VirtioDevice {
     let any = false;
     for (let c = q.pop(); c; c = q.pop()) {
       any = true;
-      const buf = c.readAll();
+      // Linux sends at most VIRTIO_BALLOON_ARRAY_PFNS_MAX (256) PFNs per buffer.
+      const buf = new Uint8Array(Math.min(c.readableLen, MAX_PFN_BYTES));
+      c.read(0, buf);
       const v = new DataView(buf.buffer);
       for (let i = 0; i + 4 <= buf.length; i += 4) {
         const pfn = v.getUint32(i, true);
@@ -177,7 +189,8 @@ export class VirtioBalloon implements VirtioDevice {
         ctx.usedBuffers(this.statsQ);
       }
       this.statsChain = c;
-      const buf = c.readAll();
+      const buf = new Uint8Array(Math.min(c.readableLen, MAX_STATS_BYTES));
+      c.read(0, buf);
       const v = new DataView(buf.buffer);
       const stats: BalloonStats = new Map();
       for (let i = 0; i + STAT_ENTRY <= buf.length; i += STAT_ENTRY) stats.set(v.getUint16(i, true), readU64(v, i + 2));

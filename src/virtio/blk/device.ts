@@ -114,7 +114,7 @@ export class VirtioBlk implements VirtioDevice {
     const segMax = queueSize - 2; // header and status take a descriptor each
     this.maxData = sizeMax * segMax;
     this.maxChainBytes = this.maxData + HEADER + 1;
-    this.maxInFlight = opts.maxInFlight ?? 32;
+    this.maxInFlight = opts.maxInFlight ?? 16;
     this.serial = new TextEncoder().encode(opts.serial ?? '').subarray(0, VIRTIO_BLK_ID_BYTES);
     let f = bit(VIRTIO_BLK_F_SIZE_MAX) | bit(VIRTIO_BLK_F_SEG_MAX) | bit(VIRTIO_BLK_F_BLK_SIZE) | bit(VIRTIO_BLK_F_FLUSH);
     if (this.readOnly) f |= bit(VIRTIO_BLK_F_RO);
