@@ -1,0 +1,162 @@
+/**
+ * The visor snapshot container: a versioned header, a table of named sections, each with its
+ * own CRC-32, then the section payloads. Browser-safe (no node: imports): the host writes and
+ * reads the bytes, this module only builds and checks them.
+ *
+ *   offset  size  field
+ *   0       8     magic "VISORSNP"
+ *   8       4     format version (SNAPSHOT_FORMAT_VERSION)
+ *   12      4     section count
+ *   16      4     CRC-32 of the header (this field zero) followed by the section table
+ *   20      12    reserved, zero
+ *   32      40·n  section table: name (16 bytes ASCII, NUL padded), offset (u64),
+ *                 length (u64), CRC-32 of the payload (u32), reserved (u32)
+ *   ...           payloads, each at the offset its entry gives
+ *
+ * All integers little-endian. A snapshot file is untrusted input: decodeSnapshot checks every
+ * offset and length against the file before reading and every checksum before returning.
+ */
+import { VisorError } from '../../base/errors.js';
+import { crc32 as jsCrc32 } from './crc32.js';
+
+export const SNAPSHOT_MAGIC = 'VISORSNP';
+export const SNAPSHOT_FORMAT_VERSION = 1;
+export const HEADER_SIZE = 32;
+export const SECTION_ENTRY_SIZE = 40;
+export const SECTION_NAME_MAX = 16;
+/** A generous bound: the format has a handful of sections; more means a damaged table. */
+export const MAX_SECTIONS = 64;
+
+export interface SnapshotSection {
+  name: string;
+  data: Uint8Array;
+}
+
+export type Crc32 = (data: Uint8Array, crc?: number) => number;
+
+const TWO32 = 0x1_0000_0000;
+
+function corrupt(what: string): VisorError {
+  return new VisorError('CorruptImage', `snapshot file is damaged: ${what}`);
+}
+
+/**
+ * Builds the header and section table for `sections`. Returns the pieces to write in order
+ * (header+table, then each payload as given), so a large RAM section is never copied.
+ */
+export function encodeSnapshot(sections: readonly SnapshotSection[], crc32: Crc32 = jsCrc32): Uint8Array[] {
+  if (sections.length > MAX_SECTIONS) throw new VisorError('Internal', `too many snapshot sections (${sections.length})`);
+  const names = new Set<string>();
+  const tableEnd = HEADER_SIZE + SECTION_ENTRY_SIZE * sections.length;
+  const head = new Uint8Array(tableEnd);
+  const v = new DataView(head.buffer);
+  head.set(new TextEncoder().encode(SNAPSHOT_MAGIC), 0);
+  v.setUint32(8, SNAPSHOT_FORMAT_VERSION, true);
+  v.setUint32(12, sections.length, true);
+  let offset = tableEnd;
+  sections.forEach((s, i) => {
+    if (!/^[a-z0-9_.-]{1,16}$/.test(s.name) || names.has(s.name)) {
+      throw new VisorError('Internal', `bad or duplicate snapshot section name '${s.name}'`);
+    }
+    names.add(s.name);
+    const e = HEADER_SIZE + SECTION_ENTRY_SIZE * i;
+    for (let k = 0; k < s.name.length; k++) head[e + k] = s.name.charCodeAt(k);
+    v.setUint32(e + 16, offset % TWO32, true);
+    v.setUint32(e + 20, Math.floor(offset / TWO32), true);
+    v.setUint32(e + 24, s.data.length % TWO32, true);
+    v.setUint32(e + 28, Math.floor(s.data.length / TWO32), true);
+    v.setUint32(e + 32, crc32(s.data), true);
+    offset += s.data.length;
+  });
+  v.setUint32(16, crc32(head), true);
+  return [head, ...sections.map((s) => s.data)];
+}
+
+export interface DecodeOptions {
+  crc32?: Crc32;
+  /** Skip the payload checksums of these sections (the caller checks them itself, lazily). */
+  deferChecks?: readonly string[];
+}
+
+export interface DecodedSnapshot {
+  version: number;
+  sections: Map<string, Uint8Array>;
+  /** The checksum each section's table entry claims (for deferred checks). */
+  checksums: Map<string, number>;
+}
+
+/** Parses and verifies a whole snapshot file. Sections are views into `file`, not copies. */
+export function decodeSnapshot(file: Uint8Array, opts: DecodeOptions = {}): DecodedSnapshot {
+  const crc32 = opts.crc32 ?? jsCrc32;
+  if (file.length < HEADER_SIZE) {
+    if (file.length >= 8 && !hasMagic(file)) throw notSnapshot();
+    throw corrupt(`truncated (${file.length} bytes, the header alone is ${HEADER_SIZE})`);
+  }
+  if (!hasMagic(file)) throw notSnapshot();
+  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  const version = v.getUint32(8, true);
+  if (version !== SNAPSHOT_FORMAT_VERSION) {
+    throw new VisorError('Unsupported', `snapshot format version ${version}: this visor reads version ${SNAPSHOT_FORMAT_VERSION}`);
+  }
+  const count = v.getUint32(12, true);
+  if (count > MAX_SECTIONS) throw corrupt(`section count ${count}`);
+  const tableEnd = HEADER_SIZE + SECTION_ENTRY_SIZE * count;
+  if (file.length < tableEnd) throw corrupt('truncated inside the section table');
+  const head = file.slice(0, tableEnd);
+  new DataView(head.buffer).setUint32(16, 0, true);
+  if (crc32(head) !== v.getUint32(16, true)) {
+    throw new VisorError('IntegrityError', 'snapshot header checksum mismatch: the file is damaged');
+  }
+  const sections = new Map<string, Uint8Array>();
+  const checksums = new Map<string, number>();
+  const deferred = new Set(opts.deferChecks ?? []);
+  for (let i = 0; i < count; i++) {
+    const e = HEADER_SIZE + SECTION_ENTRY_SIZE * i;
+    let name = '';
+    for (let k = 0; k < SECTION_NAME_MAX && file[e + k] !== 0; k++) name += String.fromCharCode(file[e + k]!);
+    if (!/^[a-z0-9_.-]{1,16}$/.test(name) || sections.has(name)) throw corrupt(`bad section name in entry ${i}`);
+    const off = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * TWO32;
+    const len = v.getUint32(e + 24, true) + v.getUint32(e + 28, true) * TWO32;
+    if (off < tableEnd || off + len > file.length) {
+      throw corrupt(`section '${name}' lies outside the file (truncated?): ${off}+${len} > ${file.length}`);
+    }
+    const data = file.subarray(off, off + len);
+    const sum = v.getUint32(e + 32, true);
+    if (!deferred.has(name) && crc32(data) !== sum) {
+      throw new VisorError('IntegrityError', `snapshot section '${name}' checksum mismatch: the file is damaged`);
+    }
+    sections.set(name, data);
+    checksums.set(name, sum);
+  }
+  return { version, sections, checksums };
+}
+
+function hasMagic(file: Uint8Array): boolean {
+  for (let i = 0; i < 8; i++) if (file[i] !== SNAPSHOT_MAGIC.charCodeAt(i)) return false;
+  return true;
+}
+
+function notSnapshot(): VisorError {
+  return new VisorError('BadImage', 'not a visor snapshot (bad magic)');
+}
+
+/** A section that must be there. */
+export function requireSection(snap: DecodedSnapshot, name: string): Uint8Array {
+  const s = snap.sections.get(name);
+  if (!s) throw corrupt(`section '${name}' is missing`);
+  return s;
+}
+
+/** JSON sections: state objects with named fields. */
+export function jsonSection(name: string, value: unknown): SnapshotSection {
+  return { name, data: new TextEncoder().encode(JSON.stringify(value)) };
+}
+
+export function parseJsonSection(snap: DecodedSnapshot, name: string): unknown {
+  const data = requireSection(snap, name);
+  try {
+    return JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(data));
+  } catch (err) {
+    throw new VisorError('CorruptImage', `snapshot section '${name}' is not valid JSON`, { cause: err });
+  }
+}
