@@ -3,6 +3,7 @@ import { VisorError, isVisorError, type VisorErrorCode } from '../../base/errors
 import { MemoryFile, MemoryFileSystem } from '../memory-file.js';
 import { createDisk, openDisk } from '../open.js';
 import { pattern, rng } from '../testing.js';
+import { checkQcow2 } from './check.js';
 import { createQcow2 } from './create.js';
 import { Qcow2Device } from './device.js';
 
@@ -130,8 +131,9 @@ describe('qcow2 bad input: a clear error, never a crash', () => {
         const at = r() < 0.7 ? Math.floor(r() * Math.min(m.length, 8 * 4096)) : Math.floor(r() * m.length);
         m[at] = r() < 0.5 ? Math.floor(r() * 256) : m[at]! ^ (1 << Math.floor(r() * 8));
       }
+      const img2 = r() < 0.15 ? m.subarray(0, Math.floor(r() * m.length)) : m;
       try {
-        const d = await Qcow2Device.open(new MemoryFile(m), { readOnly: r() < 0.5 });
+        const d = await Qcow2Device.open(new MemoryFile(img2), { readOnly: r() < 0.5 });
         const b = new Uint8Array(Math.min(d.size, 1 << 20));
         await d.read(0, b);
         if (!d.readOnly) {
@@ -139,6 +141,7 @@ describe('qcow2 bad input: a clear error, never a crash', () => {
           await d.discard(0, 8192);
           if (d.listSnapshots().length) await d.applySnapshot(d.listSnapshots()[0]!.id);
         }
+        await checkQcow2(d, { repair: !d.readOnly && r() < 0.5 });
         await d.close();
       } catch (e) {
         errors++;

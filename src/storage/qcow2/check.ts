@@ -33,7 +33,7 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
   const cs = g.clusterSize;
   const fileLen = dev.file.length;
   const fileClusters = Math.ceil(fileLen / cs);
-  if (fileClusters > 1 << 28) throw new VisorError('Unsupported', 'qcow2 check: image file too large to check in memory');
+  if (fileClusters > 1 << 26) throw new VisorError('Unsupported', 'qcow2 check: image file too large to check in memory');
   const refs = new Uint32Array(fileClusters + 1);
   const res: CheckResult = {
     corruptions: 0,
@@ -117,7 +117,8 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
   dev.refs.table.forEach((off, i) => {
     if (off !== 0) lastBlock = i;
   });
-  const limit = Math.max(fileClusters, (lastBlock + 1) * g.refcountBlockEntries);
+  // Bounded: a corrupt table naming far-away blocks must not make the scan endless.
+  const limit = Math.min(Math.max(fileClusters, (lastBlock + 1) * g.refcountBlockEntries), fileClusters + (1 << 16));
   const fixes: [number, number][] = [];
   for (let c = 0; c < limit; c++) {
     const want = c < refs.length ? refs[c]! : 0;
