@@ -190,6 +190,10 @@ interface GenState {
   aliasPerms: number[]; // PTE flags of each alias page
   labels: number;
   mprv: boolean;
+  /** Scratch page PMP entry 0 restricts for S/U accesses (0 when none). */
+  pmpPage: number;
+  /** Physical fetch targets that must fault, and (S/U) virtual ones. */
+  fetchFaults: number[];
 }
 
 const RM_CHOICES: readonly (readonly [number, number])[] = [[40, 7], [11, 0], [11, 1], [11, 2], [11, 3], [11, 4], [1, 5], [1, 6]];
@@ -203,13 +207,25 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   // under MPRV, so after an MPP change it keeps translating with the old privilege.
   const mprv = mode === 'M' && r.bool(0.25);
   const mprvPriv = 0;
-  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv };
+  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, pmpPage: 0, fetchFaults: [] };
   const paging = mode !== 'M' || mprv;
   const satpMode = r.bool(0.6) ? 8n : 9n; // Sv39 or Sv48, privileged §4.4, §4.5
   const summary: string[] = [paging ? `mode ${mode}${mprv ? ` with MPRV, MPP=${mprvPriv ? 'S' : 'U'}` : ''}, ${satpMode === 8n ? 'Sv39' : 'Sv48'}` : `mode ${mode}, bare`];
 
   const pt = new BigUint64Array(4 * 512);
   if (paging) buildPageTables(st, pt, summary, mode === 'U' || (mprv && mprvPriv === 0));
+  // Fetch targets that fault on both machines (instruction fetch is never subject to MPRV).
+  if (mode === 'M') {
+    st.fetchFaults = [0x9000_0000, 0x0700_0000, 0x4000_0000_0000].map((x) => x + 2 * r.int(0x800));
+  } else {
+    st.fetchFaults = [0x8005_0000, 0x4000_0000_0000, L.SCRATCH + L.BAD_MEGA_DELTA + 2 * r.int(0x800),
+      L.SCRATCH + 2 * r.int(0x8000)].map((x) => x + 2 * r.int(0x400));
+    st.aliasPerms.forEach((f, i) => {
+      const userOk = mode === 'U' ? (f & PTE_U) !== 0 : (f & PTE_U) === 0;
+      const executes = (f & PTE_V) && (f & PTE_X) && !((f & PTE_W) && !(f & PTE_R)) && userOk;
+      if (!executes) st.fetchFaults.push(L.ALIAS + i * 4096 + 2 * r.int(0x800));
+    });
+  }
 
   // mstatus for the body, §3.1.6.
   const fs = BigInt(r.weighted([[50, 3], [20, 1], [20, 2], [10, 0]] as const));
@@ -230,8 +246,21 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   a.la(t0, 'm_handler').emit(A.csrw(CSR.mtvec, t0));
   a.la(t0, 's_handler').emit(A.csrw(CSR.stvec, t0));
   // PMP entry 0: NAPOT over all of memory, RWX (§3.7); QEMU denies S/U accesses matching no entry.
-  a.li(t0, -1).emit(A.srli(t0, t0, 10), A.csrw(CSR.pmpaddr0, t0));
-  a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
+  // With paging, entry 0 first takes a random subset of R/X (W only with R: RW=01 is reserved,
+  // §3.7.1) from one scratch page, so S/U (and MPRV) accesses there raise access faults; PMP
+  // matches the lowest-numbered entry (§3.7.1).
+  const allMem = (1n << 54n) - 1n; // NAPOT over the whole 2^56 physical space
+  if (paging && r.bool(0.7)) {
+    st.pmpPage = L.SCRATCH + 4096 * r.int(L.SCRATCH_SIZE / 4096);
+    const perm = r.pick([0, 1, 3, 4, 5]); // -, R, RW, X, RX
+    a.li(t0, (st.pmpPage >>> 2) | 0x1ff).emit(A.csrw(CSR.pmpaddr0, t0)); // NAPOT 4 KiB
+    a.li(t0, allMem).emit(A.csrw(CSR.pmpaddr1, t0));
+    a.li(t0, (0x1f << 8) | 0x18 | perm).emit(A.csrw(CSR.pmpcfg0, t0));
+    summary.push(`PMP entry 0: page 0x${st.pmpPage.toString(16)} ${'RWX'.split('').filter((_, b) => perm & (1 << b)).join('') || 'no access'}`);
+  } else {
+    a.li(t0, allMem).emit(A.csrw(CSR.pmpaddr0, t0));
+    a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
+  }
   a.emit(A.csrw(CSR.mie, 0), A.csrw(CSR.mideleg, 0));
   a.li(t0, medeleg).emit(A.csrw(CSR.medeleg, t0));
   const root = satpMode === 8n ? L.PT_ROOT : L.PT_ROOT48;
@@ -374,6 +403,13 @@ function handler(a: A.Asm, m: 'm' | 's', zeroBreakTval: boolean): void {
   a.emit(A.ld(t5, tp, 0), A.slli(t5, t5, 6), A.add(tp, tp, t5));
   a.emit(A.csrr(t5, cause), A.sd(t5, tp, 0), A.csrr(t5, tval), A.sd(t5, tp, 8), A.sd(t6, tp, 16));
   a.emit(A.csrr(t5, status), A.sd(t5, tp, 24), A.addi(t5, 0, m === 'm' ? 1 : 2), A.sd(t5, tp, 32));
+  // A fetch fault comes from a `jalr ra, …` gadget (genFetchFault): resume at ra.
+  const normal = `${m}_len`;
+  const setEpc = `${m}_setepc`;
+  a.emit(A.csrr(t5, cause), A.addi(t5, t5, -1)).beqz(t5, `${m}_fetch`);
+  a.emit(A.csrr(t5, cause), A.addi(t5, t5, -12)).bnez(t5, normal);
+  a.label(`${m}_fetch`).emit(A.mv(t6, A.ra)).j(setEpc);
+  a.label(normal);
   // Instruction length from its low bits (§1.5). The S handler reads through the supervisor
   // alias of the code pages, since U-mode code pages are not readable from S without SUM.
   if (m === 'm') a.emit(A.lhu(t5, t6, 0));
@@ -383,6 +419,7 @@ function handler(a: A.Asm, m: 'm' | 's', zeroBreakTval: boolean): void {
   a.bnez(t5, skip);
   a.emit(A.addi(t6, t6, 2));
   a.label(skip);
+  a.label(setEpc);
   a.emit(A.csrw(epc, t6), m === 'm' ? A.mret() : A.sret());
   if (m === 's') {
     a.label('s_exit');
@@ -467,8 +504,17 @@ function cr(st: GenState): number {
 }
 
 /** An address for an access of `size` bytes, and whether it is in the alias window. */
+/**
+ * An address for an access of `size` bytes. `atomic` keeps it in identity-mapped scratch
+ * outside the PMP-restricted page: there QEMU 7.2 reports AMO/SC faults as load faults.
+ */
 function memAddr(st: GenState, size: number, misalign: boolean, allowAlias = true): number {
   const { r } = st;
+  if (allowAlias && st.mode === 'M' && !st.mprv && r.bool(0.03)) {
+    // Nothing is mapped here on either machine: a load/store access fault. Aligned: for a
+    // misaligned one QEMU 7.2 reports the aligned-down address, outside the access, as tval.
+    return r.pick([0x9000_0000, 0x0700_0000, 0x4000_0000_0000]) + r.int(0x1000 / size) * size;
+  }
   const paged = allowAlias && (st.mode !== 'M' || st.mprv);
   // MPRV bodies may switch MPRV off, making these physical addresses: the superpage windows
   // would then reach RAM that QEMU has and the bare machine does not.
@@ -478,6 +524,10 @@ function memAddr(st: GenState, size: number, misalign: boolean, allowAlias = tru
   let off = r.bool(0.5) ? st.gp - L.SCRATCH - 0x800 + r.int(0x1000) : r.int(L.SCRATCH_SIZE);
   off = Math.min(off, L.SCRATCH_SIZE - 16);
   off -= off % size;
+  if (!allowAlias && st.pmpPage && L.SCRATCH + off >= st.pmpPage && L.SCRATCH + off < st.pmpPage + 4096) {
+    off = (off + 4096) % (L.SCRATCH_SIZE - 16);
+    off -= off % size;
+  }
   if (misalign && size > 1) off += r.range(1, size - 1);
   return L.SCRATCH + window + off;
 }
@@ -755,6 +805,15 @@ const genTrap: Gen = (st) => {
   r.pick(opts)();
 };
 
+/** Jumps (linking ra) to an address whose fetch must fault; the handler resumes at ra. */
+const genFetchFault: Gen = (st) => {
+  const { r, a } = st;
+  if (!st.fetchFaults.length) return genAluR(st);
+  const t = r.pick(BODY_RD.filter((x) => x !== A.ra));
+  a.li(t, r.pick(st.fetchFaults));
+  a.emit(r.bool(0.7) ? A.jalr(A.ra, t, 0) : A.c_jalr(t));
+};
+
 const genFence: Gen = (st) => {
   const { r, a } = st;
   const sets = ['r', 'w', 'rw', 'iorw', 'i', 'o', 'io', 'ow'];
@@ -765,7 +824,7 @@ const genFence: Gen = (st) => {
 const SIMPLE: readonly (readonly [number, Gen])[] = [
   [12, genAluR], [10, genAluI], [5, genShiftI], [3, genUpper], [5, genMul], [5, genDiv], [3, genLi],
   [8, genLoad], [7, genStore], [4, genFpMem], [5, genAmo], [3, genLrSc], [16, genFp], [12, genCompressed],
-  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence],
+  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence], [1, genFetchFault],
 ];
 
 function label(st: GenState): string {
