@@ -100,4 +100,20 @@ describe('virtio-balloon', () => {
     expect(b.counters.reportedBytes).toBe(128 << 20);
     expect(transport.deviceStatus & 0x40).toBe(0);
   });
+
+  it('round-trips its state and rejects a malformed one', () => {
+    const b = new VirtioBalloon();
+    const { driver } = MockDriver.create(b);
+    driver.probe(4);
+    b.setTarget(5);
+    driver.add(0, [pfns(BASE_PFN + 0x300, BASE_PFN + 0x301)], []);
+    driver.writeConfig(4, 4, 2);
+    const saved = structuredClone(b.saveState());
+    const b2 = new VirtioBalloon();
+    b2.restore(saved);
+    expect(b2.saveState()).toEqual(saved);
+    expect(b2.target).toBe(5);
+    expect(() => b2.restore({ ...saved, inflated: [-1] })).toThrow(/malformed/);
+    expect(() => b2.restore({ ...saved, version: 2 as 1 })).toThrow(/malformed/);
+  });
 });

@@ -6,6 +6,7 @@
  * RAM is one typed array, so visor cannot unmap a page; what inflating does is zero it (as
  * QEMU's MADV_DONTNEED would) and count it, which a memory-accounting host can use.
  */
+import { VisorError } from '../../base/errors.js';
 import { VIRTIO_ID_BALLOON, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
@@ -150,6 +151,22 @@ export class VirtioBalloon implements VirtioDevice {
 
   saveState(): BalloonState {
     return { version: 1, numPages: this.target, actual: this.actual, inflated: [...this.inflated] };
+  }
+
+  /**
+   * Restores saved (untrusted) balloon state before the transport restore re-activates the
+   * device; validates every field first.
+   */
+  restore(s: BalloonState): void {
+    const u32 = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
+    if (s?.version !== 1 || !u32(s.numPages) || !u32(s.actual) || !Array.isArray(s.inflated) || !s.inflated.every(u32)) {
+      throw new VisorError('IntegrityError', 'virtio-balloon state: malformed');
+    }
+    const v = new DataView(this.config.buffer);
+    v.setUint32(0, s.numPages, true);
+    v.setUint32(4, s.actual, true);
+    this.inflated.clear();
+    for (const p of s.inflated) this.inflated.add(p);
   }
 
   private pfns(ctx: DeviceContext, qi: number): void {
