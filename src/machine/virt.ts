@@ -1,20 +1,22 @@
 import { VisorError } from '../base/errors.js';
 import type { IrqSink, MmioDevice } from '../base/mmio.js';
+import type { Hart } from '../cpu/hart.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
+import { restoreHartState, saveHartState, type HartState } from '../cpu/state.js';
 import { loadKernel, parseKernel, type LoadedKernel } from './boot/kernel.js';
 import { placeBootData } from './boot/layout.js';
 import { buildResetRom, Rom } from './boot/rom.js';
 import { Bus } from './bus.js';
-import { Clint } from './clint/clint.js';
+import { Clint, type ClintState } from './clint/clint.js';
 import type { MachineClock } from './clock.js';
 import { buildVirtDtb } from './fdt/virt-dt.js';
 import { setReg, REG_A0, REG_A1, REG_A2, type BoardHart } from './hart.js';
 import { VIRT_IRQ, VIRT_MEMMAP } from './memmap.js';
-import { Plic } from './plic/plic.js';
-import { GoldfishRtc } from './rtc/goldfish-rtc.js';
+import { Plic, type PlicState } from './plic/plic.js';
+import { GoldfishRtc, type GoldfishRtcState } from './rtc/goldfish-rtc.js';
 import { BuiltinSbi, type SbiResetEvent } from './sbi/sbi.js';
 import { Syscon, type SysconEvent } from './syscon/syscon.js';
-import { Uart16550 } from './uart/uart.js';
+import { Uart16550, type UartState } from './uart/uart.js';
 
 const MiB = 1 << 20;
 export const MIN_MEMORY_MIB = 16;
@@ -64,6 +66,38 @@ export type MachineExit =
   | { kind: 'reboot' }
   | { kind: 'fail'; code: number };
 
+/** A slot device that can save its state (the virtio-mmio transport does). */
+interface SavableSlotDevice extends MmioDevice {
+  saveState(): unknown;
+  restore(state: unknown): void;
+  /** The device model behind a virtio transport; saved too when it has state of its own. */
+  readonly device?: { saveState?(): unknown; restore?(state: unknown): void };
+}
+
+export const VIRT_STATE_VERSION = 1;
+
+/**
+ * The whole board's state except RAM (which snapshots store apart, sparse and compressed).
+ * Named fields, versioned; every component validates its own part on restore.
+ */
+export interface VirtState {
+  version: 1;
+  memoryMiB: number;
+  firmware: 'builtin' | 'external';
+  /** The clock's readings when saved: restore rebases mtime and the RTC so guest time goes on from here. */
+  clock: { ticks: number; wallNs: string };
+  hart: HartState;
+  clint: ClintState;
+  plic: PlicState;
+  uart: UartState;
+  rtc: GoldfishRtcState;
+  virtio: { slot: number; name: string; transport: unknown; device?: unknown }[];
+  /** The reset ROM (a few instructions and the boot addresses). */
+  rom: number[];
+  sbiInput: number[];
+  exit: MachineExit | null;
+}
+
 /** Everything a virtio device needs from the board to be attached to a slot. */
 export interface VirtioSlotContext {
   ram: Uint8Array;
@@ -97,6 +131,7 @@ export class VirtMachine {
   private sbiInput: number[] = [];
   kernelInfo: LoadedKernel | undefined;
   dtb: Uint8Array | undefined;
+  private romBytes: Uint8Array | undefined;
 
   constructor(private readonly cfg: VirtConfig) {
     const mib = cfg.memoryMiB ?? DEFAULT_MEMORY_MIB;
@@ -235,6 +270,7 @@ export class VirtMachine {
       kernelEntry: kernel.entry,
     });
     this.bus.map(VIRT_MEMMAP.mrom.base, VIRT_MEMMAP.mrom.size, new Rom('mrom', rom));
+    this.romBytes = rom;
 
     const hart = this.hart;
     if (bios !== 'builtin') {
@@ -274,6 +310,107 @@ export class VirtMachine {
     setReg(hart, REG_A2, 0);
     hart.sbiCall = this.sbi!.handle as unknown as BoardHart['sbiCall'];
     hart.priv = PRIV_S;
+  }
+
+  /**
+   * The board's state at a batch boundary (between step() calls), for snapshots. Virtio
+   * devices must have no I/O in flight (the host drains them first). Needs the interpreter
+   * hart (src/cpu/hart.ts): its state comes from src/cpu/state.ts.
+   */
+  saveState(): VirtState {
+    if (!this.booted || !this.romBytes) throw new VisorError('NotAllowed', 'the machine has not booted: nothing to save');
+    this.flushOutput();
+    const virtio: VirtState['virtio'] = [];
+    for (const [slot, dev] of [...this.virtioSlots].sort((a, b) => a[0] - b[0])) {
+      const d = dev as SavableSlotDevice;
+      if (typeof d.saveState !== 'function') throw new VisorError('Unsupported', `virtio slot ${slot} (${dev.name}) cannot save its state`);
+      const e: VirtState['virtio'][number] = { slot, name: dev.name, transport: d.saveState() };
+      const model = d.device?.saveState?.();
+      if (model !== undefined) e.device = model;
+      virtio.push(e);
+    }
+    return {
+      version: VIRT_STATE_VERSION,
+      memoryMiB: this.memoryMiB,
+      firmware: (this.cfg.bios ?? 'builtin') === 'builtin' ? 'builtin' : 'external',
+      clock: { ticks: this.cfg.clock.nowTicks(), wallNs: this.cfg.clock.wallNs().toString() },
+      hart: saveHartState(this.hart as unknown as Hart),
+      clint: this.clint.saveState(),
+      plic: this.plic.saveState(),
+      uart: this.uart.saveState(),
+      rtc: this.rtc.saveState(),
+      virtio,
+      rom: [...this.romBytes],
+      sbiInput: [...this.sbiInput],
+      exit: this.exit ?? null,
+    };
+  }
+
+  /**
+   * Instead of boot(): puts a machine built with the same memory size, firmware kind and
+   * virtio devices in the saved state. The state is untrusted: the board's own fields are
+   * checked here, each component checks its part. RAM is restored apart (before or after).
+   */
+  restoreState(s: VirtState): void {
+    if (this.booted) throw new VisorError('NotAllowed', 'the machine has already booted');
+    const bad = (what: string): never => {
+      throw new VisorError('CorruptImage', `invalid machine state: ${what}`);
+    };
+    if (typeof s !== 'object' || s === null) bad('not an object');
+    if (s.version !== VIRT_STATE_VERSION) {
+      throw new VisorError('Unsupported', `machine state version ${String(s.version)}: this visor reads ${VIRT_STATE_VERSION}`);
+    }
+    if (s.memoryMiB !== this.memoryMiB) {
+      throw new VisorError('InvalidConfig', `the snapshot's machine has ${String(s.memoryMiB)} MiB of RAM, this one ${this.memoryMiB} MiB`);
+    }
+    const firmware = (this.cfg.bios ?? 'builtin') === 'builtin' ? 'builtin' : 'external';
+    if (s.firmware !== firmware) bad(`firmware '${String(s.firmware)}', the machine has '${firmware}'`);
+    const byte = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 255;
+    if (!Array.isArray(s.rom) || s.rom.length === 0 || s.rom.length > VIRT_MEMMAP.mrom.size || !s.rom.every(byte)) bad('rom');
+    if (!Array.isArray(s.sbiInput) || s.sbiInput.length > 4096 || !s.sbiInput.every(byte)) bad('sbiInput');
+    if (typeof s.clock !== 'object' || s.clock === null || !Number.isSafeInteger(s.clock.ticks) || typeof s.clock.wallNs !== 'string' || !/^-?\d{1,20}$/.test(s.clock.wallNs)) bad('clock');
+    if (s.exit !== null && !(typeof s.exit === 'object' && ['poweroff', 'reboot', 'fail'].includes((s.exit as { kind: string }).kind))) bad('exit');
+    const isObject = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v);
+    for (const k of ['hart', 'clint', 'plic', 'uart', 'rtc'] as const) if (!isObject(s[k])) bad(k);
+    if (!Array.isArray(s.virtio) || !s.virtio.every((e) => isObject(e) && isObject(e.transport))) bad('virtio');
+    const slots = [...this.virtioSlots.keys()].sort((a, b) => a - b);
+    if (s.virtio.length !== slots.length || s.virtio.some((e, i) => e?.slot !== slots[i] || e.name !== this.virtioSlots.get(slots[i]!)!.name)) {
+      const want = slots.map((k) => `${k}:${this.virtioSlots.get(k)!.name}`).join(', ');
+      const got = s.virtio.map((e) => `${String(e?.slot)}:${String(e?.name)}`).join(', ');
+      throw new VisorError('InvalidConfig', `the snapshot's virtio devices (${got}) differ from this machine's (${want})`);
+    }
+    // mtime and the RTC go on from the saved readings whatever this clock reads now.
+    const clock = this.cfg.clock;
+    const clint = { ...s.clint };
+    const rtc = { ...s.rtc };
+    // The hart first: the clock may count its retired instructions.
+    restoreHartState(this.hart as unknown as Hart, s.hart);
+    if (typeof clint === 'object' && Number.isSafeInteger(clint.mtimeOffset)) {
+      clint.mtimeOffset = clint.mtimeOffset + s.clock.ticks - clock.nowTicks();
+    }
+    if (typeof rtc.offsetNs === 'string' && /^-?\d{1,20}$/.test(rtc.offsetNs)) {
+      rtc.offsetNs = (BigInt(rtc.offsetNs) + BigInt(s.clock.wallNs) - clock.wallNs()).toString();
+    }
+    this.plic.restore(s.plic);
+    this.clint.restore(clint);
+    this.uart.restore(s.uart);
+    this.rtc.restore(rtc);
+    for (const e of s.virtio) {
+      const d = this.virtioSlots.get(e.slot) as SavableSlotDevice;
+      if (e.device !== undefined) {
+        if (typeof d.device?.restore !== 'function') bad(`virtio slot ${e.slot} has no device state to restore`);
+        d.device!.restore!(e.device);
+      }
+      d.restore(e.transport);
+    }
+    const rom = Uint8Array.from(s.rom);
+    this.bus.map(VIRT_MEMMAP.mrom.base, VIRT_MEMMAP.mrom.size, new Rom('mrom', rom));
+    this.romBytes = rom;
+    this.sbiInput = [...s.sbiInput];
+    // The built-in SBI answers ecalls from S-mode, as after boot().
+    if (this.sbi) this.hart.sbiCall = this.sbi.handle as unknown as BoardHart['sbiCall'];
+    this.exit = s.exit ?? undefined;
+    this.booted = true;
   }
 
   /** Runs one batch of at most `budget` instructions after bringing timers up to date. */
