@@ -153,6 +153,8 @@ describe.skipIf(!HAVE_QEMU_IMG)('qemu-img interop', () => {
     const dev = await Qcow2Device.open(await NodeFileHandle.open(s, { readOnly: false }), { readOnly: false });
     expect(dev.listSnapshots().map((x) => x.name)).toEqual(['one', 'two']);
     await dev.applySnapshot('one');
+    await dev.deleteSnapshot('two');
+    expect(dev.listSnapshots().map((x) => x.name)).toEqual(['one']);
     const one = new Uint8Array(4 * MiB);
     await dev.read(0, one);
     const want = new Uint8Array(4 * MiB).fill(1, 0, MiB);
@@ -193,6 +195,26 @@ describe.skipIf(!HAVE_QEMU_IMG)('qemu-img interop', () => {
     await d.device.close();
     expectClean(path);
     expect(JSON.parse(qemuImg('info', '--output=json', path))['dirty-flag']).toBe(false);
+  });
+
+  it('visor check finds the corruption qemu-img finds, and its repair satisfies qemu-img', async () => {
+    const path = await create('v-corrupt.qcow2', 'qcow2', 4 * MiB);
+    const dev = await Qcow2Device.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
+    await dev.write(0, pattern(256 * 1024, 3));
+    const m = await dev.lookup(1);
+    await dev.refs.update(m.host, 65536, -1); // referenced, refcount 0: corruption
+    const ours = await checkQcow2(dev, { repair: false });
+    await dev.close();
+    const theirs = qemuCheck(path);
+    expect(theirs.corruptions).toBeGreaterThan(0);
+    expect(ours.corruptions).toBe(theirs.corruptions);
+    const fix = await Qcow2Device.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
+    await checkQcow2(fix, { repair: true });
+    await fix.close();
+    expectClean(path);
+    const want = new Uint8Array(4 * MiB);
+    want.set(pattern(256 * 1024, 3));
+    expect(firstDiff(qemuRaw(path), want)).toBe(-1);
   });
 
   it('refuses extended L2 images by name', async () => {

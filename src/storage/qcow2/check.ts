@@ -140,7 +140,8 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
   for (let i = 0; i < h.l1Size; i++) {
     const [off, copied] = dev.l1Entry(i);
     if (off === 0 || off % cs !== 0 || off + cs > fileLen) continue;
-    const rc = refs[off / cs] ?? 0;
+    // Against the stored refcount, as qemu-img's check_oflag_copied does.
+    const rc = await dev.refs.get(off / cs);
     if ((rc === 1) !== copied) err(`OFLAG_COPIED L2 cluster: l1_index=${i} refcount=${rc}`);
     const t = new Uint8Array(cs);
     await dev.file.read(off, t);
@@ -148,7 +149,7 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
     for (let j = 0; j < g.l2Entries; j++) {
       const m = decodeL2(tv, j, g);
       if ((m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) && m.host % cs === 0) {
-        const r = refs[m.host / cs] ?? 0;
+        const r = await dev.refs.get(m.host / cs);
         if ((r === 1) !== m.copied) err(`OFLAG_COPIED data cluster: l2_entry ${i}:${j} refcount=${r}`);
       }
     }
