@@ -5,6 +5,7 @@
 import { firstMismatch, report } from './compare.js';
 import { dumpNames, generateProgram, type DiffOptions, type DiffProgram } from './gen.js';
 import { TLOG_FIELDS } from './layout.js';
+import { minimize } from './minimize.js';
 import { QemuRunner } from './qemu.js';
 import { runOnVisor, type HartConstructor } from './visor.js';
 
@@ -17,6 +18,8 @@ export interface DriverOptions extends DiffOptions {
   /** Stop after this many mismatches (default 5). */
   maxMismatches?: number;
   log?: (line: string) => void;
+  /** Shrink each mismatching program to its smallest failing body (costs some runs each). */
+  minimize?: boolean;
   /** Called with each failing program (e.g. to save its image). */
   onMismatch?: (p: DiffProgram, text: string) => void;
 }
@@ -64,7 +67,11 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
       for (const c of trapCauses(q.output)) res.causes[c] = (res.causes[c] ?? 0) + 1;
     } else {
       res.mismatches++;
-      const text = report(p, m, extra);
+      let text = report(p, m, extra);
+      if (opts.minimize) {
+        const small = await minimize(Hart, qemu, p, m, opts);
+        text += `\n${report(small.program, small.mismatch, [`minimised to ${small.program.bodyEnd - small.program.bodyStart} body bytes in ${small.runs} runs`])}`;
+      }
       res.reports.push(text);
       opts.onMismatch?.(p, text);
       log(text);

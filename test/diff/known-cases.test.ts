@@ -1,8 +1,8 @@
 /**
- * Minimal programs for the differences the differential test found between visor and QEMU
- * 7.2 that are not settled yet (known-issues.ts lists the workarounds the random run applies).
- * Each is written as the check QEMU passes and marked `.todo`: when the hart is changed to
- * match, turn `it.todo` into `it` and delete the entry from KNOWN_ISSUES.
+ * Minimal programs for differences the differential test found between visor and QEMU 7.2.
+ * An open one (listed in known-issues.ts, worked around in the random run) is written as the
+ * check QEMU passes and marked `.todo`; once the hart matches it becomes a plain regression
+ * test and its KNOWN_ISSUES entry goes.
  */
 import { describe, expect, it } from 'vitest';
 import * as A from '../support/riscv-asm.js';
@@ -36,10 +36,10 @@ async function runTrap(body: (a: A.Asm) => void): Promise<{ cause: bigint; tval:
   return { cause: hart.getX(a0), tval: hart.getX(a1), epc: hart.getX(A.a2), bodyAt: a.addr('body') };
 }
 
-describe('known differences from QEMU 7.2 (see known-issues.ts)', () => {
-  // 'ebreak-tval': privileged §3.1.16 lets mtval be 0 or the pc for a breakpoint; QEMU writes
-  // 0 (and so does Spike for ebreak), visor writes the pc.
-  it.todo('ebreak and c.ebreak leave mtval = 0, as QEMU does', async () => {
+describe('differences found against QEMU 7.2 (see known-issues.ts)', () => {
+  // 'ebreak-tval' (closed): privileged §3.1.16 lets mtval be 0 or the pc for a breakpoint;
+  // QEMU writes 0, visor wrote the pc.
+  it('ebreak and c.ebreak leave mtval = 0, as QEMU does', async () => {
     for (const enc of [A.ebreak(), A.c_ebreak()]) {
       const r = await runTrap((a) => a.emit(A.addi(a0, 0, 1), enc));
       expect(r.cause).toBe(3n);

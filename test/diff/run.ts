@@ -5,7 +5,8 @@
  * --only I[,J...] (rerun given program indices), --jobs J (parallel QEMU processes, default 6: each mostly waits),
  * --mode M|S|U (force the body's privilege mode), --aligned-only (no misaligned loads/stores),
  * --max-mismatches K (stop after K, default 5), --save DIR (write failing images there),
- * --strict (no workarounds for the known issues in known-issues.ts).
+ * --strict (no workarounds for the known issues in known-issues.ts), --minimize (shrink each
+ * mismatching program to the fewest body groups that still differ the same way).
  * Exits 0 when every program matches, 1 on any mismatch, 2 when QEMU or the hart is missing.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -29,6 +30,7 @@ async function main(): Promise<number> {
       'max-mismatches': { type: 'string', default: '5' },
       save: { type: 'string' },
       strict: { type: 'boolean', default: false },
+      minimize: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -60,7 +62,7 @@ async function main(): Promise<number> {
   const save = values.save;
   if (save) mkdirSync(save, { recursive: true });
   const r = await runDiff(Hart, {
-    seed, count, workarounds, jobs: Number(values.jobs), misaligned: !values['aligned-only'], maxMismatches: Number(values['max-mismatches']),
+    seed, count, workarounds, minimize: values.minimize, jobs: Number(values.jobs), misaligned: !values['aligned-only'], maxMismatches: Number(values['max-mismatches']),
     ...(only ? { only } : {}),
     ...(mode ? { mode } : {}),
     log: (l) => console.log(l),

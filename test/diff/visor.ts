@@ -2,6 +2,7 @@
  * The visor side of the differential test: the same image on visor's hart over the bare
  * machine (RAM, UART stub, syscon).
  */
+import { Hart } from '../../src/cpu/hart.js';
 import type { PhysicalMemory } from '../../src/cpu/memory.js';
 import { BareMachine } from '../support/bare-machine.js';
 import { IMAGE_SIZE, RAM_BASE } from './layout.js';
@@ -16,20 +17,9 @@ export interface HartLike {
 }
 export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number }) => HartLike;
 
-/**
- * Loads the hart module, or returns undefined while src/cpu/hart.ts does not exist yet. The
- * specifier is a variable so the typecheck does not depend on the file being there.
- */
+/** The hart under test (kept behind a function so a runner can swap implementations). */
 export async function loadHart(): Promise<HartConstructor | undefined> {
-  const specifier = '../../src/cpu/hart.js';
-  try {
-    const mod = (await import(specifier)) as { Hart?: HartConstructor };
-    return mod.Hart;
-  } catch (e) {
-    const code = (e as { code?: string }).code;
-    if (code === 'ERR_MODULE_NOT_FOUND' || /Cannot find module|Failed to load url/.test(String(e))) return undefined;
-    throw e;
-  }
+  return Hart;
 }
 
 export interface VisorResult {
