@@ -158,6 +158,14 @@ export async function checkQcow2(dev: Qcow2Device, opts: { repair: boolean }): P
 
   if (opts.repair && (fixes.length > 0 || res.copiedErrors > 0)) {
     if (dev.readOnly) throw new VisorError('NotAllowed', 'qcow2 check: open the image read-write to repair it');
+    // Placing a missing refcount block needs a cluster known to be free; when referenced
+    // clusters lack a block, that knowledge is gone: refuse rather than guess.
+    for (const [c, want] of fixes) {
+      const bi = Math.floor(c / g.refcountBlockEntries);
+      if (want > 0 && (bi >= dev.refs.table.length || dev.refs.table[bi] === 0)) {
+        throw new VisorError('Unsupported', `qcow2 repair: cluster ${c} is in use but has no refcount block; rebuild the refcounts with \`qemu-img check -r all\``);
+      }
+    }
     dev.refs.beginDefer();
     try {
       for (const [c, want] of fixes) await dev.refs.setAbsolute(c, want);
