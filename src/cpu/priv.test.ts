@@ -215,3 +215,46 @@ describe('CSR access rules', () => {
     expect(entries[0]![1]).toBe(BigInt(I.csrw(I.CSR.mhartid, 0) >>> 0));
   });
 });
+
+describe('exception causes', () => {
+  it('raises every cause with the right tval: access faults, misaligned LR, ebreak, ecall, fetch faults', () => {
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    a.li(a0, 0x4000).emit(I.ld(t1, a0, 0)); // nothing mapped there → 5
+    a.emit(I.sw(t1, a0, 8)); // → 7
+    a.li(a1, RAM_BASE + 0x9002).emit(I.lr_w(t1, a1)); // misaligned LR → 4
+    a.emit(I.ebreak()); // → 3, tval 0
+    a.emit(I.ecall()); // from M → 11
+    a.li(a2, 0x2000).emit(I.jalr(0, a2, 0)); // fetch from nothing → 1, epc = tval = 0x2000
+    a.label('mh');
+    a.li(s0, RAM_BASE + LOG).emit(I.ld(s1, s0, 0), I.addi(s1, s1, 1), I.sd(s1, s0, 0), I.slli(s1, s1, 4), I.add(s1, s1, s0));
+    a.emit(I.csrr(t2, I.CSR.mcause), I.sd(t2, s1, -8), I.csrr(t2, I.CSR.mtval), I.sd(t2, s1, 0));
+    a.emit(I.csrr(t2, I.CSR.mcause), I.addi(t2, t2, -1)).beqz(t2, 'done');
+    a.emit(I.csrr(t2, I.CSR.mepc), I.addi(t2, t2, 4), I.csrw(I.CSR.mepc, t2), I.mret());
+    a.label('done');
+    finish(a);
+    const m = runUntilFinished(a.bytes());
+    expect(log(m.ram)).toEqual([[5n, 0x4000n], [7n, 0x4008n], [4n, BigInt(RAM_BASE + 0x9002)], [3n, 0n], [11n, 0n], [1n, 0x2000n]]);
+    expect(m.hart.readCsr(I.CSR.mepc)).toBe(0x2000n);
+  });
+
+  it('raises an instruction page fault for a page without X, in S-mode', () => {
+    const ROOT = 0x10000;
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode').li(a0, 0x4000_0000).emit(I.jalr(0, a0, 0));
+    a.label('mh').emit(I.csrr(a1, I.CSR.mcause), I.csrr(a2, I.CSR.mtval));
+    finish(a);
+    const m = runUntilFinished(a.bytes(), (ram) => {
+      const v = new DataView(ram.buffer);
+      v.setBigUint64(ROOT + 16, BigInt(RAM_BASE / 4096) << 10n | BigInt(PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D), true);
+      v.setBigUint64(ROOT + 8, BigInt((RAM_BASE + 0x40000) / 4096 * 1) << 10n | BigInt(PTE_V | PTE_R | PTE_A), true); // 1 GiB, no X
+    });
+    expect(m.hart.getX(11)).toBe(12n);
+    expect(m.hart.getX(12)).toBe(0x4000_0000n);
+  });
+});
