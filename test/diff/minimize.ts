@@ -14,6 +14,8 @@ const shape = (name: string) => name.replace(/\[\d+\]/, '[]');
 export interface Minimized {
   program: DiffProgram;
   mismatch: Mismatch | undefined;
+  /** Body groups left. */
+  kept: number;
   runs: number;
 }
 
@@ -21,7 +23,7 @@ export async function minimize(Hart: HartConstructor, qemu: QemuRunner, p: DiffP
   opts: DiffOptions, maxRuns = 300): Promise<Minimized> {
   const target = first ? shape(first.name) : undefined;
   let runs = 0;
-  let best: Minimized = { program: p, mismatch: first, runs: 0 };
+  let best: Minimized = { program: p, mismatch: first, kept: p.groups, runs: 0 };
   const fails = async (keep: number[]): Promise<boolean> => {
     runs++;
     const cand = generateProgram(p.seed, p.index, { ...opts, keep: new Set(keep) });
@@ -29,7 +31,7 @@ export async function minimize(Hart: HartConstructor, qemu: QemuRunner, p: DiffP
     const v = runOnVisor(Hart, cand.image);
     const m = firstMismatch(v.output, q.output);
     const same = target === undefined ? !!(q.error || v.error) : !!m && shape(m.name) === target;
-    if (same) best = { program: cand, mismatch: m, runs };
+    if (same) best = { program: cand, mismatch: m, kept: keep.length, runs };
     return same;
   };
   let keep = Array.from({ length: p.groups }, (_, i) => i);
