@@ -34,20 +34,23 @@ const MiB = 1 << 20;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const hostPattern = () => Uint8Array.from({ length: MiB }, (_, i) => (i * 131 + (i >> 12)) & 0xff);
 
+// The kernel command line is too short for the whole script (visor.cmd is base64), so it
+// travels on the ext4 disk and the command only mounts that and runs it.
+const COMMAND = ['sh', '-c', 'mkdir -p /mnt && mount -t ext4 -o ro /dev/vdb /mnt && echo EXT4_MOUNTED && sh /mnt/run.sh'];
 const SCRIPT = [
   'echo "VDA_MD5 $(head -c 1048576 /dev/vda | md5sum | cut -d" " -f1)"',
   'yes VISORPATTERN | head -c 1048576 | dd of=/dev/vda bs=65536 seek=16 conv=fsync 2>/dev/null && echo VDA_WRITTEN',
   'echo "VDA_SERIAL $(cat /sys/block/vda/serial)"',
   'echo "VDB_RO $(cat /sys/block/vdb/ro)"',
-  'mkdir -p /mnt && mount -t ext4 -o ro /dev/vdb /mnt && echo EXT4_MOUNTED',
   'md5sum /mnt/a.bin /mnt/dir/b.txt | sed "s/^/EXT4_SUM /"',
   'echo "RNG_CURRENT $(cat /sys/class/misc/hw_random/rng_current)"',
   'echo "RNG_WORDS $(head -c 64 /dev/hwrng | od -An -tx1 | wc -w)"',
   'ping -c 2 -W 5 10.0.9.1 >/dev/null && echo PING_OK',
   'm() { awk "/^$1:/{print \\$2}" /proc/meminfo; }',
-  'before=$(m MemTotal); echo "MEM_BEFORE $before"; echo BALLOON_GO',
-  'i=0; while [ $(m MemTotal) -gt $((before - 16384)) ] && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done',
-  'echo "MEM_AFTER $(m MemTotal)"',
+  // With DEFLATE_ON_OOM Linux keeps ballooned pages in MemTotal; MemAvailable drops.
+  'before=$(m MemAvailable); echo "MEM_BEFORE $before"; echo BALLOON_GO',
+  'i=0; while [ $(m MemAvailable) -gt $((before - 32768)) ] && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done',
+  'echo "MEM_AFTER $(m MemAvailable)"',
 ].join('\n');
 
 describe.runIf(enabled)('virtio devices in the Debian guest', () => {
@@ -69,6 +72,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       const bTxt = new TextEncoder().encode('visor ext4 from the host\n'.repeat(100));
       writeFileSync(join(tree, 'a.bin'), aBin);
       writeFileSync(join(tree, 'dir', 'b.txt'), bTxt);
+      writeFileSync(join(tree, 'run.sh'), `${SCRIPT}\n`);
       const vdbPath = join(dir, 'vdb.ext4');
       const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', tree, vdbPath, '16M']);
       expect(mk.status, mk.stderr.toString()).toBe(0);
@@ -82,7 +86,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       const rng = new VirtioRng({ source: nodeEntropy });
       let out = '';
       const g = await GuestVm.create(img, {
-        command: ['sh', '-c', SCRIPT],
+        command: COMMAND,
         append: 'visor.ip=10.0.9.2/24',
         memoryMiB: 256,
         timeoutMs: 0,
@@ -121,7 +125,8 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       expect(r.output).toContain('PING_OK');
       expect(ping.echo).toBeGreaterThanOrEqual(2);
       expect(net.counters.rxFrames).toBeGreaterThan(0);
-      expect(Number(line('MEM_AFTER'))).toBeLessThanOrEqual(Number(line('MEM_BEFORE')) - 16384);
+      expect(Number(line('MEM_AFTER'))).toBeLessThanOrEqual(Number(line('MEM_BEFORE')) - 32768);
+      expect(balloon.actual).toBe(16384);
       expect(balloon.inflated.size).toBeGreaterThan(0);
       console.log(`guest run: ${(r.wallMs / 1000).toFixed(0)} s, ${(r.instructions / r.wallMs / 1000).toFixed(1)} MIPS`);
     } finally {
