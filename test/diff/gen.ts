@@ -202,6 +202,8 @@ interface GenState {
   pmpPage: number;
   /** Physical fetch targets that must fault, and (S/U) virtual ones. */
   fetchFaults: number[];
+  /** satp values for the Sv39 and Sv48 roots (S programs switch between them). */
+  satps: bigint[];
 }
 
 const RM_CHOICES: readonly (readonly [number, number])[] = [[40, 7], [11, 0], [11, 1], [11, 2], [11, 3], [11, 4], [1, 5], [1, 6]];
@@ -215,7 +217,8 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   // under MPRV, so after an MPP change it keeps translating with the old privilege.
   const mprv = mode === 'M' && r.bool(0.25);
   const mprvPriv = 0;
-  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, pmpPage: 0, fetchFaults: [] };
+  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, pmpPage: 0, fetchFaults: [],
+    satps: [(8n << 60n) | BigInt(L.PT_ROOT >>> 12), (9n << 60n) | BigInt(L.PT_ROOT48 >>> 12)] };
   const paging = mode !== 'M' || mprv;
   const satpMode = r.bool(0.6) ? 8n : 9n; // Sv39 or Sv48, privileged §4.4, §4.5
   const summary: string[] = [paging ? `mode ${mode}${mprv ? ` with MPRV, MPP=${mprvPriv ? 'S' : 'U'}` : ''}, ${satpMode === 8n ? 'Sv39' : 'Sv48'}` : `mode ${mode}, bare`];
@@ -363,6 +366,7 @@ function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[], us
     l0(pa + L.CODE_ALIAS_DELTA, leaf(pa, PTE_V | PTE_R | PTE_A));
   }
   l0(L.TLOG, leaf(L.TLOG, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+  if (st.mode === 'S') l0(L.PT_WINDOW, leaf(L.PT_L0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
   for (let i = 0; i < L.SCRATCH_SIZE / 4096; i++) {
     const pa = L.SCRATCH + i * 4096;
     l0(pa, leaf(pa, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D | u));
@@ -817,6 +821,34 @@ const genTrap: Gen = (st) => {
   r.pick(opts)();
 };
 
+/**
+ * S mode: rewrites an alias PTE through the page-table window, then sfence.vma (all, or just
+ * that page), §4.2.1; or switches satp between the Sv39 and Sv48 roots, which map the same.
+ * With TVM = 1 the sfence.vma and satp write trap instead (and the PTE store still lands, so
+ * the stale translation may or may not be used: that case is left out).
+ */
+const genPteRewrite: Gen = (st) => {
+  const { r, a } = st;
+  if (st.mode !== 'S') return genAluR(st);
+  const tvm = (st.mstatus & MSTATUS_TVM) !== 0n;
+  const x = r.pick(BODY_RD);
+  if (r.bool(0.3)) {
+    a.li(x, r.pick(st.satps)).emit(A.csrw(CSR.satp, x), A.sfence_vma(0, 0));
+    return;
+  }
+  if (tvm) return genAluR(st);
+  const i = r.int(L.SCRATCH_SIZE / 4096);
+  const flags = r.pick([0xcf, 0xc7, 0xc3, 0x4b, 0x47, 0x43, 0x0b, 0x07, 0x03, 0xdf, 0x00, 0xc5]);
+  const pte = (BigInt((L.SCRATCH >>> 12) + r.int(L.SCRATCH_SIZE / 4096)) << 10n) | BigInt(flags);
+  const y = r.pick(BODY_RD.filter((v) => v !== x));
+  a.li(x, L.PT_WINDOW + ((L.ALIAS - L.RAM_BASE) >>> 12) * 8 + i * 8).li(y, pte).emit(A.sd(y, x, 0));
+  if (r.bool()) a.emit(A.sfence_vma(0, 0));
+  else a.li(x, L.ALIAS + i * 4096 + r.int(4096)).emit(A.sfence_vma(x, 0));
+  // Alias page i's permissions are now `flags`: keep the fetch-fault targets honest.
+  const executes = (flags & PTE_V) && (flags & PTE_X) && !((flags & PTE_W) && !(flags & PTE_R)) && !(flags & PTE_U);
+  if (executes) st.fetchFaults = st.fetchFaults.filter((t) => t < L.ALIAS + i * 4096 || t >= L.ALIAS + (i + 1) * 4096);
+};
+
 /** Jumps (linking ra) to an address whose fetch must fault; the handler resumes at ra. */
 const genFetchFault: Gen = (st) => {
   const { r, a } = st;
@@ -836,7 +868,7 @@ const genFence: Gen = (st) => {
 const SIMPLE: readonly (readonly [number, Gen])[] = [
   [12, genAluR], [10, genAluI], [5, genShiftI], [3, genUpper], [5, genMul], [5, genDiv], [3, genLi],
   [8, genLoad], [7, genStore], [4, genFpMem], [5, genAmo], [3, genLrSc], [16, genFp], [12, genCompressed],
-  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence], [1, genFetchFault],
+  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence], [1, genFetchFault], [1, genPteRewrite],
 ];
 
 function label(st: GenState): string {
