@@ -101,9 +101,32 @@ export function div64(alo: number, ahi: number, blo: number, bhi: number): void 
   fromBig(a / b);
 }
 
+/** Below 2^52 a quotient guess from one double division is off by at most one, and q·b stays exact. */
+const EXACT_LIMIT_HI = 0x100000; // 2^52 = hi word 2^20
+
+/** Unsigned quotient and remainder of Numbers below 2^52, exactly. */
+function divmodSmall(a: number, b: number): void {
+  let q = Math.floor(a / b);
+  let r = a - q * b;
+  if (r < 0) { q--; r += b; } else if (r >= b) { q++; r -= b; }
+  qSmall = q; rSmall = r;
+}
+let qSmall = 0;
+let rSmall = 0;
+
+function setU52(v: number): void {
+  r64.lo = v % 4294967296 | 0;
+  r64.hi = Math.floor(v / 4294967296);
+}
+
 export function divu64(alo: number, ahi: number, blo: number, bhi: number): void {
   if ((blo | bhi) === 0) { r64.lo = -1; r64.hi = -1; return; }
   if (ahi === 0 && bhi === 0) { setNum(Math.floor((alo >>> 0) / (blo >>> 0))); return; }
+  if (ahi >= 0 && ahi < EXACT_LIMIT_HI && bhi >= 0 && bhi < EXACT_LIMIT_HI) {
+    divmodSmall(ahi * 4294967296 + (alo >>> 0), bhi * 4294967296 + (blo >>> 0));
+    setU52(qSmall);
+    return;
+  }
   fromBig(toBigU(alo, ahi) / toBigU(blo, bhi));
 }
 
@@ -119,6 +142,11 @@ export function rem64(alo: number, ahi: number, blo: number, bhi: number): void 
 export function remu64(alo: number, ahi: number, blo: number, bhi: number): void {
   if ((blo | bhi) === 0) { r64.lo = alo; r64.hi = ahi; return; }
   if (ahi === 0 && bhi === 0) { setNum((alo >>> 0) % (blo >>> 0)); return; }
+  if (ahi >= 0 && ahi < EXACT_LIMIT_HI && bhi >= 0 && bhi < EXACT_LIMIT_HI) {
+    divmodSmall(ahi * 4294967296 + (alo >>> 0), bhi * 4294967296 + (blo >>> 0));
+    setU52(rSmall);
+    return;
+  }
   fromBig(toBigU(alo, ahi) % toBigU(blo, bhi));
 }
 
