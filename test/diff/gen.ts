@@ -212,19 +212,18 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   const r = new Rng(seed, index);
   const mode: Mode = opts.mode ?? r.weighted([[5, 'M'], [3, 'S'], [3, 'U']] as const);
   const a = new A.Asm(L.RAM_BASE);
-  // Some M programs set MPRV (with MPP = S or U) so their loads and stores are translated.
-  // MPP stays U throughout: QEMU 7.2 does not flush its TLB when mret or a trap changes MPP
-  // under MPRV, so after an MPP change it keeps translating with the old privilege.
+  // Some M programs set MPRV so their loads and stores are translated as U-mode ones. MPP stays
+  // U throughout: QEMU 7.2 does not flush its TLB when mret or a trap changes MPP under MPRV,
+  // so after such a change it keeps translating with the old privilege.
   const mprv = mode === 'M' && r.bool(0.25);
-  const mprvPriv = 0;
   const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, pmpPage: 0, fetchFaults: [],
     satps: [(8n << 60n) | BigInt(L.PT_ROOT >>> 12), (9n << 60n) | BigInt(L.PT_ROOT48 >>> 12)] };
   const paging = mode !== 'M' || mprv;
   const satpMode = r.bool(0.6) ? 8n : 9n; // Sv39 or Sv48, privileged §4.4, §4.5
-  const summary: string[] = [paging ? `mode ${mode}${mprv ? ` with MPRV, MPP=${mprvPriv ? 'S' : 'U'}` : ''}, ${satpMode === 8n ? 'Sv39' : 'Sv48'}` : `mode ${mode}, bare`];
+  const summary: string[] = [paging ? `mode ${mode}${mprv ? ' with MPRV, MPP=U' : ''}, ${satpMode === 8n ? 'Sv39' : 'Sv48'}` : `mode ${mode}, bare`];
 
   const pt = new BigUint64Array(4 * 512);
-  if (paging) buildPageTables(st, pt, summary, mode === 'U' || (mprv && mprvPriv === 0));
+  if (paging) buildPageTables(st, pt, summary, mode === 'U' || mprv);
   // Fetch targets that fault on both machines (instruction fetch is never subject to MPRV).
   if (mode === 'M') {
     st.fetchFaults = [0x9000_0000, 0x0700_0000, 0x4000_0000_0000].map((x) => x + 2 * r.int(0x800));
@@ -256,10 +255,10 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   const t0 = A.t0;
   a.la(t0, 'm_handler').emit(A.csrw(CSR.mtvec, t0));
   a.la(t0, 's_handler').emit(A.csrw(CSR.stvec, t0));
-  // PMP entry 0: NAPOT over all of memory, RWX (§3.7); QEMU denies S/U accesses matching no entry.
-  // With paging, entry 0 first takes a random subset of R/X (W only with R: RW=01 is reserved,
-  // §3.7.1) from one scratch page, so S/U (and MPRV) accesses there raise access faults; PMP
-  // matches the lowest-numbered entry (§3.7.1).
+  // PMP: an entry NAPOT over all of memory, RWX (§3.7); QEMU denies S/U accesses matching no
+  // entry. With paging, entry 0 often first takes a random subset of R/W/X (W only with R:
+  // RW=01 is reserved) from one scratch page, so S/U (and MPRV) accesses there raise access
+  // faults: the lowest-numbered matching entry decides (§3.7.1).
   const allMem = (1n << 54n) - 1n; // NAPOT over the whole 2^56 physical space
   if (paging && r.bool(0.7)) {
     st.pmpPage = L.SCRATCH + 4096 * r.int(L.SCRATCH_SIZE / 4096);
@@ -306,7 +305,7 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   a.label('body');
   if (mprv) {
     // mret left MPP = U; MPRV makes M-mode loads and stores use MPP's translation (§3.1.6.3).
-    a.li(A.t0, (1n << 17n) | (BigInt(mprvPriv) << MSTATUS_MPP_SHIFT)).emit(A.csrs(CSR.mstatus, A.t0));
+    a.li(A.t0, 1n << 17n).emit(A.csrs(CSR.mstatus, A.t0));
   }
   const groups = opts.bodyLength ?? r.range(60, 250);
   for (let i = 0; i < groups; i++) {
@@ -729,7 +728,7 @@ function csrValue(st: GenState, csr: number): bigint {
       const bits = [MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP, MSTATUS_SUM, MSTATUS_MXR, 1n << 13n, 1n << 14n];
       if (csr === CSR.mstatus) bits.push(MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_TVM, MSTATUS_TW, MSTATUS_TSR);
       for (const b of bits) if (r.bool(0.4)) v |= b;
-      if (csr === CSR.mstatus && !st.mprv) v |= BigInt(r.pick([0, 1, 3])) << MSTATUS_MPP_SHIFT; // see mprvPriv
+      if (csr === CSR.mstatus && !st.mprv) v |= BigInt(r.pick([0, 1, 3])) << MSTATUS_MPP_SHIFT; // MPRV: MPP stays U
       return v;
     }
     case CSR.satp: {

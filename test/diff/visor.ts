@@ -15,7 +15,17 @@ export interface HartLike {
   readonly pc: number;
   readonly priv: number;
 }
-export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number }) => HartLike;
+export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number; accel?: 'interp' | 'jit'; jitThreshold?: number }) => HartLike;
+
+/** VISOR_ACCEL=jit VISOR_JIT_THRESHOLD=0 run the programs under the JIT (compiled at first execution). */
+function accelFromEnv(): { accel?: 'interp' | 'jit'; jitThreshold?: number } {
+  const accel = process.env['VISOR_ACCEL'];
+  const threshold = process.env['VISOR_JIT_THRESHOLD'];
+  return {
+    ...(accel === 'jit' || accel === 'interp' ? { accel } : {}),
+    ...(threshold !== undefined && threshold !== '' ? { jitThreshold: Number(threshold) } : {}),
+  };
+}
 
 /** The hart under test (kept behind a function so a runner can swap implementations). */
 export async function loadHart(): Promise<HartConstructor | undefined> {
@@ -33,7 +43,7 @@ export function runOnVisor(Hart: HartConstructor, image: Uint8Array, maxInstruct
   // Generated programs touch nothing above the image; QEMU has more RAM, which they never see.
   const machine = new BareMachine(IMAGE_SIZE + (128 << 10));
   machine.load(image, RAM_BASE);
-  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0 });
+  const hart = new Hart(machine, { ...accelFromEnv(), hartId: 0, timeSource: () => 0 });
   machine.onStop = () => hart.requestStop();
   hart.reset(RAM_BASE);
   let executed = 0;
