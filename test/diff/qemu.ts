@@ -32,7 +32,7 @@ export class QemuRunner {
   private seq = 0;
 
   /** Runs one image; resolves with everything the guest wrote to the UART. */
-  run(image: Uint8Array, timeoutMs = 10_000): Promise<QemuResult> {
+  run(image: Uint8Array, timeoutMs = 30_000): Promise<QemuResult> {
     const n = this.seq++;
     const file = join(this.dir, `p${n}.bin`);
     // The UART goes to a regular file: through a pipe QEMU's 16550 queues bytes the reader has
