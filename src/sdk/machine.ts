@@ -1,0 +1,348 @@
+/**
+ * The public Machine API (issue 7). Each machine runs on its own worker thread
+ * (worker-entry.ts); this object is its handle on the calling thread.
+ *
+ *   const vm = await Machine.create({ kernel: 'Image', memoryMiB: 256 });
+ *   vm.console.pipe(process.stdout);
+ *   await vm.start(); await vm.pause(); await vm.snapshot('vm.snap'); await vm.resume();
+ *   const vm2 = await Machine.restore('vm.snap');   // running where vm was
+ *   await vm.stop();
+ */
+import { EventEmitter } from 'node:events';
+import { Duplex } from 'node:stream';
+import { Worker } from 'node:worker_threads';
+import { VisorError } from '../base/errors.js';
+import { resolveMachineConfig, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
+import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { STAT, type GuestEvent } from './runner.js';
+import { transition, type MachineAction, type MachineState } from './states.js';
+
+export interface MachineStats {
+  /** Guest instructions executed since boot (traps count as one). */
+  instructions: number;
+  /** Millions of instructions per second of running time, overall and over the last half second. */
+  mips: number;
+  recentMips: number;
+  /** Wall time spent running, and asleep in it because the guest idled (wfi). */
+  runningMs: number;
+  idleMs: number;
+  /** Exceptions and interrupts taken, by cause number (privileged spec tables 3.6 / 4.2). */
+  traps: Record<number, number>;
+  interrupts: Record<number, number>;
+  tlbMisses: number;
+  virtioInterrupts: number;
+  io: {
+    blkReads: number;
+    blkWrites: number;
+    blkBytesRead: number;
+    blkBytesWritten: number;
+    netRxBytes: number;
+    netTxBytes: number;
+    consoleOutBytes: number;
+    consoleInBytes: number;
+  };
+}
+
+export interface SnapshotInfo {
+  path: string;
+  bytes: number;
+  ramPages: number;
+  presentPages: number;
+  ms: number;
+}
+
+export interface StopOptions {
+  /** After this long the machine is killed instead (default 10 s). */
+  timeoutMs?: number;
+}
+
+export interface CreateOptions {
+  /** How `image` names become kernel/initrd files (default: visor's image cache, pulling if needed). */
+  resolveImage?: ImageResolver;
+}
+
+export interface RestoreOptions {
+  /** Start running right away (default true); false leaves it paused. */
+  start?: boolean;
+}
+
+/** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
+export interface MachineEvents {
+  state: [state: MachineState, reason: string | undefined];
+  guest: [event: GuestEvent];
+  error: [err: VisorError];
+}
+
+const defaultResolveImage: ImageResolver = async (name, opts) => {
+  const { ensureImage } = await import('../images/index.js');
+  const img = await ensureImage(name, opts);
+  return { kernel: img.kernel, ...(img.initrd ? { initrd: img.initrd } : {}), ...(img.append ? { append: img.append } : {}) };
+};
+
+/** The worker script, as TypeScript under tsx (tests, development) or as built JavaScript. */
+function spawnWorker(workerData: WorkerInit): Worker {
+  const here = import.meta.url;
+  if (here.endsWith('.ts')) {
+    const entry = new URL('./worker-entry.ts', here).href;
+    const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+    return new Worker(boot, { eval: true, workerData });
+  }
+  return new Worker(new URL('./worker-entry.js', here), { workerData });
+}
+
+export class Machine extends EventEmitter<MachineEvents> {
+  /** Guest serial console: read the guest's output, write its input. */
+  readonly console: Duplex;
+  private _state: MachineState;
+  private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
+  private nextId = 1;
+  private readonly statsView: Float64Array;
+  private exited = false;
+  private readonly exitedPromise: Promise<void>;
+
+  private constructor(
+    private readonly worker: Worker,
+    readonly config: ResolvedConfig,
+    state: MachineState,
+    stats: SharedArrayBuffer,
+  ) {
+    super();
+    this._state = state;
+    this.statsView = new Float64Array(stats);
+    this.console = new Duplex({
+      read() {},
+      write: (chunk: Buffer, _enc, cb) => {
+        if (!this.exited && this._state !== 'stopped') {
+          const bytes = new Uint8Array(chunk);
+          this.worker.postMessage({ op: 'input', bytes } satisfies Command);
+        }
+        cb();
+      },
+    });
+    // Output may come faster than anyone reads; nobody reading is not an error.
+    this.console.on('error', () => {});
+    worker.on('message', (m: WorkerMessage) => this.onMessage(m));
+    this.exitedPromise = new Promise((resolve) => {
+      worker.once('exit', (code) => {
+        this.exited = true;
+        const err = new VisorError('Internal', `machine ${config.name}: its worker exited (code ${code})`);
+        for (const p of this.pending.values()) p.reject(err);
+        this.pending.clear();
+        if (this._state !== 'stopped') {
+          this.setState('stopped', 'crashed');
+        }
+        this.console.push(null);
+        resolve();
+      });
+    });
+    worker.on('error', (err) => {
+      // An exception escaped the worker: this machine is gone, the process and others are not.
+      this.emitError(new VisorError('Internal', `machine ${config.name} crashed: ${err.message}`, { cause: err }));
+    });
+  }
+
+  /** Validates `config`, resolves the image, opens devices and loads the kernel (state 'created'). */
+  static async create(config: MachineConfig, opts: CreateOptions = {}): Promise<Machine> {
+    const resolved = await resolveMachineConfig(config, opts.resolveImage ?? defaultResolveImage);
+    return Machine.spawn({ mode: 'create', config: resolved, stats: newStats() });
+  }
+
+  /**
+   * A machine from a snapshot file, continuing exactly where the snapshotted one was. Fails
+   * with a clear error for a damaged or foreign file, a newer format, or a disk that changed.
+   */
+  static async restore(path: string, opts: RestoreOptions = {}): Promise<Machine> {
+    const { resolve } = await import('node:path');
+    const vm = await Machine.spawn({ mode: 'restore', path: resolve(path), stats: newStats() });
+    if (opts.start ?? true) await vm.resume();
+    return vm;
+  }
+
+  private static spawn(init: WorkerInit): Promise<Machine> {
+    const worker = spawnWorker(init);
+    return new Promise((resolve, reject) => {
+      const onMessage = (m: WorkerMessage) => {
+        if (m.t === 'ready') {
+          cleanup();
+          resolve(new Machine(worker, m.config, m.state, init.stats));
+        } else if (m.t === 'init-error') {
+          cleanup();
+          reject(fromWire(m.error));
+        }
+      };
+      const onError = (err: Error) => {
+        cleanup();
+        void worker.terminate();
+        reject(new VisorError('Internal', `machine worker failed to start: ${err.message}`, { cause: err }));
+      };
+      const onExit = (code: number) => {
+        cleanup();
+        reject(new VisorError('Internal', `machine worker exited during start-up (code ${code})`));
+      };
+      const cleanup = () => {
+        worker.off('message', onMessage);
+        worker.off('error', onError);
+        worker.off('exit', onExit);
+      };
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+    });
+  }
+
+  get state(): MachineState {
+    return this._state;
+  }
+
+  get name(): string {
+    return this.config.name;
+  }
+
+  private onMessage(m: WorkerMessage): void {
+    switch (m.t) {
+      case 'out':
+        this.console.push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
+        return;
+      case 'state':
+        this.setState(m.state, m.reason);
+        return;
+      case 'guest':
+        this.emit('guest', m.event);
+        return;
+      case 'error':
+        this.emitError(fromWire(m.error));
+        return;
+      case 'reply': {
+        const p = this.pending.get(m.id);
+        if (!p) return;
+        this.pending.delete(m.id);
+        if (m.ok) p.resolve(m.value);
+        else p.reject(fromWire(m.error));
+        return;
+      }
+      default:
+        return;
+    }
+  }
+
+  private emitError(err: VisorError): void {
+    // An 'error' event with no listener would throw on the caller's thread: only emit when heard.
+    if (this.listenerCount('error') > 0) this.emit('error', err);
+  }
+
+  private setState(s: MachineState, reason: string | undefined): void {
+    if (this._state === s) return;
+    this._state = s;
+    this.emit('state', s, reason);
+  }
+
+  private call(action: MachineAction, extra: { path?: string } = {}): Promise<unknown> {
+    try {
+      transition(this._state, action); // refuse early, naming the state the caller sees
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    if (this.exited) return Promise.reject(new VisorError('NotAllowed', `machine ${this.name} is stopped`));
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      const cmd: Command = action === 'snapshot' ? { op: 'snapshot', id, path: extra.path! } : { op: action, id };
+      this.worker.postMessage(cmd);
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.call('start');
+  }
+
+  async pause(): Promise<void> {
+    await this.call('pause');
+  }
+
+  async resume(): Promise<void> {
+    await this.call('resume');
+  }
+
+  /** Saves the whole machine to `path` (atomically), running or paused; a running machine goes on. */
+  async snapshot(path: string): Promise<SnapshotInfo> {
+    const { resolve } = await import('node:path');
+    const abs = resolve(path);
+    const r = (await this.call('snapshot', { path: abs })) as Omit<SnapshotInfo, 'path'>;
+    return { path: abs, ...r };
+  }
+
+  /**
+   * Stops the machine: finishes the instruction batch, completes disk I/O, flushes and closes
+   * every device, ends the worker. Past `timeoutMs` it is killed instead.
+   */
+  async stop(opts: StopOptions = {}): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? 10_000;
+    const stopping = this.call('stop');
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+    try {
+      const r = await Promise.race([stopping, timedOut]);
+      if (r === 'timeout') {
+        stopping.catch(() => {});
+        await this.kill();
+        return;
+      }
+    } finally {
+      clearTimeout(timer);
+    }
+    await this.exitedPromise;
+  }
+
+  /** Ends the machine now: no flush; the worker is terminated if it does not answer at once. */
+  async kill(): Promise<void> {
+    transition(this._state, 'kill');
+    const done = this.call('kill').catch(() => {});
+    const timer = setTimeout(() => void this.worker.terminate(), 1000);
+    await Promise.race([done, this.exitedPromise]);
+    clearTimeout(timer);
+    if (!this.exited) await this.worker.terminate();
+    await this.exitedPromise;
+    this.setState('stopped', 'killed');
+  }
+
+  /** Counters, read without a round trip (the worker publishes them after every slice). */
+  stats(): MachineStats {
+    const s = this.statsView;
+    const byCause = (base: number) => {
+      const r: Record<number, number> = {};
+      for (let i = 0; i < 16; i++) if (s[base + i]! > 0) r[i] = s[base + i]!;
+      return r;
+    };
+    const runningMs = s[STAT.runningMs]!;
+    return {
+      instructions: s[STAT.instructions]!,
+      mips: runningMs > 0 ? s[STAT.instructions]! / (runningMs * 1000) : 0,
+      recentMips: s[STAT.mips]!,
+      runningMs,
+      idleMs: s[STAT.idleMs]!,
+      traps: byCause(STAT.traps),
+      interrupts: byCause(STAT.interrupts),
+      tlbMisses: s[STAT.tlbMisses]!,
+      virtioInterrupts: s[STAT.virtioInterrupts]!,
+      io: {
+        blkReads: s[STAT.blkReads]!,
+        blkWrites: s[STAT.blkWrites]!,
+        blkBytesRead: s[STAT.blkBytesRead]!,
+        blkBytesWritten: s[STAT.blkBytesWritten]!,
+        netRxBytes: s[STAT.netRxBytes]!,
+        netTxBytes: s[STAT.netTxBytes]!,
+        consoleOutBytes: s[STAT.consoleOutBytes]!,
+        consoleInBytes: s[STAT.consoleInBytes]!,
+      },
+    };
+  }
+
+  /** Resolves when the machine has stopped (for whatever reason) and its worker is gone. */
+  whenStopped(): Promise<void> {
+    return this.exitedPromise;
+  }
+}
+
+function newStats(): SharedArrayBuffer {
+  return new SharedArrayBuffer(STAT.size * 8);
+}

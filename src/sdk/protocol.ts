@@ -1,0 +1,41 @@
+/**
+ * Messages between a Machine (main thread) and its worker (worker-entry.ts). Plain data only:
+ * they cross postMessage. Errors travel as { code, message } and become VisorErrors again.
+ */
+import { VisorError, type VisorErrorCode } from '../base/errors.js';
+import type { ResolvedConfig } from './config.js';
+import type { GuestEvent } from './runner.js';
+import type { MachineState } from './states.js';
+
+export type WorkerInit =
+  | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer };
+
+export type Command =
+  | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
+  | { op: 'snapshot'; id: number; path: string }
+  | { op: 'input'; bytes: Uint8Array };
+
+export interface WireError {
+  code: VisorErrorCode;
+  message: string;
+}
+
+export type WorkerMessage =
+  | { t: 'ready'; state: MachineState; config: ResolvedConfig }
+  | { t: 'init-error'; error: WireError }
+  | { t: 'reply'; id: number; ok: true; value?: unknown }
+  | { t: 'reply'; id: number; ok: false; error: WireError }
+  | { t: 'state'; state: MachineState; reason?: string }
+  | { t: 'out'; bytes: Uint8Array }
+  | { t: 'guest'; event: GuestEvent }
+  | { t: 'error'; error: WireError };
+
+export function toWire(err: unknown): WireError {
+  if (err instanceof VisorError) return { code: err.code, message: err.message };
+  return { code: 'Internal', message: err instanceof Error ? err.message : String(err) };
+}
+
+export function fromWire(e: WireError): VisorError {
+  return new VisorError(e.code, e.message);
+}

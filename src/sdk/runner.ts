@@ -1,0 +1,637 @@
+/**
+ * One machine, run from Node's event loop: builds the virt board from files (or a snapshot),
+ * steps it, pauses it, snapshots it, stops it. The SDK runs one MachineRunner per worker
+ * thread (worker-entry.ts); tests may run it in-process.
+ *
+ * Instructions run in batches on a fixed grid (batch k ends after k·BATCH instructions,
+ * counted across snapshots), and every control request (pause, snapshot, stop) waits for the
+ * current batch to end rather than cutting it short. Interrupts are taken at batch starts, so
+ * a machine paused, snapshotted or restored takes them at the same instructions as one never
+ * interrupted. In deterministic mode disk completions are also delivered at the batch
+ * boundary after the request (the loop waits for them), and the clock counts instructions.
+ */
+import { readFile } from 'node:fs/promises';
+import { performance } from 'node:perf_hooks';
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { VisorError } from '../base/errors.js';
+import { Hart } from '../cpu/hart.js';
+import type { MachineClock } from '../machine/clock.js';
+import { TIMEBASE_HZ } from '../machine/clock.js';
+import type { BoardHart } from '../machine/hart.js';
+import { InstructionClock } from '../machine/instruction-clock.js';
+import { VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
+import { closeDisk, openDisk, type OpenedDisk } from '../storage/open.js';
+import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
+import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
+import type { VirtioNet } from '../virtio/net/device.js';
+import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
+import type { ResolvedConfig } from './config.js';
+import { transition, type MachineAction, type MachineState } from './states.js';
+import { HostClock } from '../host/clock-host.js';
+import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
+import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
+import { fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
+import { nodeEntropy } from '../host/virtio-entropy.js';
+
+export const BATCH = 20_000;
+const SLICE_MS = 20;
+const MAX_SLEEP_MS = 1000;
+const PANIC = 'Kernel panic - not syncing';
+const PANIC_GRACE_MS = 500;
+const TICKS_PER_MS = TIMEBASE_HZ / 1000;
+
+export type GuestEvent =
+  | { kind: 'poweroff' }
+  | { kind: 'reboot' }
+  | { kind: 'fail'; code: number }
+  | { kind: 'panic'; line: string };
+
+export interface RunnerEvents {
+  output(bytes: Uint8Array): void;
+  state(state: MachineState, reason?: string): void;
+  guest(event: GuestEvent): void;
+  /** Something failed after creation (a reboot whose kernel is gone, a host I/O error). */
+  error(err: VisorError): void;
+}
+
+/** Offsets in the shared stats array (Float64Array), written after every slice. */
+export const STAT = {
+  instructions: 0,
+  runningMs: 1,
+  idleMs: 2,
+  tlbMisses: 3,
+  blkBytesRead: 4,
+  blkBytesWritten: 5,
+  netRxBytes: 6,
+  netTxBytes: 7,
+  consoleOutBytes: 8,
+  consoleInBytes: 9,
+  virtioInterrupts: 10,
+  blkReads: 11,
+  blkWrites: 12,
+  mips: 13,
+  traps: 16,
+  interrupts: 32,
+  size: 48,
+} as const;
+
+/** What the runner keeps of its own in a snapshot, next to the board's state. */
+export interface RunnerState {
+  version: 1;
+  executed: number;
+  deterministic: boolean;
+  rngState: number[] | null;
+}
+
+export interface SnapshotMeta {
+  format: 'visor-snapshot';
+  visorVersion: string;
+  createdAt: string;
+  config: ResolvedConfig;
+  disks: DiskFingerprint[];
+}
+
+export interface MachineSnapshotState {
+  runner: RunnerState;
+  board: VirtState;
+}
+
+/** xoshiro128** (Blackman & Vigna): a seeded entropy source so deterministic guests repeat. */
+export class SeededEntropy implements EntropySource {
+  s: Uint32Array;
+  constructor(state: readonly number[] = [0x9e3779b9, 0x243f6a88, 0xb7e15162, 0x1234567]) {
+    this.s = Uint32Array.from(state);
+  }
+  private next(): number {
+    const s = this.s;
+    const r = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
+    const t = s[1]! << 9;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
+    s[2]! ^= t;
+    s[3] = rotl(s[3]!, 11);
+    return r;
+  }
+  fill(buf: Uint8Array): void {
+    for (let i = 0; i < buf.length; i += 4) {
+      const r = this.next();
+      for (let k = 0; k < 4 && i + k < buf.length; k++) buf[i + k] = (r >>> (8 * k)) & 0xff;
+    }
+  }
+}
+function rotl(x: number, k: number): number {
+  return ((x << k) | (x >>> (32 - k))) >>> 0;
+}
+
+async function readInput(path: string, what: string): Promise<Uint8Array> {
+  try {
+    return new Uint8Array(await readFile(path));
+  } catch (err) {
+    const e = mapFsError(err, path);
+    throw new VisorError(e.code, `${what}: ${e.message}`, { cause: err });
+  }
+}
+
+export interface RunnerOptions {
+  stats?: Float64Array;
+  /** For in-process tests: a NIC registry shared by several runners. */
+  networks?: HostNetworks;
+}
+
+export class MachineRunner {
+  private state: MachineState = 'created';
+  private vm!: VirtMachine;
+  private clock!: MachineClock;
+  private disks: OpenedDisk[] = [];
+  private blks: { dev: VirtioBlk; transport: VirtioMmioTransport }[] = [];
+  private nets: NetAttachment[] = [];
+  private netDevices: VirtioNet[] = [];
+  private transports: VirtioMmioTransport[] = [];
+  private networks: HostNetworks | undefined;
+  private ownNetworks = false;
+  private rng: SeededEntropy | undefined;
+  private executed = 0;
+  /** Wanted by the API: the loop runs while this is true. */
+  private wantRunning = false;
+  private loopDone: Promise<void> | undefined;
+  private wakeUp: (() => void) | undefined;
+  private panicLine: string | undefined;
+  private lineTail = '';
+  private panicTimer: NodeJS.Timeout | undefined;
+  private readonly stats: Float64Array;
+  private consoleOut = 0;
+  private consoleIn = 0;
+  private runningMs = 0;
+  private idleMs = 0;
+  private lastMips = 0;
+  private closed = false;
+
+  private constructor(
+    private readonly cfg: ResolvedConfig,
+    private readonly events: RunnerEvents,
+    opts: RunnerOptions,
+  ) {
+    this.stats = opts.stats ?? new Float64Array(STAT.size);
+    this.networks = opts.networks;
+  }
+
+  get currentState(): MachineState {
+    return this.state;
+  }
+
+  get config(): ResolvedConfig {
+    return this.cfg;
+  }
+
+  /** A machine ready to start: devices attached, kernel loaded (not yet running). */
+  static async create(cfg: ResolvedConfig, events: RunnerEvents, opts: RunnerOptions = {}): Promise<MachineRunner> {
+    const r = new MachineRunner(cfg, events, opts);
+    try {
+      await r.openDevices();
+      await r.buildBoard({ boot: true });
+    } catch (err) {
+      await r.close(false);
+      throw err;
+    }
+    return r;
+  }
+
+  /**
+   * A machine in the state a snapshot saved (state 'paused'; resume() continues it). Disks
+   * are checked against their fingerprints before anything opens them.
+   */
+  static async restore(snap: ReadSnapshot, events: RunnerEvents, opts: RunnerOptions = {}): Promise<MachineRunner> {
+    const { meta, state } = validateSnapshot(snap);
+    for (const d of meta.disks) await verifyDisk(d);
+    const r = new MachineRunner(meta.config, events, opts);
+    try {
+      await r.openDevices();
+      await r.buildBoard({ boot: false });
+      snap.loadRam(r.vm.bus.ram);
+      try {
+        r.vm.restoreState(state.board);
+      } catch (err) {
+        if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
+        throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
+      }
+      r.executed = state.runner.executed;
+      if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
+      r.state = 'paused';
+      r.publishStats();
+    } catch (err) {
+      await r.close(false);
+      throw err;
+    }
+    return r;
+  }
+
+  private async openDevices(): Promise<void> {
+    const opener = new NodeFileOpener();
+    for (const d of this.cfg.disks) {
+      try {
+        this.disks.push(await openDisk(opener, d.path, { readOnly: d.readOnly, format: d.format }));
+      } catch (err) {
+        throw err instanceof VisorError ? err : mapFsError(err, d.path);
+      }
+    }
+    if (this.cfg.nets.length > 0) {
+      if (!this.networks) {
+        this.networks = new HostNetworks();
+        this.ownNetworks = true;
+      }
+      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name));
+    }
+    if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
+  }
+
+  /** (Re)builds the board; devices keep their host side across reboots. */
+  private async buildBoard(o: { boot: boolean }): Promise<void> {
+    const cfg = this.cfg;
+    let clock: MachineClock;
+    if (cfg.deterministic) clock = new InstructionClock();
+    else clock = new HostClock();
+    const vcfg: VirtConfig = {
+      kernel: new Uint8Array(0),
+      kernelName: cfg.kernel,
+      append: cfg.append,
+      bios: 'builtin',
+      memoryMiB: cfg.memoryMiB,
+      clock,
+      createHart: (mem, opts) => new Hart(mem, opts) as unknown as BoardHart,
+    };
+    if (o.boot) {
+      vcfg.kernel = await readInput(cfg.kernel, 'kernel');
+      if (cfg.initrd) vcfg.initrd = await readInput(cfg.initrd, 'initrd');
+    }
+    // The firmware kind must match on restore; the bytes only matter for booting.
+    if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
+    const vm = new VirtMachine(vcfg);
+    if (clock instanceof InstructionClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
+    this.transports = [];
+    this.blks = [];
+    this.netDevices = [];
+    // Slot order is part of the machine's identity (a snapshot checks it): disks, NICs, rng.
+    let slot = 0;
+    for (const d of this.disks) {
+      const dev = createVirtioBlk({ disk: d.device });
+      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
+      this.transports.push(t);
+      this.blks.push({ dev, transport: t });
+    }
+    for (const n of this.nets) {
+      // A rebuilt board gets the same NIC: reset it through its new transport.
+      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: n.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
+      this.transports.push(t);
+      this.netDevices.push(n.device);
+    }
+    if (this.cfg.rng) {
+      const source = this.rng ?? nodeEntropy;
+      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: createVirtioRng({ source }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
+      this.transports.push(t);
+    }
+    vm.onConsoleOutput = (b) => this.output(b);
+    vm.plic.onActivity = () => this.wake();
+    if (o.boot) vm.boot();
+    this.vm = vm;
+    this.clock = clock;
+  }
+
+  // ------------------------------------------------------------------ console
+
+  private output(b: Uint8Array): void {
+    this.consoleOut += b.length;
+    this.watchPanic(b);
+    this.events.output(b);
+  }
+
+  private watchPanic(b: Uint8Array): void {
+    if (this.panicLine !== undefined) return;
+    const text = this.lineTail + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+    const i = text.indexOf(PANIC);
+    if (i >= 0) {
+      const end = text.indexOf('\n', i);
+      this.panicLine = text.slice(i, end < 0 ? undefined : end).trim();
+      // Let the backtrace reach the console, then stop.
+      this.panicTimer = setTimeout(() => {
+        this.panicTimer = undefined;
+        this.events.guest({ kind: 'panic', line: this.panicLine! });
+        void this.finish('panic');
+      }, PANIC_GRACE_MS);
+      return;
+    }
+    this.lineTail = text.slice(-PANIC.length);
+  }
+
+  input(bytes: Uint8Array): void {
+    if (this.state === 'stopped') return;
+    this.consoleIn += bytes.length;
+    this.vm.consoleInput(bytes);
+    this.wake();
+  }
+
+  // ------------------------------------------------------------------ lifecycle
+
+  private check(action: MachineAction): MachineState {
+    return transition(this.state, action);
+  }
+
+  private setState(s: MachineState, reason?: string): void {
+    if (this.state === s) return;
+    this.state = s;
+    this.events.state(s, reason);
+  }
+
+  async start(): Promise<void> {
+    this.setState(this.check('start'));
+    this.runLoop();
+  }
+
+  async resume(): Promise<void> {
+    this.setState(this.check('resume'));
+    this.runLoop();
+  }
+
+  /** Resolves once the machine sits at a batch boundary, not running. */
+  async pause(): Promise<void> {
+    const next = this.check('pause');
+    await this.park();
+    this.setState(next);
+  }
+
+  private runLoop(): void {
+    this.wantRunning = true;
+    if (!this.loopDone) {
+      this.loopDone = this.loop().finally(() => {
+        this.loopDone = undefined;
+      });
+    }
+  }
+
+  private async park(): Promise<void> {
+    this.wantRunning = false;
+    this.wake();
+    await this.loopDone;
+  }
+
+  private wake(): void {
+    const w = this.wakeUp;
+    this.wakeUp = undefined;
+    w?.();
+  }
+
+  private blkBusy(): boolean {
+    for (const b of this.blks) {
+      const q = b.transport.queues[0];
+      if (q && q.lastAvailIdx !== q.usedIdx) return true;
+    }
+    return false;
+  }
+
+  /** Waits for every disk request in flight to complete (and its interrupt to be raised). */
+  private async drainIo(): Promise<void> {
+    for (let i = 0; i < 1000 && this.blkBusy(); i++) {
+      await Promise.all(this.blks.map((b) => b.dev.whenIdle()));
+      await yieldToEventLoop();
+    }
+  }
+
+  private async loop(): Promise<void> {
+    const vm = this.vm;
+    const det = this.clock instanceof InstructionClock ? this.clock : undefined;
+    let t0 = performance.now();
+    let mipsStart = t0;
+    let mipsInstr = this.executed;
+    try {
+      while (this.wantRunning && !this.closed) {
+        const sliceEnd = performance.now() + SLICE_MS;
+        do {
+          this.executed += vm.step(BATCH - (this.executed % BATCH));
+          if (det && this.blkBusy()) break;
+        } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
+        const now = performance.now();
+        this.runningMs += now - t0;
+        t0 = now;
+        if (now - mipsStart > 500) {
+          this.lastMips = (this.executed - mipsInstr) / ((now - mipsStart) * 1000);
+          mipsStart = now;
+          mipsInstr = this.executed;
+        }
+        this.publishStats();
+        if (vm.exit) {
+          await this.guestExit();
+          return;
+        }
+        if (det && this.blkBusy()) {
+          await this.drainIo();
+        } else if (vm.idle && this.wantRunning) {
+          const d = vm.nextDeadline();
+          if (det && Number.isFinite(d)) det.advanceTo(d);
+          else await this.sleepUntil(d);
+          t0 = performance.now();
+        } else {
+          await yieldToEventLoop();
+          t0 = performance.now();
+        }
+      }
+    } catch (err) {
+      const e = err instanceof VisorError ? err : new VisorError('Internal', `machine ${this.cfg.name} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
+      this.events.error(e);
+      await this.finish('error');
+    }
+  }
+
+  private async sleepUntil(deadline: number): Promise<void> {
+    const ms = Math.min(MAX_SLEEP_MS, (deadline - this.clock.nowTicks()) / TICKS_PER_MS);
+    if (!(ms >= 0.5)) {
+      await yieldToEventLoop();
+      return;
+    }
+    const t0 = performance.now();
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, Math.max(1, Math.floor(ms)));
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+    this.idleMs += performance.now() - t0;
+  }
+
+  private async guestExit(): Promise<void> {
+    const exit = this.vm.exit!;
+    if (exit.kind === 'reboot') {
+      this.events.guest({ kind: 'reboot' });
+      try {
+        await this.drainIo();
+        for (const n of this.netDevices) n.reset();
+        await this.buildBoard({ boot: true });
+        this.executed = 0;
+      } catch (err) {
+        this.events.error(err instanceof VisorError ? err : new VisorError('Internal', String(err), { cause: err }));
+        await this.finish('error');
+        return;
+      }
+      if (this.wantRunning) {
+        // Continue in a fresh loop (this one is returning).
+        queueMicrotask(() => {
+          if (this.wantRunning && this.state === 'running') this.runLoop();
+        });
+      }
+      return;
+    }
+    this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
+    this.wantRunning = false;
+    queueMicrotask(() => void this.finish(exit.kind));
+  }
+
+  publishStats(): void {
+    const s = this.stats;
+    const hart = this.vm.hart as unknown as Hart;
+    s[STAT.instructions] = this.executed;
+    s[STAT.runningMs] = this.runningMs;
+    s[STAT.idleMs] = this.idleMs;
+    s[STAT.tlbMisses] = hart.stats.tlbMisses;
+    let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
+    for (const b of this.blks) {
+      rd += b.dev.counters.bytesRead;
+      wr += b.dev.counters.bytesWritten;
+      reads += b.dev.counters.reads;
+      writes += b.dev.counters.writes;
+    }
+    for (const n of this.netDevices) {
+      rx += n.counters.rxBytes;
+      tx += n.counters.txBytes;
+    }
+    for (const t of this.transports) irqs += t.counters.interrupts;
+    s[STAT.blkBytesRead] = rd;
+    s[STAT.blkBytesWritten] = wr;
+    s[STAT.blkReads] = reads;
+    s[STAT.blkWrites] = writes;
+    s[STAT.netRxBytes] = rx;
+    s[STAT.netTxBytes] = tx;
+    s[STAT.consoleOutBytes] = this.consoleOut;
+    s[STAT.consoleInBytes] = this.consoleIn;
+    s[STAT.virtioInterrupts] = irqs;
+    s[STAT.mips] = this.lastMips;
+    for (let i = 0; i < 16; i++) {
+      s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
+      s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
+    }
+  }
+
+  /**
+   * Writes a snapshot of the whole machine (running or paused): parks at a batch boundary,
+   * lets disk I/O finish and flushes the disks (their fingerprints must match the file),
+   * saves, and resumes if it was running.
+   */
+  async snapshot(path: string): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
+    this.check('snapshot');
+    const t0 = performance.now();
+    const wasRunning = this.wantRunning;
+    await this.park();
+    try {
+      if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine stopped while the snapshot was being prepared');
+      await this.drainIo();
+      for (const d of this.disks) await d.device.flush();
+      const disks: DiskFingerprint[] = [];
+      for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
+      const meta: SnapshotMeta = {
+        format: 'visor-snapshot',
+        visorVersion: VISOR_VERSION,
+        createdAt: new Date().toISOString(),
+        config: this.cfg,
+        disks,
+      };
+      const machine: MachineSnapshotState = {
+        runner: { version: 1, executed: this.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
+        board: this.vm.saveState(),
+      };
+      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram });
+      return { bytes: w.bytes, ramPages: w.ram.pages, presentPages: w.ram.presentPages, ms: performance.now() - t0 };
+    } finally {
+      if (wasRunning && this.state === 'running') this.runLoop();
+    }
+  }
+
+  /**
+   * Stops the machine: waits for the current batch, lets disk I/O complete, flushes and
+   * closes every disk and NIC. The guest is not asked to shut down (no channel for it yet).
+   */
+  async stop(): Promise<void> {
+    this.check('stop');
+    await this.park();
+    await this.finish('stopped');
+  }
+
+  /** Immediate: no flush, devices closed. */
+  async kill(): Promise<void> {
+    this.check('kill');
+    this.wantRunning = false;
+    this.wake();
+    await this.close(false);
+    this.setState('stopped', 'killed');
+  }
+
+  private async finish(reason: string): Promise<void> {
+    if (this.closed) return;
+    this.wantRunning = false;
+    this.wake();
+    if (this.loopDone) await this.loopDone;
+    await this.close(true);
+    this.setState('stopped', reason);
+  }
+
+  private async close(flush: boolean): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    if (this.panicTimer) clearTimeout(this.panicTimer);
+    if (flush && this.vm) await this.drainIo().catch(() => {});
+    for (const d of this.disks) {
+      if (flush) await d.device.flush().catch(() => {});
+      await closeDisk(d).catch(() => {});
+    }
+    for (const n of this.nets) await n.dispose().catch(() => {});
+    if (this.ownNetworks) this.networks = undefined;
+  }
+}
+
+export const VISOR_VERSION = '0.1.0';
+
+/** Checks the JSON parts of a snapshot before any of it is used. */
+export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; state: MachineSnapshotState } {
+  const bad = (what: string): never => {
+    throw new VisorError('CorruptImage', `snapshot: ${what}`);
+  };
+  const meta = snap.meta as SnapshotMeta;
+  if (typeof meta !== 'object' || meta === null || meta.format !== 'visor-snapshot') bad('meta section is not visor snapshot metadata');
+  const c = meta.config as ResolvedConfig;
+  if (typeof c !== 'object' || c === null) bad('no machine config');
+  if (
+    typeof c.name !== 'string' || typeof c.kernel !== 'string' || typeof c.append !== 'string' || typeof c.bios !== 'string' ||
+    !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
+    typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
+    !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
+    !c.nets.every((n) => typeof n?.switch === 'string')
+  ) {
+    bad('machine config is malformed');
+  }
+  if (!Array.isArray(meta.disks) || meta.disks.length !== c.disks.length) bad('disk fingerprints do not match the disks');
+  meta.disks.forEach((d, i) => {
+    if (typeof d !== 'object' || d === null || d.path !== c.disks[i]!.path || typeof d.size !== 'number' || typeof d.headSha256 !== 'string' || typeof d.mtimeMs !== 'number') {
+      bad(`disk ${i} fingerprint is malformed`);
+    }
+  });
+  const state = snap.machine as MachineSnapshotState;
+  if (typeof state !== 'object' || state === null || typeof state.runner !== 'object' || state.runner === null) bad('machine section is malformed');
+  const r = state.runner;
+  if (r.version !== 1 || !Number.isSafeInteger(r.executed) || r.executed < 0 || r.deterministic !== c.deterministic) bad('runner state is malformed');
+  if (r.rngState !== null && !(Array.isArray(r.rngState) && r.rngState.length === 4 && r.rngState.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32))) {
+    bad('rng state is malformed');
+  }
+  return { meta, state };
+}

@@ -1,0 +1,64 @@
+/**
+ * A machine's worker thread: owns one MachineRunner, obeys Commands, reports WorkerMessages.
+ * One machine per worker, so a machine that crashes or hogs its thread never stalls another.
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { readSnapshotFile } from '../host/snapshot-file.js';
+import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
+import { toWire } from './protocol.js';
+import { MachineRunner, STAT, type RunnerEvents } from './runner.js';
+
+const port = parentPort!;
+const init = workerData as WorkerInit;
+const post = (m: WorkerMessage, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
+
+const events: RunnerEvents = {
+  output: (bytes) => {
+    // A copy of our own to transfer: the caller's bytes may be a view of guest RAM.
+    const own = bytes.slice();
+    post({ t: 'out', bytes: own }, [own.buffer as ArrayBuffer]);
+  },
+  state: (state, reason) => {
+    post(reason === undefined ? { t: 'state', state } : { t: 'state', state, reason });
+    if (state === 'stopped') setImmediate(() => port.close());
+  },
+  guest: (event) => post({ t: 'guest', event }),
+  error: (err) => post({ t: 'error', error: toWire(err) }),
+};
+
+async function main(): Promise<void> {
+  const stats = new Float64Array(init.stats, 0, STAT.size);
+  let runner: MachineRunner;
+  try {
+    runner = init.mode === 'create'
+      ? await MachineRunner.create(init.config, events, { stats })
+      : await MachineRunner.restore(await readSnapshotFile(init.path), events, { stats });
+  } catch (err) {
+    post({ t: 'init-error', error: toWire(err) });
+    port.close();
+    return;
+  }
+  port.on('message', (c: Command) => {
+    if (c.op === 'input') {
+      runner.input(c.bytes);
+      return;
+    }
+    const run = async (): Promise<unknown> => {
+      switch (c.op) {
+        case 'start': return runner.start();
+        case 'pause': return runner.pause();
+        case 'resume': return runner.resume();
+        case 'stop': return runner.stop();
+        case 'kill': return runner.kill();
+        case 'snapshot': return runner.snapshot(c.path);
+      }
+    };
+    run().then(
+      (value) => post({ t: 'reply', id: c.id, ok: true, value }),
+      (err) => post({ t: 'reply', id: c.id, ok: false, error: toWire(err) }),
+    );
+  });
+  post({ t: 'ready', state: runner.currentState, config: runner.config });
+}
+
+void main();
