@@ -2,12 +2,21 @@
  * Guest MIPS of the interpreter on four loops (integer, memory, branchy, float).
  * Run: npm run bench:cpu   (builds first: the compiled dist inlines the opcode enum).
  * Prints one line per loop; with --json a JSON array.
+ * `--accel jit` runs the JIT (src/jit/) instead, `--jit-threshold N` sets its threshold;
+ * the JIT's counters (modules, compile time, cache hits) are printed per loop.
  */
 import * as I from '../test/support/riscv-asm.js';
 import { Asm } from '../test/support/riscv-asm.js';
 import type { Hart as HartType } from '../src/cpu/hart.js';
 
 const { Hart } = (await import('../dist/cpu/hart.js' as string)) as unknown as { Hart: typeof HartType };
+const { allocateGuestRam } = (await import('../dist/cpu/guest-ram.js' as string)) as unknown as typeof import('../src/cpu/guest-ram.js');
+const argValue = (name: string): string | undefined => {
+  const i = process.argv.indexOf(name);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+};
+const accel = argValue('--accel') === 'jit' ? 'jit' : 'interp';
+const jitThreshold = argValue('--jit-threshold') !== undefined ? Number(argValue('--jit-threshold')) : undefined;
 const RAM_BASE = 0x8000_0000;
 const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;
 
@@ -43,9 +52,10 @@ for (const loop of loops) {
   const a = new Asm(RAM_BASE);
   loop.build(a);
   a.label('end').j('end');
-  const ram = new Uint8Array(1 << 20);
+  const ram = allocateGuestRam(1 << 20);
   ram.set(a.bytes(), 0);
-  const hart = new Hart({ ramBase: RAM_BASE, ram, mmioRead: () => undefined, mmioWrite: () => false });
+  const hart = new Hart({ ramBase: RAM_BASE, ram, mmioRead: () => undefined, mmioWrite: () => false },
+    { accel, ...(jitThreshold !== undefined ? { jitThreshold } : {}) });
   hart.reset(RAM_BASE);
   const endPc = RAM_BASE + a.addr('end') - RAM_BASE;
   hart.run(2_000_000); // warm up the JIT of the host
@@ -61,6 +71,9 @@ for (const loop of loops) {
   results.push({ loop: loop.name, mips: n / s / 1e6, mipsPerCpuSecond: n / cpuS / 1e6, instructions: n, seconds: s });
   if (!json) {
     console.log(`${loop.name.padEnd(8)} ${(n / s / 1e6).toFixed(1).padStart(7)} MIPS wall, ${(n / cpuS / 1e6).toFixed(1).padStart(7)} MIPS per CPU second  (${(n / 1e6).toFixed(0)} M instructions in ${s.toFixed(2)} s)`);
+    const j = hart.jitStats;
+    if (j) console.log(`         jit: ${j.modulesCompiled} modules, ${j.blocksCompiled} blocks, ${j.compileMs.toFixed(1)} ms compiling, ${j.cacheHits} cache hits, ${(j.instructions / 1e6).toFixed(0)} M instructions compiled code ran`);
+    else if (accel === 'jit') console.log(`         jit unavailable: ${hart.jitUnavailable}`);
   }
 }
 if (json) console.log(JSON.stringify(results));

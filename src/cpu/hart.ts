@@ -34,11 +34,26 @@ import { csrRead, csrWrite, csrValue } from './csr.js';
 import {
   div64, divu64, divuw, divw, mul64, mulh64, mulhsu64, mulhu64, r64, rem64, remu64, remuw, remw,
 } from './int64.js';
+import {
+  allocateHartState, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
+  SLOT_W_TAG_LO,
+} from './guest-ram.js';
+import { Jit, type JitStats } from '../jit/jit.js';
+import { EXIT_CHAIN, EXIT_STEP } from '../jit/compiler.js';
 
 export interface HartOptions {
   hartId?: number;
   /** mtime in 10 MHz ticks; the `time` CSR and Sstc read it. */
   timeSource?: () => number;
+  /**
+   * 'jit' compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made by
+   * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise.
+   */
+  accel?: 'interp' | 'jit';
+  /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
+  jitThreshold?: number;
+  /** Live compiled pages at most. */
+  jitMaxModules?: number;
 }
 
 /** Thrown (never allocated anew) to unwind from a faulting access to the interpreter loop. */
@@ -75,8 +90,12 @@ export class Hart {
   readonly memory: PhysicalMemory;
   readonly timeSource: () => number;
 
-  /** x registers: x[i] = (regs[2i], regs[2i+1]); slots 64/65 are the x0 discard slot. */
-  readonly regs = new Int32Array(66);
+  /**
+   * x registers: x[i] = (regs[2i], regs[2i+1]); slots 64/65 are the x0 discard slot. They and
+   * the data TLB live in a WebAssembly.Memory next to guest RAM (src/cpu/guest-ram.ts), where
+   * compiled code reads them too.
+   */
+  readonly regs: Int32Array;
   /** f registers as raw bits, same pair layout; shared with the FPU. */
   readonly fregs = new Int32Array(64);
   readonly fpu: Fpu;
@@ -134,8 +153,18 @@ export class Hart {
   waitingForInterrupt = false;
   /** Instructions that trapped in the last run() (they count toward the budget, not minstret). */
   private faults = 0;
-  /** run() stops once the count reaches this; requestStop() zeroes it. */
+  /**
+   * The count at which the loop stops to look for compiled code (interpreter only: the
+   * budget itself; JIT: 0, so every taken branch, page crossing and slow path is a block
+   * boundary). requestStop() zeroes it.
+   */
   private budget = 0;
+  /** run() stops once the count reaches this; requestStop() zeroes it. */
+  private limit = 0;
+  /** Tier 1, or null when interpreting only. */
+  readonly jit: Jit | null = null;
+  /** Why the JIT is off when it was asked for (RAM not in a WebAssembly.Memory). */
+  readonly jitUnavailable: string | undefined;
   /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
   sbiCall: ((hart: Hart) => boolean) | null = null;
 
@@ -152,15 +181,16 @@ export class Hart {
   private readonly ramSize: number;
   private readonly ramPages: number;
   // TLBs: tags are (vpn = lo >>> 12, hi); off = RAM byte offset of the page or -1 (slow path).
-  private readonly rTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly rTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly rOff = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly wTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly wTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly wOff = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly xTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly xTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
-  private readonly xOff = new Int32Array(TLB_SIZE * TLB_SETS);
+  // The read and write TLBs are in the shared memory: compiled code probes them inline.
+  private readonly rTagLo: Int32Array;
+  private readonly rTagHi: Int32Array;
+  private readonly rOff: Int32Array;
+  private readonly wTagLo: Int32Array;
+  private readonly wTagHi: Int32Array;
+  private readonly wOff: Int32Array;
+  readonly xTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
+  readonly xTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
+  readonly xOff = new Int32Array(TLB_SIZE * TLB_SETS);
   /** Physical page address for every entry (used for MMIO pages, whose off is -1). */
   private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
   private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
@@ -197,6 +227,16 @@ export class Hart {
     if (ram.byteOffset % 4096 !== 0 || ram.length % 4096 !== 0) {
       throw new Error('Hart: guest RAM must be 4 KiB aligned and sized');
     }
+    const slot = allocateHartState(ram);
+    const buf = slot.memory.buffer;
+    const tlbEntries = TLB_SIZE * TLB_SETS;
+    this.regs = new Int32Array(buf, slot.base + SLOT_REGS, 66);
+    this.rTagLo = new Int32Array(buf, slot.base + SLOT_R_TAG_LO, tlbEntries);
+    this.rTagHi = new Int32Array(buf, slot.base + SLOT_R_TAG_HI, tlbEntries);
+    this.rOff = new Int32Array(buf, slot.base + SLOT_R_OFF, tlbEntries);
+    this.wTagLo = new Int32Array(buf, slot.base + SLOT_W_TAG_LO, tlbEntries);
+    this.wTagHi = new Int32Array(buf, slot.base + SLOT_W_TAG_HI, tlbEntries);
+    this.wOff = new Int32Array(buf, slot.base + SLOT_W_OFF, tlbEntries);
     this.ram8 = ram;
     this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >> 1);
     this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >> 2);
@@ -207,6 +247,24 @@ export class Hart {
     this.codePage = new Uint8Array(this.ramPages);
     this.fpu = new Fpu(this.fregs);
     this.flushTlb();
+    if (options.accel === 'jit') {
+      if (slot.ramOffset < 0) {
+        this.jitUnavailable = 'guest RAM is not in a WebAssembly.Memory (allocate it with allocateGuestRam)';
+      } else {
+        const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
+          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
+        this.jit = new Jit({
+          memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages,
+          xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
+          protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
+        }, opts);
+      }
+    }
+  }
+
+  /** The JIT's counters (blocks compiled, compile time, cache hits, invalidations), if it is on. */
+  get jitStats(): JitStats | undefined {
+    return this.jit?.stats;
   }
 
   /** Resets to M-mode at `pc` with every register zero (Priv §3.4). */
@@ -273,6 +331,7 @@ export class Hart {
   /** Stops run() at the next taken branch, jump or page crossing. */
   requestStop(): void {
     this.budget = 0;
+    this.limit = 0;
   }
 
   /** Drives the hardware mip bits (MSIP, MTIP, MEIP, SEIP) from devices. */
@@ -742,6 +801,7 @@ export class Hart {
     if (dc) dc.fill(0);
     this.codePage[pg] = 0;
     this.stats.codeInvalidations++;
+    if (this.jit !== null) this.jit.invalidatePage(pg);
   }
 
   /** Marks a RAM page as holding decoded code: drop write-TLB entries that point at it. */
@@ -828,6 +888,10 @@ export class Hart {
     if (cacheable) {
       this.fetchDc[pageOff] = decoded.w;
       this.fetchDc[pageOff + 1] = decoded.imm;
+      // A store may have dropped this page's decodings (and its write protection) while the
+      // loop kept fetching from it: protect it again before caching anything.
+      const pg = ramOff >>> 12;
+      if (!this.codePage[pg]) this.protectCode(pg);
     }
   }
 
@@ -838,7 +902,8 @@ export class Hart {
    * Returns early after wfi or requestStop().
    */
   run(budget: number): number {
-    this.budget = budget;
+    this.limit = budget;
+    this.budget = this.jit !== null ? 0 : budget;
     this.runCount = 0;
     this.updateTimer();
     if (this.waitingForInterrupt) {
@@ -873,9 +938,26 @@ export class Hart {
       try {
         for (;;) {
           if (n >= budget) {
-            this.pc = pc;
-            this.faults = faults;
-            return n;
+            if (n >= this.limit) {
+              this.pc = pc;
+              this.faults = faults;
+              return n;
+            }
+            // A block boundary in JIT mode: run compiled code for pc if there is some.
+            budget = this.limit;
+            const jit = this.jit;
+            if (jit !== null) {
+              const k = jit.enter(pc, this.limit - n, this.dBase, this.xBase);
+              if (k >= 0) {
+                n += k;
+                pc = jit.exitPc;
+                const reason = jit.exitReason;
+                // CHAIN: look again at once; STEP: interpret exactly the exiting instruction.
+                if (reason === EXIT_CHAIN) budget = n;
+                else if (reason === EXIT_STEP) budget = n + 1;
+              }
+            }
+            continue;
           }
           n++;
           let pageOff = pc - fpBase;

@@ -5,6 +5,7 @@
  * flat binary runs unchanged on both.
  */
 import type { PhysicalMemory } from '../../src/cpu/memory.js';
+import { allocateGuestRam } from '../../src/cpu/guest-ram.js';
 
 export const BARE_RAM_BASE = 0x8000_0000;
 export const BARE_UART_BASE = 0x1000_0000;
@@ -38,7 +39,7 @@ export class BareMachine implements PhysicalMemory {
 
   constructor(ramBytes = 4 << 20) {
     if (ramBytes % 4096 !== 0) throw new Error('BareMachine: RAM size must be a multiple of 4096');
-    this.ram = new Uint8Array(ramBytes);
+    this.ram = allocateGuestRam(ramBytes); // in a WebAssembly.Memory, so the JIT can run too
   }
 
   /** Copies an image to physical address `at` (RAM only). */

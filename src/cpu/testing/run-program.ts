@@ -2,7 +2,8 @@
  * Test support: runs a flat program on a hart with RAM at 0x8000_0000 and a one-register
  * "finisher" at 0x0010_0000 (the syscon's address): any write stops the hart.
  */
-import { Hart } from '../hart.js';
+import { Hart, type HartOptions } from '../hart.js';
+import { allocateGuestRam } from '../guest-ram.js';
 import type { PhysicalMemory } from '../memory.js';
 
 export const RAM_BASE = 0x8000_0000;
@@ -16,8 +17,14 @@ export interface ProgramRun {
   mmioLog: { addr: number; size: number; value: number; write: boolean }[];
 }
 
+/**
+ * Options every test hart gets: src/jit/conformance.test.ts sets { accel: 'jit',
+ * jitThreshold: 0 } and reruns the hart's suites, so the JIT passes the interpreter's tests.
+ */
+export const testHartOptions: HartOptions = {};
+
 export function makeHart(ramBytes = 1 << 20, timeSource?: () => number): { hart: Hart; ram: Uint8Array; run: ProgramRun } {
-  const ram = new Uint8Array(ramBytes);
+  const ram = allocateGuestRam(ramBytes);
   const state: ProgramRun = { hart: undefined as unknown as Hart, ram, executed: 0, finished: false, mmioLog: [] };
   const memory: PhysicalMemory = {
     ramBase: RAM_BASE,
@@ -37,7 +44,7 @@ export function makeHart(ramBytes = 1 << 20, timeSource?: () => number): { hart:
       return addr >= 0x1000_0000 && addr < 0x1000_0100;
     },
   };
-  const hart = new Hart(memory, { hartId: 0, timeSource: timeSource ?? (() => 0) });
+  const hart = new Hart(memory, { ...testHartOptions, hartId: 0, timeSource: timeSource ?? (() => 0) });
   state.hart = hart;
   return { hart, ram, run: state };
 }

@@ -1,0 +1,76 @@
+/**
+ * Guest RAM and hart state in one WebAssembly.Memory, so that code the JIT compiles
+ * (src/jit/) reads and writes the same registers, TLB and RAM the interpreter does.
+ *
+ * Layout of the memory: [RAM | hart state slots]. RAM starts at byte 0 (GUEST_RAM_OFFSET), so
+ * `ram.buffer` offsets are RAM offsets as with a plain array; each hart takes one
+ * HART_SLOT_BYTES slot after RAM. A RAM array not made here (a plain Uint8Array) still works
+ * with the interpreter: the hart then keeps its state in a small memory of its own and the
+ * JIT stays off (it needs RAM and state in one memory).
+ */
+
+export const HART_SLOT_BYTES = 64 * 1024;
+export const MAX_HART_SLOTS = 16;
+export const GUEST_RAM_OFFSET = 0;
+const WASM_PAGE = 65536;
+
+/** Byte offsets inside a hart slot. */
+export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
+export const SLOT_EXIT = 512; // JIT exit record: pc lo, pc hi, reason
+export const SLOT_R_TAG_LO = 4096; // data TLB, 1024 int32 each (4 sets × 256)
+export const SLOT_R_TAG_HI = SLOT_R_TAG_LO + 4096;
+export const SLOT_R_OFF = SLOT_R_TAG_HI + 4096;
+export const SLOT_W_TAG_LO = SLOT_R_OFF + 4096;
+export const SLOT_W_TAG_HI = SLOT_W_TAG_LO + 4096;
+export const SLOT_W_OFF = SLOT_W_TAG_HI + 4096;
+export const SLOT_END = SLOT_W_OFF + 4096;
+
+export interface GuestMemory {
+  readonly memory: WebAssembly.Memory;
+  /** Byte offset of ram[0] in the memory, or -1 when RAM lives elsewhere. */
+  readonly ramOffset: number;
+  /** Byte offset of the first hart slot. */
+  readonly slotsBase: number;
+  nextSlot: number;
+}
+
+const registry = new WeakMap<ArrayBufferLike, GuestMemory>();
+
+/**
+ * Allocates guest RAM of `bytes` (a multiple of 4096) inside a WebAssembly.Memory with room
+ * for the hart state in front. Use it wherever a machine allocates RAM; the result is an
+ * ordinary zero-filled Uint8Array for everyone else.
+ */
+export function allocateGuestRam(bytes: number): Uint8Array {
+  if (bytes <= 0 || bytes % 4096 !== 0) throw new RangeError(`guest RAM must be a positive multiple of 4096 bytes, got ${bytes}`);
+  const slotsBase = Math.ceil(bytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
+  const pages = Math.ceil((slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, nextSlot: 0 });
+  return new Uint8Array(memory.buffer, GUEST_RAM_OFFSET, bytes);
+}
+
+/** The memory that holds `ram` when allocateGuestRam made it. */
+export function guestMemoryOf(ram: Uint8Array): GuestMemory | undefined {
+  const g = registry.get(ram.buffer);
+  return g !== undefined && ram.byteOffset === g.ramOffset ? g : undefined;
+}
+
+export interface HartStateSlot {
+  readonly memory: WebAssembly.Memory;
+  /** Byte offset of the slot in the memory. */
+  readonly base: number;
+  /** Byte offset of RAM in the memory, or -1 (RAM elsewhere: no JIT). */
+  readonly ramOffset: number;
+}
+
+/** Takes a state slot next to `ram`, or a private one when `ram` is a plain array. */
+export function allocateHartState(ram: Uint8Array): HartStateSlot {
+  const g = guestMemoryOf(ram);
+  if (g !== undefined && g.nextSlot < MAX_HART_SLOTS) {
+    const base = g.slotsBase + g.nextSlot++ * HART_SLOT_BYTES;
+    return { memory: g.memory, base, ramOffset: g.ramOffset };
+  }
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+  return { memory, base: 0, ramOffset: -1 };
+}

@@ -1,0 +1,478 @@
+/**
+ * Compiles one 4 KiB guest page to a WebAssembly module (tier 1 over the interpreter).
+ *
+ * Shape of the generated `run(entryOff, room, dBase, pcLo, pcHi) -> executed`:
+ *
+ *   load the x registers the page uses into i64 locals
+ *   block $exitAbs                     ;; exits with the next pc in $npc
+ *     block $exitOff                   ;; exits with the next pc as a page offset in $eoff
+ *       loop $dispatch                 ;; br_table on $off / 2 to the block starting there
+ *         block $miss block $b(K-1) ... block $b0  br_table ... end
+ *         code of block 0 ... code of block K-1  (forward jumps are direct `br`s)
+ *       end $miss: entry not compiled here → exit MISS
+ *     end → $npc = pcBase + $eoff
+ *   end → write back the registers written, store the exit record, return the count
+ *
+ * Blocks start at the entries the hart saw, at in-page branch targets and after every
+ * instruction that may leave compiled code (loads and stores on a TLB miss, MMIO or
+ * misalignment; every instruction not compiled here). Such an instruction exits with
+ * reason STEP and the pc and count exact at it, *before* it changed anything: the
+ * interpreter then executes it (taking any trap precisely) and re-enters at the next block.
+ * Each block first checks the remaining budget, so `run` never executes more than `room`.
+ *
+ * The code depends on the page's contents only, not on its virtual address (passed in as
+ * pcLo/pcHi), so one module serves every mapping of the physical page.
+ */
+import { decode, decoded } from '../cpu/decoder.js';
+import { D_COMPRESSED, Op, X_DISCARD } from '../cpu/opcodes.js';
+import {
+  GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
+  SLOT_W_TAG_HI, SLOT_W_TAG_LO,
+} from '../cpu/guest-ram.js';
+import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
+
+/** Exit reasons stored in the exit record. */
+export const EXIT_CHAIN = 0; // control left the page (or the block) at a clean boundary
+export const EXIT_STEP = 1; // the instruction at the exit pc needs the interpreter
+export const EXIT_MISS = 2; // no compiled block starts at the exit pc
+export const EXIT_BUDGET = 3; // the next block does not fit in the budget
+
+export type RunFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number) => number;
+
+export interface CompileRequest {
+  /** Guest RAM as halfwords (the view the decoder reads). */
+  ram16: Uint16Array;
+  /** RAM byte offset of the page. */
+  pageRamOff: number;
+  /** Page offsets execution entered at (even, < 4096). */
+  entries: Iterable<number>;
+  /** Byte offset of the hart's state slot in the memory. */
+  slotBase: number;
+  /** Byte offset of RAM in the memory (GUEST_RAM_OFFSET). */
+  ramOffset?: number;
+}
+
+export interface CompiledPage {
+  bytes: Uint8Array<ArrayBuffer>;
+  blocks: number;
+  instructions: number;
+}
+
+interface Inst {
+  off: number;
+  w: number;
+  imm: number;
+  len: number;
+  op: number;
+}
+
+const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step }
+
+function kindOf(op: number): Kind {
+  switch (op) {
+    case Op.NOP: case Op.LI: case Op.MV: case Op.LUI: case Op.AUIPC:
+    case Op.ADDI: case Op.SLTI: case Op.SLTIU: case Op.XORI: case Op.ORI: case Op.ANDI:
+    case Op.SLLI: case Op.SRLI: case Op.SRAI:
+    case Op.ADD: case Op.SUB: case Op.SLL: case Op.SLT: case Op.SLTU: case Op.XOR: case Op.SRL:
+    case Op.SRA: case Op.OR: case Op.AND:
+    case Op.ADDIW: case Op.SLLIW: case Op.SRLIW: case Op.SRAIW: case Op.ADDW: case Op.SUBW:
+    case Op.SLLW: case Op.SRLW: case Op.SRAW:
+    case Op.MUL: case Op.MULH: case Op.MULHSU: case Op.MULHU: case Op.DIV: case Op.DIVU:
+    case Op.REM: case Op.REMU: case Op.MULW: case Op.DIVW: case Op.DIVUW: case Op.REMW: case Op.REMUW:
+    case Op.FENCE: case Op.FENCE_I: // the decode cache and code cache are coherent on writes
+      return Kind.Plain;
+    case Op.LB: case Op.LH: case Op.LW: case Op.LD: case Op.LBU: case Op.LHU: case Op.LWU:
+    case Op.SB: case Op.SH: case Op.SW: case Op.SD:
+      return Kind.Mem;
+    case Op.BEQ: case Op.BNE: case Op.BLT: case Op.BGE: case Op.BLTU: case Op.BGEU:
+      return Kind.Branch;
+    case Op.JAL: return Kind.Jal;
+    case Op.JALR: return Kind.Jalr;
+  }
+  return Kind.Step;
+}
+
+/** Decodes the instruction at a page offset; a 32-bit one straddling the page end is a Step. */
+function decodeAt(ram16: Uint16Array, pageRamOff: number, off: number): Inst {
+  const low = ram16[(pageRamOff + off) >>> 1]!;
+  if ((low & 3) === 3 && off === 4094) return { off, w: 0, imm: 0, len: 4, op: Op.ILLEGAL };
+  const inst = (low & 3) === 3 ? low | (ram16[(pageRamOff + off + 2) >>> 1]! << 16) : low;
+  decode(inst);
+  const w = decoded.w;
+  return { off, w, imm: decoded.imm, len: (w & D_COMPRESSED) !== 0 ? 2 : 4, op: w & 0xff };
+}
+
+const MAX_BLOCKS = 1500;
+
+/** Builds the module for one page; returns undefined when nothing compilable starts at the entries. */
+export function compilePage(req: CompileRequest): CompiledPage | undefined {
+  const { ram16, pageRamOff } = req;
+  const insts = new Map<number, Inst>();
+  const get = (off: number): Inst => {
+    let i = insts.get(off);
+    if (i === undefined) { i = decodeAt(ram16, pageRamOff, off); insts.set(off, i); }
+    return i;
+  };
+
+  // Pass 1: find every block start reachable from the entries without leaving the page.
+  const starts = new Set<number>();
+  const work: number[] = [];
+  const addStart = (off: number) => {
+    if (off >= 0 && off < 4096 && (off & 1) === 0 && !starts.has(off) && starts.size < MAX_BLOCKS) {
+      starts.add(off);
+      work.push(off);
+    }
+  };
+  for (const e of req.entries) addStart(e);
+  while (work.length > 0) {
+    let off = work.pop()!;
+    const first = off;
+    while (off < 4096 && (off === first || !starts.has(off))) {
+      const i = get(off);
+      const k = kindOf(i.op);
+      if (k === Kind.Plain) { off += i.len; continue; }
+      if (k === Kind.Mem || k === Kind.Step) addStart(off + i.len);
+      else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
+      else if (k === Kind.Jal) addStart(off + i.imm);
+      break;
+    }
+  }
+  if (starts.size === 0) return undefined;
+  const order = [...starts].sort((a, b) => a - b);
+  const blockIndex = new Map<number, number>();
+  order.forEach((s, j) => blockIndex.set(s, j));
+
+  // Pass 2: the instructions of each block (up to the next start or a block-ending instruction).
+  const blocks: Inst[][] = [];
+  const used = new Set<number>();
+  const written = new Set<number>();
+  let instructions = 0;
+  for (const s of order) {
+    const list: Inst[] = [];
+    let off = s;
+    while (off < 4096 && (off === s || !starts.has(off))) {
+      const i = get(off);
+      list.push(i);
+      const k = kindOf(i.op);
+      if (k !== Kind.Step) {
+        const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
+        if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) { used.add(rd); written.add(rd); }
+        if (rs1 !== 0) used.add(rs1);
+        if (rs2 !== 0) used.add(rs2);
+      }
+      off += i.len;
+      if (k !== Kind.Plain) break;
+    }
+    instructions += list.length;
+    blocks.push(list);
+  }
+
+  const ramOffset = req.ramOffset ?? GUEST_RAM_OFFSET;
+  const m = new ModuleBuilder().importMemory({ module: 'e', name: 'm', minPages: 1 });
+  const helpers = buildHelpers(m);
+  const f = new FuncBody([I32, I32, I32, I32, I32], [I32]);
+  const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4;
+  const regLocal = new Int32Array(33).fill(-1);
+  for (const r of [...used].sort((a, b) => a - b)) regLocal[r] = f.local(I64);
+  const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
+  const L_N = f.local(I32), L_OFF = f.local(I32), L_EOFF = f.local(I32), L_REASON = f.local(I32);
+  const L_LO = f.local(I32), L_TI = f.local(I32), L_T = f.local(I32);
+  const regs = req.slotBase + SLOT_REGS;
+  const exit = req.slotBase + SLOT_EXIT;
+  const tlbR = [req.slotBase + SLOT_R_TAG_LO, req.slotBase + SLOT_R_TAG_HI, req.slotBase + SLOT_R_OFF];
+  const tlbW = [req.slotBase + SLOT_W_TAG_LO, req.slotBase + SLOT_W_TAG_HI, req.slotBase + SLOT_W_OFF];
+
+  // Prologue.
+  for (let r = 1; r < 32; r++) {
+    if (regLocal[r]! >= 0) f.i32(0).mem(W.i64_load, 3, regs + 8 * r).set(regLocal[r]!);
+  }
+  f.get(P_PCHI).op(W.i64_extend_i32_u).i64(32, 0).op(W.i64_shl)
+    .get(P_PCLO).op(W.i64_extend_i32_u).op(W.i64_or).set(L_PCB);
+  f.get(P_ENTRY).set(L_OFF);
+
+  const K = blocks.length;
+  f.block().block().loop().block();
+  for (let j = K - 1; j >= 0; j--) f.block();
+  // Dispatch table over halfword offsets up to the last start.
+  const table = new Uint32Array((order[K - 1]! >> 1) + 1).fill(K);
+  for (let j = 0; j < K; j++) table[order[j]! >> 1] = j;
+  f.get(L_OFF).i32(1).op(W.i32_shr_u).brTable(table, K);
+
+  let cur = 0; // index of the block whose code is being emitted
+  let extra = 0; // nesting of if/block inside the current block's code
+  const dDispatch = () => extra + (K - cur);
+  const dExitOff = () => extra + (K - cur) + 1;
+  const dExitAbs = () => extra + (K - cur) + 2;
+  const getReg = (r: number) => { if (r === 0) f.i64(0, 0); else f.get(regLocal[r]!); };
+  const setReg = (r: number) => { if (r === 0 || r === X_DISCARD) f.op(W.drop); else f.set(regLocal[r]!); };
+  /** Exit before instruction `idx` of a block of `len` (count and pc exact at it). */
+  const exitAt = (off: number, idx: number, len: number, reason: number) => {
+    if (len - idx !== 0) f.get(L_N).i32(len - idx).op(W.i32_sub).set(L_N);
+    f.i32(off).set(L_EOFF).i32(reason).set(L_REASON).br(dExitOff());
+  };
+  /** Control transfer to a page offset (any value); the current block's count is complete. */
+  const goTo = (target: number) => {
+    if (target >= 0 && target < 4096 && blockIndex.has(target)) {
+      const j = blockIndex.get(target)!;
+      if (j === cur + 1 && extra === 0) return; // the next block's code follows
+      if (j > cur) { f.br(extra + (j - cur - 1)); return; }
+      f.i32(target).set(L_OFF).br(dDispatch());
+      return;
+    }
+    if (target >= 0 && target < 4096) { // in the page but not a block start (mid-instruction)
+      f.i32(target).set(L_OFF).br(dDispatch());
+      return;
+    }
+    f.get(L_PCB).i64(target | 0, Math.floor(target / 4294967296) | 0).op(W.i64_add).set(L_NPC)
+      .i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
+  };
+
+  for (cur = 0; cur < K; cur++) {
+    f.end(); // closes $b(cur): its code follows
+    extra = 0;
+    const list = blocks[cur]!;
+    const len = list.length;
+    // Budget: the whole block must fit.
+    f.get(P_ROOM).get(L_N).op(W.i32_sub).i32(len).op(W.i32_lt_s).if_();
+    extra = 1;
+    f.i32(list[0]!.off).set(L_EOFF).i32(EXIT_BUDGET).set(L_REASON).br(dExitOff());
+    f.end();
+    extra = 0;
+    f.get(L_N).i32(len).op(W.i32_add).set(L_N);
+    let ended = false;
+    for (let idx = 0; idx < len; idx++) {
+      const i = list[idx]!;
+      const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
+      const imm = i.imm;
+      const k = kindOf(i.op);
+      if (k === Kind.Step) { exitAt(i.off, idx, len, EXIT_STEP); ended = true; break; }
+      if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
+      if (k === Kind.Mem) {
+        const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD;
+        const size = memSize(i.op);
+        const t = store ? tlbW : tlbR;
+        // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
+        getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
+        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(255).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        f.get(L_TI).mem(W.i32_load, 2, t[2]!).set(L_T);
+        f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
+        f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
+        f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
+        if (size > 1) f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
+        f.if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
+        f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
+        if (store) {
+          getReg(rs2);
+          const o = size === 1 ? W.i64_store8 : size === 2 ? W.i64_store16 : size === 4 ? W.i64_store32 : W.i64_store;
+          f.mem(o, Math.log2(size), ramOffset);
+        } else {
+          const o = i.op === Op.LB ? W.i64_load8_s : i.op === Op.LBU ? W.i64_load8_u : i.op === Op.LH ? W.i64_load16_s
+            : i.op === Op.LHU ? W.i64_load16_u : i.op === Op.LW ? W.i64_load32_s : i.op === Op.LWU ? W.i64_load32_u : W.i64_load;
+          f.mem(o, Math.log2(size), ramOffset);
+          setReg(rd);
+        }
+        continue; // the block ends here (a start follows every memory access)
+      }
+      if (k === Kind.Branch) {
+        getReg(rs1); getReg(rs2);
+        f.op(i.op === Op.BEQ ? W.i64_eq : i.op === Op.BNE ? W.i64_ne : i.op === Op.BLT ? W.i64_lt_s
+          : i.op === Op.BGE ? W.i64_ge_s : i.op === Op.BLTU ? W.i64_lt_u : W.i64_ge_u);
+        f.if_(); extra = 1; goTo(i.off + imm); f.end(); extra = 0;
+        continue; // falls through to the next start
+      }
+      if (k === Kind.Jal) {
+        if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
+        goTo(i.off + imm);
+        ended = true;
+        break;
+      }
+      // JALR: the target is computed before rd is written (rd may equal rs1).
+      getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).i64(-2, -1).op(W.i64_and).set(L_T64);
+      // A target outside ±2^53 is not representable as the hart's pc: let the interpreter fault it.
+      f.get(L_T64).i64(0, 0x200000).op(W.i64_add).i64(54, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).if_();
+      extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+      if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
+      f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
+      extra = 1; f.get(L_VA).op(W.i32_wrap_i64).set(L_OFF).br(dDispatch()); f.end(); extra = 0;
+      f.get(L_T64).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
+      ended = true;
+      break;
+    }
+    if (!ended) {
+      const last = list[len - 1]!;
+      goTo(last.off + last.len);
+    }
+  }
+  // $miss: the offset has no block.
+  f.end();
+  f.get(L_OFF).set(L_EOFF).i32(EXIT_MISS).set(L_REASON).br(1);
+  f.end(); // loop
+  f.end(); // $exitOff
+  f.get(L_PCB).get(L_EOFF).op(W.i64_extend_i32_u).op(W.i64_add).set(L_NPC);
+  f.end(); // $exitAbs
+  for (const r of [...written].sort((a, b) => a - b)) f.i32(0).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
+  f.i32(0).get(L_NPC).mem(W.i64_store, 3, exit);
+  f.i32(0).get(L_REASON).mem(W.i32_store, 2, exit + 8);
+  f.get(L_N);
+  m.exportFunction('run', m.addFunction(f));
+  return { bytes: m.encode(), blocks: K, instructions };
+}
+
+function memSize(op: number): number {
+  switch (op) {
+    case Op.LB: case Op.LBU: case Op.SB: return 1;
+    case Op.LH: case Op.LHU: case Op.SH: return 2;
+    case Op.LW: case Op.LWU: case Op.SW: return 4;
+  }
+  return 8;
+}
+
+function writesRd(op: number): boolean {
+  switch (op) {
+    case Op.SB: case Op.SH: case Op.SW: case Op.SD: case Op.NOP: case Op.FENCE: case Op.FENCE_I:
+    case Op.BEQ: case Op.BNE: case Op.BLT: case Op.BGE: case Op.BLTU: case Op.BGEU:
+      return false;
+  }
+  return true;
+}
+
+interface Helpers { mulh: number; mulhsu: number; mulhu: number; div: number; divu: number; rem: number; remu: number; divw: number; divuw: number; remw: number; remuw: number }
+
+/** (i64, i64) -> i64 helpers for the M extension: wasm traps where RISC-V defines a result. */
+function buildHelpers(m: ModuleBuilder): Helpers {
+  const fn = (build: (f: FuncBody) => void): number => {
+    const f = new FuncBody([I64, I64], [I64]);
+    build(f);
+    return m.addFunction(f);
+  };
+  const M32 = (f: FuncBody) => f.i64(-1, 0);
+  // High half of the unsigned 64×64 product from four 32×32 partial products.
+  const mulhu = fn((f) => {
+    const ll = f.local(I64), lh = f.local(I64), hl = f.local(I64);
+    f.get(0); M32(f); f.op(W.i64_and).get(1); M32(f); f.op(W.i64_and).op(W.i64_mul).set(ll);
+    f.get(0); M32(f); f.op(W.i64_and).get(1).i64(32, 0).op(W.i64_shr_u).op(W.i64_mul).set(lh);
+    f.get(0).i64(32, 0).op(W.i64_shr_u).get(1); M32(f); f.op(W.i64_and).op(W.i64_mul).set(hl);
+    // hh + (lh >> 32) + (hl >> 32) + (((ll >> 32) + (lh & M) + (hl & M)) >> 32)
+    f.get(0).i64(32, 0).op(W.i64_shr_u).get(1).i64(32, 0).op(W.i64_shr_u).op(W.i64_mul);
+    f.get(lh).i64(32, 0).op(W.i64_shr_u).op(W.i64_add);
+    f.get(hl).i64(32, 0).op(W.i64_shr_u).op(W.i64_add);
+    f.get(ll).i64(32, 0).op(W.i64_shr_u).get(lh); M32(f); f.op(W.i64_and).op(W.i64_add).get(hl); M32(f);
+    f.op(W.i64_and).op(W.i64_add).i64(32, 0).op(W.i64_shr_u).op(W.i64_add);
+  });
+  // Signed corrections: subtract b when a < 0, a when b < 0.
+  const mulh = fn((f) => {
+    f.get(0).get(1).call(mulhu);
+    f.get(0).i64(63, 0).op(W.i64_shr_s).get(1).op(W.i64_and).op(W.i64_sub);
+    f.get(1).i64(63, 0).op(W.i64_shr_s).get(0).op(W.i64_and).op(W.i64_sub);
+  });
+  const mulhsu = fn((f) => {
+    f.get(0).get(1).call(mulhu);
+    f.get(0).i64(63, 0).op(W.i64_shr_s).get(1).op(W.i64_and).op(W.i64_sub);
+  });
+  // Unpriv §13.2: x/0 = -1, x%0 = x, MIN/-1 = MIN, MIN%-1 = 0.
+  const div = fn((f) => {
+    f.get(1).op(W.i64_eqz).if_(I64).i64(-1, -1).else_()
+      .get(1).i64(-1, -1).op(W.i64_eq).if_(I64).i64(0, 0).get(0).op(W.i64_sub)
+      .else_().get(0).get(1).op(W.i64_div_s).end().end();
+  });
+  const divu = fn((f) => {
+    f.get(1).op(W.i64_eqz).if_(I64).i64(-1, -1).else_().get(0).get(1).op(W.i64_div_u).end();
+  });
+  const rem = fn((f) => {
+    f.get(1).op(W.i64_eqz).if_(I64).get(0).else_()
+      .get(1).i64(-1, -1).op(W.i64_eq).if_(I64).i64(0, 0)
+      .else_().get(0).get(1).op(W.i64_rem_s).end().end();
+  });
+  const remu = fn((f) => {
+    f.get(1).op(W.i64_eqz).if_(I64).get(0).else_().get(0).get(1).op(W.i64_rem_u).end();
+  });
+  const w32 = (body: (f: FuncBody, a: number, b: number) => void) => fn((f) => {
+    const a = f.local(I32), b = f.local(I32);
+    f.get(0).op(W.i32_wrap_i64).set(a).get(1).op(W.i32_wrap_i64).set(b);
+    body(f, a, b);
+    f.op(W.i64_extend_i32_s);
+  });
+  const divw = w32((f, a, b) => {
+    f.get(b).op(W.i32_eqz).if_(I32).i32(-1).else_()
+      .get(b).i32(-1).op(W.i32_eq).if_(I32).i32(0).get(a).op(W.i32_sub)
+      .else_().get(a).get(b).op(W.i32_div_s).end().end();
+  });
+  const divuw = w32((f, a, b) => {
+    f.get(b).op(W.i32_eqz).if_(I32).i32(-1).else_().get(a).get(b).op(W.i32_div_u).end();
+  });
+  const remw = w32((f, a, b) => {
+    f.get(b).op(W.i32_eqz).if_(I32).get(a).else_()
+      .get(b).i32(-1).op(W.i32_eq).if_(I32).i32(0)
+      .else_().get(a).get(b).op(W.i32_rem_s).end().end();
+  });
+  const remuw = w32((f, a, b) => {
+    f.get(b).op(W.i32_eqz).if_(I32).get(a).else_().get(a).get(b).op(W.i32_rem_u).end();
+  });
+  return { mulh, mulhsu, mulhu, div, divu, rem, remu, divw, divuw, remw, remuw };
+}
+
+/** Straight-line integer instructions (no exit paths). */
+function emitAlu(
+  f: FuncBody, op: number, rd: number, rs1: number, rs2: number, imm: number, off: number,
+  getReg: (r: number) => void, setReg: (r: number) => void, pcb: number, h: Helpers,
+): void {
+  const immS = () => f.i64(imm, imm >> 31);
+  const bin = (o: W) => { getReg(rs1); getReg(rs2); f.op(o); setReg(rd); };
+  const binI = (o: W) => { getReg(rs1); immS(); f.op(o); setReg(rd); };
+  const w32 = (o: W, second: () => void) => { getReg(rs1); f.op(W.i32_wrap_i64); second(); f.op(o).op(W.i64_extend_i32_s); setReg(rd); };
+  const rs2w = () => { getReg(rs2); f.op(W.i32_wrap_i64); };
+  const immW = () => { f.i32(imm); };
+  const call = (fn: number) => { getReg(rs1); getReg(rs2); f.call(fn); setReg(rd); };
+  switch (op) {
+    case Op.NOP: case Op.FENCE: case Op.FENCE_I: return;
+    case Op.LI: case Op.LUI: immS(); setReg(rd); return;
+    case Op.MV: getReg(rs1); setReg(rd); return;
+    case Op.AUIPC: {
+      const v = off + imm; // exact: |v| < 2^32
+      f.get(pcb).i64(v | 0, Math.floor(v / 4294967296) | 0).op(W.i64_add); setReg(rd); return;
+    }
+    case Op.ADDI: binI(W.i64_add); return;
+    case Op.SLTI: getReg(rs1); immS(); f.op(W.i64_lt_s).op(W.i64_extend_i32_u); setReg(rd); return;
+    case Op.SLTIU: getReg(rs1); immS(); f.op(W.i64_lt_u).op(W.i64_extend_i32_u); setReg(rd); return;
+    case Op.XORI: binI(W.i64_xor); return;
+    case Op.ORI: binI(W.i64_or); return;
+    case Op.ANDI: binI(W.i64_and); return;
+    case Op.SLLI: binI(W.i64_shl); return;
+    case Op.SRLI: binI(W.i64_shr_u); return;
+    case Op.SRAI: binI(W.i64_shr_s); return;
+    case Op.ADD: bin(W.i64_add); return;
+    case Op.SUB: bin(W.i64_sub); return;
+    case Op.SLL: bin(W.i64_shl); return; // wasm shifts take the count mod 64, as RV64 does
+    case Op.SRL: bin(W.i64_shr_u); return;
+    case Op.SRA: bin(W.i64_shr_s); return;
+    case Op.SLT: getReg(rs1); getReg(rs2); f.op(W.i64_lt_s).op(W.i64_extend_i32_u); setReg(rd); return;
+    case Op.SLTU: getReg(rs1); getReg(rs2); f.op(W.i64_lt_u).op(W.i64_extend_i32_u); setReg(rd); return;
+    case Op.XOR: bin(W.i64_xor); return;
+    case Op.OR: bin(W.i64_or); return;
+    case Op.AND: bin(W.i64_and); return;
+    case Op.ADDIW: w32(W.i32_add, immW); return;
+    case Op.SLLIW: w32(W.i32_shl, immW); return;
+    case Op.SRLIW: w32(W.i32_shr_u, immW); return;
+    case Op.SRAIW: w32(W.i32_shr_s, immW); return;
+    case Op.ADDW: w32(W.i32_add, rs2w); return;
+    case Op.SUBW: w32(W.i32_sub, rs2w); return;
+    case Op.SLLW: w32(W.i32_shl, rs2w); return; // i32 shifts take the count mod 32
+    case Op.SRLW: w32(W.i32_shr_u, rs2w); return;
+    case Op.SRAW: w32(W.i32_shr_s, rs2w); return;
+    case Op.MUL: bin(W.i64_mul); return;
+    case Op.MULW: w32(W.i32_mul, rs2w); return;
+    case Op.MULH: call(h.mulh); return;
+    case Op.MULHSU: call(h.mulhsu); return;
+    case Op.MULHU: call(h.mulhu); return;
+    case Op.DIV: call(h.div); return;
+    case Op.DIVU: call(h.divu); return;
+    case Op.REM: call(h.rem); return;
+    case Op.REMU: call(h.remu); return;
+    case Op.DIVW: call(h.divw); return;
+    case Op.DIVUW: call(h.divuw); return;
+    case Op.REMW: call(h.remw); return;
+    case Op.REMUW: call(h.remuw); return;
+  }
+  throw new Error(`jit: op ${op} is not an ALU op`);
+}
