@@ -4,7 +4,7 @@
  */
 import { firstMismatch, report } from './compare.js';
 import { dumpNames, generateProgram, type DiffOptions, type DiffProgram } from './gen.js';
-import { TLOG_FIELDS } from './layout.js';
+import { BODY, HANDLERS, TLOG_FIELDS } from './layout.js';
 import { minimize } from './minimize.js';
 import { QemuRunner } from './qemu.js';
 import { runOnVisor, type HartConstructor } from './visor.js';
@@ -60,9 +60,11 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
     res.modes[p.mode] = (res.modes[p.mode] ?? 0) + 1;
     const extra: string[] = [];
     if (q.error) extra.push(`QEMU: ${q.error}`);
+    const bad = handlerTrap(q.output);
+    if (bad) extra.push(`harness bug: QEMU trapped inside a trap handler or the epilogue (epc ${bad})`);
     if (v.error) extra.push(`visor: ${v.error}`);
     const m = firstMismatch(v.output, q.output);
-    if (!m && !q.error && !v.error) {
+    if (!m && !q.error && !v.error && !bad) {
       res.traps += trapCount(q.output);
       for (const c of trapCauses(q.output)) res.causes[c] = (res.causes[c] ?? 0) + 1;
     } else {
@@ -90,6 +92,16 @@ export async function runDiff(Hart: HartConstructor, opts: DriverOptions): Promi
   }
   res.wallMs = performance.now() - t0;
   return res;
+}
+
+/** The epc of a logged trap taken inside the handlers/epilogue page, if any. */
+function handlerTrap(output: string): string | undefined {
+  const lines = output.split('\n');
+  for (let i = dumpNames().length + 2; i < lines.length && lines[i] !== ''; i += TLOG_FIELDS.length) {
+    const epc = Number.parseInt(lines[i]!, 16);
+    if (epc >= HANDLERS && epc < BODY) return lines[i];
+  }
+  return undefined;
 }
 
 /** The causes in a dump's trap log. */
