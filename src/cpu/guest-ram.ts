@@ -13,6 +13,7 @@ export const HART_SLOT_BYTES = 64 * 1024;
 export const MAX_HART_SLOTS = 16;
 export const GUEST_RAM_OFFSET = 0;
 const WASM_PAGE = 65536;
+const MAX_WASM_PAGES = 65536;
 
 /** Byte offsets inside a hart slot. */
 export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
@@ -45,7 +46,14 @@ export function allocateGuestRam(bytes: number): Uint8Array {
   if (bytes <= 0 || bytes % 4096 !== 0) throw new RangeError(`guest RAM must be a positive multiple of 4096 bytes, got ${bytes}`);
   const slotsBase = Math.ceil(bytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
   const pages = Math.ceil((slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
-  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  // A 32-bit WebAssembly memory holds at most 4 GiB: larger RAM is a plain array (no JIT).
+  if (pages > MAX_WASM_PAGES) return new Uint8Array(bytes);
+  let memory: WebAssembly.Memory;
+  try {
+    memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
+  } catch {
+    return new Uint8Array(bytes); // the host refused the reservation: interpreter only
+  }
   registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, nextSlot: 0 });
   return new Uint8Array(memory.buffer, GUEST_RAM_OFFSET, bytes);
 }

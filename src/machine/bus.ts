@@ -1,6 +1,7 @@
 import type { AccessSize, MmioDevice } from '../base/mmio.js';
 import { VisorError } from '../base/errors.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
+import { allocateGuestRam } from '../cpu/guest-ram.js';
 
 /** One device window on the bus. */
 export interface BusRegion {
@@ -33,7 +34,8 @@ export class Bus implements PhysicalMemory {
       throw new VisorError('InvalidConfig', `RAM size must be a positive multiple of 4096 bytes, got ${ramSize}`);
     }
     this.ramBase = ramBase;
-    this.ram = new Uint8Array(ramSize);
+    // In a WebAssembly.Memory with room for the hart's state, so the JIT can run (src/jit/).
+    this.ram = allocateGuestRam(ramSize);
   }
 
   /** Maps a device; windows may not overlap each other or RAM (programmer error). */
