@@ -408,7 +408,15 @@ export class MachineRunner {
         const sliceEnd = performance.now() + SLICE_MS;
         do {
           this.executed += vm.step(BATCH - (this.executed % BATCH));
-          if (det && this.blkBusy()) break;
+          if (det) {
+            if (this.blkBusy()) break;
+            // Idle time is skipped, not slept: the next timer is due at once.
+            if (vm.idle && !vm.exit) {
+              const d = vm.nextDeadline();
+              if (!Number.isFinite(d)) break;
+              det.advanceTo(d);
+            }
+          }
         } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
         const now = performance.now();
         this.runningMs += now - t0;
@@ -426,9 +434,9 @@ export class MachineRunner {
         if (det && this.blkBusy()) {
           await this.drainIo();
         } else if (vm.idle && this.wantRunning) {
-          const d = vm.nextDeadline();
-          if (det && Number.isFinite(d)) det.advanceTo(d);
-          else await this.sleepUntil(d);
+          // Host clock: sleep until the next timer or an interrupt. Deterministic: only
+          // reached with no timer armed, so wait for input.
+          await this.sleepUntil(vm.nextDeadline());
           t0 = performance.now();
         } else {
           await yieldToEventLoop();

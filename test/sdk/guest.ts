@@ -67,7 +67,7 @@ export interface CounterGuestOptions {
 
 /**
  * A guest loop: line i is "i hash [time]\n" where hash mixes RAM it keeps writing (a 64 KiB
- * table at 0x8100_0000), so a snapshot that lost or damaged RAM, a register or the timer shows
+ * table at 0x8080_0000), so a snapshot that lost or damaged RAM, a register or the timer shows
  * up in the output. Sleeps in wfi between lines so idle and timer paths are exercised.
  */
 export function counterGuest(o: CounterGuestOptions): Uint8Array {
@@ -75,7 +75,7 @@ export function counterGuest(o: CounterGuestOptions): Uint8Array {
     print(a, 'counter guest\n');
     a.li(X.s0, 0); // line number
     a.li(X.s1, 0x1234_5678); // hash
-    a.li(X.s2, 0x8100_0000); // table
+    a.li(X.s2, 0x8080_0000); // table (inside a 16 MiB guest)
     a.li(X.s3, o.ticks);
     a.li(X.t1, 1 << 5).emit(csrs(CSR.sie, X.t1)); // STIE: wfi wakes on the S timer
     a.label('line');

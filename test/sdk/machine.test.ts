@@ -1,0 +1,196 @@
+/**
+ * The Machine API end to end on worker threads, with tiny assembled guests: every lifecycle
+ * transition on a live machine, snapshots at random points that continue exactly, several
+ * machines at once, and no handle left behind.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { isVisorError, Machine, type MachineState } from '../../src/sdk/index.js';
+import { counterGuest, echoGuest, spinGuest } from './guest.js';
+import { collect, settle, waitFor } from './support.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'visor-sdk-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function file(name: string, bytes: Uint8Array): string {
+  const p = join(dir, name);
+  writeFileSync(p, bytes);
+  return p;
+}
+
+const counter = file('counter.img', counterGuest({ ticks: 30, work: 300, sleepTicks: 20_000, printTime: true }));
+const spin = file('spin.img', spinGuest());
+const echo = file('echo.img', echoGuest());
+
+async function code(p: Promise<unknown>): Promise<string> {
+  try {
+    await p;
+  } catch (err) {
+    if (isVisorError(err)) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return 'ok';
+}
+
+describe('Machine lifecycle', () => {
+  it('allows exactly the table\'s transitions on a live machine, naming the state otherwise', async () => {
+    const vm = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    const states: MachineState[] = [];
+    vm.on('state', (s) => states.push(s));
+    expect(vm.state).toBe('created');
+    expect(await code(vm.pause())).toMatch(/^NotAllowed: cannot pause a machine that is created/);
+    expect(await code(vm.resume())).toMatch(/^NotAllowed: .*is created/);
+    expect(await code(vm.snapshot(join(dir, 'x.snap')))).toMatch(/^NotAllowed: .*is created/);
+    await vm.start();
+    expect(vm.state).toBe('running');
+    expect(await code(vm.start())).toMatch(/^NotAllowed: cannot start a machine that is running/);
+    expect(await code(vm.resume())).toMatch(/^NotAllowed: .*is running/);
+    await vm.pause();
+    expect(vm.state).toBe('paused');
+    const at = vm.stats().instructions;
+    await new Promise((r) => setTimeout(r, 50));
+    expect(vm.stats().instructions).toBe(at); // paused means not running
+    expect(await code(vm.pause())).toMatch(/^NotAllowed: .*is paused/);
+    expect(await code(vm.start())).toMatch(/^NotAllowed: .*is paused/);
+    expect((await vm.snapshot(join(dir, 'paused.snap'))).bytes).toBeGreaterThan(100);
+    expect(vm.state).toBe('paused');
+    await vm.resume();
+    await waitFor(() => vm.stats().instructions > at + 100_000);
+    const s = await vm.snapshot(join(dir, 'running.snap'));
+    expect(s.presentPages).toBeGreaterThan(0);
+    expect(s.presentPages).toBeLessThan(s.ramPages);
+    expect(vm.state).toBe('running');
+    await vm.stop();
+    expect(vm.state).toBe('stopped');
+    for (const p of [vm.start(), vm.pause(), vm.resume(), vm.snapshot(join(dir, 'y.snap')), vm.stop(), vm.kill()]) {
+      expect(await code(p)).toMatch(/^NotAllowed: .*is stopped/);
+    }
+    expect(states).toEqual(['running', 'paused', 'running', 'stopped']);
+  });
+
+  it('stops from created and kills from running; the guest powering off stops it', async () => {
+    const a = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    await a.stop();
+    expect(a.state).toBe('stopped');
+    const b = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    await b.start();
+    await b.kill();
+    expect(b.state).toBe('stopped');
+    const c = await Machine.create({ kernel: counter, memoryMiB: 16, deterministic: true });
+    const events: string[] = [];
+    c.on('guest', (e) => events.push(e.kind));
+    const reasons: (string | undefined)[] = [];
+    c.on('state', (_s, r) => reasons.push(r));
+    const out = collect(c);
+    await c.start();
+    await c.whenStopped();
+    expect(c.state).toBe('stopped');
+    expect(events).toEqual(['poweroff']);
+    expect(reasons).toEqual([undefined, 'poweroff']);
+    expect(out.text()).toMatch(/done\n$/);
+    const st = c.stats();
+    expect(st.instructions).toBeGreaterThan(10_000);
+    expect(st.io.consoleOutBytes).toBe(out.text().length);
+    expect(st.interrupts).toEqual({});
+  });
+
+  it('carries console input to the guest and its output back', async () => {
+    const vm = await Machine.create({ kernel: echo, memoryMiB: 16, rng: false });
+    const out = collect(vm);
+    await vm.start();
+    await waitFor(() => out.text().includes('echo ready\n'));
+    vm.console.write('HAL');
+    await waitFor(() => out.text().endsWith('IBM'));
+    await waitFor(() => vm.stats().io.consoleInBytes === 3);
+    await vm.stop();
+  });
+});
+
+describe('snapshots', () => {
+  it('a deterministic guest snapshotted at random points continues exactly (restored on a fresh worker)', async () => {
+    const long = file('long.img', counterGuest({ ticks: 30, work: 3000, sleepTicks: 20_000, printTime: true }));
+    const ref = await Machine.create({ kernel: long, memoryMiB: 16, deterministic: true });
+    const refOut = collect(ref);
+    await ref.start();
+    await ref.whenStopped();
+    const want = refOut.text();
+    expect(want).toMatch(/^counter guest\n(?:[0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16}\n){30}done\n$/);
+    const total = ref.stats().instructions;
+
+    let seed = Number(process.env.VISOR_TEST_SEED ?? Date.now() % 100_000);
+    console.log(`snapshot points from seed ${seed} (VISOR_TEST_SEED)`);
+    let done = 0;
+    for (let round = 0; round < 3; round++) {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      const target = Math.floor(total * (0.1 + 0.8 * (seed / 2 ** 31)));
+      const a = await Machine.create({ kernel: long, memoryMiB: 16, deterministic: true });
+      const aOut = collect(a);
+      await a.start();
+      await waitFor(() => a.stats().instructions >= target || a.state === 'stopped');
+      if ((await code(a.pause())) !== 'ok') continue; // ran to the end between polls
+      done++;
+      await settle();
+      const before = aOut.text();
+      const path = join(dir, `round${round}.snap`);
+      await a.snapshot(path);
+      await a.kill();
+      const b = await Machine.restore(path);
+      const bOut = collect(b);
+      await b.whenStopped();
+      expect(before + bOut.text(), `seed ${seed}, snapshot at ${target}`).toBe(want);
+      expect(b.stats().instructions).toBe(total);
+    }
+    expect(done).toBeGreaterThanOrEqual(2);
+  });
+
+  it('restores a host-clock guest that was running when snapshotted', async () => {
+    const guest = file('slow.img', counterGuest({ ticks: 8, work: 100, sleepTicks: 200_000 }));
+    const a = await Machine.create({ kernel: guest, memoryMiB: 16, rng: false });
+    const aOut = collect(a);
+    await a.start();
+    await waitFor(() => aOut.text().split('\n').length > 3);
+    const path = join(dir, 'live.snap');
+    await a.snapshot(path); // while running: it goes on
+    await a.whenStopped();
+    const b = await Machine.restore(path);
+    const bOut = collect(b);
+    await b.whenStopped();
+    // Both runs end with the same lines: the guest's state (counter, hash) came across.
+    expect(bOut.text()).toMatch(/done\n$/);
+    expect(aOut.text().endsWith(bOut.text())).toBe(true);
+  });
+});
+
+describe('several machines', () => {
+  it('run side by side, each on its own worker; one crashing leaves the others running', async () => {
+    const vms = await Promise.all([0, 1, 2].map(() => Machine.create({ kernel: spin, memoryMiB: 16, rng: false })));
+    await Promise.all(vms.map((v) => v.start()));
+    await waitFor(() => vms.every((v) => v.stats().instructions > 50_000));
+    const crashed: string[] = [];
+    vms[0]!.on('state', (s, r) => crashed.push(`${s} ${r}`));
+    // Simulate a crash of one machine's thread.
+    await (vms[0] as unknown as { worker: { terminate(): Promise<number> } }).worker.terminate();
+    await vms[0]!.whenStopped();
+    expect(crashed).toEqual(['stopped crashed']);
+    const n1 = vms[1]!.stats().instructions;
+    const n2 = vms[2]!.stats().instructions;
+    await waitFor(() => vms[1]!.stats().instructions > n1 + 50_000 && vms[2]!.stats().instructions > n2 + 50_000);
+    expect(vms.map((v) => v.state)).toEqual(['stopped', 'running', 'running']);
+    await Promise.all(vms.slice(1).map((v) => v.stop()));
+  });
+
+  it('leave no handle open once stopped', async () => {
+    const before = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').sort();
+    const vm = await Machine.create({ kernel: counter, memoryMiB: 16 });
+    await vm.start();
+    await vm.snapshot(join(dir, 'h.snap'));
+    await vm.stop();
+    const r = await Machine.restore(join(dir, 'h.snap'));
+    await r.kill();
+    await settle();
+    const after = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').sort();
+    expect(after).toEqual(before);
+  });
+});
