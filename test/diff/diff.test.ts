@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { runDiff } from './driver.js';
 import { dumpNames, generateProgram } from './gen.js';
 import { ALL_KNOWN_ISSUES } from './known-issues.js';
+import { TLOG_FIELDS, TRAP_CAP } from './layout.js';
 import { QemuRunner, qemuVersion } from './qemu.js';
 import { loadHart } from './visor.js';
 
@@ -31,7 +32,7 @@ describe.skipIf(!version)('differential test against QEMU', () => {
         expect(lines.every((l) => /^[0-9a-f]{16}$/.test(l))).toBe(true);
         const traps = Number.parseInt(lines[fixed - 1]!, 16);
         expect(traps).toBeGreaterThan(0);
-        expect(lines.length).toBe(fixed + 5 * Math.min(traps, 40));
+        expect(lines.length).toBe(fixed + TLOG_FIELDS.length * Math.min(traps, TRAP_CAP));
       }
     } finally {
       q.dispose();

@@ -362,11 +362,11 @@ function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[], us
   const l0 = (va: number, v: bigint) => { pt[page(L.PT_L0) + ((va - L.RAM_BASE) >>> 12)] = v; };
   l0(L.PROLOGUE, leaf(L.PROLOGUE, PTE_V | PTE_R | PTE_X | PTE_A));
   l0(L.HANDLERS, leaf(L.HANDLERS, PTE_V | PTE_R | PTE_X | PTE_A));
-  for (let pa = L.BODY; pa < L.BODY_END_LIMIT; pa += 4096) {
+  for (let pa = L.BODY; pa < L.POOL + 256; pa += 4096) {
     l0(pa, leaf(pa, PTE_V | PTE_R | PTE_X | PTE_A | u));
     l0(pa + L.CODE_ALIAS_DELTA, leaf(pa, PTE_V | PTE_R | PTE_A));
   }
-  l0(L.TLOG, leaf(L.TLOG, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
+  for (const pa of [L.TLOG, L.TLOG + 4096]) l0(pa, leaf(pa, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
   if (st.mode === 'S') l0(L.PT_WINDOW, leaf(L.PT_L0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
   for (let i = 0; i < L.SCRATCH_SIZE / 4096; i++) {
     const pa = L.SCRATCH + i * 4096;

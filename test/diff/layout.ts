@@ -12,9 +12,9 @@ export const RAM_BASE = 0x8000_0000;
 export const PROLOGUE = 0x8000_0000; // M-mode only (page 0)
 export const HANDLERS = 0x8000_1000; // M handler at +0, S handler at +0x400, epilogue at +0x800
 export const BODY = 0x8000_2000;
-export const BODY_END_LIMIT = 0x8000_a000; // body at most 32 KiB
-export const POOL = 0x8000_a000; // initial f-register values
-export const TLOG = 0x8000_b000; // trap log: count, then entries of TLOG_ENTRY bytes
+export const BODY_END_LIMIT = 0x8000_9f00; // body at most 32 KiB - 256 bytes
+export const POOL = 0x8000_9f00; // initial f-register values (M-mode only reads them)
+export const TLOG = 0x8000_a000; // trap log (2 pages): count, then entries of TLOG_ENTRY bytes
 export const SAVE = 0x8000_bb00; // epilogue save area, after the largest trap log
 /** Sv48 root: entry 0 points at PT_ROOT, which serves as the Sv39 root and as Sv48's level 2. */
 export const PT_ROOT48 = 0x8000_c000;
@@ -46,7 +46,7 @@ export const CHECK_BLOCK = 4096;
 export const TLOG_ENTRY = 64; // cause, tval, epc, status, handler tag (1 = M, 2 = S)
 export const TLOG_FIELDS = ['cause', 'tval', 'epc', 'status', 'by'] as const;
 /** Traps after which the handler ends the program (guards against trap loops). */
-export const TRAP_CAP = 40;
+export const TRAP_CAP = 100;
 
 /** The image spans up to the end of the scratch region. */
 export const IMAGE_SIZE = CHECK_END - RAM_BASE;
