@@ -22,6 +22,20 @@ describe('EscapeDecoder', () => {
   });
 });
 
+describe('EscapeDecoder C-a s', () => {
+  it('asks for a snapshot when the command offers one, and drops the key otherwise', () => {
+    const got: number[] = [];
+    const log: string[] = [];
+    const d = new EscapeDecoder({ input: (b) => got.push(...b), quit: () => {}, help: () => {}, snapshot: () => log.push('snap') });
+    d.feed(Buffer.from('a\x01sb'));
+    expect(log).toEqual(['snap']);
+    expect(Buffer.from(got).toString()).toBe('ab');
+    const plain = decoder();
+    plain.d.feed(Buffer.from('a\x01sb'));
+    expect(Buffer.from(plain.got).toString()).toBe('ab');
+  });
+});
+
 describe('StdioConsole', () => {
   it('forwards piped input untouched and releases stdin on dispose', async () => {
     const stdin = new PassThrough();

@@ -8,6 +8,7 @@ export const CTRL_A = 0x01;
 
 export const ESCAPE_HELP = [
   'C-a h    print this help',
+  'C-a s    save a snapshot of the machine (when the command offers it)',
   'C-a x    exit visor',
   'C-a C-a  send C-a to the guest',
 ].join('\n') + '\n';
@@ -21,6 +22,8 @@ export interface ConsoleStreams {
 export interface ConsoleHandlers {
   input(bytes: Uint8Array): void;
   quit(): void;
+  /** Ctrl-A s: save a snapshot (visor run / visor restore on the SDK). */
+  snapshot?(): void;
 }
 
 /** Escape-key state machine, separate from the streams so it can be tested alone. */
@@ -40,6 +43,7 @@ export class EscapeDecoder {
           return;
         }
         if (b === 0x68 /* h */) this.h.help();
+        else if (b === 0x73 /* s */) this.h.snapshot?.();
         else if (b === CTRL_A) this.h.input(new Uint8Array([CTRL_A]));
         // Anything else after C-a is dropped, as QEMU does with unknown escapes.
       } else if (b === CTRL_A) {
