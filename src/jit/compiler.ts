@@ -14,10 +14,13 @@
  *   end → write back the registers written, store the exit record, return the count
  *
  * Blocks start at the entries the hart saw, at in-page branch targets and after every
- * instruction that may leave compiled code (loads and stores on a TLB miss, MMIO or
- * misalignment; every instruction not compiled here). Such an instruction exits with
- * reason STEP and the pc and count exact at it, *before* it changed anything: the
- * interpreter then executes it (taking any trap precisely) and re-enters at the next block.
+ * instruction not compiled here. An instruction that cannot complete in compiled code (such
+ * an instruction, or a load or store on a TLB miss, MMIO or misalignment) exits with reason
+ * STEP and the pc and count exact at it, *before* it changed anything: the interpreter then
+ * executes it (taking any trap precisely) and re-enters compiled code after it when a block
+ * starts there (the hart counts such entries, so a recompile adds the ones that recur).
+ * Only entries and targets of backward jumps are in the dispatch table: V8's baseline
+ * compiler pays for every br_table target, and forward jumps are direct `br`s.
  * Each block first checks the remaining budget, so `run` never executes more than `room`.
  *
  * The code depends on the page's contents only, not on its virtual address (passed in as
@@ -56,6 +59,8 @@ export interface CompiledPage {
   bytes: Uint8Array<ArrayBuffer>;
   blocks: number;
   instructions: number;
+  /** Page offsets the module can be entered at. */
+  dispatch: number[];
 }
 
 interface Inst {
@@ -68,7 +73,14 @@ interface Inst {
 
 const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step }
 
+/** kindOf for every op, computed once (cheaper than the switch when const enums are not inlined). */
+const KINDS = new Uint8Array(256).map((_, op) => kindOfSlow(op));
+
 function kindOf(op: number): Kind {
+  return KINDS[op]! as Kind;
+}
+
+function kindOfSlow(op: number): Kind {
   switch (op) {
     case Op.NOP: case Op.LI: case Op.MV: case Op.LUI: case Op.AUIPC:
     case Op.ADDI: case Op.SLTI: case Op.SLTIU: case Op.XORI: case Op.ORI: case Op.ANDI:
@@ -123,15 +135,16 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       work.push(off);
     }
   };
-  for (const e of req.entries) addStart(e);
+  const entryList = [...req.entries];
+  for (const e of entryList) addStart(e);
   while (work.length > 0) {
     let off = work.pop()!;
     const first = off;
     while (off < 4096 && (off === first || !starts.has(off))) {
       const i = get(off);
       const k = kindOf(i.op);
-      if (k === Kind.Plain) { off += i.len; continue; }
-      if (k === Kind.Mem || k === Kind.Step) addStart(off + i.len);
+      if (k === Kind.Plain || k === Kind.Mem) { off += i.len; continue; }
+      if (k === Kind.Step) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
       else if (k === Kind.Jal) addStart(off + i.imm);
       break;
@@ -161,7 +174,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (rs2 !== 0) used.add(rs2);
       }
       off += i.len;
-      if (k !== Kind.Plain) break;
+      if (k !== Kind.Plain && k !== Kind.Mem) break;
     }
     instructions += list.length;
     blocks.push(list);
@@ -193,9 +206,22 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const K = blocks.length;
   f.block().block().loop().block();
   for (let j = K - 1; j >= 0; j--) f.block();
-  // Dispatch table over halfword offsets up to the last start.
-  const table = new Uint32Array((order[K - 1]! >> 1) + 1).fill(K);
-  for (let j = 0; j < K; j++) table[order[j]! >> 1] = j;
+  // Dispatch table over halfword offsets: entries and backward-jump targets only.
+  const dispatch = new Set<number>();
+  for (const e of entryList) if (blockIndex.has(e)) dispatch.add(e);
+  blocks.forEach((list, j) => {
+    const last = list[list.length - 1]!;
+    // The interpreter re-enters right after an instruction it executed for compiled code.
+    if (kindOf(last.op) === Kind.Step && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
+    if (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) {
+      const t = last.off + last.imm;
+      const tj = blockIndex.get(t);
+      if (tj !== undefined && tj <= j) dispatch.add(t);
+    }
+  });
+  const maxDispatch = Math.max(0, ...dispatch);
+  const table = new Uint32Array((maxDispatch >> 1) + 1).fill(K);
+  for (const d of dispatch) table[d >> 1] = blockIndex.get(d)!;
   f.get(L_OFF).i32(1).op(W.i32_shr_u).brTable(table, K);
 
   let cur = 0; // index of the block whose code is being emitted
@@ -272,7 +298,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
           f.mem(o, Math.log2(size), ramOffset);
           setReg(rd);
         }
-        continue; // the block ends here (a start follows every memory access)
+        continue;
       }
       if (k === Kind.Branch) {
         getReg(rs1); getReg(rs2);
@@ -316,7 +342,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.i32(0).get(L_REASON).mem(W.i32_store, 2, exit + 8);
   f.get(L_N);
   m.exportFunction('run', m.addFunction(f));
-  return { bytes: m.encode(), blocks: K, instructions };
+  return { bytes: m.encode(), blocks: K, instructions, dispatch: [...dispatch] };
 }
 
 function memSize(op: number): number {

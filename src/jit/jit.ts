@@ -62,6 +62,8 @@ const MAX_INVALIDATIONS_PER_PAGE = 64;
 
 class PageRecord {
   run: RunFn | null = null;
+  /** 1 at halfword offsets the module can be entered at (checked before calling it). */
+  readonly entry = new Uint8Array(2048);
   /** Entry offset → times the hart arrived there without compiled code. */
   readonly hits = new Map<number, number>();
   compiles = 0;
@@ -114,7 +116,7 @@ export class Jit {
       page = new PageRecord();
       this.pages[pg] = page;
     }
-    if (page.run !== null) {
+    if (page.run !== null && page.entry[off >> 1] === 1) {
       const k = page.run(off, room, dBase, lo - off, hi);
       const reason = this.exit[2]!;
       if (k > 0 || reason !== EXIT_MISS) return this.ran(k, reason, page);
@@ -156,6 +158,8 @@ export class Jit {
       if (out === undefined) return false;
       const instance = new WebAssembly.Instance(new WebAssembly.Module(out.bytes), this.imports);
       run = instance.exports['run'] as RunFn;
+      page.entry.fill(0);
+      for (const d of out.dispatch) page.entry[d >> 1] = 1;
       this.stats.blocksCompiled += out.blocks;
       this.stats.instructionsCompiled += out.instructions;
     } catch (e) {
@@ -183,6 +187,7 @@ export class Jit {
       const page = this.pages[pg];
       if (page?.run) {
         page.run = null;
+        page.entry.fill(0);
         page.hits.clear();
         page.compiles = 0;
         this.stats.liveModules--;
@@ -197,6 +202,7 @@ export class Jit {
     if (page === undefined) return;
     if (page.run !== null) {
       page.run = null;
+      page.entry.fill(0);
       this.stats.invalidations++;
       this.stats.liveModules--;
       const at = this.live.indexOf(pg);
