@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
 import { registerDiskCommands } from './disk.js';
 import { registerImageCommands } from './image.js';
+import { registerRestoreCommand } from './restore.js';
 import { registerRunCommand } from './run.js';
 
 /** Every subcommand module registers itself here; each lives in its own file. */
 export function registerCommands(program: Command): void {
   registerRunCommand(program);
+  registerRestoreCommand(program);
   registerImageCommands(program);
   registerDiskCommands(program);
 }

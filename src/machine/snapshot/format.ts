@@ -89,8 +89,9 @@ export interface DecodedSnapshot {
 export function decodeSnapshot(file: Uint8Array, opts: DecodeOptions = {}): DecodedSnapshot {
   const crc32 = opts.crc32 ?? jsCrc32;
   if (file.length < HEADER_SIZE) {
-    if (file.length >= 8 && !hasMagic(file)) throw notSnapshot();
-    throw corrupt(`truncated (${file.length} bytes, the header alone is ${HEADER_SIZE})`);
+    // As much of the magic as there is decides whether this is a short snapshot or something else.
+    if (file.length === 0 || hasMagic(file)) throw corrupt(`truncated (${file.length} bytes, the header alone is ${HEADER_SIZE})`);
+    throw notSnapshot();
   }
   if (!hasMagic(file)) throw notSnapshot();
   const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
@@ -131,8 +132,9 @@ export function decodeSnapshot(file: Uint8Array, opts: DecodeOptions = {}): Deco
   return { version, sections, checksums };
 }
 
+/** Whether the file starts with the magic (or with as much of it as the file holds). */
 function hasMagic(file: Uint8Array): boolean {
-  for (let i = 0; i < 8; i++) if (file[i] !== SNAPSHOT_MAGIC.charCodeAt(i)) return false;
+  for (let i = 0; i < Math.min(8, file.length); i++) if (file[i] !== SNAPSHOT_MAGIC.charCodeAt(i)) return false;
   return true;
 }
 

@@ -1,0 +1,59 @@
+/** `visor restore FILE` end to end: the CLI resumes an SDK snapshot on the console. */
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Machine } from '../../src/sdk/index.js';
+import { counterGuest } from './guest.js';
+import { collect, settle } from './support.js';
+
+const ROOT = resolve(__dirname, '..', '..');
+const dir = mkdtempSync(join(tmpdir(), 'visor-cli-restore-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+function visor(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+  return new Promise((res, rej) => {
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
+      `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(args)}))`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    p.stdout.on('data', (d) => (out += d));
+    p.stderr.on('data', (d) => (err += d));
+    p.on('error', rej);
+    p.on('exit', (code) => res({ code, out, err }));
+    p.stdin.end();
+  });
+}
+
+describe('visor restore', () => {
+  it('resumes a snapshot where it was and exits with the guest', async () => {
+    const kernel = join(dir, 'counter.img');
+    writeFileSync(kernel, counterGuest({ ticks: 10, work: 1000, sleepTicks: 10_000, printTime: true }));
+    const ref = await Machine.create({ kernel, memoryMiB: 16, deterministic: true });
+    const refOut = collect(ref);
+    await ref.start();
+    await ref.whenStopped();
+    const vm = await Machine.create({ kernel, memoryMiB: 16, deterministic: true });
+    const out = collect(vm);
+    await vm.start();
+    while (out.text().split('\n').length < 4) await new Promise((r) => setTimeout(r, 5));
+    await vm.pause();
+    await settle();
+    const snap = join(dir, 'vm.snap');
+    await vm.snapshot(snap);
+    await vm.kill();
+    const r = await visor(['restore', snap]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(out.text() + r.out).toBe(refOut.text());
+  });
+
+  it('fails with a one-line reason for a file that is no snapshot', async () => {
+    const junk = join(dir, 'junk');
+    writeFileSync(junk, 'hello');
+    const r = await visor(['restore', junk]);
+    expect(r.code).toBe(65);
+    expect(r.err).toMatch(/^visor: not a visor snapshot \(bad magic\)\n$/);
+  });
+});
