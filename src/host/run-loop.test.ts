@@ -44,6 +44,7 @@ class IdleHart implements BoardHart {
     return 0n;
   }
   writeCsr() {}
+  invalidateCode() {}
   setPending(mask: number, level: boolean) {
     this.mipHw = level ? this.mipHw | mask : this.mipHw & ~mask;
   }

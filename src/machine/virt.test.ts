@@ -37,6 +37,7 @@ class ScriptHart implements BoardHart {
   writeCsr(n: number, v: bigint) {
     this.csrs.set(n, v);
   }
+  invalidateCode() {}
   setPending(mask: number, level: boolean) {
     this.mip = level ? this.mip | mask : this.mip & ~mask;
   }

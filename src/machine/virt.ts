@@ -102,6 +102,8 @@ export interface VirtState {
 export interface VirtioSlotContext {
   ram: Uint8Array;
   ramBase: number;
+  /** Devices report the RAM they wrote (see GuestRam in src/virtio/guest-memory.ts). */
+  onDeviceWrite: (ramOffset: number, length: number) => void;
   irq: IrqSink;
   irqSource: number;
 }
@@ -211,7 +213,13 @@ export class VirtMachine {
       throw new VisorError('InvalidConfig', `virtio slot must be 0-${VIRT_MEMMAP.virtio.count - 1}, got ${slot}`);
     }
     if (this.virtioSlots.has(slot)) throw new VisorError('InvalidConfig', `virtio slot ${slot} is taken`);
-    const dev = make({ ram: this.bus.ram, ramBase: this.bus.ramBase, irq: this.plic, irqSource: VIRT_IRQ.virtio0 + slot });
+    const dev = make({
+      ram: this.bus.ram,
+      ramBase: this.bus.ramBase,
+      onDeviceWrite: (off, len) => this.hart.invalidateCode(this.bus.ramBase + off, len),
+      irq: this.plic,
+      irqSource: VIRT_IRQ.virtio0 + slot,
+    });
     this.bus.map(VIRT_MEMMAP.virtio.base + slot * VIRT_MEMMAP.virtio.size, VIRT_MEMMAP.virtio.size, dev);
     this.virtioSlots.set(slot, dev);
     return dev;

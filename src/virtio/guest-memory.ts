@@ -6,16 +6,25 @@
  */
 import type { PhysicalMemory } from '../cpu/memory.js';
 
-export type GuestRam = Pick<PhysicalMemory, 'ram' | 'ramBase'>;
+export type GuestRam = Pick<PhysicalMemory, 'ram' | 'ramBase'> & {
+  /**
+   * Called with each RAM range a device wrote for the guest (when a chain is returned), so
+   * the hart can drop instructions it decoded from those bytes: DMA bypasses the CPU's store
+   * path, which is what normally keeps the decode cache coherent.
+   */
+  onDeviceWrite?: (ramOffset: number, length: number) => void;
+};
 
 export class GuestMemory {
   readonly ram: Uint8Array;
   readonly ramBase: number;
+  readonly onDeviceWrite: ((ramOffset: number, length: number) => void) | undefined;
   private readonly view: DataView;
 
   constructor(mem: GuestRam) {
     this.ram = mem.ram;
     this.ramBase = mem.ramBase;
+    this.onDeviceWrite = mem.onDeviceWrite;
     this.view = new DataView(mem.ram.buffer, mem.ram.byteOffset, mem.ram.byteLength);
   }
 

@@ -8,10 +8,10 @@ const AVAIL = BASE + 0x2000;
 const USED = BASE + 0x3000;
 const N = 8;
 
-function make(opts: { indirect?: boolean; maxChainBytes?: number } = {}) {
+function make(opts: { indirect?: boolean; maxChainBytes?: number; onDeviceWrite?: (off: number, len: number) => void } = {}) {
   const ram = new Uint8Array(0x10000);
   const view = new DataView(ram.buffer);
-  const q = new SplitQueue(new GuestMemory({ ram, ramBase: BASE }), { maxSize: N, ...(opts.maxChainBytes ? { maxChainBytes: opts.maxChainBytes } : {}) });
+  const q = new SplitQueue(new GuestMemory({ ram, ramBase: BASE, ...(opts.onDeviceWrite ? { onDeviceWrite: opts.onDeviceWrite } : {}) }), { maxSize: N, ...(opts.maxChainBytes ? { maxChainBytes: opts.maxChainBytes } : {}) });
   q.size = N;
   q.descAddr = DESC;
   q.driverAddr = AVAIL;
@@ -154,5 +154,21 @@ describe('split virtqueue', () => {
     expect(q2.restore({ ...s, usedIdx: 70000 })).toMatch(/index/);
     expect(q2.restore({ ...s, descAddr: 0 })).toMatch(/outside RAM/);
     expect(q2.restore({ ...s, size: 3 })).toMatch(/size/);
+  });
+});
+
+describe('device writes are reported for the hart', () => {
+  it('reports the written part of the writable segments when the chain is returned', () => {
+    const writes: [number, number][] = [];
+    const { q, desc, publish } = make({ onDeviceWrite: (off, len) => writes.push([off, len]) });
+    desc(DESC, 0, DATA, 16, VIRTQ_DESC_F_NEXT, 1); // device-readable header
+    desc(DESC, 1, DATA + 0x100, 100, VIRTQ_DESC_F_WRITE | VIRTQ_DESC_F_NEXT, 2);
+    desc(DESC, 2, DATA + 0x200, 100, VIRTQ_DESC_F_WRITE);
+    publish(0);
+    const chain = q.pop();
+    expect(chain).not.toBeNull();
+    expect(writes).toEqual([]); // nothing before the device hands the chain back
+    q.pushUsed(chain!.head, 150);
+    expect(writes).toEqual([[DATA + 0x100 - BASE, 100], [DATA + 0x200 - BASE, 50]]);
   });
 });

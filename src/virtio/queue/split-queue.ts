@@ -76,6 +76,9 @@ export class SplitQueue {
   private availOff = 0;
   private usedOff = 0;
 
+  /** Writable segments of chains handed to the device, reported on pushUsed (see GuestRam). */
+  private readonly inflightWritable = new Map<number, readonly Segment[]>();
+
   constructor(mem: GuestMemory, opts: SplitQueueOptions) {
     this.mem = mem;
     this.maxSize = opts.maxSize;
@@ -143,6 +146,17 @@ export class SplitQueue {
 
   /** Returns a chain to the driver with `len` bytes written into its writable part. */
   pushUsed(head: number, len: number): void {
+    const segs = this.inflightWritable.get(head);
+    if (segs) {
+      this.inflightWritable.delete(head);
+      let left = len;
+      for (const s of segs) {
+        if (left <= 0) break;
+        const n = Math.min(s.len, left);
+        this.mem.onDeviceWrite!(s.off, n);
+        left -= n;
+      }
+    }
     if (!this.ready || this.broken) return;
     const slot = this.usedOff + 4 + 8 * (this.usedIdx % this.size);
     this.mem.setU32(slot, head);
@@ -281,6 +295,7 @@ export class SplitQueue {
       if (!(flags & VIRTQ_DESC_F_NEXT)) break;
       i = next;
     }
+    if (writableLen > 0 && mem.onDeviceWrite) this.inflightWritable.set(head, writable);
     return new DescriptorChain(mem.ram, head, readable, writable, readableLen, writableLen);
   }
 }
