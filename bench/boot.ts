@@ -3,13 +3,18 @@
  * marker) and to poweroff, for visor (built-in SBI, and OpenSBI with --opensbi) and, when
  * installed, QEMU TCG on the same kernel and initramfs in the same run, with the ratio.
  *
- *   npx tsx bench/boot.ts [--opensbi] [--no-qemu] [--memory MiB]
+ *   npm run bench:boot -- [--opensbi] [--no-qemu] [--memory MiB]
+ *
+ * It runs the built package (dist/): tsc inlines the hart's opcode enum there, which tsx's
+ * per-file esbuild transform cannot do (the interpreter would run ~20× slower).
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import { runVm } from '../src/host/run-vm.js';
+import type { runVm as RunVm } from '../src/host/run-vm.js';
 import { encodeCommand, ensureImage, INIT_START_MARKER } from '../src/images/index.js';
+
+const { runVm } = (await import('../dist/host/run-vm.js' as string)) as unknown as { runVm: typeof RunVm };
 
 interface BootTimes {
   init: number;
