@@ -1,0 +1,140 @@
+import { describe, expect, it } from 'vitest';
+import * as I from '../../test/support/riscv-asm.js';
+import { Asm } from '../../test/support/riscv-asm.js';
+import { Hart, type HartOptions } from '../cpu/hart.js';
+import { allocateGuestRam } from '../cpu/guest-ram.js';
+import type { PhysicalMemory } from '../cpu/memory.js';
+
+const RAM_BASE = 0x8000_0000;
+const UART = 0x1000_0000;
+const FINISHER = 0x0010_0000;
+const { a0, a1, a2, t0, t1, t2, t3 } = I;
+
+function machine(code: Uint8Array, options: HartOptions, plainRam = false) {
+  const ram = plainRam ? new Uint8Array(1 << 20) : allocateGuestRam(1 << 20);
+  ram.set(code);
+  let finished = false;
+  let uartReads = 0;
+  const memory: PhysicalMemory = {
+    ramBase: RAM_BASE,
+    ram,
+    mmioRead: (addr) => { if (addr === UART + 5) { uartReads++; return 0x60; } return undefined; },
+    mmioWrite: (addr) => { if (addr === FINISHER) { finished = true; hart.requestStop(); return true; } return false; },
+  };
+  const hart: Hart = new Hart(memory, { hartId: 0, ...options });
+  hart.reset(RAM_BASE);
+  const run = (budget = 50_000_000) => {
+    let n = 0;
+    while (!finished && n < budget) { const k = hart.run(Math.min(1_000_000, budget - n)); n += k; if (k === 0) break; }
+    return n;
+  };
+  return { hart, ram, run, get finished() { return finished; }, get uartReads() { return uartReads; } };
+}
+
+function finish(a: Asm): Uint8Array {
+  a.li(t2, FINISHER).emit(I.sw(t2, t2, 0));
+  a.label('__spin').j('__spin');
+  return a.bytes();
+}
+
+const JIT: HartOptions = { accel: 'jit', jitThreshold: 0 };
+
+describe('jit', () => {
+  it('runs a hot loop in compiled code with the interpreter\'s results', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(t0, 0).li(t3, 100_000).li(t1, 1).li(a0, 0).li(a2, RAM_BASE + 0x8000);
+    a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1), I.mul(a1, a0, t0), I.sd(a1, a2, 0), I.ld(a1, a2, 0));
+    a.bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, {});
+    const jit = machine(code, { accel: 'jit', jitThreshold: 8 });
+    const n1 = interp.run(), n2 = jit.run();
+    expect(interp.finished && jit.finished).toBe(true);
+    expect(n2).toBe(n1);
+    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const s = jit.hart.jitStats!;
+    expect(s.modulesCompiled).toBeGreaterThanOrEqual(1);
+    expect(s.instructions).toBeGreaterThan(0.95 * n1);
+    expect(s.compileMs).toBeGreaterThan(0);
+  });
+
+  it('drops compiled code when the guest rewrites an instruction (self-modifying code)', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(a0, 0).li(I.s1, 0);
+    a.label('outer').li(t0, 0).li(t3, 1000);
+    a.label('l').label('patch').emit(I.addi(a0, a0, 1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    a.bnez(I.s1, 'done').li(I.s1, 1);
+    // Rewrite 'patch' to add 100 instead, then run the loop again.
+    a.li(t1, I.addi(a0, a0, 100)).la(t2, 'patch').emit(I.sw(t1, t2, 0), I.fence_i()).j('outer');
+    a.label('done');
+    const m = machine(finish(a), JIT);
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(m.hart.getX(10)).toBe(1000n + 100n * 1000n);
+    expect(m.hart.jitStats!.invalidations).toBeGreaterThanOrEqual(1);
+    expect(m.hart.jitStats!.instructions).toBeGreaterThan(4000);
+  });
+
+  it('drops compiled code when a device DMA writes the page (invalidateCode)', () => {
+    const a = new Asm(RAM_BASE);
+    a.label('top').li(t3, 0).label('patch').emit(I.addi(a0, a0, 1)).j('top');
+    const m = machine(a.bytes(), JIT);
+    m.run(3000);
+    expect(m.hart.jitStats!.liveModules).toBe(1);
+    const before = m.hart.getX(10);
+    const off = a.addr('patch') - RAM_BASE;
+    new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(off, I.addi(a0, a0, 7) >>> 0, true);
+    m.hart.invalidateCode(RAM_BASE + off, 4);
+    expect(m.hart.jitStats!.invalidations).toBe(1);
+    m.run(3000);
+    const after = m.hart.getX(10);
+    expect(after - before).toBeGreaterThan(1000n);
+    expect((after - before) % 7n).toBe(0n); // only the new instruction ran after the write
+  });
+
+  it('leaves compiled code for MMIO accesses and counts exactly to the budget', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(t0, 0).li(t3, 500).li(a2, UART);
+    a.label('l').emit(I.lbu(a1, a2, 5), I.add(a0, a0, a1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, {});
+    const jit = machine(code, JIT);
+    // Lock step in odd chunks: the JIT stops exactly where the interpreter does.
+    for (let i = 0; i < 400 && !interp.finished; i++) {
+      expect(jit.hart.run(7)).toBe(interp.hart.run(7));
+      expect(jit.hart.pc).toBe(interp.hart.pc);
+      expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    }
+    expect(jit.uartReads).toBe(interp.uartReads);
+    expect(jit.hart.getX(10)).toBe(500n * 0x60n);
+  });
+
+  it('keeps the number of live modules bounded', () => {
+    const a = new Asm(RAM_BASE);
+    // Code on four pages, each looping a little and jumping to the next.
+    a.li(t1, 0);
+    for (let p = 0; p < 4; p++) {
+      a.align(4096, true).label(`p${p}`).li(t0, 0).li(t3, 50);
+      a.label(`l${p}`).emit(I.addi(t0, t0, 1), I.addi(t1, t1, 1)).bne(t0, t3, `l${p}`);
+    }
+    const code = finish(a);
+    const m = machine(code, { accel: 'jit', jitThreshold: 0, jitMaxModules: 2 });
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(m.hart.getX(6)).toBe(200n);
+    const s = m.hart.jitStats!;
+    expect(s.liveModules).toBeLessThanOrEqual(2);
+    expect(s.evictions).toBeGreaterThanOrEqual(2);
+  });
+
+  it('falls back to the interpreter when RAM is not in a WebAssembly.Memory', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(a0, 5).emit(I.addi(a0, a0, 1));
+    const m = machine(finish(a), JIT, true);
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(m.hart.getX(10)).toBe(6n);
+    expect(m.hart.jit).toBeNull();
+    expect(m.hart.jitUnavailable).toMatch(/WebAssembly.Memory/);
+  });
+});
