@@ -77,6 +77,11 @@ const MSTATUS_TSR = 1n << 22n;
 /** UXL = SXL = 2 (64-bit): written explicitly so no implementation sees an XLEN change request. */
 const MSTATUS_XL64 = (2n << 32n) | (2n << 34n);
 
+// mip/mie bits, privileged spec §3.1.9.
+const MIP_SSIP = 1 << 1;
+const MIP_STIP = 1 << 5;
+const MIP_SEIP = 1 << 9;
+
 // Sv39 PTE bits, privileged spec §4.3.1 / §4.4.1.
 const PTE_V = 1;
 const PTE_R = 2;
@@ -245,8 +250,13 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
     if (r.bool(p)) ms |= bit;
   }
   const medeleg = mode === 'M' ? 0 : r.bool(0.3) ? 0 : [2, 3, 4, 5, 6, 7, 8, 12, 13, 15].reduce((m, b) => (r.bool(0.5) ? m | (1 << b) : m), 0);
+  // Interrupts come only from software-written pending bits (no timer or external source is
+  // wired on the bare machine): enable a random set of the S-level ones and delegate some.
+  const S_INTS = [MIP_SSIP, MIP_STIP, MIP_SEIP];
+  const mie = r.bool(0.4) ? S_INTS.reduce((m, b) => (r.bool() ? m | b : m), 0) : 0;
+  const mideleg = S_INTS.reduce((m, b) => (r.bool() ? m | b : m), 0);
   // The S handler returns with sret, which traps under TSR (§3.1.6.5): TSR only without delegation.
-  if (medeleg) ms &= ~MSTATUS_TSR;
+  if (medeleg || mideleg) ms &= ~MSTATUS_TSR;
   st.mstatus = ms;
   summary.push(`mstatus before mret 0x${ms.toString(16)}`);
   summary.push(`medeleg 0x${medeleg.toString(16)}`);
@@ -273,7 +283,9 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
     a.li(t0, allMem).emit(A.csrw(CSR.pmpaddr0, t0));
     a.li(t0, 0x1f).emit(A.csrw(CSR.pmpcfg0, t0));
   }
-  a.emit(A.csrw(CSR.mie, 0), A.csrw(CSR.mideleg, 0));
+  a.li(t0, mie).emit(A.csrw(CSR.mie, t0));
+  a.li(t0, mideleg).emit(A.csrw(CSR.mideleg, t0), A.csrw(CSR.mip, 0));
+  summary.push(`mie 0x${mie.toString(16)} mideleg 0x${mideleg.toString(16)}`);
   a.li(t0, medeleg).emit(A.csrw(CSR.medeleg, t0));
   const root = satpMode === 8n ? L.PT_ROOT : L.PT_ROOT48;
   a.li(t0, paging ? (satpMode << 60n) | BigInt(root >>> 12) : 0n).emit(A.csrw(CSR.satp, t0), A.sfence_vma());
@@ -420,6 +432,11 @@ function handler(a: A.Asm, m: 'm' | 's'): void {
   a.emit(A.ld(t5, tp, 0), A.slli(t5, t5, 6), A.add(tp, tp, t5));
   a.emit(A.csrr(t5, cause), A.sd(t5, tp, 0), A.csrr(t5, tval), A.sd(t5, tp, 8), A.sd(t6, tp, 16));
   a.emit(A.csrr(t5, status), A.sd(t5, tp, 24), A.addi(t5, 0, m === 'm' ? 1 : 2), A.sd(t5, tp, 32));
+  // An interrupt: epc is already the next instruction; disable its source in xie so it does
+  // not fire again at once (the S handler could not clear STIP/SEIP in sip).
+  a.emit(A.csrr(t5, cause)).bgez(t5, `${m}_exc`);
+  a.emit(A.andi(t5, t5, 63), A.addi(tp, 0, 1), A.sll(tp, tp, t5), A.csrc(m === 'm' ? CSR.mie : CSR.sie, tp)).j(`${m}_setepc`);
+  a.label(`${m}_exc`);
   // A fetch fault comes from a `jalr ra, …` gadget (genFetchFault): resume at ra.
   const normal = `${m}_len`;
   const setEpc = `${m}_setepc`;
@@ -743,6 +760,11 @@ function csrValue(st: GenState, csr: number): bigint {
     case CSR.mcause: case CSR.scause:
       return r.bool(0.7) ? BigInt(r.range(0, 15)) : (1n << 63n) | BigInt(r.pick([1, 3, 5, 7, 9, 11]));
     case CSR.frm: return BigInt(r.int(8));
+    // Software-settable pending bits: SSIP and STIP (with Sstc off); QEMU's PLIC owns SEIP.
+    // Enables: the S-level interrupts only (no timer or external source on the bare machine).
+    case CSR.mip: return BigInt(r.pick([0, MIP_SSIP, MIP_STIP, MIP_SSIP | MIP_STIP]));
+    case CSR.sip: return BigInt(r.pick([0, MIP_SSIP]));
+    case CSR.mie: case CSR.sie: return BigInt([MIP_SSIP, MIP_STIP, MIP_SEIP].reduce((m, b) => (r.bool() ? m | b : m), 0));
     // QEMU 7.2 also lets medeleg bits 10, 11 and 20-23 be set (M-ecall, H-extension causes);
     // the spec has them read-only zero here. Write only the bits a hart without H delegates.
     case CSR.medeleg: return r.u64() & 0xb3ffn;
@@ -762,15 +784,17 @@ function csrChoices(st: GenState): number[] {
   const sup = [CSR.sscratch, CSR.sepc, CSR.scause, CSR.stval, CSR.sstatus];
   const mach = [CSR.mscratch, CSR.mepc, CSR.mcause, CSR.mtval, CSR.mstatus, CSR.medeleg, CSR.mideleg];
   // satp writes would pull the page tables from under an MPRV body.
-  if (st.mode === 'M') return st.mprv ? [...fp, ...fp, ...sup, ...mach] : [...fp, ...fp, ...sup, ...mach, CSR.satp];
-  if (st.mode === 'S') return [...fp, ...fp, ...sup, ...sup, CSR.mscratch, CSR.mstatus];
-  return [...fp, ...fp, ...fp, CSR.sscratch, CSR.mscratch];
+  const irq = [CSR.mip, CSR.mie, CSR.sip, CSR.sie];
+  if (st.mode === 'M') return st.mprv ? [...fp, ...fp, ...sup, ...mach, ...irq] : [...fp, ...fp, ...sup, ...mach, ...irq, CSR.satp];
+  if (st.mode === 'S') return [...fp, ...fp, ...sup, ...sup, CSR.sip, CSR.sie, CSR.sip, CSR.sie, CSR.mscratch, CSR.mstatus, CSR.mip];
+  return [...fp, ...fp, ...fp, CSR.sscratch, CSR.mscratch, CSR.sip];
 }
 
 const genCsr: Gen = (st) => {
   const { r, a } = st;
   const c = r.pick(csrChoices(st));
-  const d = rd(st);
+  // Never read all of mip: QEMU's CLINT may drive MTIP, the bare machine has no timer.
+  const d = c === CSR.mip ? 0 : rd(st);
   const k = r.int(7);
   if (k < 3) {
     const x = r.pick(BODY_RD);
@@ -778,7 +802,9 @@ const genCsr: Gen = (st) => {
     a.emit([A.csrrw, A.csrrs, A.csrrc][k]!(d, c, x));
   } else if (k < 6) {
     // Odd mepc/sepc and mideleg bit 2 only show QEMU deviations (see csrValue).
-    const imm = c === CSR.mepc || c === CSR.sepc ? r.int(32) & ~1 : c === CSR.mideleg ? r.int(32) & ~4 : r.int(32);
+    // In the interrupt CSRs only bit 1 (SSIP/SSIE) of a 5-bit immediate is implemented on both.
+    const irqCsr = c === CSR.mip || c === CSR.mie || c === CSR.sip || c === CSR.sie;
+    const imm = c === CSR.mepc || c === CSR.sepc ? r.int(32) & ~1 : c === CSR.mideleg || irqCsr ? r.int(32) & 2 : r.int(32);
     a.emit([A.csrrwi, A.csrrsi, A.csrrci][k - 3]!(d, c, imm));
   } else {
     a.emit(A.csrrs(d, c, 0)); // plain read
@@ -852,6 +878,29 @@ const genPteRewrite: Gen = (st) => {
   if (executes) st.fetchFaults = st.fetchFaults.filter((t) => t < L.ALIAS + i * 4096 || t >= L.ALIAS + (i + 1) * 4096);
 };
 
+/**
+ * Raises a software interrupt: enable it, enable interrupts globally, set it pending. In M the
+ * interrupt is taken at once unless delegated; in S, sip can set SSIP only when delegated.
+ * Both QEMU (which ends a translation block after a CSR write) and visor take it right after
+ * the instruction that made it pending, privileged §3.1.9.
+ */
+const genIrq: Gen = (st) => {
+  const { r, a, mode } = st;
+  const x = r.pick(BODY_RD);
+  if (mode === 'M') {
+    const bit = r.pick([MIP_SSIP, MIP_STIP]);
+    a.li(x, bit).emit(A.csrs(CSR.mie, x));
+    if (r.bool(0.8)) a.emit(A.csrsi(CSR.mstatus, 8)); // MIE
+    a.emit(A.csrs(CSR.mip, x));
+  } else if (mode === 'S') {
+    a.li(x, MIP_SSIP).emit(A.csrs(CSR.sie, x));
+    if (r.bool(0.8)) a.emit(A.csrsi(CSR.sstatus, 2)); // SIE
+    a.emit(A.csrs(CSR.sip, x));
+  } else {
+    a.emit(A.csrrs(0, CSR.sip, 0)); // illegal in U
+  }
+};
+
 /** Jumps (linking ra) to an address whose fetch must fault; the handler resumes at ra. */
 const genFetchFault: Gen = (st) => {
   const { r, a } = st;
@@ -871,7 +920,7 @@ const genFence: Gen = (st) => {
 const SIMPLE: readonly (readonly [number, Gen])[] = [
   [12, genAluR], [10, genAluI], [5, genShiftI], [3, genUpper], [5, genMul], [5, genDiv], [3, genLi],
   [8, genLoad], [7, genStore], [4, genFpMem], [5, genAmo], [3, genLrSc], [16, genFp], [12, genCompressed],
-  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence], [1, genFetchFault], [1, genPteRewrite],
+  [5, genCsr], [1, genCsrRead], [4, genTrap], [1, genFence], [1, genFetchFault], [1, genPteRewrite], [1, genIrq],
 ];
 
 function label(st: GenState): string {
