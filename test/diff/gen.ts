@@ -94,7 +94,7 @@ const PTE_D = 128;
 
 /** Lines printed before the trap log, in order. */
 export const DUMP_CSRS = ['fcsr', 'mstatus', 'misa', 'medeleg', 'mideleg', 'mscratch', 'mepc', 'mcause', 'mtval',
-  'sscratch', 'sepc', 'scause', 'stval', 'satp', 'mhartid'] as const;
+  'sscratch', 'sepc', 'scause', 'stval', 'satp', 'mhartid', 'mie', 'sip'] as const;
 const N_BLOCKS = (L.CHECK_END - L.CHECK_BASE) / L.CHECK_BLOCK;
 const ALIAS_PAGES = L.SCRATCH_SIZE / 4096;
 
