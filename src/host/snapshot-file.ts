@@ -29,7 +29,8 @@ export const DEFLATE_CODEC: RamCodec = {
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   },
   decompress: (data, rawLength) => {
-    const b = inflateSync(data, { maxOutputLength: rawLength });
+    // One output chunk of the exact size: zlib then hands it over without a concatenating copy.
+    const b = inflateSync(data, { maxOutputLength: rawLength, chunkSize: Math.max(64, rawLength) });
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   },
 };

@@ -13,7 +13,7 @@ export type WorkerInit =
 
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
-  | { op: 'snapshot'; id: number; path: string }
+  | { op: 'snapshot'; id: number; path: string; compress: boolean }
   | { op: 'input'; bytes: Uint8Array };
 
 export interface WireError {

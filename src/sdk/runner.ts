@@ -30,7 +30,8 @@ import { transition, type MachineAction, type MachineState } from './states.js';
 import { HostClock } from '../host/clock-host.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
-import { fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
+import { STORED_CODEC } from '../machine/snapshot/ram.js';
+import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
 
 export const BATCH = 20_000;
@@ -537,7 +538,7 @@ export class MachineRunner {
    * lets disk I/O finish and flushes the disks (their fingerprints must match the file),
    * saves, and resumes if it was running.
    */
-  async snapshot(path: string): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
+  async snapshot(path: string, opts: { compress?: boolean } = {}): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
     this.check('snapshot');
     const t0 = performance.now();
     const wasRunning = this.wantRunning;
@@ -559,7 +560,7 @@ export class MachineRunner {
         runner: { version: 1, executed: this.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
         board: this.vm.saveState(),
       };
-      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram });
+      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === false ? STORED_CODEC : DEFLATE_CODEC);
       return { bytes: w.bytes, ramPages: w.ram.pages, presentPages: w.ram.presentPages, ms: performance.now() - t0 };
     } finally {
       if (wasRunning && this.state === 'running') this.runLoop();

@@ -50,7 +50,7 @@ async function main(): Promise<void> {
         case 'resume': return runner.resume();
         case 'stop': return runner.stop();
         case 'kill': return runner.kill();
-        case 'snapshot': return runner.snapshot(c.path);
+        case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
       }
     };
     run().then(
