@@ -26,6 +26,21 @@ function visor(args: string[]): Promise<{ code: number | null; out: string; err:
   });
 }
 
+describe('visor run on the SDK', () => {
+  it('--deterministic: two runs print the same guest times', async () => {
+    const kernel = join(dir, 'timed.img');
+    writeFileSync(kernel, counterGuest({ ticks: 5, work: 200, sleepTicks: 50_000, printTime: true }));
+    const a = await visor(['run', '--kernel', kernel, '--memory', '16', '--deterministic']);
+    const b = await visor(['run', '--kernel', kernel, '--memory', '16', '--deterministic']);
+    expect(a.code).toBe(0);
+    expect(a.out).toMatch(/^counter guest\n(?:[0-9a-f]{16} [0-9a-f]{16} [0-9a-f]{16}\n){5}done\n$/);
+    expect(b.out).toBe(a.out);
+    // The host clock makes the times differ from run to run (50 ms sleeps at least).
+    const c = await visor(['run', '--kernel', kernel, '--memory', '16']);
+    expect(c.out).not.toBe(a.out);
+  });
+});
+
 describe('visor restore', () => {
   it('resumes a snapshot where it was and exits with the guest', async () => {
     const kernel = join(dir, 'counter.img');

@@ -1,9 +1,10 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { StdioConsole } from '../../host/console-stdio.js';
-import { parseDiskSpec, runVm, type DiskSpec, type RunVmResult } from '../../host/run-vm.js';
+import { parseDiskSpec, type DiskSpec, type RunVmResult } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
+import { Machine, type MachineConfig } from '../../sdk/index.js';
+import { runOnTerminal, terminalExitCode } from './terminal.js';
 
 /** The command line for a kernel the user brings without --append. */
 const DEFAULT_APPEND = 'console=ttyS0 earlycon';
@@ -17,6 +18,8 @@ interface RunFlags {
   disk: string[];
   image: string;
   mirror?: string;
+  deterministic?: boolean;
+  snapshotFile: string;
 }
 
 export interface ResolvedRun {
@@ -101,28 +104,24 @@ export function registerRunCommand(program: Command): void {
     .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
+    .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
+    .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
     .action(async (command: string[], flags: RunFlags) => {
       const run = await resolveRun(flags, command);
       const commandMode = run.command !== undefined;
-      const opts: Parameters<typeof runVm>[0] = {
+      // visor run is a client of the SDK: the machine runs on its own worker thread.
+      const config: MachineConfig = {
         kernel: run.kernel,
         append: run.append,
         bios: run.bios,
-        disks: run.disks,
-        console: new StdioConsole(),
-        commandMode,
+        disks: run.disks.map((d) => ({ path: d.path, readOnly: d.readOnly, ...(d.format ? { format: d.format } : {}) })),
+        deterministic: flags.deterministic === true,
       };
-      if (run.initrd !== undefined) opts.initrd = run.initrd;
-      if (run.memoryMiB !== undefined) opts.memoryMiB = run.memoryMiB;
-      // A signal stops the machine cleanly, so a raw-mode terminal is restored on the way out.
-      const abort = new AbortController();
-      const onSignal = () => abort.abort();
-      for (const s of ['SIGTERM', 'SIGHUP', 'SIGINT'] as const) process.once(s, onSignal);
-      opts.signal = abort.signal;
-      const res = await runVm(opts);
-      if (abort.signal.aborted) process.exit(143);
-      const code = exitCodeFor(res, commandMode);
+      if (run.initrd !== undefined) config.initrd = run.initrd;
+      if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
+      const vm = await Machine.create(config);
+      const res = await runOnTerminal(vm, { snapshotPath: flags.snapshotFile, commandMode, maxReboots: 3 });
       // stdin may still hold the event loop; the run is over.
-      process.exit(code);
+      process.exit(terminalExitCode(res, commandMode));
     });
 }

@@ -14,6 +14,7 @@ export type TerminalResult =
   | { kind: 'panic'; line: string }
   | { kind: 'quit' }
   | { kind: 'signal' }
+  | { kind: 'reboot-loop' }
   | { kind: 'crashed'; reason: string };
 
 export interface TerminalOptions {
@@ -22,6 +23,8 @@ export interface TerminalOptions {
   /** A guest command was given: swallow the newline before VISOR_EXIT. */
   commandMode?: boolean;
   onInitStart?(): void;
+  /** Guest reboots to follow before giving up (default: no limit). */
+  maxReboots?: number;
 }
 
 /** Runs `vm` (created or paused) on the terminal until it stops; returns how it ended. */
@@ -34,8 +37,10 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     exitStatus: (s) => (guestStatus = s),
   }, o.commandMode ?? false);
   vm.console.on('data', (d: Buffer) => term.write(filter.feed(d)));
+  let reboots = 0;
   vm.on('guest', (e: GuestEvent) => {
-    if (e.kind === 'poweroff') ended ??= { kind: 'poweroff', guestStatus };
+    if (e.kind === 'reboot' && ++reboots > (o.maxReboots ?? Infinity)) stop({ kind: 'reboot-loop' });
+    else if (e.kind === 'poweroff') ended ??= { kind: 'poweroff', guestStatus };
     else if (e.kind === 'fail') ended ??= { kind: 'fail', code: e.code };
     else if (e.kind === 'panic') ended ??= { kind: 'panic', line: e.line };
   });
@@ -90,6 +95,8 @@ export function terminalExitCode(r: TerminalResult, commandMode: boolean): numbe
       throw new VisorError('GuestPanic', `the guest reported failure (code ${r.code}) through the test device`);
     case 'panic':
       throw new VisorError('GuestPanic', `guest kernel panic: ${r.line}`);
+    case 'reboot-loop':
+      throw new VisorError('GuestPanic', 'the guest keeps rebooting');
     case 'crashed':
       throw new VisorError('Internal', r.reason);
   }
