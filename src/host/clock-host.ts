@@ -26,3 +26,59 @@ export class HostClock implements MachineClock {
     return (ticks - this.nowTicks()) / TICKS_PER_MS;
   }
 }
+
+/**
+ * Guest time that follows the host's monotonic clock but never runs ahead of the guest's
+ * progress: while the guest computes, mtime advances by at most `ticksPerInstruction` per
+ * retired instruction; when it idles (idle()), it catches up with the host at once.
+ *
+ * Why: a host that stalls the process (another job on the core, a GC pause, a slow batch)
+ * would otherwise show the guest a sudden jump in time inside a handler. Linux then reports
+ * "hrtimer: interrupt took N ns", soft lockups or RCU stalls that say nothing about the guest
+ * and everything about the host. Bounding the rate keeps the guest's view consistent: on a
+ * host fast enough (more than TIMEBASE_HZ / ticksPerInstruction instructions per second of
+ * guest work) the cap never binds and guest time is host time.
+ */
+export class PacedClock implements MachineClock {
+  private readonly host = new HostClock();
+  private instructions: () => number = () => 0;
+  private lastTicks = 0;
+  private lastInstructions = 0;
+  private carry = 0;
+
+  /** 0.25 ticks (25 ns) per instruction: the guest never sees a CPU slower than 40 MIPS. */
+  constructor(private readonly ticksPerInstruction = 0.25) {}
+
+  /** Connects the retired-instruction counter once the hart exists. */
+  attach(instructions: () => number): void {
+    this.instructions = instructions;
+    this.lastInstructions = instructions();
+  }
+
+  nowTicks(): number {
+    const host = this.host.nowTicks();
+    const n = this.instructions();
+    const budget = (n - this.lastInstructions) * this.ticksPerInstruction + this.carry;
+    this.lastInstructions = n;
+    const cap = this.lastTicks + Math.floor(budget);
+    if (host <= cap) {
+      this.carry = 0;
+      if (host > this.lastTicks) this.lastTicks = host;
+    } else {
+      this.carry = budget - Math.floor(budget);
+      this.lastTicks = cap;
+    }
+    return this.lastTicks;
+  }
+
+  idle(): void {
+    const host = this.host.nowTicks();
+    if (host > this.lastTicks) this.lastTicks = host;
+    this.lastInstructions = this.instructions();
+    this.carry = 0;
+  }
+
+  wallNs(): bigint {
+    return this.host.wallNs();
+  }
+}

@@ -45,6 +45,7 @@ class IdleHart implements BoardHart {
   }
   writeCsr() {}
   invalidateCode() {}
+  instructionsRetired = 0;
   setPending(mask: number, level: boolean) {
     this.mipHw = level ? this.mipHw | mask : this.mipHw & ~mask;
   }

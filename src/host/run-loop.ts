@@ -73,7 +73,10 @@ export class RunLoop {
         } while (!vm.exit && this.stopReason === undefined && !vm.idle && performance.now() < sliceEnd);
         if (vm.exit) return vm.exit;
         if (this.stopReason !== undefined) return { kind: 'stopped', reason: this.stopReason };
-        if (vm.idle) await this.sleepUntil(vm.nextDeadline());
+        if (vm.idle) {
+          this.opts.clock.idle?.();
+          await this.sleepUntil(vm.nextDeadline());
+        }
         else await yieldToEventLoop();
       }
     } finally {

@@ -7,7 +7,7 @@ import { closeDisk, openDisk, type DiskFormat, type OpenedDisk } from '../storag
 import { createVirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
 import { createVirtioRng } from '../virtio/rng/device.js';
-import { HostClock } from './clock-host.js';
+import { PacedClock } from './clock-host.js';
 import { NodeFileOpener, mapFsError } from './file-handle.js';
 import { RunLoop, type RunStats } from './run-loop.js';
 import { ConsoleOutputFilter } from './run-output-filter.js';
@@ -128,11 +128,12 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
     }
     const maxReboots = o.maxReboots ?? 3;
     for (let boot = 0; ; boot++) {
-      const clock = new HostClock();
+      const clock = new PacedClock();
       const cfg: VirtConfig = { kernel, kernelName: o.kernel, append: o.append, bios, clock, createHart };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;
       const vm = new VirtMachine(cfg);
+      clock.attach(() => vm.hart.instructionsRetired);
       disks.forEach((d, i) =>
         vm.attachVirtio(i, (ctx) => new VirtioMmioTransport({ device: createVirtioBlk({ disk: d.device }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
       );

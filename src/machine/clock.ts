@@ -7,6 +7,11 @@ export interface MachineClock {
   nowTicks(): number;
   /** Wall-clock time in nanoseconds since the Unix epoch (the goldfish RTC). */
   wallNs(): bigint;
+  /**
+   * The guest is idle (wfi with nothing pending): a clock that paces guest time by executed
+   * instructions may catch up with the host here (src/host/clock-host.ts, PacedClock).
+   */
+  idle?(): void;
 }
 
 /** The CLINT's mtime frequency; the device tree's timebase-frequency. */

@@ -18,6 +18,8 @@ export interface BoardHart extends InterruptTarget {
   /** stimecmp in timer ticks (a huge number when disabled), for idle sleeping. */
   stimecmpTicks(): number;
   readCsr(num: number): bigint;
+  /** Instructions retired so far (minstret), also during run() at CSR accesses. */
+  readonly instructionsRetired: number;
   /** Device DMA wrote guest RAM at this physical range: drop code decoded from it. */
   invalidateCode(physAddr: number, length: number): void;
   writeCsr(num: number, value: bigint): void;

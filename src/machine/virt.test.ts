@@ -38,6 +38,7 @@ class ScriptHart implements BoardHart {
     this.csrs.set(n, v);
   }
   invalidateCode() {}
+  instructionsRetired = 0;
   setPending(mask: number, level: boolean) {
     this.mip = level ? this.mip | mask : this.mip & ~mask;
   }
