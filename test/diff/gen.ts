@@ -203,6 +203,8 @@ interface GenState {
   aliasPerms: number[]; // PTE flags of each alias page
   labels: number;
   mprv: boolean;
+  /** mideleg as the prologue sets it (S bodies cannot change it). */
+  mideleg: number;
   /** Scratch page PMP entry 0 restricts for S/U accesses (0 when none). */
   pmpPage: number;
   /** Physical fetch targets that must fault, and (S/U) virtual ones. */
@@ -221,7 +223,7 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   // U throughout: QEMU 7.2 does not flush its TLB when mret or a trap changes MPP under MPRV,
   // so after such a change it keeps translating with the old privilege.
   const mprv = mode === 'M' && r.bool(0.25);
-  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, pmpPage: 0, fetchFaults: [],
+  const st: GenState = { r, a, mode, opts, mstatus: 0n, gp: L.SCRATCH + 0x800 + 0x1000 * r.int(15), aliasPerms: [], labels: 0, mprv, mideleg: 0, pmpPage: 0, fetchFaults: [],
     satps: [(8n << 60n) | BigInt(L.PT_ROOT >>> 12), (9n << 60n) | BigInt(L.PT_ROOT48 >>> 12)] };
   const paging = mode !== 'M' || mprv;
   const satpMode = r.bool(0.6) ? 8n : 9n; // Sv39 or Sv48, privileged §4.4, §4.5
@@ -238,7 +240,10 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
     st.aliasPerms.forEach((f, i) => {
       const userOk = mode === 'U' ? (f & PTE_U) !== 0 : (f & PTE_U) === 0;
       const executes = (f & PTE_V) && (f & PTE_X) && !((f & PTE_W) && !(f & PTE_R)) && userOk;
-      if (!executes) st.fetchFaults.push(L.ALIAS + i * 4096 + 2 * r.int(0x800));
+      // Not an S-mode fetch from an executable U page either: once a load with SUM = 1 has
+      // cached the page, QEMU 7.2 lets S fetch from it (the spec never allows that, §4.3.1).
+      const qemuStale = mode === 'S' && (f & PTE_V) && (f & PTE_X);
+      if (!executes && !qemuStale) st.fetchFaults.push(L.ALIAS + i * 4096 + 2 * r.int(0x800));
     });
   }
 
@@ -257,6 +262,7 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   const mideleg = S_INTS.reduce((m, b) => (r.bool() ? m | b : m), 0);
   // The S handler returns with sret, which traps under TSR (§3.1.6.5): TSR only without delegation.
   if (medeleg || mideleg) ms &= ~MSTATUS_TSR;
+  st.mideleg = mideleg;
   st.mstatus = ms;
   summary.push(`mstatus before mret 0x${ms.toString(16)}`);
   summary.push(`medeleg 0x${medeleg.toString(16)}`);
@@ -874,8 +880,8 @@ const genPteRewrite: Gen = (st) => {
   if (r.bool()) a.emit(A.sfence_vma(0, 0));
   else a.li(x, L.ALIAS + i * 4096 + r.int(4096)).emit(A.sfence_vma(x, 0));
   // Alias page i's permissions are now `flags`: keep the fetch-fault targets honest.
-  const executes = (flags & PTE_V) && (flags & PTE_X) && !((flags & PTE_W) && !(flags & PTE_R)) && !(flags & PTE_U);
-  if (executes) st.fetchFaults = st.fetchFaults.filter((t) => t < L.ALIAS + i * 4096 || t >= L.ALIAS + (i + 1) * 4096);
+  // Executable for S, or executable U (see the QEMU note where fetchFaults is built).
+  if ((flags & PTE_V) && (flags & PTE_X)) st.fetchFaults = st.fetchFaults.filter((t) => t < L.ALIAS + i * 4096 || t >= L.ALIAS + (i + 1) * 4096);
 };
 
 /**
@@ -889,10 +895,24 @@ const genIrq: Gen = (st) => {
   const x = r.pick(BODY_RD);
   if (mode === 'M') {
     const bit = r.pick([MIP_SSIP, MIP_STIP]);
+    if (r.bool(0.4)) {
+      // wfi with an interrupt pending and enabled in mie returns at once, whether or not it is
+      // then taken (§3.3.3). MIE is cleared first: a handler that took the interrupt would
+      // disable it in mie (the bit may still be pending from earlier) and wfi would sleep.
+      a.emit(A.csrci(CSR.mstatus, 8)).li(x, bit).emit(A.csrs(CSR.mie, x), A.csrs(CSR.mip, x), A.wfi());
+      if (r.bool()) a.emit(A.csrsi(CSR.mstatus, 8));
+      return;
+    }
     a.li(x, bit).emit(A.csrs(CSR.mie, x));
     if (r.bool(0.8)) a.emit(A.csrsi(CSR.mstatus, 8)); // MIE
     a.emit(A.csrs(CSR.mip, x));
   } else if (mode === 'S') {
+    // As in M, but sip sets SSIP only when it is delegated, and wfi traps under TW.
+    if (st.mideleg & MIP_SSIP && !(st.mstatus & MSTATUS_TW) && r.bool(0.4)) {
+      a.emit(A.csrci(CSR.sstatus, 2)).li(x, MIP_SSIP).emit(A.csrs(CSR.sie, x), A.csrs(CSR.sip, x), A.wfi());
+      if (r.bool()) a.emit(A.csrsi(CSR.sstatus, 2));
+      return;
+    }
     a.li(x, MIP_SSIP).emit(A.csrs(CSR.sie, x));
     if (r.bool(0.8)) a.emit(A.csrsi(CSR.sstatus, 2)); // SIE
     a.emit(A.csrs(CSR.sip, x));
