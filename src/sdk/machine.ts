@@ -10,6 +10,7 @@
  */
 import { EventEmitter } from 'node:events';
 import { Duplex } from 'node:stream';
+import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { resolveMachineConfig, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
@@ -84,12 +85,47 @@ const defaultResolveImage: ImageResolver = async (name, opts) => {
   return { kernel: img.kernel, ...(img.initrd ? { initrd: img.initrd } : {}), ...(img.append ? { append: img.append } : {}) };
 };
 
+/**
+ * Module loader hooks for running from TypeScript sources: inline the hart's opcode numbers
+ * (each member of the `Op` const enum becomes its number) in what tsx produced, as tsc does for the build and vitest.config.ts does
+ * for tests. Without it V8 compiles the interpreter's switch to a chain of comparisons and the
+ * hart runs ~20× slower in the worker.
+ */
+function opcodeHooks(opcodesFile: string): string {
+  return `
+import { readFileSync } from 'node:fs';
+const text = readFileSync(${JSON.stringify(opcodesFile)}, 'utf8');
+const head = 'export const enum Op {';
+const start = text.indexOf(head) + head.length;
+const body = text.slice(start, text.indexOf('\\n}', start));
+const values = new Map();
+let next = 0;
+for (const raw of body.replace(/\\/\\/.*$/gm, '').replace(/\\/\\*[\\s\\S]*?\\*\\//g, '').split(',')) {
+  const m = /^([A-Z0-9_]+)\\s*(?:=\\s*(\\d+))?$/.exec(raw.trim());
+  if (!m) continue;
+  next = m[2] !== undefined ? Number(m[2]) : next;
+  values.set(m[1], next++);
+}
+export async function load(url, context, nextLoad) {
+  const r = await nextLoad(url, context);
+  if (!url.includes('/src/') || !url.endsWith('.ts') || r.source == null) return r;
+  const src = typeof r.source === 'string' ? r.source : new TextDecoder().decode(r.source);
+  if (!src.includes('Op.')) return r;
+  return { ...r, source: src.replace(/\\bOp\\.([A-Z0-9_]+)\\b/g, (w, n) => (values.has(n) ? String(values.get(n)) : w)) };
+}`;
+}
+
 /** The worker script, as TypeScript under tsx (tests, development) or as built JavaScript. */
 function spawnWorker(workerData: WorkerInit): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     const entry = new URL('./worker-entry.ts', here).href;
-    const boot = `import('tsx/esm/api').then((m) => { m.register(); return import(${JSON.stringify(entry)}); })`;
+    const hooks = 'data:text/javascript,' + encodeURIComponent(opcodeHooks(fileURLToPath(new URL('../cpu/opcodes.ts', here))));
+    const boot = `import('tsx/esm/api').then(async (m) => {
+      m.register();
+      (await import('node:module')).register(${JSON.stringify(hooks)});
+      return import(${JSON.stringify(entry)});
+    })`;
     return new Worker(boot, { eval: true, workerData });
   }
   return new Worker(new URL('./worker-entry.js', here), { workerData });

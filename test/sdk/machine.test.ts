@@ -110,7 +110,7 @@ describe('Machine lifecycle', () => {
 
 describe('snapshots', () => {
   it('a deterministic guest snapshotted at random points continues exactly (restored on a fresh worker)', async () => {
-    const long = file('long.img', counterGuest({ ticks: 30, work: 3000, sleepTicks: 20_000, printTime: true }));
+    const long = file('long.img', counterGuest({ ticks: 30, work: 2000, sleepTicks: 20_000, printTime: true }));
     const ref = await Machine.create({ kernel: long, memoryMiB: 16, deterministic: true });
     const refOut = collect(ref);
     await ref.start();
