@@ -27,7 +27,7 @@ import type { VirtioNet } from '../virtio/net/device.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import type { ResolvedConfig } from './config.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { HostClock } from '../host/clock-host.js';
+import { PacedClock } from '../host/clock-host.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
@@ -252,7 +252,7 @@ export class MachineRunner {
     const cfg = this.cfg;
     let clock: MachineClock;
     if (cfg.deterministic) clock = new InstructionClock();
-    else clock = new HostClock();
+    else clock = new PacedClock(); // host time, paced by progress (see PacedClock)
     const vcfg: VirtConfig = {
       kernel: new Uint8Array(0),
       kernelName: cfg.kernel,
@@ -269,7 +269,7 @@ export class MachineRunner {
     // The firmware kind must match on restore; the bytes only matter for booting.
     if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
     const vm = new VirtMachine(vcfg);
-    if (clock instanceof InstructionClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
+    if (clock instanceof InstructionClock || clock instanceof PacedClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
     this.transports = [];
     this.blks = [];
     this.netDevices = [];
@@ -452,6 +452,7 @@ export class MachineRunner {
   }
 
   private async sleepUntil(deadline: number): Promise<void> {
+    this.clock.idle?.();
     const ms = Math.min(MAX_SLEEP_MS, (deadline - this.clock.nowTicks()) / TICKS_PER_MS);
     if (!(ms >= 0.5)) {
       await yieldToEventLoop();
