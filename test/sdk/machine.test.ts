@@ -163,6 +163,31 @@ describe('snapshots', () => {
   });
 });
 
+describe('network devices', () => {
+  it('a machine with a NIC on a host switch snapshots, restores and stops cleanly', async () => {
+    const sw = `sdk-test-${process.pid}`;
+    // A worker writing to stderr makes this thread open its stderr stream (once, for good).
+    void process.stdout.fd;
+    void process.stderr.fd;
+    const before = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').sort();
+    const a = await Machine.create({ name: 'nic-a', kernel: spin, memoryMiB: 16, rng: false, nets: [{ switch: sw }] });
+    const b = await Machine.create({ name: 'nic-b', kernel: spin, memoryMiB: 16, rng: false, nets: [{ switch: sw }] });
+    await a.start();
+    await b.start();
+    const path = join(dir, 'nic.snap');
+    await a.snapshot(path);
+    await a.stop();
+    const r = await Machine.restore(path);
+    expect(r.config.nets).toEqual([{ switch: sw }]);
+    await waitFor(() => r.stats().instructions > 0);
+    await r.stop();
+    await b.stop();
+    await settle();
+    for (let i = 0; i < 100 && process.getActiveResourcesInfo().filter((x) => x !== 'Timeout').length > before.length; i++) await new Promise((res) => setTimeout(res, 20));
+    expect(process.getActiveResourcesInfo().filter((x) => x !== 'Timeout').sort()).toEqual(before);
+  });
+});
+
 describe('several machines', () => {
   it('run side by side, each on its own worker; one crashing leaves the others running', async () => {
     const vms = await Promise.all([0, 1, 2].map(() => Machine.create({ kernel: spin, memoryMiB: 16, rng: false })));
@@ -182,6 +207,8 @@ describe('several machines', () => {
   });
 
   it('leave no handle open once stopped', async () => {
+    void process.stdout.fd;
+    void process.stderr.fd;
     const before = process.getActiveResourcesInfo().filter((r) => r !== 'Timeout').sort();
     const vm = await Machine.create({ kernel: counter, memoryMiB: 16 });
     await vm.start();
