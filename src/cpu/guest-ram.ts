@@ -18,6 +18,7 @@ const MAX_WASM_PAGES = 65536;
 /** Byte offsets inside a hart slot. */
 export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
 export const SLOT_EXIT = 512; // JIT exit record: pc lo, pc hi, reason
+export const SLOT_FREGS = 1024; // f registers: 64 int32 (raw bits, pairs)
 export const SLOT_R_TAG_LO = 4096; // data TLB, 1024 int32 each (4 sets × 256)
 export const SLOT_R_TAG_HI = SLOT_R_TAG_LO + 4096;
 export const SLOT_R_OFF = SLOT_R_TAG_HI + 4096;

@@ -35,7 +35,7 @@ import {
   div64, divu64, divuw, divw, mul64, mulh64, mulhsu64, mulhu64, r64, rem64, remu64, remuw, remw,
 } from './int64.js';
 import {
-  allocateHartState, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
+  allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
   SLOT_W_TAG_LO,
 } from './guest-ram.js';
 import { Jit, type JitStats } from '../jit/jit.js';
@@ -96,8 +96,8 @@ export class Hart {
    * compiled code reads them too.
    */
   readonly regs: Int32Array;
-  /** f registers as raw bits, same pair layout; shared with the FPU. */
-  readonly fregs = new Int32Array(64);
+  /** f registers as raw bits, same pair layout; shared with the FPU (and the shared memory). */
+  readonly fregs: Int32Array;
   readonly fpu: Fpu;
 
   pc = 0;
@@ -231,6 +231,7 @@ export class Hart {
     const buf = slot.memory.buffer;
     const tlbEntries = TLB_SIZE * TLB_SETS;
     this.regs = new Int32Array(buf, slot.base + SLOT_REGS, 66);
+    this.fregs = new Int32Array(buf, slot.base + SLOT_FREGS, 64);
     this.rTagLo = new Int32Array(buf, slot.base + SLOT_R_TAG_LO, tlbEntries);
     this.rTagHi = new Int32Array(buf, slot.base + SLOT_R_TAG_HI, tlbEntries);
     this.rOff = new Int32Array(buf, slot.base + SLOT_R_OFF, tlbEntries);
@@ -257,6 +258,7 @@ export class Hart {
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages,
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
+          fp: (w, imm) => this.jitFp(w, imm),
         }, opts);
       }
     }
@@ -947,7 +949,7 @@ export class Hart {
             budget = this.limit;
             const jit = this.jit;
             if (jit !== null) {
-              const k = jit.enter(pc, this.limit - n, this.dBase, this.xBase);
+              const k = jit.enter(pc, this.limit - n, this.dBase, this.xBase, (this.mstatus & MSTATUS_FS) === MSTATUS_FS ? 1 : 0);
               if (k >= 0) {
                 n += k;
                 pc = jit.exitPc;
@@ -1460,6 +1462,19 @@ export class Hart {
       return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0 && (this.mcounteren & 2) !== 0;
     }
     return true;
+  }
+
+  /**
+   * An F/D computational instruction for compiled code (src/jit/), which has stored any
+   * integer source in regs and reloads an integer result from there. Returns 1, having
+   * changed nothing, when the instruction must go through the interpreter instead (FS not
+   * Dirty, so mstatus would change; a dynamic rounding mode with an invalid frm traps).
+   */
+  jitFp(w: number, imm: number): number {
+    if ((this.mstatus & MSTATUS_FS) !== MSTATUS_FS) return 1;
+    if ((imm & 7) === 7 && this.fpu.frm > 4) return 1;
+    this.executeFp(w, imm, (w >> 7) & 126, (w >> 13) & 62, (w >> 18) & 62, this.pc);
+    return 0;
   }
 
   /** F and D instructions (Unpriv ch. 11, 12), executed by the Fpu. */

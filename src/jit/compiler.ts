@@ -29,7 +29,7 @@
 import { decode, decoded } from '../cpu/decoder.js';
 import { D_COMPRESSED, Op, X_DISCARD } from '../cpu/opcodes.js';
 import {
-  GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
+  GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
   SLOT_W_TAG_HI, SLOT_W_TAG_LO,
 } from '../cpu/guest-ram.js';
 import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
@@ -40,7 +40,31 @@ export const EXIT_STEP = 1; // the instruction at the exit pc needs the interpre
 export const EXIT_MISS = 2; // no compiled block starts at the exit pc
 export const EXIT_BUDGET = 3; // the next block does not fit in the budget
 
-export type RunFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number) => number;
+/** fpOk: 1 when mstatus.FS is Dirty (F/D instructions then change nothing but f state and fflags). */
+export type RunFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number, fpOk: number) => number;
+
+/** F/D computational instructions run by the hart (Hart.jitFp): 0 done, 1 interpret it instead. */
+export type FpFn = (w: number, imm: number) => number;
+
+/** Integer-source F/D ops (rs1 is an x register) and integer-destination ones (rd is). */
+function fpIntSource(op: number): boolean {
+  switch (op) {
+    case Op.FCVT_S_W: case Op.FCVT_S_WU: case Op.FCVT_S_L: case Op.FCVT_S_LU: case Op.FMV_W_X:
+    case Op.FCVT_D_W: case Op.FCVT_D_WU: case Op.FCVT_D_L: case Op.FCVT_D_LU: case Op.FMV_D_X:
+      return true;
+  }
+  return false;
+}
+function fpIntDest(op: number): boolean {
+  switch (op) {
+    case Op.FCVT_W_S: case Op.FCVT_WU_S: case Op.FCVT_L_S: case Op.FCVT_LU_S: case Op.FMV_X_W:
+    case Op.FCLASS_S: case Op.FEQ_S: case Op.FLT_S: case Op.FLE_S:
+    case Op.FCVT_W_D: case Op.FCVT_WU_D: case Op.FCVT_L_D: case Op.FCVT_LU_D: case Op.FMV_X_D:
+    case Op.FCLASS_D: case Op.FEQ_D: case Op.FLT_D: case Op.FLE_D:
+      return true;
+  }
+  return false;
+}
 
 export interface CompileRequest {
   /** Guest RAM as halfwords (the view the decoder reads). */
@@ -71,7 +95,7 @@ interface Inst {
   op: number;
 }
 
-const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step }
+const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step, FpMem, Fp }
 
 /** kindOf for every op, computed once (cheaper than the switch when const enums are not inlined). */
 const KINDS = new Uint8Array(256).map((_, op) => kindOfSlow(op));
@@ -100,7 +124,10 @@ function kindOfSlow(op: number): Kind {
       return Kind.Branch;
     case Op.JAL: return Kind.Jal;
     case Op.JALR: return Kind.Jalr;
+    case Op.FLW: case Op.FLD: case Op.FSW: case Op.FSD:
+      return Kind.FpMem;
   }
+  if (op >= Op.FMADD_S && op <= Op.FCVT_D_S) return Kind.Fp;
   return Kind.Step;
 }
 
@@ -143,7 +170,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     while (off < 4096 && (off === first || !starts.has(off))) {
       const i = get(off);
       const k = kindOf(i.op);
-      if (k === Kind.Plain || k === Kind.Mem) { off += i.len; continue; }
+      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem) { off += i.len; continue; }
       if (k === Kind.Step) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
       else if (k === Kind.Jal) addStart(off + i.imm);
@@ -167,14 +194,18 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const i = get(off);
       list.push(i);
       const k = kindOf(i.op);
-      if (k !== Kind.Step) {
-        const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
+      const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
+      if (k === Kind.Fp || k === Kind.FpMem) {
+        // f registers live in memory; only these x registers matter.
+        if ((k === Kind.FpMem || fpIntSource(i.op)) && rs1 !== 0) used.add(rs1);
+        if (k === Kind.Fp && fpIntDest(i.op) && rd !== 0 && rd !== X_DISCARD) { used.add(rd); written.add(rd); }
+      } else if (k !== Kind.Step) {
         if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) { used.add(rd); written.add(rd); }
         if (rs1 !== 0) used.add(rs1);
         if (rs2 !== 0) used.add(rs2);
       }
       off += i.len;
-      if (k !== Kind.Plain && k !== Kind.Mem) break;
+      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem) break;
     }
     instructions += list.length;
     blocks.push(list);
@@ -182,15 +213,17 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
 
   const ramOffset = req.ramOffset ?? GUEST_RAM_OFFSET;
   const m = new ModuleBuilder().importMemory({ module: 'e', name: 'm', minPages: 1 });
+  const fpImport = m.importFunction('e', 'fp', [I32, I32], [I32]);
   const helpers = buildHelpers(m);
-  const f = new FuncBody([I32, I32, I32, I32, I32], [I32]);
-  const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4;
+  const f = new FuncBody([I32, I32, I32, I32, I32, I32], [I32]);
+  const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
   const regLocal = new Int32Array(33).fill(-1);
   for (const r of [...used].sort((a, b) => a - b)) regLocal[r] = f.local(I64);
   const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
   const L_N = f.local(I32), L_OFF = f.local(I32), L_EOFF = f.local(I32), L_REASON = f.local(I32);
   const L_LO = f.local(I32), L_TI = f.local(I32), L_T = f.local(I32);
   const regs = req.slotBase + SLOT_REGS;
+  const fregs = req.slotBase + SLOT_FREGS;
   const exit = req.slotBase + SLOT_EXIT;
   const tlbR = [req.slotBase + SLOT_R_TAG_LO, req.slotBase + SLOT_R_TAG_HI, req.slotBase + SLOT_R_OFF];
   const tlbW = [req.slotBase + SLOT_W_TAG_LO, req.slotBase + SLOT_W_TAG_HI, req.slotBase + SLOT_W_OFF];
@@ -273,8 +306,18 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const k = kindOf(i.op);
       if (k === Kind.Step) { exitAt(i.off, idx, len, EXIT_STEP); ended = true; break; }
       if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
-      if (k === Kind.Mem) {
-        const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD;
+      if (k === Kind.Fp) {
+        // FS must be Dirty (fpOk) so that the instruction changes nothing outside the FPU.
+        f.get(P_FPOK).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        if (fpIntSource(i.op) && rs1 !== 0) { f.i32(0); getReg(rs1); f.mem(W.i64_store, 3, regs + 8 * rs1); }
+        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) { f.i32(0).mem(W.i64_load, 3, regs + 8 * rd); setReg(rd); }
+        continue;
+      }
+      if (k === Kind.Mem || k === Kind.FpMem) {
+        const fpMem = k === Kind.FpMem;
+        if (fpMem) { f.get(P_FPOK).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0; }
+        const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD || i.op === Op.FSW || i.op === Op.FSD;
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
@@ -288,7 +331,18 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         f.if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
-        if (store) {
+        if (fpMem) {
+          // f registers as raw bits; a single is NaN-boxed (Unpriv §12.2).
+          const fr = (store ? rs2 : rd) & 31;
+          if (store) {
+            f.i32(0).mem(W.i64_load, 3, fregs + 8 * fr);
+            f.mem(size === 4 ? W.i64_store32 : W.i64_store, Math.log2(size), ramOffset);
+          } else {
+            f.mem(size === 4 ? W.i64_load32_u : W.i64_load, Math.log2(size), ramOffset);
+            if (size === 4) f.i64(0, -1).op(W.i64_or);
+            f.set(L_T64).i32(0).get(L_T64).mem(W.i64_store, 3, fregs + 8 * fr);
+          }
+        } else if (store) {
           getReg(rs2);
           const o = size === 1 ? W.i64_store8 : size === 2 ? W.i64_store16 : size === 4 ? W.i64_store32 : W.i64_store;
           f.mem(o, Math.log2(size), ramOffset);
@@ -349,7 +403,7 @@ function memSize(op: number): number {
   switch (op) {
     case Op.LB: case Op.LBU: case Op.SB: return 1;
     case Op.LH: case Op.LHU: case Op.SH: return 2;
-    case Op.LW: case Op.LWU: case Op.SW: return 4;
+    case Op.LW: case Op.LWU: case Op.SW: case Op.FLW: case Op.FSW: return 4;
   }
   return 8;
 }

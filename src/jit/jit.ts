@@ -9,7 +9,7 @@
  * The number of live modules is bounded; the oldest are dropped first.
  */
 import { SLOT_EXIT } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, type RunFn } from './compiler.js';
+import { compilePage, EXIT_MISS, type FpFn, type RunFn } from './compiler.js';
 
 export interface JitOptions {
   /** Entries into a page offset before the page is compiled; 0 compiles at first execution. */
@@ -30,6 +30,8 @@ export interface JitHost {
   readonly xOff: Int32Array;
   /** Makes stores to a RAM page take the slow path that invalidates its code. */
   protectCodePage(pg: number): void;
+  /** Runs an F/D computational instruction (Hart.jitFp). */
+  readonly fp: FpFn;
 }
 
 export interface JitStats {
@@ -93,14 +95,14 @@ export class Jit {
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
-    this.imports = { e: { m: host.memory } };
+    this.imports = { e: { m: host.memory, fp: host.fp } };
   }
 
   /**
    * Runs compiled code for `pc` if the page has some; returns the instructions executed
    * (exitPc/exitReason tell where and why it stopped), or -1 when the hart must interpret.
    */
-  enter(pc: number, room: number, dBase: number, xBase: number): number {
+  enter(pc: number, room: number, dBase: number, xBase: number, fpOk: number): number {
     const lo = pc | 0;
     const hi = Math.floor(pc / TWO32) | 0;
     const vpn = lo >>> 12;
@@ -117,11 +119,11 @@ export class Jit {
       this.pages[pg] = page;
     }
     if (page.run !== null && page.entry[off >> 1] === 1) {
-      const k = page.run(off, room, dBase, lo - off, hi);
+      const k = page.run(off, room, dBase, lo - off, hi, fpOk);
       const reason = this.exit[2]!;
       if (k > 0 || reason !== EXIT_MISS) return this.ran(k, reason, page);
     }
-    return this.count(page, pg, off) && page.run !== null ? this.enter(pc, room, dBase, xBase) : -1;
+    return this.count(page, pg, off) && page.run !== null ? this.enter(pc, room, dBase, xBase, fpOk) : -1;
   }
 
   private ran(k: number, reason: number, page: PageRecord): number {

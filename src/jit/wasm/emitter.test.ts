@@ -95,6 +95,20 @@ describe('wasm emitter: modules', () => {
     expect(new Int32Array(memory.buffer)[2]).toBe(want);
   });
 
+  it('calls an imported host function (indices after the imports)', () => {
+    const m = new ModuleBuilder();
+    const host = m.importFunction('e', 'twice', [I32], [I32]);
+    const f = new FuncBody([I32], [I32]);
+    f.get(0).call(host).i32(1).op(W.i32_add);
+    const idx = m.addFunction(f);
+    expect(idx).toBe(1);
+    m.exportFunction('f', idx);
+    const bin = m.encode();
+    expect(WebAssembly.validate(bin)).toBe(true);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bin), { e: { twice: (x: number) => 2 * x } });
+    expect((inst.exports.f as (x: number) => number)(20)).toBe(41);
+  });
+
   it('merges runs of locals of one type and rejects nothing valid', () => {
     const m = new ModuleBuilder();
     const f = new FuncBody([], [I32]);

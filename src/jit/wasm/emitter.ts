@@ -196,10 +196,15 @@ export interface ImportedMemory {
   maxPages?: number;
 }
 
-/** Module builder (§5.5): one memory import, functions defined here, exported by name. */
+/**
+ * Module builder (§5.5): an optional memory import, function imports, functions defined
+ * here, exported by name. Imported functions take the first function indices (§2.5.1), so
+ * import them before adding functions.
+ */
 export class ModuleBuilder {
   private readonly types: string[] = [];
   private readonly typeSigs: { params: readonly number[]; results: readonly number[] }[] = [];
+  private readonly funcImports: { module: string; name: string; type: number }[] = [];
   private readonly funcs: { type: number; body: FuncBody }[] = [];
   private readonly exports: { name: string; func: number }[] = [];
   private memory: ImportedMemory | undefined;
@@ -220,15 +225,17 @@ export class ModuleBuilder {
     return i;
   }
 
-  /** Adds a function; returns its index (no function imports, so indices start at 0). */
-  addFunction(body: FuncBody): number {
-    this.funcs.push({ type: this.typeIndex(body.params, body.results), body });
-    return this.funcs.length - 1;
+  /** Imports a host function; returns its function index. */
+  importFunction(module: string, name: string, params: readonly number[], results: readonly number[]): number {
+    if (this.funcs.length > 0) throw new Error('ModuleBuilder: import functions before defining any');
+    this.funcImports.push({ module, name, type: this.typeIndex(params, results) });
+    return this.funcImports.length - 1;
   }
 
-  /** Reserves the next function index so bodies can call each other before they are built. */
-  get nextFunctionIndex(): number {
-    return this.funcs.length;
+  /** Adds a function; returns its index (after the imported ones). */
+  addFunction(body: FuncBody): number {
+    this.funcs.push({ type: this.typeIndex(body.params, body.results), body });
+    return this.funcImports.length + this.funcs.length - 1;
   }
 
   exportFunction(name: string, func: number): this {
@@ -250,12 +257,16 @@ export class ModuleBuilder {
         w.byte(0x60).u32(s.params.length).bytes(s.params).u32(s.results.length).bytes(s.results);
       }
     });
-    if (this.memory) {
+    if (this.memory || this.funcImports.length > 0) {
       const m = this.memory;
       section(2, (w) => { // import section (§5.5.5)
-        w.u32(1).name(m.module).name(m.name).byte(0x02);
-        if (m.maxPages === undefined) w.byte(0x00).u32(m.minPages);
-        else w.byte(0x01).u32(m.minPages).u32(m.maxPages);
+        w.u32(this.funcImports.length + (m ? 1 : 0));
+        for (const f of this.funcImports) w.name(f.module).name(f.name).byte(0x00).u32(f.type);
+        if (m) {
+          w.name(m.module).name(m.name).byte(0x02);
+          if (m.maxPages === undefined) w.byte(0x00).u32(m.minPages);
+          else w.byte(0x01).u32(m.minPages).u32(m.maxPages);
+        }
       });
     }
     section(3, (w) => { // function section (§5.5.6)
