@@ -8,12 +8,13 @@
  */
 import { createHash } from 'node:crypto';
 import { open, rename, rm, stat } from 'node:fs/promises';
-import { crc32 as zlibCrc32, deflateSync, inflateSync } from 'node:zlib';
+import { promisify } from 'node:util';
+import { crc32 as zlibCrc32, deflateSync, inflate, inflateSync } from 'node:zlib';
 import { VisorError } from '../base/errors.js';
 import {
   decodeSnapshot, encodeSnapshot, jsonSection, parseJsonSection, requireSection, type DecodedSnapshot,
 } from '../machine/snapshot/format.js';
-import { decodeRam, encodeRam, type RamCodec, type RamEncodeStats } from '../machine/snapshot/ram.js';
+import { decodeRamAsync, encodeRam, type RamCodec, type RamEncodeStats } from '../machine/snapshot/ram.js';
 import { QCOW_MAGIC } from '../storage/qcow2/format.js';
 import { mapFsError } from './file-handle.js';
 
@@ -21,6 +22,8 @@ import { mapFsError } from './file-handle.js';
  * zlib format (RFC 1950) rather than raw deflate: its Adler-32 catches a damaged chunk that
  * still inflates. Level 1: guest RAM compresses nearly as well as at level 6, much faster.
  */
+const inflateAsync = promisify(inflate);
+
 export const DEFLATE_CODEC: RamCodec = {
   id: 1,
   name: 'zlib',
@@ -31,6 +34,11 @@ export const DEFLATE_CODEC: RamCodec = {
   decompress: (data, rawLength) => {
     // One output chunk of the exact size: zlib then hands it over without a concatenating copy.
     const b = inflateSync(data, { maxOutputLength: rawLength, chunkSize: Math.max(64, rawLength) });
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  },
+  // On the libuv thread pool: a restore inflates chunks on every core.
+  decompressAsync: async (data, rawLength) => {
+    const b = await inflateAsync(data, { maxOutputLength: rawLength, chunkSize: Math.max(64, rawLength) });
     return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
   },
 };
@@ -155,7 +163,7 @@ export interface ReadSnapshot {
   meta: unknown;
   machine: unknown;
   /** Fills fresh (all-zero) guest RAM. */
-  loadRam(ram: Uint8Array): void;
+  loadRam(ram: Uint8Array): Promise<void>;
 }
 
 /** Reads and verifies a snapshot file (checksums, structure); RAM is decoded on demand. */
@@ -189,6 +197,6 @@ export function parseSnapshot(file: Uint8Array): ReadSnapshot {
   return {
     meta: parseJsonSection(snap, 'meta'),
     machine: parseJsonSection(snap, 'machine'),
-    loadRam: (dest) => decodeRam(ram, dest, RAM_CODECS),
+    loadRam: (dest) => decodeRamAsync(ram, dest, RAM_CODECS),
   };
 }

@@ -210,7 +210,7 @@ export class MachineRunner {
     try {
       await r.openDevices();
       await r.buildBoard({ boot: false });
-      snap.loadRam(r.vm.bus.ram);
+      await snap.loadRam(r.vm.bus.ram);
       try {
         r.vm.restoreState(state.board);
       } catch (err) {

@@ -115,3 +115,23 @@ describe('RAM section', () => {
     expect(code(() => decodeRam(bitmap, new Uint8Array(ram.length), [deflate]))).toBe('CorruptImage');
   });
 });
+
+describe('RAM section, asynchronous decoding', () => {
+  it('gives the same RAM as the synchronous path, and rejects a damaged chunk', async () => {
+    const { decodeRamAsync } = await import('./ram.js');
+    const { inflate } = await import('node:zlib');
+    const asyncCodec: RamCodec = {
+      ...deflate,
+      decompressAsync: (d) => new Promise((res, rej) => inflate(d, (err, b) => (err ? rej(err) : res(new Uint8Array(b))))),
+    };
+    const ram = new Uint8Array(2048 * 4096);
+    for (let p = 0; p < 2048; p += 3) ram.fill(p & 0xff, p * 4096 + 7, p * 4096 + 900);
+    const enc = encodeRam(ram, asyncCodec);
+    const back = new Uint8Array(ram.length);
+    await decodeRamAsync(enc, back, [asyncCodec], 3);
+    expect(Buffer.compare(back, ram)).toBe(0);
+    const bad = enc.slice();
+    bad[bad.length - 40]! ^= 0xff;
+    await expect(decodeRamAsync(bad, new Uint8Array(ram.length), [asyncCodec])).rejects.toMatchObject({ code: 'CorruptImage' });
+  });
+});

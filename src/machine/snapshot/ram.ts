@@ -23,6 +23,8 @@ export interface RamCodec {
   compress(raw: Uint8Array): Uint8Array;
   /** Must return exactly `rawLength` bytes or throw. */
   decompress(data: Uint8Array, rawLength: number): Uint8Array;
+  /** The same off the calling thread, when the platform can (decodeRamAsync uses it). */
+  decompressAsync?(data: Uint8Array, rawLength: number): Promise<Uint8Array>;
 }
 
 /** No compression: the fastest restore, the largest file. */
@@ -109,11 +111,15 @@ export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeSta
   return out;
 }
 
-/**
- * Validates the section's structure against `ram`, then fills `ram` with it. `ram` must be
- * all zero on entry (fresh RAM is): absent pages are not written.
- */
-export function decodeRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCodec[]): void {
+interface RamLayout {
+  codec: RamCodec;
+  present: number[];
+  /** Per chunk: present pages in it, payload offset and length in the section. */
+  chunks: { pages: number; off: number; len: number }[];
+}
+
+/** Checks the whole section's structure against `ram` before a byte of RAM is written. */
+function parseRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCodec[]): RamLayout {
   if (section.length < FIXED) throw corrupt('truncated header');
   const v = new DataView(section.buffer, section.byteOffset, section.byteLength);
   const version = v.getUint32(0, true);
@@ -137,7 +143,7 @@ export function decodeRam(section: Uint8Array, ram: Uint8Array, codecs: readonly
   const present: number[] = [];
   for (let p = 0; p < pages; p++) if (bitmap[p >> 3]! & (1 << (p & 7))) present.push(p);
   if (present.length !== presentCount) throw corrupt('the page bitmap disagrees with the page count');
-  // Check the whole table before writing a byte of RAM.
+  const chunks: RamLayout['chunks'] = [];
   let d = tableEnd;
   let seen = 0;
   for (let i = 0; i < chunkCount; i++) {
@@ -145,32 +151,77 @@ export function decodeRam(section: Uint8Array, ram: Uint8Array, codecs: readonly
     const len = v.getUint32(FIXED + bitmapBytes + 8 * i + 4, true);
     const expect = Math.min(RAM_CHUNK_PAGES, presentCount - seen);
     if (n !== expect || d + len > section.length) throw corrupt(`chunk ${i} (truncated?)`);
+    chunks.push({ pages: n, off: d, len });
     seen += n;
     d += len;
   }
   if (d !== section.length) throw corrupt('trailing bytes after the last chunk');
-  d = tableEnd;
-  seen = 0;
-  for (let i = 0; i < chunkCount; i++) {
-    const n = v.getUint32(FIXED + bitmapBytes + 8 * i, true);
-    const len = v.getUint32(FIXED + bitmapBytes + 8 * i + 4, true);
+  return { codec, present, chunks };
+}
+
+/** Copies one decompressed chunk's pages to their places; runs of consecutive pages in one go. */
+function placeChunk(ram: Uint8Array, raw: Uint8Array, present: number[], first: number, n: number, i: number): void {
+  if (raw.length !== n * RAM_PAGE_SIZE) throw corrupt(`chunk ${i} decompresses to ${raw.length} bytes`);
+  let k = 0;
+  while (k < n) {
+    const page = present[first + k]!;
+    let run = 1;
+    while (k + run < n && present[first + k + run] === page + run) run++;
+    ram.set(raw.subarray(k * RAM_PAGE_SIZE, (k + run) * RAM_PAGE_SIZE), page * RAM_PAGE_SIZE);
+    k += run;
+  }
+}
+
+/**
+ * Validates the section's structure against `ram`, then fills `ram` with it. `ram` must be
+ * all zero on entry (fresh RAM is): absent pages are not written.
+ */
+export function decodeRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCodec[]): void {
+  const { codec, present, chunks } = parseRam(section, ram, codecs);
+  let seen = 0;
+  chunks.forEach((c, i) => {
     let raw: Uint8Array;
     try {
-      raw = codec.decompress(section.subarray(d, d + len), n * RAM_PAGE_SIZE);
+      raw = codec.decompress(section.subarray(c.off, c.off + c.len), c.pages * RAM_PAGE_SIZE);
     } catch (err) {
       throw corrupt(`chunk ${i} does not decompress`, err);
     }
-    if (raw.length !== n * RAM_PAGE_SIZE) throw corrupt(`chunk ${i} decompresses to ${raw.length} bytes`);
-    // Runs of consecutive pages go over in one copy.
-    let k = 0;
-    while (k < n) {
-      const first = present[seen + k]!;
-      let run = 1;
-      while (k + run < n && present[seen + k + run] === first + run) run++;
-      ram.set(raw.subarray(k * RAM_PAGE_SIZE, (k + run) * RAM_PAGE_SIZE), first * RAM_PAGE_SIZE);
-      k += run;
-    }
-    seen += n;
-    d += len;
+    placeChunk(ram, raw, present, seen, c.pages, i);
+    seen += c.pages;
+  });
+}
+
+/**
+ * decodeRam with the codec's asynchronous decompression, `parallel` chunks at a time: on Node
+ * zlib runs those on the libuv thread pool, so a restore uses every core. Falls back to the
+ * synchronous path when the codec has no async form.
+ */
+export async function decodeRamAsync(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCodec[], parallel = 4): Promise<void> {
+  const { codec, present, chunks } = parseRam(section, ram, codecs);
+  const decompressAsync = codec.decompressAsync;
+  if (!decompressAsync) {
+    decodeRam(section, ram, codecs);
+    return;
   }
+  const starts: number[] = [];
+  let seen = 0;
+  for (const c of chunks) {
+    starts.push(seen);
+    seen += c.pages;
+  }
+  let next = 0;
+  const worker = async () => {
+    while (next < chunks.length) {
+      const i = next++;
+      const c = chunks[i]!;
+      let raw: Uint8Array;
+      try {
+        raw = await decompressAsync(section.subarray(c.off, c.off + c.len), c.pages * RAM_PAGE_SIZE);
+      } catch (err) {
+        throw corrupt(`chunk ${i} does not decompress`, err);
+      }
+      placeChunk(ram, raw, present, starts[i]!, c.pages, i);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, parallel) }, worker));
 }
