@@ -39,6 +39,17 @@ describe('visor run on the SDK', () => {
     const c = await visor(['run', '--kernel', kernel, '--memory', '16']);
     expect(c.out).not.toBe(a.out);
   });
+
+  it('--net attaches a NIC to a switch; a bad spec names the flag', async () => {
+    const kernel = join(dir, 'short.img');
+    writeFileSync(kernel, counterGuest({ ticks: 1, work: 10, sleepTicks: 0 }));
+    const ok = await visor(['run', '--kernel', kernel, '--memory', '16', '--net', `switch=cli-${process.pid}`, '--name', 'cli']);
+    expect(ok.err).toBe('');
+    expect(ok.code).toBe(0);
+    const bad = await visor(['run', '--kernel', kernel, '--memory', '16', '--net', 'tap0']);
+    expect(bad.code).toBe(64);
+    expect(bad.err).toMatch(/^visor: --net: expected switch=NAME, got 'tap0'\n$/);
+  });
 });
 
 describe('visor restore', () => {

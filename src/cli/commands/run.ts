@@ -1,5 +1,6 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
+import { parseNetSpec } from '../../host/net-attach.js';
 import { parseDiskSpec, type DiskSpec, type RunVmResult } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
@@ -16,10 +17,12 @@ interface RunFlags {
   bios: string;
   memory?: string;
   disk: string[];
+  net: string[];
   image: string;
   mirror?: string;
   deterministic?: boolean;
   snapshotFile: string;
+  name?: string;
 }
 
 export interface ResolvedRun {
@@ -102,6 +105,8 @@ export function registerRunCommand(program: Command): void {
     .option('--bios <builtin|opensbi|file>', 'firmware: visor\'s built-in SBI, the image\'s OpenSBI, or an M-mode firmware file', 'builtin')
     .option('--memory <MiB>', `guest RAM in MiB (${MIN_MEMORY_MIB}-${MAX_MEMORY_MIB}, default 512)`)
     .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses)')
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
@@ -116,7 +121,13 @@ export function registerRunCommand(program: Command): void {
         bios: run.bios,
         disks: run.disks.map((d) => ({ path: d.path, readOnly: d.readOnly, ...(d.format ? { format: d.format } : {}) })),
         deterministic: flags.deterministic === true,
+        nets: flags.net.map((spec) => {
+          const n = parseNetSpec(spec);
+          if (!n) throw new VisorError('InvalidArgument', `--net: expected switch=NAME, got '${spec}'`);
+          return { switch: n.switchName };
+        }),
       };
+      if (flags.name !== undefined) config.name = flags.name;
       if (run.initrd !== undefined) config.initrd = run.initrd;
       if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
       const vm = await Machine.create(config);
