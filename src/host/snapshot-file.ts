@@ -168,6 +168,11 @@ export interface ReadSnapshot {
 
 /** Reads and verifies a snapshot file (checksums, structure); RAM is decoded on demand. */
 export async function readSnapshotFile(path: string): Promise<ReadSnapshot> {
+  return parseSnapshot(await readSnapshotBytes(path));
+}
+
+/** A snapshot file's bytes (in a buffer of their own, so they can be transferred to a worker). */
+export async function readSnapshotBytes(path: string): Promise<Uint8Array> {
   let file: Uint8Array;
   try {
     const st = await stat(path);
@@ -188,7 +193,7 @@ export async function readSnapshotFile(path: string): Promise<ReadSnapshot> {
   } catch (err) {
     throw err instanceof VisorError ? err : mapFsError(err, path);
   }
-  return parseSnapshot(file);
+  return file;
 }
 
 export function parseSnapshot(file: Uint8Array): ReadSnapshot {

@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { resolveMachineConfig, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
+import { readSnapshotBytes } from '../host/snapshot-file.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { STAT, type GuestEvent } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
@@ -194,14 +195,24 @@ export class Machine extends EventEmitter<MachineEvents> {
    */
   static async restore(path: string, opts: RestoreOptions = {}): Promise<Machine> {
     const { resolve } = await import('node:path');
-    const vm = await Machine.spawn({ mode: 'restore', path: resolve(path), stats: newStats() });
+    const abs = resolve(path);
+    // The file is read here while the worker loads its modules, then handed over (transferred).
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats() }, async (worker) => {
+      const bytes = await readSnapshotBytes(abs);
+      worker.postMessage({ op: 'file', bytes } satisfies Command, [bytes.buffer as ArrayBuffer]);
+    });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
 
-  private static spawn(init: WorkerInit): Promise<Machine> {
+  private static spawn(init: WorkerInit, feed?: (worker: Worker) => Promise<void>): Promise<Machine> {
     const worker = spawnWorker(init);
     return new Promise((resolve, reject) => {
+      feed?.(worker).catch((err: unknown) => {
+        cleanup();
+        void worker.terminate();
+        reject(err);
+      });
       const onMessage = (m: WorkerMessage) => {
         if (m.t === 'ready') {
           cleanup();

@@ -14,7 +14,9 @@ export type WorkerInit =
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
-  | { op: 'input'; bytes: Uint8Array };
+  | { op: 'input'; bytes: Uint8Array }
+  /** Restore: the snapshot file, read by the caller's thread while the worker starts. */
+  | { op: 'file'; bytes: Uint8Array };
 
 export interface WireError {
   code: VisorErrorCode;

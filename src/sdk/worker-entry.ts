@@ -3,7 +3,7 @@
  * One machine per worker, so a machine that crashes or hogs its thread never stalls another.
  */
 import { parentPort, workerData } from 'node:worker_threads';
-import { readSnapshotFile } from '../host/snapshot-file.js';
+import { parseSnapshot } from '../host/snapshot-file.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
 import { MachineRunner, STAT, type RunnerEvents } from './runner.js';
@@ -26,19 +26,32 @@ const events: RunnerEvents = {
   error: (err) => post({ t: 'error', error: toWire(err) }),
 };
 
+/** The restore file arrives as the first message (the caller reads it while we start). */
+function snapshotBytes(): Promise<Uint8Array> {
+  return new Promise((resolve) => {
+    const onFile = (c: Command) => {
+      if (c.op !== 'file') return;
+      port.off('message', onFile);
+      resolve(c.bytes);
+    };
+    port.on('message', onFile);
+  });
+}
+
 async function main(): Promise<void> {
   const stats = new Float64Array(init.stats, 0, STAT.size);
   let runner: MachineRunner;
   try {
     runner = init.mode === 'create'
       ? await MachineRunner.create(init.config, events, { stats })
-      : await MachineRunner.restore(await readSnapshotFile(init.path), events, { stats });
+      : await MachineRunner.restore(parseSnapshot(await snapshotBytes()), events, { stats });
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
     port.close();
     return;
   }
   port.on('message', (c: Command) => {
+    if (c.op === 'file') return;
     if (c.op === 'input') {
       runner.input(c.bytes);
       return;
