@@ -20,7 +20,11 @@ const events: RunnerEvents = {
   },
   state: (state, reason) => {
     post(reason === undefined ? { t: 'state', state } : { t: 'state', state, reason });
-    if (state === 'stopped') setImmediate(() => port.close());
+    if (state === 'stopped') {
+      setImmediate(() => port.close());
+      // Everything is closed by now; should a stray handle keep this thread alive, end it anyway.
+      setTimeout(() => process.exit(0), 2000).unref();
+    }
   },
   guest: (event) => post({ t: 'guest', event }),
   error: (err) => post({ t: 'error', error: toWire(err) }),
