@@ -116,8 +116,24 @@ export async function load(url, context, nextLoad) {
 }`;
 }
 
+/**
+ * Workers started ahead of need (Machine.prewarm): loading visor's modules is most of a
+ * worker's start-up, so a warm one takes a machine at once. They do not keep the process alive.
+ */
+const warm: Worker[] = [];
+
+function takeWorker(init: WorkerInit): Worker {
+  const w = warm.shift();
+  if (!w) return spawnWorker(init);
+  w.removeAllListeners('exit');
+  w.removeAllListeners('error');
+  w.ref();
+  w.postMessage({ op: 'init', init } satisfies Command);
+  return w;
+}
+
 /** The worker script, as TypeScript under tsx (tests, development) or as built JavaScript. */
-function spawnWorker(workerData: WorkerInit): Worker {
+function spawnWorker(workerData: WorkerInit | null): Worker {
   const here = import.meta.url;
   if (here.endsWith('.ts')) {
     const entry = new URL('./worker-entry.ts', here).href;
@@ -205,8 +221,26 @@ export class Machine extends EventEmitter<MachineEvents> {
     return vm;
   }
 
+  /**
+   * Starts `count` workers ahead of need, so the next create() or restore() skips worker
+   * start-up (most of a restore's latency). Idle warm workers do not keep the process alive.
+   */
+  static prewarm(count = 1): void {
+    while (warm.length < count) {
+      const w = spawnWorker(null);
+      w.unref();
+      const drop = () => {
+        const i = warm.indexOf(w);
+        if (i >= 0) warm.splice(i, 1);
+      };
+      w.on('error', drop);
+      w.on('exit', drop);
+      warm.push(w);
+    }
+  }
+
   private static spawn(init: WorkerInit, feed?: (worker: Worker) => Promise<void>): Promise<Machine> {
-    const worker = spawnWorker(init);
+    const worker = takeWorker(init);
     return new Promise((resolve, reject) => {
       feed?.(worker).catch((err: unknown) => {
         cleanup();

@@ -15,6 +15,8 @@ export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
   | { op: 'input'; bytes: Uint8Array }
+  /** A prewarmed worker's machine. */
+  | { op: 'init'; init: WorkerInit }
   /** Restore: the snapshot file, read by the caller's thread while the worker starts. */
   | { op: 'file'; bytes: Uint8Array };
 

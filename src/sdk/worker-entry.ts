@@ -9,7 +9,6 @@ import { toWire } from './protocol.js';
 import { MachineRunner, STAT, type RunnerEvents } from './runner.js';
 
 const port = parentPort!;
-const init = workerData as WorkerInit;
 const post = (m: WorkerMessage, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
 
 const events: RunnerEvents = {
@@ -30,36 +29,46 @@ const events: RunnerEvents = {
   error: (err) => post({ t: 'error', error: toWire(err) }),
 };
 
-/** The restore file arrives as the first message (the caller reads it while we start). */
-function snapshotBytes(): Promise<Uint8Array> {
-  return new Promise((resolve) => {
-    const onFile = (c: Command) => {
-      if (c.op !== 'file') return;
-      port.off('message', onFile);
-      resolve(c.bytes);
-    };
-    port.on('message', onFile);
-  });
+/** Messages that arrive before the runner exists: 'init', then 'file' for a restore. */
+const early: Command[] = [];
+let awaiting: { op: Command['op']; resolve(c: Command): void } | undefined;
+let handle: ((c: Command) => void) | undefined;
+
+port.on('message', (c: Command) => {
+  if (awaiting && awaiting.op === c.op) {
+    const a = awaiting;
+    awaiting = undefined;
+    a.resolve(c);
+  } else if (handle) handle(c);
+  else early.push(c);
+});
+
+function receive<Op extends Command['op']>(op: Op): Promise<Extract<Command, { op: Op }>> {
+  const i = early.findIndex((c) => c.op === op);
+  if (i >= 0) return Promise.resolve(early.splice(i, 1)[0] as Extract<Command, { op: Op }>);
+  return new Promise((resolve) => (awaiting = { op, resolve: resolve as (c: Command) => void }));
 }
 
 async function main(): Promise<void> {
+  // A worker may be started ahead of need (Machine.prewarm): its machine comes with 'init'.
+  const init: WorkerInit = (workerData as WorkerInit | null) ?? (await receive('init')).init;
   const stats = new Float64Array(init.stats, 0, STAT.size);
   let runner: MachineRunner;
   try {
     runner = init.mode === 'create'
       ? await MachineRunner.create(init.config, events, { stats })
-      : await MachineRunner.restore(parseSnapshot(await snapshotBytes()), events, { stats });
+      : await MachineRunner.restore(parseSnapshot((await receive('file')).bytes), events, { stats });
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
     port.close();
     return;
   }
-  port.on('message', (c: Command) => {
-    if (c.op === 'file') return;
+  handle = (c: Command) => {
     if (c.op === 'input') {
       runner.input(c.bytes);
       return;
     }
+    if (c.op === 'file' || c.op === 'init') return;
     const run = async (): Promise<unknown> => {
       switch (c.op) {
         case 'start': return runner.start();
@@ -74,7 +83,8 @@ async function main(): Promise<void> {
       (value) => post({ t: 'reply', id: c.id, ok: true, value }),
       (err) => post({ t: 'reply', id: c.id, ok: false, error: toWire(err) }),
     );
-  });
+  };
+  for (const c of early.splice(0)) handle(c);
   post({ t: 'ready', state: runner.currentState, config: runner.config });
 }
 

@@ -163,6 +163,31 @@ describe('snapshots', () => {
   });
 });
 
+describe('prewarmed workers', () => {
+  it('create and restore take a warm worker and behave the same', async () => {
+    Machine.prewarm(2);
+    const a = await Machine.create({ kernel: counter, memoryMiB: 16, deterministic: true });
+    const out = collect(a);
+    await a.start();
+    await a.whenStopped();
+    expect(out.text()).toMatch(/done\n$/);
+    const b = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    await b.start();
+    await waitFor(() => b.stats().instructions > 0);
+    const path = join(dir, 'warm.snap');
+    await b.snapshot(path);
+    await b.stop();
+    Machine.prewarm(1);
+    const r = await Machine.restore(path);
+    await waitFor(() => r.stats().instructions > 0);
+    await r.kill();
+    expect(await code(Machine.restore(join(dir, 'missing.snap')))).toMatch(/^NotFound/);
+    // That restore's worker is terminated in the background: let it go before the handle tests.
+    await waitFor(() => !process.getActiveResourcesInfo().includes('MessagePort'), 5000).catch(() => {});
+    await settle();
+  });
+});
+
 describe('network devices', () => {
   it('a machine with a NIC on a host switch snapshots, restores and stops cleanly', async () => {
     const sw = `sdk-test-${process.pid}`;
