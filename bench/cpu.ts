@@ -2,7 +2,7 @@
  * Guest MIPS of the interpreter on four loops (integer, memory, branchy, float).
  * Run: npm run bench:cpu   (builds first: the compiled dist inlines the opcode enum).
  * Prints one line per loop; with --json a JSON array.
- * `--accel jit` runs the JIT (src/jit/) instead, `--jit-threshold N` sets its threshold;
+ * `--accel interp|jit` picks the tier (default: the hart's, jit), `--jit-threshold N` the JIT's threshold;
  * the JIT's counters (modules, compile time, cache hits) are printed per loop.
  */
 import * as I from '../test/support/riscv-asm.js';
@@ -15,7 +15,8 @@ const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
-const accel = argValue('--accel') === 'jit' ? 'jit' : 'interp';
+const accelArg = argValue('--accel');
+const accel = accelArg === 'interp' || accelArg === 'jit' ? accelArg : undefined; // default: the hart's (jit)
 const jitThreshold = argValue('--jit-threshold') !== undefined ? Number(argValue('--jit-threshold')) : undefined;
 const RAM_BASE = 0x8000_0000;
 const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;
@@ -55,7 +56,7 @@ for (const loop of loops) {
   const ram = allocateGuestRam(1 << 20);
   ram.set(a.bytes(), 0);
   const hart = new Hart({ ramBase: RAM_BASE, ram, mmioRead: () => undefined, mmioWrite: () => false },
-    { accel, ...(jitThreshold !== undefined ? { jitThreshold } : {}) });
+    { ...(accel ? { accel } : {}), ...(jitThreshold !== undefined ? { jitThreshold } : {}) });
   hart.reset(RAM_BASE);
   const endPc = RAM_BASE + a.addr('end') - RAM_BASE;
   hart.run(2_000_000); // warm up the JIT of the host
@@ -73,7 +74,7 @@ for (const loop of loops) {
     console.log(`${loop.name.padEnd(8)} ${(n / s / 1e6).toFixed(1).padStart(7)} MIPS wall, ${(n / cpuS / 1e6).toFixed(1).padStart(7)} MIPS per CPU second  (${(n / 1e6).toFixed(0)} M instructions in ${s.toFixed(2)} s)`);
     const j = hart.jitStats;
     if (j) console.log(`         jit: ${j.modulesCompiled} modules, ${j.blocksCompiled} blocks, ${j.compileMs.toFixed(1)} ms compiling, ${j.cacheHits} cache hits, ${(j.instructions / 1e6).toFixed(0)} M instructions compiled code ran`);
-    else if (accel === 'jit') console.log(`         jit unavailable: ${hart.jitUnavailable}`);
+    else if (accel !== 'interp') console.log(`         jit unavailable: ${hart.jitUnavailable}`);
   }
 }
 if (json) console.log(JSON.stringify(results));

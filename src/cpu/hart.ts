@@ -46,8 +46,9 @@ export interface HartOptions {
   /** mtime in 10 MHz ticks; the `time` CSR and Sstc read it. */
   timeSource?: () => number;
   /**
-   * 'jit' compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made by
-   * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise.
+   * 'jit' (the default) compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made
+   * by allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
+   * (jitUnavailable says why). 'interp' runs the interpreter alone.
    */
   accel?: 'interp' | 'jit';
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
@@ -248,7 +249,7 @@ export class Hart {
     this.codePage = new Uint8Array(this.ramPages);
     this.fpu = new Fpu(this.fregs);
     this.flushTlb();
-    if (options.accel === 'jit') {
+    if ((options.accel ?? 'jit') === 'jit') {
       if (slot.ramOffset < 0) {
         this.jitUnavailable = 'guest RAM is not in a WebAssembly.Memory (allocate it with allocateGuestRam)';
       } else {

@@ -46,7 +46,7 @@ describe('jit', () => {
     a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1), I.mul(a1, a0, t0), I.sd(a1, a2, 0), I.ld(a1, a2, 0));
     a.bne(t0, t3, 'l');
     const code = finish(a);
-    const interp = machine(code, {});
+    const interp = machine(code, { accel: 'interp' });
     const jit = machine(code, { accel: 'jit', jitThreshold: 8 });
     const n1 = interp.run(), n2 = jit.run();
     expect(interp.finished && jit.finished).toBe(true);
@@ -97,7 +97,7 @@ describe('jit', () => {
     a.li(t0, 0).li(t3, 500).li(a2, UART);
     a.label('l').emit(I.lbu(a1, a2, 5), I.add(a0, a0, a1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
     const code = finish(a);
-    const interp = machine(code, {});
+    const interp = machine(code, { accel: 'interp' });
     const jit = machine(code, JIT);
     // Lock step in odd chunks: the JIT stops exactly where the interpreter does.
     for (let i = 0; i < 400 && !interp.finished; i++) {

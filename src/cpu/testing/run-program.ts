@@ -18,10 +18,11 @@ export interface ProgramRun {
 }
 
 /**
- * Options every test hart gets: src/jit/conformance.test.ts sets { accel: 'jit',
- * jitThreshold: 0 } and reruns the hart's suites, so the JIT passes the interpreter's tests.
+ * Options every test hart gets: the interpreter here; src/jit/conformance.test.ts sets
+ * { accel: 'jit', jitThreshold: 0 } and reruns the hart's suites, so the JIT passes the
+ * interpreter's tests.
  */
-export const testHartOptions: HartOptions = {};
+export const testHartOptions: HartOptions = { accel: 'interp' };
 
 export function makeHart(ramBytes = 1 << 20, timeSource?: () => number): { hart: Hart; ram: Uint8Array; run: ProgramRun } {
   const ram = allocateGuestRam(ramBytes);
