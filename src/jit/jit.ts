@@ -93,7 +93,7 @@ export class Jit {
     this.threshold = options.threshold ?? 32;
     this.maxModules = Math.max(1, options.maxModules ?? 4096);
     this.pages = new Array(host.ramPages);
-    this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4);
+    this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
     this.imports = { e: { m: host.memory, fp: host.fp } };
   }
@@ -119,7 +119,9 @@ export class Jit {
       this.pages[pg] = page;
     }
     if (page.run !== null && page.entry[off >> 1] === 1) {
-      const k = page.run(off, room, dBase, lo - off, hi, fpOk);
+      const x = this.exit;
+      x[4] = off; x[5] = room; x[6] = dBase; x[7] = lo - off; x[8] = hi; x[9] = fpOk;
+      const k = page.run();
       const reason = this.exit[2]!;
       if (k > 0 || reason !== EXIT_MISS) return this.ran(k, reason, page);
     }
