@@ -399,8 +399,9 @@ export class MachineRunner {
   }
 
   private async loop(): Promise<void> {
-    const vm = this.vm;
-    const det = this.clock instanceof InstructionClock ? this.clock : undefined;
+    // A guest reboot replaces the board and the clock: both are re-read after one.
+    let vm = this.vm;
+    let det = this.clock instanceof InstructionClock ? this.clock : undefined;
     let t0 = performance.now();
     let mipsStart = t0;
     let mipsInstr = this.executed;
@@ -429,8 +430,10 @@ export class MachineRunner {
         }
         this.publishStats();
         if (vm.exit) {
-          await this.guestExit();
-          return;
+          if (!(await this.guestExit())) return;
+          vm = this.vm;
+          det = this.clock instanceof InstructionClock ? this.clock : undefined;
+          continue;
         }
         if (det && this.blkBusy()) {
           await this.drainIo();
@@ -447,7 +450,7 @@ export class MachineRunner {
     } catch (err) {
       const e = err instanceof VisorError ? err : new VisorError('Internal', `machine ${this.cfg.name} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
       this.events.error(e);
-      await this.finish('error');
+      this.endFromLoop('error');
     }
   }
 
@@ -472,7 +475,12 @@ export class MachineRunner {
     this.idleMs += performance.now() - t0;
   }
 
-  private async guestExit(): Promise<void> {
+  /**
+   * The guest powered off, failed or asked for a reboot. Returns true when the loop goes on
+   * (reboot: a new board from the same files). Called from the loop: whatever ends the
+   * machine is scheduled, since finish() waits for the loop to return.
+   */
+  private async guestExit(): Promise<boolean> {
     const exit = this.vm.exit!;
     if (exit.kind === 'reboot') {
       this.events.guest({ kind: 'reboot' });
@@ -481,22 +489,21 @@ export class MachineRunner {
         for (const n of this.netDevices) n.reset();
         await this.buildBoard({ boot: true });
         this.executed = 0;
+        return true;
       } catch (err) {
         this.events.error(err instanceof VisorError ? err : new VisorError('Internal', String(err), { cause: err }));
-        await this.finish('error');
-        return;
+        this.endFromLoop('error');
+        return false;
       }
-      if (this.wantRunning) {
-        // Continue in a fresh loop (this one is returning).
-        queueMicrotask(() => {
-          if (this.wantRunning && this.state === 'running') this.runLoop();
-        });
-      }
-      return;
     }
     this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
+    this.endFromLoop(exit.kind);
+    return false;
+  }
+
+  private endFromLoop(reason: string): void {
     this.wantRunning = false;
-    queueMicrotask(() => void this.finish(exit.kind));
+    queueMicrotask(() => void this.finish(reason));
   }
 
   publishStats(): void {

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../src/sdk/index.js';
-import { counterGuest } from './guest.js';
+import { counterGuest, rebootGuest } from './guest.js';
 import { collect, settle } from './support.js';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -38,6 +38,15 @@ describe('visor run on the SDK', () => {
     // The host clock makes the times differ from run to run (50 ms sleeps at least).
     const c = await visor(['run', '--kernel', kernel, '--memory', '16']);
     expect(c.out).not.toBe(a.out);
+  });
+
+  it('gives up on a guest that keeps rebooting', async () => {
+    const kernel = join(dir, 'reboot.img');
+    writeFileSync(kernel, rebootGuest());
+    const r = await visor(['run', '--kernel', kernel, '--memory', '16']);
+    expect(r.out).toMatch(/^(?:boot\n){4,}$/); // the 4th reboot event races the next boot's banner
+    expect(r.code).toBe(70);
+    expect(r.err).toMatch(/^visor: the guest keeps rebooting\n$/);
   });
 
   it('--net attaches a NIC to a switch; a bad spec names the flag', async () => {

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import {
-  Asm, CSR, X, add, addi, andi, csrr, csrs, csrw, ecall, lbu, ld, mul, sb, sd, slli, srli, wfi, xor,
+  Asm, CSR, X, add, addi, andi, csrr, csrs, csrw, ecall, lbu, ld, mul, sb, sd, slli, srli, sw, wfi, xor,
 } from '../support/riscv-asm.js';
 
 export const UART = 0x1000_0000;
@@ -120,6 +120,24 @@ export function echoGuest(): Uint8Array {
     a.beqz(X.t1, 'wait');
     a.emit(lbu(X.t1, X.t0, 0), addi(X.t1, X.t1, 1), sb(X.t1, X.t0, 0));
     a.j('wait');
+  });
+}
+
+/** Prints a Linux-style panic line, then spins (as a panicked kernel with panic=0 would). */
+export function panicGuest(): Uint8Array {
+  return kernelImage((a) => {
+    print(a, 'booting\n');
+    print(a, '[    1.234567] Kernel panic - not syncing: VFS: Unable to mount root fs\n');
+    a.label('spin').j('spin');
+  });
+}
+
+/** Prints a line and asks the test finisher (syscon) for a reboot, every boot. */
+export function rebootGuest(): Uint8Array {
+  return kernelImage((a) => {
+    print(a, 'boot\n');
+    a.li(X.t0, 0x10_0000).li(X.t1, 0x7777).emit(sw(X.t1, X.t0, 0));
+    a.label('hang').j('hang');
   });
 }
 
