@@ -18,7 +18,8 @@ import { VirtioRng } from '../../src/virtio/rng/device.js';
 import { VirtioConsole } from '../../src/virtio/console/device.js';
 import { VirtioNet } from '../../src/virtio/net/device.js';
 import { VirtioBalloon } from '../../src/virtio/balloon/device.js';
-import { VirtioVsock } from '../../src/virtio/vsock/device.js';
+import { VirtioVsock, encodeHeader, parseHeader, VIRTIO_VSOCK_HDR_SIZE } from '../../src/virtio/vsock/device.js';
+import { collect } from '../../src/virtio/testing/driver.js';
 import { L2Switch } from '../../src/net/switch.js';
 import { stableMac } from '../../src/net/mac.js';
 
@@ -275,4 +276,57 @@ describe('virtio fuzz', () => {
       expect(Date.now() - t0).toBeLessThan(20_000);
     });
   }
+
+  it('vsock: random well-formed packet sequences keep the protocol state sane', async () => {
+    for (let run = 0; run < ITERS; run++) {
+      const r = rng((SEED ^ 0x50c4) + run * 104729);
+      const accepted: import('../../src/virtio/vsock/device.js').VsockConnection[] = [];
+      const dev = new VirtioVsock({
+        guestCid: 3,
+        backend: {
+          accept: (c) => {
+            c.onData = (d) => (r.chance(0.5) ? c.send(d) : undefined);
+            accepted.push(c);
+            return r.chance(0.8) ? true : Promise.resolve(r.chance(0.5));
+          },
+        },
+      });
+      const { driver, transport } = MockDriver.create(dev, 2 << 20);
+      driver.probe(3);
+      for (let i = 0; i < 8; i++) driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 1 + r.int(4096)]);
+      const ports = [1000, 1001, 1002];
+      for (let step = 0; step < 150; step++) {
+        const op = r.int(10);
+        if (op < 6) {
+          const data = new Uint8Array(r.chance(0.5) ? r.int(3000) : 0);
+          const hdr = encodeHeader({
+            srcCid: r.chance(0.95) ? 3 : r.u32(), dstCid: r.chance(0.95) ? 2 : r.u32(),
+            srcPort: ports[r.int(3)]!, dstPort: ports[r.int(3)]! + 5000,
+            len: r.chance(0.9) ? data.length : r.u32(), type: r.chance(0.95) ? 1 : r.int(5),
+            op: r.int(9), flags: r.int(4), bufAlloc: r.chance(0.5) ? 65536 : r.int(5000), fwdCnt: r.u32() & 0xffff,
+          });
+          driver.add(1, data.length ? [hdr, data] : [hdr], []);
+          driver.used(1);
+        } else if (op < 8) {
+          const c = accepted[r.int(accepted.length + 1)];
+          if (c) r.chance(0.8) ? c.send(new Uint8Array(1 + r.int(9000))) : c.close();
+          else dev.connect(ports[r.int(3)]!).catch(() => {});
+        } else {
+          for (const u of driver.used(0)) {
+            // Every packet the device hands the guest is addressed to it and fits its buffer.
+            const b = collect(u);
+            const h = parseHeader(b);
+            expect(u.len).toBe(VIRTIO_VSOCK_HDR_SIZE + h.len);
+            expect(h.dstCid).toBe(3);
+            expect(h.srcCid).toBe(2);
+            driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 1 + r.int(4096)]);
+          }
+          driver.ackInterrupt();
+          await Promise.resolve();
+        }
+        expect(dev.connectionCount).toBeLessThanOrEqual(3 * 3 + 200);
+      }
+      expect(transport.deviceStatus & 0x40).toBe(0);
+    }
+  });
 });

@@ -234,8 +234,13 @@ export class VirtioVsock implements VirtioDevice {
     const raw = new Uint8Array(VIRTIO_VSOCK_HDR_SIZE);
     c.read(0, raw);
     const h = parseHeader(raw);
+    // A guest claiming another CID is spoofing: drop it, like Firecracker does.
+    if (h.srcCid !== this.guestCid) {
+      this.counters.badPackets++;
+      return;
+    }
     // §5.10.6.4: packets for other CIDs or socket types get a reset.
-    if (h.srcCid !== this.guestCid || h.dstCid !== VMADDR_CID_HOST || h.type !== VIRTIO_VSOCK_TYPE_STREAM) {
+    if (h.dstCid !== VMADDR_CID_HOST || h.type !== VIRTIO_VSOCK_TYPE_STREAM) {
       this.counters.badPackets++;
       if (h.op !== VIRTIO_VSOCK_OP_RST) this.rstFor(h);
       return;
@@ -347,7 +352,7 @@ export class VirtioVsock implements VirtioDevice {
   private rstFor(h: Header): void {
     if (h.op === VIRTIO_VSOCK_OP_RST) return;
     this.control.push({
-      srcCid: VMADDR_CID_HOST, dstCid: h.srcCid, srcPort: h.dstPort, dstPort: h.srcPort,
+      srcCid: VMADDR_CID_HOST, dstCid: this.guestCid, srcPort: h.dstPort, dstPort: h.srcPort,
       len: 0, type: VIRTIO_VSOCK_TYPE_STREAM, op: VIRTIO_VSOCK_OP_RST, flags: 0, bufAlloc: 0, fwdCnt: 0,
     });
     this.kick();
