@@ -74,6 +74,8 @@ const TLB_SETS = 4;
 const TAG_INVALID_HI = 0x7fffffff;
 
 const TWO32 = 4294967296;
+/** 2^(9·level): pages a PTE at that level spans (a variable `**` compiles to a slow pow call). */
+const LEVEL_SPAN = [1, 512, 262144, 134217728];
 /** Sentinel fetch-page base: makes the next fetch look the page up again. */
 const NO_FETCH_PAGE = -1e300;
 
@@ -548,7 +550,7 @@ export class Hart {
     const vpnAll = (hi & 0xffff) * 1048576 + (lo >>> 12); // va bits 47:12 as a Number
     let base = ((this.satpHi & 0xfff) * TWO32 + (this.satpLo >>> 0)) * 4096;
     for (let level = levels - 1; level >= 0; level--) {
-      const vpn = Math.floor(vpnAll / 2 ** (9 * level)) % 512;
+      const vpn = Math.floor(vpnAll / LEVEL_SPAN[level]!) % 512;
       const pteAddr = base + vpn * 8;
       const off = pteAddr - this.ramBase;
       if (off < 0 || off + 8 > this.ramSize || this.pmpCheck(pteAddr, 8, ACCESS_LOAD, PRV_S) === 0) {
@@ -580,7 +582,7 @@ export class Hart {
       } else if ((pteLo & PTE_W) === 0) {
         this.raise(pageFault, lo, hi);
       }
-      const span = 2 ** (9 * level);
+      const span = LEVEL_SPAN[level]!;
       if (ppn % span !== 0) this.raise(pageFault, lo, hi); // misaligned superpage
       let newLo = pteLo | PTE_A;
       if (access === ACCESS_STORE) newLo |= PTE_D;

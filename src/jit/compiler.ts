@@ -430,13 +430,30 @@ function writesRd(op: number): boolean {
 
 interface Helpers { mulh: number; mulhsu: number; mulhu: number; div: number; divu: number; rem: number; remu: number; divw: number; divuw: number; remw: number; remuw: number }
 
-/** (i64, i64) -> i64 helpers for the M extension: wasm traps where RISC-V defines a result. */
+let helperBodies: FuncBody[] | undefined;
+
+/** Adds the M-extension helpers to a module (their bodies are built once and shared). */
 function buildHelpers(m: ModuleBuilder): Helpers {
-  const fn = (build: (f: FuncBody) => void): number => {
-    const f = new FuncBody([I64, I64], [I64]);
-    build(f);
-    return m.addFunction(f);
-  };
+  if (helperBodies === undefined) {
+    const bodies: FuncBody[] = [];
+    // Indices relative to the first helper: mulhu is called by mulh and mulhsu.
+    defineHelpers((build) => { const f = new FuncBody([I64, I64], [I64]); build(f); bodies.push(f); return bodies.length - 1; }, 1);
+    helperBodies = bodies;
+  }
+  const first = m.addFunction(helperBodies[0]!);
+  if (first !== 1) throw new Error('jit: helpers must follow the one imported function');
+  for (let i = 1; i < helperBodies.length; i++) m.addFunction(helperBodies[i]!);
+  const h: Helpers = { mulhu: 0, mulh: 1, mulhsu: 2, div: 3, divu: 4, rem: 5, remu: 6, divw: 7, divuw: 8, remw: 9, remuw: 10 };
+  for (const k of Object.keys(h) as (keyof Helpers)[]) h[k] += first;
+  return h;
+}
+
+/**
+ * (i64, i64) -> i64 helpers for the M extension (wasm traps where RISC-V defines a result),
+ * in the order buildHelpers indexes them. `base` is the function index of the first helper
+ * in every module that uses them (after the one imported function).
+ */
+function defineHelpers(fn: (build: (f: FuncBody) => void) => number, base: number): void {
   const M32 = (f: FuncBody) => f.i64(-1, 0);
   // High half of the unsigned 64×64 product from four 32×32 partial products.
   const mulhu = fn((f) => {
@@ -453,12 +470,12 @@ function buildHelpers(m: ModuleBuilder): Helpers {
   });
   // Signed corrections: subtract b when a < 0, a when b < 0.
   const mulh = fn((f) => {
-    f.get(0).get(1).call(mulhu);
+    f.get(0).get(1).call(base + mulhu);
     f.get(0).i64(63, 0).op(W.i64_shr_s).get(1).op(W.i64_and).op(W.i64_sub);
     f.get(1).i64(63, 0).op(W.i64_shr_s).get(0).op(W.i64_and).op(W.i64_sub);
   });
   const mulhsu = fn((f) => {
-    f.get(0).get(1).call(mulhu);
+    f.get(0).get(1).call(base + mulhu);
     f.get(0).i64(63, 0).op(W.i64_shr_s).get(1).op(W.i64_and).op(W.i64_sub);
   });
   // Unpriv §13.2: x/0 = -1, x%0 = x, MIN/-1 = MIN, MIN%-1 = 0.
@@ -500,7 +517,7 @@ function buildHelpers(m: ModuleBuilder): Helpers {
   const remuw = w32((f, a, b) => {
     f.get(b).op(W.i32_eqz).if_(I32).get(a).else_().get(a).get(b).op(W.i32_rem_u).end();
   });
-  return { mulh, mulhsu, mulhu, div, divu, rem, remu, divw, divuw, remw, remuw };
+  void [mulh, mulhsu, div, divu, rem, remu, divw, divuw, remw, remuw];
 }
 
 /** Straight-line integer instructions (no exit paths). */
