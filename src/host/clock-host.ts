@@ -28,16 +28,18 @@ export class HostClock implements MachineClock {
 }
 
 /**
- * Guest time that follows the host's monotonic clock but never runs ahead of the guest's
- * progress: while the guest computes, mtime advances by at most `ticksPerInstruction` per
- * retired instruction; when it idles (idle()), it catches up with the host at once.
+ * Guest time that follows the host's monotonic clock minus a lag, never faster than the
+ * guest's progress allows: while the guest computes, mtime advances by at most
+ * `ticksPerInstruction` per retired instruction; what the host loses beyond that becomes lag.
+ * The lag shrinks again only at that same bounded rate, and while the guest idles (idle())
+ * time runs at the host's rate, so the guest never sees a jump.
  *
  * Why: a host that stalls the process (another job on the core, a GC pause, a slow batch)
- * would otherwise show the guest a sudden jump in time inside a handler. Linux then reports
- * "hrtimer: interrupt took N ns", soft lockups or RCU stalls that say nothing about the guest
- * and everything about the host. Bounding the rate keeps the guest's view consistent: on a
- * host fast enough (more than TIMEBASE_HZ / ticksPerInstruction instructions per second of
- * guest work) the cap never binds and guest time is host time.
+ * would otherwise show the guest a sudden leap in time inside a handler or across an idle
+ * period. Linux then reports "hrtimer: interrupt took N ns", soft lockups or RCU stalls that
+ * say nothing about the guest and everything about the host. On a host fast enough (more than
+ * TIMEBASE_HZ / ticksPerInstruction instructions per second of guest work) the cap never
+ * binds and guest time is host time.
  */
 export class PacedClock implements MachineClock {
   private readonly host = new HostClock();
@@ -45,6 +47,9 @@ export class PacedClock implements MachineClock {
   private lastTicks = 0;
   private lastInstructions = 0;
   private carry = 0;
+  /** How far guest time is behind the host's, in ticks. */
+  private lag = 0;
+  private idling = false;
 
   /** 0.25 ticks (25 ns) per instruction: the guest never sees a CPU slower than 40 MIPS. */
   constructor(private readonly ticksPerInstruction = 0.25) {}
@@ -56,26 +61,36 @@ export class PacedClock implements MachineClock {
   }
 
   nowTicks(): number {
-    const host = this.host.nowTicks();
     const n = this.instructions();
-    const budget = (n - this.lastInstructions) * this.ticksPerInstruction + this.carry;
-    this.lastInstructions = n;
-    const cap = this.lastTicks + Math.floor(budget);
-    if (host <= cap) {
-      this.carry = 0;
-      if (host > this.lastTicks) this.lastTicks = host;
+    if (n !== this.lastInstructions) this.idling = false;
+    const target = this.host.nowTicks() - this.lag;
+    let t: number;
+    if (this.idling) {
+      t = Math.max(this.lastTicks, target);
     } else {
-      this.carry = budget - Math.floor(budget);
-      this.lastTicks = cap;
+      const budget = (n - this.lastInstructions) * this.ticksPerInstruction + this.carry;
+      const cap = this.lastTicks + Math.floor(budget);
+      if (target > cap) {
+        this.lag += target - cap; // the host ran ahead of the guest's progress
+        t = cap;
+        this.carry = budget - Math.floor(budget);
+      } else {
+        // Headroom: spend it shrinking the lag, still no faster than the cap.
+        const catchUp = Math.min(this.lag, cap - target);
+        this.lag -= catchUp;
+        t = Math.max(this.lastTicks, target + catchUp);
+        this.carry = 0;
+      }
     }
-    return this.lastTicks;
+    this.lastInstructions = n;
+    this.lastTicks = t;
+    return t;
   }
 
+  /** The guest idles: until it runs again, time follows the host (keeping the lag). */
   idle(): void {
-    const host = this.host.nowTicks();
-    if (host > this.lastTicks) this.lastTicks = host;
-    this.lastInstructions = this.instructions();
-    this.carry = 0;
+    this.nowTicks();
+    this.idling = true;
   }
 
   wallNs(): bigint {
