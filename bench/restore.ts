@@ -69,13 +69,18 @@ const storedPath = `${snapPath}.stored`;
 
 for (const [label, path] of [['zlib', snapPath], ['uncompressed', storedPath]] as const) {
   const core: number[] = [];
+  const phases = new Map<string, number[]>();
   for (let i = 0; i < rounds; i++) {
     const t0 = performance.now();
-    const r = await MachineRunner.restore(await readSnapshotFile(path), noEvents);
+    const snap = await readSnapshotFile(path);
+    const timings: Record<string, number> = { 'read+verify': performance.now() - t0 };
+    const r = await MachineRunner.restore(snap, noEvents, { timings });
     core.push(performance.now() - t0);
+    for (const [k, v] of Object.entries(timings)) phases.set(k, [...(phases.get(k) ?? []), v]);
     await r.kill();
   }
-  console.log(`${label}: restore core (read, verify, decompress RAM, rebuild board): median ${median(core).toFixed(0)} ms of ${rounds} [${core.map((x) => x.toFixed(0)).join(', ')}]`);
+  const split = [...phases].map(([k, v]) => `${k} ${median(v).toFixed(0)}`).join(', ');
+  console.log(`${label}: restore core (read, verify, decompress RAM, rebuild board): median ${median(core).toFixed(0)} ms of ${rounds} [${core.map((x) => x.toFixed(0)).join(', ')}]; phases (median ms): ${split}`);
 
   const full: number[] = [];
   for (let i = 0; i < rounds; i++) {

@@ -139,6 +139,8 @@ export interface RunnerOptions {
   stats?: Float64Array;
   /** For in-process tests: a NIC registry shared by several runners. */
   networks?: HostNetworks;
+  /** Filled by restore() with the milliseconds of each phase (bench/restore.ts). */
+  timings?: Record<string, number>;
 }
 
 export class MachineRunner {
@@ -204,13 +206,22 @@ export class MachineRunner {
    * are checked against their fingerprints before anything opens them.
    */
   static async restore(snap: ReadSnapshot, events: RunnerEvents, opts: RunnerOptions = {}): Promise<MachineRunner> {
+    let t = performance.now();
+    const lap = (phase: string) => {
+      const now = performance.now();
+      if (opts.timings) opts.timings[phase] = now - t;
+      t = now;
+    };
     const { meta, state } = validateSnapshot(snap);
     for (const d of meta.disks) await verifyDisk(d);
+    lap('disks');
     const r = new MachineRunner(meta.config, events, opts);
     try {
       await r.openDevices();
       await r.buildBoard({ boot: false });
+      lap('board');
       await snap.loadRam(r.vm.bus.ram);
+      lap('ram');
       try {
         r.vm.restoreState(state.board);
       } catch (err) {
@@ -221,6 +232,7 @@ export class MachineRunner {
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.state = 'paused';
       r.publishStats();
+      lap('state');
     } catch (err) {
       await r.close(false);
       throw err;
