@@ -12,7 +12,7 @@ import { SLOT_EXIT } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, type FpFn, type RunFn } from './compiler.js';
 
 export interface JitOptions {
-  /** Entries into a page offset before the page is compiled; 0 compiles at first execution. */
+  /** Entries into a page offset before the page is compiled (default 1000); 0 compiles at first execution. */
   threshold?: number;
   /** Live modules at most (default 4096 pages = 16 MiB of guest code). */
   maxModules?: number;
@@ -92,7 +92,9 @@ export class Jit {
   private readonly imports: WebAssembly.Imports;
 
   constructor(private readonly host: JitHost, options: JitOptions = {}) {
-    this.threshold = options.threshold ?? 32;
+    // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
+    // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
+    this.threshold = options.threshold ?? 1000;
     this.maxModules = Math.max(1, options.maxModules ?? 4096);
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
