@@ -102,7 +102,7 @@ interface Inst {
   op: number;
 }
 
-const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step, FpMem, Fp }
+const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step, FpMem, Fp, Amo }
 
 /** kindOf for every op, computed once (cheaper than the switch when const enums are not inlined). */
 const KINDS = new Uint8Array(256).map((_, op) => kindOfSlow(op));
@@ -133,6 +133,12 @@ function kindOfSlow(op: number): Kind {
     case Op.JALR: return Kind.Jalr;
     case Op.FLW: case Op.FLD: case Op.FSW: case Op.FSD:
       return Kind.FpMem;
+    // AMOs (not LR/SC, whose reservation lives in the hart): inline on a write-TLB hit.
+    case Op.AMOSWAP_W: case Op.AMOADD_W: case Op.AMOXOR_W: case Op.AMOAND_W: case Op.AMOOR_W:
+    case Op.AMOMIN_W: case Op.AMOMAX_W: case Op.AMOMINU_W: case Op.AMOMAXU_W:
+    case Op.AMOSWAP_D: case Op.AMOADD_D: case Op.AMOXOR_D: case Op.AMOAND_D: case Op.AMOOR_D:
+    case Op.AMOMIN_D: case Op.AMOMAX_D: case Op.AMOMINU_D: case Op.AMOMAXU_D:
+      return Kind.Amo;
   }
   if (op >= Op.FMADD_S && op <= Op.FCVT_D_S) return Kind.Fp;
   return Kind.Step;
@@ -177,7 +183,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     while (off < 4096 && (off === first || !starts.has(off))) {
       const i = get(off);
       const k = kindOf(i.op);
-      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem) { off += i.len; continue; }
+      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo) { off += i.len; continue; }
       if (k === Kind.Step) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
       else if (k === Kind.Jal) addStart(off + i.imm);
@@ -212,7 +218,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (rs2 !== 0) used.add(rs2);
       }
       off += i.len;
-      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem) break;
+      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem && k !== Kind.Amo) break;
     }
     instructions += list.length;
     blocks.push(list);
@@ -323,6 +329,40 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (fpIntSource(i.op) && rs1 !== 0) { f.i32(0); getReg(rs1); f.mem(W.i64_store, 3, regs + 8 * rs1); }
         f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) { f.i32(0).mem(W.i64_load, 3, regs + 8 * rd); setReg(rd); }
+        continue;
+      }
+      if (k === Kind.Amo) {
+        const isD = i.op >= Op.AMOSWAP_D;
+        const size = isD ? 8 : 4;
+        const base = isD ? Op.AMOSWAP_D : Op.AMOSWAP_W;
+        // Address rs1, naturally aligned (else the interpreter raises the misaligned fault),
+        // in a page the write TLB maps to RAM that holds no code.
+        getReg(rs1); f.tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
+        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(255).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        f.get(L_TI).mem(W.i32_load, 2, tlbW[2]!).set(L_T);
+        f.get(L_TI).mem(W.i32_load, 2, tlbW[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
+        f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
+        f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
+        f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
+        f.if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add).set(L_TI); // RAM offset
+        f.get(L_TI).mem(isD ? W.i64_load : W.i64_load32_s, Math.log2(size), ramOffset).set(L_T64); // old
+        // b: rs2, sign-extended from 32 bits for .W (order-preserving for the unsigned forms too).
+        const b = () => { getReg(rs2); if (!isD) f.op(W.i32_wrap_i64).op(W.i64_extend_i32_s); };
+        f.get(L_TI);
+        switch (i.op - base) {
+          case 0: b(); break; // swap
+          case 1: f.get(L_T64); b(); f.op(W.i64_add); break;
+          case 2: f.get(L_T64); b(); f.op(W.i64_xor); break;
+          case 3: f.get(L_T64); b(); f.op(W.i64_and); break;
+          case 4: f.get(L_T64); b(); f.op(W.i64_or); break;
+          default: { // min, max, minu, maxu: select(old, b, old <op> b)
+            const cmp = [W.i64_lt_s, W.i64_gt_s, W.i64_lt_u, W.i64_gt_u][i.op - base - 5]!;
+            f.get(L_T64); b(); f.get(L_T64); b(); f.op(cmp).op(W.select);
+          }
+        }
+        f.mem(isD ? W.i64_store : W.i64_store32, Math.log2(size), ramOffset);
+        if (rd !== X_DISCARD) { f.get(L_T64); setReg(rd); }
         continue;
       }
       if (k === Kind.Mem || k === Kind.FpMem) {
