@@ -176,7 +176,7 @@ describe('snapshots', () => {
   });
 
   it('restores a host-clock guest that was running when snapshotted', async () => {
-    const guest = file('slow.img', counterGuest({ ticks: 8, work: 100, sleepTicks: 200_000 }));
+    const guest = file('slow.img', counterGuest({ ticks: 8, work: 100, sleepTicks: 1_000_000 })); // 100 ms a line
     const a = await Machine.create({ kernel: guest, memoryMiB: 16, rng: false });
     const aOut = collect(a);
     await a.start();

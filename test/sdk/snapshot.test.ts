@@ -10,7 +10,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError, Machine } from '../../src/sdk/index.js';
 import { counterGuest } from './guest.js';
-import { collect, settle } from './support.js';
+import { collect, runUntil } from './support.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'visor-snap-'));
@@ -44,10 +44,7 @@ beforeAll(async () => {
   want = refOut.text();
   const vm = await Machine.create(config);
   const out = collect(vm);
-  await vm.start();
-  while (out.text().split('\n').length < 5) await new Promise((r) => setTimeout(r, 5));
-  await vm.pause();
-  await settle();
+  await runUntil(vm, () => out.text().split('\n').length >= 5);
   before = out.text();
   await vm.snapshot(snap);
   await vm.stop();
