@@ -9,7 +9,7 @@
  * The number of live modules is bounded; the oldest are dropped first.
  */
 import { SLOT_EXIT } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, type FpFn, type RunFn } from './compiler.js';
+import { compilePage, EXIT_MISS, EXIT_STEP, type FpFn, type RunFn } from './compiler.js';
 
 export interface JitOptions {
   /** Entries into a page offset before the page is compiled (default 1000); 0 compiles at first execution. */
@@ -48,6 +48,8 @@ export interface JitStats {
   cacheHits: number;
   /** Instructions executed in compiled code. */
   instructions: number;
+  /** Exits to interpret one instruction (not compiled, or a TLB miss, MMIO, misalignment). */
+  stepExits: number;
   /** Modules dropped because their page was written. */
   invalidations: number;
   /** Modules dropped to stay within maxModules. */
@@ -77,7 +79,7 @@ class PageRecord {
 export class Jit {
   readonly stats: JitStats = {
     modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, cacheHits: 0,
-    instructions: 0, invalidations: 0, evictions: 0, liveModules: 0, failures: 0,
+    instructions: 0, stepExits: 0, invalidations: 0, evictions: 0, liveModules: 0, failures: 0,
   };
   /** Where compiled code stopped (valid after enter() returned >= 0). */
   exitPc = 0;
@@ -136,6 +138,7 @@ export class Jit {
     this.stats.cacheHits++;
     this.stats.instructions += k;
     this.exitReason = reason;
+    if (reason === EXIT_STEP) this.stats.stepExits++;
     const elo = this.exit[0]!, ehi = this.exit[1]!;
     this.exitPc = ehi * TWO32 + (elo >>> 0);
     // A jump inside the page to an offset with no block: count it as an entry.
