@@ -3,7 +3,8 @@
  * marker) and to poweroff, for visor (built-in SBI, and OpenSBI with --opensbi) and, when
  * installed, QEMU TCG on the same kernel and initramfs in the same run, with the ratio.
  *
- *   npm run bench:boot -- [--opensbi] [--no-qemu] [--memory MiB]
+ *   npm run bench:boot -- [--opensbi] [--interp] [--no-qemu] [--memory MiB]
+ *   (--interp: the interpreter alone, no JIT)
  *
  * It runs the built package (dist/): tsc inlines the hart's opcode enum there, which tsx's
  * per-file esbuild transform cannot do (the interpreter would run ~20× slower).
@@ -24,6 +25,7 @@ interface BootTimes {
 
 const args = process.argv.slice(2);
 const useOpensbi = args.includes('--opensbi');
+const accel = args.includes('--interp') ? 'interp' as const : undefined;
 const memIdx = args.indexOf('--memory');
 const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
 
@@ -31,6 +33,7 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
   const t0 = performance.now();
   let init = NaN;
   const res = await runVm({
+    ...(accel ? { accel } : {}),
     kernel,
     initrd,
     append,
@@ -73,7 +76,7 @@ console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, comm
 const visorBios = useOpensbi ? fw! : 'builtin';
 const v = await bootVisor(img.kernel, img.initrd, append, visorBios);
 const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
-console.log(`visor (${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s, poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
+console.log(`visor (${accel === 'interp' ? 'interpreter' : 'JIT'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s, poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
 
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
 if (haveQemu && fw) {

@@ -56,6 +56,8 @@ export interface RunVmOptions {
   rng?: boolean;
   /** How many guest reboots to follow before giving up (default 3). */
   maxReboots?: number;
+  /** CPU tier: the JIT (default) or the interpreter alone (benchmarks compare them). */
+  accel?: 'interp' | 'jit';
   /** Observers (bench/boot.ts, tests). */
   onInitStart?(): void;
   signal?: AbortSignal;
@@ -129,7 +131,10 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
     const maxReboots = o.maxReboots ?? 3;
     for (let boot = 0; ; boot++) {
       const clock = new PacedClock();
-      const cfg: VirtConfig = { kernel, kernelName: o.kernel, append: o.append, bios, clock, createHart };
+      const cfg: VirtConfig = {
+        kernel, kernelName: o.kernel, append: o.append, bios, clock,
+        createHart: o.accel ? (m, opts) => new Hart(m, { ...opts, accel: o.accel! }) as unknown as BoardHart : createHart,
+      };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;
       const vm = new VirtMachine(cfg);
