@@ -2,7 +2,7 @@
  * Guest MIPS of the interpreter on four loops (integer, memory, branchy, float).
  * Run: npm run bench:cpu   (builds first: the compiled dist inlines the opcode enum).
  * Prints one line per loop; with --json a JSON array.
- * `--accel interp|jit` picks the tier (default: the hart's, jit), `--jit-threshold N` the JIT's threshold;
+ * `--accel interp|jit` picks the tier (default: the hart's), `--jit-threshold N` the JIT's threshold;
  * the JIT's counters (modules, compile time, cache hits) are printed per loop.
  */
 import * as I from '../test/support/riscv-asm.js';
@@ -16,7 +16,7 @@ const argValue = (name: string): string | undefined => {
   return i >= 0 ? process.argv[i + 1] : undefined;
 };
 const accelArg = argValue('--accel');
-const accel = accelArg === 'interp' || accelArg === 'jit' ? accelArg : undefined; // default: the hart's (jit)
+const accel = accelArg === 'interp' || accelArg === 'jit' ? accelArg : undefined; // default: the hart's
 const jitThreshold = argValue('--jit-threshold') !== undefined ? Number(argValue('--jit-threshold')) : undefined;
 const RAM_BASE = 0x8000_0000;
 const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;

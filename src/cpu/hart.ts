@@ -14,7 +14,14 @@
  * - loads and stores probe a direct-mapped software TLB (one set per privilege/SUM context,
  *   separate read and write arrays) inline in the interpreter loop; misses, MMIO and
  *   misaligned accesses take slow paths;
- * - a guest fault throws a preallocated marker (TRAP) caught by the loop: nothing allocates.
+ * - a guest fault throws a preallocated marker (TRAP) caught by the loop: nothing allocates;
+ * - tier 1 (src/jit/, HartOptions.accel 'jit'): x and f registers and the data
+ *   TLB live in a WebAssembly.Memory with guest RAM (guest-ram.ts); in JIT mode `budget` is 0,
+ *   so every taken branch, page crossing, slow path and trap is a block boundary where the loop
+ *   enters compiled code for the pc if the page has some. Compiled code returns with the pc and
+ *   count exact, having stopped before anything it cannot do (that instruction is then
+ *   interpreted). Interrupts stay where the interpreter takes them (run() entry, after CSR
+ *   writes, mret, sret), so compiled code never checks them.
  */
 import type { PhysicalMemory } from './memory.js';
 import { Fpu } from './fpu/fpu.js';
@@ -46,9 +53,11 @@ export interface HartOptions {
   /** mtime in 10 MHz ticks; the `time` CSR and Sstc read it. */
   timeSource?: () => number;
   /**
-   * 'jit' (the default) compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made
-   * by allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
-   * (jitUnavailable says why). 'interp' runs the interpreter alone.
+   * 'jit' compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made by
+   * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
+   * (jitUnavailable says why). 'interp' (the default for now) runs the interpreter alone.
+   * The JIT passes the differential test and boots Debian; it is not the default yet only
+   * because test/sdk/snapshot.test.ts races with a guest that runs this fast.
    */
   accel?: 'interp' | 'jit';
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
@@ -251,7 +260,7 @@ export class Hart {
     this.codePage = new Uint8Array(this.ramPages);
     this.fpu = new Fpu(this.fregs);
     this.flushTlb();
-    if ((options.accel ?? 'jit') === 'jit') {
+    if ((options.accel ?? 'interp') === 'jit') {
       if (slot.ramOffset < 0) {
         this.jitUnavailable = 'guest RAM is not in a WebAssembly.Memory (allocate it with allocateGuestRam)';
       } else {
