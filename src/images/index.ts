@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { cacheRoot, listImageNames, readImage, removeImageDir, type ImageManifest } from './cache.js';
 import { progressFor } from './progress.js';
+import { RECIPES } from './recipes.js';
 import { pullImage, recipeFor, type PullOptions, type PullResult } from './pull.js';
 
 export type { ImageManifest } from './cache.js';
@@ -30,7 +31,9 @@ export function toGuestImage(dir: string, manifest: ImageManifest): GuestImage {
     dir,
     kernel: join(dir, manifest.files.kernel.name),
     initrd: join(dir, manifest.files.initrd.name),
-    append: manifest.append,
+    // The command line is a run-time default, not part of the built files: take the current
+    // recipe's, so a fix there reaches images pulled before it.
+    append: RECIPES[manifest.name]?.append ?? manifest.append,
     manifest,
   };
   if (manifest.files.firmware) img.firmware = join(dir, manifest.files.firmware.name);
