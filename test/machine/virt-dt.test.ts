@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodeValue, findNode, readFdt, writeFdt, node } from './fdt.js';
-import { buildVirtDtb, isaString } from './virt-dt.js';
+import { encodeValue, findNode, readFdt, writeFdt, node } from '../../src/machine/fdt/fdt.js';
+import { buildVirtDtb, isaString } from '../../src/machine/fdt/virt-dt.js';
 
 function which(tool: string): boolean {
   try {
