@@ -164,6 +164,7 @@ export class VirtMachine {
         ramBase: bus.ramBase,
         consoleWrite: (b) => this.onConsoleOutput(b),
         consoleRead: (max) => new Uint8Array(this.sbiInput.splice(0, max)),
+        ramWritten: (off, len) => this.hart.invalidateCode(this.bus.ramBase + off, len),
         reset: (e) => this.onSbiReset(e),
       });
     }

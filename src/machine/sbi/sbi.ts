@@ -70,6 +70,8 @@ export interface SbiEnvironment {
   consoleWrite(bytes: Uint8Array): void;
   /** Console input: up to `max` bytes, possibly none. */
   consoleRead(max: number): Uint8Array;
+  /** The SBI wrote guest RAM at this offset (DBCN read): the hart drops code decoded there. */
+  ramWritten?(offset: number, length: number): void;
   reset(e: SbiResetEvent): void;
 }
 
@@ -222,6 +224,7 @@ export class BuiltinSbi {
     }
     const got = this.env.consoleRead(n);
     ram.set(got, off);
+    this.env.ramWritten?.(off, got.length);
     return [SBI_SUCCESS, got.length];
   }
 }
