@@ -1,11 +1,15 @@
+import { createRequire } from 'node:module';
 import { Command, CommanderError } from 'commander';
 import { VisorError } from '../base/errors.js';
 import { registerCommands } from './commands/index.js';
 
 /** Entry point of the `visor` command. Returns only by exiting the process. */
 export async function main(argv: string[]): Promise<void> {
+  // src/cli and dist/cli are both two levels below the package root.
+  const { version } = createRequire(import.meta.url)('../../package.json') as { version: string };
   const program = new Command('visor')
     .description('Run RISC-V 64 Linux virtual machines from Node.js: no root, no KVM.')
+    .version(version, '-V, --version', 'print the visor version')
     .showHelpAfterError()
     .exitOverride();
   registerCommands(program);
