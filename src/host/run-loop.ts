@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { IdleSleeper } from './idle-sleep.js';
 import type { MachineClock } from '../machine/clock.js';
-import { TIMEBASE_HZ } from '../machine/clock.js';
 import type { MachineExit, VirtMachine } from '../machine/virt.js';
 
 export type RunOutcome = MachineExit | { kind: 'stopped'; reason: string };
@@ -21,9 +21,6 @@ export interface RunLoopOptions {
   sliceMs?: number;
 }
 
-const TICKS_PER_MS = TIMEBASE_HZ / 1000;
-/** Longest single sleep: a safety net should a wake-up ever be missed. */
-const MAX_SLEEP_MS = 1000;
 
 /**
  * Drives a VirtMachine from Node's event loop: runs instruction batches for a slice of wall
@@ -33,26 +30,25 @@ const MAX_SLEEP_MS = 1000;
  */
 export class RunLoop {
   private stopReason: string | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly sleeper: IdleSleeper;
   readonly stats: RunStats = { instructions: 0, wallMs: 0, idleMs: 0 };
   private readonly batch: number;
   private readonly sliceMs: number;
 
   constructor(
     private readonly vm: VirtMachine,
-    private readonly opts: RunLoopOptions,
+    opts: RunLoopOptions,
   ) {
     this.batch = opts.batch ?? 50_000;
     this.sliceMs = opts.sliceMs ?? 20;
+    this.sleeper = new IdleSleeper(() => opts.clock);
     // Any interrupt line change (console input, a virtio completion) ends an idle sleep.
     vm.plic.onActivity = () => this.wake();
   }
 
   /** Ends an idle sleep early (new input, an I/O completion). */
   wake(): void {
-    const w = this.wakeUp;
-    this.wakeUp = undefined;
-    w?.();
+    this.sleeper.wake();
   }
 
   /** Stops the loop at the next batch boundary (Ctrl-A x, a panic, an API call). */
@@ -74,8 +70,8 @@ export class RunLoop {
         if (vm.exit) return vm.exit;
         if (this.stopReason !== undefined) return { kind: 'stopped', reason: this.stopReason };
         if (vm.idle) {
-          this.opts.clock.idle?.();
-          await this.sleepUntil(vm.nextDeadline());
+          await this.sleeper.sleepUntil(vm.nextDeadline());
+          this.stats.idleMs = this.sleeper.idleMs;
         }
         else await yieldToEventLoop();
       }
@@ -84,23 +80,4 @@ export class RunLoop {
     }
   }
 
-  private async sleepUntil(deadline: number): Promise<void> {
-    const ms = Math.min(MAX_SLEEP_MS, (deadline - this.opts.clock.nowTicks()) / TICKS_PER_MS);
-    if (ms < 0.5) {
-      await yieldToEventLoop();
-      return;
-    }
-    const t0 = performance.now();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, Math.max(1, Math.floor(ms)));
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.stats.idleMs += performance.now() - t0;
-  }
 }

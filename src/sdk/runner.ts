@@ -16,7 +16,6 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
 import type { MachineClock } from '../machine/clock.js';
-import { TIMEBASE_HZ } from '../machine/clock.js';
 import type { BoardHart } from '../machine/hart.js';
 import { InstructionClock } from '../machine/instruction-clock.js';
 import { VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
@@ -28,6 +27,7 @@ import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import type { ResolvedConfig } from './config.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
+import { IdleSleeper } from '../host/idle-sleep.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
@@ -36,10 +36,8 @@ import { nodeEntropy } from '../host/virtio-entropy.js';
 
 export const BATCH = 20_000;
 const SLICE_MS = 20;
-const MAX_SLEEP_MS = 1000;
 const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
-const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 
 export type GuestEvent =
   | { kind: 'poweroff' }
@@ -159,7 +157,7 @@ export class MachineRunner {
   /** Wanted by the API: the loop runs while this is true. */
   private wantRunning = false;
   private loopDone: Promise<void> | undefined;
-  private wakeUp: (() => void) | undefined;
+  private readonly sleeper = new IdleSleeper(() => this.clock);
   private panicLine: string | undefined;
   private lineTail = '';
   private panicTimer: NodeJS.Timeout | undefined;
@@ -167,7 +165,6 @@ export class MachineRunner {
   private consoleOut = 0;
   private consoleIn = 0;
   private runningMs = 0;
-  private idleMs = 0;
   private lastMips = 0;
   private closed = false;
 
@@ -389,9 +386,7 @@ export class MachineRunner {
   }
 
   private wake(): void {
-    const w = this.wakeUp;
-    this.wakeUp = undefined;
-    w?.();
+    this.sleeper.wake();
   }
 
   private blkBusy(): boolean {
@@ -452,7 +447,7 @@ export class MachineRunner {
         } else if (vm.idle && this.wantRunning) {
           // Host clock: sleep until the next timer or an interrupt. Deterministic: only
           // reached with no timer armed, so wait for input.
-          await this.sleepUntil(vm.nextDeadline());
+          await this.sleeper.sleepUntil(vm.nextDeadline());
           t0 = performance.now();
         } else {
           await yieldToEventLoop();
@@ -464,27 +459,6 @@ export class MachineRunner {
       this.events.error(e);
       this.endFromLoop('error');
     }
-  }
-
-  private async sleepUntil(deadline: number): Promise<void> {
-    this.clock.idle?.();
-    const ms = Math.min(MAX_SLEEP_MS, (deadline - this.clock.nowTicks()) / TICKS_PER_MS);
-    if (!(ms >= 0.5)) {
-      await yieldToEventLoop();
-      return;
-    }
-    const t0 = performance.now();
-    await new Promise<void>((resolve) => {
-      const timer = setTimeout(() => {
-        this.wakeUp = undefined;
-        resolve();
-      }, Math.max(1, Math.floor(ms)));
-      this.wakeUp = () => {
-        clearTimeout(timer);
-        resolve();
-      };
-    });
-    this.idleMs += performance.now() - t0;
   }
 
   /**
@@ -523,7 +497,7 @@ export class MachineRunner {
     const hart = this.vm.hart as unknown as Hart;
     s[STAT.instructions] = this.executed;
     s[STAT.runningMs] = this.runningMs;
-    s[STAT.idleMs] = this.idleMs;
+    s[STAT.idleMs] = this.sleeper.idleMs;
     s[STAT.tlbMisses] = hart.stats.tlbMisses;
     let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
     for (const b of this.blks) {
