@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VisorError } from '../base/errors.js';
-import { parseMachineConfig, resolveMachineConfig } from './config.js';
+import { defaultAccel, parseMachineConfig, resolveMachineConfig } from './config.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-config-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -52,5 +52,15 @@ describe('machine config', () => {
     expect(c.kernel).toBe(kernel);
     expect(c.append).toBe('quiet');
     expect(parseMachineConfig({ deterministic: true }).deterministic).toBe(true);
+  });
+
+  it('picks the execution tier: the config, else VISOR_ACCEL, else the default; rejects others', async () => {
+    expect((await resolveMachineConfig({ kernel, accel: 'jit' })).accel).toBe('jit');
+    expect((await resolveMachineConfig({ kernel, accel: 'interp' })).accel).toBe('interp');
+    expect(defaultAccel({ VISOR_ACCEL: 'jit' })).toBe('jit');
+    expect(defaultAccel({ VISOR_ACCEL: 'interp' })).toBe('interp');
+    expect(['interp', 'jit']).toContain(defaultAccel({}));
+    expect(defaultAccel({ VISOR_ACCEL: 'bogus' })).toBe(defaultAccel({}));
+    expect(() => parseMachineConfig({ kernel, accel: 'kvm' })).toThrow(/machine config: accel: /);
   });
 });

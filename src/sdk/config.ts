@@ -39,6 +39,8 @@ export const MachineConfigSchema = z.strictObject({
   deterministic: z.boolean().optional(),
   /** Debian mirror for pulling the image. */
   mirror: z.string().url().optional(),
+  /** Execution tier: 'jit' compiles hot guest pages to WebAssembly, 'interp' interprets only. */
+  accel: z.enum(['interp', 'jit']).optional(),
 });
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
@@ -55,6 +57,19 @@ export interface ResolvedConfig {
   nets: { switch: string }[];
   rng: boolean;
   deterministic: boolean;
+  accel: Accel;
+}
+
+export type Accel = 'interp' | 'jit';
+
+/**
+ * The tier a machine runs on when its config does not say. VISOR_ACCEL overrides it for the
+ * whole process, so one test suite can be run under either tier.
+ */
+export function defaultAccel(env: Record<string, string | undefined> = process.env): Accel {
+  const v = env.VISOR_ACCEL;
+  if (v === 'interp' || v === 'jit') return v;
+  return 'interp';
 }
 
 export const DEFAULT_MEMORY_MIB = 512;
@@ -121,6 +136,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     nets: c.nets ?? [],
     rng: c.rng ?? true,
     deterministic: c.deterministic ?? false,
+    accel: c.accel ?? defaultAccel(),
   };
   if (initrd !== undefined) r.initrd = initrd;
   if (r.disks.length + r.nets.length + (r.rng ? 1 : 0) > 8) {

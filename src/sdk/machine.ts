@@ -13,7 +13,7 @@ import { Duplex } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
-import { resolveMachineConfig, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
+import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { readSnapshotBytes } from '../host/snapshot-file.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { STAT, type GuestEvent } from './runner.js';
@@ -43,6 +43,23 @@ export interface MachineStats {
     consoleOutBytes: number;
     consoleInBytes: number;
   };
+  /** The execution tier, and tier 1's counters (all zero under the interpreter). */
+  accel: 'interp' | 'jit';
+  jit: {
+    modulesCompiled: number;
+    blocksCompiled: number;
+    compileMs: number;
+    /** Entries into compiled code. */
+    cacheHits: number;
+    /** Guest instructions executed in compiled code. */
+    instructions: number;
+    /** Modules dropped because their page was written (or fence.i). */
+    invalidations: number;
+    /** Modules dropped to stay within the code cache's bound. */
+    evictions: number;
+    /** Exits from compiled code to interpret one instruction. */
+    stepExits: number;
+  };
 }
 
 export interface SnapshotInfo {
@@ -71,6 +88,8 @@ export interface CreateOptions {
 export interface RestoreOptions {
   /** Start running right away (default true); false leaves it paused. */
   start?: boolean;
+  /** Execution tier for the restored machine (default: defaultAccel()). */
+  accel?: Accel;
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -213,7 +232,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The file is read here while the worker loads its modules, then handed over (transferred).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats() }, async (worker) => {
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel() }, async (worker) => {
       const bytes = await readSnapshotBytes(abs);
       worker.postMessage({ op: 'file', bytes } satisfies Command, [bytes.buffer as ArrayBuffer]);
     });
@@ -422,6 +441,17 @@ export class Machine extends EventEmitter<MachineEvents> {
         netTxBytes: s[STAT.netTxBytes]!,
         consoleOutBytes: s[STAT.consoleOutBytes]!,
         consoleInBytes: s[STAT.consoleInBytes]!,
+      },
+      accel: this.config.accel,
+      jit: {
+        modulesCompiled: s[STAT.jitModules]!,
+        blocksCompiled: s[STAT.jitBlocks]!,
+        compileMs: s[STAT.jitCompileMs]!,
+        cacheHits: s[STAT.jitCacheHits]!,
+        instructions: s[STAT.jitInstructions]!,
+        invalidations: s[STAT.jitInvalidations]!,
+        evictions: s[STAT.jitEvictions]!,
+        stepExits: s[STAT.jitStepExits]!,
       },
     };
   }

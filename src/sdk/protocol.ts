@@ -3,13 +3,14 @@
  * they cross postMessage. Errors travel as { code, message } and become VisorErrors again.
  */
 import { VisorError, type VisorErrorCode } from '../base/errors.js';
-import type { ResolvedConfig } from './config.js';
+import type { Accel, ResolvedConfig } from './config.js';
 import type { GuestEvent } from './runner.js';
 import type { MachineState } from './states.js';
 
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer };
+  /** accel: the tier is this process's choice, not part of the saved machine. */
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel };
 
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }

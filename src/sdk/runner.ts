@@ -24,7 +24,7 @@ import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
 import type { VirtioNet } from '../virtio/net/device.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
-import type { ResolvedConfig } from './config.js';
+import { defaultAccel, type Accel, type ResolvedConfig } from './config.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
@@ -71,7 +71,16 @@ export const STAT = {
   mips: 13,
   traps: 16,
   interrupts: 32,
-  size: 48,
+  // Tier 1 (JIT) counters; zero under the interpreter.
+  jitModules: 48,
+  jitBlocks: 49,
+  jitCompileMs: 50,
+  jitCacheHits: 51,
+  jitInstructions: 52,
+  jitInvalidations: 53,
+  jitEvictions: 54,
+  jitStepExits: 55,
+  size: 56,
 } as const;
 
 /** What the runner keeps of its own in a snapshot, next to the board's state. */
@@ -139,6 +148,8 @@ export interface RunnerOptions {
   networks?: HostNetworks;
   /** Filled by restore() with the milliseconds of each phase (bench/restore.ts). */
   timings?: Record<string, number>;
+  /** restore(): the tier to run on (default: defaultAccel()). */
+  accel?: Accel;
 }
 
 export class MachineRunner {
@@ -212,7 +223,8 @@ export class MachineRunner {
     const { meta, state } = validateSnapshot(snap);
     for (const d of meta.disks) await verifyDisk(d);
     lap('disks');
-    const r = new MachineRunner(meta.config, events, opts);
+    // Snapshots from before the tier was configurable carry no accel; it is chosen here anyway.
+    const r = new MachineRunner({ ...meta.config, accel: opts.accel ?? defaultAccel() }, events, opts);
     try {
       await r.openDevices();
       await r.buildBoard({ boot: false });
@@ -269,7 +281,7 @@ export class MachineRunner {
       bios: 'builtin',
       memoryMiB: cfg.memoryMiB,
       clock,
-      createHart: (mem, opts) => new Hart(mem, opts) as unknown as BoardHart,
+      createHart: (mem, opts) => new Hart(mem, { ...opts, accel: cfg.accel }) as unknown as BoardHart,
     };
     if (o.boot) {
       vcfg.kernel = await readInput(cfg.kernel, 'kernel');
@@ -524,6 +536,17 @@ export class MachineRunner {
     for (let i = 0; i < 16; i++) {
       s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
       s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
+    }
+    const j = hart.jitStats;
+    if (j) {
+      s[STAT.jitModules] = j.modulesCompiled;
+      s[STAT.jitBlocks] = j.blocksCompiled;
+      s[STAT.jitCompileMs] = j.compileMs;
+      s[STAT.jitCacheHits] = j.cacheHits;
+      s[STAT.jitInstructions] = j.instructions;
+      s[STAT.jitInvalidations] = j.invalidations;
+      s[STAT.jitEvictions] = j.evictions;
+      s[STAT.jitStepExits] = j.stepExits;
     }
   }
 

@@ -57,7 +57,7 @@ async function main(): Promise<void> {
   try {
     runner = init.mode === 'create'
       ? await MachineRunner.create(init.config, events, { stats })
-      : await MachineRunner.restore(parseSnapshot((await receive('file')).bytes), events, { stats });
+      : await MachineRunner.restore(parseSnapshot((await receive('file')).bytes), events, { stats, accel: init.accel });
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
     port.close();

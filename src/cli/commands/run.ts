@@ -5,6 +5,7 @@ import { parseDiskSpec, type DiskSpec, type RunVmResult } from '../../host/run-v
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
+import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
 import { runOnTerminal, terminalExitCode } from './terminal.js';
 
 /** The command line for a kernel the user brings without --append. */
@@ -23,6 +24,8 @@ interface RunFlags {
   deterministic?: boolean;
   snapshotFile: string;
   name?: string;
+  accel?: string;
+  stats?: string | boolean;
 }
 
 export interface ResolvedRun {
@@ -111,7 +114,11 @@ export function registerRunCommand(program: Command): void {
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
+    .option('--accel <interp|jit>', ACCEL_HELP)
+    .option('--stats [text|json]', 'on exit, print to stderr what the machine did: instructions, JIT compiles, cache hits, invalidations, traps, I/O')
     .action(async (command: string[], flags: RunFlags) => {
+      const accel = parseAccel(flags.accel);
+      const stats = statsFormat(flags.stats);
       const run = await resolveRun(flags, command);
       const commandMode = run.command !== undefined;
       // visor run is a client of the SDK: the machine runs on its own worker thread.
@@ -130,8 +137,10 @@ export function registerRunCommand(program: Command): void {
       if (flags.name !== undefined) config.name = flags.name;
       if (run.initrd !== undefined) config.initrd = run.initrd;
       if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
+      if (accel) config.accel = accel;
       const vm = await Machine.create(config);
       const res = await runOnTerminal(vm, { snapshotPath: flags.snapshotFile, commandMode, maxReboots: 3 });
+      if (stats) printStats(vm.stats(), stats);
       // stdin may still hold the event loop; the run is over.
       process.exit(terminalExitCode(res, commandMode));
     });

@@ -1,0 +1,39 @@
+import { describe, expect, it } from 'vitest';
+import type { MachineStats } from '../../sdk/index.js';
+import { count, formatStats, parseAccel, statsFormat } from './stats-report.js';
+
+const base: MachineStats = {
+  instructions: 3_850_000_000, mips: 46.1, recentMips: 40, runningMs: 83_500, idleMs: 12_300,
+  traps: { 8: 1200, 12: 34_000, 9: 50 }, interrupts: { 5: 9000, 9: 300 }, tlbMisses: 2_300_000, virtioInterrupts: 310,
+  io: { blkReads: 10, blkWrites: 2, blkBytesRead: 2 * 1048576, blkBytesWritten: 8192, netRxBytes: 0, netTxBytes: 0, consoleOutBytes: 40_000, consoleInBytes: 12 },
+  accel: 'jit',
+  jit: { modulesCompiled: 413, blocksCompiled: 12_345, compileMs: 2100, cacheHits: 16_200_000, instructions: 3_734_500_000, invalidations: 120, evictions: 0, stepExits: 2_300_000 },
+};
+
+describe('--stats report', () => {
+  it('reads at a glance: counts, the JIT line, traps by name, I/O', () => {
+    const text = formatStats(base);
+    expect(text).toMatch(/^visor: instructions 3\.85 G in 83\.50 s running \(46\.1 MIPS\), 12\.30 s of it idle \(wfi\); tier jit/m);
+    expect(text).toMatch(/jit: 413 modules \(12\.3 k blocks\) compiled in 2\.10 s; 16\.20 M entries to compiled code, 97\.0% of instructions compiled; 120 invalidations, 0 evictions, 2\.30 M single-step exits/);
+    // Most frequent first, by their spec names.
+    expect(text).toMatch(/traps: fetch page fault 34\.0 k, ecall U 1200, ecall S 50/);
+    expect(text).toMatch(/interrupts: S timer 9000, S external 300; TLB misses 2\.30 M/);
+    expect(text).toMatch(/io: disk 10 reads \(2\.0 MiB\), 2 writes \(8\.0 KiB\); net rx 0 B, tx 0 B; console out 39\.1 KiB, in 12 B/);
+    expect(text.split('\n').every((l) => l === '' || l.startsWith('visor: '))).toBe(true);
+  });
+
+  it('has no JIT line under the interpreter', () => {
+    expect(formatStats({ ...base, accel: 'interp' })).not.toMatch(/jit:/);
+  });
+
+  it('parses the flags and rejects bad values with what is allowed', () => {
+    expect(statsFormat(true)).toBe('text');
+    expect(statsFormat('json')).toBe('json');
+    expect(statsFormat(undefined)).toBeUndefined();
+    expect(() => statsFormat('yaml')).toThrow(/--stats: expected text or json, got 'yaml'/);
+    expect(parseAccel('jit')).toBe('jit');
+    expect(() => parseAccel('kvm')).toThrow(/--accel: expected interp or jit, got 'kvm'/);
+    expect(count(999)).toBe('999');
+    expect(count(1_500_000)).toBe('1.50 M');
+  });
+});
