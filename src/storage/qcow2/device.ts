@@ -25,7 +25,7 @@ import {
   type SnapshotEntry,
 } from './format.js';
 import { LruCache } from './lru.js';
-import { Refcounts } from './refcount.js';
+import { Refcounts, RefcountShadow } from './refcount.js';
 
 /*
  * qcow2 block device (QEMU docs/interop/qcow2.txt). Guest offset → L1 entry → L2 table →
@@ -199,15 +199,7 @@ export class Qcow2Device implements BlockDevice {
 
     const file = new TrackedFile(inner, fileSize);
     const dev = new Qcow2Device(file, header, l1, opts);
-    dev.refs = await Refcounts.load(
-      trackingHandle(inner, file),
-      g,
-      header.refcountTableOffset,
-      header.refcountTableClusters,
-      fileSize,
-      (offset, clusters) => dev.writeRefcountTableLocation(offset, clusters),
-      () => file.length,
-    );
+    dev.refs = await dev.loadRefcounts();
     [dev.snapshots, dev.snapshotTableBytes] = await readSnapshots(inner, header, g, fileSize);
 
     if (!opts.readOnly) {
@@ -224,6 +216,20 @@ export class Qcow2Device implements BlockDevice {
       }
     }
     return dev;
+  }
+
+  /** Reads the refcount table the header names (at open, and after a metadata switch). */
+  private loadRefcounts(): Promise<Refcounts> {
+    const h = this.header;
+    return Refcounts.load(
+      trackingHandle(this.file.inner, this.file),
+      this.g,
+      h.refcountTableOffset,
+      h.refcountTableClusters,
+      this.file.length,
+      (offset, clusters) => this.writeRefcountTableLocation(offset, clusters),
+      () => this.file.length,
+    );
   }
 
   // ---- header helpers -------------------------------------------------------------------
@@ -700,23 +706,6 @@ export class Qcow2Device implements BlockDevice {
     }
   }
 
-  /** @internal Adds `delta` to the refcount of everything an L1 table reaches (deferred batch). */
-  async updateTreeRefcounts(l1: Uint8Array, delta: number): Promise<void> {
-    this.refs.beginDefer();
-    try {
-      await this.walk(l1, async (_i, off, _t, view) => {
-        for (let j = 0; j < this.g.l2Entries; j++) {
-          const m = decodeL2(view, j, this.g);
-          if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) await this.refs.update(m.host, this.g.clusterSize, delta);
-          else if (m.kind === 'compressed') await this.refs.update(m.host, m.csize, delta);
-        }
-        await this.refs.update(off, this.g.clusterSize, delta);
-      });
-    } finally {
-      await this.refs.endDefer();
-    }
-  }
-
   /**
    * @internal Makes COPIED exactly "refcount is 1" across the active tree (qcow2.txt: the
    * flag must be set iff the refcount is exactly one), rewriting only what changed.
@@ -770,29 +759,138 @@ export class Qcow2Device implements BlockDevice {
     return s;
   }
 
-  /** Writes a new snapshot table and points the header at it; frees the old table. */
-  private async writeSnapshotTable(entries: SnapshotEntry[]): Promise<void> {
-    // Old v2 entries lack disk_size; the rewritten entry records the size that applied.
-    entries = entries.map((e) => (e.diskSize === undefined ? { ...e, diskSize: this.size } : e));
-    const bytes = serializeSnapshotTable(entries);
-    let host = 0;
-    if (entries.length > 0) {
-      host = await this.refs.alloc(Math.ceil(bytes.length / this.g.clusterSize));
-      await this.file.write(host, bytes);
+  /** Adds `delta` to the refcount of everything reached through `l1` (QEMU counts per path). */
+  private async addTree(shadow: RefcountShadow, l1: Uint8Array, delta: number): Promise<void> {
+    const cs = this.g.clusterSize;
+    await this.walk(l1, async (_i, off, _t, view) => {
+      await shadow.add(off, cs, delta);
+      for (let j = 0; j < this.g.l2Entries; j++) {
+        const m = decodeL2(view, j, this.g);
+        if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) await shadow.add(m.host, cs, delta);
+        else if (m.kind === 'compressed') await shadow.add(m.host, m.csize, delta);
+      }
+    });
+  }
+
+  /**
+   * Snapshot create, apply and delete change refcounts, COPIED flags, the active L1 and the
+   * snapshot table together; written in place, some order always leaves a window where the
+   * flags and the refcounts disagree (qemu-img check: corruption). So the whole new state is
+   * built in fresh clusters past the end of the file (snapshot table, active L1, the active
+   * L2 tables whose COPIED flags change, the refcount blocks that change and a new refcount
+   * table: RefcountShadow), flushed, and committed by one write of header bytes 24-71 (size,
+   * L1, refcount table and snapshot table fields: all in the first sector, so a killed
+   * process leaves either all old or all new). Until then the old metadata is untouched and
+   * describes the image exactly; the fresh clusters are unreferenced. Clusters freed by the
+   * switch are reused only after the second flush. Cost: one pass over the L2 tables reached,
+   * plus the refcount blocks that change; never the data.
+   */
+  private async switchMetadata(s: MetadataSwitch): Promise<void> {
+    const g = this.g;
+    const cs = g.clusterSize;
+    const h = this.header;
+    if (s.l1.length > QCOW_MAX_L1_SIZE) throw new VisorError('Unsupported', 'qcow2: the L1 table would exceed its maximum size');
+    const end = Math.ceil(this.file.length / cs);
+    const shadow = new RefcountShadow(this.refs, end);
+    for (const t of s.trees) await this.addTree(shadow, t.l1, t.delta);
+    for (const f of s.free) if (f.length > 0) await shadow.add(f.offset, f.length, -1);
+
+    let next = end;
+    const writes: [number, Uint8Array][] = [];
+    const place = async (bytes: Uint8Array): Promise<number> => {
+      const at = next;
+      next += Math.ceil(bytes.length / cs);
+      for (let c = at; c < next; c++) await shadow.claim(c);
+      writes.push([at * cs, bytes]);
+      return at * cs;
+    };
+
+    let snapshots = this.snapshots;
+    let stOffset = h.snapshotsOffset;
+    let stBytes = this.snapshotTableBytes;
+    if (s.snapshots) {
+      if (h.nbSnapshots > 0 && this.snapshotTableBytes > 0) await shadow.add(h.snapshotsOffset, this.snapshotTableBytes, -1);
+      // Old v2 entries lack disk_size; the rewritten entry records the size that applied.
+      const entries = s.snapshots.map((e) => (e.diskSize === undefined ? { ...e, diskSize: this.size } : e));
+      const bytes = serializeSnapshotTable(entries);
+      snapshots = parseSnapshotTable(bytes, entries.length);
+      stOffset = entries.length > 0 ? await place(bytes) : 0;
+      stBytes = entries.length > 0 ? bytes.length : 0;
     }
-    const oldOff = this.header.snapshotsOffset;
-    const oldLen = this.snapshotTableBytes;
-    // Header bytes 60-71: nb_snapshots and snapshots_offset, in one write.
-    const b = new Uint8Array(12);
-    const v = new DataView(b.buffer);
-    v.setUint32(0, entries.length);
-    v.setBigUint64(4, BigInt(host));
-    await this.file.write(60, b);
-    this.header.nbSnapshots = entries.length;
-    this.header.snapshotsOffset = host;
-    this.snapshots = entries;
-    this.snapshotTableBytes = bytes.length;
-    if (oldOff !== 0 && oldLen > 0) await this.refs.update(oldOff, oldLen, -1);
+
+    // The new active L1, with COPIED right for the new refcounts (qcow2.txt: set iff the
+    // refcount is exactly one). An L2 table whose entries' flags change is copied, never
+    // edited: the old tree must stay valid until the header switch.
+    const l1 = s.l1.slice();
+    const l1v = new DataView(l1.buffer);
+    const l1Offset = l1.length > 0 ? await place(l1) : 0;
+    for (let i = 0; i < l1.length / 8; i++) {
+      const off = (l1v.getUint32(i * 8) & HI_OFFSET_MASK) * 0x1_0000_0000 + ((l1v.getUint32(i * 8 + 4) & LO_OFFSET_MASK) >>> 0);
+      if (off === 0) {
+        l1v.setBigUint64(i * 8, 0n);
+        continue;
+      }
+      const t = await this.loadL2(off);
+      const tv = new DataView(t.buffer, t.byteOffset);
+      let copy: Uint8Array | undefined;
+      for (let j = 0; j < g.l2Entries; j++) {
+        const m = decodeL2(tv, j, g);
+        let want = m.copied;
+        if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) want = (await shadow.get(m.host / cs)) === 1;
+        else if (m.kind === 'compressed') want = false;
+        if (want === m.copied) continue;
+        copy ??= t.slice();
+        const hi = tv.getUint32(j * 8);
+        new DataView(copy.buffer).setUint32(j * 8, want ? (hi | HI_COPIED) >>> 0 : (hi & ~HI_COPIED) >>> 0);
+      }
+      let host = off;
+      if (copy) {
+        host = await place(copy);
+        await shadow.add(off, cs, -1);
+      }
+      const [hi, lo] = encodeStd(host, (await shadow.get(host / cs)) === 1, false);
+      l1v.setUint32(i * 8, hi);
+      l1v.setUint32(i * 8 + 4, lo);
+    }
+
+    const rl = await shadow.layout(next);
+    for (const [off, bytes] of writes) await this.file.write(off, bytes);
+    await this.file.write(rl.tableOffset, rl.table);
+    for (const b of rl.blocks) await this.file.write(b.offset, b.data);
+    await this.file.inner.sync();
+
+    // The commit: header bytes 24-71 in one write (qcow2.txt "Header": size, crypt_method,
+    // l1_size, l1_table_offset, refcount_table_offset, refcount_table_clusters,
+    // nb_snapshots, snapshots_offset).
+    const hb = new Uint8Array(48);
+    const hv = new DataView(hb.buffer);
+    hv.setBigUint64(0, BigInt(s.size));
+    hv.setUint32(8, h.cryptMethod);
+    hv.setUint32(12, l1.length / 8);
+    hv.setBigUint64(16, BigInt(l1Offset));
+    hv.setBigUint64(24, BigInt(rl.tableOffset));
+    hv.setUint32(32, rl.tableClusters);
+    hv.setUint32(36, snapshots.length);
+    hv.setBigUint64(40, BigInt(stOffset));
+    await this.file.write(24, hb);
+    await this.file.inner.sync();
+
+    h.size = s.size;
+    h.l1Size = l1.length / 8;
+    h.l1TableOffset = l1Offset;
+    h.refcountTableOffset = rl.tableOffset;
+    h.refcountTableClusters = rl.tableClusters;
+    h.nbSnapshots = snapshots.length;
+    h.snapshotsOffset = stOffset;
+    this.l1 = l1;
+    this.l1View = l1v;
+    this.snapshots = snapshots;
+    this.snapshotTableBytes = stBytes;
+    this.refs = await this.loadRefcounts();
+    // Freed clusters may be reused for anything now: drop what was cached about them.
+    this.l2Cache.clear();
+    this.compressedCache = undefined;
+    this.compressedFree = 0;
   }
 
   createSnapshot(name: string, now = Date.now()): Promise<SnapshotInfo> {
@@ -801,37 +899,12 @@ export class Qcow2Device implements BlockDevice {
     return this.lock.run(async () => {
       if (this.snapshots.some((s) => s.name === name || s.id === name)) throw new VisorError('InvalidArgument', `qcow2: a snapshot named '${name}' already exists`);
       if (this.snapshots.length + 1 > QCOW_MAX_SNAPSHOTS) throw new VisorError('Unsupported', 'qcow2: too many snapshots');
-      // Refuse before touching anything if a refcount would overflow (1-bit refcounts, say).
-      if (this.refs.maxRefcount < 2 ** 20) {
-        await this.walk(this.l1, async (_i, off, _t, view) => {
-          const over = async (host: number) => {
-            if ((await this.refs.get(host / this.g.clusterSize)) + 1 > this.refs.maxRefcount) {
-              throw new VisorError('Unsupported', `qcow2: refcount overflow: cannot snapshot with ${this.g.refcountBits}-bit refcounts`);
-            }
-          };
-          await over(off);
-          for (let j = 0; j < this.g.l2Entries; j++) {
-            const m = decodeL2(view, j, this.g);
-            if (m.kind === 'normal' || (m.kind === 'zero' && m.host !== 0)) await over(m.host);
-            else if (m.kind === 'compressed') await over(Math.floor(m.host / this.g.clusterSize) * this.g.clusterSize);
-          }
-        });
-      }
-      // 1. Every cluster the active tree reaches gains a reference (leaks if we stop here).
-      await this.updateTreeRefcounts(this.l1, +1);
-      // 2. Nothing in the active tree is private any more: clear COPIED.
-      await this.fixCopiedFlags();
-      // 3. The snapshot's own L1 table, a copy of the active one.
-      const l1Copy = this.l1.slice();
-      let l1Off = 0;
-      if (l1Copy.length > 0) {
-        l1Off = await this.refs.alloc(Math.ceil(l1Copy.length / this.g.clusterSize));
-        await this.file.write(l1Off, l1Copy);
-      }
-      // 4. The new snapshot table, then the header switch.
       const ids = this.snapshots.map((s) => Number.parseInt(s.id, 10)).filter((n) => Number.isFinite(n));
+      // The current active L1 table becomes the snapshot's, as it is on disk (QEMU's
+      // snapshot L1 tables keep the COPIED bits too; only the active tree's are checked);
+      // the active image moves to a fresh copy.
       const entry: SnapshotEntry = {
-        l1TableOffset: l1Off,
+        l1TableOffset: this.header.l1TableOffset,
         l1Size: this.header.l1Size,
         id: String(ids.length ? Math.max(...ids) + 1 : 1),
         name,
@@ -843,63 +916,71 @@ export class Qcow2Device implements BlockDevice {
         icount: 0xffffffffffffffffn,
         extraData: new Uint8Array(0),
       };
-      await this.writeSnapshotTable([...this.snapshots, entry]);
+      await this.switchMetadata({
+        l1: this.l1,
+        trees: [{ l1: this.l1, delta: +1 }],
+        free: [],
+        snapshots: [...this.snapshots, entry],
+        size: this.size,
+      });
       return this.listSnapshots().at(-1)!;
     });
   }
 
-  /**
-   * Reverts the active image to a snapshot. Order: the snapshot's tree gains a reference,
-   * the active L1 takes its entries (COPIED clear: everything is shared), then the old tree
-   * loses its reference. A kill at any point leaves at worst leaked clusters.
-   */
+  /** Reverts the active image to a snapshot (one atomic metadata switch). */
   applySnapshot(idOrName: string): Promise<void> {
     checkWritable('snapshot apply', this.readOnly);
     return this.lock.run(async () => {
       const sn = this.findSnapshot(idOrName);
       const snL1 = new Uint8Array(sn.l1Size * 8);
       await this.file.read(sn.l1TableOffset, snL1);
-      clearCopied(snL1);
-      await this.updateTreeRefcounts(snL1, +1);
-      const oldL1 = this.l1.slice();
-      const diskSize = sn.diskSize ?? this.size;
-      if (sn.l1Size > this.header.l1Size) {
-        await this.growL1(sn.l1Size, snL1);
-      } else {
-        const t = new Uint8Array(this.header.l1Size * 8);
-        t.set(snL1);
-        await this.file.write(this.header.l1TableOffset, t);
-        this.l1.set(t);
-      }
-      if (diskSize !== this.size) {
-        await this.writeHeaderU64(24, BigInt(diskSize));
-        this.header.size = diskSize;
-      }
-      await this.updateTreeRefcounts(oldL1, -1);
-      await this.fixCopiedFlags();
-      this.compressedCache = undefined;
+      const l1 = new Uint8Array(Math.max(sn.l1Size, this.header.l1Size) * 8);
+      l1.set(snL1);
+      await this.switchMetadata({
+        l1,
+        trees: [
+          { l1: snL1, delta: +1 },
+          { l1: this.l1, delta: -1 },
+        ],
+        free: [{ offset: this.header.l1TableOffset, length: this.header.l1Size * 8 }],
+        size: sn.diskSize ?? this.size,
+      });
     });
   }
 
+  /** Deletes a snapshot (one atomic metadata switch); clusters only it held are freed. */
   deleteSnapshot(idOrName: string): Promise<void> {
     checkWritable('snapshot delete', this.readOnly);
     return this.lock.run(async () => {
       const sn = this.findSnapshot(idOrName);
-      // 1. Unlink it from the table (its clusters leak if we stop here).
-      await this.writeSnapshotTable(this.snapshots.filter((s) => s !== sn));
-      // 2. Drop its references, then its L1 table.
       const snL1 = new Uint8Array(sn.l1Size * 8);
       await this.file.read(sn.l1TableOffset, snL1);
-      await this.updateTreeRefcounts(snL1, -1);
-      if (sn.l1Size > 0) await this.refs.update(sn.l1TableOffset, sn.l1Size * 8, -1);
-      // 3. Clusters now private to the active image get COPIED back.
-      await this.fixCopiedFlags();
+      await this.switchMetadata({
+        l1: this.l1,
+        trees: [{ l1: snL1, delta: -1 }],
+        free: [
+          { offset: sn.l1TableOffset, length: sn.l1Size * 8 },
+          { offset: this.header.l1TableOffset, length: this.header.l1Size * 8 },
+        ],
+        snapshots: this.snapshots.filter((s) => s !== sn),
+        size: this.size,
+      });
     });
   }
 }
 
-function clearCopied(l1: Uint8Array): void {
-  for (let i = 0; i < l1.length; i += 8) l1[i] = l1[i]! & 0x7f;
+/** One snapshot operation's new metadata, as switchMetadata builds and commits it. */
+interface MetadataSwitch {
+  /** Entries of the new active L1 table (its COPIED flags are recomputed). */
+  l1: Uint8Array;
+  /** L1 tables whose whole tree gains or loses one reference. */
+  trees: { l1: Uint8Array; delta: number }[];
+  /** Metadata that loses its one reference (old L1 tables). */
+  free: { offset: number; length: number }[];
+  /** The new snapshot table; absent: unchanged. */
+  snapshots?: SnapshotEntry[];
+  /** The virtual size afterwards. */
+  size: number;
 }
 
 function padTo(b: Uint8Array, n: number): Uint8Array {

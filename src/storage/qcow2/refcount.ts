@@ -69,6 +69,10 @@ export class Refcounts {
     return new Refcounts(file, g, tableOffset, tableClusters, table, onTableMoved, getFileSize);
   }
 
+  get geometry(): Geometry {
+    return this.g;
+  }
+
   /** Clusters the refcount table can describe. */
   get coveredClusters(): number {
     return this.table.length * this.g.refcountBlockEntries;
@@ -271,6 +275,12 @@ export class Refcounts {
     await this.update(oldOffset, oldClusters * g.clusterSize, -1);
   }
 
+  /** A copy of refcount block `blockIndex` (zeros when the table has no block there). */
+  async blockCopy(blockIndex: number): Promise<Uint8Array> {
+    const b = await this.block(blockIndex);
+    return b ? b.slice() : new Uint8Array(this.g.clusterSize);
+  }
+
   /** Rewrites the whole cached block set (repair). */
   async setAbsolute(cluster: number, value: number): Promise<void> {
     if (value > this.maxRefcount) throw new VisorError('Unsupported', `qcow2: refcount overflow on cluster ${cluster}`);
@@ -339,5 +349,145 @@ export function writeEntry(b: Uint8Array, idx: number, order: number, value: num
     default:
       new DataView(b.buffer, b.byteOffset).setBigUint64(idx * 8, BigInt(value));
       return [idx * 8, 8];
+  }
+}
+
+/** Where RefcountShadow.layout() puts the new refcount table and blocks, and their bytes. */
+export interface RefcountLayout {
+  tableOffset: number;
+  tableClusters: number;
+  table: Uint8Array;
+  blocks: { offset: number; data: Uint8Array }[];
+  /** First cluster index past everything placed. */
+  end: number;
+}
+
+/**
+ * The refcounts as they will be after one atomic metadata switch (Qcow2Device
+ * switchMetadata). Nothing is written here: changes go to private copies of the refcount
+ * blocks they touch, and layout() then places those copies and a new refcount table in fresh
+ * clusters past the end of the file. The new blocks count themselves and the new table, and
+ * count the old blocks and old table they replace as free. Until the header points at the
+ * new table, the old one still describes the file exactly, and the fresh clusters are
+ * unreferenced (qemu-img check does not even count them as leaks).
+ */
+export class RefcountShadow {
+  private readonly blocks = new Map<number, Uint8Array>();
+  private readonly g: Geometry;
+  /** Set by layout(): the only blocks that may still change. */
+  private frozen: Set<number> | undefined;
+
+  constructor(
+    private readonly refs: Refcounts,
+    /** Clusters at or past this index lie past the end of the file: fresh. */
+    private readonly endCluster: number,
+  ) {
+    this.g = refs.geometry;
+  }
+
+  private async blockFor(bi: number): Promise<Uint8Array> {
+    let b = this.blocks.get(bi);
+    if (!b) {
+      if (this.frozen && !this.frozen.has(bi)) throw new VisorError('Internal', `qcow2: refcount block ${bi} changed after layout`);
+      b = await this.refs.blockCopy(bi);
+      this.blocks.set(bi, b);
+    }
+    return b;
+  }
+
+  async get(cluster: number): Promise<number> {
+    const e = this.g.refcountBlockEntries;
+    const b = this.blocks.get(Math.floor(cluster / e));
+    return b ? readEntry(b, cluster % e, this.g.refcountOrder) : this.refs.get(cluster);
+  }
+
+  /**
+   * Adds `delta` to every cluster overlapping [offset, offset+length). Checks what
+   * Refcounts.update checks, before anything reaches the disk: references past the end of
+   * the file, refcounts below zero, overflow.
+   */
+  async add(offset: number, length: number, delta: number): Promise<void> {
+    const cs = this.g.clusterSize;
+    const e = this.g.refcountBlockEntries;
+    const first = Math.floor(offset / cs);
+    const last = Math.floor((offset + length - 1) / cs);
+    if (last >= this.endCluster) throw new VisorError('CorruptImage', `qcow2: reference to cluster ${last}, past the end of the file`);
+    for (let c = first; c <= last; c++) {
+      const b = await this.blockFor(Math.floor(c / e));
+      const next = readEntry(b, c % e, this.g.refcountOrder) + delta;
+      if (next < 0) throw new VisorError('CorruptImage', `qcow2: refcount of cluster ${c} would drop below zero`);
+      if (next > this.refs.maxRefcount) {
+        throw new VisorError('Unsupported', `qcow2: refcount overflow on cluster ${c} (max ${this.refs.maxRefcount} with ${this.g.refcountBits}-bit refcounts)`);
+      }
+      writeEntry(b, c % e, this.g.refcountOrder, next);
+    }
+  }
+
+  /** Gives a fresh cluster (past the old end of the file) its refcount of 1. */
+  async claim(cluster: number): Promise<void> {
+    if (cluster < this.endCluster) throw new VisorError('Internal', `qcow2: cluster ${cluster} is not fresh`);
+    const e = this.g.refcountBlockEntries;
+    writeEntry(await this.blockFor(Math.floor(cluster / e)), cluster % e, this.g.refcountOrder, 1);
+  }
+
+  /**
+   * Places the new refcount table at cluster `first` and the new blocks right after it.
+   * Which blocks change depends on where the table and blocks go (they count themselves,
+   * and each replaced block frees its old cluster, counted in some other block), so the
+   * placement is found by iterating until the counts stop growing; both only grow, so it
+   * ends, in two or three rounds in practice.
+   */
+  async layout(first: number): Promise<RefcountLayout> {
+    const g = this.g;
+    const cs = g.clusterSize;
+    const e = g.refcountBlockEntries;
+    const perCluster = cs / 8;
+    const old = this.refs.table;
+    const oldFirst = this.refs.tableOffset / cs;
+    const oldClusters = this.refs.tableClusters;
+    const bi = (c: number) => Math.floor(c / e);
+    let tableClusters = oldClusters;
+    let slots = 0;
+    let set: Set<number>;
+    for (;;) {
+      set = new Set(this.blocks.keys());
+      for (let c = first; c < first + tableClusters + slots; c++) set.add(bi(c));
+      for (let c = oldFirst; c < oldFirst + oldClusters; c++) set.add(bi(c));
+      const queue = [...set];
+      while (queue.length > 0) {
+        const off = old[queue.pop()!] ?? 0;
+        if (off === 0) continue;
+        const ob = bi(off / cs);
+        if (!set.has(ob)) {
+          set.add(ob);
+          queue.push(ob);
+        }
+      }
+      let maxBlock = old.length - 1;
+      for (const b of set) if (b > maxBlock) maxBlock = b;
+      const need = Math.ceil((maxBlock + 1) / perCluster);
+      if (set.size <= slots && need <= tableClusters) break;
+      slots = Math.max(slots, set.size);
+      tableClusters = Math.max(tableClusters, need);
+      if (tableClusters * cs > QCOW_MAX_REFTABLE_SIZE) throw new VisorError('Unsupported', 'qcow2: image too large: refcount table would exceed its maximum size');
+    }
+    this.frozen = set;
+    // The old table and the old copies of replaced blocks lose their one reference.
+    if (oldClusters > 0) await this.add(oldFirst * cs, oldClusters * cs, -1);
+    for (const b of set) if ((old[b] ?? 0) !== 0) await this.add(old[b]!, cs, -1);
+    for (let c = first; c < first + tableClusters; c++) await this.claim(c);
+    const order = [...set].sort((a, b) => a - b);
+    const table = new Uint8Array(tableClusters * cs);
+    const tv = new DataView(table.buffer);
+    old.forEach((off, i) => tv.setBigUint64(i * 8, BigInt(off)));
+    const placed: { offset: number; data: Uint8Array }[] = [];
+    for (let k = 0; k < order.length; k++) {
+      const slot = first + tableClusters + k;
+      await this.claim(slot);
+      tv.setBigUint64(order[k]! * 8, BigInt(slot * cs));
+    }
+    // Contents last: claiming slots may have changed any block of the set.
+    for (let k = 0; k < order.length; k++) placed.push({ offset: (first + tableClusters + k) * cs, data: await this.blockFor(order[k]!) });
+    return { tableOffset: first * cs, tableClusters, table, blocks: placed, end: first + tableClusters + order.length };
   }
 }
