@@ -109,7 +109,7 @@ describe.skipIf(!HAVE_QEMU_IMG)('snapshot operations cut at every write', () => 
     ['4 KiB clusters, 16-bit refcounts', 4096, 4, 4 << 20, 0, 0],
     // 512-byte clusters with 64-bit refcounts: a refcount block covers 32 KiB and the
     // table's first cluster 2 MiB, so the switch touches many blocks and grows the table.
-    ['512-byte clusters, 64-bit refcounts', 512, 6, 3 << 20, (2 << 20) - (24 << 10), Number(process.env.VISOR_CUT_SAMPLE ?? 8)],
+    ['512-byte clusters, 64-bit refcounts', 512, 6, 3 << 20, (2 << 20) - (24 << 10), Number(process.env.VISOR_CUT_SAMPLE ?? 4)],
   ] as const) {
     it(`leave qemu-img check clean and read as before or after (${label})`, async () => {
       const base = await baseImage(clusterSize, refcountOrder, size, fillTo);
