@@ -16,7 +16,7 @@ import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { readSnapshotBytes } from '../host/snapshot-file.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { STAT, type GuestEvent } from './runner.js';
+import { STAT, type GuestEvent, type UntilCondition } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 
 export interface MachineStats {
@@ -341,7 +341,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.emit('state', s, reason);
   }
 
-  private call(action: MachineAction, extra: { path?: string; compress?: boolean } = {}): Promise<unknown> {
+  private call(action: MachineAction, extra: { path?: string; compress?: boolean; until?: UntilCondition } = {}): Promise<unknown> {
     try {
       transition(this._state, action); // refuse early, naming the state the caller sees
     } catch (err) {
@@ -351,7 +351,9 @@ export class Machine extends EventEmitter<MachineEvents> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const cmd: Command = action === 'snapshot' ? { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? true } : { op: action, id };
+      const cmd: Command = action === 'snapshot' ? { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? true }
+        : extra.until ? { op: 'runUntil', id, until: extra.until }
+        : { op: action, id };
       this.worker.postMessage(cmd);
     });
   }
@@ -366,6 +368,18 @@ export class Machine extends EventEmitter<MachineEvents> {
 
   async resume(): Promise<void> {
     await this.call('resume');
+  }
+
+  /**
+   * Runs the machine (created, paused or running) until the guest prints `output` on its
+   * console or `instructions` (counted from boot) have run, and leaves it paused there: at the
+   * end of that instruction batch. The batches sit on a fixed grid, so for a deterministic
+   * guest the point is the same however fast the host is; a snapshot taken there is
+   * reproducible. Rejects with NotAllowed if the machine is paused, stopped or powers off first.
+   */
+  async runUntil(until: UntilCondition): Promise<void> {
+    const action: MachineAction = this._state === 'created' ? 'start' : this._state === 'paused' ? 'resume' : 'pause';
+    await this.call(action, { until });
   }
 
   /**

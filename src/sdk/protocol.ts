@@ -4,7 +4,7 @@
  */
 import { VisorError, type VisorErrorCode } from '../base/errors.js';
 import type { Accel, ResolvedConfig } from './config.js';
-import type { GuestEvent } from './runner.js';
+import type { GuestEvent, UntilCondition } from './runner.js';
 import type { MachineState } from './states.js';
 
 export type WorkerInit =
@@ -15,6 +15,7 @@ export type WorkerInit =
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
+  | { op: 'runUntil'; id: number; until: UntilCondition }
   | { op: 'input'; bytes: Uint8Array }
   /** A prewarmed worker's machine. */
   | { op: 'init'; init: WorkerInit }

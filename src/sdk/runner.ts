@@ -45,6 +45,17 @@ export type GuestEvent =
   | { kind: 'fail'; code: number }
   | { kind: 'panic'; line: string };
 
+/**
+ * Where runUntil() pauses: at the end of the first instruction batch in which the guest printed
+ * `output` on its console (counted from the call), or by which `instructions` (since boot)
+ * have run. Batches sit on the fixed grid, so for a deterministic guest the point is the same
+ * however fast the host runs it.
+ */
+export interface UntilCondition {
+  output?: string;
+  instructions?: number;
+}
+
 export interface RunnerEvents {
   output(bytes: Uint8Array): void;
   state(state: MachineState, reason?: string): void;
@@ -178,6 +189,7 @@ export class MachineRunner {
   private runningMs = 0;
   private lastMips = 0;
   private closed = false;
+  private until: { cond: UntilCondition; tail: string; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
 
   private constructor(
     private readonly cfg: ResolvedConfig,
@@ -325,6 +337,13 @@ export class MachineRunner {
   private output(b: Uint8Array): void {
     this.consoleOut += b.length;
     this.watchPanic(b);
+    const u = this.until;
+    const marker = u?.cond.output;
+    if (u && marker !== undefined && !u.hit) {
+      const text = u.tail + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+      if (text.includes(marker)) u.hit = true;
+      else u.tail = text.slice(-(marker.length - 1) || text.length);
+    }
     this.events.output(b);
   }
 
@@ -380,6 +399,55 @@ export class MachineRunner {
     const next = this.check('pause');
     await this.park();
     this.setState(next);
+    this.settleUntil('was paused');
+  }
+
+  /**
+   * Runs the machine (created, paused or already running) until `cond` holds, and leaves it
+   * paused there (see UntilCondition). Rejects with NotAllowed if the machine pauses, stops or
+   * the guest powers off first.
+   */
+  async runUntil(cond: UntilCondition): Promise<void> {
+    if (cond.output === undefined && cond.instructions === undefined) throw new VisorError('InvalidArgument', 'runUntil: give output or instructions');
+    if (cond.output !== undefined && cond.output.length === 0) throw new VisorError('InvalidArgument', 'runUntil: output must not be empty');
+    if (cond.instructions !== undefined && !(Number.isSafeInteger(cond.instructions) && cond.instructions >= 0)) {
+      throw new VisorError('InvalidArgument', 'runUntil: instructions must be a whole number');
+    }
+    if (this.until) throw new VisorError('NotAllowed', 'runUntil: another runUntil is in progress');
+    const action: MachineAction = this.state === 'created' ? 'start' : this.state === 'paused' ? 'resume' : 'pause';
+    const next = this.check(action);
+    const done = new Promise<void>((resolve, reject) => {
+      this.until = { cond, tail: '', hit: false, resolve, reject };
+    });
+    if (this.state !== 'created' && this.untilReached()) {
+      // An instruction count already passed (we sit at a batch boundary): pause right here.
+      if (this.state === 'running') await this.park();
+      this.setState('paused');
+      this.settleUntil('paused');
+      return done;
+    }
+    if (next === 'running') {
+      this.setState(next);
+      this.runLoop();
+    }
+    return done;
+  }
+
+  private untilReached(): boolean {
+    return this.until !== undefined && this.untilReachedBy(this.until);
+  }
+
+  private untilReachedBy(u: { cond: UntilCondition; hit: boolean }): boolean {
+    return u.hit || (u.cond.instructions !== undefined && this.executed >= u.cond.instructions);
+  }
+
+  /** Ends a pending runUntil: met if its condition holds, else refused with why it ended. */
+  private settleUntil(why: string): void {
+    const u = this.until;
+    if (!u) return;
+    this.until = undefined;
+    if (why !== 'stopped' && this.untilReachedBy(u)) u.resolve();
+    else u.reject(new VisorError('NotAllowed', `runUntil: the machine ${why} before ${u.cond.output !== undefined ? `the guest printed ${JSON.stringify(u.cond.output)}` : `${u.cond.instructions} instructions`}`));
   }
 
   private runLoop(): void {
@@ -387,6 +455,10 @@ export class MachineRunner {
     if (!this.loopDone) {
       this.loopDone = this.loop().finally(() => {
         this.loopDone = undefined;
+        if (this.state === 'running' && !this.closed && this.untilReached()) {
+          this.setState('paused');
+          this.settleUntil('paused');
+        }
       });
     }
   }
@@ -429,6 +501,7 @@ export class MachineRunner {
         const sliceEnd = performance.now() + SLICE_MS;
         do {
           this.executed += vm.step(BATCH - (this.executed % BATCH));
+          if (this.until && this.untilReached()) break;
           if (det) {
             if (this.blkBusy()) break;
             // Idle time is skipped, not slept: the next timer is due at once.
@@ -448,6 +521,11 @@ export class MachineRunner {
           mipsInstr = this.executed;
         }
         this.publishStats();
+        if (this.until && this.untilReached() && !vm.exit) {
+          // runUntil's point: the loop ends at this batch boundary and runLoop pauses there.
+          this.wantRunning = false;
+          break;
+        }
         if (vm.exit) {
           if (!(await this.guestExit())) return;
           vm = this.vm;
@@ -615,6 +693,7 @@ export class MachineRunner {
   private async close(flush: boolean): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.settleUntil('stopped');
     if (this.panicTimer) clearTimeout(this.panicTimer);
     if (flush && this.vm) await this.drainIo().catch(() => {});
     for (const d of this.disks) {

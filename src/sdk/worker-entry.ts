@@ -77,6 +77,7 @@ async function main(): Promise<void> {
         case 'stop': return runner.stop();
         case 'kill': return runner.kill();
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
+        case 'runUntil': return runner.runUntil(c.until);
       }
     };
     run().then(

@@ -6,7 +6,7 @@ import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../src/sdk/index.js';
 import { counterGuest, rebootGuest } from './guest.js';
-import { collect, runUntil } from './support.js';
+import { collect, settle } from './support.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'visor-cli-restore-'));
@@ -71,7 +71,8 @@ describe('visor restore', () => {
     await ref.whenStopped();
     const vm = await Machine.create({ kernel, memoryMiB: 16, deterministic: true });
     const out = collect(vm);
-    await runUntil(vm, () => out.text().split('\n').length >= 4);
+    await vm.runUntil({ output: '0000000000000002 ' });
+    await settle();
     const snap = join(dir, 'vm.snap');
     await vm.snapshot(snap);
     await vm.kill();
