@@ -89,9 +89,10 @@ async function baseImage(clusterSize: number, refcountOrder: number, size: numbe
   await scribble(60, 1000);
   await dev.createSnapshot('b');
   await scribble(60, 2000);
-  // Grow the file to just below what the refcount table's first cluster covers, so the
-  // fresh clusters of the switch need a bigger table.
-  for (let off = 0; dev.file.length < fillTo && off < size; off += 4096) await dev.write(off, pattern(4096, off));
+  // Fill every free cluster and grow the file to just below what the refcount table's
+  // first cluster covers (one-cluster writes: each allocation takes the first free
+  // cluster), so the new metadata of the switch must go past it and needs a bigger table.
+  for (let off = 0; dev.file.length < fillTo && off < size; off += clusterSize) await dev.write(off, pattern(clusterSize, off));
   await dev.close();
   return f.bytes();
 }
@@ -109,7 +110,7 @@ describe.skipIf(!HAVE_QEMU_IMG)('snapshot operations cut at every write', () => 
     ['4 KiB clusters, 16-bit refcounts', 4096, 4, 4 << 20, 0, 0],
     // 512-byte clusters with 64-bit refcounts: a refcount block covers 32 KiB and the
     // table's first cluster 2 MiB, so the switch touches many blocks and grows the table.
-    ['512-byte clusters, 64-bit refcounts', 512, 6, 3 << 20, (2 << 20) - (24 << 10), Number(process.env.VISOR_CUT_SAMPLE ?? 4)],
+    ['512-byte clusters, 64-bit refcounts', 512, 6, 3 << 20, (2 << 20) - (4 << 10), Number(process.env.VISOR_CUT_SAMPLE ?? 4)],
   ] as const) {
     it(`leave qemu-img check clean and read as before or after (${label})`, async () => {
       const base = await baseImage(clusterSize, refcountOrder, size, fillTo);

@@ -776,14 +776,14 @@ export class Qcow2Device implements BlockDevice {
    * Snapshot create, apply and delete change refcounts, COPIED flags, the active L1 and the
    * snapshot table together; written in place, some order always leaves a window where the
    * flags and the refcounts disagree (qemu-img check: corruption). So the whole new state is
-   * built in fresh clusters past the end of the file (snapshot table, active L1, the active
+   * built in clusters that are free before and after (snapshot table, active L1, the active
    * L2 tables whose COPIED flags change, the refcount blocks that change and a new refcount
    * table: RefcountShadow), flushed, and committed by one write of header bytes 24-71 (size,
    * L1, refcount table and snapshot table fields: all in the first sector, so a killed
    * process leaves either all old or all new). Until then the old metadata is untouched and
-   * describes the image exactly; the fresh clusters are unreferenced. Clusters freed by the
-   * switch are reused only after the second flush. Cost: one pass over the L2 tables reached,
-   * plus the refcount blocks that change; never the data.
+   * describes the image exactly; the new clusters are unreferenced with refcount 0. Clusters
+   * freed by the switch are reused only after the second flush. Cost: one pass over the L2
+   * tables reached, plus the refcount blocks that change; never the data.
    */
   private async switchMetadata(s: MetadataSwitch): Promise<void> {
     const g = this.g;
@@ -795,14 +795,11 @@ export class Qcow2Device implements BlockDevice {
     for (const t of s.trees) await this.addTree(shadow, t.l1, t.delta);
     for (const f of s.free) if (f.length > 0) await shadow.add(f.offset, f.length, -1);
 
-    let next = end;
     const writes: [number, Uint8Array][] = [];
     const place = async (bytes: Uint8Array): Promise<number> => {
-      const at = next;
-      next += Math.ceil(bytes.length / cs);
-      for (let c = at; c < next; c++) await shadow.claim(c);
-      writes.push([at * cs, bytes]);
-      return at * cs;
+      const at = (await shadow.allocate(Math.ceil(bytes.length / cs))) * cs;
+      writes.push([at, bytes]);
+      return at;
     };
 
     let snapshots = this.snapshots;
@@ -853,10 +850,10 @@ export class Qcow2Device implements BlockDevice {
       l1v.setUint32(i * 8 + 4, lo);
     }
 
-    const rl = await shadow.layout(next);
+    const rl = await shadow.layout();
+    writes.push([rl.tableOffset, rl.table], ...rl.blocks.map((b): [number, Uint8Array] => [b.offset, b.data]));
+    writes.sort((a, b) => a[0] - b[0]);
     for (const [off, bytes] of writes) await this.file.write(off, bytes);
-    await this.file.write(rl.tableOffset, rl.table);
-    for (const b of rl.blocks) await this.file.write(b.offset, b.data);
     await this.file.inner.sync();
 
     // The commit: header bytes 24-71 in one write (qcow2.txt "Header": size, crypt_method,

@@ -124,6 +124,25 @@ describe('qcow2 metadata', () => {
     await expectClean(dev);
   });
 
+  it('repeated snapshot create, apply and delete reuse freed metadata clusters (the file stops growing)', async () => {
+    const { dev, file } = await fresh(8 << 20, { clusterSize: 4096 });
+    await dev.write(0, pattern(6 << 20, 1));
+    const cycle = async (i: number) => {
+      await dev.createSnapshot(`c${i}`);
+      await dev.write((i % 64) * 65536, pattern(8192, i));
+      await dev.applySnapshot(`c${i}`);
+      await dev.deleteSnapshot(`c${i}`);
+    };
+    for (let i = 0; i < 4; i++) await cycle(i);
+    const settled = (await file.size()) as number;
+    for (let i = 4; i < 40; i++) await cycle(i);
+    expect(await file.size()).toBeLessThanOrEqual(settled + 8 * 4096);
+    await expectClean(dev);
+    const b = new Uint8Array(6 << 20);
+    await dev.read(0, b);
+    expect(firstDiff(b, pattern(6 << 20, 1))).toBe(-1);
+  });
+
   it('grows the L1 table on resize and keeps data', async () => {
     const { dev, file } = await fresh(1 << 20, { clusterSize: 512 });
     await dev.write(0, pattern(1 << 20, 3));

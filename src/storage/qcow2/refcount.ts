@@ -73,6 +73,11 @@ export class Refcounts {
     return this.g;
   }
 
+  /** No cluster below this index is free (where a free-cluster scan may start). */
+  get firstMaybeFree(): number {
+    return this.freeHint;
+  }
+
   /** Clusters the refcount table can describe. */
   get coveredClusters(): number {
     return this.table.length * this.g.refcountBlockEntries;
@@ -358,31 +363,37 @@ export interface RefcountLayout {
   tableClusters: number;
   table: Uint8Array;
   blocks: { offset: number; data: Uint8Array }[];
-  /** First cluster index past everything placed. */
-  end: number;
 }
 
 /**
  * The refcounts as they will be after one atomic metadata switch (Qcow2Device
  * switchMetadata). Nothing is written here: changes go to private copies of the refcount
- * blocks they touch, and layout() then places those copies and a new refcount table in fresh
- * clusters past the end of the file. The new blocks count themselves and the new table, and
- * count the old blocks and old table they replace as free. Until the header points at the
- * new table, the old one still describes the file exactly, and the fresh clusters are
- * unreferenced (qemu-img check does not even count them as leaks).
+ * blocks they touch, and layout() then places those copies and a new refcount table, which
+ * count themselves and count the old blocks and old table they replace as free.
+ *
+ * New metadata goes only to clusters that are free both before and after the switch
+ * (refcount 0 in the old table, not claimed since): the old metadata references none of them,
+ * so writing there before the commit leaves the old image exactly as it was (unreferenced
+ * clusters with refcount 0: qemu-img check counts nothing, not even a leak). Clusters this
+ * switch frees still have their old refcount and are never chosen: they are reused only
+ * after the commit. Free clusters inside the file come first, so repeated snapshot
+ * operations do not grow the file without bound.
  */
 export class RefcountShadow {
   private readonly blocks = new Map<number, Uint8Array>();
   private readonly g: Geometry;
   /** Set by layout(): the only blocks that may still change. */
   private frozen: Set<number> | undefined;
+  /** Allocation scan position: only moves forward (claims only make clusters non-free). */
+  private cursor: number;
 
   constructor(
     private readonly refs: Refcounts,
-    /** Clusters at or past this index lie past the end of the file: fresh. */
+    /** Clusters at or past this index lie past the end of the file. */
     private readonly endCluster: number,
   ) {
     this.g = refs.geometry;
+    this.cursor = Math.max(1, refs.firstMaybeFree);
   }
 
   private async blockFor(bi: number): Promise<Uint8Array> {
@@ -423,21 +434,34 @@ export class RefcountShadow {
     }
   }
 
-  /** Gives a fresh cluster (past the old end of the file) its refcount of 1. */
-  async claim(cluster: number): Promise<void> {
-    if (cluster < this.endCluster) throw new VisorError('Internal', `qcow2: cluster ${cluster} is not fresh`);
+  private async isFree(c: number): Promise<boolean> {
+    return (await this.refs.get(c)) === 0 && (await this.get(c)) === 0;
+  }
+
+  private async setClaim(c: number, value: 0 | 1): Promise<void> {
     const e = this.g.refcountBlockEntries;
-    writeEntry(await this.blockFor(Math.floor(cluster / e)), cluster % e, this.g.refcountOrder, 1);
+    writeEntry(await this.blockFor(Math.floor(c / e)), c % e, this.g.refcountOrder, value);
+  }
+
+  /** Claims `n` contiguous free clusters (refcount 1 after the switch); returns the first index. */
+  async allocate(n: number): Promise<number> {
+    let run = 0;
+    let c = this.cursor;
+    for (; run < n; c++) run = (await this.isFree(c)) ? run + 1 : 0;
+    const start = c - n;
+    for (let k = start; k < c; k++) await this.setClaim(k, 1);
+    this.cursor = c;
+    return start;
   }
 
   /**
-   * Places the new refcount table at cluster `first` and the new blocks right after it.
-   * Which blocks change depends on where the table and blocks go (they count themselves,
-   * and each replaced block frees its old cluster, counted in some other block), so the
-   * placement is found by iterating until the counts stop growing; both only grow, so it
-   * ends, in two or three rounds in practice.
+   * Places the new refcount table and the new blocks. Which blocks change depends on where
+   * the table and blocks go (they count themselves, and each replaced block frees its old
+   * cluster, counted in some other block), so the placement is redone until the number of
+   * blocks and the table size stop growing; both only grow and both are bounded, so it ends,
+   * in two or three rounds in practice.
    */
-  async layout(first: number): Promise<RefcountLayout> {
+  async layout(): Promise<RefcountLayout> {
     const g = this.g;
     const cs = g.clusterSize;
     const e = g.refcountBlockEntries;
@@ -446,12 +470,23 @@ export class RefcountShadow {
     const oldFirst = this.refs.tableOffset / cs;
     const oldClusters = this.refs.tableClusters;
     const bi = (c: number) => Math.floor(c / e);
+    const cursor = this.cursor;
     let tableClusters = oldClusters;
     let slots = 0;
+    let tableAt = 0;
+    let slotAt: number[] = [];
     let set: Set<number>;
     for (;;) {
+      // Undo the previous round's placement, then place again from the same point.
+      if (tableAt > 0) for (let c = tableAt; c < tableAt + tableClusters; c++) await this.setClaim(c, 0);
+      for (const c of slotAt) await this.setClaim(c, 0);
+      this.cursor = cursor;
+      tableAt = await this.allocate(tableClusters);
+      slotAt = [];
+      for (let k = 0; k < slots; k++) slotAt.push(await this.allocate(1));
+      // Blocks touched so far (claims included), the old table's, and by closure the ones
+      // holding the refcounts of the old copies of all of them.
       set = new Set(this.blocks.keys());
-      for (let c = first; c < first + tableClusters + slots; c++) set.add(bi(c));
       for (let c = oldFirst; c < oldFirst + oldClusters; c++) set.add(bi(c));
       const queue = [...set];
       while (queue.length > 0) {
@@ -467,27 +502,27 @@ export class RefcountShadow {
       for (const b of set) if (b > maxBlock) maxBlock = b;
       const need = Math.ceil((maxBlock + 1) / perCluster);
       if (set.size <= slots && need <= tableClusters) break;
+      // Unclaim with the old size before growing it.
+      for (let c = tableAt; c < tableAt + tableClusters; c++) await this.setClaim(c, 0);
+      tableAt = 0;
       slots = Math.max(slots, set.size);
       tableClusters = Math.max(tableClusters, need);
       if (tableClusters * cs > QCOW_MAX_REFTABLE_SIZE) throw new VisorError('Unsupported', 'qcow2: image too large: refcount table would exceed its maximum size');
     }
     this.frozen = set;
+    // Slots beyond the blocks needed stay free.
+    const order = [...set].sort((a, b) => a - b);
+    for (const c of slotAt.slice(order.length)) await this.setClaim(c, 0);
     // The old table and the old copies of replaced blocks lose their one reference.
     if (oldClusters > 0) await this.add(oldFirst * cs, oldClusters * cs, -1);
     for (const b of set) if ((old[b] ?? 0) !== 0) await this.add(old[b]!, cs, -1);
-    for (let c = first; c < first + tableClusters; c++) await this.claim(c);
-    const order = [...set].sort((a, b) => a - b);
     const table = new Uint8Array(tableClusters * cs);
     const tv = new DataView(table.buffer);
     old.forEach((off, i) => tv.setBigUint64(i * 8, BigInt(off)));
-    const placed: { offset: number; data: Uint8Array }[] = [];
-    for (let k = 0; k < order.length; k++) {
-      const slot = first + tableClusters + k;
-      await this.claim(slot);
-      tv.setBigUint64(order[k]! * 8, BigInt(slot * cs));
-    }
-    // Contents last: claiming slots may have changed any block of the set.
-    for (let k = 0; k < order.length; k++) placed.push({ offset: (first + tableClusters + k) * cs, data: await this.blockFor(order[k]!) });
-    return { tableOffset: first * cs, tableClusters, table, blocks: placed, end: first + tableClusters + order.length };
+    order.forEach((b, k) => tv.setBigUint64(b * 8, BigInt(slotAt[k]! * cs)));
+    // Contents last: the claims and frees above may have changed any block of the set.
+    const blocks: { offset: number; data: Uint8Array }[] = [];
+    for (let k = 0; k < order.length; k++) blocks.push({ offset: slotAt[k]! * cs, data: await this.blockFor(order[k]!) });
+    return { tableOffset: tableAt * cs, tableClusters, table, blocks };
   }
 }
