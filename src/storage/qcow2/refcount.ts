@@ -280,6 +280,11 @@ export class Refcounts {
     await this.update(oldOffset, oldClusters * g.clusterSize, -1);
   }
 
+  /** Refcount block `blockIndex` as cached (do not modify), or undefined when there is none. */
+  readBlock(blockIndex: number): Promise<Uint8Array | undefined> {
+    return this.block(blockIndex);
+  }
+
   /** A copy of refcount block `blockIndex` (zeros when the table has no block there). */
   async blockCopy(blockIndex: number): Promise<Uint8Array> {
     const b = await this.block(blockIndex);
@@ -434,10 +439,6 @@ export class RefcountShadow {
     }
   }
 
-  private async isFree(c: number): Promise<boolean> {
-    return (await this.refs.get(c)) === 0 && (await this.get(c)) === 0;
-  }
-
   private async setClaim(c: number, value: 0 | 1): Promise<void> {
     const e = this.g.refcountBlockEntries;
     writeEntry(await this.blockFor(Math.floor(c / e)), c % e, this.g.refcountOrder, value);
@@ -445,9 +446,20 @@ export class RefcountShadow {
 
   /** Claims `n` contiguous free clusters (refcount 1 after the switch); returns the first index. */
   async allocate(n: number): Promise<number> {
+    const e = this.g.refcountBlockEntries;
+    const order = this.g.refcountOrder;
     let run = 0;
     let c = this.cursor;
-    for (; run < n; c++) run = (await this.isFree(c)) ? run + 1 : 0;
+    // Block by block, so the scan costs a pass over the refcount blocks, not an await per cluster.
+    while (run < n) {
+      const bi = Math.floor(c / e);
+      const before = await this.refs.readBlock(bi);
+      const after = this.blocks.get(bi);
+      for (const end = (bi + 1) * e; c < end && run < n; c++) {
+        const free = (!before || readEntry(before, c % e, order) === 0) && (!after || readEntry(after, c % e, order) === 0);
+        run = free ? run + 1 : 0;
+      }
+    }
     const start = c - n;
     for (let k = start; k < c; k++) await this.setClaim(k, 1);
     this.cursor = c;
