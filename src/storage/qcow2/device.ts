@@ -870,8 +870,9 @@ export class Qcow2Device implements BlockDevice {
     hv.setUint32(36, snapshots.length);
     hv.setBigUint64(40, BigInt(stOffset));
     await this.file.write(24, hb);
-    await this.file.inner.sync();
 
+    // The disk now holds the new state: the in-memory view follows at once, so an error in
+    // the sync below cannot leave this device writing through the old (freed) metadata.
     h.size = s.size;
     h.l1Size = l1.length / 8;
     h.l1TableOffset = l1Offset;
@@ -888,6 +889,8 @@ export class Qcow2Device implements BlockDevice {
     this.l2Cache.clear();
     this.compressedCache = undefined;
     this.compressedFree = 0;
+    // Only after this sync may the freed clusters be reused (the lock is held until then).
+    await this.file.inner.sync();
   }
 
   createSnapshot(name: string, now = Date.now()): Promise<SnapshotInfo> {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { isVisorError } from '../../base/errors.js';
+import type { FileHandle } from '../block-device.js';
 import { MemoryFile, MemoryFileSystem } from '../memory-file.js';
 import { createDisk, openDisk } from '../open.js';
 import { firstDiff, pattern, rng } from '../testing.js';
@@ -141,6 +142,45 @@ describe('qcow2 metadata', () => {
     const b = new Uint8Array(6 << 20);
     await dev.read(0, b);
     expect(firstDiff(b, pattern(6 << 20, 1))).toBe(-1);
+  });
+
+  it('a snapshot operation that fails on an I/O error before its commit leaves the device usable and the image clean', async () => {
+    for (const failAt of [1, 2, 3]) {
+      const file = new MemoryFile();
+      await createQcow2(file, { size: 1 << 20, clusterSize: 4096 });
+      let writes = 0;
+      let budget = Infinity;
+      const flaky: FileHandle = {
+        size: () => file.size(),
+        read: (o, b) => file.read(o, b),
+        write: async (o, d) => {
+          if (++writes > budget) throw new Error('EIO');
+          await file.write(o, d);
+        },
+        truncate: (n) => file.truncate(n),
+        punchHole: (o, l) => file.punchHole(o, l),
+        sync: () => file.sync(),
+        close: () => file.close(),
+      };
+      const dev = await Qcow2Device.open(flaky, { readOnly: false });
+      await dev.write(0, pattern(64 * 1024, 1));
+      await dev.createSnapshot('keep');
+      budget = writes + failAt - 1;
+      await expect(dev.deleteSnapshot('keep')).rejects.toThrow('EIO');
+      budget = Infinity;
+      expect(dev.listSnapshots().map((x) => x.name)).toEqual(['keep']);
+      await dev.write(4096, pattern(8192, 2));
+      await expectClean(dev);
+      const want = pattern(64 * 1024, 1);
+      want.set(pattern(8192, 2), 4096);
+      const b = new Uint8Array(64 * 1024);
+      await dev.read(0, b);
+      expect(firstDiff(b, want)).toBe(-1);
+      await dev.applySnapshot('keep');
+      await dev.read(0, b);
+      expect(firstDiff(b, pattern(64 * 1024, 1))).toBe(-1);
+      await expectClean(dev);
+    }
   });
 
   it('grows the L1 table on resize and keeps data', async () => {
