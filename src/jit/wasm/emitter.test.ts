@@ -109,6 +109,30 @@ describe('wasm emitter: modules', () => {
     expect((inst.exports.f as (x: number) => number)(20)).toBe(41);
   });
 
+  it('imports a table and calls through it (call_indirect checks the signature)', () => {
+    const table = new WebAssembly.Table({ element: 'anyfunc', initial: 4 });
+    // Callee module: one (i32, i32) -> i32 function, placed in slot 2 by the host.
+    const callee = new ModuleBuilder();
+    const sub = new FuncBody([I32, I32], [I32]);
+    sub.get(0).get(1).op(W.i32_sub);
+    callee.exportFunction('sub', callee.addFunction(sub));
+    const ci = new WebAssembly.Instance(new WebAssembly.Module(callee.encode()));
+    table.set(2, ci.exports.sub as WebAssembly.ExportValue as never);
+    // Caller module: call_indirect through the imported table.
+    const m = new ModuleBuilder().importTable({ module: 'e', name: 't', minSize: 4 });
+    const ty = m.type([I32, I32], [I32]);
+    const f = new FuncBody([I32], [I32]);
+    f.i32(50).i32(8).get(0).callIndirect(ty);
+    m.exportFunction('f', m.addFunction(f));
+    const bin = m.encode();
+    expect(WebAssembly.validate(bin)).toBe(true);
+    const inst = new WebAssembly.Instance(new WebAssembly.Module(bin), { e: { t: table } });
+    const call = inst.exports.f as (slot: number) => number;
+    expect(call(2)).toBe(42);
+    expect(() => call(1)).toThrow(WebAssembly.RuntimeError); // null slot traps
+    expect(() => call(9)).toThrow(WebAssembly.RuntimeError); // out of bounds traps
+  });
+
   it('merges runs of locals of one type and rejects nothing valid', () => {
     const m = new ModuleBuilder();
     const f = new FuncBody([], [I32]);

@@ -1,6 +1,6 @@
 /**
  * A small WebAssembly binary emitter: LEB128, the opcodes the JIT uses, and the module
- * sections (type, import, function, export, code). WebAssembly Core Specification 2.0
+ * sections (type, import, function, export, code); memory, table and function imports. WebAssembly Core Specification 2.0
  * §5 "Binary Format" (https://webassembly.github.io/spec/core/binary/).
  *
  * Nothing here allocates per emitted byte beyond a growing Uint8Array: the JIT builds one
@@ -12,15 +12,18 @@ export const I32 = 0x7f;
 export const I64 = 0x7e;
 export const F32 = 0x7d;
 export const F64 = 0x7c;
+/** Reference type of a table of functions (§5.3.3). */
+export const FUNCREF = 0x70;
 /** Empty block type (§5.4.1). */
 export const BLOCK_VOID = 0x40;
 
 /** Instruction opcodes (§5.4), named as the spec's text format spells them. */
 export const enum W {
   unreachable = 0x00, nop = 0x01, block = 0x02, loop = 0x03, if_ = 0x04, else_ = 0x05, end = 0x0b,
-  br = 0x0c, br_if = 0x0d, br_table = 0x0e, return_ = 0x0f, call = 0x10, drop = 0x1a, select = 0x1b,
+  br = 0x0c, br_if = 0x0d, br_table = 0x0e, return_ = 0x0f, call = 0x10, call_indirect = 0x11,
+  drop = 0x1a, select = 0x1b,
   local_get = 0x20, local_set = 0x21, local_tee = 0x22,
-  i32_load = 0x28, i64_load = 0x29,
+  i32_load = 0x28, i64_load = 0x29, i32_load16_u = 0x2f,
   i64_load8_s = 0x30, i64_load8_u = 0x31, i64_load16_s = 0x32, i64_load16_u = 0x33,
   i64_load32_s = 0x34, i64_load32_u = 0x35,
   i32_store = 0x36, i64_store = 0x37, i64_store8 = 0x3c, i64_store16 = 0x3d, i64_store32 = 0x3e,
@@ -165,6 +168,8 @@ export class FuncBody {
     return this;
   }
   call(fn: number): this { this.code.byte(W.call).u32(fn); return this; }
+  /** call_indirect (§5.4.2): the callee's type index (ModuleBuilder.type), table 0. */
+  callIndirect(type: number): this { this.code.byte(W.call_indirect).u32(type).u32(0); return this; }
   /** A load or store with its memarg (§5.4.6): alignment exponent and constant offset. */
   mem(o: W, alignLog2: number, offset: number): this {
     this.code.byte(o).u32(alignLog2).u32(offset);
@@ -196,8 +201,15 @@ export interface ImportedMemory {
   maxPages?: number;
 }
 
+/** An imported table of functions (funcref), table index 0. */
+export interface ImportedTable {
+  module: string;
+  name: string;
+  minSize: number;
+}
+
 /**
- * Module builder (§5.5): an optional memory import, function imports, functions defined
+ * Module builder (§5.5): optional memory and table imports, function imports, functions defined
  * here, exported by name. Imported functions take the first function indices (§2.5.1), so
  * import them before adding functions.
  */
@@ -208,10 +220,21 @@ export class ModuleBuilder {
   private readonly funcs: { type: number; body: FuncBody }[] = [];
   private readonly exports: { name: string; func: number }[] = [];
   private memory: ImportedMemory | undefined;
+  private table: ImportedTable | undefined;
 
   importMemory(m: ImportedMemory): this {
     this.memory = m;
     return this;
+  }
+
+  importTable(t: ImportedTable): this {
+    this.table = t;
+    return this;
+  }
+
+  /** The type index of a signature (for call_indirect). */
+  type(params: readonly number[], results: readonly number[]): number {
+    return this.typeIndex(params, results);
   }
 
   private typeIndex(params: readonly number[], results: readonly number[]): number {
@@ -257,11 +280,13 @@ export class ModuleBuilder {
         w.byte(0x60).u32(s.params.length).bytes(s.params).u32(s.results.length).bytes(s.results);
       }
     });
-    if (this.memory || this.funcImports.length > 0) {
+    if (this.memory || this.table || this.funcImports.length > 0) {
       const m = this.memory;
+      const t = this.table;
       section(2, (w) => { // import section (§5.5.5)
-        w.u32(this.funcImports.length + (m ? 1 : 0));
+        w.u32(this.funcImports.length + (m ? 1 : 0) + (t ? 1 : 0));
         for (const f of this.funcImports) w.name(f.module).name(f.name).byte(0x00).u32(f.type);
+        if (t) w.name(t.module).name(t.name).byte(0x01).byte(FUNCREF).byte(0x00).u32(t.minSize);
         if (m) {
           w.name(m.module).name(m.name).byte(0x02);
           if (m.maxPages === undefined) w.byte(0x00).u32(m.minPages);
