@@ -40,6 +40,15 @@ const loops: Loop[] = [
     a.label('l').emit(I.andi(a0, t0, 3)).beqz(a0, 'z').emit(I.addi(a3, a3, 1)).j('n');
     a.label('z').emit(I.addi(a3, a3, -1)).label('n').emit(I.addi(t0, t0, 1)).bne(t0, t3, 'l');
   } },
+  // A call to a function on the next page and its return, every iteration: 2 page crossings
+  // per 8 instructions (kernel code calls across pages all the time).
+  { name: 'calls', build(a) {
+    a.li(t0, 0).li(t3, ITER / 8);
+    a.label('l').emit(I.addi(t0, t0, 1)).call('f').emit(I.add(a1, a1, a0)).bne(t0, t3, 'l');
+    a.j('end');
+    a.align(4096, true);
+    a.label('f').emit(I.xor(a0, a0, t0), I.addi(a0, a0, 3), I.slli(a2, a0, 1)).emit(I.jalr(0, I.ra, 0));
+  } },
   { name: 'float', build(a) {
     a.li(t0, 1 << 13).emit(I.csrs(I.CSR.mstatus, t0)); // FS = initial
     a.li(t0, 0).li(t3, ITER).li(t1, 3).emit(I.fcvt_d_l(1, t1), I.fcvt_d_l(2, 0));

@@ -2,9 +2,10 @@
  * Guest RAM and hart state in one WebAssembly.Memory, so that code the JIT compiles
  * (src/jit/) reads and writes the same registers, TLB and RAM the interpreter does.
  *
- * Layout of the memory: [RAM | hart state slots]. RAM starts at byte 0 (GUEST_RAM_OFFSET), so
- * `ram.buffer` offsets are RAM offsets as with a plain array; each hart takes one
- * HART_SLOT_BYTES slot after RAM. A RAM array not made here (a plain Uint8Array) still works
+ * Layout of the memory: [RAM | hart state slots | JIT page maps]. RAM starts at byte 0
+ * (GUEST_RAM_OFFSET), so `ram.buffer` offsets are RAM offsets as with a plain array; each hart
+ * takes one HART_SLOT_BYTES slot after RAM, and one page map (a uint16 per RAM page: the
+ * function-table slot of the page's compiled code, 0 for none) after all slots. A RAM array not made here (a plain Uint8Array) still works
  * with the interpreter: the hart then keeps its state in a small memory of its own and the
  * JIT stays off (it needs RAM and state in one memory).
  */
@@ -25,7 +26,12 @@ export const SLOT_R_OFF = SLOT_R_TAG_HI + 4096;
 export const SLOT_W_TAG_LO = SLOT_R_OFF + 4096;
 export const SLOT_W_TAG_HI = SLOT_W_TAG_LO + 4096;
 export const SLOT_W_OFF = SLOT_W_TAG_HI + 4096;
-export const SLOT_END = SLOT_W_OFF + 4096;
+export const SLOT_X_TAG_LO = SLOT_W_OFF + 4096; // fetch TLB, same shape
+export const SLOT_X_TAG_HI = SLOT_X_TAG_LO + 4096;
+export const SLOT_X_OFF = SLOT_X_TAG_HI + 4096;
+export const SLOT_END = SLOT_X_OFF + 4096;
+/** Bytes of page map per RAM page. */
+export const PAGE_MAP_ENTRY_BYTES = 2;
 
 export interface GuestMemory {
   readonly memory: WebAssembly.Memory;
@@ -33,6 +39,9 @@ export interface GuestMemory {
   readonly ramOffset: number;
   /** Byte offset of the first hart slot. */
   readonly slotsBase: number;
+  /** Byte offset of the first page map, and the bytes each takes. */
+  readonly mapsBase: number;
+  readonly mapBytes: number;
   nextSlot: number;
 }
 
@@ -46,7 +55,9 @@ const registry = new WeakMap<ArrayBufferLike, GuestMemory>();
 export function allocateGuestRam(bytes: number): Uint8Array {
   if (bytes <= 0 || bytes % 4096 !== 0) throw new RangeError(`guest RAM must be a positive multiple of 4096 bytes, got ${bytes}`);
   const slotsBase = Math.ceil(bytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
-  const pages = Math.ceil((slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
+  const mapsBase = slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS;
+  const mapBytes = Math.ceil((bytes / 4096) * PAGE_MAP_ENTRY_BYTES / 8) * 8;
+  const pages = Math.ceil((mapsBase + mapBytes * MAX_HART_SLOTS) / WASM_PAGE);
   // A 32-bit WebAssembly memory holds at most 4 GiB: larger RAM is a plain array (no JIT).
   if (pages > MAX_WASM_PAGES) return new Uint8Array(bytes);
   let memory: WebAssembly.Memory;
@@ -55,7 +66,7 @@ export function allocateGuestRam(bytes: number): Uint8Array {
   } catch {
     return new Uint8Array(bytes); // the host refused the reservation: interpreter only
   }
-  registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, nextSlot: 0 });
+  registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, mapsBase, mapBytes, nextSlot: 0 });
   return new Uint8Array(memory.buffer, GUEST_RAM_OFFSET, bytes);
 }
 
@@ -71,15 +82,17 @@ export interface HartStateSlot {
   readonly base: number;
   /** Byte offset of RAM in the memory, or -1 (RAM elsewhere: no JIT). */
   readonly ramOffset: number;
+  /** Byte offset of this hart's page map (PAGE_MAP_ENTRY_BYTES per RAM page), or -1. */
+  readonly pageMapBase: number;
 }
 
 /** Takes a state slot next to `ram`, or a private one when `ram` is a plain array. */
 export function allocateHartState(ram: Uint8Array): HartStateSlot {
   const g = guestMemoryOf(ram);
   if (g !== undefined && g.nextSlot < MAX_HART_SLOTS) {
-    const base = g.slotsBase + g.nextSlot++ * HART_SLOT_BYTES;
-    return { memory: g.memory, base, ramOffset: g.ramOffset };
+    const k = g.nextSlot++;
+    return { memory: g.memory, base: g.slotsBase + k * HART_SLOT_BYTES, ramOffset: g.ramOffset, pageMapBase: g.mapsBase + k * g.mapBytes };
   }
   const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
-  return { memory, base: 0, ramOffset: -1 };
+  return { memory, base: 0, ramOffset: -1, pageMapBase: -1 };
 }

@@ -43,7 +43,7 @@ import {
 } from './int64.js';
 import {
   allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
-  SLOT_W_TAG_LO,
+  SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO,
 } from './guest-ram.js';
 import { Jit, type JitStats } from '../jit/jit.js';
 import { EXIT_CHAIN, EXIT_STEP } from '../jit/compiler.js';
@@ -200,9 +200,10 @@ export class Hart {
   private readonly wTagLo: Int32Array;
   private readonly wTagHi: Int32Array;
   private readonly wOff: Int32Array;
-  readonly xTagLo = new Int32Array(TLB_SIZE * TLB_SETS);
-  readonly xTagHi = new Int32Array(TLB_SIZE * TLB_SETS);
-  readonly xOff = new Int32Array(TLB_SIZE * TLB_SETS);
+  /** Fetch TLB, in the shared memory too: the JIT's dispatcher probes it. */
+  readonly xTagLo: Int32Array;
+  readonly xTagHi: Int32Array;
+  readonly xOff: Int32Array;
   /** Physical page address for every entry (used for MMIO pages, whose off is -1). */
   private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
   private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
@@ -250,6 +251,9 @@ export class Hart {
     this.wTagLo = new Int32Array(buf, slot.base + SLOT_W_TAG_LO, tlbEntries);
     this.wTagHi = new Int32Array(buf, slot.base + SLOT_W_TAG_HI, tlbEntries);
     this.wOff = new Int32Array(buf, slot.base + SLOT_W_OFF, tlbEntries);
+    this.xTagLo = new Int32Array(buf, slot.base + SLOT_X_TAG_LO, tlbEntries);
+    this.xTagHi = new Int32Array(buf, slot.base + SLOT_X_TAG_HI, tlbEntries);
+    this.xOff = new Int32Array(buf, slot.base + SLOT_X_OFF, tlbEntries);
     this.ram8 = ram;
     this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >> 1);
     this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >> 2);
@@ -267,7 +271,7 @@ export class Hart {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
           ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
         this.jit = new Jit({
-          memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages,
+          memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
           fp: (w, imm) => this.jitFp(w, imm),
@@ -961,15 +965,13 @@ export class Hart {
             budget = this.limit;
             const jit = this.jit;
             if (jit !== null) {
-              const k = jit.enter(pc, this.limit - n, this.dBase, this.xBase, (this.mstatus & MSTATUS_FS) === MSTATUS_FS ? 1 : 0);
-              if (k >= 0) {
-                n += k;
-                pc = jit.exitPc;
-                const reason = jit.exitReason;
-                // CHAIN: look again at once; STEP: interpret exactly the exiting instruction.
-                if (reason === EXIT_CHAIN) budget = n;
-                else if (reason === EXIT_STEP) budget = n + 1;
-              }
+              n += jit.enter(pc, this.limit - n, this.dBase, this.xBase, (this.mstatus & MSTATUS_FS) === MSTATUS_FS ? 1 : 0);
+              pc = jit.exitPc;
+              const reason = jit.exitReason;
+              // CHAIN: look again at once; STEP: interpret exactly the exiting instruction;
+              // otherwise interpret up to the next block boundary.
+              if (reason === EXIT_CHAIN) budget = n;
+              else if (reason === EXIT_STEP) budget = n + 1;
             }
             continue;
           }

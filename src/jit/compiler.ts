@@ -1,7 +1,8 @@
 /**
  * Compiles one 4 KiB guest page to a WebAssembly module (tier 1 over the interpreter).
  *
- * Shape of the generated `run(entryOff, room, dBase, pcLo, pcHi) -> executed`:
+ * Shape of the generated `run(entryOff, room, dBase, pcLo, pcHi, fpOk) -> executed` (called by
+ * the dispatcher, dispatch.ts, through the JIT's function table):
  *
  *   load the x registers the page uses into i64 locals
  *   block $exitAbs                     ;; exits with the next pc in $npc
@@ -39,16 +40,17 @@ export const EXIT_CHAIN = 0; // control left the page (or the block) at a clean 
 export const EXIT_STEP = 1; // the instruction at the exit pc needs the interpreter
 export const EXIT_MISS = 2; // no compiled block starts at the exit pc
 export const EXIT_BUDGET = 3; // the next block does not fit in the budget
+export const EXIT_NOCODE = 4; // (dispatcher) no compiled code for the exit pc's page
 
 /**
- * Runs from the entry record at SLOT_EXIT + ENTRY_RECORD: entry offset, room (instructions
- * allowed), dBase (data TLB set), pc lo/hi of the page, fpOk (1 when mstatus.FS is Dirty, so
+ * A page's code, entered at page offset `entryOff` of the page mapped at (pcLo, pcHi) with
+ * `room` instructions allowed, data TLB set `dBase`, and `fpOk` 1 when mstatus.FS is Dirty (so
  * F/D instructions change nothing but f state and fflags). Returns the instructions executed;
- * the exit record (SLOT_EXIT: pc lo, pc hi, reason) says where and why it stopped.
+ * the exit record (SLOT_EXIT: pc as an i64, reason as an i32) says where and why it stopped.
  */
-export type RunFn = () => number;
-/** Byte offset of the entry record from SLOT_EXIT (six int32). */
-export const ENTRY_RECORD = 16;
+export type PageFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number, fpOk: number) => number;
+/** The wasm parameter types of a PageFn. */
+export const PAGE_FN_PARAMS = [I32, I32, I32, I32, I32, I32] as const;
 
 /** F/D computational instructions run by the hart (Hart.jitFp): 0 done, 1 interpret it instead. */
 export type FpFn = (w: number, imm: number) => number;
@@ -228,11 +230,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const m = new ModuleBuilder().importMemory({ module: 'e', name: 'm', minPages: 1 });
   const fpImport = m.importFunction('e', 'fp', [I32, I32], [I32]);
   const helpers = buildHelpers(m);
-  // No parameters: the inputs come through the entry record (V8's generic JS-to-wasm wrapper,
-  // used until a function has been called many times, costs more per argument).
-  const f = new FuncBody([], [I32]);
-  const P_ENTRY = f.local(I32), P_ROOM = f.local(I32), P_DBASE = f.local(I32), P_PCLO = f.local(I32),
-    P_PCHI = f.local(I32), P_FPOK = f.local(I32);
+  const f = new FuncBody(PAGE_FN_PARAMS, [I32]);
+  const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
   const regLocal = new Int32Array(33).fill(-1);
   for (const r of [...used].sort((a, b) => a - b)) regLocal[r] = f.local(I64);
   const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
@@ -245,7 +244,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const tlbW = [req.slotBase + SLOT_W_TAG_LO, req.slotBase + SLOT_W_TAG_HI, req.slotBase + SLOT_W_OFF];
 
   // Prologue.
-  [P_ENTRY, P_ROOM, P_DBASE, P_PCLO, P_PCHI, P_FPOK].forEach((p, k) => f.i32(0).mem(W.i32_load, 2, exit + ENTRY_RECORD + 4 * k).set(p));
   for (let r = 1; r < 32; r++) {
     if (regLocal[r]! >= 0) f.i32(0).mem(W.i64_load, 3, regs + 8 * r).set(regLocal[r]!);
   }

@@ -2,19 +2,23 @@
  * The code cache: which physical pages have compiled modules, when to compile, when to drop.
  *
  * The hart calls enter() at block boundaries (taken branches, page crossings, slow paths,
- * traps). A page's entry offsets are counted; when one reaches the threshold the page is
- * compiled (again, if it already had a module: the new module covers every entry seen so
- * far). Writes to a page holding compiled code (CPU stores go through the hart's slow path,
- * device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
+ * traps). enter() runs the dispatcher (dispatch.ts), which goes from compiled page to compiled
+ * page inside WebAssembly and returns when the next pc has no compiled code or needs the
+ * interpreter. A page's entry offsets are counted where the dispatcher found no code; when one
+ * reaches the threshold the page is compiled (again, if it already had a module: the new
+ * module covers every entry seen so far) and put in the function table at the slot the page
+ * map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
+ * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
 import { SLOT_EXIT } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, EXIT_STEP, type FpFn, type RunFn } from './compiler.js';
+import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn } from './compiler.js';
+import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 
 export interface JitOptions {
   /** Entries into a page offset before the page is compiled (default 1000); 0 compiles at first execution. */
   threshold?: number;
-  /** Live modules at most (default 4096 pages = 16 MiB of guest code). */
+  /** Live modules at most (default 4096 pages = 16 MiB of guest code; at most 65535). */
   maxModules?: number;
 }
 
@@ -24,7 +28,9 @@ export interface JitHost {
   readonly slotBase: number;
   readonly ramOffset: number;
   readonly ramPages: number;
-  /** Fetch TLB (same layout as the hart's data TLB). */
+  /** Byte offset of the hart's page map in the memory (guest-ram.ts). */
+  readonly pageMapBase: number;
+  /** Fetch TLB (same layout as the hart's data TLB; in the shared memory). */
   readonly xTagLo: Int32Array;
   readonly xTagHi: Int32Array;
   readonly xOff: Int32Array;
@@ -44,12 +50,16 @@ export interface JitStats {
   compileMs: number;
   /** Of compileMs: building the module bytes (the rest is V8 compiling and instantiating). */
   emitMs: number;
-  /** Entries into compiled code. */
+  /** Entries into compiled pages (by the dispatcher). */
   cacheHits: number;
+  /** Calls from the hart into the dispatcher (JS-to-wasm transitions). */
+  dispatches: number;
   /** Instructions executed in compiled code. */
   instructions: number;
   /** Exits to interpret one instruction (not compiled, or a TLB miss, MMIO, misalignment). */
   stepExits: number;
+  /** Exits because the next pc had no compiled code (page not compiled, or no block there). */
+  noCodeExits: number;
   /** Modules dropped because their page was written. */
   invalidations: number;
   /** Modules dropped to stay within maxModules. */
@@ -67,8 +77,9 @@ const MAX_COMPILES_PER_PAGE = 16;
 const MAX_INVALIDATIONS_PER_PAGE = 64;
 
 class PageRecord {
-  run: RunFn | null = null;
-  /** 1 at halfword offsets the module can be entered at (checked before calling it). */
+  /** Function-table slot of the page's code, 0 for none. */
+  slot = 0;
+  /** 1 at halfword offsets the module can be entered at. */
   readonly entry = new Uint8Array(2048);
   /** Entry offset → times the hart arrived there without compiled code. */
   readonly hits = new Map<number, number>();
@@ -79,9 +90,10 @@ class PageRecord {
 export class Jit {
   readonly stats: JitStats = {
     modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, cacheHits: 0,
-    instructions: 0, stepExits: 0, invalidations: 0, evictions: 0, liveModules: 0, failures: 0,
+    dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, invalidations: 0, evictions: 0, liveModules: 0,
+    failures: 0,
   };
-  /** Where compiled code stopped (valid after enter() returned >= 0). */
+  /** Where compiled code stopped (valid after enter() returned). */
   exitPc = 0;
   exitReason = 0;
 
@@ -91,32 +103,73 @@ export class Jit {
   private readonly live: number[] = [];
   private readonly exit: Int32Array;
   private readonly ram16: Uint16Array;
+  private readonly pageMap: Uint16Array;
+  private readonly table: WebAssembly.Table;
+  private readonly freeSlots: number[] = [];
+  private nextSlot = 1;
+  private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
 
   constructor(private readonly host: JitHost, options: JitOptions = {}) {
     // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
     // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
     this.threshold = options.threshold ?? 1000;
-    this.maxModules = Math.max(1, options.maxModules ?? 4096);
+    this.maxModules = Math.min(65535, Math.max(1, options.maxModules ?? 4096));
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
+    this.pageMap = new Uint16Array(host.memory.buffer, host.pageMapBase, host.ramPages);
+    this.pageMap.fill(0);
+    this.table = new WebAssembly.Table({ element: 'anyfunc', initial: this.maxModules + 1 });
+    this.dispatch = buildDispatcher({ memory: host.memory, table: this.table, slotBase: host.slotBase, pageMapBase: host.pageMapBase });
     this.imports = { e: { m: host.memory, fp: host.fp } };
   }
 
   /**
-   * Runs compiled code for `pc` if the page has some; returns the instructions executed
-   * (exitPc/exitReason tell where and why it stopped), or -1 when the hart must interpret.
+   * Runs compiled code from `pc` for at most `room` instructions; returns the instructions
+   * executed (0 when there was none to run). exitPc/exitReason tell where and why it stopped:
+   * CHAIN (budget spent at a page boundary), STEP (interpret exactly the instruction at
+   * exitPc), BUDGET, or NOCODE/MISS (interpret from exitPc up to the next block boundary).
    */
   enter(pc: number, room: number, dBase: number, xBase: number, fpOk: number): number {
-    const lo = pc | 0;
-    const hi = Math.floor(pc / TWO32) | 0;
+    const x = this.exit;
+    const stats = this.stats;
+    let lo = pc | 0;
+    let hi = Math.floor(pc / TWO32) | 0;
+    let total = 0;
+    for (;;) {
+      x[4] = lo; x[5] = hi; x[6] = room - total; x[7] = dBase; x[8] = xBase; x[9] = fpOk;
+      const k = this.dispatch();
+      stats.dispatches++;
+      total += k;
+      const reason = x[2]!;
+      stats.cacheHits += x[EXIT_CALLS]!;
+      lo = x[0]!; hi = x[1]!;
+      if (reason !== EXIT_NOCODE && reason !== EXIT_MISS) {
+        if (reason === EXIT_STEP) stats.stepExits++;
+        this.exitReason = reason;
+        break;
+      }
+      // No code at the exit pc: count the arrival; if that made the page hot, run its new code.
+      if (total >= room || !this.arrive(lo, hi, xBase)) {
+        stats.noCodeExits++;
+        this.exitReason = EXIT_NOCODE;
+        break;
+      }
+    }
+    stats.instructions += total;
+    this.exitPc = hi * TWO32 + (lo >>> 0);
+    return total;
+  }
+
+  /** Counts an arrival at a pc without code; true if the page was just compiled with an entry there. */
+  private arrive(lo: number, hi: number, xBase: number): boolean {
     const vpn = lo >>> 12;
     const i = xBase + (vpn & TLB_MASK);
     const host = this.host;
-    if (host.xTagLo[i] !== vpn || host.xTagHi[i] !== hi) return -1;
+    if (host.xTagLo[i] !== vpn || host.xTagHi[i] !== hi) return false;
     const ramOff = host.xOff[i]!;
-    if (ramOff < 0) return -1;
+    if (ramOff < 0) return false;
     const pg = ramOff >>> 12;
     const off = lo & 0xfff;
     let page = this.pages[pg];
@@ -124,30 +177,7 @@ export class Jit {
       page = new PageRecord();
       this.pages[pg] = page;
     }
-    if (page.run !== null && page.entry[off >> 1] === 1) {
-      const x = this.exit;
-      x[4] = off; x[5] = room; x[6] = dBase; x[7] = lo - off; x[8] = hi; x[9] = fpOk;
-      const k = page.run();
-      const reason = this.exit[2]!;
-      if (k > 0 || reason !== EXIT_MISS) return this.ran(k, reason, page);
-    }
-    return this.count(page, pg, off) && page.run !== null ? this.enter(pc, room, dBase, xBase, fpOk) : -1;
-  }
-
-  private ran(k: number, reason: number, page: PageRecord): number {
-    this.stats.cacheHits++;
-    this.stats.instructions += k;
-    this.exitReason = reason;
-    if (reason === EXIT_STEP) this.stats.stepExits++;
-    const elo = this.exit[0]!, ehi = this.exit[1]!;
-    this.exitPc = ehi * TWO32 + (elo >>> 0);
-    // A jump inside the page to an offset with no block: count it as an entry.
-    if (reason === EXIT_MISS) this.countOnly(page, elo & 0xfff);
-    return k;
-  }
-
-  private countOnly(page: PageRecord, off: number): void {
-    page.hits.set(off, (page.hits.get(off) ?? 0) + 1);
+    return this.count(page, pg, off) && page.entry[off >> 1] === 1;
   }
 
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
@@ -163,13 +193,13 @@ export class Jit {
     const t0 = performance.now();
     page.compiles++;
     this.host.protectCodePage(pg);
-    let run: RunFn;
+    let run: PageFn;
     try {
       const out = compilePage({ ram16: this.ram16, pageRamOff: pg * 4096, entries: page.hits.keys(), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset });
       this.stats.emitMs += performance.now() - t0;
       if (out === undefined) return false;
       const instance = new WebAssembly.Instance(new WebAssembly.Module(out.bytes), this.imports);
-      run = instance.exports['run'] as RunFn;
+      run = instance.exports['run'] as PageFn;
       page.entry.fill(0);
       for (const d of out.dispatch) page.entry[d >> 1] = 1;
       this.stats.blocksCompiled += out.blocks;
@@ -184,25 +214,35 @@ export class Jit {
       this.stats.compileMs += performance.now() - t0;
     }
     this.stats.modulesCompiled++;
-    if (page.run === null) {
+    if (page.slot === 0) {
+      if (this.live.length >= this.maxModules) this.evictOldest();
+      page.slot = this.freeSlots.pop() ?? this.nextSlot++;
       this.live.push(pg);
       this.stats.liveModules++;
-      if (this.live.length > this.maxModules) this.evictOldest();
     }
-    page.run = run;
+    this.table.set(page.slot, run as unknown as WebAssembly.ExportValue as never);
+    this.pageMap[pg] = page.slot;
     return true;
   }
 
+  /** Drops a page's module: its table slot is freed and the page map no longer names it. */
+  private drop(pg: number, page: PageRecord): void {
+    this.pageMap[pg] = 0;
+    this.table.set(page.slot, null as never);
+    this.freeSlots.push(page.slot);
+    page.slot = 0;
+    page.entry.fill(0);
+    this.stats.liveModules--;
+  }
+
   private evictOldest(): void {
-    while (this.live.length > this.maxModules) {
+    while (this.live.length >= this.maxModules) {
       const pg = this.live.shift()!;
       const page = this.pages[pg];
-      if (page?.run) {
-        page.run = null;
-        page.entry.fill(0);
+      if (page !== undefined && page.slot !== 0) {
+        this.drop(pg, page);
         page.hits.clear();
         page.compiles = 0;
-        this.stats.liveModules--;
         this.stats.evictions++;
       }
     }
@@ -212,11 +252,9 @@ export class Jit {
   invalidatePage(pg: number): void {
     const page = this.pages[pg];
     if (page === undefined) return;
-    if (page.run !== null) {
-      page.run = null;
-      page.entry.fill(0);
+    if (page.slot !== 0) {
+      this.drop(pg, page);
       this.stats.invalidations++;
-      this.stats.liveModules--;
       const at = this.live.indexOf(pg);
       if (at >= 0) this.live.splice(at, 1);
       page.invalidations++;
