@@ -3,13 +3,17 @@
  * marker) and to poweroff, for visor (built-in SBI, and OpenSBI with --opensbi) and, when
  * installed, QEMU TCG on the same kernel and initramfs in the same run, with the ratio.
  *
- *   npm run bench:boot -- [--opensbi] [--interp] [--no-qemu] [--memory MiB]
- *   (--interp: the interpreter alone, no JIT)
+ *   npm run bench:boot -- [--opensbi] [--jit | --interp] [--threshold N] [--stats] [--init-only]
+ *                          [--no-qemu] [--memory MiB]
+ *   (--jit / --interp pick the CPU tier, else VISOR_ACCEL, else the hart's default;
+ *    --stats prints the hart's and the JIT's counters at /init and at the end;
+ *    --init-only stops visor at /init)
  *
  * It runs the built package (dist/): tsc inlines the hart's opcode enum there, which tsx's
  * per-file esbuild transform cannot do (the interpreter would run ~20× slower).
  */
 import { spawn, spawnSync } from 'node:child_process';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { runVm as RunVm } from '../src/host/run-vm.js';
@@ -25,15 +29,56 @@ interface BootTimes {
 
 const args = process.argv.slice(2);
 const useOpensbi = args.includes('--opensbi');
-const accel = args.includes('--interp') ? 'interp' as const : undefined;
+const envAccel = process.env['VISOR_ACCEL'];
+const accel = args.includes('--interp') ? 'interp' as const : args.includes('--jit') ? 'jit' as const
+  : envAccel === 'jit' || envAccel === 'interp' ? envAccel : undefined;
+const thrIdx = args.indexOf('--threshold');
+const jitThreshold = thrIdx >= 0 ? Number(args[thrIdx + 1]) : undefined;
+const showStats = args.includes('--stats');
+const initOnly = args.includes('--init-only');
 const memIdx = args.indexOf('--memory');
 const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
 
+/**
+ * CPU seconds of this process's threads (Linux /proc): the main thread, and V8's worker
+ * threads, where WebAssembly and JavaScript optimizing compiles run. A boot can spend more
+ * CPU there than in the guest.
+ */
+function threadCpu(): { main: number; workers: number } | undefined {
+  if (!existsSync('/proc/self/task')) return undefined;
+  let main = 0, workers = 0;
+  const hz = 100; // USER_HZ: the unit of utime/stime in /proc/<pid>/task/<tid>/stat
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const st = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8');
+      const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+      const s = (Number(f[11]) + Number(f[12])) / hz; // fields 14 and 15: utime, stime
+      if (tid === String(process.pid)) main += s; else workers += s;
+    } catch { /* the thread ended */ }
+  }
+  return { main, workers };
+}
+
 async function bootVisor(kernel: string, initrd: string, append: string, bios: string): Promise<BootTimes> {
   const t0 = performance.now();
+  const c0 = process.cpuUsage();
   let init = NaN;
+  let hart: { stats: unknown; jitStats?: unknown; instructionsRetired: number } | undefined;
+  const abort = new AbortController();
+  const report = (when: string) => {
+    if (!showStats || !hart) return;
+    const cpu = process.cpuUsage(c0);
+    const th = threadCpu();
+    const split = th ? ` (main thread ${th.main.toFixed(2)} s, V8 workers ${th.workers.toFixed(2)} s)` : '';
+    console.log(`-- at ${when}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU${split}, ${hart.instructionsRetired} instructions retired`);
+    console.log('hart:', JSON.stringify(hart.stats));
+    if (hart.jitStats) console.log('jit:', JSON.stringify(hart.jitStats, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+  };
   const res = await runVm({
     ...(accel ? { accel } : {}),
+    ...(jitThreshold !== undefined ? { jitThreshold } : {}),
+    signal: abort.signal,
+    onMachine: (vm) => { hart = vm.hart as unknown as typeof hart; },
     kernel,
     initrd,
     append,
@@ -41,8 +86,14 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
     memoryMiB,
     commandMode: true,
     console: { write: () => {}, start: () => {}, dispose: () => {} },
-    onInitStart: () => (init = (performance.now() - t0) / 1000),
+    onInitStart: () => {
+      init = (performance.now() - t0) / 1000;
+      report('/init');
+      if (initOnly) abort.abort();
+    },
   });
+  if (initOnly && res.kind === 'quit') return { init, poweroff: NaN, instructions: res.stats.instructions };
+  report('the end');
   if (res.kind !== 'poweroff') throw new Error(`visor boot ended with ${res.kind}`);
   return { init, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }
@@ -76,7 +127,7 @@ console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, comm
 const visorBios = useOpensbi ? fw! : 'builtin';
 const v = await bootVisor(img.kernel, img.initrd, append, visorBios);
 const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
-console.log(`visor (${accel === 'interp' ? 'interpreter' : 'JIT'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s, poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
+console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s, poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
 
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
 if (haveQemu && fw) {

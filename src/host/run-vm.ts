@@ -58,8 +58,12 @@ export interface RunVmOptions {
   maxReboots?: number;
   /** CPU tier: the JIT (default) or the interpreter alone (benchmarks compare them). */
   accel?: 'interp' | 'jit';
+  /** Entries into a page before the JIT compiles it (HartOptions.jitThreshold). */
+  jitThreshold?: number;
   /** Observers (bench/boot.ts, tests). */
   onInitStart?(): void;
+  /** Called with each machine once built, before it boots (bench/boot.ts reads its counters). */
+  onMachine?(vm: VirtMachine): void;
   signal?: AbortSignal;
 }
 
@@ -133,11 +137,16 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
       const clock = new PacedClock();
       const cfg: VirtConfig = {
         kernel, kernelName: o.kernel, append: o.append, bios, clock,
-        createHart: o.accel ? (m, opts) => new Hart(m, { ...opts, accel: o.accel! }) as unknown as BoardHart : createHart,
+        createHart: o.accel || o.jitThreshold !== undefined
+          ? (m, opts) => new Hart(m, {
+            ...opts, ...(o.accel ? { accel: o.accel } : {}), ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
+          }) as unknown as BoardHart
+          : createHart,
       };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;
       const vm = new VirtMachine(cfg);
+      o.onMachine?.(vm);
       clock.attach(() => vm.hart.instructionsRetired);
       disks.forEach((d, i) =>
         vm.attachVirtio(i, (ctx) => new VirtioMmioTransport({ device: createVirtioBlk({ disk: d.device }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),

@@ -38,6 +38,10 @@ const SLOW_CPU_ARGS = 'initcall_blacklist=jent_mod_init';
 
 const BOOT_TIMEOUT = 20 * 60_000;
 
+/** VISOR_ACCEL=jit|interp picks the CPU tier (default: runVm's). */
+const ACCEL_ENV = process.env.VISOR_ACCEL;
+const ACCEL = ACCEL_ENV === 'jit' || ACCEL_ENV === 'interp' ? ACCEL_ENV : undefined;
+
 let image: GuestImage | undefined;
 let skipReason: string | undefined;
 
@@ -70,6 +74,7 @@ async function boot(img: GuestImage, bios: string): Promise<{ res: RunVmResult; 
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), BOOT_TIMEOUT - 60_000);
   const res = await runVm({
+    ...(ACCEL ? { accel: ACCEL } : {}),
     signal: abort.signal,
     kernel: img.kernel,
     initrd: img.initrd,
@@ -135,7 +140,7 @@ describe('Debian riscv64 boot', () => {
       return;
     }
     const r = await boot(img, 'builtin');
-    console.log(`built-in SBI: /init after ${r.initAt?.toFixed(1)} s, ${(r.res.stats.instructions / 1e6).toFixed(0)} M instructions in ${(r.res.stats.wallMs / 1000).toFixed(1)} s`);
+    console.log(`built-in SBI (${ACCEL ?? 'default tier'}): /init after ${r.initAt?.toFixed(1)} s, ${(r.res.stats.instructions / 1e6).toFixed(0)} M instructions in ${(r.res.stats.wallMs / 1000).toFixed(1)} s`);
     checkBoot(r);
   }, BOOT_TIMEOUT);
 
@@ -149,7 +154,7 @@ describe('Debian riscv64 boot', () => {
     const fw = img.firmwareDynamic ?? img.firmware;
     if (!fw) throw new Error('the Debian image carries no OpenSBI firmware');
     const r = await boot(img, fw);
-    console.log(`OpenSBI: /init after ${r.initAt?.toFixed(1)} s, ${(r.res.stats.instructions / 1e6).toFixed(0)} M instructions in ${(r.res.stats.wallMs / 1000).toFixed(1)} s`);
+    console.log(`OpenSBI (${ACCEL ?? 'default tier'}): /init after ${r.initAt?.toFixed(1)} s, ${(r.res.stats.instructions / 1e6).toFixed(0)} M instructions in ${(r.res.stats.wallMs / 1000).toFixed(1)} s`);
     expect(r.out).toContain('OpenSBI v');
     expect(r.out).toMatch(/Domain0 Next Address\s*: 0x0*80200000/);
     checkBoot(r);
