@@ -59,6 +59,17 @@ export interface VirtioDevice {
   /** Device reset (status written 0): forget everything guest-given; in-flight I/O must
    *  not touch guest memory when it completes. */
   reset(): void;
+  /**
+   * Snapshots (issue 7): the device's own state as plain named fields, versioned: config
+   * the guest wrote, work taken from the queues but not yet returned, data waiting for the
+   * guest. The transport saves registers, features and queue indices itself.
+   */
+  saveState?(): unknown;
+  /**
+   * Restores saved (untrusted) state into a fresh device, before the transport's restore
+   * re-activates it; validates everything first and throws VisorError('IntegrityError').
+   */
+  restore?(state: unknown): void;
 }
 
 /** Little-endian config read from a byte array; out-of-range bytes read as zero. */

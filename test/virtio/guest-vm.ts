@@ -5,7 +5,7 @@
  * bench/blk.ts and bench/net.ts.
  */
 import { readFile } from 'node:fs/promises';
-import { HostClock } from '../../src/host/clock-host.js';
+import { PacedClock } from '../../src/host/clock-host.js';
 import { RunLoop } from '../../src/host/run-loop.js';
 import { ConsoleOutputFilter } from '../../src/host/run-output-filter.js';
 import { createHart } from '../../src/host/run-vm.js';
@@ -50,7 +50,9 @@ export class GuestVm {
   }
 
   static async create(img: GuestImage, o: GuestOptions): Promise<GuestVm> {
-    const clock = new HostClock();
+    // Host time paced by guest progress (as `visor run` and the SDK do): on a loaded host,
+    // plain host time makes the kernel report soft lockups that are the host's, not ours.
+    const clock = new PacedClock();
     let append = `${img.append} ${encodeCommand(o.command)}`;
     if (o.verbose) append = append.replace(/\bquiet\b/, '');
     if (o.append) append += ` ${o.append}`;
@@ -63,6 +65,7 @@ export class GuestVm {
       createHart,
       ...(o.memoryMiB ? { memoryMiB: o.memoryMiB } : {}),
     });
+    clock.attach(() => vm.hart.instructionsRetired);
     o.attach?.(vm);
     const loop = new RunLoop(vm, { clock });
     const g = new GuestVm(vm, loop);

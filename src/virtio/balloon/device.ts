@@ -6,10 +6,10 @@
  * RAM is one typed array, so visor cannot unmap a page; what inflating does is zero it (as
  * QEMU's MADV_DONTNEED would) and count it, which a memory-accounting host can use.
  */
-import { VisorError } from '../../base/errors.js';
 import { VIRTIO_ID_BALLOON, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
+import { isCount, isObject, isU16, isU32, restoreCounters, stateError } from '../state.js';
 
 // §5.5.3 Feature bits
 export const VIRTIO_BALLOON_F_MUST_TELL_HOST = 0;
@@ -52,9 +52,20 @@ export interface BalloonCounters {
 
 export interface BalloonState {
   version: 1;
+  /** Config space: the host's target and the guest's `actual`, in 4 KiB pages. */
   numPages: number;
   actual: number;
+  /** Guest page frames in the balloon. */
   inflated: number[];
+  /**
+   * Head of the statistics buffer the device holds (§5.5.6.3: the driver leaves one with the
+   * device until it is asked for fresh figures), or null. A restored device holds it again;
+   * without it the statistics queue would stall for good.
+   */
+  statsHead: number | null;
+  /** The last statistics received, as [tag, value] pairs. */
+  lastStats: [number, number][] | null;
+  counters: BalloonCounters;
 }
 
 export class VirtioBalloon implements VirtioDevice {
@@ -80,6 +91,8 @@ export class VirtioBalloon implements VirtioDevice {
   private statsQ = -1;
   private reportQ = -1;
   private statsChain: DescriptorChain | null = null;
+  /** A restored stats head to hold again at activation. */
+  private restoredStatsHead: number | null = null;
   private statsWaiters: ((s: BalloonStats) => void)[] = [];
   /** Called when `actual` changes (the guest reached or moved toward the target). */
   onActual: (pages: number) => void = () => {};
@@ -129,12 +142,16 @@ export class VirtioBalloon implements VirtioDevice {
     let next = 2;
     this.statsQ = ctx.features & bit(VIRTIO_BALLOON_F_STATS_VQ) ? next++ : -1;
     this.reportQ = ctx.features & bit(VIRTIO_BALLOON_F_PAGE_REPORTING) ? next++ : -1;
+    const head = this.restoredStatsHead;
+    this.restoredStatsHead = null;
+    if (head !== null && this.statsQ >= 0) this.statsChain = ctx.queues[this.statsQ]!.chainAt(head);
     for (let i = 0; i < next; i++) this.notify(i);
   }
 
   reset(): void {
     this.ctx = null;
     this.statsChain = null;
+    this.restoredStatsHead = null;
     // §5.5.6.1: after reset the guest owns all its memory again.
     this.inflated.clear();
     new DataView(this.config.buffer).setUint32(4, 0, true);
@@ -150,23 +167,40 @@ export class VirtioBalloon implements VirtioDevice {
   }
 
   saveState(): BalloonState {
-    return { version: 1, numPages: this.target, actual: this.actual, inflated: [...this.inflated] };
+    return {
+      version: 1,
+      numPages: this.target,
+      actual: this.actual,
+      inflated: [...this.inflated],
+      statsHead: this.statsChain?.head ?? null,
+      lastStats: this.lastStats ? [...this.lastStats] : null,
+      counters: { ...this.counters },
+    };
   }
 
   /**
    * Restores saved (untrusted) balloon state before the transport restore re-activates the
    * device; validates every field first.
    */
-  restore(s: BalloonState): void {
-    const u32 = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
-    if (s?.version !== 1 || !u32(s.numPages) || !u32(s.actual) || !Array.isArray(s.inflated) || !s.inflated.every(u32)) {
-      throw new VisorError('IntegrityError', 'virtio-balloon state: malformed');
+  restore(state: unknown): void {
+    const bad = (why: string) => stateError(this.name, `malformed (${why})`);
+    if (!isObject(state) || state.version !== 1) throw bad('version');
+    const s = state as unknown as BalloonState;
+    if (!isU32(s.numPages) || !isU32(s.actual)) throw bad('config');
+    if (!Array.isArray(s.inflated) || !s.inflated.every(isU32)) throw bad('inflated pages');
+    if (s.statsHead !== null && s.statsHead !== undefined && !(isU16(s.statsHead) && s.statsHead < this.queueSizes[2]!)) throw bad('stats buffer');
+    if (s.lastStats !== null && s.lastStats !== undefined) {
+      if (!Array.isArray(s.lastStats) || s.lastStats.length > MAX_STATS_BYTES / STAT_ENTRY) throw bad('statistics');
+      if (!s.lastStats.every((e) => Array.isArray(e) && e.length === 2 && isU16(e[0]) && isCount(e[1]))) throw bad('statistics');
     }
+    restoreCounters(this.counters, s.counters, this.name);
     const v = new DataView(this.config.buffer);
     v.setUint32(0, s.numPages, true);
     v.setUint32(4, s.actual, true);
     this.inflated.clear();
     for (const p of s.inflated) this.inflated.add(p);
+    this.restoredStatsHead = s.statsHead ?? null;
+    this.lastStats = s.lastStats ? new Map(s.lastStats) : null;
   }
 
   private pfns(ctx: DeviceContext, qi: number): void {

@@ -11,6 +11,7 @@ import type { BlockDevice } from '../../storage/block-device.js';
 import { VIRTIO_ID_BLOCK, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64, writeU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
+import { isObject, isU16, restoreCounters, stateError } from '../state.js';
 
 // §5.2.3 Feature bits
 export const VIRTIO_BLK_F_SIZE_MAX = 1;
@@ -81,6 +82,21 @@ export interface BlkCounters {
   unsupported: number;
 }
 
+/** What a snapshot keeps of a virtio-blk (the transport keeps registers and queue indices). */
+export interface BlkState {
+  version: 1;
+  /** Sectors, as the guest saw them: a disk of another size is not the same disk. */
+  capacity: number;
+  readOnly: boolean;
+  /**
+   * Heads of requests taken from the queue and not yet completed, in the order they were
+   * taken. Their descriptors live in the saved RAM; a restored device runs them again
+   * (reads and writes of the same bytes are idempotent).
+   */
+  inFlight: number[];
+  counters: BlkCounters;
+}
+
 /** Max sectors per discard / write-zeroes segment we advertise (32 MiB). */
 const MAX_DISCARD_SECTORS = 65536;
 
@@ -103,6 +119,10 @@ export class VirtioBlk implements VirtioDevice {
   /** Bumped on reset; completions of an older epoch are dropped. */
   private epoch = 0;
   private inFlight = 0;
+  /** Heads of the requests in flight, in submission order (for snapshots). */
+  private readonly inFlightHeads = new Set<number>();
+  /** Restored heads to run again at activation. */
+  private resubmit: number[] = [];
   private idle: (() => void)[] = [];
 
   constructor(opts: BlkOptions) {
@@ -145,6 +165,12 @@ export class VirtioBlk implements VirtioDevice {
 
   activate(ctx: DeviceContext): void {
     this.ctx = ctx;
+    const again = this.resubmit.splice(0);
+    for (const head of again) {
+      const chain = ctx.queues[0]!.chainAt(head);
+      if (!chain) break; // malformed: the queue is broken and the transport needs a reset
+      this.start(chain);
+    }
     this.pump();
   }
 
@@ -152,7 +178,34 @@ export class VirtioBlk implements VirtioDevice {
     this.ctx = null;
     this.epoch++;
     this.inFlight = 0;
+    this.inFlightHeads.clear();
+    this.resubmit = [];
     for (const r of this.idle.splice(0)) r();
+  }
+
+  saveState(): BlkState {
+    return {
+      version: 1,
+      capacity: this.capacity,
+      readOnly: this.readOnly,
+      inFlight: [...this.inFlightHeads],
+      counters: { ...this.counters },
+    };
+  }
+
+  restore(state: unknown): void {
+    const bad = (why: string) => stateError(this.name, why);
+    if (!isObject(state) || state.version !== 1) throw bad('unknown version');
+    const s = state as unknown as BlkState;
+    if (s.capacity !== this.capacity) throw bad(`the disk has ${this.capacity} sectors, the snapshot's had ${String(s.capacity)}`);
+    if (s.readOnly !== this.readOnly) throw bad('read-only differs from the snapshot');
+    const qsize = this.queueSizes[0]!;
+    if (!Array.isArray(s.inFlight) || s.inFlight.length > this.maxInFlight || !s.inFlight.every((h) => isU16(h) && h < qsize)) {
+      throw bad('requests in flight');
+    }
+    if (new Set(s.inFlight).size !== s.inFlight.length) throw bad('a request is in flight twice');
+    restoreCounters(this.counters, s.counters, this.name);
+    this.resubmit = [...s.inFlight];
   }
 
   notify(queue: number): void {
@@ -172,18 +225,24 @@ export class VirtioBlk implements VirtioDevice {
     while (this.inFlight < this.maxInFlight) {
       const chain = q.pop();
       if (!chain) break;
-      this.inFlight++;
-      const epoch = this.epoch;
-      this.execute(chain, epoch).then(
-        (r) => this.complete(epoch, chain, r),
-        () => this.complete(epoch, chain, this.fail(VIRTIO_BLK_S_IOERR)),
-      );
+      this.start(chain);
     }
+  }
+
+  private start(chain: DescriptorChain): void {
+    this.inFlight++;
+    this.inFlightHeads.add(chain.head);
+    const epoch = this.epoch;
+    this.execute(chain, epoch).then(
+      (r) => this.complete(epoch, chain, r),
+      () => this.complete(epoch, chain, this.fail(VIRTIO_BLK_S_IOERR)),
+    );
   }
 
   private complete(epoch: number, chain: DescriptorChain, r: Result): void {
     if (epoch !== this.epoch || !this.ctx) return; // reset meanwhile: the guest forgot it
     this.inFlight--;
+    this.inFlightHeads.delete(chain.head);
     const q = this.ctx.queues[0]!;
     // §5.2.6: the status is the last writable byte; without one there is nothing to report.
     let used = 0;

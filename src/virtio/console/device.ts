@@ -5,6 +5,7 @@
  */
 import { VIRTIO_ID_CONSOLE, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import type { DescriptorChain } from '../queue/chain.js';
+import { fromBase64, isObject, stateError, toBase64 } from '../state.js';
 
 // §5.3.3 Feature bits
 export const VIRTIO_CONSOLE_F_SIZE = 0;
@@ -68,6 +69,18 @@ export class ConsolePort {
   }
 }
 
+/** What a snapshot keeps of a virtio-console (the transport keeps registers and queue indices). */
+export interface ConsoleState {
+  version: 1;
+  /** One entry per port, in port order: a restored device must have the same ports. */
+  ports: { name: string; console: boolean; guestOpen: boolean; dropped: number; pending: string }[];
+  /** Control messages (§5.3.6.2) waiting for a control receive buffer (base64). */
+  controlOut: string[];
+}
+
+/** Control messages the device queues at most: a few per port during the handshake. */
+const MAX_CONTROL_OUT = 1024;
+
 export interface ConsoleOptions {
   /** Ports; default one console port. Port 0 should be the console. */
   ports?: ConsolePortOptions[];
@@ -116,6 +129,51 @@ export class VirtioConsole implements VirtioDevice {
     this.ctx = null;
     this.controlOut = [];
     for (const p of this.ports) p.guestOpen = false;
+  }
+
+  saveState(): ConsoleState {
+    const join = (parts: Uint8Array[], n: number) => {
+      const b = new Uint8Array(n);
+      let o = 0;
+      for (const p of parts) {
+        b.set(p, o);
+        o += p.length;
+      }
+      return b;
+    };
+    return {
+      version: 1,
+      ports: this.ports.map((p) => ({
+        name: p.name, console: p.isConsole, guestOpen: p.guestOpen, dropped: p.dropped, pending: toBase64(join(p.pending, p.pendingBytes)),
+      })),
+      controlOut: this.controlOut.map(toBase64),
+    };
+  }
+
+  restore(state: unknown): void {
+    const bad = (why: string) => stateError(this.name, why);
+    if (!isObject(state) || state.version !== 1) throw bad('unknown version');
+    const s = state as unknown as ConsoleState;
+    if (!Array.isArray(s.ports) || s.ports.length !== this.ports.length) throw bad(`the snapshot's device has ${Array.isArray(s.ports) ? s.ports.length : '?'} ports, this one ${this.ports.length}`);
+    const pending = s.ports.map((sp, i) => {
+      const p = this.ports[i]!;
+      if (!isObject(sp) || sp.name !== p.name || sp.console !== p.isConsole) throw bad(`port ${i} differs from the snapshot's`);
+      if (typeof sp.guestOpen !== 'boolean' || !Number.isSafeInteger(sp.dropped) || sp.dropped < 0) throw bad(`port ${i}`);
+      const b = fromBase64(sp.pending, MAX_PENDING);
+      if (!b) throw bad(`port ${i}: pending input`);
+      return b;
+    });
+    if (!Array.isArray(s.controlOut) || s.controlOut.length > MAX_CONTROL_OUT) throw bad('control messages');
+    const control = s.controlOut.map((m) => fromBase64(m, CONTROL_MSG + 4096));
+    if (control.some((m) => m === null || m.length < CONTROL_MSG)) throw bad('a control message is malformed');
+    s.ports.forEach((sp, i) => {
+      const p = this.ports[i]!;
+      p.guestOpen = sp.guestOpen;
+      p.dropped = sp.dropped;
+      p.pending = pending[i]!.length ? [pending[i]!] : [];
+      p.pendingBytes = pending[i]!.length;
+    });
+    this.controlOut = control as Uint8Array[];
   }
 
   notify(queue: number): void {

@@ -292,8 +292,9 @@ export class VirtioMmioTransport implements MmioDevice {
   }
 
   /**
-   * Restores saved (untrusted) transport state: everything is validated before anything is
-   * applied. Restore the device model's own state first; an active device is re-activated.
+   * Restores saved (untrusted) transport state into a transport that has not run: everything
+   * is validated before anything is applied. Restore the device model's own state first
+   * (device.restore); an active device is then re-activated, and picks up the work it saved.
    */
   restore(s: VirtioMmioState): void {
     const bad = (why: string) => new VisorError('IntegrityError', `virtio-mmio ${this.name} state: ${why}`);
@@ -312,7 +313,11 @@ export class VirtioMmioTransport implements MmioDevice {
       const err = scratch.restore(qs);
       if (err) throw bad(`queue ${i}: ${err}`);
     });
-    this.reset();
+    // Registers and queues only: the device model was restored just before (its own part of
+    // the snapshot) and a device reset would throw that away.
+    this.active = false;
+    for (const q of this.queues) q.reset();
+    this.needsResetReason = null;
     this.status = s.status;
     this.deviceFeaturesSel = s.deviceFeaturesSel;
     this.driverFeaturesSel = s.driverFeaturesSel;

@@ -5,6 +5,7 @@
  * `FrameSink` (a switch port, a socket link); frames from it arrive through `receive()`.
  */
 import { VIRTIO_ID_NET, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
+import { fromBase64, isObject, restoreCounters, stateError, toBase64 } from '../state.js';
 
 // §5.1.3 Feature bits
 export const VIRTIO_NET_F_CSUM = 0;
@@ -41,6 +42,21 @@ export interface NetCounters {
   rxDropped: number;
   txErrors: number;
 }
+
+/** Largest frame we hold for the guest (what a transmit chain may carry). */
+const MAX_FRAME = 65536;
+
+/** What a snapshot keeps of a virtio-net (the transport keeps registers and queue indices). */
+export interface NetState {
+  version: 1;
+  /** The NIC's MAC, "02:00:…": a restored machine must have the same NIC. */
+  mac: string;
+  /** Frames from the network the guest has not received yet (base64), oldest first. */
+  pending: string[];
+  counters: NetCounters;
+}
+
+const macText = (m: Uint8Array) => [...m].map((b) => b.toString(16).padStart(2, '0')).join(':');
 
 export class VirtioNet implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_NET;
@@ -85,6 +101,22 @@ export class VirtioNet implements VirtioDevice {
     this.pending = [];
   }
 
+  saveState(): NetState {
+    return { version: 1, mac: macText(this.mac), pending: this.pending.map(toBase64), counters: { ...this.counters } };
+  }
+
+  restore(state: unknown): void {
+    const bad = (why: string) => stateError(this.name, why);
+    if (!isObject(state) || state.version !== 1) throw bad('unknown version');
+    const s = state as unknown as NetState;
+    if (s.mac !== macText(this.mac)) throw bad(`the snapshot's NIC has MAC ${String(s.mac)}, this one ${macText(this.mac)}`);
+    if (!Array.isArray(s.pending) || s.pending.length > MAX_PENDING_FRAMES) throw bad('pending frames');
+    const frames = s.pending.map((f) => fromBase64(f, MAX_FRAME));
+    if (frames.some((f) => f === null || f.length === 0)) throw bad('a pending frame is malformed');
+    restoreCounters(this.counters, s.counters, this.name);
+    this.pending = frames as Uint8Array[];
+  }
+
   notify(queue: number): void {
     if (queue === TX) this.drainTx();
     else if (queue === RX) this.fillRx();
@@ -92,11 +124,11 @@ export class VirtioNet implements VirtioDevice {
 
   /** A frame from the network for the guest. Copied, so the caller may reuse its buffer. */
   receive(frame: Uint8Array): void {
-    if (!this.ctx || this.pending.length >= MAX_PENDING_FRAMES) {
+    if (!this.ctx || this.pending.length >= MAX_PENDING_FRAMES || frame.length > MAX_FRAME) {
       this.counters.rxDropped++;
       return;
     }
-    this.pending.push(frame);
+    this.pending.push(frame.slice());
     this.fillRx();
   }
 

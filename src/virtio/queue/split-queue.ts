@@ -144,6 +144,17 @@ export class SplitQueue {
     return this.walk(head);
   }
 
+  /**
+   * Walks the chain at `head` again without taking anything from the available ring: a
+   * restored device resubmits the requests it had taken but not finished when the snapshot
+   * was saved (their descriptors are in the saved RAM). Null if the queue is not usable or
+   * the chain is malformed (which breaks the queue, as for pop()).
+   */
+  chainAt(head: number): DescriptorChain | null {
+    if (!this.ready || this.broken) return null;
+    return this.walk(head);
+  }
+
   /** Returns a chain to the driver with `len` bytes written into its writable part. */
   pushUsed(head: number, len: number): void {
     const segs = this.inflightWritable.get(head);

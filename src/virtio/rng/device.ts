@@ -5,6 +5,7 @@
  * node:crypto one.
  */
 import { VIRTIO_ID_RNG, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
+import { isObject, restoreCounters, stateError } from '../state.js';
 
 export interface EntropySource {
   /** Fills `buf` entirely with cryptographically secure random bytes. */
@@ -28,6 +29,16 @@ export interface RngOptions {
 export interface RngCounters {
   requests: number;
   bytes: number;
+}
+
+/**
+ * What a snapshot keeps of a virtio-rng: its counters only. Requests are answered when they
+ * are taken, so none is ever pending; a deterministic machine's generator state is the
+ * runner's (it owns the source).
+ */
+export interface RngState {
+  version: 1;
+  counters: RngCounters;
 }
 
 export class VirtioRng implements VirtioDevice {
@@ -57,6 +68,15 @@ export class VirtioRng implements VirtioDevice {
 
   reset(): void {
     this.ctx = null;
+  }
+
+  saveState(): RngState {
+    return { version: 1, counters: { ...this.counters } };
+  }
+
+  restore(state: unknown): void {
+    if (!isObject(state) || state.version !== 1) throw stateError(this.name, 'unknown version');
+    restoreCounters(this.counters, state.counters, this.name);
   }
 
   notify(queue: number): void {

@@ -332,6 +332,22 @@ export class MockDriver {
     return out;
   }
 
+  /**
+   * The same driver state (features, queues, buffers in flight, allocator) over another
+   * device and a copy of this RAM: how a test continues a guest after a snapshot restore.
+   */
+  moveTo(dev: MmioDevice, ram: Uint8Array, irq?: IrqRecorder): MockDriver {
+    const d = new MockDriver(dev, ram, this.ramBase, irq, this.heap);
+    d.features = this.features;
+    const remap = (b: Uint8Array) => ram.subarray(b.byteOffset - this.ram.byteOffset, b.byteOffset - this.ram.byteOffset + b.length);
+    this.queues.forEach((q, i) => {
+      if (!q) return;
+      const pending = new Map([...q.pending].map(([k, p]) => [k, { descs: [...p.descs], inBufs: p.inBufs.map(remap), token: p.token }]));
+      d.queues[i] = { ...q, freeHead: [...q.freeHead], pending };
+    });
+    return d;
+  }
+
   inFlight(queue: number): number {
     return this.q(queue).pending.size;
   }

@@ -11,6 +11,7 @@
 import { VIRTIO_ID_VSOCK, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64, writeU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
+import { isCount, isObject, restoreCounters, stateError } from '../state.js';
 
 // §5.10.6 Device Operation
 export const VIRTIO_VSOCK_TYPE_STREAM = 1;
@@ -24,12 +25,16 @@ export const VIRTIO_VSOCK_OP_CREDIT_UPDATE = 6;
 export const VIRTIO_VSOCK_OP_CREDIT_REQUEST = 7;
 export const VIRTIO_VSOCK_SHUTDOWN_RCV = 1;
 export const VIRTIO_VSOCK_SHUTDOWN_SEND = 2;
+/** §5.10.6.6 Device Events: struct virtio_vsock_event { le32 id; }. */
+export const VIRTIO_VSOCK_EVENT_TRANSPORT_RESET = 0;
+const EVENT_SIZE = 4;
 /** struct virtio_vsock_hdr is 44 bytes, packed. */
 export const VIRTIO_VSOCK_HDR_SIZE = 44;
 export const VMADDR_CID_HOST = 2;
 
 const RX = 0;
 const TX = 1;
+const EVENT = 2;
 /** Our receive buffer per connection, advertised as buf_alloc. */
 const BUF_ALLOC = 256 * 1024;
 /** Host bytes held per connection waiting for guest credit. */
@@ -120,6 +125,22 @@ export interface VsockCounters {
   badPackets: number;
 }
 
+/**
+ * What a snapshot keeps of a virtio-vsock. Connections are not saved: their host ends are
+ * sockets of the process that saved them. Instead, as Firecracker does, a restored device
+ * whose guest had connections sends TRANSPORT_RESET on the event queue (§5.10.6.6), and the
+ * guest drops them (Linux resets every connected socket and re-reads the guest CID).
+ */
+export interface VsockState {
+  version: 1;
+  guestCid: number;
+  /** Connections open when saved (each is reset in the restored guest). */
+  connections: number;
+  /** A TRANSPORT_RESET still waiting for an event buffer. */
+  resetPending: boolean;
+  counters: VsockCounters;
+}
+
 export class VirtioVsock implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_VSOCK;
   readonly name = 'vsock';
@@ -136,6 +157,8 @@ export class VirtioVsock implements VirtioDevice {
   private connectWaiters = new Map<VsockConnection, { resolve: (c: VsockConnection) => void; reject: (e: Error) => void }>();
   private nextPort = EPHEMERAL_BASE;
   private flushing = false;
+  /** TRANSPORT_RESET to deliver on the event queue (after a restore). */
+  private resetPending = false;
 
   constructor(opts: VsockOptions) {
     // CIDs 0-2 are reserved (hypervisor, local, host); the guest needs its own.
@@ -155,11 +178,13 @@ export class VirtioVsock implements VirtioDevice {
 
   activate(ctx: DeviceContext): void {
     this.ctx = ctx;
+    this.sendEvents();
     this.drainTx();
   }
 
   reset(): void {
     this.ctx = null;
+    this.resetPending = false;
     this.control = [];
     for (const c of this.conns.values()) this.drop(c);
     this.conns.clear();
@@ -168,7 +193,39 @@ export class VirtioVsock implements VirtioDevice {
   notify(queue: number): void {
     if (queue === TX) this.drainTx();
     else if (queue === RX) this.kick();
-    // The event queue only carries TRANSPORT_RESET, which we never send.
+    else if (queue === EVENT) this.sendEvents();
+  }
+
+  saveState(): VsockState {
+    let open = 0;
+    for (const c of this.conns.values()) if (c.state !== 'closed') open++;
+    return { version: 1, guestCid: this.guestCid, connections: open, resetPending: this.resetPending, counters: { ...this.counters } };
+  }
+
+  restore(state: unknown): void {
+    const bad = (why: string) => stateError(this.name, why);
+    if (!isObject(state) || state.version !== 1) throw bad('unknown version');
+    const s = state as unknown as VsockState;
+    if (s.guestCid !== this.guestCid) throw bad(`the snapshot's guest CID is ${String(s.guestCid)}, this device's ${this.guestCid}`);
+    if (!isCount(s.connections) || typeof s.resetPending !== 'boolean') throw bad('connections');
+    restoreCounters(this.counters, s.counters, this.name);
+    // A guest without connections has nothing to forget: no event, so a restored idle guest
+    // runs exactly as one never interrupted.
+    this.resetPending = s.resetPending || s.connections > 0;
+  }
+
+  /** §5.10.6.6: delivers a pending TRANSPORT_RESET once the driver has an event buffer. */
+  private sendEvents(): void {
+    const ctx = this.ctx;
+    if (!ctx || !this.resetPending) return;
+    const q = ctx.queues[EVENT]!;
+    const c = q.pop();
+    if (!c) return;
+    this.resetPending = false;
+    const ev = new Uint8Array(EVENT_SIZE);
+    new DataView(ev.buffer).setUint32(0, VIRTIO_VSOCK_EVENT_TRANSPORT_RESET, true);
+    q.pushUsed(c.head, c.write(0, ev));
+    ctx.usedBuffers(EVENT);
   }
 
   /** Host-initiated connection to the guest's listening `guestPort`. */

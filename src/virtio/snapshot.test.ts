@@ -1,0 +1,219 @@
+/**
+ * Device state in snapshots (issue 7): each device is driven by the mock guest driver until
+ * work is pending (requests in flight, frames and input waiting for buffers, a held stats
+ * buffer, an open vsock connection), then transport and device state go through JSON, RAM is
+ * copied, and a fresh device + transport continue from there. The driver then finishes its
+ * work against the restored device.
+ */
+import { describe, expect, it } from 'vitest';
+import { VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, bit, type VirtioDevice } from './device.js';
+import { VirtioMmioTransport, VIRTIO_CONFIG_S_NEEDS_RESET } from './mmio/transport.js';
+import { IrqRecorder, MockDriver, TEST_RAM_BASE, collect } from './testing/driver.js';
+import { MemoryBlockDevice } from './testing/memory-block-device.js';
+import { VIRTIO_BLK_S_OK, VIRTIO_BLK_T_IN, VIRTIO_BLK_T_OUT, VirtioBlk } from './blk/device.js';
+import { VIRTIO_NET_HDR_SIZE, VirtioNet } from './net/device.js';
+import { VIRTIO_CONSOLE_F_MULTIPORT, VirtioConsole } from './console/device.js';
+import { VirtioRng } from './rng/device.js';
+import { VIRTIO_BALLOON_S_MEMFREE, VirtioBalloon } from './balloon/device.js';
+import {
+  VIRTIO_VSOCK_HDR_SIZE,
+  VIRTIO_VSOCK_OP_REQUEST,
+  VIRTIO_VSOCK_OP_RESPONSE,
+  VIRTIO_VSOCK_TYPE_STREAM,
+  VirtioVsock,
+  encodeHeader,
+  parseHeader,
+} from './vsock/device.js';
+
+interface Savable extends VirtioDevice {
+  saveState(): unknown;
+  restore(s: unknown): void;
+}
+
+/** Saves transport + device through JSON, restores both into `fresh` over a copy of RAM. */
+function roundTrip<D extends Savable>(driver: MockDriver, transport: VirtioMmioTransport, dev: D, fresh: D) {
+  const saved = JSON.parse(JSON.stringify({ transport: transport.saveState(), device: dev.saveState() }));
+  const ram = driver.ram.slice();
+  const irq = new IrqRecorder();
+  const t2 = new VirtioMmioTransport({ device: fresh, ram: { ram, ramBase: TEST_RAM_BASE }, irq, irqSource: 1 });
+  fresh.restore(saved.device);
+  t2.restore(saved.transport);
+  return { driver: driver.moveTo(t2, ram, irq), transport: t2, saved };
+}
+
+function blkHeader(type: number, sector: number): Uint8Array {
+  const b = new Uint8Array(16);
+  const v = new DataView(b.buffer);
+  v.setUint32(0, type, true);
+  v.setUint32(8, sector, true);
+  return b;
+}
+
+
+describe('virtio device state round trips', () => {
+  it('blk: requests in flight when saved complete on the restored device', async () => {
+    const disk = new MemoryBlockDevice(1 << 20);
+    disk.delay = 30;
+    const blk = new VirtioBlk({ disk, serial: 's' });
+    const { driver, transport } = MockDriver.create(blk);
+    driver.probe(1);
+    for (let i = 0; i < 3; i++) driver.add(0, [blkHeader(VIRTIO_BLK_T_OUT, 8 * i), new Uint8Array(4096).fill(0x41 + i)], [1]);
+    disk.data.fill(0x7a, 100 * 512, 108 * 512);
+    driver.add(0, [blkHeader(VIRTIO_BLK_T_IN, 100)], [4096, 1]);
+    expect(driver.inFlight(0)).toBe(4);
+    // The disk as the snapshot references it: writes not done yet.
+    const disk2 = new MemoryBlockDevice(1 << 20);
+    disk2.data.set(disk.data);
+    const blk2 = new VirtioBlk({ disk: disk2, serial: 's' });
+    const r = roundTrip(driver, transport, blk, blk2);
+    expect((r.saved.device as { inFlight: number[] }).inFlight).toHaveLength(4);
+    await blk2.whenIdle();
+    const used = r.driver.used(0);
+    expect(used).toHaveLength(4);
+    for (const u of used) expect(collect(u).at(-1)).toBe(VIRTIO_BLK_S_OK);
+    for (let i = 0; i < 3; i++) expect(disk2.data.subarray(8 * i * 512, (8 * i + 8) * 512).every((b) => b === 0x41 + i)).toBe(true);
+    const read = used.find((u) => u.len === 4097)!;
+    expect(collect(read, 4096).every((b) => b === 0x7a)).toBe(true);
+    // The queue goes on: a new request after restore.
+    r.driver.add(0, [blkHeader(VIRTIO_BLK_T_IN, 0)], [512, 1]);
+    await blk2.whenIdle();
+    expect(collect(r.driver.used(0)[0]!, 512).every((b) => b === 0x41)).toBe(true);
+    expect(blk2.counters.writes).toBe(3);
+    await blk.whenIdle();
+  });
+
+  it('blk: a disk of another size or a bad in-flight list is refused', () => {
+    const blk = new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) });
+    const s = blk.saveState();
+    expect(() => new VirtioBlk({ disk: new MemoryBlockDevice(2 << 20) }).restore(s)).toThrow(/sectors/);
+    expect(() => new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) }).restore({ ...s, inFlight: [1, 1] })).toThrow(/twice/);
+    expect(() => new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) }).restore({ ...s, inFlight: [9999] })).toThrow(/in flight/);
+    expect(() => new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) }).restore({ ...s, counters: { reads: -1 } })).toThrow(/counter/);
+  });
+
+  it('blk: a saved in-flight head that is not a valid chain breaks the queue, not the host', () => {
+    const blk = new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) });
+    const { driver, transport } = MockDriver.create(blk);
+    driver.probe(1);
+    const saved = JSON.parse(JSON.stringify({ transport: transport.saveState(), device: { ...blk.saveState(), inFlight: [5] } }));
+    // Descriptor 5 points outside RAM.
+    const ram = driver.ram.slice();
+    const q = driver.queues[0]!;
+    new DataView(ram.buffer).setUint32(q.desc - TEST_RAM_BASE + 16 * 5 + 4, 0x10, true);
+    const blk2 = new VirtioBlk({ disk: new MemoryBlockDevice(1 << 20) });
+    const t2 = new VirtioMmioTransport({ device: blk2, ram: { ram, ramBase: TEST_RAM_BASE }, irq: new IrqRecorder(), irqSource: 1 });
+    blk2.restore(saved.device);
+    t2.restore(saved.transport);
+    expect(t2.deviceStatus & VIRTIO_CONFIG_S_NEEDS_RESET).toBe(VIRTIO_CONFIG_S_NEEDS_RESET);
+  });
+
+  it('net: frames waiting for receive buffers are delivered after restore, in order', () => {
+    const mac = Uint8Array.of(2, 0, 0, 0, 0, 7);
+    const net = new VirtioNet({ mac });
+    const { driver, transport } = MockDriver.create(net);
+    driver.probe(2);
+    const frames = [1, 2, 3].map((n) => new Uint8Array(60).fill(n));
+    for (const f of frames) net.receive(f);
+    const net2 = new VirtioNet({ mac });
+    const r = roundTrip(driver, transport, net, net2);
+    for (let i = 0; i < 4; i++) r.driver.add(0, [], [VIRTIO_NET_HDR_SIZE + 1514]);
+    const got = r.driver.used(0).map((u) => collect(u).subarray(VIRTIO_NET_HDR_SIZE));
+    expect(got).toEqual(frames);
+    expect(net2.counters.rxFrames).toBe(3);
+    expect(() => new VirtioNet({ mac: Uint8Array.of(2, 0, 0, 0, 0, 8) }).restore(r.saved.device)).toThrow(/MAC/);
+    expect(() => new VirtioNet({ mac }).restore({ ...r.saved.device, pending: ['!!'] })).toThrow(/frame/);
+  });
+
+  it('console: host input waiting for the guest arrives after restore', () => {
+    const con = new VirtioConsole();
+    const { driver, transport } = MockDriver.create(con);
+    // Without MULTIPORT port 0 is open from the start (Linux hvc without the control queue).
+    const want = bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_EVENT_IDX) | bit(VIRTIO_F_INDIRECT_DESC);
+    driver.probe(2, want & ~bit(VIRTIO_CONSOLE_F_MULTIPORT));
+    con.ports[0]!.write(new TextEncoder().encode('hello '));
+    con.ports[0]!.write(new TextEncoder().encode('world'));
+    const con2 = new VirtioConsole();
+    const r = roundTrip(driver, transport, con, con2);
+    r.driver.add(0, [], [64]);
+    expect(new TextDecoder().decode(collect(r.driver.used(0)[0]!))).toBe('hello world');
+    expect(() => new VirtioConsole({ ports: [{ console: true }, { name: 'x' }] }).restore(r.saved.device)).toThrow(/ports/);
+  });
+
+  it('rng: counters survive and the queue keeps serving', () => {
+    const rng = new VirtioRng();
+    const { driver, transport } = MockDriver.create(rng);
+    driver.probe(1);
+    driver.add(0, [], [32]);
+    const rng2 = new VirtioRng();
+    const r = roundTrip(driver, transport, rng, rng2);
+    expect(rng2.counters.bytes).toBe(32);
+    r.driver.used(0);
+    r.driver.add(0, [], [16]);
+    expect(r.driver.used(0)[0]!.len).toBe(16);
+  });
+
+  it('balloon: the held statistics buffer is held again, target and pages survive', async () => {
+    const b = new VirtioBalloon();
+    const { driver, transport } = MockDriver.create(b);
+    driver.probe(4);
+    const stat = (free: number) => {
+      const e = new Uint8Array(10);
+      const v = new DataView(e.buffer);
+      v.setUint16(0, VIRTIO_BALLOON_S_MEMFREE, true);
+      v.setUint32(2, free, true);
+      return e;
+    };
+    driver.add(2, [stat(111)], []); // the driver's initial stats buffer, kept by the device
+    b.setTarget(7);
+    const pfn = TEST_RAM_BASE / 4096 + 0x300;
+    const p = new Uint8Array(4);
+    new DataView(p.buffer).setUint32(0, pfn, true);
+    driver.add(0, [p], []);
+    const b2 = new VirtioBalloon();
+    const r = roundTrip(driver, transport, b, b2);
+    expect(b2.target).toBe(7);
+    expect([...b2.inflated]).toEqual([pfn]);
+    expect(b2.lastStats?.get(VIRTIO_BALLOON_S_MEMFREE)).toBe(111);
+    // The host asks; the restored device gives the held buffer back, the driver refills it.
+    const stats = b2.requestStats();
+    expect(r.driver.used(2)).toHaveLength(1);
+    r.driver.add(2, [stat(222)], []);
+    expect((await stats).get(VIRTIO_BALLOON_S_MEMFREE)).toBe(222);
+  });
+
+  it('vsock: open connections are reset in the restored guest (TRANSPORT_RESET)', () => {
+    const dev = new VirtioVsock({ guestCid: 3, backend: { accept: () => true } });
+    const { driver, transport } = MockDriver.create(dev);
+    driver.probe(3);
+    for (let i = 0; i < 4; i++) driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    driver.add(2, [], [4]); // Linux keeps event buffers posted
+    driver.add(1, [encodeHeader({
+      srcCid: 3, dstCid: 2, srcPort: 1000, dstPort: 52, len: 0, type: VIRTIO_VSOCK_TYPE_STREAM,
+      op: VIRTIO_VSOCK_OP_REQUEST, flags: 0, bufAlloc: 65536, fwdCnt: 0,
+    })], []);
+    expect(driver.used(0).map((u) => parseHeader(collect(u)).op)).toEqual([VIRTIO_VSOCK_OP_RESPONSE]);
+    expect(dev.connectionCount).toBe(1);
+    // Idle device: nothing to tell the guest.
+    const idle = new VirtioVsock({ guestCid: 3 });
+    idle.restore({ ...dev.saveState(), connections: 0 });
+    const dev2 = new VirtioVsock({ guestCid: 3 });
+    const r = roundTrip(driver, transport, dev, dev2);
+    const ev = r.driver.used(2);
+    expect(ev).toHaveLength(1);
+    expect(ev[0]!.len).toBe(4);
+    expect(new DataView(collect(ev[0]!).buffer).getUint32(0, true)).toBe(0); // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
+    expect(dev2.connectionCount).toBe(0);
+    expect(() => new VirtioVsock({ guestCid: 4 }).restore(r.saved.device)).toThrow(/CID/);
+  });
+
+  it('a restored transport keeps the negotiated features and queue positions', () => {
+    const rng = new VirtioRng();
+    const { driver, transport } = MockDriver.create(rng);
+    driver.probe(1);
+    for (let i = 0; i < 5; i++) driver.add(0, [], [8]);
+    const r = roundTrip(driver, transport, rng, new VirtioRng());
+    expect(r.transport.negotiated()).toBe(transport.negotiated());
+    expect(r.transport.queues[0]!.lastAvailIdx).toBe(5);
+    expect(r.transport.queues[0]!.usedIdx).toBe(5);
+  });
+});
