@@ -42,6 +42,20 @@ describe('machine config', () => {
     expect((await error({ kernel, image: 'debian' })).message).toMatch(/image: give an image or a kernel/);
     expect((await error({})).message).toMatch(/kernel: required/);
     expect((await error('nope')).code).toBe('InvalidConfig');
+    expect((await error({ kernel, vsock: { cid: 2, path: 'v.sock' } })).message).toMatch(/vsock\.cid/);
+    expect((await error({ kernel, vsock: { path: 'v.sock', port: 1 } })).message).toMatch(/vsock\.port: unknown key/);
+    expect((await error({ kernel, balloon: 'yes' })).message).toMatch(/balloon/);
+    const eight = Array.from({ length: 6 }, () => ({ path: kernel }));
+    expect((await error({ kernel, disks: eight, balloon: true, vsock: { path: 'v' } })).message).toMatch(/8 virtio slots/);
+  });
+
+  it('takes a balloon and a vsock (CID 3 unless given, path made absolute)', async () => {
+    const c = await resolveMachineConfig({ kernel, balloon: true, vsock: { path: 'v.sock' } });
+    expect(c.balloon).toBe(true);
+    expect(c.vsock).toEqual({ cid: 3, path: join(process.cwd(), 'v.sock') });
+    const d = await resolveMachineConfig({ kernel, vsock: { cid: 42, path: '/tmp/x' } });
+    expect(d.vsock?.cid).toBe(42);
+    expect(d.balloon).toBeUndefined();
   });
 
   it('resolves an image through the injected resolver', async () => {

@@ -19,6 +19,16 @@ const NetSchema = z.strictObject({
   switch: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1-64)'),
 });
 
+const VsockSchema = z.strictObject({
+  /** The guest's context ID (3 and up: 0-2 are reserved; default 3). */
+  cid: z.number().int().min(3).max(0xffff_fffe).optional(),
+  /**
+   * Host Unix socket, Firecracker's convention: the guest connecting to CID 2 port P reaches
+   * `${path}_${P}`; a host program connects to `path` and writes `CONNECT P\n`.
+   */
+  path: z.string().min(1),
+});
+
 export const MachineConfigSchema = z.strictObject({
   /** Shown in errors and logs; also seeds the NICs' stable MAC addresses. */
   name: z.string().min(1).max(64).optional(),
@@ -35,6 +45,10 @@ export const MachineConfigSchema = z.strictObject({
   nets: z.array(NetSchema).max(7).optional(),
   /** Attach a virtio-rng (default true). Deterministic machines get a seeded generator. */
   rng: z.boolean().optional(),
+  /** Attach a virtio-balloon (default false): `vm.balloon(targetMiB)` asks the guest for memory. */
+  balloon: z.boolean().optional(),
+  /** Attach a virtio-vsock mapped to Unix sockets on the host. */
+  vsock: VsockSchema.optional(),
   /** Guest time follows retired instructions instead of the host clock (issue 7). */
   deterministic: z.boolean().optional(),
   /** Debian mirror for pulling the image. */
@@ -56,6 +70,9 @@ export interface ResolvedConfig {
   disks: { path: string; format?: 'raw' | 'qcow2'; readOnly: boolean }[];
   nets: { switch: string }[];
   rng: boolean;
+  /** Absent in snapshots from before the device existed: no balloon. */
+  balloon?: boolean;
+  vsock?: { cid: number; path: string };
   deterministic: boolean;
   accel: Accel;
 }
@@ -103,6 +120,11 @@ async function mustExist(path: string, field: string): Promise<void> {
 /** Image resolution is injected so tests and the CLI decide how images are pulled. */
 export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
 
+/** virtio-mmio slots a machine uses (the board has 8). */
+export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock'>): number {
+  return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0);
+}
+
 /** Validates, resolves the image, and checks every file the machine will open. */
 export async function resolveMachineConfig(input: unknown, resolveImage?: ImageResolver): Promise<ResolvedConfig> {
   const c = parseMachineConfig(input);
@@ -139,8 +161,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     accel: c.accel ?? defaultAccel(),
   };
   if (initrd !== undefined) r.initrd = initrd;
-  if (r.disks.length + r.nets.length + (r.rng ? 1 : 0) > 8) {
-    throw new VisorError('InvalidConfig', 'machine config: disks, nets and rng need more than the 8 virtio slots');
+  if (c.balloon) r.balloon = true;
+  if (c.vsock) r.vsock = { cid: c.vsock.cid ?? 3, path: resolve(c.vsock.path) };
+  if (virtioSlots(r) > 8) {
+    throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon and vsock need more than the 8 virtio slots');
   }
   return r;
 }

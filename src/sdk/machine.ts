@@ -32,6 +32,8 @@ export interface MachineStats {
   traps: Record<number, number>;
   interrupts: Record<number, number>;
   tlbMisses: number;
+  /** virtio-balloon (machines with `balloon: true`): what the host asked for and what the guest has given. */
+  balloon?: { targetMiB: number; actualMiB: number };
   virtioInterrupts: number;
   io: {
     blkReads: number;
@@ -394,6 +396,20 @@ export class Machine extends EventEmitter<MachineEvents> {
   }
 
   /**
+   * Asks the guest to give `targetMiB` of its memory back through the virtio-balloon (config
+   * `balloon: true`); 0 gives it all back. The guest complies on its own time: `actualMiB`
+   * (also in stats().balloon) says how much it has given so far.
+   */
+  async balloon(targetMiB: number): Promise<{ targetMiB: number; actualMiB: number }> {
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ op: 'balloon', id, targetMiB } satisfies Command);
+    });
+  }
+
+  /**
    * Stops the machine: finishes the instruction batch, completes disk I/O, flushes and closes
    * every device, ends the worker. Past `timeoutMs` it is killed instead.
    */
@@ -445,6 +461,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       traps: byCause(STAT.traps),
       interrupts: byCause(STAT.interrupts),
       tlbMisses: s[STAT.tlbMisses]!,
+      ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / 256, actualMiB: s[STAT.balloonActualPages]! / 256 } } : {}),
       virtioInterrupts: s[STAT.virtioInterrupts]!,
       io: {
         blkReads: s[STAT.blkReads]!,

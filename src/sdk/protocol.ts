@@ -16,6 +16,8 @@ export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
   | { op: 'runUntil'; id: number; until: UntilCondition }
+  /** Host request to the virtio-balloon (not a lifecycle action: the state does not change). */
+  | { op: 'balloon'; id: number; targetMiB: number }
   | { op: 'input'; bytes: Uint8Array }
   /** A prewarmed worker's machine. */
   | { op: 'init'; init: WorkerInit }

@@ -23,6 +23,9 @@ import { closeDisk, openDisk, type OpenedDisk } from '../storage/open.js';
 import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
 import type { VirtioNet } from '../virtio/net/device.js';
+import { VirtioBalloon } from '../virtio/balloon/device.js';
+import { VirtioVsock } from '../virtio/vsock/device.js';
+import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import { defaultAccel, type Accel, type ResolvedConfig } from './config.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
@@ -35,6 +38,8 @@ import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type Dis
 import { nodeEntropy } from '../host/virtio-entropy.js';
 
 export const BATCH = 20_000;
+/** virtio-balloon counts 4 KiB pages whatever the guest's page size (§5.5.6). */
+const PAGES_PER_MIB = 256;
 const SLICE_MS = 20;
 const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
@@ -91,7 +96,10 @@ export const STAT = {
   jitInvalidations: 53,
   jitEvictions: 54,
   jitStepExits: 55,
-  size: 56,
+  // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
+  balloonTargetPages: 56,
+  balloonActualPages: 57,
+  size: 58,
 } as const;
 
 /** What the runner keeps of its own in a snapshot, next to the board's state. */
@@ -170,6 +178,10 @@ export class MachineRunner {
   private disks: OpenedDisk[] = [];
   private blks: { dev: VirtioBlk; transport: VirtioMmioTransport }[] = [];
   private nets: NetAttachment[] = [];
+  /** Kept across reboots (as NICs are): the host side holds on to them. */
+  private balloonDev: VirtioBalloon | undefined;
+  private vsockDev: VirtioVsock | undefined;
+  private vsockListener: VsockListener | undefined;
   private netDevices: VirtioNet[] = [];
   private transports: VirtioMmioTransport[] = [];
   private networks: HostNetworks | undefined;
@@ -278,6 +290,16 @@ export class MachineRunner {
       for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name));
     }
     if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
+    if (this.cfg.balloon) this.balloonDev = new VirtioBalloon();
+    if (this.cfg.vsock) {
+      const { cid, path } = this.cfg.vsock;
+      this.vsockDev = new VirtioVsock({ guestCid: cid, backend: unixVsockBackend(path) });
+      try {
+        this.vsockListener = await listenVsockUnix(this.vsockDev, path);
+      } catch (err) {
+        throw new VisorError('IoError', `vsock: cannot listen on ${path}: ${(err as Error).message}`, { cause: err });
+      }
+    }
   }
 
   /** (Re)builds the board; devices keep their host side across reboots. */
@@ -323,6 +345,12 @@ export class MachineRunner {
     if (this.cfg.rng) {
       const source = this.rng ?? nodeEntropy;
       const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: createVirtioRng({ source }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
+      this.transports.push(t);
+    }
+    // After rng, so snapshots of machines without them keep their slots.
+    for (const dev of [this.balloonDev, this.vsockDev]) {
+      if (!dev) continue;
+      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
       this.transports.push(t);
     }
     vm.onConsoleOutput = (b) => this.output(b);
@@ -563,6 +591,8 @@ export class MachineRunner {
       try {
         await this.drainIo();
         for (const n of this.netDevices) n.reset();
+        this.balloonDev?.reset();
+        this.vsockDev?.reset();
         await this.buildBoard({ boot: true });
         this.executed = 0;
         return true;
@@ -611,6 +641,8 @@ export class MachineRunner {
     s[STAT.consoleInBytes] = this.consoleIn;
     s[STAT.virtioInterrupts] = irqs;
     s[STAT.mips] = this.lastMips;
+    s[STAT.balloonTargetPages] = this.balloonDev?.target ?? 0;
+    s[STAT.balloonActualPages] = this.balloonDev?.actual ?? 0;
     for (let i = 0; i < 16; i++) {
       s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
       s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
@@ -626,6 +658,24 @@ export class MachineRunner {
       s[STAT.jitEvictions] = j.evictions;
       s[STAT.jitStepExits] = j.stepExits;
     }
+  }
+
+  /**
+   * Host request to the balloon (virtio 1.2 §5.5.6): the guest should give back memory until
+   * `targetMiB` of it sits in the balloon (0 deflates it). The guest acts on it on its own
+   * time; `actualMiB` is what it has given so far.
+   */
+  balloon(targetMiB: number): { targetMiB: number; actualMiB: number } {
+    if (this.state === 'stopped') throw new VisorError('NotAllowed', 'cannot inflate the balloon of a machine that is stopped');
+    const dev = this.balloonDev;
+    if (!dev) throw new VisorError('NotAllowed', `machine ${this.cfg.name} has no balloon (config: balloon: true)`);
+    if (!Number.isInteger(targetMiB) || targetMiB < 0 || targetMiB > this.cfg.memoryMiB) {
+      throw new VisorError('InvalidArgument', `balloon target must be 0-${this.cfg.memoryMiB} MiB, got ${targetMiB}`);
+    }
+    dev.setTarget(targetMiB * PAGES_PER_MIB);
+    this.wake();
+    this.publishStats();
+    return { targetMiB, actualMiB: dev.actual / PAGES_PER_MIB };
   }
 
   /**
@@ -701,6 +751,8 @@ export class MachineRunner {
       await closeDisk(d).catch(() => {});
     }
     for (const n of this.nets) await n.dispose().catch(() => {});
+    await this.vsockListener?.close().catch(() => {});
+    this.vsockListener = undefined;
     if (this.ownNetworks) this.networks = undefined;
   }
 }
@@ -721,7 +773,9 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
     typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string')
+    !c.nets.every((n) => typeof n?.switch === 'string') ||
+    (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
+    (c.vsock !== undefined && !(typeof c.vsock === 'object' && c.vsock !== null && Number.isInteger(c.vsock.cid) && c.vsock.cid >= 3 && c.vsock.cid <= 0xffff_fffe && typeof c.vsock.path === 'string' && c.vsock.path !== ''))
   ) {
     bad('machine config is malformed');
   }

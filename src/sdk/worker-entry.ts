@@ -78,6 +78,7 @@ async function main(): Promise<void> {
         case 'kill': return runner.kill();
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
         case 'runUntil': return runner.runUntil(c.until);
+        case 'balloon': return runner.balloon(c.targetMiB);
       }
     };
     run().then(

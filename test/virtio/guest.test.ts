@@ -1,15 +1,19 @@
 /**
  * In-guest proof of the virtio devices on the real Debian kernel (issue 5): one boot with
  * blk (raw file, read-write), a second blk (ext4 image made by the host's mkfs.ext4,
- * read-only), rng, net (to an ARP/ICMP responder on the switch) and balloon, then one script
- * that checks each and prints tagged lines the host verifies.
+ * read-only), rng, net (to an ARP/ICMP responder on the switch), balloon and vsock, then one
+ * script that checks each and prints tagged lines the host verifies. A second VM on the same
+ * switch (in this process) and the first ping each other. The vsock client is a tiny static
+ * program assembled here (vsock-client.ts) and carried on the ext4 disk with the script; its
+ * peer is an echo server behind Firecracker's Unix-socket convention (src/host/vsock-unix.ts).
  *
- * It boots a whole kernel on the interpreter, which takes minutes, so it runs only with
+ * It boots two kernels on the interpreter, which takes minutes, so it runs only with
  * VISOR_GUEST_TESTS=1 (and needs the cached image: `visor image pull debian`).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -23,9 +27,12 @@ import { VirtioBlk } from '../../src/virtio/blk/device.js';
 import { VirtioRng } from '../../src/virtio/rng/device.js';
 import { VirtioNet } from '../../src/virtio/net/device.js';
 import { VirtioBalloon } from '../../src/virtio/balloon/device.js';
+import { VirtioVsock } from '../../src/virtio/vsock/device.js';
 import { nodeEntropy } from '../../src/host/virtio-entropy.js';
+import { unixVsockBackend } from '../../src/host/vsock-unix.js';
 import { GuestVm, guestImage } from './guest-vm.js';
 import { attachPingResponder } from './ping-responder.js';
+import { buildVsockClient } from './vsock-client.js';
 
 const enabled = process.env.VISOR_GUEST_TESTS === '1';
 if (!enabled) console.log('skipping the in-guest virtio tests: set VISOR_GUEST_TESTS=1 (boots Debian on the interpreter, minutes)');
@@ -33,6 +40,11 @@ if (!enabled) console.log('skipping the in-guest virtio tests: set VISOR_GUEST_T
 const MiB = 1 << 20;
 const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const hostPattern = () => Uint8Array.from({ length: MiB }, (_, i) => (i * 131 + (i >> 12)) & 0xff);
+const VSOCK_PORT = 5000;
+const VSOCK_MESSAGE = 'VSOCK_ECHO hello from the guest over vsock\n';
+/** Until `ping` answers from `ip` (at most `tries` seconds), then `ping -c 2`; prints TAG. */
+const pingPeer = (ip: string, tag: string, tries = 300) =>
+  `i=0; until ping -c 1 -W 1 ${ip} >/dev/null 2>&1 || [ $i -ge ${tries} ]; do i=$((i+1)); sleep 1; done; ping -c 2 -W 5 ${ip} >/dev/null && echo ${tag}`;
 
 // The kernel command line is too short for the whole script (visor.cmd is base64), so it
 // travels on the ext4 disk and the command only mounts that and runs it.
@@ -46,6 +58,8 @@ const SCRIPT = [
   'echo "RNG_CURRENT $(cat /sys/class/misc/hw_random/rng_current)"',
   'echo "RNG_WORDS $(head -c 64 /dev/hwrng | od -An -tx1 | wc -w)"',
   'ping -c 2 -W 5 10.0.9.1 >/dev/null && echo PING_OK',
+  pingPeer('10.0.9.3', 'PEER_PING_OK'),
+  '/mnt/vsock-client; echo "VSOCK_RC $?"',
   'm() { awk "/^$1:/{print \\$2}" /proc/meminfo; }',
   // With DEFLATE_ON_OOM Linux keeps ballooned pages in MemTotal; MemAvailable drops.
   'before=$(m MemAvailable); echo "MEM_BEFORE $before"; echo BALLOON_GO',
@@ -54,7 +68,7 @@ const SCRIPT = [
 ].join('\n');
 
 describe.runIf(enabled)('virtio devices in the Debian guest', () => {
-  it('blk, ext4, rng, net and balloon work from inside the guest', { timeout: 3_600_000 }, async () => {
+  it('blk, ext4, rng, net, balloon and vsock work from inside the guest; two VMs ping each other', { timeout: 3_600_000 }, async () => {
     const img = await guestImage();
     if (!img) throw new Error('no debian image in the cache: run `visor image pull debian`');
     if (spawnSync('mkfs.ext4', ['-V']).status !== 0) throw new Error('mkfs.ext4 is required (apt-get install e2fsprogs)');
@@ -73,6 +87,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       writeFileSync(join(tree, 'a.bin'), aBin);
       writeFileSync(join(tree, 'dir', 'b.txt'), bTxt);
       writeFileSync(join(tree, 'run.sh'), `${SCRIPT}\n`);
+      writeFileSync(join(tree, 'vsock-client'), buildVsockClient({ port: VSOCK_PORT, message: VSOCK_MESSAGE }), { mode: 0o755 });
       const vdbPath = join(dir, 'vdb.ext4');
       const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', tree, vdbPath, '16M']);
       expect(mk.status, mk.stderr.toString()).toBe(0);
@@ -84,6 +99,26 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       net.connect(sw.attach((f) => net.receive(f)));
       const balloon = new VirtioBalloon();
       const rng = new VirtioRng({ source: nodeEntropy });
+      // vsock: the guest's connection to CID 2 port 5000 reaches ${sock}_5000, which echoes.
+      const sock = join(dir, 'vsock');
+      const echoed: string[] = [];
+      const echo = createServer((c) => c.on('data', (d) => {
+        echoed.push(d.toString());
+        c.write(d);
+      }));
+      await new Promise<void>((r) => echo.listen(`${sock}_${VSOCK_PORT}`, r));
+      const vsock = new VirtioVsock({ guestCid: 3, backend: unixVsockBackend(sock) });
+      // The peer VM: pings the first one, then idles until the host stops it.
+      const peerNet = new VirtioNet({ mac: stableMac('guest-test-peer') });
+      peerNet.connect(sw.attach((f) => peerNet.receive(f), 'peer'));
+      const peer = await GuestVm.create(img, {
+        command: ['sh', '-c', `${pingPeer('10.0.9.2', 'PEER_B_PING_OK')}; sleep 100000`],
+        append: 'visor.ip=10.0.9.3/24 initcall_blacklist=jent_mod_init',
+        memoryMiB: 128,
+        timeoutMs: 0,
+        attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: peerNet, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
+      });
+      const peerRun = peer.run(3_000_000);
       let out = '';
       const g = await GuestVm.create(img, {
         command: COMMAND,
@@ -105,9 +140,13 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
           add(2, rng);
           add(3, net);
           add(4, balloon);
+          add(5, vsock);
         },
       });
       const r = await g.run(3_000_000);
+      peer.loop.stop('done');
+      const p = await peerRun;
+      await new Promise((res) => echo.close(res));
       await vda.close();
       await vdb.close();
       const line = (tag: string) => new RegExp(`^${tag} (.*)$`, 'm').exec(r.output)?.[1];
@@ -130,6 +169,12 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       expect(Number(line('MEM_AFTER'))).toBeLessThanOrEqual(Number(line('MEM_BEFORE')) - 32768);
       expect(balloon.actual).toBe(16384);
       expect(balloon.inflated.size).toBeGreaterThan(0);
+      expect(r.output).toContain('PEER_PING_OK');
+      expect(p.output).toContain('PEER_B_PING_OK');
+      expect(line('VSOCK_RC')).toBe('0');
+      expect(r.output).toContain(VSOCK_MESSAGE);
+      expect(echoed.join('')).toBe(VSOCK_MESSAGE);
+      expect(vsock.counters.connections).toBe(1);
       console.log(`guest run: ${(r.wallMs / 1000).toFixed(0)} s, ${(r.instructions / r.wallMs / 1000).toFixed(1)} MIPS`);
     } finally {
       rmSync(dir, { recursive: true, force: true });

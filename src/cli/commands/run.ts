@@ -22,6 +22,8 @@ interface RunFlags {
   image: string;
   mirror?: string;
   deterministic?: boolean;
+  balloon?: boolean;
+  vsock?: string;
   snapshotFile: string;
   name?: string;
   accel?: string;
@@ -77,6 +79,15 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   return r;
 }
 
+/** Parses `--vsock PATH[,cid=N]`. */
+export function parseVsockSpec(spec: string): { path: string; cid?: number } {
+  const m = /^([^,]+)(?:,cid=(\d{1,10}))?$/.exec(spec);
+  if (!m) throw new VisorError('InvalidArgument', `--vsock: expected PATH[,cid=N], got '${spec}'`);
+  const cid = m[2] === undefined ? undefined : Number(m[2]);
+  if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
+  return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
+}
+
 /** Maps how the run ended to the process exit code (issue 3: CLI). */
 export function exitCodeFor(res: RunVmResult, commandMode: boolean): number {
   switch (res.kind) {
@@ -109,6 +120,8 @@ export function registerRunCommand(program: Command): void {
     .option('--memory <MiB>', `guest RAM in MiB (${MIN_MEMORY_MIB}-${MAX_MEMORY_MIB}, default 512)`)
     .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
+    .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
+    .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
     .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses)')
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
@@ -138,6 +151,8 @@ export function registerRunCommand(program: Command): void {
       if (run.initrd !== undefined) config.initrd = run.initrd;
       if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
       if (accel) config.accel = accel;
+      if (flags.balloon) config.balloon = true;
+      if (flags.vsock !== undefined) config.vsock = parseVsockSpec(flags.vsock);
       const vm = await Machine.create(config);
       const res = await runOnTerminal(vm, { snapshotPath: flags.snapshotFile, commandMode, maxReboots: 3 });
       if (stats) printStats(vm.stats(), stats);
