@@ -84,6 +84,7 @@ describe('VirtMachine', () => {
     expect(dtbAddr).toBe(0x8000_0000 + (64 << 20) - (2 << 20));
     expect(h.csrs.get(0x303)).toBe(0x222n);
     expect(h.csrs.get(0x30a)).toBe(1n << 63n);
+    expect(h.csrs.get(0x106)).toBe(7n); // scounteren: U may read cycle/time/instret
     expect(h.sbiCall).not.toBeNull();
     const off = dtbAddr - 0x8000_0000;
     const root = readFdt(vm.bus.ram.subarray(off, off + vm.dtb!.length));

@@ -34,6 +34,7 @@ export const DEFAULT_ISA_EXTENSIONS = ['i', 'm', 'a', 'f', 'd', 'c', 'zicntr', '
 // Privileged spec CSR numbers used to hand the kernel over in S-mode (§2.2 table).
 const CSR_MEDELEG = 0x302;
 const CSR_MIDELEG = 0x303;
+const CSR_SCOUNTEREN = 0x106;
 const CSR_MCOUNTEREN = 0x306;
 const CSR_MENVCFG = 0x30a;
 const CSR_PMPCFG0 = 0x3a0;
@@ -304,6 +305,11 @@ export class VirtMachine {
     hart.writeCsr(CSR_MEDELEG, 0xb1ffn);
     hart.writeCsr(CSR_MIDELEG, BigInt((1 << 1) | (1 << 5) | (1 << 9))); // SSIP, STIP, SEIP
     hart.writeCsr(CSR_MCOUNTEREN, 0xffffffffn);
+    // U-mode may read cycle, time and instret (CY, TM, IR), as OpenSBI leaves scounteren
+    // before entering S-mode. Linux only sets it itself in its SBI PMU driver, which finds no
+    // PMU extension here; without TM the vDSO's clock_gettime(CLOCK_MONOTONIC) (rdtime)
+    // would kill every process that asks for it (busybox ping did) with SIGILL.
+    hart.writeCsr(CSR_SCOUNTEREN, 7n);
     hart.writeCsr(CSR_MENVCFG, MENVCFG_STCE);
     // One PMP entry (NAPOT, RWX) over the low 2^56 bytes, i.e. all of the physical address
     // space: S-mode is denied when entries exist and none matches. (2^53-1 rather than all ones

@@ -10,7 +10,7 @@ import { RunLoop } from '../../src/host/run-loop.js';
 import { ConsoleOutputFilter } from '../../src/host/run-output-filter.js';
 import { createHart } from '../../src/host/run-vm.js';
 import { encodeCommand, findImage, type GuestImage } from '../../src/images/index.js';
-import { VirtMachine } from '../../src/machine/virt.js';
+import { VirtMachine, type VirtConfig } from '../../src/machine/virt.js';
 
 export interface GuestRun {
   output: string;
@@ -32,6 +32,8 @@ export interface GuestOptions {
   onOutput?: (text: string) => void;
   /** Keep the kernel's messages (drops `quiet`). */
   verbose?: boolean;
+  /** The hart (default: src/host/run-vm.ts's, the interpreter). */
+  createHart?: VirtConfig['createHart'];
 }
 
 export async function guestImage(): Promise<GuestImage | undefined> {
@@ -62,7 +64,7 @@ export class GuestVm {
       append,
       bios: 'builtin',
       clock,
-      createHart,
+      createHart: o.createHart ?? createHart,
       ...(o.memoryMiB ? { memoryMiB: o.memoryMiB } : {}),
     });
     clock.attach(() => vm.hart.instructionsRetired);
