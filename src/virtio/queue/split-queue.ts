@@ -215,6 +215,10 @@ export class SplitQueue {
   /** Restores saved (untrusted) state; returns an error string if it does not validate. */
   restore(s: SplitQueueState): string | null {
     const u16 = (v: unknown) => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff;
+    const addr = (v: unknown) => Number.isSafeInteger(v) && (v as number) >= 0;
+    if (typeof s !== 'object' || s === null) return 'not a queue state';
+    if (!addr(s.descAddr) || !addr(s.driverAddr) || !addr(s.deviceAddr)) return 'bad ring address';
+    if (s.broken !== null && typeof s.broken !== 'string') return 'bad broken reason';
     if (!u16(s.lastAvailIdx) || !u16(s.usedIdx) || !u16(s.signalledUsed)) return 'bad ring index';
     if (typeof s.ready !== 'boolean' || typeof s.signalledUsedValid !== 'boolean') return 'bad flag';
     this.reset();
