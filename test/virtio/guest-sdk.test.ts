@@ -49,8 +49,8 @@ const SCRIPT = [
 
 describe.runIf(enabled)('virtio through the SDK in the Debian guest', () => {
   it('vsock and balloon from the config; a snapshot of busy disk and network restores in a fresh process', { timeout: 3_600_000 }, async () => {
-    const img = await guestImage();
-    if (!img) throw new Error('no debian image in the cache: run `visor image pull debian`');
+    const img = await guestImage({ pull: true });
+    if (!img) throw new Error('no debian image');
     if (spawnSync('mkfs.ext4', ['-V']).status !== 0) throw new Error('mkfs.ext4 is required (apt-get install e2fsprogs)');
     const dir = mkdtempSync(join(tmpdir(), 'visor-guest-sdk-'));
     const cleanup: (() => Promise<unknown> | void)[] = [];

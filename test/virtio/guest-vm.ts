@@ -9,7 +9,7 @@ import { PacedClock } from '../../src/host/clock-host.js';
 import { RunLoop } from '../../src/host/run-loop.js';
 import { ConsoleOutputFilter } from '../../src/host/run-output-filter.js';
 import { createHart } from '../../src/host/run-vm.js';
-import { encodeCommand, findImage, type GuestImage } from '../../src/images/index.js';
+import { encodeCommand, ensureImage, findImage, type GuestImage } from '../../src/images/index.js';
 import { VirtMachine, type VirtConfig } from '../../src/machine/virt.js';
 
 export interface GuestRun {
@@ -36,7 +36,12 @@ export interface GuestOptions {
   createHart?: VirtConfig['createHart'];
 }
 
-export async function guestImage(): Promise<GuestImage | undefined> {
+/**
+ * The Debian image from the cache. With `pull`, a missing one is built from the mirror first
+ * (the in-guest tests, so CI needs no separate step); benchmarks only look in the cache.
+ */
+export async function guestImage(o: { pull?: boolean } = {}): Promise<GuestImage | undefined> {
+  if (o.pull) return ensureImage('debian', { progress: false });
   return findImage('debian');
 }
 

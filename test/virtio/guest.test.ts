@@ -8,7 +8,7 @@
  * peer is an echo server behind Firecracker's Unix-socket convention (src/host/vsock-unix.ts).
  *
  * It boots two kernels on the interpreter, which takes minutes, so it runs only with
- * VISOR_GUEST_TESTS=1 (and needs the cached image: `visor image pull debian`).
+ * VISOR_GUEST_TESTS=1 (it pulls the Debian image first if it is not cached).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -69,8 +69,8 @@ const SCRIPT = [
 
 describe.runIf(enabled)('virtio devices in the Debian guest', () => {
   it('blk, ext4, rng, net, balloon and vsock work from inside the guest; two VMs ping each other', { timeout: 3_600_000 }, async () => {
-    const img = await guestImage();
-    if (!img) throw new Error('no debian image in the cache: run `visor image pull debian`');
+    const img = await guestImage({ pull: true });
+    if (!img) throw new Error('no debian image');
     if (spawnSync('mkfs.ext4', ['-V']).status !== 0) throw new Error('mkfs.ext4 is required (apt-get install e2fsprogs)');
     const dir = mkdtempSync(join(tmpdir(), 'visor-guest-'));
     try {
