@@ -1,7 +1,7 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
 import { parseNetSpec } from '../../host/net-attach.js';
-import { parseDiskSpec, type DiskSpec, type RunVmResult } from '../../host/run-vm.js';
+import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
@@ -86,26 +86,6 @@ export function parseVsockSpec(spec: string): { path: string; cid?: number } {
   const cid = m[2] === undefined ? undefined : Number(m[2]);
   if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
   return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
-}
-
-/** Maps how the run ended to the process exit code (issue 3: CLI). */
-export function exitCodeFor(res: RunVmResult, commandMode: boolean): number {
-  switch (res.kind) {
-    case 'poweroff':
-      if (!commandMode) return 0;
-      if (res.guestStatus === undefined) {
-        throw new VisorError('GuestPanic', 'the guest powered off without reporting the command\'s exit status');
-      }
-      return res.guestStatus;
-    case 'quit':
-      return commandMode ? 130 : 0;
-    case 'fail':
-      throw new VisorError('GuestPanic', `the guest reported failure (code ${res.code}) through the test device`);
-    case 'panic':
-      throw new VisorError('GuestPanic', `guest kernel panic: ${res.line}`);
-    case 'reboot-loop':
-      throw new VisorError('GuestPanic', 'the guest keeps rebooting');
-  }
 }
 
 export function registerRunCommand(program: Command): void {
