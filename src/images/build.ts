@@ -13,6 +13,7 @@ import { extractDeb, type DebEntry } from './deb.js';
 import { decompressBuffer } from './decompress.js';
 import { ARGV_AWK, JSON_ARGV_AWK, MODULE_ORDER_FILE, initScript } from './init-script.js';
 import { moduleLoadOrder, moduleName, parseModinfo, type ModuleInfo } from './modinfo.js';
+import { ETC_FILESYSTEMS, MODALIAS_FILE, MODDEPS_FILE, MODPROBE_PATH, MODPROBE_SCRIPT, moduleTables } from './modprobe.js';
 import type { Progress } from './progress.js';
 
 export const KERNEL_FILE = 'Image';
@@ -146,6 +147,7 @@ export async function buildImage(input: BuildInput): Promise<BuildResult> {
   t = progress.task('resolving module dependencies');
   const available = await mods.closure(input.modules);
   const plan = moduleLoadOrder(input.modules, available, builtin);
+  const tables = moduleTables(plan.order, available, builtin);
   t.finish(plan.order.join(' '));
 
   const busybox = (await extractDeb(input.busyboxDeb, (p, type) => type === 'file' && /^(usr\/)?bin\/busybox$/.test(p)))[0];
@@ -171,6 +173,10 @@ export async function buildImage(input: BuildInput): Promise<BuildResult> {
     { type: 'file', path: 'etc/hosts', mode: 0o644, data: Buffer.from('127.0.0.1 localhost visor\n') },
     ...plan.order.map((m): CpioEntry => ({ type: 'file', path: `${moddir}/${m}.ko`, mode: 0o644, data: mods.data(m) })),
     { type: 'file', path: `${moddir}/${MODULE_ORDER_FILE}`, mode: 0o644, data: Buffer.from(plan.order.join('\n') + '\n') },
+    { type: 'file', path: `${moddir}/${MODALIAS_FILE}`, mode: 0o644, data: Buffer.from(tables.alias) },
+    { type: 'file', path: `${moddir}/${MODDEPS_FILE}`, mode: 0o644, data: Buffer.from(tables.deps) },
+    { type: 'file', path: MODPROBE_PATH, mode: 0o755, data: Buffer.from(MODPROBE_SCRIPT) },
+    { type: 'file', path: 'etc/filesystems', mode: 0o644, data: Buffer.from(ETC_FILESYSTEMS) },
   ];
   const initrd = gzipSync(writeCpio(entries), { level: 6 });
   t.finish(`${plan.order.length} modules, ${(initrd.length / 1048576).toFixed(1)} MiB`);

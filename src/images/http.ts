@@ -103,7 +103,15 @@ export async function downloadFile(url: string, dest: string, opts: DownloadOpti
           throw new VisorError('IntegrityError', `${what}: the mirror sent more than the ${opts.size} bytes the index promises; ${MIRROR_HINT}`);
         }
         hash.update(chunk);
-        if (!file.write(chunk)) await new Promise<void>((r, j) => { file.once('drain', r); file.once('error', j); });
+        if (!file.write(chunk)) {
+          // Both listeners go once either fires: a long download waits for drain many times.
+          await new Promise<void>((resolve, reject) => {
+            const onDrain = () => { file.off('error', onError); resolve(); };
+            const onError = (e: Error) => { file.off('drain', onDrain); reject(e); };
+            file.once('drain', onDrain);
+            file.once('error', onError);
+          });
+        }
         opts.onProgress?.(received, total);
       }
     } catch (err) {

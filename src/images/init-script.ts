@@ -3,6 +3,8 @@
  * docs/guest-init.md; the constants below are the spelling both sides rely on.
  */
 
+import { MODPROBE_PATH } from './modprobe.js';
+
 export const INIT_START_MARKER = 'VISOR_INIT_START';
 export const EXIT_MARKER = 'VISOR_EXIT';
 export const CMD_ARG = 'visor.cmd';
@@ -110,12 +112,14 @@ for arg in $(cat /proc/cmdline); do
   esac
 done
 
-# Modules in the dependency order the builder computed from each module's modinfo.
-moddir=/lib/modules/$(uname -r)
-while read -r m; do
-  [ -n "$m" ] || continue
-  insmod "$moddir/$m.ko" || echo "visor-init: cannot load module $m" >&2
-done < "$moddir/${MODULE_ORDER_FILE}"
+# Modules load on demand (src/images/modprobe.ts): the kernel runs visor's modprobe for what
+# it asks for (a filesystem on mount, a socket family), and each virtio device present gets
+# its driver here, by its modalias, as udev's coldplug would. No disk, no ext4.
+echo /${MODPROBE_PATH} > /proc/sys/kernel/modprobe
+/${MODPROBE_PATH} -q virtio_mmio
+for a in /sys/bus/virtio/devices/*/modalias; do
+  [ -r "$a" ] && /${MODPROBE_PATH} "$(cat "$a")"
+done
 
 ip link set lo up 2>/dev/null
 # ${IP_ARG}=ADDRESS/PREFIX[,GATEWAY[,DNS]]: static configuration, no DHCP.

@@ -77,9 +77,14 @@ describe('pullImage with a fake mirror', () => {
     expect((await readFile(join(res.dir, 'fw_dynamic.bin'), 'utf8'))).toBe('fw_dynamic');
     const cpio = readCpio(gunzipSync(await readFile(join(res.dir, 'initramfs.cpio.gz'))));
     const paths = cpio.map((e) => e.path);
-    expect(paths).toEqual(expect.arrayContaining(['init', 'bin/busybox', 'bin/sh', 'dev/console', `lib/modules/${KREL}/ext4.ko`, `lib/modules/${KREL}/visor.order`]));
+    expect(paths).toEqual(expect.arrayContaining(['init', 'bin/busybox', 'bin/sh', 'dev/console', `lib/modules/${KREL}/ext4.ko`, `lib/modules/${KREL}/visor.order`,
+      `lib/modules/${KREL}/visor.alias`, `lib/modules/${KREL}/visor.deps`, 'lib/visor/modprobe', 'etc/filesystems']));
     expect(paths).not.toContain(`lib/modules/${KREL}/unrelated.ko`);
     expect(cpio.find((e) => e.path === `lib/modules/${KREL}/visor.order`)!.data.toString()).toBe(m.modules.join('\n') + '\n');
+    // On-demand loading: ext4's sequence (soft deps first), and aliases (jbd2 asks for crypto-crc32c).
+    const text = (path: string) => cpio.find((e) => e.path === path)!.data.toString();
+    expect(text(`lib/modules/${KREL}/visor.deps`)).toMatch(/^ext4 crc32c_generic jbd2 mbcache crc16 ext4$/m);
+    expect(text(`lib/modules/${KREL}/visor.alias`)).toMatch(/^crypto-crc32c crc32c_generic$/m);
     // Modules are stored decompressed: busybox insmod cannot read .ko.xz.
     expect(cpio.find((e) => e.path === `lib/modules/${KREL}/ext4.ko`)!.data.subarray(0, 4)).toEqual(Buffer.from([0x7f, 0x45, 0x4c, 0x46]));
     // Parents precede children, so the kernel can create each path.
