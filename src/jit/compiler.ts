@@ -4,7 +4,6 @@
  * Shape of the generated `run(entryOff, room, dBase, pcLo, pcHi, fpOk) -> executed` (called by
  * the dispatcher, dispatch.ts, through the JIT's function table):
  *
- *   load the x registers the page uses into i64 locals
  *   block $exitAbs                     ;; exits with the next pc in $npc
  *     block $exitOff                   ;; exits with the next pc as a page offset in $eoff
  *       loop $dispatch                 ;; br_table on $off / 2 to the block starting there
@@ -12,7 +11,7 @@
  *         code of block 0 ... code of block K-1  (forward jumps are direct `br`s)
  *       end $miss: entry not compiled here → exit MISS
  *     end → $npc = pcBase + $eoff
- *   end → write back the registers written, store the exit record, return the count
+ *   end → store the exit record, return the count  (x registers are written through)
  *
  * Blocks start at the entries the hart saw, at in-page branch targets and after every
  * instruction not compiled here. An instruction that cannot complete in compiled code (such
@@ -200,7 +199,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   // Pass 2: the instructions of each block (up to the next start or a block-ending instruction).
   const blocks: Inst[][] = [];
   const used = new Set<number>();
-  const written = new Set<number>();
   let instructions = 0;
   for (const s of order) {
     const list: Inst[] = [];
@@ -213,9 +211,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Fp || k === Kind.FpMem) {
         // f registers live in memory; only these x registers matter.
         if ((k === Kind.FpMem || fpIntSource(i.op)) && rs1 !== 0) used.add(rs1);
-        if (k === Kind.Fp && fpIntDest(i.op) && rd !== 0 && rd !== X_DISCARD) { used.add(rd); written.add(rd); }
+        if (k === Kind.Fp && fpIntDest(i.op) && rd !== 0 && rd !== X_DISCARD) used.add(rd);
       } else if (k !== Kind.Step) {
-        if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) { used.add(rd); written.add(rd); }
+        if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) used.add(rd);
         if (rs1 !== 0) used.add(rs1);
         if (rs2 !== 0) used.add(rs2);
       }
@@ -244,9 +242,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const tlbW = [req.slotBase + SLOT_W_TAG_LO, req.slotBase + SLOT_W_TAG_HI, req.slotBase + SLOT_W_OFF];
 
   // Prologue.
-  for (let r = 1; r < 32; r++) {
-    if (regLocal[r]! >= 0) f.i32(0).mem(W.i64_load, 3, regs + 8 * r).set(regLocal[r]!);
-  }
   f.get(P_PCHI).op(W.i64_extend_i32_u).i64(32, 0).op(W.i64_shl)
     .get(P_PCLO).op(W.i64_extend_i32_u).op(W.i64_or).set(L_PCB);
   f.get(P_ENTRY).set(L_OFF);
@@ -277,8 +272,24 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const dDispatch = () => extra + (K - cur);
   const dExitOff = () => extra + (K - cur) + 1;
   const dExitAbs = () => extra + (K - cur) + 2;
-  const getReg = (r: number) => { if (r === 0) f.i64(0, 0); else f.get(regLocal[r]!); };
-  const setReg = (r: number) => { if (r === 0 || r === X_DISCARD) f.op(W.drop); else f.set(regLocal[r]!); };
+  // x registers: written through to memory at once, cached in a local from their first use in
+  // a block to its end. So no register value is live across a block boundary: V8's optimizing
+  // compiler would otherwise merge every register at every block head (a phi per register per
+  // block), and compiling one page took it up to a second (docs/benchmarks.md "JIT"). Memory
+  // is then exact at every exit, and the epilogue has nothing to write back.
+  // Code inside a block is straight-line apart from exits, so a register loaded once stays
+  // loaded for the rest of the block.
+  const loaded = new Uint8Array(33);
+  const getReg = (r: number) => {
+    if (r === 0) f.i64(0, 0);
+    else if (loaded[r]) f.get(regLocal[r]!);
+    else { f.i32(0).mem(W.i64_load, 3, regs + 8 * r).tee(regLocal[r]!); loaded[r] = 1; }
+  };
+  const setReg = (r: number) => {
+    if (r === 0 || r === X_DISCARD) { f.op(W.drop); return; }
+    f.set(regLocal[r]!).i32(0).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
+    loaded[r] = 1;
+  };
   /** Exit before instruction `idx` of a block of `len` (count and pc exact at it). */
   const exitAt = (off: number, idx: number, len: number, reason: number) => {
     if (len - idx !== 0) f.get(L_N).i32(len - idx).op(W.i32_sub).set(L_N);
@@ -304,6 +315,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   for (cur = 0; cur < K; cur++) {
     f.end(); // closes $b(cur): its code follows
     extra = 0;
+    loaded.fill(0);
     const list = blocks[cur]!;
     const len = list.length;
     // Budget: the whole block must fit.
@@ -324,9 +336,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Fp) {
         // FS must be Dirty (fpOk) so that the instruction changes nothing outside the FPU.
         f.get(P_FPOK).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
-        if (fpIntSource(i.op) && rs1 !== 0) { f.i32(0); getReg(rs1); f.mem(W.i64_store, 3, regs + 8 * rs1); }
+        // Integer sources are in memory already (write-through); an integer result is there after.
         f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
-        if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) { f.i32(0).mem(W.i64_load, 3, regs + 8 * rd); setReg(rd); }
+        if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
         continue;
       }
       if (k === Kind.Amo) {
@@ -440,7 +452,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.end(); // $exitOff
   f.get(L_PCB).get(L_EOFF).op(W.i64_extend_i32_u).op(W.i64_add).set(L_NPC);
   f.end(); // $exitAbs
-  for (const r of [...written].sort((a, b) => a - b)) f.i32(0).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
   f.i32(0).get(L_NPC).mem(W.i64_store, 3, exit);
   f.i32(0).get(L_REASON).mem(W.i32_store, 2, exit + 8);
   f.get(L_N);
