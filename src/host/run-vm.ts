@@ -12,6 +12,7 @@ import { NodeFileOpener, mapFsError } from './file-handle.js';
 import { RunLoop, type RunStats } from './run-loop.js';
 import { ConsoleOutputFilter } from './run-output-filter.js';
 import { nodeEntropy } from './virtio-entropy.js';
+import { tuneV8ForJit } from './v8-tuning.js';
 
 export interface DiskSpec {
   path: string;
@@ -94,6 +95,7 @@ async function readInput(path: string): Promise<Uint8Array> {
  * code, a kernel panic, or the user quitting. Reboots restart the machine from the same files.
  */
 export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
+  tuneV8ForJit();
   const kernel = await readInput(o.kernel);
   const initrd = o.initrd ? await readInput(o.initrd) : undefined;
   const bios = o.bios === 'builtin' ? 'builtin' : await readInput(o.bios);

@@ -36,6 +36,7 @@ import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
+import { tuneV8ForJit } from '../host/v8-tuning.js';
 
 export const BATCH = 20_000;
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (§5.5.6). */
@@ -315,7 +316,10 @@ export class MachineRunner {
       bios: 'builtin',
       memoryMiB: cfg.memoryMiB,
       clock,
-      createHart: (mem, opts) => new Hart(mem, { ...opts, accel: cfg.accel }) as unknown as BoardHart,
+      createHart: (mem, opts) => {
+        if (cfg.accel === 'jit') tuneV8ForJit();
+        return new Hart(mem, { ...opts, accel: cfg.accel }) as unknown as BoardHart;
+      },
     };
     if (o.boot) {
       vcfg.kernel = await readInput(cfg.kernel, 'kernel');
