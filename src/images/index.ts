@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { cacheRoot, listImageNames, readImage, removeImageDir, type ImageManifest } from './cache.js';
 import { progressFor } from './progress.js';
-import { RECIPES } from './recipes.js';
+import { BUILDER_VERSION, RECIPES } from './recipes.js';
 import { pullImage, recipeFor, type PullOptions, type PullResult } from './pull.js';
 
 export type { ImageManifest } from './cache.js';
@@ -42,29 +42,46 @@ export function toGuestImage(dir: string, manifest: ImageManifest): GuestImage {
 }
 
 /** The cached image, or undefined. Throws CorruptImage when the cache entry is damaged. */
-export async function findImage(name: string): Promise<GuestImage | undefined> {
-  const found = await readImage(cacheRoot(), name);
+export async function findImage(name: string, env: NodeJS.ProcessEnv = process.env): Promise<GuestImage | undefined> {
+  const found = await readImage(cacheRoot(env), name);
   return found && toGuestImage(found.dir, found.manifest);
 }
 
-/** The cached image, pulling it first when it is missing or damaged. */
+/**
+ * The cached image, pulling it first when it is missing or damaged. An image an older visor
+ * built (its builder version is behind) is rebuilt, since what the builder puts in changed
+ * (for example modules on demand); if that cannot happen now (no network), the old image is
+ * used and a warning says so: it still boots.
+ */
 export async function ensureImage(
   name: string,
-  opts: { mirror?: string; progress?: boolean; signal?: AbortSignal } = {},
+  opts: { mirror?: string; progress?: boolean; signal?: AbortSignal; env?: NodeJS.ProcessEnv; keyring?: string | null; warn?: (m: string) => void } = {},
 ): Promise<GuestImage> {
   recipeFor(name); // unknown names fail before touching the cache or the network
+  const env = opts.env ?? process.env;
+  const warn = opts.warn ?? ((m: string) => process.stderr.write(`visor: ${m}\n`));
+  let stale: GuestImage | undefined;
   try {
-    const found = await findImage(name);
-    if (found) return found;
+    const found = await findImage(name, env);
+    if (found && found.manifest.builder >= BUILDER_VERSION) return found;
+    stale = found;
   } catch (err) {
     if (!isVisorError(err, 'CorruptImage')) throw err;
     // pullImage warns and rebuilds a corrupt entry.
   }
-  const pull: PullOptions = { progress: progressFor(process.stderr, opts.progress ?? false) };
+  const pull: PullOptions = { progress: progressFor(process.stderr, opts.progress ?? false), env };
   if (opts.mirror) pull.mirror = opts.mirror;
   if (opts.signal) pull.signal = opts.signal;
-  const res: PullResult = await pullImage(name, pull);
-  return toGuestImage(res.dir, res.manifest);
+  if (opts.keyring !== undefined) pull.keyring = opts.keyring;
+  if (stale) warn(`image '${name}' was built by an older visor (builder ${stale.manifest.builder}, now ${BUILDER_VERSION}): rebuilding it`);
+  try {
+    const res: PullResult = await pullImage(name, pull);
+    return toGuestImage(res.dir, res.manifest);
+  } catch (err) {
+    if (!stale || opts.signal?.aborted) throw err;
+    warn(`cannot rebuild image '${name}' now (${err instanceof Error ? err.message : String(err)}); using the cached one, which still boots`);
+    return stale;
+  }
 }
 
 export interface ImageListing {

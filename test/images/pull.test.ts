@@ -13,6 +13,8 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { cacheRoot, readImage } from '../../src/images/cache.js';
 import { readCpio } from '../../src/images/cpio.js';
 import { pullImage } from '../../src/images/pull.js';
+import { ensureImage } from '../../src/images/index.js';
+import { BUILDER_VERSION } from '../../src/images/recipes.js';
 import type { Progress } from '../../src/images/progress.js';
 import { KREL, fakeKernelImage, startMirror, type FakeMirror } from './fixtures.js';
 
@@ -196,6 +198,27 @@ describe('pullImage with a fake mirror', () => {
 
     await writeFile(join(dir, 'manifest.json'), '{"format": 1, "name": "debian"');
     await expect(readImage(cacheRoot(env), 'debian')).rejects.toMatchObject({ code: 'CorruptImage', message: expect.stringMatching(/manifest is not valid/) });
+  });
+
+  it('ensureImage rebuilds an image an older builder made, and uses it (with a warning) when it cannot', async () => {
+    mirror = await startMirror();
+    const env = await freshEnv();
+    const { dir } = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    const manifestPath = join(dir, 'manifest.json');
+    const m = JSON.parse(await readFile(manifestPath, 'utf8'));
+    await writeFile(manifestPath, JSON.stringify({ ...m, builder: 1 }));
+    const warnings: string[] = [];
+    const warn = (w: string) => warnings.push(w);
+    const offline = await ensureImage('debian', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn });
+    expect(offline.manifest.builder).toBe(1);
+    expect(warnings).toEqual([
+      expect.stringMatching(/image 'debian' was built by an older visor \(builder 1, now \d+\): rebuilding it/),
+      expect.stringMatching(/cannot rebuild image 'debian' now \(cannot fetch .*--mirror URL.*\); using the cached one, which still boots/),
+    ]);
+    const rebuilt = await ensureImage('debian', { mirror: mirror.url, env, keyring: null, warn });
+    expect(rebuilt.manifest.builder).toBe(BUILDER_VERSION);
+    expect((await ensureImage('debian', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn })).manifest.builder).toBe(BUILDER_VERSION);
+    expect(warnings).toHaveLength(3);
   });
 
   it('serialises concurrent pulls of one cache: one builds, the other finds it up to date', async () => {
