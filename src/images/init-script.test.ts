@@ -1,9 +1,9 @@
 import { spawnSync } from 'node:child_process';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { JSON_ARGV_AWK, encodeCommand, initScript } from './init-script.js';
+import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
 
 // The guest runs this awk program under busybox; the host's POSIX awk checks the same
 // program here (the real-image boot test runs it under busybox in QEMU).
@@ -61,5 +61,60 @@ describe('init script', () => {
     const r = spawnSync('sh', ['-n'], { input: script });
     expect(r.stderr.toString()).toBe('');
     expect(r.status).toBe(0);
+  });
+});
+
+describe('guest agent', () => {
+  // The agent runs under busybox sh in the guest; the host's POSIX sh runs the same script
+  // here with a fake sysfs and a stub shutdown (the Debian stop test runs the real thing).
+  async function setup(): Promise<{ dir: string; env: NodeJS.ProcessEnv; agent: string }> {
+    const dir = await mkdtemp(join(tmpdir(), 'visor-agent-'));
+    const agent = join(dir, 'agent.sh');
+    await writeFile(agent, AGENT_SCRIPT);
+    await writeFile(join(dir, 'shutdown.sh'), 'echo SHUTDOWN >&2\n');
+    for (const [port, name] of [['vport0p0', ''], ['vport0p1', AGENT_PORT_NAME], ['vport0p2', DATA_PORT_NAME]]) {
+      await mkdir(join(dir, 'class', 'virtio-ports', port!), { recursive: true });
+      await writeFile(join(dir, 'class', 'virtio-ports', port!, 'name'), name ? `${name}\n` : '');
+    }
+    return { dir, agent, env: { ...process.env, VISOR_LIB: dir, VISOR_SYSFS: dir } };
+  }
+
+  it('exits at once when no virtio-console is bound to its driver', async () => {
+    const { agent, env } = await setup();
+    const r = spawnSync('sh', [agent], { env, timeout: 5000 });
+    expect(r.status).toBe(0);
+    expect(r.stdout.toString()).toBe('');
+  });
+
+  it('waits for the port of a bound virtio-console', async () => {
+    const { dir, agent, env } = await setup();
+    await mkdir(join(dir, 'bus', 'virtio', 'drivers', 'virtio_console', 'virtio3'), { recursive: true });
+    // Its port never becomes a device node here: the agent gives up after its ~30 s wait, so
+    // stop it early; it must still be waiting (not exited) after half a second.
+    const r = spawnSync('sh', [agent], { env, timeout: 500 });
+    expect(r.signal).toBe('SIGTERM');
+  });
+
+  it('finds its port by name in sysfs', async () => {
+    const { agent, env } = await setup();
+    const r = spawnSync('sh', [agent, 'port'], { env });
+    expect(r.stdout.toString()).toBe('/dev/vport0p1\n');
+    expect(r.status).toBe(0);
+  });
+
+  it('greets, answers PING, refuses unknown requests, and shuts down on POWEROFF', async () => {
+    const { agent, env } = await setup();
+    const r = spawnSync('sh', [agent, 'serve'], { env, input: 'PING\nhello\nPOWEROFF\nPING\n' });
+    expect(r.stdout.toString()).toBe('READY 1\nPONG\nERR unknown request\nOK POWEROFF\n');
+    expect(r.stderr.toString()).toBe('SHUTDOWN\n');
+    expect(r.status).toBe(0);
+  });
+
+  it('the shutdown and agent scripts are valid POSIX shell', () => {
+    for (const text of [AGENT_SCRIPT, SHUTDOWN_SCRIPT]) {
+      const r = spawnSync('sh', ['-n'], { input: text });
+      expect(r.stderr.toString()).toBe('');
+    }
+    expect(SHUTDOWN_SCRIPT).toMatch(/sync\numount -a -r 2>\/dev\/null\nsync\npoweroff -f\n$/);
   });
 });

@@ -9,6 +9,19 @@ export const INIT_START_MARKER = 'VISOR_INIT_START';
 export const EXIT_MARKER = 'VISOR_EXIT';
 export const CMD_ARG = 'visor.cmd';
 export const IP_ARG = 'visor.ip';
+/** `visor.console=hvc0`: init runs the shell or command on /dev/hvc0 (virtio-console port 0). */
+export const CONSOLE_ARG = 'visor.console';
+
+/** The virtio-console port (virtio 1.2 §5.3.6 multiport) the guest agent serves. */
+export const AGENT_PORT_NAME = 'org.visor.agent';
+/** A second named port left to the user: a plain host↔guest byte channel. */
+export const DATA_PORT_NAME = 'org.visor.data';
+/** The agent's protocol version, in its greeting `READY <version>`. */
+export const AGENT_PROTOCOL = 1;
+export const AGENT_SH = 'lib/visor/agent.sh';
+export const SHUTDOWN_SH = 'lib/visor/shutdown.sh';
+/** Created by a graceful shutdown before it signals everything: init then leaves the poweroff to it. */
+export const STOPPING_FLAG = '/run/visor-stopping';
 
 /**
  * The module load order (one module name a line), in /lib/modules/<release>/ beside the
@@ -84,6 +97,81 @@ END {
 }
 `;
 
+/**
+ * The graceful shutdown (sourced by the agent on POWEROFF): every process gets SIGTERM and a
+ * second to exit, then SIGKILL; file systems are synced and unmounted (or remounted read-only
+ * where busy), and the machine powers off. kill -1 spares PID 1 (init) and the caller.
+ */
+export const SHUTDOWN_SCRIPT = `# visor: graceful shutdown (docs/guest-init.md "Agent")
+: > ${STOPPING_FLAG}
+kill -TERM -1 2>/dev/null
+sleep 1
+kill -KILL -1 2>/dev/null
+sync
+umount -a -r 2>/dev/null
+sync
+poweroff -f
+`;
+
+/**
+ * visor's guest agent: a busybox shell loop on the virtio-console port named
+ * ${AGENT_PORT_NAME}. Opening the port makes the driver send VIRTIO_CONSOLE_PORT_OPEN, which
+ * is how the host knows someone listens. Requests and replies are lines:
+ *
+ *   host → guest      guest → host
+ *   (port opened)     READY <protocol version>
+ *   PING              PONG
+ *   POWEROFF          OK POWEROFF, then the graceful shutdown (shutdown.sh)
+ *   anything else     ERR unknown request
+ *
+ * `agent.sh` finds the port by name in sysfs (no udev in the initramfs), waiting for the port
+ * handshake to finish; `agent.sh serve` speaks the protocol on stdin/stdout (tests run it so).
+ */
+export const AGENT_SCRIPT = String.raw`# visor guest agent (docs/guest-init.md "Agent")
+lib=${'$'}{VISOR_LIB:-/lib/visor}
+sysfs=${'$'}{VISOR_SYSFS:-/sys}
+
+# Sets $port to the agent's device node; fails when no port has the name (yet). Builtins
+# only: this may run many times while the guest boots.
+agent_port() {
+  for p in "$sysfs"/class/virtio-ports/*; do
+    n=
+    [ -r "$p/name" ] && read -r n < "$p/name"
+    [ "$n" = ${AGENT_PORT_NAME} ] && { port="/dev/${'$'}{p##*/}"; return 0; }
+  done
+  return 1
+}
+
+serve() {
+  echo "READY ${AGENT_PROTOCOL}"
+  while read -r req; do
+    case "$req" in
+      PING) echo PONG ;;
+      POWEROFF) echo "OK POWEROFF"; . "$lib/shutdown.sh"; exit 0 ;;
+      *) echo "ERR unknown request" ;;
+    esac
+  done
+}
+
+case "$1" in
+  serve) serve ;;
+  port) agent_port && echo "$port" ;;
+  *)
+    # No virtio-console bound to its driver (probing is synchronous in loading virtio_mmio):
+    # nobody to serve. Otherwise the ports follow through the control queue: wait a while.
+    set -- "$sysfs"/bus/virtio/drivers/virtio_console/virtio*
+    [ -e "$1" ] || exit 0
+    i=0
+    until agent_port && [ -c "$port" ]; do
+      i=$((i + 1))
+      [ "$i" -lt 300 ] || exit 0
+      sleep 0.1 2>/dev/null || sleep 1
+    done
+    exec /bin/sh "$0" serve <>"$port" >&0 2>/dev/null
+    ;;
+esac
+`;
+
 export interface InitOptions {
   kernelRelease: string;
 }
@@ -105,10 +193,12 @@ hostname visor
 
 cmd=
 ip=
+con=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
+    ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
 done
 
@@ -120,6 +210,28 @@ echo /${MODPROBE_PATH} > /proc/sys/kernel/modprobe
 for a in /sys/bus/virtio/devices/*/modalias; do
   [ -r "$a" ] && /${MODPROBE_PATH} "$(cat "$a")"
 done
+
+# The agent waits for its virtio-console port in the background and serves visor's requests.
+/bin/sh /${AGENT_SH} </dev/null >/dev/null 2>&1 &
+
+# ${CONSOLE_ARG}=hvc0: the shell or command gets the virtio console (kernel messages stay on
+# the serial console). The device node appears once the port handshake is done.
+case "$con" in
+  hvc[0-9]*)
+    i=0
+    while [ ! -c "/dev/$con" ] && [ "$i" -lt 300 ]; do
+      i=$((i + 1))
+      sleep 0.1 2>/dev/null || sleep 1
+    done
+    if [ -c "/dev/$con" ]; then
+      exec </dev/$con >/dev/$con 2>&1
+    else
+      echo "visor-init: /dev/$con did not appear; staying on the serial console" >&2
+    fi
+    ;;
+  '') ;;
+  *) echo "visor-init: ${CONSOLE_ARG}=$con: only hvcN is supported" >&2 ;;
+esac
 
 ip link set lo up 2>/dev/null
 # ${IP_ARG}=ADDRESS/PREFIX[,GATEWAY[,DNS]]: static configuration, no DHCP.
@@ -149,6 +261,8 @@ if [ -n "$cmd" ]; then
   else
     echo "visor-init: cannot decode visor.cmd" >&2
   fi
+  # Stopped by the agent (the command got SIGTERM): the agent powers off, after unmounting.
+  [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
   # The newline before the marker lets the host strip exactly "\\n${EXIT_MARKER}=N\\n"
   # whether or not the command's output ended with a newline.
@@ -156,6 +270,8 @@ if [ -n "$cmd" ]; then
 else
   echo "visor: interactive shell; 'poweroff' (or exit) stops the machine"
   setsid cttyhack sh -l
+  [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
+  sync
 fi
 poweroff -f
 # poweroff -f does not return; should it fail, stay alive rather than panic the kernel.
