@@ -68,6 +68,21 @@ describe('machine config', () => {
     expect(parseMachineConfig({ deterministic: true }).deterministic).toBe(true);
   });
 
+  it('console and agent: serial and no agent for a kernel of your own, the agent for an image', async () => {
+    const own = await resolveMachineConfig({ kernel });
+    expect(own).toMatchObject({ console: 'serial', agent: false });
+    const img = await resolveMachineConfig({ image: 'tiny' }, async () => ({ kernel, append: 'console=ttyS0 quiet' }));
+    expect(img).toMatchObject({ console: 'serial', agent: true, append: 'console=ttyS0 quiet' });
+    const hvc = await resolveMachineConfig({ kernel, console: 'virtio', append: 'console=ttyS0' });
+    expect(hvc.append).toBe('console=ttyS0 visor.console=hvc0');
+    expect((await resolveMachineConfig({ kernel, console: 'virtio', append: 'visor.console=hvc0 x' })).append).toBe('visor.console=hvc0 x');
+    expect((await error({ kernel, console: 'hvc' })).message).toMatch(/console/);
+    expect((await error({ kernel, agent: 'yes' })).message).toMatch(/agent/);
+    const seven = Array.from({ length: 7 }, () => ({ path: kernel }));
+    expect((await resolveMachineConfig({ kernel, disks: seven })).disks).toHaveLength(7);
+    expect((await error({ kernel, disks: seven, agent: true })).message).toMatch(/8 virtio slots \(agent: false frees one\)/);
+  });
+
   it('picks the execution tier: the config, else VISOR_ACCEL, else the default; rejects others', async () => {
     expect((await resolveMachineConfig({ kernel, accel: 'jit' })).accel).toBe('jit');
     expect((await resolveMachineConfig({ kernel, accel: 'interp' })).accel).toBe('interp');

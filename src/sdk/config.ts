@@ -55,6 +55,16 @@ export const MachineConfigSchema = z.strictObject({
   mirror: z.string().url().optional(),
   /** Execution tier: 'jit' compiles hot guest pages to WebAssembly, 'interp' interprets only. */
   accel: z.enum(['interp', 'jit']).optional(),
+  /**
+   * The guest's console: 'serial' (the UART, default) or 'virtio' (visor's init runs the
+   * shell or command on hvc0; kernel messages stay on the UART). Both reach `vm.console`.
+   */
+  console: z.enum(['serial', 'virtio']).optional(),
+  /**
+   * Attach the virtio-console whose port org.visor.agent the guest agent of visor's images
+   * serves (graceful stop). Default: true for an image, false for a kernel of your own.
+   */
+  agent: z.boolean().optional(),
 });
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
@@ -75,7 +85,18 @@ export interface ResolvedConfig {
   vsock?: { cid: number; path: string };
   deterministic: boolean;
   accel: Accel;
+  /** Absent in snapshots from before the virtio-console: serial, no agent. */
+  console?: 'serial' | 'virtio';
+  agent?: boolean;
 }
+
+/** The machine has the virtio-console (hvc0, the agent port and the data port). */
+export function hasVirtioConsole(c: Pick<ResolvedConfig, 'console' | 'agent'>): boolean {
+  return c.console === 'virtio' || c.agent === true;
+}
+
+/** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
+export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';
 
 export type Accel = 'interp' | 'jit';
 
@@ -121,8 +142,8 @@ async function mustExist(path: string, field: string): Promise<void> {
 export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
 
 /** virtio-mmio slots a machine uses (the board has 8). */
-export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock'>): number {
-  return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0);
+export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent'>): number {
+  return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0) + (hasVirtioConsole(c) ? 1 : 0);
 }
 
 /** Validates, resolves the image, and checks every file the machine will open. */
@@ -131,6 +152,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   let kernel = c.kernel;
   let initrd = c.initrd;
   let append = c.append;
+  const fromImage = kernel === undefined;
   if (kernel === undefined) {
     if (!resolveImage) throw new VisorError('InvalidConfig', 'machine config: kernel: required when no image resolver is available');
     const img = await resolveImage(c.image ?? 'debian', c.mirror ? { mirror: c.mirror } : {});
@@ -163,8 +185,11 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   if (initrd !== undefined) r.initrd = initrd;
   if (c.balloon) r.balloon = true;
   if (c.vsock) r.vsock = { cid: c.vsock.cid ?? 3, path: resolve(c.vsock.path) };
+  r.console = c.console ?? 'serial';
+  r.agent = c.agent ?? fromImage;
+  if (r.console === 'virtio' && !r.append.split(/\s+/).includes(VIRTIO_CONSOLE_ARG)) r.append = `${r.append} ${VIRTIO_CONSOLE_ARG}`.trim();
   if (virtioSlots(r) > 8) {
-    throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon and vsock need more than the 8 virtio slots');
+    throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon, vsock and the console/agent need more than the 8 virtio slots (agent: false frees one)');
   }
   return r;
 }

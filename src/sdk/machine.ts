@@ -16,7 +16,7 @@ import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { readSnapshotBytes } from '../host/snapshot-file.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { STAT, type GuestEvent, type UntilCondition } from './runner.js';
+import { DEFAULT_STOP_TIMEOUT_MS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 
 export interface MachineStats {
@@ -78,7 +78,15 @@ export interface SnapshotOptions {
 }
 
 export interface StopOptions {
-  /** After this long the machine is killed instead (default 10 s). */
+  /**
+   * Ask the guest to shut down first (default true): through the agent of visor's images, on
+   * the virtio-console port org.visor.agent. false stops it by force at once.
+   */
+  graceful?: boolean;
+  /**
+   * How long to wait for the agent to listen and then for the guest to power off before
+   * stopping by force (default 10 s).
+   */
   timeoutMs?: number;
 }
 
@@ -143,6 +151,9 @@ export async function load(url, context, nextLoad) {
  */
 const warm: Worker[] = [];
 
+/** How long a forced stop (flushing and closing devices) may take before the worker is killed. */
+const FORCED_STOP_MS = 10_000;
+
 function takeWorker(init: WorkerInit): Worker {
   const w = warm.shift();
   if (!w) return spawnWorker(init);
@@ -170,8 +181,17 @@ function spawnWorker(workerData: WorkerInit | null): Worker {
 }
 
 export class Machine extends EventEmitter<MachineEvents> {
-  /** Guest serial console: read the guest's output, write its input. */
+  /**
+   * The guest's console: its output (UART, and hvc0 when the machine has the virtio-console)
+   * and its input (to hvc0 with `console: 'virtio'`, else the UART).
+   */
   readonly console: Duplex;
+  /**
+   * The data port org.visor.data (machines with the virtio-console): a byte channel to
+   * /dev/vport0p2 in the guest. Bytes written before the guest opens the port wait (up to 1 MiB).
+   */
+  readonly channel: Duplex;
+  private _agentListening: boolean;
   private _state: MachineState;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
   private nextId = 1;
@@ -184,9 +204,11 @@ export class Machine extends EventEmitter<MachineEvents> {
     readonly config: ResolvedConfig,
     state: MachineState,
     stats: SharedArrayBuffer,
+    agentListening: boolean,
   ) {
     super();
     this._state = state;
+    this._agentListening = agentListening;
     this.statsView = new Float64Array(stats);
     this.console = new Duplex({
       read() {},
@@ -198,8 +220,16 @@ export class Machine extends EventEmitter<MachineEvents> {
         cb();
       },
     });
+    this.channel = new Duplex({
+      read() {},
+      write: (chunk: Buffer, _enc, cb) => {
+        if (!this.exited && this._state !== 'stopped') this.worker.postMessage({ op: 'channel', bytes: new Uint8Array(chunk) } satisfies Command);
+        cb();
+      },
+    });
     // Output may come faster than anyone reads; nobody reading is not an error.
     this.console.on('error', () => {});
+    this.channel.on('error', () => {});
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     this.exitedPromise = new Promise((resolve) => {
       worker.once('exit', (code) => {
@@ -211,6 +241,7 @@ export class Machine extends EventEmitter<MachineEvents> {
           this.setState('stopped', 'crashed');
         }
         this.console.push(null);
+        this.channel.push(null);
         resolve();
       });
     });
@@ -271,7 +302,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       const onMessage = (m: WorkerMessage) => {
         if (m.t === 'ready') {
           cleanup();
-          resolve(new Machine(worker, m.config, m.state, init.stats));
+          resolve(new Machine(worker, m.config, m.state, init.stats, m.agentListening));
         } else if (m.t === 'init-error') {
           cleanup();
           reject(fromWire(m.error));
@@ -310,10 +341,14 @@ export class Machine extends EventEmitter<MachineEvents> {
       case 'out':
         this.console.push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
         return;
+      case 'chan':
+        this.channel.push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
+        return;
       case 'state':
         this.setState(m.state, m.reason);
         return;
       case 'guest':
+        if (m.event.kind === 'agent') this._agentListening = m.event.listening;
         this.emit('guest', m.event);
         return;
       case 'error':
@@ -343,7 +378,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.emit('state', s, reason);
   }
 
-  private call(action: MachineAction, extra: { path?: string; compress?: boolean; until?: UntilCondition } = {}): Promise<unknown> {
+  private call(action: MachineAction, extra: { path?: string; compress?: boolean; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
     try {
       transition(this._state, action); // refuse early, naming the state the caller sees
     } catch (err) {
@@ -355,6 +390,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       this.pending.set(id, { resolve, reject });
       const cmd: Command = action === 'snapshot' ? { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? true }
         : extra.until ? { op: 'runUntil', id, until: extra.until }
+        : extra.stop ? { op: 'stop', id, ...extra.stop }
         : { op: action, id };
       this.worker.postMessage(cmd);
     });
@@ -395,6 +431,11 @@ export class Machine extends EventEmitter<MachineEvents> {
     return { path: abs, ...r };
   }
 
+  /** The guest agent listens on its port: stop() can ask the guest to shut down. */
+  get agentListening(): boolean {
+    return this._agentListening;
+  }
+
   /**
    * Asks the guest to give `targetMiB` of its memory back through the virtio-balloon (config
    * `balloon: true`); 0 gives it all back. The guest complies on its own time: `actualMiB`
@@ -410,25 +451,30 @@ export class Machine extends EventEmitter<MachineEvents> {
   }
 
   /**
-   * Stops the machine: finishes the instruction batch, completes disk I/O, flushes and closes
-   * every device, ends the worker. Past `timeoutMs` it is killed instead.
+   * Stops the machine. A running machine whose guest agent listens (visor's images start one)
+   * is asked to shut down: the guest stops its processes, syncs and unmounts its file systems
+   * and powers off. Without an agent (a kernel of your own, or one still booting) it waits up
+   * to `timeoutMs` for one to listen. Otherwise, or past the timeout, the machine is stopped
+   * by force: the instruction batch ends, disk I/O completes, every device is flushed and
+   * closed. The result says which, and why. Should even that hang, the worker is killed.
    */
-  async stop(opts: StopOptions = {}): Promise<void> {
-    const timeoutMs = opts.timeoutMs ?? 10_000;
-    const stopping = this.call('stop');
+  async stop(opts: StopOptions = {}): Promise<StopResult> {
+    const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
+    const stopping = this.call('stop', { stop: { graceful: opts.graceful ?? true, timeoutMs } }) as Promise<StopResult>;
     let timer: NodeJS.Timeout | undefined;
-    const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+    const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs + FORCED_STOP_MS)));
     try {
       const r = await Promise.race([stopping, timedOut]);
       if (r === 'timeout') {
         stopping.catch(() => {});
         await this.kill();
-        return;
+        return { graceful: false, forced: 'timeout' };
       }
+      await this.exitedPromise;
+      return r;
     } finally {
       clearTimeout(timer);
     }
-    await this.exitedPromise;
   }
 
   /** Ends the machine now: no flush; the worker is terminated if it does not answer at once. */

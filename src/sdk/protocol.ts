@@ -13,12 +13,15 @@ export type WorkerInit =
   | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel };
 
 export type Command =
-  | { op: 'start' | 'pause' | 'resume' | 'stop' | 'kill'; id: number }
+  | { op: 'start' | 'pause' | 'resume' | 'kill'; id: number }
+  | { op: 'stop'; id: number; graceful?: boolean; timeoutMs?: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
   | { op: 'runUntil'; id: number; until: UntilCondition }
   /** Host request to the virtio-balloon (not a lifecycle action: the state does not change). */
   | { op: 'balloon'; id: number; targetMiB: number }
   | { op: 'input'; bytes: Uint8Array }
+  /** Host → guest bytes on the data port. */
+  | { op: 'channel'; bytes: Uint8Array }
   /** A prewarmed worker's machine. */
   | { op: 'init'; init: WorkerInit }
   /** Restore: the snapshot file, read by the caller's thread while the worker starts. */
@@ -30,12 +33,14 @@ export interface WireError {
 }
 
 export type WorkerMessage =
-  | { t: 'ready'; state: MachineState; config: ResolvedConfig }
+  | { t: 'ready'; state: MachineState; config: ResolvedConfig; agentListening: boolean }
   | { t: 'init-error'; error: WireError }
   | { t: 'reply'; id: number; ok: true; value?: unknown }
   | { t: 'reply'; id: number; ok: false; error: WireError }
   | { t: 'state'; state: MachineState; reason?: string }
   | { t: 'out'; bytes: Uint8Array }
+  /** Guest → host bytes from the data port. */
+  | { t: 'chan'; bytes: Uint8Array }
   | { t: 'guest'; event: GuestEvent }
   | { t: 'error'; error: WireError };
 

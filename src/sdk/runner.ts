@@ -27,7 +27,9 @@ import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
-import { defaultAccel, type Accel, type ResolvedConfig } from './config.js';
+import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
+import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
+import { defaultAccel, hasVirtioConsole, type Accel, type ResolvedConfig } from './config.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
@@ -46,6 +48,8 @@ const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
 
 export type GuestEvent =
+  /** The guest agent opened (or closed) its port: whether stop() can ask the guest. */
+  | { kind: 'agent'; listening: boolean }
   | { kind: 'poweroff' }
   | { kind: 'reboot' }
   | { kind: 'fail'; code: number }
@@ -62,8 +66,32 @@ export interface UntilCondition {
   instructions?: number;
 }
 
+/** How stop() ended the machine. */
+export interface StopResult {
+  /** The guest shut itself down at the agent's request, before the timeout. */
+  graceful: boolean;
+  /**
+   * Why it was stopped by force instead: 'no-agent' (no agent listened on its port within the
+   * timeout, or the machine has no agent port), 'timeout' (the agent was asked but the guest
+   * had not powered off by the timeout), 'not-running' (created or paused: nobody to ask),
+   * 'requested' (graceful: false).
+   */
+  forced?: 'no-agent' | 'timeout' | 'not-running' | 'requested';
+}
+
+export interface StopRequest {
+  /** Ask the guest first (default true). */
+  graceful?: boolean;
+  /** How long to wait for the agent and then for the guest to power off (default 10 s). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
+
 export interface RunnerEvents {
   output(bytes: Uint8Array): void;
+  /** Bytes the guest wrote to the data port (org.visor.data). */
+  channel?(bytes: Uint8Array): void;
   state(state: MachineState, reason?: string): void;
   guest(event: GuestEvent): void;
   /** Something failed after creation (a reboot whose kernel is gone, a host I/O error). */
@@ -202,6 +230,13 @@ export class MachineRunner {
   private runningMs = 0;
   private lastMips = 0;
   private closed = false;
+  /** virtio-console: port 0 hvc0, port 1 the agent's, port 2 the user's data channel. */
+  private con: VirtioConsole | undefined;
+  private agentLine = '';
+  /** Woken on every change stop() may wait for (agent port opened, machine stopped). */
+  private changed: (() => void)[] = [];
+  /** Why the machine stopped ('poweroff' when the guest powered itself off). */
+  private lastStop: string | undefined;
   private until: { cond: UntilCondition; tail: string; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
 
   private constructor(
@@ -301,6 +336,20 @@ export class MachineRunner {
         throw new VisorError('IoError', `vsock: cannot listen on ${path}: ${(err as Error).message}`, { cause: err });
       }
     }
+    if (hasVirtioConsole(this.cfg)) {
+      // The port layout is part of the machine (snapshots check it), whatever the console choice.
+      const con = new VirtioConsole({ ports: [{ console: true }, { name: AGENT_PORT_NAME }, { name: DATA_PORT_NAME }] });
+      const [hvc, agent, data] = con.ports as [ConsolePort, ConsolePort, ConsolePort];
+      hvc.onOutput = (b) => this.output(b);
+      agent.onOutput = (b) => this.agentOutput(b);
+      agent.onGuestOpen = (open) => {
+        this.agentLine = '';
+        this.events.guest({ kind: 'agent', listening: open });
+        this.notifyChanged();
+      };
+      data.onOutput = (b) => this.events.channel?.(b);
+      this.con = con;
+    }
   }
 
   /** (Re)builds the board; devices keep their host side across reboots. */
@@ -357,6 +406,12 @@ export class MachineRunner {
       const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
       this.transports.push(t);
     }
+    if (this.con) {
+      // Last, so machines without it (and their snapshots) keep their slots.
+      const con = this.con;
+      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: con, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
+      this.transports.push(t);
+    }
     vm.onConsoleOutput = (b) => this.output(b);
     vm.plic.onActivity = () => this.wake();
     if (o.boot) vm.boot();
@@ -400,8 +455,53 @@ export class MachineRunner {
   input(bytes: Uint8Array): void {
     if (this.state === 'stopped') return;
     this.consoleIn += bytes.length;
-    this.vm.consoleInput(bytes);
+    // console 'virtio': the guest's shell reads hvc0 (port 0 queues it until the guest reads).
+    if (this.con && this.cfg.console === 'virtio') this.con.ports[0]!.write(bytes);
+    else this.vm.consoleInput(bytes);
     this.wake();
+  }
+
+  /** Host → guest bytes on the data port (dropped when the machine has no virtio-console). */
+  channelInput(bytes: Uint8Array): void {
+    if (this.state === 'stopped' || !this.con) return;
+    this.con.ports[2]!.write(bytes);
+    this.wake();
+  }
+
+  /** The agent is listening: its port is open in the guest. */
+  get agentListening(): boolean {
+    return this.con?.ports[1]?.guestOpen === true;
+  }
+
+  /** Lines from the agent (docs/guest-init.md "Agent"): only its greeting matters to the host. */
+  private agentOutput(b: Uint8Array): void {
+    this.agentLine += Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
+    if (this.agentLine.length > 4096) this.agentLine = this.agentLine.slice(-4096);
+    let nl: number;
+    while ((nl = this.agentLine.indexOf('\n')) >= 0) this.agentLine = this.agentLine.slice(nl + 1);
+  }
+
+  private notifyChanged(): void {
+    const w = this.changed;
+    this.changed = [];
+    for (const f of w) f();
+  }
+
+  /** Resolves when `cond` holds (true) or at `deadline` (false); re-checked on every change. */
+  private async waitChange(cond: () => boolean, deadline: number): Promise<boolean> {
+    while (!cond()) {
+      const left = deadline - performance.now();
+      if (left <= 0) return false;
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, left);
+        function done() {
+          clearTimeout(timer);
+          resolve();
+        }
+        this.changed.push(done);
+      });
+    }
+    return true;
   }
 
   // ------------------------------------------------------------------ lifecycle
@@ -413,7 +513,9 @@ export class MachineRunner {
   private setState(s: MachineState, reason?: string): void {
     if (this.state === s) return;
     this.state = s;
+    if (s === 'stopped') this.lastStop = reason;
     this.events.state(s, reason);
+    this.notifyChanged();
   }
 
   async start(): Promise<void> {
@@ -597,6 +699,8 @@ export class MachineRunner {
         for (const n of this.netDevices) n.reset();
         this.balloonDev?.reset();
         this.vsockDev?.reset();
+        if (this.con?.ports[1]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
+        this.con?.reset();
         await this.buildBoard({ boot: true });
         this.executed = 0;
         return true;
@@ -717,13 +821,35 @@ export class MachineRunner {
   }
 
   /**
-   * Stops the machine: waits for the current batch, lets disk I/O complete, flushes and
-   * closes every disk and NIC. The guest is not asked to shut down (no channel for it yet).
+   * Stops the machine. Graceful (the default) on a running machine: waits (up to the timeout)
+   * for the guest agent to listen on its port, writes POWEROFF, and waits for the guest to
+   * power off (it syncs and unmounts first). Otherwise, or once the timeout has passed, by
+   * force: waits for the current batch, lets disk I/O complete, flushes and closes every disk
+   * and NIC. The result says which, and why.
    */
-  async stop(): Promise<void> {
+  async stop(req: StopRequest = {}): Promise<StopResult> {
     this.check('stop');
-    await this.park();
-    await this.finish('stopped');
+    let forced: StopResult['forced'];
+    if (req.graceful === false) forced = 'requested';
+    else if (this.state !== 'running') forced = 'not-running';
+    else if (!this.con) forced = 'no-agent';
+    else {
+      const deadline = performance.now() + (req.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS);
+      const stopped = () => this.state === 'stopped';
+      // A guest still booting opens the port when its init starts the agent.
+      if (!(await this.waitChange(() => this.agentListening || stopped(), deadline))) forced = 'no-agent';
+      else if (!stopped()) {
+        this.con.ports[1]!.write(new TextEncoder().encode('POWEROFF\n'));
+        this.wake();
+        if (!(await this.waitChange(stopped, deadline))) forced = 'timeout';
+      }
+      if (forced === undefined) return this.lastStop === 'poweroff' ? { graceful: true } : { graceful: false, forced: 'timeout' };
+    }
+    if (this.state !== 'stopped') {
+      await this.park();
+      await this.finish('stopped');
+    }
+    return { graceful: false, forced };
   }
 
   /** Immediate: no flush, devices closed. */
@@ -779,6 +905,8 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
     !c.nets.every((n) => typeof n?.switch === 'string') ||
     (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
+    (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
+    (c.agent !== undefined && typeof c.agent !== 'boolean') ||
     (c.vsock !== undefined && !(typeof c.vsock === 'object' && c.vsock !== null && Number.isInteger(c.vsock.cid) && c.vsock.cid >= 3 && c.vsock.cid <= 0xffff_fffe && typeof c.vsock.path === 'string' && c.vsock.path !== ''))
   ) {
     bad('machine config is malformed');

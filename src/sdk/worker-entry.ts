@@ -25,6 +25,10 @@ const events: RunnerEvents = {
       setTimeout(() => process.exit(0), 2000).unref();
     }
   },
+  channel: (bytes) => {
+    const own = bytes.slice();
+    post({ t: 'chan', bytes: own }, [own.buffer as ArrayBuffer]);
+  },
   guest: (event) => post({ t: 'guest', event }),
   error: (err) => post({ t: 'error', error: toWire(err) }),
 };
@@ -68,13 +72,17 @@ async function main(): Promise<void> {
       runner.input(c.bytes);
       return;
     }
+    if (c.op === 'channel') {
+      runner.channelInput(c.bytes);
+      return;
+    }
     if (c.op === 'file' || c.op === 'init') return;
     const run = async (): Promise<unknown> => {
       switch (c.op) {
         case 'start': return runner.start();
         case 'pause': return runner.pause();
         case 'resume': return runner.resume();
-        case 'stop': return runner.stop();
+        case 'stop': return runner.stop({ ...(c.graceful !== undefined ? { graceful: c.graceful } : {}), ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}) });
         case 'kill': return runner.kill();
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
         case 'runUntil': return runner.runUntil(c.until);
@@ -87,7 +95,7 @@ async function main(): Promise<void> {
     );
   };
   for (const c of early.splice(0)) handle(c);
-  post({ t: 'ready', state: runner.currentState, config: runner.config });
+  post({ t: 'ready', state: runner.currentState, config: runner.config, agentListening: runner.agentListening });
 }
 
 void main();

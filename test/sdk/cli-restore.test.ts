@@ -5,20 +5,23 @@ import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { Machine } from '../../src/sdk/index.js';
-import { counterGuest, rebootGuest } from './guest.js';
+import { counterGuest, rebootGuest, spinGuest } from './guest.js';
 import { collect, settle } from './support.js';
 
 const ROOT = resolve(__dirname, '..', '..');
 const dir = mkdtempSync(join(tmpdir(), 'visor-cli-restore-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-function visor(args: string[]): Promise<{ code: number | null; out: string; err: string }> {
+function visor(args: string[], onOut?: (out: string, p: ReturnType<typeof spawn>) => void): Promise<{ code: number | null; out: string; err: string }> {
   return new Promise((res, rej) => {
     const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
       `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(args)}))`], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
-    p.stdout.on('data', (d) => (out += d));
+    p.stdout.on('data', (d) => {
+      out += d;
+      onOut?.(out, p);
+    });
     p.stderr.on('data', (d) => (err += d));
     p.on('error', rej);
     p.on('exit', (code) => res({ code, out, err }));
@@ -38,6 +41,42 @@ describe('visor run on the SDK', () => {
     // The host clock makes the times differ from run to run (50 ms sleeps at least).
     const c = await visor(['run', '--kernel', kernel, '--memory', '16']);
     expect(c.out).not.toBe(a.out);
+  });
+
+  it('SIGTERM asks the guest first; without an agent it stops at once and says so', async () => {
+    const kernel = join(dir, 'spin.img');
+    writeFileSync(kernel, spinGuest());
+    let sent = false;
+    const r = await visor(['run', '--kernel', kernel, '--memory', '16'], (out, p) => {
+      if (!sent && out.includes('spin')) {
+        sent = true;
+        p.kill('SIGTERM');
+      }
+    });
+    expect(r.code).toBe(143);
+    expect(r.err).toMatch(/visor: SIGTERM: asking the guest to power off \(send it again to stop at once\)/);
+    expect(r.err).toMatch(/visor: stopped without the guest \(no guest agent listened\)/);
+    const bad = await visor(['run', '--kernel', kernel, '--memory', '16', '--console', 'tty']);
+    expect(bad.code).toBe(64);
+    expect(bad.err).toMatch(/--console must be serial or hvc, got 'tty'/);
+  });
+
+  it('a second SIGTERM stops at once while the first waits for an agent', async () => {
+    const kernel = join(dir, 'spin.img');
+    writeFileSync(kernel, spinGuest());
+    let sent = 0;
+    const t0 = Date.now();
+    // --console hvc attaches the virtio-console (so stop waits up to 10 s for an agent that
+    // this guest never starts); the second signal must not wait for that.
+    const r = await visor(['run', '--kernel', kernel, '--memory', '16', '--console', 'hvc'], (out, p) => {
+      if (sent === 0 && out.includes('spin')) {
+        sent = 1;
+        p.kill('SIGTERM');
+        setTimeout(() => p.kill('SIGTERM'), 300);
+      }
+    });
+    expect(r.code).toBe(143);
+    expect(Date.now() - t0).toBeLessThan(9000);
   });
 
   it('gives up on a guest that keeps rebooting', async () => {

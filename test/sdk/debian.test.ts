@@ -7,6 +7,7 @@
  * test/boot these run when VISOR_BOOT_TESTS=1 (and say so otherwise). The image must be in the
  * cache (visor image pull debian); in CI a missing image fails.
  */
+import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -135,6 +136,40 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
     await b.whenStopped();
     console.log(`command rounds start at byte ${firstRound}; snapshot after ${before.length} bytes; ${total} instructions in all`);
     expect(before + bOut.text()).toBe(want);
+  });
+
+  it('stop() asks the guest agent: the guest syncs, unmounts its disk and powers off', { timeout: TIMEOUT }, async () => {
+    const mkfs = spawnSync('mkfs.ext4', ['-V']);
+    if (mkfs.error) {
+      if (process.env.CI) throw new Error('mkfs.ext4 is missing (apt-get install e2fsprogs)');
+      console.log('graceful stop test skipped: mkfs.ext4 is missing (apt-get install e2fsprogs)');
+      return;
+    }
+    const disk = join(dir, 'ext4.img');
+    writeFileSync(disk, Buffer.alloc(16 << 20));
+    expect(spawnSync('mkfs.ext4', ['-q', '-F', disk]).status).toBe(0);
+    // The shell runs on hvc0 (console: 'virtio'), so this also proves the virtio console both ways.
+    const vm = await Machine.create({
+      kernel: image!.kernel, initrd: image!.initrd!, append: image!.append, memoryMiB: 256,
+      agent: true, console: 'virtio', disks: [{ path: disk }],
+    });
+    const out = collect(vm);
+    await vm.start();
+    await waitFor(() => vm.agentListening && out.text().includes('interactive shell'), TIMEOUT);
+    // A file written and not synced: only an orderly shutdown gets it (and a clean file system) to the disk.
+    // WRIT''TEN: the echo of the typed line must not match the marker.
+    vm.console.write("mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo visor-graceful > /mnt/proof && echo WRIT''TEN $(tty)\n");
+    await waitFor(() => out.text().includes('WRITTEN'), TIMEOUT);
+    expect(out.text()).toContain('WRITTEN /dev/hvc0');
+    const t0 = Date.now();
+    const r = await vm.stop({ timeoutMs: 300_000 });
+    console.log(`graceful stop took ${Date.now() - t0} ms`);
+    expect(r).toEqual({ graceful: true });
+    expect(vm.state).toBe('stopped');
+    const header = spawnSync('dumpe2fs', ['-h', disk]).stdout.toString();
+    expect(header).toMatch(/Filesystem state:\s+clean/);
+    expect(header).not.toMatch(/needs_recovery/);
+    expect(spawnSync('debugfs', ['-R', 'cat /proof', disk]).stdout.toString()).toBe('visor-graceful\n');
   });
 
   it('refuses to restore after the disk changed', { timeout: TIMEOUT }, async () => {

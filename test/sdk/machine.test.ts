@@ -153,6 +153,60 @@ describe('runUntil', () => {
   });
 });
 
+describe('stop', () => {
+  it('says why it stopped by force: not running, asked not to ask, or no agent listening', async () => {
+    const created = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false, agent: true });
+    expect(created.agentListening).toBe(false);
+    expect(await created.stop()).toEqual({ graceful: false, forced: 'not-running' });
+
+    const paused = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false, agent: true });
+    await paused.start();
+    await paused.pause();
+    expect(await paused.stop()).toEqual({ graceful: false, forced: 'not-running' });
+
+    const asked = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false, agent: true });
+    await asked.start();
+    expect(await asked.stop({ graceful: false })).toEqual({ graceful: false, forced: 'requested' });
+
+    // No virtio-console at all (a kernel of your own, agent not asked for): nobody to wait for.
+    const bare = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    await bare.start();
+    let t = Date.now();
+    expect(await bare.stop({ timeoutMs: 5000 })).toEqual({ graceful: false, forced: 'no-agent' });
+    expect(Date.now() - t).toBeLessThan(4000);
+
+    // The agent port exists but this guest never opens it: stop waits the timeout for an
+    // agent (a guest may still be booting), then stops by force and says so.
+    const mute = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false, agent: true });
+    await mute.start();
+    t = Date.now();
+    expect(await mute.stop({ timeoutMs: 400 })).toEqual({ graceful: false, forced: 'no-agent' });
+    expect(Date.now() - t).toBeGreaterThanOrEqual(390);
+    expect(mute.state).toBe('stopped');
+  });
+
+  it('a machine with the virtio-console snapshots and restores exactly', async () => {
+    const guest = file('agent-counter.img', counterGuest({ ticks: 12, work: 2000, sleepTicks: 10_000, printTime: true }));
+    const config = { kernel: guest, memoryMiB: 16, deterministic: true, agent: true, console: 'virtio' as const };
+    const ref = await Machine.create(config);
+    const refOut = collect(ref);
+    await ref.start();
+    await ref.whenStopped();
+    const a = await Machine.create(config);
+    const aOut = collect(a);
+    await a.runUntil({ output: '0000000000000004 ' });
+    await settle();
+    const path = join(dir, 'agent.snap');
+    await a.snapshot(path);
+    await a.kill();
+    const b = await Machine.restore(path);
+    expect(b.config).toMatchObject({ agent: true, console: 'virtio' });
+    const bOut = collect(b);
+    await b.whenStopped();
+    expect(aOut.text() + bOut.text()).toBe(refOut.text());
+  });
+});
+
 describe('guest events', () => {
   it('a kernel panic is reported and stops the machine; a reboot rebuilds the board and goes on', async () => {
     const p = await Machine.create({ kernel: file('panic.img', panicGuest()), memoryMiB: 16, rng: false });

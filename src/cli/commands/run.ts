@@ -28,6 +28,7 @@ interface RunFlags {
   name?: string;
   accel?: string;
   stats?: string | boolean;
+  console: string;
 }
 
 export interface ResolvedRun {
@@ -107,6 +108,7 @@ export function registerRunCommand(program: Command): void {
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
+    .option('--console <serial|hvc>', 'the guest\'s console: the serial port, or the virtio console (hvc0; visor\'s images run the shell there)', 'serial')
     .option('--accel <interp|jit>', ACCEL_HELP)
     .option('--stats [text|json]', 'on exit, print to stderr what the machine did: instructions, JIT compiles, cache hits, invalidations, traps, I/O')
     .action(async (command: string[], flags: RunFlags) => {
@@ -133,6 +135,10 @@ export function registerRunCommand(program: Command): void {
       if (accel) config.accel = accel;
       if (flags.balloon) config.balloon = true;
       if (flags.vsock !== undefined) config.vsock = parseVsockSpec(flags.vsock);
+      if (flags.console !== 'serial' && flags.console !== 'hvc') throw new VisorError('InvalidArgument', `--console must be serial or hvc, got '${flags.console}'`);
+      config.console = flags.console === 'hvc' ? 'virtio' : 'serial';
+      // visor's images start the guest agent (graceful stop on SIGTERM); a kernel of your own may not.
+      config.agent = flags.kernel === undefined || flags.console === 'hvc';
       const vm = await Machine.create(config);
       const res = await runOnTerminal(vm, { snapshotPath: flags.snapshotFile, commandMode, maxReboots: 3 });
       if (stats) printStats(vm.stats(), stats);

@@ -46,9 +46,10 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   });
   let lastError: VisorError | undefined;
   vm.on('error', (err) => (lastError = err));
+  /** Ctrl-A x and the like: stop now, without asking the guest. */
   const stop = (why: TerminalResult) => {
     ended ??= why;
-    if (vm.state !== 'stopped') vm.stop().catch(() => {});
+    if (vm.state !== 'stopped') vm.stop({ graceful: false }).catch(() => {});
   };
   let saving = false;
   term.start({
@@ -64,13 +65,32 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
       ).finally(() => (saving = false));
     },
   });
-  const onSignal = () => stop({ kind: 'signal' });
+  // The first SIGTERM/SIGINT/SIGHUP asks the guest to shut down (its agent syncs and unmounts);
+  // a second one stops the machine at once.
+  let signalled = 0;
+  let stopping: Promise<void> | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    ended ??= { kind: 'signal' };
+    if (vm.state === 'stopped') return;
+    if (signalled++ === 0) {
+      process.stderr.write(`\r\nvisor: ${sig}: asking the guest to power off (send it again to stop at once)\r\n`);
+      stopping = vm.stop().then(
+        (r) => {
+          if (!r.graceful) process.stderr.write(`visor: stopped without the guest (${r.forced === 'no-agent' ? 'no guest agent listened' : r.forced === 'timeout' ? 'the guest did not power off in time' : r.forced})\r\n`);
+        },
+        () => {},
+      );
+    } else {
+      vm.kill().catch(() => {});
+    }
+  };
   const signals = ['SIGTERM', 'SIGHUP', 'SIGINT'] as const;
-  for (const s of signals) process.once(s, onSignal);
+  for (const s of signals) process.on(s, onSignal);
   try {
     if (vm.state === 'created') await vm.start();
     else if (vm.state === 'paused') await vm.resume();
     await vm.whenStopped();
+    await stopping; // its report comes after the machine stopped
   } finally {
     for (const s of signals) process.off(s, onSignal);
     term.write(filter.flush());
