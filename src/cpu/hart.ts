@@ -55,9 +55,9 @@ export interface HartOptions {
   /**
    * 'jit' compiles hot guest pages to WebAssembly (src/jit/); it needs RAM made by
    * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
-   * (jitUnavailable says why). 'interp' (the default for now) runs the interpreter alone.
-   * The JIT passes the differential test and boots Debian; it is not the default yet only
-   * because test/sdk/snapshot.test.ts races with a guest that runs this fast.
+   * (jitUnavailable says why). 'interp' (a bare hart's default, so CPU unit tests choose
+   * their tier explicitly) runs the interpreter alone. Machines built by the SDK, `visor
+   * run` and runVm default to the JIT (src/host/accel.ts).
    */
   accel?: 'interp' | 'jit';
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */

@@ -1,3 +1,4 @@
+import { defaultAccel } from './accel.js';
 import { readFile } from 'node:fs/promises';
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
@@ -57,7 +58,7 @@ export interface RunVmOptions {
   rng?: boolean;
   /** How many guest reboots to follow before giving up (default 3). */
   maxReboots?: number;
-  /** CPU tier: the JIT (default) or the interpreter alone (benchmarks compare them). */
+  /** CPU tier: the JIT or the interpreter alone (default: defaultAccel(), i.e. VISOR_ACCEL or the JIT). */
   accel?: 'interp' | 'jit';
   /** Entries into a page before the JIT compiles it (HartOptions.jitThreshold). */
   jitThreshold?: number;
@@ -139,11 +140,9 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
       const clock = new PacedClock();
       const cfg: VirtConfig = {
         kernel, kernelName: o.kernel, append: o.append, bios, clock,
-        createHart: o.accel || o.jitThreshold !== undefined
-          ? (m, opts) => new Hart(m, {
-            ...opts, ...(o.accel ? { accel: o.accel } : {}), ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
-          }) as unknown as BoardHart
-          : createHart,
+        createHart: (m, opts) => new Hart(m, {
+          ...opts, accel: o.accel ?? defaultAccel(), ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
+        }) as unknown as BoardHart,
       };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;

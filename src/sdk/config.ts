@@ -7,6 +7,7 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
+import { defaultAccel, type Accel } from '../host/accel.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -98,17 +99,7 @@ export function hasVirtioConsole(c: Pick<ResolvedConfig, 'console' | 'agent'>): 
 /** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
 export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';
 
-export type Accel = 'interp' | 'jit';
-
-/**
- * The tier a machine runs on when its config does not say. VISOR_ACCEL overrides it for the
- * whole process, so one test suite can be run under either tier.
- */
-export function defaultAccel(env: Record<string, string | undefined> = process.env): Accel {
-  const v = env.VISOR_ACCEL;
-  if (v === 'interp' || v === 'jit') return v;
-  return 'interp';
-}
+export { defaultAccel, type Accel } from '../host/accel.js';
 
 export const DEFAULT_MEMORY_MIB = 512;
 const DEFAULT_APPEND = 'console=ttyS0 earlycon';

@@ -39,7 +39,7 @@ const SLOW_CPU_ARGS = 'initcall_blacklist=jent_mod_init';
 
 const BOOT_TIMEOUT = 20 * 60_000;
 
-/** VISOR_ACCEL=jit|interp picks the CPU tier (default: runVm's). */
+/** VISOR_ACCEL=jit|interp picks the CPU tier (default: the JIT, see src/host/accel.ts). */
 const ACCEL_ENV = process.env.VISOR_ACCEL;
 const ACCEL = ACCEL_ENV === 'jit' || ACCEL_ENV === 'interp' ? ACCEL_ENV : undefined;
 

@@ -65,7 +65,7 @@ export function printStats(s: MachineStats, format: 'text' | 'json'): void {
   process.stderr.write(format === 'json' ? `${JSON.stringify(s)}\n` : formatStats(s));
 }
 
-export const ACCEL_HELP = 'execution tier: jit (hot guest code compiled to WebAssembly) or interp (interpreter only)';
+export const ACCEL_HELP = 'execution tier: jit (hot guest code compiled to WebAssembly; the default, or VISOR_ACCEL) or interp (interpreter only)';
 
 export function parseAccel(v: string | undefined): 'interp' | 'jit' | undefined {
   if (v === undefined || v === 'interp' || v === 'jit') return v;
