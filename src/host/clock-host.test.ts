@@ -29,7 +29,7 @@ describe('PacedClock', () => {
     // mid-wait): the 30 ms lost above would show as 300,000 ticks more.
     const hostTicks = (performance.now() - h2) * 10_000;
     expect(t3 - t2).toBeGreaterThanOrEqual(100_000); // ≥ 10 ms
-    expect(t3 - t2).toBeLessThanOrEqual(hostTicks + 10);
+    expect(t3 - t2).toBeLessThanOrEqual(hostTicks + 1000);
   });
 
   it('follows the host when the guest runs fast enough, and never goes back', () => {
