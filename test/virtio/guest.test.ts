@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -29,10 +29,10 @@ import { VirtioNet } from '../../src/virtio/net/device.js';
 import { VirtioBalloon } from '../../src/virtio/balloon/device.js';
 import { VirtioVsock } from '../../src/virtio/vsock/device.js';
 import { nodeEntropy } from '../../src/host/virtio-entropy.js';
-import { unixVsockBackend } from '../../src/host/vsock-unix.js';
+import { listenVsockUnix, unixVsockBackend } from '../../src/host/vsock-unix.js';
 import { GuestVm, guestImage } from './guest-vm.js';
 import { attachPingResponder } from './ping-responder.js';
-import { buildVsockClient } from './vsock-client.js';
+import { buildVsockClient, buildVsockServer } from './vsock-client.js';
 
 const enabled = process.env.VISOR_GUEST_TESTS === '1';
 if (!enabled) console.log('skipping the in-guest virtio tests: set VISOR_GUEST_TESTS=1 (boots Debian on the interpreter, minutes)');
@@ -42,6 +42,8 @@ const md5 = (b: Uint8Array) => createHash('md5').update(b).digest('hex');
 const hostPattern = () => Uint8Array.from({ length: MiB }, (_, i) => (i * 131 + (i >> 12)) & 0xff);
 const VSOCK_PORT = 5000;
 const VSOCK_MESSAGE = 'VSOCK_ECHO hello from the guest over vsock\n';
+const VSOCK_GUEST_PORT = 5002;
+const VSOCK_HOST_MESSAGE = 'hello from the host to the guest\n';
 /** Until `ping` answers from `ip` (at most `tries` seconds), then `ping -c 2`; prints TAG. */
 const pingPeer = (ip: string, tag: string, tries = 300) =>
   `i=0; until ping -c 1 -W 1 ${ip} >/dev/null 2>&1 || [ $i -ge ${tries} ]; do i=$((i+1)); sleep 1; done; ping -c 2 -W 5 ${ip} >/dev/null && echo ${tag}`;
@@ -60,6 +62,8 @@ const SCRIPT = [
   'ping -c 2 -W 5 10.0.9.1 >/dev/null && echo PING_OK',
   pingPeer('10.0.9.3', 'PEER_PING_OK'),
   '/mnt/vsock-client; echo "VSOCK_RC $?"',
+  // The other direction: a guest listener the host connects to (CONNECT 5002 on the socket).
+  '/mnt/vsock-server & srv=$!; echo VSOCK_LISTENING; wait $srv; echo "VSOCK_SERVER_RC $?"',
   'm() { awk "/^$1:/{print \\$2}" /proc/meminfo; }',
   // With DEFLATE_ON_OOM Linux keeps ballooned pages in MemTotal; MemAvailable drops.
   'before=$(m MemAvailable); echo "MEM_BEFORE $before"; echo BALLOON_GO',
@@ -88,6 +92,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       writeFileSync(join(tree, 'dir', 'b.txt'), bTxt);
       writeFileSync(join(tree, 'run.sh'), `${SCRIPT}\n`);
       writeFileSync(join(tree, 'vsock-client'), buildVsockClient({ port: VSOCK_PORT, message: VSOCK_MESSAGE }), { mode: 0o755 });
+      writeFileSync(join(tree, 'vsock-server'), buildVsockServer({ port: VSOCK_GUEST_PORT }), { mode: 0o755 });
       const vdbPath = join(dir, 'vdb.ext4');
       const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', tree, vdbPath, '16M']);
       expect(mk.status, mk.stderr.toString()).toBe(0);
@@ -108,6 +113,34 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       }));
       await new Promise<void>((r) => echo.listen(`${sock}_${VSOCK_PORT}`, r));
       const vsock = new VirtioVsock({ guestCid: 3, backend: unixVsockBackend(sock) });
+      const listener = await listenVsockUnix(vsock, sock);
+      // Host → guest: once the guest says it listens, CONNECT through the socket (again if the
+      // guest was not quite listening yet: it answers with a reset and the socket closes).
+      let hostEcho: Promise<string> | undefined;
+      const connectToGuest = async (): Promise<string> => {
+        for (let attempt = 0; attempt < 60; attempt++) {
+          const got = await new Promise<string | null>((res) => {
+            const c = createConnection(sock);
+            let buf = '';
+            let open = false;
+            c.on('data', (d) => {
+              buf += d.toString();
+              if (!open && /^OK \d+\n/.test(buf)) {
+                open = true;
+                buf = buf.replace(/^OK \d+\n/, '');
+                c.write(VSOCK_HOST_MESSAGE);
+              }
+              if (open && buf.length >= VSOCK_HOST_MESSAGE.length) c.end();
+            });
+            c.on('close', () => res(open ? buf : null));
+            c.on('error', () => {});
+            c.write(`CONNECT ${VSOCK_GUEST_PORT}\n`);
+          });
+          if (got !== null) return got;
+          await new Promise((r) => setTimeout(r, 1000));
+        }
+        return 'never connected';
+      };
       // The peer VM: pings the first one, then idles until the host stops it.
       const peerNet = new VirtioNet({ mac: stableMac('guest-test-peer') });
       peerNet.connect(sw.attach((f) => peerNet.receive(f), 'peer'));
@@ -131,6 +164,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
           out += t;
           // 64 MiB = 16384 pages of 4 KiB.
           if (out.includes('BALLOON_GO') && balloon.target === 0) balloon.setTarget(16384);
+          if (!hostEcho && out.includes('VSOCK_LISTENING')) hostEcho = connectToGuest();
         },
         attach: (vm) => {
           const add = (slot: number, device: VirtioDevice) =>
@@ -147,6 +181,8 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       peer.loop.stop('done');
       const p = await peerRun;
       await new Promise((res) => echo.close(res));
+      const fromGuest = await hostEcho;
+      await listener.close();
       await vda.close();
       await vdb.close();
       const line = (tag: string) => new RegExp(`^${tag} (.*)$`, 'm').exec(r.output)?.[1];
@@ -174,7 +210,9 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       expect(line('VSOCK_RC')).toBe('0');
       expect(r.output).toContain(VSOCK_MESSAGE);
       expect(echoed.join('')).toBe(VSOCK_MESSAGE);
-      expect(vsock.counters.connections).toBe(1);
+      expect(line('VSOCK_SERVER_RC')).toBe('0');
+      expect(fromGuest).toBe(VSOCK_HOST_MESSAGE);
+      expect(vsock.counters.connections).toBe(2);
       console.log(`guest run: ${(r.wallMs / 1000).toFixed(0)} s, ${(r.instructions / r.wallMs / 1000).toFixed(1)} MIPS`);
     } finally {
       rmSync(dir, { recursive: true, force: true });

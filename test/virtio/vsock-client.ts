@@ -1,5 +1,5 @@
 /**
- * A tiny static riscv64 Linux program for the in-guest vsock test: BusyBox has no vsock
+ * Tiny static riscv64 Linux programs for the in-guest vsock test: BusyBox has no vsock
  * client, and there is no cross toolchain, so it is assembled here with our own assembler
  * (test/support/riscv-asm.ts) and wrapped in a minimal ELF64 executable.
  *
@@ -10,6 +10,8 @@
  *   read(fd, ...) until message.length bytes came back (or EOF)
  *   write(1, what came back); exit_group(0)
  * A failing call exits with its errno as the status; a short echo exits with SHORT_ECHO.
+ * buildVsockServer is the other direction: it listens on a port, accepts one connection
+ * (from the host), echoes what it reads until EOF and exits 0.
  */
 import { Asm, a0, a1, a2, a7, s0, s1, t0 } from '../support/riscv-asm.js';
 import * as A from '../support/riscv-asm.js';
@@ -19,11 +21,16 @@ const __NR_read = 63;
 const __NR_write = 64;
 const __NR_exit_group = 94;
 const __NR_socket = 198;
+const __NR_bind = 200;
+const __NR_listen = 201;
+const __NR_accept = 202;
 const __NR_connect = 203;
 // include/linux/socket.h, include/uapi/linux/vm_sockets.h
 const AF_VSOCK = 40;
 const SOCK_STREAM = 1;
 export const VMADDR_CID_HOST = 2;
+/** VMADDR_CID_ANY: bind to whatever CID this guest has. */
+const VMADDR_CID_ANY = 0xffff_ffff;
 /** Exit status when the peer closed before the whole message came back. */
 export const SHORT_ECHO = 200;
 
@@ -83,6 +90,11 @@ export function buildVsockClient(o: VsockClientOptions): Uint8Array {
   a.align(8).label('addr').half(AF_VSOCK, 0).word(o.port >>> 0, (o.cid ?? VMADDR_CID_HOST) >>> 0).byte(0, 0, 0, 0);
   a.label('msg').data(msg);
   a.align(8).label('buf');
+  return elf(a);
+}
+
+/** Wraps assembled code in an ELF64 executable: one PT_LOAD (headers included) plus BSS. */
+function elf(a: Asm): Uint8Array {
   const code = a.bytes();
 
   const fileSize = EHDR_SIZE + PHDR_SIZE + code.length;
@@ -112,4 +124,43 @@ export function buildVsockClient(o: VsockClientOptions): Uint8Array {
   v.setBigUint64(p + 48, 0x1000n, true);
   out.set(code, EHDR_SIZE + PHDR_SIZE);
   return out;
+}
+
+/** Listens on `port` (any CID), accepts one connection, echoes until EOF, exits 0. */
+export function buildVsockServer(o: { port: number }): Uint8Array {
+  const a = new Asm(LOAD_ADDR + EHDR_SIZE + PHDR_SIZE);
+  const sys = (nr: number) => a.li(a7, nr).emit(A.ecall());
+  a.label('_start');
+  a.li(a0, AF_VSOCK).li(a1, SOCK_STREAM).li(a2, 0);
+  sys(__NR_socket);
+  a.bltz(a0, 'fail');
+  a.emit(A.mv(s0, a0));
+  a.emit(A.mv(a0, s0)).la(a1, 'addr').li(a2, 16);
+  sys(__NR_bind);
+  a.bltz(a0, 'fail');
+  a.emit(A.mv(a0, s0)).li(a1, 1);
+  sys(__NR_listen);
+  a.bltz(a0, 'fail');
+  a.emit(A.mv(a0, s0)).li(a1, 0).li(a2, 0);
+  sys(__NR_accept);
+  a.bltz(a0, 'fail');
+  a.emit(A.mv(s1, a0));
+  a.label('loop');
+  a.emit(A.mv(a0, s1)).la(a1, 'buf').li(a2, BSS);
+  sys(__NR_read);
+  a.bltz(a0, 'fail');
+  a.beqz(a0, 'ok');
+  a.emit(A.mv(a2, a0), A.mv(a0, s1)).la(a1, 'buf');
+  sys(__NR_write);
+  a.bltz(a0, 'fail');
+  a.j('loop');
+  a.label('ok');
+  a.li(a0, 0).j('exit');
+  a.label('fail');
+  a.emit(A.neg(a0, a0));
+  a.label('exit');
+  sys(__NR_exit_group);
+  a.align(8).label('addr').half(AF_VSOCK, 0).word(o.port >>> 0, VMADDR_CID_ANY).byte(0, 0, 0, 0);
+  a.align(8).label('buf');
+  return elf(a);
 }
