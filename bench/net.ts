@@ -79,7 +79,18 @@ if (argv.includes('--no-qemu') || !haveQemu()) {
   const nd = (mode: string, mac: string) => ['-netdev', `socket,id=n0,${mode}=127.0.0.1:${port}`, '-device', `virtio-net-device,netdev=n0,mac=${mac}`];
   let serverPid: number | undefined;
   let clientPid: number | undefined;
-  const m = new MarkerClock(MARKERS, () => processCpuSeconds(serverPid) + processCpuSeconds(clientPid));
+  // The server QEMU powers off as soon as nc ends, often before the client prints its end
+  // marker: keep its last reading.
+  let serverCpu = 0;
+  const sample = setInterval(() => {
+    const c = processCpuSeconds(serverPid);
+    if (!Number.isNaN(c)) serverCpu = c;
+  }, 100);
+  const m = new MarkerClock(MARKERS, () => {
+    const c = processCpuSeconds(serverPid);
+    if (!Number.isNaN(c)) serverCpu = c;
+    return serverCpu + processCpuSeconds(clientPid);
+  });
   const srv = qemuGuest(img, SERVER, nd('listen', '02:00:00:00:09:01'), TIMEOUT_MS, 'visor.ip=10.0.9.1/24', { onOutput: (_t, p) => (serverPid = p) });
   await new Promise((r) => setTimeout(r, 500));
   const cl = await qemuGuest(img, CLIENT, nd('connect', '02:00:00:00:09:02'), TIMEOUT_MS, 'visor.ip=10.0.9.2/24', {
@@ -89,6 +100,7 @@ if (argv.includes('--no-qemu') || !haveQemu()) {
     },
   });
   await srv;
+  clearInterval(sample);
   const q = figures(cl, m);
   show('qemu ', q);
   if (v) console.log(`ratio visor/qemu: wall ${(v.wall / q.wall).toFixed(4)}, per CPU-s ${(v.cpu / q.cpu).toFixed(4)}`);
