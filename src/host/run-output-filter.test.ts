@@ -26,6 +26,12 @@ describe('ConsoleOutputFilter', () => {
     expect(run(['no newline', '\r\nVISOR_EXIT=1\r\n'], true)).toEqual({ out: 'no newline', events: ['exit 1'] });
   });
 
+  it('in command mode, shows nothing after the exit marker (the kernel\'s poweroff lines are not the command\'s output)', () => {
+    expect(run(['Linux visor\r\n\r\nVISOR_EXIT=0\r\n[   19.06] reboot: Power down\r\n'], true)).toEqual({ out: 'Linux visor\r\n', events: ['exit 0'] });
+    // Interactive mode keeps showing everything.
+    expect(run(['$ \r\nVISOR_EXIT=0\r\n[   19.06] reboot: Power down\r\n']).out).toBe('$ \r\n[   19.06] reboot: Power down\r\n');
+  });
+
   it('passes look-alikes and mid-line text through untouched, without delay', () => {
     const f = new ConsoleOutputFilter({});
     expect(Buffer.from(f.feed(Buffer.from('# '))).toString()).toBe('# ');

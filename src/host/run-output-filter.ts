@@ -19,6 +19,8 @@ export class ConsoleOutputFilter {
   /** Whether the next emitted character starts a line. */
   private atLineStart = true;
   private line = '';
+  /** Command mode, after VISOR_EXIT: the guest is powering off; its last kernel lines are not the command's output. */
+  private ended = false;
 
   /**
    * `holdNewline`: also swallow the newline printed just before VISOR_EXIT (command mode; the
@@ -36,6 +38,7 @@ export class ConsoleOutputFilter {
     for (let i = 0; i < s.length; i++) {
       const c = s[i]!;
       this.watchLine(c);
+      if (this.ended) continue;
       this.pending += c;
       const full = this.complete(this.pending);
       if (full) {
@@ -99,6 +102,7 @@ export class ConsoleOutputFilter {
     const m = /^VISOR_EXIT=(\d{1,4})\r?\n$/.exec(q);
     if (m) {
       this.events.exitStatus?.(Number(m[1]));
+      if (this.holdNewline) this.ended = true;
       return true;
     }
     return false;

@@ -208,7 +208,8 @@ done
 echo /${MODPROBE_PATH} > /proc/sys/kernel/modprobe
 /${MODPROBE_PATH} -q virtio_mmio
 for a in /sys/bus/virtio/devices/*/modalias; do
-  [ -r "$a" ] && /${MODPROBE_PATH} "$(cat "$a")"
+  # A device whose driver is built into the kernel (virtio_console in Debian's) is bound already.
+  [ -r "$a" ] && [ ! -e "\${a%/modalias}/driver" ] && /${MODPROBE_PATH} "$(cat "$a")"
 done
 
 # The agent waits for its virtio-console port in the background and serves visor's requests.
