@@ -12,6 +12,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Hart as HartClass } from '../src/cpu/hart.js';
 import type { BoardHart } from '../src/machine/hart.js';
+import { defaultAccel } from '../src/host/accel.js';
 import { NodeFileHandle } from '../src/host/file-handle.js';
 import { RawDevice } from '../src/storage/raw.js';
 import { VirtioBlk } from '../src/virtio/blk/device.js';
@@ -26,7 +27,7 @@ const arg = (name: string, def: string) => {
 };
 const MIB = Number(arg('size', '256'));
 const TIMEOUT_MS = Number(arg('timeout-s', '3600')) * 1000;
-const ACCEL = arg('accel', 'interp') as 'interp' | 'jit';
+const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 // The hart from the build (`npm run build`): tsc inlines its opcode enum, which tsx does not
 // (the interpreter runs many times slower from sources; see src/sdk/machine.ts).
 const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };

@@ -10,6 +10,7 @@
 import { cpus, loadavg } from 'node:os';
 import type { Hart as HartClass } from '../src/cpu/hart.js';
 import type { BoardHart } from '../src/machine/hart.js';
+import { defaultAccel } from '../src/host/accel.js';
 import type { HartFactory } from '../src/machine/virt.js';
 import { L2Switch } from '../src/net/switch.js';
 import { stableMac } from '../src/net/mac.js';
@@ -25,7 +26,7 @@ const arg = (name: string, def: string) => {
 };
 const MIB = Number(arg('mib', '16'));
 const TIMEOUT_MS = Number(arg('timeout-s', '3600')) * 1000;
-const ACCEL = arg('accel', 'interp') as 'interp' | 'jit';
+const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 // The hart from the build: tsc inlines its opcode enum, tsx does not (see bench/blk.ts).
 const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };
 const createHart: HartFactory = (mem, opts) => new Hart(mem, { ...opts, accel: ACCEL }) as unknown as BoardHart;

@@ -7,7 +7,7 @@
  * - a snapshot taken while the guest copies a disk region in 64 KiB steps and pings a host
  *   on the switch, restored in a fresh process: the guest finishes both, the copy is exact.
  *
- * Opt-in (VISOR_GUEST_TESTS=1): it boots Debian on the interpreter, minutes of CPU.
+ * Opt-in (VISOR_GUEST_TESTS=1): it boots Debian (on the default tier, VISOR_ACCEL picks one), minutes of CPU.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';

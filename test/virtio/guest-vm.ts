@@ -8,7 +8,9 @@ import { readFile } from 'node:fs/promises';
 import { PacedClock } from '../../src/host/clock-host.js';
 import { RunLoop } from '../../src/host/run-loop.js';
 import { ConsoleOutputFilter } from '../../src/host/run-output-filter.js';
-import { createHart } from '../../src/host/run-vm.js';
+import { defaultAccel } from '../../src/host/accel.js';
+import { Hart } from '../../src/cpu/hart.js';
+import type { BoardHart } from '../../src/machine/hart.js';
 import { encodeCommand, ensureImage, findImage, type GuestImage } from '../../src/images/index.js';
 import { VirtMachine, type VirtConfig } from '../../src/machine/virt.js';
 
@@ -32,7 +34,7 @@ export interface GuestOptions {
   onOutput?: (text: string) => void;
   /** Keep the kernel's messages (drops `quiet`). */
   verbose?: boolean;
-  /** The hart (default: src/host/run-vm.ts's, the interpreter). */
+  /** The hart (default: the tier VISOR_ACCEL names, else the JIT, as machines get). */
   createHart?: VirtConfig['createHart'];
 }
 
@@ -69,7 +71,7 @@ export class GuestVm {
       append,
       bios: 'builtin',
       clock,
-      createHart: o.createHart ?? createHart,
+      createHart: o.createHart ?? ((mem, opts) => new Hart(mem, { ...opts, accel: defaultAccel() }) as unknown as BoardHart),
       ...(o.memoryMiB ? { memoryMiB: o.memoryMiB } : {}),
     });
     clock.attach(() => vm.hart.instructionsRetired);

@@ -7,8 +7,8 @@
  * program assembled here (vsock-client.ts) and carried on the ext4 disk with the script; its
  * peer is an echo server behind Firecracker's Unix-socket convention (src/host/vsock-unix.ts).
  *
- * It boots two kernels on the interpreter, which takes minutes, so it runs only with
- * VISOR_GUEST_TESTS=1 (it pulls the Debian image first if it is not cached).
+ * It boots two kernels (JIT by default, VISOR_ACCEL=interp for the interpreter), minutes of
+ * CPU, so it runs only with VISOR_GUEST_TESTS=1 (it pulls the Debian image first if needed).
  */
 import { spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
