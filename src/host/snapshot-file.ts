@@ -14,6 +14,7 @@ import { VisorError } from '../base/errors.js';
 import {
   decodeSnapshot, encodeSnapshot, jsonSection, parseJsonSection, requireSection, type DecodedSnapshot,
 } from '../machine/snapshot/format.js';
+import { allocateGuestRam } from '../cpu/guest-ram.js';
 import { decodeRamAsync, encodeRam, type RamCodec, type RamEncodeStats } from '../machine/snapshot/ram.js';
 import { QCOW_MAGIC } from '../storage/qcow2/format.js';
 import { mapFsError } from './file-handle.js';
@@ -204,4 +205,20 @@ export function parseSnapshot(file: Uint8Array): ReadSnapshot {
     machine: parseJsonSection(snap, 'machine'),
     loadRam: (dest) => decodeRamAsync(ram, dest, RAM_CODECS),
   };
+}
+
+/**
+ * Allocates guest RAM of the size the snapshot's metadata names and starts filling it, so a
+ * restoring worker inflates RAM (on the libuv pool) while it still loads the rest of visor.
+ * Undefined when the metadata names no plausible size: the runner's validation reports that.
+ * The result is only a head start: MachineRunner.restore still validates everything.
+ */
+export function startRamLoad(snap: ReadSnapshot): Promise<Uint8Array> | undefined {
+  const mib = (snap.meta as { config?: { memoryMiB?: unknown } } | null)?.config?.memoryMiB;
+  // 2048: VirtMachine's MAX_MEMORY_MIB (not imported: this runs before the board's modules load).
+  if (typeof mib !== 'number' || !Number.isInteger(mib) || mib < 1 || mib > 2048) return undefined;
+  const ram = allocateGuestRam(mib * 2 ** 20);
+  const p = snap.loadRam(ram).then(() => ram);
+  p.catch(() => {}); // awaited (and reported) by the runner; not unhandled meanwhile
+  return p;
 }

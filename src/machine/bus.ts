@@ -29,13 +29,15 @@ export class Bus implements PhysicalMemory {
   unmappedReads = 0;
   unmappedWrites = 0;
 
-  constructor(ramBase: number, ramSize: number) {
+  /** `ram`: RAM already allocated (allocateGuestRam) and filled, e.g. by a restore that loaded it early. */
+  constructor(ramBase: number, ramSize: number, ram?: Uint8Array) {
     if (ramSize % 4096 !== 0 || ramSize <= 0) {
       throw new VisorError('InvalidConfig', `RAM size must be a positive multiple of 4096 bytes, got ${ramSize}`);
     }
+    if (ram !== undefined && ram.length !== ramSize) throw new VisorError('Internal', `given RAM is ${ram.length} bytes, the bus wants ${ramSize}`);
     this.ramBase = ramBase;
     // In a WebAssembly.Memory with room for the hart's state, so the JIT can run (src/jit/).
-    this.ram = allocateGuestRam(ramSize);
+    this.ram = ram ?? allocateGuestRam(ramSize);
   }
 
   /** Maps a device; windows may not overlap each other or RAM (programmer error). */

@@ -58,6 +58,8 @@ export interface VirtConfig {
   clock: MachineClock;
   createHart: HartFactory;
   isaExtensions?: readonly string[];
+  /** RAM allocated and filled ahead (a restore loads it while the rest starts); memoryMiB long. */
+  ram?: Uint8Array;
   mmuType?: string;
 }
 
@@ -142,7 +144,7 @@ export class VirtMachine {
       throw new VisorError('InvalidConfig', `memory must be a whole number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, got ${mib}`);
     }
     this.memoryMiB = mib;
-    const bus = (this.bus = new Bus(VIRT_MEMMAP.dram.base, mib * MiB));
+    const bus = (this.bus = new Bus(VIRT_MEMMAP.dram.base, mib * MiB, cfg.ram));
     // The hart's time CSR must read what the CLINT's mtime reads: the clint is created after
     // the hart, so the time source looks it up lazily.
     this.hart = cfg.createHart(bus, { hartId: 0, timeSource: () => this.clint.mtime() });

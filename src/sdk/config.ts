@@ -8,6 +8,7 @@ import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
 import { defaultAccel, type Accel } from '../host/accel.js';
+import { hasVirtioConsole } from './console-kind.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -91,10 +92,7 @@ export interface ResolvedConfig {
   agent?: boolean;
 }
 
-/** The machine has the virtio-console (hvc0, the agent port and the data port). */
-export function hasVirtioConsole(c: Pick<ResolvedConfig, 'console' | 'agent'>): boolean {
-  return c.console === 'virtio' || c.agent === true;
-}
+export { hasVirtioConsole };
 
 /** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
 export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';

@@ -14,7 +14,6 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
-import { readSnapshotBytes } from '../host/snapshot-file.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
@@ -191,6 +190,11 @@ export class Machine extends EventEmitter<MachineEvents> {
    * /dev/vport0p2 in the guest. Bytes written before the guest opens the port wait (up to 1 MiB).
    */
   readonly channel: Duplex;
+  /**
+   * Where this machine's creation or restore went, in ms (bench/restore.ts): `at.X` is when the
+   * worker reached step X counted from the call; the rest are MachineRunner.restore's phases.
+   */
+  readonly startTimings: Record<string, number> = {};
   private _agentListening: boolean;
   private _state: MachineState;
   private readonly pending = new Map<number, { resolve(v: unknown): void; reject(e: unknown): void }>();
@@ -264,11 +268,8 @@ export class Machine extends EventEmitter<MachineEvents> {
   static async restore(path: string, opts: RestoreOptions = {}): Promise<Machine> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
-    // The file is read here while the worker loads its modules, then handed over (transferred).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel() }, async (worker) => {
-      const bytes = await readSnapshotBytes(abs);
-      worker.postMessage({ op: 'file', bytes } satisfies Command, [bytes.buffer as ArrayBuffer]);
-    });
+    // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel() });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -291,18 +292,18 @@ export class Machine extends EventEmitter<MachineEvents> {
     }
   }
 
-  private static spawn(init: WorkerInit, feed?: (worker: Worker) => Promise<void>): Promise<Machine> {
+  private static spawn(init: WorkerInit): Promise<Machine> {
+    const t0 = performance.timeOrigin + performance.now();
     const worker = takeWorker(init);
     return new Promise((resolve, reject) => {
-      feed?.(worker).catch((err: unknown) => {
-        cleanup();
-        void worker.terminate();
-        reject(err);
-      });
       const onMessage = (m: WorkerMessage) => {
         if (m.t === 'ready') {
           cleanup();
-          resolve(new Machine(worker, m.config, m.state, init.stats, m.agentListening));
+          const vm = new Machine(worker, m.config, m.state, init.stats, m.agentListening);
+          // Worker marks relative to the call (negative: a prewarmed worker got there before it).
+          for (const [k, v] of Object.entries(m.marks)) vm.startTimings[`at.${k}`] = v - t0;
+          for (const [k, v] of Object.entries(m.timings)) vm.startTimings[k] = v;
+          resolve(vm);
         } else if (m.t === 'init-error') {
           cleanup();
           reject(fromWire(m.error));

@@ -23,9 +23,7 @@ export type Command =
   /** Host → guest bytes on the data port. */
   | { op: 'channel'; bytes: Uint8Array }
   /** A prewarmed worker's machine. */
-  | { op: 'init'; init: WorkerInit }
-  /** Restore: the snapshot file, read by the caller's thread while the worker starts. */
-  | { op: 'file'; bytes: Uint8Array };
+  | { op: 'init'; init: WorkerInit };
 
 export interface WireError {
   code: VisorErrorCode;
@@ -33,7 +31,11 @@ export interface WireError {
 }
 
 export type WorkerMessage =
-  | { t: 'ready'; state: MachineState; config: ResolvedConfig; agentListening: boolean }
+  /**
+   * marks: absolute times (ms since the epoch) of the worker's steps (entry, modules, init,
+   * read, loaded, ready); timings: the restore's phases in ms (MachineRunner.restore).
+   */
+  | { t: 'ready'; state: MachineState; config: ResolvedConfig; agentListening: boolean; marks: Record<string, number>; timings: Record<string, number> }
   | { t: 'init-error'; error: WireError }
   | { t: 'reply'; id: number; ok: true; value?: unknown }
   | { t: 'reply'; id: number; ok: false; error: WireError }

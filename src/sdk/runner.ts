@@ -29,7 +29,10 @@ import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/v
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
 import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
-import { defaultAccel, hasVirtioConsole, type Accel, type ResolvedConfig } from './config.js';
+// Not from config.ts: that loads zod, which the worker does not need (console-kind.ts).
+import type { Accel, ResolvedConfig } from './config.js';
+import { defaultAccel } from '../host/accel.js';
+import { hasVirtioConsole } from './console-kind.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
@@ -198,6 +201,11 @@ export interface RunnerOptions {
   timings?: Record<string, number>;
   /** restore(): the tier to run on (default: defaultAccel()). */
   accel?: Accel;
+  /**
+   * restore(): guest RAM being filled already (startRamLoad, begun by the worker while it
+   * loads the rest of visor). Used when its size is the snapshot machine's; else RAM is loaded here.
+   */
+  preloadedRam?: Promise<Uint8Array>;
 }
 
 export class MachineRunner {
@@ -286,10 +294,13 @@ export class MachineRunner {
     // Snapshots from before the tier was configurable carry no accel; it is chosen here anyway.
     const r = new MachineRunner({ ...meta.config, accel: opts.accel ?? defaultAccel() }, events, opts);
     try {
+      let ram = opts.preloadedRam ? await opts.preloadedRam : undefined;
+      if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
+      lap('ram-wait');
       await r.openDevices();
-      await r.buildBoard({ boot: false });
+      await r.buildBoard({ boot: false, ram });
       lap('board');
-      await snap.loadRam(r.vm.bus.ram);
+      if (ram === undefined) await snap.loadRam(r.vm.bus.ram);
       lap('ram');
       try {
         r.vm.restoreState(state.board);
@@ -353,12 +364,13 @@ export class MachineRunner {
   }
 
   /** (Re)builds the board; devices keep their host side across reboots. */
-  private async buildBoard(o: { boot: boolean }): Promise<void> {
+  private async buildBoard(o: { boot: boolean; ram?: Uint8Array | undefined }): Promise<void> {
     const cfg = this.cfg;
     let clock: MachineClock;
     if (cfg.deterministic) clock = new InstructionClock();
     else clock = new PacedClock(); // host time, paced by progress (see PacedClock)
     const vcfg: VirtConfig = {
+      ...(o.ram ? { ram: o.ram } : {}),
       kernel: new Uint8Array(0),
       kernelName: cfg.kernel,
       append: cfg.append,

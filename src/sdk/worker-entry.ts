@@ -2,11 +2,23 @@
  * A machine's worker thread: owns one MachineRunner, obeys Commands, reports WorkerMessages.
  * One machine per worker, so a machine that crashes or hogs its thread never stalls another.
  */
+import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { parseSnapshot } from '../host/snapshot-file.js';
+import { parseSnapshot, readSnapshotBytes, startRamLoad } from '../host/snapshot-file.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
-import { MachineRunner, STAT, type RunnerEvents } from './runner.js';
+import type { RunnerEvents } from './runner.js';
+
+/**
+ * The runner (the board, devices, CPU and JIT: most of visor's modules) loads while a restore
+ * reads the file and inflates RAM: loading it is compile work on this thread, inflating runs
+ * on the libuv pool, so the two overlap. A prewarmed worker starts loading it at once.
+ */
+const runnerModule = import('./runner.js');
+/** Absolute times (ms since the epoch) of the restore's steps, reported in 'ready'. */
+const now = () => performance.timeOrigin + performance.now();
+const marks: Record<string, number> = { entry: now() };
+void runnerModule.then(() => (marks.modules = now()));
 
 const port = parentPort!;
 const post = (m: WorkerMessage, transfer?: ArrayBuffer[]) => port.postMessage(m, transfer);
@@ -56,12 +68,23 @@ function receive<Op extends Command['op']>(op: Op): Promise<Extract<Command, { o
 async function main(): Promise<void> {
   // A worker may be started ahead of need (Machine.prewarm): its machine comes with 'init'.
   const init: WorkerInit = (workerData as WorkerInit | null) ?? (await receive('init')).init;
-  const stats = new Float64Array(init.stats, 0, STAT.size);
-  let runner: MachineRunner;
+  marks.init = now();
+  let runner: Awaited<ReturnType<(typeof import('./runner.js'))['MachineRunner']['create']>>;
+  const timings: Record<string, number> = {};
   try {
-    runner = init.mode === 'create'
-      ? await MachineRunner.create(init.config, events, { stats })
-      : await MachineRunner.restore(parseSnapshot((await receive('file')).bytes), events, { stats, accel: init.accel });
+    if (init.mode === 'create') {
+      const { MachineRunner, STAT } = await runnerModule;
+      runner = await MachineRunner.create(init.config, events, { stats: new Float64Array(init.stats, 0, STAT.size) });
+    } else {
+      // The worker reads the file itself: nothing to copy or transfer between threads.
+      const snap = parseSnapshot(await readSnapshotBytes(init.path));
+      marks.read = now();
+      const preloadedRam = startRamLoad(snap);
+      const { MachineRunner, STAT } = await runnerModule;
+      marks.loaded = now();
+      const stats = new Float64Array(init.stats, 0, STAT.size);
+      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}) });
+    }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
     port.close();
@@ -76,7 +99,7 @@ async function main(): Promise<void> {
       runner.channelInput(c.bytes);
       return;
     }
-    if (c.op === 'file' || c.op === 'init') return;
+    if (c.op === 'init') return;
     const run = async (): Promise<unknown> => {
       switch (c.op) {
         case 'start': return runner.start();
@@ -95,7 +118,8 @@ async function main(): Promise<void> {
     );
   };
   for (const c of early.splice(0)) handle(c);
-  post({ t: 'ready', state: runner.currentState, config: runner.config, agentListening: runner.agentListening });
+  marks.ready = now();
+  post({ t: 'ready', state: runner.currentState, config: runner.config, agentListening: runner.agentListening, marks, timings });
 }
 
 void main();
