@@ -4,7 +4,7 @@
  * installed, QEMU TCG on the same kernel and initramfs in the same run, with the ratio.
  *
  *   npm run bench:boot -- [--opensbi] [--jit | --interp] [--threshold N] [--stats] [--init-only]
- *                          [--no-qemu] [--memory MiB]
+ *                          [--cmd 'shell command'] [--no-qemu] [--memory MiB]
  *   (--jit / --interp pick the CPU tier, else VISOR_ACCEL, else the hart's default;
  *    --stats prints the hart's and the JIT's counters at /init and at the end;
  *    --init-only stops visor at /init)
@@ -36,6 +36,8 @@ const thrIdx = args.indexOf('--threshold');
 const jitThreshold = thrIdx >= 0 ? Number(args[thrIdx + 1]) : undefined;
 const showStats = args.includes('--stats');
 const initOnly = args.includes('--init-only');
+const cmdIdx = args.indexOf('--cmd');
+const guestArgv = cmdIdx >= 0 ? ['sh', '-c', args[cmdIdx + 1]!] : ['true'];
 const memIdx = args.indexOf('--memory');
 const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
 
@@ -119,10 +121,10 @@ function bootQemu(kernel: string, initrd: string, append: string, bios: string):
 }
 
 const img = await ensureImage('debian');
-const append = `${img.append} ${encodeCommand(['true'])}`;
+const append = `${img.append} ${encodeCommand(guestArgv)}`;
 const fw = img.firmwareDynamic ?? img.firmware;
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, Node ${process.version}`);
-console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, command 'true' then poweroff`);
+console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, command ${JSON.stringify(guestArgv.at(-1))} then poweroff`);
 
 const visorBios = useOpensbi ? fw! : 'builtin';
 const v = await bootVisor(img.kernel, img.initrd, append, visorBios);

@@ -46,7 +46,7 @@ import {
   SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO,
 } from './guest-ram.js';
 import { Jit, type JitStats } from '../jit/jit.js';
-import { EXIT_CHAIN, EXIT_STEP } from '../jit/compiler.js';
+import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED } from '../jit/compiler.js';
 
 export interface HartOptions {
   hartId?: number;
@@ -965,7 +965,8 @@ export class Hart {
             budget = this.limit;
             const jit = this.jit;
             if (jit !== null) {
-              n += jit.enter(pc, this.limit - n, this.dBase, this.xBase, (this.mstatus & MSTATUS_FS) === MSTATUS_FS ? 1 : 0);
+              const fs = this.mstatus & MSTATUS_FS;
+              n += jit.enter(pc, this.limit - n, this.dBase, this.xBase, fs === MSTATUS_FS ? FP_DIRTY | FP_ENABLED : fs !== 0 ? FP_ENABLED : 0);
               pc = jit.exitPc;
               const reason = jit.exitReason;
               // CHAIN: look again at once; STEP: interpret exactly the exiting instruction;

@@ -43,11 +43,15 @@ export const EXIT_NOCODE = 4; // (dispatcher) no compiled code for the exit pc's
 
 /**
  * A page's code, entered at page offset `entryOff` of the page mapped at (pcLo, pcHi) with
- * `room` instructions allowed, data TLB set `dBase`, and `fpOk` 1 when mstatus.FS is Dirty (so
- * F/D instructions change nothing but f state and fflags). Returns the instructions executed;
+ * `room` instructions allowed, data TLB set `dBase`, and `fpOk` the FP_* bits of mstatus.FS (an
+ * F/D instruction that would change FS exits to the interpreter). Returns the instructions executed;
  * the exit record (SLOT_EXIT: pc as an i64, reason as an i32) says where and why it stopped.
  */
 export type PageFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number, fpOk: number) => number;
+/** fpOk bits: FS is Dirty (F/D computation and loads change nothing but f state and fflags). */
+export const FP_DIRTY = 1;
+/** fpOk bits: FS is not Off (F/D stores, which leave FS as it is, are allowed; Priv §3.1.6.6). */
+export const FP_ENABLED = 2;
 /** The wasm parameter types of a PageFn. */
 export const PAGE_FN_PARAMS = [I32, I32, I32, I32, I32, I32] as const;
 
@@ -334,8 +338,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Step) { exitAt(i.off, idx, len, EXIT_STEP); ended = true; break; }
       if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
       if (k === Kind.Fp) {
-        // FS must be Dirty (fpOk) so that the instruction changes nothing outside the FPU.
-        f.get(P_FPOK).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        // FS must be Dirty so that the instruction changes nothing outside the FPU.
+        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
         // Integer sources are in memory already (write-through); an integer result is there after.
         f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
@@ -377,8 +381,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       }
       if (k === Kind.Mem || k === Kind.FpMem) {
         const fpMem = k === Kind.FpMem;
-        if (fpMem) { f.get(P_FPOK).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0; }
         const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD || i.op === Op.FSW || i.op === Op.FSD;
+        // An F/D load writes an f register (FS must be Dirty); a store only needs FS on.
+        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0; }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).

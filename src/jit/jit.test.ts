@@ -129,6 +129,29 @@ describe('jit', () => {
     expect(jit.hart.getX(10)).toBe(500n * 0x60n);
   });
 
+  it('runs F/D stores inline while FS is Clean, and leaves FS Clean (Priv §3.1.6.6)', () => {
+    const a = new Asm(RAM_BASE);
+    // FS = Dirty to set f1, then Clean (3 -> 2): stores must not dirty it; the loads at the
+    // end (FS Clean: they dirty it) go through the interpreter.
+    a.li(t0, 3 << 13).emit(I.csrs(I.CSR.mstatus, t0));
+    a.li(t1, 0x1234_5678_9abc_def0n).emit(I.fmv_d_x(1, t1));
+    a.li(t0, 1 << 13).emit(I.csrc(I.CSR.mstatus, t0));
+    a.li(t0, 0).li(t3, 2000).li(a2, RAM_BASE + 0x8000);
+    a.label('l').emit(I.andi(a0, t0, 0x3f8), I.add(a0, a0, a2), I.fsd(1, a0, 0), I.fsw(1, a0, 4), I.addi(t0, t0, 8)).bne(t0, t3, 'l');
+    a.emit(I.csrr(a1, I.CSR.mstatus));
+    a.emit(I.fld(2, a2, 8));
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const jit = machine(code, { accel: 'jit', jitThreshold: 4 });
+    interp.run(); jit.run();
+    expect(interp.finished && jit.finished).toBe(true);
+    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    expect((jit.hart.getX(11) >> 13n) & 3n).toBe(2n); // Clean after the stores
+    expect(jit.hart.getF(2)).toBe(interp.hart.getF(2));
+    expect(Buffer.compare(jit.ram.subarray(0x8000, 0x8400), interp.ram.subarray(0x8000, 0x8400))).toBe(0);
+    expect(jit.hart.jitStats!.stepExits).toBeLessThan(100); // the 500 stores of each kind ran inline
+  });
+
   it('keeps the number of live modules bounded', () => {
     const a = new Asm(RAM_BASE);
     // Code on four pages, each looping a little and jumping to the next.
