@@ -80,7 +80,13 @@ const PANIC_GRACE_MS = 500;
 
 /** The hart, adapted to the board's view of it. */
 export function createHart(...args: Parameters<VirtConfig['createHart']>): BoardHart {
-  return new Hart(args[0], args[1]) as unknown as BoardHart;
+  return withJitTuning(new Hart(args[0], args[1]));
+}
+
+/** Tunes V8 for the JIT (v8-tuning.ts) when the hart runs one; before any page compiles. */
+function withJitTuning(h: Hart): BoardHart {
+  if (h.jit !== null) tuneV8ForJit();
+  return h as unknown as BoardHart;
 }
 
 async function readInput(path: string): Promise<Uint8Array> {
@@ -96,7 +102,6 @@ async function readInput(path: string): Promise<Uint8Array> {
  * code, a kernel panic, or the user quitting. Reboots restart the machine from the same files.
  */
 export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
-  tuneV8ForJit();
   const kernel = await readInput(o.kernel);
   const initrd = o.initrd ? await readInput(o.initrd) : undefined;
   const bios = o.bios === 'builtin' ? 'builtin' : await readInput(o.bios);
@@ -140,9 +145,9 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
       const clock = new PacedClock();
       const cfg: VirtConfig = {
         kernel, kernelName: o.kernel, append: o.append, bios, clock,
-        createHart: (m, opts) => new Hart(m, {
+        createHart: (m, opts) => withJitTuning(new Hart(m, {
           ...opts, accel: o.accel ?? defaultAccel(), ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
-        }) as unknown as BoardHart,
+        })),
       };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;
