@@ -12,10 +12,14 @@ import { promisify } from 'node:util';
 import { crc32 as zlibCrc32, deflateSync, inflate, inflateSync } from 'node:zlib';
 import { VisorError } from '../base/errors.js';
 import {
-  decodeSnapshot, encodeSnapshot, jsonSection, parseJsonSection, requireSection, type DecodedSnapshot,
+  decodeSnapshot, decodeSnapshotTable, encodeSnapshot, HEADER_SIZE, jsonSection, parseJsonSection, requireSection,
+  sectionChecksumError, tableBytes, type DecodedSnapshot,
 } from '../machine/snapshot/format.js';
 import { allocateGuestRam } from '../cpu/guest-ram.js';
-import { decodeRamAsync, encodeRam, type RamCodec, type RamEncodeStats } from '../machine/snapshot/ram.js';
+import {
+  decodeRamAsync, encodeRam, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
+  type RamCodec, type RamEncodeStats,
+} from '../machine/snapshot/ram.js';
 import { QCOW_MAGIC } from '../storage/qcow2/format.js';
 import { mapFsError } from './file-handle.js';
 
@@ -167,9 +171,134 @@ export interface ReadSnapshot {
   loadRam(ram: Uint8Array): Promise<void>;
 }
 
-/** Reads and verifies a snapshot file (checksums, structure); RAM is decoded on demand. */
+/**
+ * Reads and verifies a snapshot file (checksums, structure); RAM is decoded on demand. RAM
+ * stored uncompressed is not read here: loadRam reads it from the file straight to its place
+ * in guest RAM (one readv per chunk) and checks the section's CRC-32 over it there, so a
+ * restore neither holds the file in memory nor copies it. A compressed section is read whole.
+ */
 export async function readSnapshotFile(path: string): Promise<ReadSnapshot> {
-  return parseSnapshot(await readSnapshotBytes(path));
+  let fh;
+  try {
+    const st = await stat(path);
+    if (!st.isFile()) throw new VisorError('InvalidArgument', `${path} is not a file`);
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw err instanceof VisorError ? err : mapFsError(err, path);
+  }
+  try {
+    const size = (await fh.stat()).size;
+    const at = async (offset: number, length: number): Promise<Uint8Array> => {
+      const b = new Uint8Array(Math.max(0, Math.min(length, size - offset)));
+      let off = 0;
+      while (off < b.length) {
+        const { bytesRead } = await fh.read(b, off, b.length - off, offset + off);
+        if (bytesRead === 0) break;
+        off += bytesRead;
+      }
+      return off < b.length ? b.subarray(0, off) : b;
+    };
+    const header = await at(0, HEADER_SIZE);
+    const head = header.length < HEADER_SIZE ? header : await at(0, tableBytes(header));
+    const { version, entries } = decodeSnapshotTable(head, size, crc32);
+    const sections = new Map<string, Uint8Array>();
+    let ramEntry: (typeof entries)[number] | undefined;
+    let ramLoad: ((dest: Uint8Array) => Promise<void>) | undefined;
+    for (const e of entries) {
+      if (e.name === 'ram') {
+        const fixed = await at(e.offset, Math.min(RAM_FIXED_BYTES, e.length));
+        const codecId = fixed.length >= RAM_FIXED_BYTES ? new DataView(fixed.buffer).getUint32(12, true) : -1;
+        if (codecId === STORED_CODEC.id) {
+          const prefix = await at(e.offset, ramPrefixBytes(fixed, e.length));
+          ramEntry = e;
+          ramLoad = (dest) => loadStoredRam(path, size, e, prefix, dest);
+          continue;
+        }
+      }
+      const data = await at(e.offset, e.length);
+      if (crc32(data) !== e.crc) throw sectionChecksumError(e.name);
+      sections.set(e.name, data);
+    }
+    const snap: DecodedSnapshot = { version, sections, checksums: new Map() };
+    const meta = parseJsonSection(snap, 'meta');
+    const machine = parseJsonSection(snap, 'machine');
+    if (ramEntry && ramLoad) return { meta, machine, loadRam: ramLoad };
+    const ram = requireSection(snap, 'ram');
+    return { meta, machine, loadRam: (dest) => decodeRamAsync(ram, dest, RAM_CODECS) };
+  } finally {
+    await fh.close();
+  }
+}
+
+/**
+ * Fills fresh guest RAM from an uncompressed RAM section in the file at `path`: each chunk's
+ * pages straight from the file to their places, then the section's CRC-32 over the prefix and
+ * the placed pages in file order. The file is opened again (no handle is held between reading
+ * the table and loading RAM); should it have changed meanwhile, the checksum says so.
+ */
+async function loadStoredRam(path: string, size: number, e: { name: string; offset: number; length: number; crc: number }, prefix: Uint8Array, dest: Uint8Array): Promise<void> {
+  let fh;
+  try {
+    fh = await open(path, 'r');
+  } catch (err) {
+    throw mapFsError(err, path);
+  }
+  try {
+    let layout;
+    try {
+      layout = parseRamLayout(prefix, e.length, dest.length, RAM_CODECS);
+    } catch (err) {
+      // The checksum is only known once all pages are read: before blaming the machine's size
+      // or the codec, make sure the section is intact (a damaged file says so, as it would
+      // had the whole file been checked first).
+      let crc = 0;
+      for (let off = 0; off < e.length; off += 1 << 20) {
+        const b = new Uint8Array(Math.min(1 << 20, e.length - off));
+        const { bytesRead } = await fh.read(b, 0, b.length, e.offset + off);
+        crc = crc32(b.subarray(0, bytesRead), crc);
+      }
+      if (crc !== e.crc) throw sectionChecksumError(e.name);
+      throw err;
+    }
+    if ((await fh.stat()).size !== size) throw new VisorError('IntegrityError', `snapshot ${path} changed while it was being restored`);
+    let crc = crc32(prefix);
+    let first = 0;
+    for (const [i, c] of layout.chunks.entries()) {
+      if (c.len !== c.pages * RAM_PAGE_SIZE) {
+        throw new VisorError('CorruptImage', `snapshot RAM section is damaged: stored chunk ${i} is ${c.len} bytes, expected ${c.pages * RAM_PAGE_SIZE}`);
+      }
+      // Runs of consecutive pages: one view of guest RAM each, filled by one readv.
+      const views: Uint8Array[] = [];
+      for (let k = 0; k < c.pages;) {
+        const page = layout.present[first + k]!;
+        let run = 1;
+        while (k + run < c.pages && layout.present[first + k + run] === page + run) run++;
+        views.push(dest.subarray(page * RAM_PAGE_SIZE, (page + run) * RAM_PAGE_SIZE));
+        k += run;
+      }
+      let done = 0;
+      while (done < c.len) {
+        // readv may stop short: resume from the first view not yet full.
+        let skip = done;
+        const rest: Uint8Array[] = [];
+        for (const v of views) {
+          if (skip >= v.length) skip -= v.length;
+          else {
+            rest.push(skip > 0 ? v.subarray(skip) : v);
+            skip = 0;
+          }
+        }
+        const { bytesRead } = await fh.readv(rest, e.offset + c.off + done);
+        if (bytesRead === 0) throw new VisorError('CorruptImage', `snapshot RAM section is damaged: truncated in chunk ${i}`);
+        done += bytesRead;
+      }
+      for (const v of views) crc = crc32(v, crc);
+      first += c.pages;
+    }
+    if (crc !== e.crc) throw sectionChecksumError(e.name);
+  } finally {
+    await fh.close();
+  }
 }
 
 /** A snapshot file's bytes (in a buffer of their own, so they can be transferred to a worker). */

@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { parseSnapshot, readSnapshotBytes, startRamLoad } from '../host/snapshot-file.js';
+import { readSnapshotFile, startRamLoad } from '../host/snapshot-file.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
 import type { RunnerEvents } from './runner.js';
@@ -77,7 +77,7 @@ async function main(): Promise<void> {
       runner = await MachineRunner.create(init.config, events, { stats: new Float64Array(init.stats, 0, STAT.size) });
     } else {
       // The worker reads the file itself: nothing to copy or transfer between threads.
-      const snap = parseSnapshot(await readSnapshotBytes(init.path));
+      const snap = await readSnapshotFile(init.path);
       marks.read = now();
       const preloadedRam = startRamLoad(snap);
       const { MachineRunner, STAT } = await runnerModule;

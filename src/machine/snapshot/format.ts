@@ -85,49 +85,80 @@ export interface DecodedSnapshot {
   checksums: Map<string, number>;
 }
 
-/** Parses and verifies a whole snapshot file. Sections are views into `file`, not copies. */
-export function decodeSnapshot(file: Uint8Array, opts: DecodeOptions = {}): DecodedSnapshot {
-  const crc32 = opts.crc32 ?? jsCrc32;
-  if (file.length < HEADER_SIZE) {
+/** A section table entry: where the payload lies in the file and the checksum it claims. */
+export interface SectionEntry {
+  name: string;
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+/**
+ * Parses and verifies the header and section table. `head` holds at least the file's first
+ * HEADER_SIZE bytes, and the whole table when the file has one (tableBytes says how much that
+ * is); `fileLength` is the whole file's. Entries are checked against the file's extent.
+ */
+export function decodeSnapshotTable(head: Uint8Array, fileLength: number, crc32: Crc32 = jsCrc32): { version: number; entries: SectionEntry[] } {
+  if (fileLength < HEADER_SIZE || head.length < HEADER_SIZE) {
     // As much of the magic as there is decides whether this is a short snapshot or something else.
-    if (file.length === 0 || hasMagic(file)) throw corrupt(`truncated (${file.length} bytes, the header alone is ${HEADER_SIZE})`);
+    if (fileLength === 0 || hasMagic(head)) throw corrupt(`truncated (${fileLength} bytes, the header alone is ${HEADER_SIZE})`);
     throw notSnapshot();
   }
-  if (!hasMagic(file)) throw notSnapshot();
-  const v = new DataView(file.buffer, file.byteOffset, file.byteLength);
+  if (!hasMagic(head)) throw notSnapshot();
+  const v = new DataView(head.buffer, head.byteOffset, head.byteLength);
   const version = v.getUint32(8, true);
   if (version !== SNAPSHOT_FORMAT_VERSION) {
     throw new VisorError('Unsupported', `snapshot format version ${version}: this visor reads version ${SNAPSHOT_FORMAT_VERSION}`);
   }
   const count = v.getUint32(12, true);
   if (count > MAX_SECTIONS) throw corrupt(`section count ${count}`);
-  const tableEnd = HEADER_SIZE + SECTION_ENTRY_SIZE * count;
-  if (file.length < tableEnd) throw corrupt('truncated inside the section table');
-  const head = file.slice(0, tableEnd);
-  new DataView(head.buffer).setUint32(16, 0, true);
-  if (crc32(head) !== v.getUint32(16, true)) {
+  const tableEnd = tableBytes(head);
+  if (fileLength < tableEnd || head.length < tableEnd) throw corrupt('truncated inside the section table');
+  const check = head.slice(0, tableEnd);
+  new DataView(check.buffer).setUint32(16, 0, true);
+  if (crc32(check) !== v.getUint32(16, true)) {
     throw new VisorError('IntegrityError', 'snapshot header checksum mismatch: the file is damaged');
   }
-  const sections = new Map<string, Uint8Array>();
-  const checksums = new Map<string, number>();
-  const deferred = new Set(opts.deferChecks ?? []);
+  const names = new Set<string>();
+  const entries: SectionEntry[] = [];
   for (let i = 0; i < count; i++) {
     const e = HEADER_SIZE + SECTION_ENTRY_SIZE * i;
     let name = '';
-    for (let k = 0; k < SECTION_NAME_MAX && file[e + k] !== 0; k++) name += String.fromCharCode(file[e + k]!);
-    if (!/^[a-z0-9_.-]{1,16}$/.test(name) || sections.has(name)) throw corrupt(`bad section name in entry ${i}`);
-    const off = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * TWO32;
-    const len = v.getUint32(e + 24, true) + v.getUint32(e + 28, true) * TWO32;
-    if (off < tableEnd || off + len > file.length) {
-      throw corrupt(`section '${name}' lies outside the file (truncated?): ${off}+${len} > ${file.length}`);
+    for (let k = 0; k < SECTION_NAME_MAX && head[e + k] !== 0; k++) name += String.fromCharCode(head[e + k]!);
+    if (!/^[a-z0-9_.-]{1,16}$/.test(name) || names.has(name)) throw corrupt(`bad section name in entry ${i}`);
+    names.add(name);
+    const offset = v.getUint32(e + 16, true) + v.getUint32(e + 20, true) * TWO32;
+    const length = v.getUint32(e + 24, true) + v.getUint32(e + 28, true) * TWO32;
+    if (offset < tableEnd || offset + length > fileLength) {
+      throw corrupt(`section '${name}' lies outside the file (truncated?): ${offset}+${length} > ${fileLength}`);
     }
-    const data = file.subarray(off, off + len);
-    const sum = v.getUint32(e + 32, true);
-    if (!deferred.has(name) && crc32(data) !== sum) {
-      throw new VisorError('IntegrityError', `snapshot section '${name}' checksum mismatch: the file is damaged`);
-    }
-    sections.set(name, data);
-    checksums.set(name, sum);
+    entries.push({ name, offset, length, crc: v.getUint32(e + 32, true) });
+  }
+  return { version, entries };
+}
+
+/** Bytes of header and section table, from the header's section count (bounded by MAX_SECTIONS). */
+export function tableBytes(header: Uint8Array): number {
+  const count = new DataView(header.buffer, header.byteOffset, header.byteLength).getUint32(12, true);
+  return HEADER_SIZE + SECTION_ENTRY_SIZE * Math.min(count, MAX_SECTIONS);
+}
+
+export function sectionChecksumError(name: string): VisorError {
+  return new VisorError('IntegrityError', `snapshot section '${name}' checksum mismatch: the file is damaged`);
+}
+
+/** Parses and verifies a whole snapshot file. Sections are views into `file`, not copies. */
+export function decodeSnapshot(file: Uint8Array, opts: DecodeOptions = {}): DecodedSnapshot {
+  const crc32 = opts.crc32 ?? jsCrc32;
+  const { version, entries } = decodeSnapshotTable(file, file.length, crc32);
+  const sections = new Map<string, Uint8Array>();
+  const checksums = new Map<string, number>();
+  const deferred = new Set(opts.deferChecks ?? []);
+  for (const e of entries) {
+    const data = file.subarray(e.offset, e.offset + e.length);
+    if (!deferred.has(e.name) && crc32(data) !== e.crc) throw sectionChecksumError(e.name);
+    sections.set(e.name, data);
+    checksums.set(e.name, e.crc);
   }
   return { version, sections, checksums };
 }

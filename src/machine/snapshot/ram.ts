@@ -111,7 +111,7 @@ export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeSta
   return out;
 }
 
-interface RamLayout {
+export interface RamLayout {
   codec: RamCodec;
   present: number[];
   /** Per chunk: present pages in it, payload offset and length in the section. */
@@ -120,14 +120,36 @@ interface RamLayout {
 
 /** Checks the whole section's structure against `ram` before a byte of RAM is written. */
 function parseRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCodec[]): RamLayout {
-  if (section.length < FIXED) throw corrupt('truncated header');
+  return parseRamLayout(section, section.length, ram.length, codecs);
+}
+
+/**
+ * How many bytes of the section's start parseRamLayout needs (fixed header, bitmap, chunk
+ * table), from its first RAM_FIXED_BYTES; bounded by `sectionLength` (a damaged header then
+ * fails the layout checks, not an allocation).
+ */
+export function ramPrefixBytes(fixed: Uint8Array, sectionLength: number): number {
+  if (fixed.length < FIXED) return Math.min(FIXED, sectionLength);
+  const v = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  const bitmapBytes = (Math.ceil(v.getUint32(8, true) / 8) + 3) & ~3;
+  return Math.min(sectionLength, FIXED + bitmapBytes + 8 * v.getUint32(16, true));
+}
+export const RAM_FIXED_BYTES = FIXED;
+
+/**
+ * The section's structure, checked against a RAM of `ramLength` bytes, from its first bytes
+ * (`prefix`: at least ramPrefixBytes of them) and its whole length: chunk offsets are relative
+ * to the section's start, so a reader can fetch payloads from a file straight to their place.
+ */
+export function parseRamLayout(section: Uint8Array, sectionLength: number, ramLength: number, codecs: readonly RamCodec[]): RamLayout {
+  if (section.length < FIXED || sectionLength < FIXED) throw corrupt('truncated header');
   const v = new DataView(section.buffer, section.byteOffset, section.byteLength);
   const version = v.getUint32(0, true);
   if (version !== RAM_SECTION_VERSION) throw new VisorError('Unsupported', `snapshot RAM section version ${version}: this visor reads ${RAM_SECTION_VERSION}`);
   if (v.getUint32(4, true) !== RAM_PAGE_SIZE) throw corrupt(`page size ${v.getUint32(4, true)}`);
   const pages = v.getUint32(8, true);
-  if (pages * RAM_PAGE_SIZE !== ram.length) {
-    throw new VisorError('InvalidConfig', `snapshot RAM is ${(pages * RAM_PAGE_SIZE) / 2 ** 20} MiB but the machine has ${ram.length / 2 ** 20} MiB`);
+  if (pages * RAM_PAGE_SIZE !== ramLength) {
+    throw new VisorError('InvalidConfig', `snapshot RAM is ${(pages * RAM_PAGE_SIZE) / 2 ** 20} MiB but the machine has ${ramLength / 2 ** 20} MiB`);
   }
   const codecId = v.getUint32(12, true);
   const codec = codecId === 0 ? STORED_CODEC : codecs.find((c) => c.id === codecId);
@@ -136,7 +158,7 @@ function parseRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCode
   const presentCount = v.getUint32(20, true);
   const bitmapBytes = (Math.ceil(pages / 8) + 3) & ~3;
   const tableEnd = FIXED + bitmapBytes + 8 * chunkCount;
-  if (presentCount > pages || chunkCount !== Math.ceil(presentCount / RAM_CHUNK_PAGES) || section.length < tableEnd) {
+  if (presentCount > pages || chunkCount !== Math.ceil(presentCount / RAM_CHUNK_PAGES) || section.length < tableEnd || sectionLength < tableEnd) {
     throw corrupt('inconsistent page or chunk counts');
   }
   const bitmap = section.subarray(FIXED, FIXED + bitmapBytes);
@@ -150,12 +172,12 @@ function parseRam(section: Uint8Array, ram: Uint8Array, codecs: readonly RamCode
     const n = v.getUint32(FIXED + bitmapBytes + 8 * i, true);
     const len = v.getUint32(FIXED + bitmapBytes + 8 * i + 4, true);
     const expect = Math.min(RAM_CHUNK_PAGES, presentCount - seen);
-    if (n !== expect || d + len > section.length) throw corrupt(`chunk ${i} (truncated?)`);
+    if (n !== expect || d + len > sectionLength) throw corrupt(`chunk ${i} (truncated?)`);
     chunks.push({ pages: n, off: d, len });
     seen += n;
     d += len;
   }
-  if (d !== section.length) throw corrupt('trailing bytes after the last chunk');
+  if (d !== sectionLength) throw corrupt('trailing bytes after the last chunk');
   return { codec, present, chunks };
 }
 

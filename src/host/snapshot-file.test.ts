@@ -1,0 +1,88 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { VisorError } from '../base/errors.js';
+import { STORED_CODEC } from '../machine/snapshot/ram.js';
+import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, writeSnapshotFile } from './snapshot-file.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'visor-snapfile-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+/** 3 MiB of RAM: runs of present pages, lone pages, a page with one non-zero byte, zero gaps. */
+function sampleRam(): Uint8Array {
+  const ram = new Uint8Array(3 << 20);
+  let seed = 12345;
+  const rnd = () => (seed = (seed * 1103515245 + 12345) >>> 0);
+  for (let p = 0; p < ram.length / 4096; p++) {
+    if (p % 7 === 3 || (p > 300 && p < 600)) for (let i = 0; i < 4096; i += 3) ram[p * 4096 + i] = rnd() & 0xff;
+  }
+  ram[700 * 4096 + 4095] = 1;
+  return ram;
+}
+
+async function outcome(path: string, size: number): Promise<string> {
+  try {
+    const snap = await readSnapshotFile(path);
+    const ram = new Uint8Array(size);
+    await snap.loadRam(ram);
+    return 'ok';
+  } catch (err) {
+    if (err instanceof VisorError) return err.code;
+    throw err; // anything else is a bug: damaged files must give a typed error
+  }
+}
+
+describe('snapshot files: RAM read from the file', () => {
+  for (const codec of [STORED_CODEC, DEFLATE_CODEC]) {
+    it(`round-trips sparse RAM (${codec.name}), read in place as the whole-file path reads it`, async () => {
+      const ram = sampleRam();
+      const path = join(dir, `rt-${codec.name}.snap`);
+      await writeSnapshotFile(path, { meta: { m: 1 }, machine: { s: [1, 2] }, ram }, codec);
+      const snap = await readSnapshotFile(path);
+      expect(snap.meta).toEqual({ m: 1 });
+      expect(snap.machine).toEqual({ s: [1, 2] });
+      const back = new Uint8Array(ram.length);
+      await snap.loadRam(back);
+      expect(Buffer.compare(back, ram)).toBe(0);
+      const whole = new Uint8Array(ram.length);
+      await parseSnapshot(new Uint8Array(readFileSync(path))).loadRam(whole);
+      expect(Buffer.compare(whole, ram)).toBe(0);
+      // The wrong RAM size is a config error, not a damaged file.
+      await expect((await readSnapshotFile(path)).loadRam(new Uint8Array(4 << 20))).rejects.toMatchObject({ code: 'InvalidConfig' });
+    });
+  }
+
+  it('rejects every damaged or truncated uncompressed file with a typed error', async () => {
+    const ram = sampleRam();
+    const path = join(dir, 'good.snap');
+    await writeSnapshotFile(path, { meta: { m: 1 }, machine: { s: 1 }, ram }, STORED_CODEC);
+    const good = readFileSync(path);
+    const bad = join(dir, 'bad.snap');
+    // Every header and table byte, and bytes all through the RAM section (prefix and pages).
+    const positions = [...Array.from({ length: 200 }, (_, i) => i), ...Array.from({ length: 300 }, (_, i) => Math.floor((good.length * (i + 0.5)) / 300))];
+    for (const at of positions) {
+      const b = Buffer.from(good);
+      b[at]! ^= 0x10;
+      writeFileSync(bad, b);
+      expect(await outcome(bad, ram.length), `byte ${at}`).toMatch(/^(IntegrityError|CorruptImage|BadImage|Unsupported)$/);
+    }
+    for (const len of [0, 10, 40, good.length - 4096, good.length - 1]) {
+      writeFileSync(bad, good.subarray(0, len));
+      expect(await outcome(bad, ram.length), `length ${len}`).toMatch(/^(CorruptImage|BadImage)$/);
+    }
+    writeFileSync(bad, good);
+    expect(await outcome(bad, ram.length)).toBe('ok');
+  });
+
+  it('notices a file that changed between reading the table and loading RAM', async () => {
+    const ram = sampleRam();
+    const path = join(dir, 'changing.snap');
+    await writeSnapshotFile(path, { meta: {}, machine: {}, ram }, STORED_CODEC);
+    const snap = await readSnapshotFile(path);
+    const b = readFileSync(path);
+    b[b.length - 100]! ^= 1;
+    writeFileSync(path, b);
+    await expect(snap.loadRam(new Uint8Array(ram.length))).rejects.toMatchObject({ code: 'IntegrityError' });
+  });
+});
