@@ -5,14 +5,16 @@
  * - the balloon from the config (`balloon: true`) inflated with `vm.balloon(MiB)`: the
  *   guest's MemAvailable drops and stats().balloon reports what it gave;
  * - a snapshot taken while the guest copies a disk region in 64 KiB steps and pings a host
- *   on the switch, restored in a fresh process: the guest finishes both, the copy is exact.
+ *   on the switch, restored in a fresh process: the guest finishes both, the copy is exact;
+ *   a vsock connection open at the snapshot (host → guest listener) is reset in the restored
+ *   guest (TRANSPORT_RESET): the listener's blocked read returns instead of hanging.
  *
  * Opt-in (VISOR_GUEST_TESTS=1): it boots Debian (on the default tier, VISOR_ACCEL picks one), minutes of CPU.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { createConnection, createServer, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -22,7 +24,7 @@ import { L2Switch } from '../../src/net/switch.js';
 import { Machine } from '../../src/sdk/index.js';
 import { guestImage } from './guest-vm.js';
 import { attachPingResponder } from './ping-responder.js';
-import { buildVsockClient } from './vsock-client.js';
+import { buildVsockClient, buildVsockServer } from './vsock-client.js';
 
 const enabled = process.env.VISOR_GUEST_TESTS === '1';
 if (!enabled) console.log('skipping the SDK virtio guest test: set VISOR_GUEST_TESTS=1 (boots Debian on the interpreter, minutes)');
@@ -30,6 +32,7 @@ if (!enabled) console.log('skipping the SDK virtio guest test: set VISOR_GUEST_T
 const ROOT = resolve(__dirname, '..', '..');
 const MiB = 1 << 20;
 const VSOCK_PORT = 5001;
+const VSOCK_GUEST_PORT = 5003;
 const VSOCK_MESSAGE = 'VSOCK_ECHO through the SDK\n';
 const BLOCKS = 48; // 64 KiB blocks copied from the first 4 MiB of vda to the second
 const PINGS = 30;
@@ -40,9 +43,14 @@ const SCRIPT = [
   'before=$(m MemAvailable); echo "MEM_BEFORE $before"; echo BALLOON_GO',
   'i=0; while [ $(m MemAvailable) -gt $((before - 32768)) ] && [ $i -lt 300 ]; do sleep 1; i=$((i+1)); done',
   'echo "MEM_AFTER $(m MemAvailable)"',
-  `ping -c ${PINGS} -i 0.3 -W 5 10.0.9.1 > /tmp/ping.txt 2>&1 &`,
+  '/mnt/vsock-server & srv=$!; echo VSOCK_LISTENING',
+  `ping -c ${PINGS} -i 0.3 -W 5 10.0.9.1 > /tmp/ping.txt 2>&1 & pinger=$!`,
   `i=0; while [ $i -lt ${BLOCKS} ]; do dd if=/dev/vda of=/dev/vda bs=65536 skip=$i seek=$((i + 64)) count=1 conv=fsync 2>/dev/null; echo "COPY $i"; i=$((i+1)); done`,
-  'wait',
+  'wait $pinger',
+  // The host's connection to the listener was open at the snapshot: after restore the guest
+  // must have dropped it (its read returns); give it 30 s rather than hang the test.
+  'i=0; while kill -0 $srv 2>/dev/null && [ $i -lt 30 ]; do sleep 1; i=$((i+1)); done',
+  'if kill -0 $srv 2>/dev/null; then echo VSOCK_SERVER_STUCK; kill $srv; else wait $srv; echo "VSOCK_SERVER_RC $?"; fi',
   'echo "PING_RX $(sed -n "s/.* \\([0-9]*\\) packets received.*/\\1/p" /tmp/ping.txt)"',
   `echo "COPY_MD5 $(dd if=/dev/vda bs=65536 skip=64 count=${BLOCKS} 2>/dev/null | md5sum | cut -d" " -f1)"`,
 ].join('\n');
@@ -62,6 +70,7 @@ describe.runIf(enabled)('virtio through the SDK in the Debian guest', () => {
       mkdirSync(tree);
       writeFileSync(join(tree, 'run.sh'), `${SCRIPT}\n`);
       writeFileSync(join(tree, 'vsock-client'), buildVsockClient({ port: VSOCK_PORT, message: VSOCK_MESSAGE }), { mode: 0o755 });
+      writeFileSync(join(tree, 'vsock-server'), buildVsockServer({ port: VSOCK_GUEST_PORT }), { mode: 0o755 });
       const vdbPath = join(dir, 'vdb.ext4');
       const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', tree, vdbPath, '4M']);
       expect(mk.status, mk.stderr.toString()).toBe(0);
@@ -99,15 +108,37 @@ describe.runIf(enabled)('virtio through the SDK in the Debian guest', () => {
       cleanup.push(() => (vm.state === 'stopped' ? undefined : vm.kill()));
       let out = '';
       let ballooned: Promise<{ actualMiB: number }> | undefined;
+      // Host → guest listener through the SDK's vsock socket, left open across the snapshot.
+      let hostConn: Promise<{ sock: Socket; echoed: string }> | undefined;
+      const connectToGuest = () => new Promise<{ sock: Socket; echoed: string }>((res, rej) => {
+        const c = createConnection(vsockPath);
+        let buf = '';
+        c.on('data', (d) => {
+          buf += d.toString();
+          if (/^OK \d+\n/.test(buf)) {
+            buf = buf.replace(/^OK \d+\n/, '');
+            c.write('held open\n');
+          }
+          if (buf === 'held open\n') res({ sock: c, echoed: buf });
+        });
+        c.on('error', () => {});
+        c.on('close', () => rej(new Error('the guest listener refused the host connection')));
+        c.write(`CONNECT ${VSOCK_GUEST_PORT}\n`);
+      });
       let snapshotAt: () => void = () => {};
       const atCopy = new Promise<void>((r) => (snapshotAt = r));
       vm.console.on('data', (d: Buffer) => {
         out += d.toString('latin1');
         if (!ballooned && out.includes('BALLOON_GO')) ballooned = vm.balloon(64);
+        // The listener starts just before this marker; the copy loop gives it time to listen.
+        if (!hostConn && /^COPY 2\r?$/m.test(out)) hostConn = connectToGuest();
         if (/^COPY 12\r?$/m.test(out)) snapshotAt();
       });
       await vm.start();
       await Promise.race([atCopy, vm.whenStopped().then(() => { throw new Error(`the guest stopped early:\n${out}`); })]);
+      const held = await hostConn;
+      expect(held?.echoed).toBe('held open\n');
+      held?.sock.on('close', () => {});
       await vm.pause();
       const snap = join(dir, 'busy.snap');
       await vm.snapshot(snap);
@@ -147,6 +178,11 @@ describe.runIf(enabled)('virtio through the SDK in the Debian guest', () => {
       const want = createHash('md5').update(data.subarray(0, BLOCKS * 65536)).digest('hex');
       expect(createHash('md5').update(disk.subarray(4 * MiB, 4 * MiB + BLOCKS * 65536)).digest('hex')).toBe(want);
       expect(line(after, 'COPY_MD5')).toBe(want);
+      // Linux reports the reset connection to the blocked reader (ECONNRESET, or EOF/ENOTCONN
+      // depending on the path): it ends, it does not hang.
+      expect(after).not.toContain('VSOCK_SERVER_STUCK');
+      expect(line(after, 'VSOCK_SERVER_RC')).toMatch(/^(0|104|107)$/);
+      console.log(`vsock listener after the restore's TRANSPORT_RESET: exit status ${line(after, 'VSOCK_SERVER_RC')}`);
       // A ping in flight at the snapshot may be lost with the old machine; the rest arrive.
       expect(Number(line(after, 'PING_RX'))).toBeGreaterThanOrEqual(PINGS - 2);
       expect(ping.echo).toBeGreaterThanOrEqual(PINGS - 2);
