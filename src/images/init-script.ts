@@ -194,6 +194,7 @@ hostname visor
 cmd=
 ip=
 con=
+on_hvc=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
@@ -226,6 +227,7 @@ case "$con" in
     done
     if [ -c "/dev/$con" ]; then
       exec </dev/$con >/dev/$con 2>&1
+      on_hvc=1
     else
       echo "visor-init: /dev/$con did not appear; staying on the serial console" >&2
     fi
@@ -270,7 +272,15 @@ if [ -n "$cmd" ]; then
   printf '\\n${EXIT_MARKER}=%d\\n' "$status"
 else
   echo "visor: interactive shell; 'poweroff' (or exit) stops the machine"
-  setsid cttyhack sh -l
+  # The shell needs its terminal as controlling tty (job control, Ctrl-C). On the serial
+  # console stdin is /dev/console, which cannot be one: cttyhack reopens the kernel's active
+  # console (ttyS0). On hvc0 cttyhack would do the same and leave hvc0, where the host's input
+  # goes, to nobody but its line discipline's echo: take stdin itself as the controlling tty.
+  if [ "$on_hvc" = 1 ]; then
+    setsid -c sh -l
+  else
+    setsid cttyhack sh -l
+  fi
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
 fi

@@ -159,7 +159,8 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
     // WRIT''TEN: the echo of the typed line must not match the marker.
     vm.console.write("mkdir -p /mnt && mount -t ext4 /dev/vda /mnt && echo visor-graceful > /mnt/proof && echo WRIT''TEN $(tty)\n");
     await waitFor(() => out.text().includes('WRITTEN'), TIMEOUT);
-    expect(out.text()).toContain('WRITTEN /dev/console');
+    // cttyhack gives the serial shell the kernel's active console as its terminal.
+    expect(out.text()).toContain('WRITTEN /dev/ttyS0');
     const t0 = Date.now();
     const r = await vm.stop({ timeoutMs: 300_000 });
     console.log(`graceful stop took ${Date.now() - t0} ms`);
@@ -169,6 +170,28 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
     expect(header).toMatch(/Filesystem state:\s+clean/);
     expect(header).not.toMatch(/needs_recovery/);
     expect(spawnSync('debugfs', ['-R', 'cat /proof', disk]).stdout.toString()).toBe('visor-graceful\n');
+  });
+
+  it("console: 'virtio' runs the shell on hvc0: a typed command runs and prints, with job control", { timeout: TIMEOUT }, async () => {
+    const vm = await Machine.create({
+      kernel: image!.kernel, initrd: image!.initrd!, append: image!.append, memoryMiB: 256, console: 'virtio',
+    });
+    const out = collect(vm);
+    try {
+      await vm.start();
+      await waitFor(() => /built-in shell[^]*# /.test(out.text()), TIMEOUT);
+      // The input goes to hvc0. Before visor's init gave the shell hvc0 as its controlling tty,
+      // cttyhack moved the shell to ttyS0: hvc0's line discipline echoed this line and nothing
+      // ran it. HV''C: the echo must not match.
+      vm.console.write("echo HV''C $(tty) $((6 * 7)); sleep 30 & jobs\n");
+      await waitFor(() => /\[1\]\+\s+Running/.test(out.text()), 120_000).catch(() => {});
+      expect(out.text()).toContain('HVC /dev/hvc0 42');
+      // A controlling tty: ash keeps job control on.
+      expect(out.text()).toMatch(/\[1\]\+\s+Running\s+sleep 30/);
+      expect(out.text()).not.toContain('job control turned off');
+    } finally {
+      await vm.kill();
+    }
   });
 
   it('refuses to restore after the disk changed', { timeout: TIMEOUT }, async () => {
