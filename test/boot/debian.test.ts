@@ -7,6 +7,7 @@
  * under XDG_CACHE_HOME). Without network or mirror outside CI they skip with the reason; in
  * CI they fail.
  */
+import { spawn } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { runVm, type RunVmResult } from '../../src/host/run-vm.js';
 import { encodeCommand, ensureImage, type GuestImage } from '../../src/images/index.js';
@@ -161,5 +162,27 @@ describe('Debian riscv64 boot', () => {
     expect(r.out).toContain('OpenSBI v');
     expect(r.out).toMatch(/Domain0 Next Address\s*: 0x0*80200000/);
     checkBoot(r);
+  }, BOOT_TIMEOUT);
+
+  // The user's path end to end: `visor run` (CLI → SDK worker) with commands piped into the
+  // guest's interactive shell from the very start (input that arrives during the kernel's boot
+  // must survive the UART's FIFO clear and reach the shell).
+  it('visor run: commands piped to the guest shell run, and poweroff ends it with status 0', async (ctx) => {
+    const img = await getImage();
+    if (!img) {
+      console.warn(`skipping: ${skipReason}`);
+      ctx.skip();
+      return;
+    }
+    const root = new URL('../..', import.meta.url).pathname;
+    const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
+      `import('./src/cli/main.ts').then((m) => m.main(['run']))`], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    p.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
+    p.stdin.end('echo piped-$((6*7))\npoweroff -f\n');
+    const code = await new Promise<number | null>((resolve) => p.on('close', resolve));
+    expect(out.replace(/\r/g, ''), out.slice(-2000)).toMatch(/^piped-42$/m);
+    expect(code).toBe(0);
   }, BOOT_TIMEOUT);
 });

@@ -140,7 +140,13 @@ export function registerRunCommand(program: Command): void {
       // visor's images start the guest agent (graceful stop on SIGTERM); a kernel of your own may not.
       config.agent = flags.kernel === undefined || flags.console === 'hvc';
       const vm = await Machine.create(config);
-      const res = await runOnTerminal(vm, { snapshotPath: flags.snapshotFile, commandMode, maxReboots: 3 });
+      const res = await runOnTerminal(vm, {
+        snapshotPath: flags.snapshotFile,
+        commandMode,
+        maxReboots: 3,
+        // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
+        holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
+      });
       if (stats) printStats(vm.stats(), stats);
       // stdin may still hold the event loop; the run is over.
       process.exit(terminalExitCode(res, commandMode));

@@ -23,6 +23,12 @@ export interface TerminalOptions {
   /** A guest command was given: swallow the newline before VISOR_EXIT. */
   commandMode?: boolean;
   onInitStart?(): void;
+  /**
+   * Keep input until visor's init has started (VISOR_INIT_START). For piped input to an image
+   * guest: bytes sent during the kernel's boot would reach the UART before Linux opens the port,
+   * and its start-up clears the receive FIFO (a person types after the prompt; a pipe does not).
+   */
+  holdInputUntilInit?: boolean;
   /** Guest reboots to follow before giving up (default: no limit). */
   maxReboots?: number;
 }
@@ -32,8 +38,16 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   const term = new StdioConsole();
   let guestStatus: number | undefined;
   let ended: TerminalResult | undefined;
+  let held: Buffer[] | undefined = o.holdInputUntilInit ? [] : undefined;
   const filter = new ConsoleOutputFilter({
-    initStart: () => o.onInitStart?.(),
+    initStart: () => {
+      if (held) {
+        const early = held;
+        held = undefined;
+        for (const b of early) vm.console.write(b);
+      }
+      o.onInitStart?.();
+    },
     exitStatus: (s) => (guestStatus = s),
   }, o.commandMode ?? false);
   vm.console.on('data', (d: Buffer) => term.write(filter.feed(d)));
@@ -53,7 +67,7 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   };
   let saving = false;
   term.start({
-    input: (b) => vm.console.write(b),
+    input: (b) => (held ? held.push(Buffer.from(b)) : vm.console.write(b)),
     quit: () => stop({ kind: 'quit' }),
     snapshot: () => {
       if (saving) return;

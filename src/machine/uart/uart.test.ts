@@ -65,6 +65,16 @@ describe('Uart16550', () => {
     expect(n).toBe(100);
   });
 
+  it('clearing the receive FIFO drops only what is in it, not the host input still behind it', () => {
+    const { uart } = make();
+    uart.write(UART_FCR, 1, 0x01);
+    uart.receive(Uint8Array.from({ length: 40 }, (_, i) => i));
+    uart.write(UART_FCR, 1, 0x07); // enable, clear RCVR and XMIT: what Linux does when it opens the port
+    const got: number[] = [];
+    while (uart.read(UART_LSR, 1) & UART_LSR_DR) got.push(uart.read(UART_RBR, 1));
+    expect(got).toEqual(Array.from({ length: 24 }, (_, i) => i + 16));
+  });
+
   it('programs the divisor latch without disturbing data registers', () => {
     const { uart, out } = make();
     uart.write(UART_LCR, 1, 0x83);

@@ -215,7 +215,9 @@ export class Uart16550 implements MmioDevice {
         return;
       }
       case UART_FCR:
-        if (value & UART_FCR_CLEAR_RCVR) this.rx.length = 0;
+        // Clears the FIFO only: the host's backlog behind it is still "on the wire" and arrives
+        // after (Linux clears the FIFO when it opens the port; piped input must survive that).
+        if (value & UART_FCR_CLEAR_RCVR) this.rx.splice(0, this.fifoEnabled ? FIFO_SIZE : 1);
         this.fcr = value & 0xc1;
         this.update();
         return;
