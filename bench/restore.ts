@@ -3,15 +3,18 @@
  *
  * Boots the Debian image in a 512 MiB machine until its /init starts (or --boot-seconds pass),
  * snapshots it, then restores it several times and reports:
- *   - restore core: read + verify the file, decompress RAM, rebuild the board (in-process);
+ *   - restore core: read + verify the file, load RAM, rebuild the board (in-process);
  *   - Machine.restore(): the same plus a fresh worker thread, until the guest is running again
- *     (its instruction counter moves); and with a worker started ahead (Machine.prewarm()).
+ *     (its instruction counter moves: at least one run slice retired), with where the time
+ *     went (Machine.startTimings); and with a worker started ahead (Machine.prewarm()).
  *
  *   npx tsx bench/restore.ts [--memory MiB] [--boot-seconds S] [--snapshot FILE] [--rounds N]
  *
  * With --snapshot FILE an existing snapshot is reused (and written there when missing).
- * Under tsx the worker compiles TypeScript on start-up; `npm run build` first and run with
- * VISOR_BENCH_DIST=1 to time the built worker.
+ * Machines come from the built package (dist/: `npm run build` first), as a user's do;
+ * VISOR_BENCH_SRC=1 times the TypeScript sources under tsx instead. The snapshot is copied
+ * uncompressed (the default) and with zlib, and each copy is timed in-process, through
+ * Machine.restore() on a fresh worker (the default path) and on a prewarmed one.
  */
 import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -32,7 +35,9 @@ const rounds = Number(opt('--rounds', '5'));
 const snapPath = opt('--snapshot', join(tmpdir(), `visor-bench-restore-${memoryMiB}.snap`));
 
 type MachineModule = typeof import('../src/sdk/index.js');
-const sdk: MachineModule = process.env.VISOR_BENCH_DIST ? await import('../dist/sdk/index.js' as string) : await import('../src/sdk/index.js');
+// What a user gets is the built package: the bench runs dist/ (npm run build first);
+// VISOR_BENCH_SRC=1 runs the TypeScript under tsx (the worker then compiles it as it starts).
+const sdk: MachineModule = process.env.VISOR_BENCH_SRC ? await import('../src/sdk/index.js') : await import('../dist/sdk/index.js' as string);
 
 async function makeSnapshot(): Promise<void> {
   const img = await ensureImage('debian', { progress: false });
@@ -57,52 +62,68 @@ else console.log(`reusing ${snapPath} (${(statSync(snapPath).size / 2 ** 20).toF
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const noEvents = { output() {}, state() {}, guest() {}, error() {} };
+const fmt = (xs: number[]) => `median ${median(xs).toFixed(0)} ms of ${xs.length} [${xs.map((x) => x.toFixed(0)).join(', ')}]`;
+const cpuMs = (c: NodeJS.CpuUsage) => (c.user + c.system) / 1000;
 
-// The same machine state without RAM compression: a larger file, a faster restore.
-const storedPath = `${snapPath}.stored`;
-{
+// The same machine state both ways: uncompressed (the default) and zlib (compress: true).
+const variants: [string, string][] = [];
+for (const [label, compress] of [['uncompressed (default)', false], ['zlib', true]] as const) {
+  const path = `${snapPath}.${compress ? 'zlib' : 'stored'}`;
   const vm = await sdk.Machine.restore(snapPath, { start: false });
-  const s = await vm.snapshot(storedPath, { compress: false });
+  const s = await vm.snapshot(path, { compress });
   await vm.kill();
-  console.log(`uncompressed copy: ${(s.bytes / 2 ** 20).toFixed(1)} MiB, written in ${s.ms.toFixed(0)} ms`);
+  console.log(`${label} copy: ${(s.bytes / 2 ** 20).toFixed(1)} MiB, written in ${s.ms.toFixed(0)} ms`);
+  variants.push([label, path]);
 }
 
-for (const [label, path] of [['zlib', snapPath], ['uncompressed', storedPath]] as const) {
+/** Machine.restore() until the guest has run (its instruction counter moved): wall and this process's CPU ms. */
+async function restoreToRunning(path: string): Promise<{ ms: number; cpu: number; first: number; phases: Record<string, number> }> {
+  const c0 = process.cpuUsage();
+  const t0 = performance.now();
+  const vm = await sdk.Machine.restore(path);
+  const n0 = vm.stats().instructions;
+  while (vm.stats().instructions === n0 && vm.state === 'running') await new Promise((r) => setImmediate(r));
+  const ms = performance.now() - t0;
+  const cpu = cpuMs(process.cpuUsage(c0));
+  const first = vm.stats().instructions - n0;
+  const phases = { ...vm.startTimings, 'at.running': ms };
+  await vm.kill();
+  return { ms, cpu, first, phases };
+}
+
+function phaseSummary(all: Record<string, number>[]): string {
+  const keys = Object.keys(all[0]!);
+  return keys.map((k) => `${k} ${median(all.map((p) => p[k] ?? 0)).toFixed(0)}`).join(', ');
+}
+
+for (const [label, path] of variants) {
   const core: number[] = [];
+  const coreCpu: number[] = [];
   const phases = new Map<string, number[]>();
   for (let i = 0; i < rounds; i++) {
+    const c0 = process.cpuUsage();
     const t0 = performance.now();
     const snap = await readSnapshotFile(path);
-    const timings: Record<string, number> = { 'read+verify': performance.now() - t0 };
+    const timings: Record<string, number> = { read: performance.now() - t0 };
     const r = await MachineRunner.restore(snap, noEvents, { timings });
     core.push(performance.now() - t0);
+    coreCpu.push(cpuMs(process.cpuUsage(c0)));
     for (const [k, v] of Object.entries(timings)) phases.set(k, [...(phases.get(k) ?? []), v]);
     await r.kill();
   }
   const split = [...phases].map(([k, v]) => `${k} ${median(v).toFixed(0)}`).join(', ');
-  console.log(`${label}: restore core (read, verify, decompress RAM, rebuild board): median ${median(core).toFixed(0)} ms of ${rounds} [${core.map((x) => x.toFixed(0)).join(', ')}]; phases (median ms): ${split}`);
+  console.log(`${label}: restore core in-process (read, verify, RAM, board): ${fmt(core)}; CPU median ${median(coreCpu).toFixed(0)} ms; phases (median ms): ${split}`);
 
-  const full: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    const t0 = performance.now();
-    const vm = await sdk.Machine.restore(path);
-    const n0 = vm.stats().instructions;
-    while (vm.stats().instructions === n0 && vm.state === 'running') await new Promise((r) => setImmediate(r));
-    full.push(performance.now() - t0);
-    await vm.kill();
+  for (const warm of [false, true]) {
+    const res = [];
+    for (let i = 0; i < rounds; i++) {
+      if (warm) {
+        sdk.Machine.prewarm(1);
+        await new Promise((r) => setTimeout(r, 3000)); // let the worker load its modules
+      }
+      res.push(await restoreToRunning(path));
+    }
+    console.log(`${label}: Machine.restore() to running (${warm ? 'prewarmed' : 'fresh'} worker): ${fmt(res.map((r) => r.ms))}; CPU (all threads) median ${median(res.map((r) => r.cpu)).toFixed(0)} ms; target < 300 ms`);
+    console.log(`  where (median ms from the call; at.X = worker reached X): ${phaseSummary(res.map((r) => r.phases))}; first report ${median(res.map((r) => r.first))} instructions`);
   }
-  console.log(`${label}: Machine.restore() to running (fresh worker): median ${median(full).toFixed(0)} ms of ${rounds} [${full.map((x) => x.toFixed(0)).join(', ')}]; target < 300 ms`);
-
-  const warm: number[] = [];
-  for (let i = 0; i < rounds; i++) {
-    sdk.Machine.prewarm(1);
-    await new Promise((r) => setTimeout(r, 3000)); // let the worker load its modules
-    const t0 = performance.now();
-    const vm = await sdk.Machine.restore(path);
-    const n0 = vm.stats().instructions;
-    while (vm.stats().instructions === n0 && vm.state === 'running') await new Promise((r) => setImmediate(r));
-    warm.push(performance.now() - t0);
-    await vm.kill();
-  }
-  console.log(`${label}: Machine.restore() to running (prewarmed worker): median ${median(warm).toFixed(0)} ms of ${rounds} [${warm.map((x) => x.toFixed(0)).join(', ')}]; target < 300 ms`);
 }

@@ -261,13 +261,13 @@ async function loadStoredRam(path: string, size: number, e: { name: string; offs
       throw err;
     }
     if ((await fh.stat()).size !== size) throw new VisorError('IntegrityError', `snapshot ${path} changed while it was being restored`);
-    let crc = crc32(prefix);
+    // Per chunk, the runs of consecutive pages: one view of guest RAM each, filled by one readv.
+    const chunkViews: Uint8Array[][] = [];
     let first = 0;
     for (const [i, c] of layout.chunks.entries()) {
       if (c.len !== c.pages * RAM_PAGE_SIZE) {
         throw new VisorError('CorruptImage', `snapshot RAM section is damaged: stored chunk ${i} is ${c.len} bytes, expected ${c.pages * RAM_PAGE_SIZE}`);
       }
-      // Runs of consecutive pages: one view of guest RAM each, filled by one readv.
       const views: Uint8Array[] = [];
       for (let k = 0; k < c.pages;) {
         const page = layout.present[first + k]!;
@@ -276,25 +276,44 @@ async function loadStoredRam(path: string, size: number, e: { name: string; offs
         views.push(dest.subarray(page * RAM_PAGE_SIZE, (page + run) * RAM_PAGE_SIZE));
         k += run;
       }
-      let done = 0;
-      while (done < c.len) {
-        // readv may stop short: resume from the first view not yet full.
-        let skip = done;
-        const rest: Uint8Array[] = [];
-        for (const v of views) {
-          if (skip >= v.length) skip -= v.length;
-          else {
-            rest.push(skip > 0 ? v.subarray(skip) : v);
-            skip = 0;
-          }
-        }
-        const { bytesRead } = await fh.readv(rest, e.offset + c.off + done);
-        if (bytesRead === 0) throw new VisorError('CorruptImage', `snapshot RAM section is damaged: truncated in chunk ${i}`);
-        done += bytesRead;
-      }
-      for (const v of views) crc = crc32(v, crc);
+      chunkViews.push(views);
       first += c.pages;
     }
+    // Several chunks in flight: the copies (and first touches of guest RAM) run on the libuv
+    // pool's threads side by side. All reads end before the handle closes (allSettled).
+    let next = 0;
+    let failed = false;
+    const reader = async () => {
+      while (!failed && next < chunkViews.length) {
+        const i = next++;
+        const views = chunkViews[i]!;
+        const c = layout.chunks[i]!;
+        let done = 0;
+        while (done < c.len) {
+          // readv may stop short: resume from the first view not yet full.
+          let skip = done;
+          const rest: Uint8Array[] = [];
+          for (const v of views) {
+            if (skip >= v.length) skip -= v.length;
+            else {
+              rest.push(skip > 0 ? v.subarray(skip) : v);
+              skip = 0;
+            }
+          }
+          const { bytesRead } = await fh.readv(rest, e.offset + c.off + done);
+          if (bytesRead === 0) {
+            failed = true;
+            throw new VisorError('CorruptImage', `snapshot RAM section is damaged: truncated in chunk ${i}`);
+          }
+          done += bytesRead;
+        }
+      }
+    };
+    const results = await Promise.allSettled(Array.from({ length: 4 }, reader));
+    for (const r of results) if (r.status === 'rejected') throw r.reason;
+    // The section's checksum, in file order: its prefix, then each chunk's pages.
+    let crc = crc32(prefix);
+    for (const views of chunkViews) for (const v of views) crc = crc32(v, crc);
     if (crc !== e.crc) throw sectionChecksumError(e.name);
   } finally {
     await fh.close();

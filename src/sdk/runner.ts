@@ -825,7 +825,7 @@ export class MachineRunner {
         runner: { version: 1, executed: this.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
         board: this.vm.saveState(),
       };
-      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === false ? STORED_CODEC : DEFLATE_CODEC);
+      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
       return { bytes: w.bytes, ramPages: w.ram.pages, presentPages: w.ram.presentPages, ms: performance.now() - t0 };
     } finally {
       if (wasRunning && this.state === 'running') this.runLoop();
