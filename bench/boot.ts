@@ -18,12 +18,15 @@ import { cpus } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type { runVm as RunVm } from '../src/host/run-vm.js';
 import { encodeCommand, ensureImage, INIT_START_MARKER } from '../src/images/index.js';
+import { processCpuSeconds } from './guest-qemu.js';
 
 const { runVm } = (await import('../dist/host/run-vm.js' as string)) as unknown as { runVm: typeof RunVm };
 
 interface BootTimes {
   init: number;
   poweroff: number;
+  /** CPU seconds of the emulator process at /init (all threads). */
+  initCpu?: number;
   instructions?: number;
 }
 
@@ -65,6 +68,7 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   let init = NaN;
+  let initCpu = NaN;
   let hart: { stats: unknown; jitStats?: unknown; instructionsRetired: number } | undefined;
   const abort = new AbortController();
   const report = (when: string) => {
@@ -90,20 +94,23 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
     console: { write: () => {}, start: () => {}, dispose: () => {} },
     onInitStart: () => {
       init = (performance.now() - t0) / 1000;
+      const c = process.cpuUsage(c0);
+      initCpu = (c.user + c.system) / 1e6;
       report('/init');
       if (initOnly) abort.abort();
     },
   });
-  if (initOnly && res.kind === 'quit') return { init, poweroff: NaN, instructions: res.stats.instructions };
+  if (initOnly && res.kind === 'quit') return { init, initCpu, poweroff: NaN, instructions: res.stats.instructions };
   report('the end');
   if (res.kind !== 'poweroff') throw new Error(`visor boot ended with ${res.kind}`);
-  return { init, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
+  return { init, initCpu, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }
 
 function bootQemu(kernel: string, initrd: string, append: string, bios: string): Promise<BootTimes> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let init = NaN;
+    let initCpu = NaN;
     let buf = '';
     const q = spawn('qemu-system-riscv64', [
       '-M', 'virt', '-m', String(memoryMiB), '-smp', '1', '-nographic', '-no-reboot',
@@ -112,11 +119,14 @@ function bootQemu(kernel: string, initrd: string, append: string, bios: string):
     q.stdout.on('data', (d: Buffer) => {
       if (Number.isNaN(init)) {
         buf = (buf + d.toString('latin1')).slice(-256);
-        if (buf.includes(INIT_START_MARKER)) init = (performance.now() - t0) / 1000;
+        if (buf.includes(INIT_START_MARKER)) {
+          init = (performance.now() - t0) / 1000;
+          initCpu = processCpuSeconds(q.pid);
+        }
       }
     });
     q.on('error', reject);
-    q.on('exit', () => resolve({ init, poweroff: (performance.now() - t0) / 1000 }));
+    q.on('exit', () => resolve({ init, initCpu, poweroff: (performance.now() - t0) / 1000 }));
   });
 }
 
@@ -129,13 +139,13 @@ console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, comm
 const visorBios = useOpensbi ? fw! : 'builtin';
 const v = await bootVisor(img.kernel, img.initrd, append, visorBios);
 const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
-console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s, poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
+console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s (${v.initCpu?.toFixed(2)} CPU-s), poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
 
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
 if (haveQemu && fw) {
   const q = await bootQemu(img.kernel, img.initrd, append, fw);
-  console.log(`qemu TCG (OpenSBI fw_dynamic): /init ${q.init.toFixed(2)} s, poweroff ${q.poweroff.toFixed(2)} s`);
-  console.log(`ratio visor/qemu: /init ${(v.init / q.init).toFixed(1)}x, poweroff ${(v.poweroff / q.poweroff).toFixed(1)}x`);
+  console.log(`qemu TCG (OpenSBI fw_dynamic): /init ${q.init.toFixed(2)} s (${q.initCpu?.toFixed(2)} CPU-s), poweroff ${q.poweroff.toFixed(2)} s`);
+  console.log(`ratio visor/qemu: /init ${(v.init / q.init).toFixed(1)}x wall, ${(v.initCpu! / q.initCpu!).toFixed(1)}x CPU-s; poweroff ${(v.poweroff / q.poweroff).toFixed(1)}x wall`);
 } else {
   console.log('qemu: not measured (qemu-system-riscv64 not installed or --no-qemu)');
 }

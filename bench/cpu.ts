@@ -17,6 +17,9 @@ const argValue = (name: string): string | undefined => {
 };
 const accelArg = argValue('--accel');
 const accel = accelArg === 'interp' || accelArg === 'jit' ? accelArg : undefined; // default: the hart's
+// V8 as a machine running the JIT has it (src/host/v8-tuning.ts: Liftoff only, no OSR);
+// VISOR_WASM_TIERUP=1 keeps V8's defaults.
+if (accel === 'jit') ((await import('../dist/host/v8-tuning.js' as string)) as { tuneV8ForJit: () => void }).tuneV8ForJit();
 const jitThreshold = argValue('--jit-threshold') !== undefined ? Number(argValue('--jit-threshold')) : undefined;
 const RAM_BASE = 0x8000_0000;
 const { t0, t1, t2, t3, a0, a1, a2, a3 } = I;

@@ -8,9 +8,8 @@
  * Usage: npm run build && npx tsx bench/guest-cpu.ts [--mib N] [--loops N] [--accel jit|interp] [--no-qemu | --only-qemu]
  */
 import { cpus, loadavg } from 'node:os';
-import type { Hart as HartClass } from '../src/cpu/hart.js';
-import type { BoardHart } from '../src/machine/hart.js';
-import { guestImage, runGuest } from '../test/virtio/guest-vm.js';
+import type { runVm as RunVm } from '../src/host/run-vm.js';
+import { encodeCommand, findImage } from '../src/images/index.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
 
 const argv = process.argv.slice(2);
@@ -22,10 +21,10 @@ const MIB = Number(arg('mib', '32'));
 const LOOPS = Number(arg('loops', '100000'));
 const ACCEL = arg('accel', 'jit') as 'interp' | 'jit';
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
-// The built hart (tsc inlines its opcode enum; tsx does not) and the host's V8 tuning for the JIT.
-const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };
-const { tuneV8ForJit } = (await import('../dist/host/v8-tuning.js' as string)) as { tuneV8ForJit: () => void };
-if (ACCEL === 'jit') tuneV8ForJit();
+// runVm from the build, as bench/boot.ts: tsc inlines the hart's opcode enum (tsx does not),
+// and the hart must come from the same module instances as the board: the JIT needs RAM that
+// dist/cpu/guest-ram.js allocated (a hart from dist on a board from src runs interpreted).
+const { runVm } = (await import('../dist/host/run-vm.js' as string)) as { runVm: typeof RunVm };
 
 const SCRIPT = [
   't() { cut -d" " -f1 /proc/uptime; }',
@@ -52,7 +51,7 @@ function figures(out: string, m: MarkerClock): Figures {
 const show = (who: string, f: Figures) =>
   console.log(`${who}: sha256sum ${MIB} MiB ${f.sha.toFixed(2)} s wall (${f.shaCpu.toFixed(2)} CPU-s), shell loop x${LOOPS} ${f.loop.toFixed(2)} s wall (${f.loopCpu.toFixed(2)} CPU-s); guest clock: ${f.guestSha.toFixed(2)} s, ${f.guestLoop.toFixed(2)} s`);
 
-const img = await guestImage();
+const img = await findImage('debian');
 if (!img) {
   console.log('bench/guest-cpu: no debian image in the cache; run `visor image pull debian` first');
   process.exit(process.env.CI ? 1 : 0);
@@ -61,13 +60,19 @@ console.log(`bench/guest-cpu: ${cpus()[0]?.model ?? '?'} x${cpus().length}, node
 let v: Figures | undefined;
 if (!argv.includes('--only-qemu')) {
   const m = new MarkerClock(MARKERS, selfCpuSeconds);
-  const r = await runGuest(img, {
-    command: ['sh', '-c', SCRIPT],
-    timeoutMs: TIMEOUT_MS,
-    onOutput: (t) => m.feed(t),
-    createHart: (mem, opts) => new Hart(mem, { ...opts, accel: ACCEL }) as unknown as BoardHart,
-  });
-  v = figures(r.output, m);
+  let out = '';
+  let jitOn = false;
+  const abort = new AbortController();
+  const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
+  const res = await runVm({
+    accel: ACCEL, kernel: img.kernel, initrd: img.initrd, append: `${img.append} ${encodeCommand(['sh', '-c', SCRIPT])}`,
+    bios: 'builtin', commandMode: true, signal: abort.signal,
+    onMachine: (vm) => { jitOn = (vm.hart as unknown as { jit: unknown }).jit != null; },
+    console: { write: (b) => { const t = Buffer.from(b).toString('latin1'); out += t; m.feed(t); }, start: () => {}, dispose: () => {} },
+  }).finally(() => clearTimeout(timer));
+  if (res.kind !== 'poweroff') throw new Error(`visor run ended with ${res.kind}:\n${out.slice(-2000)}`);
+  if (ACCEL === 'jit' && !jitOn) throw new Error('the JIT was asked for but the hart runs without it');
+  v = figures(out.replace(/\r/g, ''), m);
   show('visor', v);
 }
 if (argv.includes('--no-qemu') || !haveQemu()) {
