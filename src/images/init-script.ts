@@ -276,11 +276,22 @@ else
   # console stdin is /dev/console, which cannot be one: cttyhack reopens the kernel's active
   # console (ttyS0). On hvc0 cttyhack would do the same and leave hvc0, where the host's input
   # goes, to nobody but its line discipline's echo: take stdin itself as the controlling tty.
+  #
+  # busybox's poweroff, halt and reboot (without -f) signal PID 1 as they would busybox init
+  # (USR2, USR1, TERM). A shell as PID 1 ignores signals it does not trap, and runs a trap while
+  # it sits in \`wait\`, not while a foreground command runs: so the shell runs in the
+  # background, its stdin given explicitly (a background job's would be /dev/null).
+  trap 'sync; poweroff -f' USR1 USR2
+  trap 'sync; reboot -f' TERM
   if [ "$on_hvc" = 1 ]; then
-    setsid -c sh -l
+    setsid -c sh -l <>"/dev/$con" &
   else
-    setsid cttyhack sh -l
+    setsid cttyhack sh -l </dev/console &
   fi
+  shell=$!
+  # wait returns early (status > 128) when a trapped signal comes in: keep waiting for the shell.
+  while kill -0 "$shell" 2>/dev/null; do wait "$shell"; done
+  trap - USR1 USR2 TERM
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
 fi

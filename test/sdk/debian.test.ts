@@ -172,7 +172,7 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
     expect(spawnSync('debugfs', ['-R', 'cat /proof', disk]).stdout.toString()).toBe('visor-graceful\n');
   });
 
-  it("console: 'virtio' runs the shell on hvc0: a typed command runs and prints, with job control", { timeout: TIMEOUT }, async () => {
+  it("console: 'virtio' runs the shell on hvc0: a typed command runs and prints, with job control; poweroff stops it", { timeout: TIMEOUT }, async () => {
     const vm = await Machine.create({
       kernel: image!.kernel, initrd: image!.initrd!, append: image!.append, memoryMiB: 256, console: 'virtio',
     });
@@ -189,8 +189,12 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
       // A controlling tty: ash keeps job control on.
       expect(out.text()).toMatch(/\[1\]\+\s+Running\s+sleep 30/);
       expect(out.text()).not.toContain('job control turned off');
+      // busybox's poweroff (no -f) signals PID 1, visor's init, which powers off.
+      const stopped = vm.whenStopped().then(() => true);
+      vm.console.write('poweroff\n');
+      expect(await Promise.race([stopped, new Promise((r) => setTimeout(() => r(false), 120_000))])).toBe(true);
     } finally {
-      await vm.kill();
+      if (vm.state !== 'stopped') await vm.kill();
     }
   });
 
