@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VisorError } from '../base/errors.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
-import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, writeSnapshotFile } from './snapshot-file.js';
+import { guestMemoryOf } from '../cpu/guest-ram.js';
+import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, startRamLoad, writeSnapshotFile } from './snapshot-file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-snapfile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
@@ -84,5 +85,27 @@ describe('snapshot files: RAM read from the file', () => {
     b[b.length - 100]! ^= 1;
     writeFileSync(path, b);
     await expect(snap.loadRam(new Uint8Array(ram.length))).rejects.toMatchObject({ code: 'IntegrityError' });
+  });
+});
+
+describe('startRamLoad (a restoring worker fills RAM while it loads the runner)', () => {
+  it('fills guest RAM of the size the metadata names, and declines an implausible size', async () => {
+    const ram = new Uint8Array(16 << 20);
+    ram.set(sampleRam(), 5 << 20);
+    const path = join(dir, 'preload.snap');
+    for (const codec of [STORED_CODEC, DEFLATE_CODEC]) {
+      await writeSnapshotFile(path, { meta: { config: { memoryMiB: 16 } }, machine: {}, ram }, codec);
+      const loaded = await startRamLoad(await readSnapshotFile(path));
+      expect(loaded).toBeDefined();
+      expect(guestMemoryOf(loaded!)).toBeDefined(); // in a WebAssembly.Memory: the JIT can run on it
+      expect(Buffer.compare(loaded!, ram), codec.name).toBe(0);
+    }
+    for (const memoryMiB of [undefined, '16', 1.5, 0, 4096]) {
+      await writeSnapshotFile(path, { meta: { config: { memoryMiB } }, machine: {}, ram }, STORED_CODEC);
+      expect(startRamLoad(await readSnapshotFile(path)), String(memoryMiB)).toBeUndefined();
+    }
+    // A size that disagrees with the RAM section: the load fails (the runner reports it).
+    await writeSnapshotFile(path, { meta: { config: { memoryMiB: 32 } }, machine: {}, ram }, STORED_CODEC);
+    await expect(startRamLoad(await readSnapshotFile(path))).rejects.toMatchObject({ code: 'InvalidConfig' });
   });
 });

@@ -197,13 +197,19 @@ describe('stop', () => {
     await a.runUntil({ output: '0000000000000004 ' });
     await settle();
     const path = join(dir, 'agent.snap');
-    await a.snapshot(path);
+    const zpath = join(dir, 'agent-zlib.snap');
+    // The same paused state both ways: stored RAM (the default: read straight into guest RAM) and zlib.
+    const stored = await a.snapshot(path);
+    const zlib = await a.snapshot(zpath, { compress: true });
+    expect(zlib.bytes).toBeLessThan(stored.bytes);
     await a.kill();
-    const b = await Machine.restore(path);
-    expect(b.config).toMatchObject({ agent: true, console: 'virtio' });
-    const bOut = collect(b);
-    await b.whenStopped();
-    expect(aOut.text() + bOut.text()).toBe(refOut.text());
+    for (const p of [path, zpath]) {
+      const b = await Machine.restore(p);
+      expect(b.config).toMatchObject({ agent: true, console: 'virtio' });
+      const bOut = collect(b);
+      await b.whenStopped();
+      expect(aOut.text() + bOut.text(), p).toBe(refOut.text());
+    }
   });
 });
 
