@@ -15,7 +15,7 @@ import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { DEFAULT_STOP_TIMEOUT_MS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
+import { DEFAULT_STOP_TIMEOUT_MS, JIT_STAT_KEYS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 
 export interface MachineStats {
@@ -526,16 +526,7 @@ export class Machine extends EventEmitter<MachineEvents> {
         consoleInBytes: s[STAT.consoleInBytes]!,
       },
       accel: this.config.accel,
-      jit: {
-        modulesCompiled: s[STAT.jitModules]!,
-        blocksCompiled: s[STAT.jitBlocks]!,
-        compileMs: s[STAT.jitCompileMs]!,
-        cacheHits: s[STAT.jitCacheHits]!,
-        instructions: s[STAT.jitInstructions]!,
-        invalidations: s[STAT.jitInvalidations]!,
-        evictions: s[STAT.jitEvictions]!,
-        stepExits: s[STAT.jitStepExits]!,
-      },
+      jit: Object.fromEntries(JIT_STAT_KEYS.map((k, i) => [k, s[STAT.jit + i]!])) as MachineStats['jit'],
     };
   }
 

@@ -119,20 +119,16 @@ export const STAT = {
   mips: 13,
   traps: 16,
   interrupts: 32,
-  // Tier 1 (JIT) counters; zero under the interpreter.
-  jitModules: 48,
-  jitBlocks: 49,
-  jitCompileMs: 50,
-  jitCacheHits: 51,
-  jitInstructions: 52,
-  jitInvalidations: 53,
-  jitEvictions: 54,
-  jitStepExits: 55,
+  // Tier 1 (JIT) counters, in JIT_STAT_KEYS order; zero under the interpreter.
+  jit: 48,
   // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
   balloonTargetPages: 56,
   balloonActualPages: 57,
   size: 58,
 } as const;
+
+/** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
+export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
 
 /** What the runner keeps of its own in a snapshot, next to the board's state. */
 export interface RunnerState {
@@ -768,16 +764,7 @@ export class MachineRunner {
       s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
     }
     const j = hart.jitStats;
-    if (j) {
-      s[STAT.jitModules] = j.modulesCompiled;
-      s[STAT.jitBlocks] = j.blocksCompiled;
-      s[STAT.jitCompileMs] = j.compileMs;
-      s[STAT.jitCacheHits] = j.cacheHits;
-      s[STAT.jitInstructions] = j.instructions;
-      s[STAT.jitInvalidations] = j.invalidations;
-      s[STAT.jitEvictions] = j.evictions;
-      s[STAT.jitStepExits] = j.stepExits;
-    }
+    if (j) JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
   }
 
   /**
