@@ -804,8 +804,13 @@ const genCsr: Gen = (st) => {
   const k = r.int(7);
   if (k < 3) {
     const x = r.pick(BODY_RD);
-    a.li(x, csrValue(st, c));
-    a.emit([A.csrrw, A.csrrs, A.csrrc][k]!(d, c, x));
+    const v = csrValue(st, c);
+    a.li(x, v);
+    // CSRRS/CSRRC with rs1 != x0 holding zero must still write the value back, with the write's
+    // side effects (unprivileged Zicsr chapter): for fflags/frm/fcsr that makes mstatus.FS Dirty.
+    // QEMU 7.2 skips the write when the mask is zero (FS stays Clean), so a zero operand only
+    // compares QEMU's deviation: name x0 instead (a plain read on both, as the spec has it).
+    a.emit([A.csrrw, A.csrrs, A.csrrc][k]!(d, c, k !== 0 && v === 0n ? 0 : x));
   } else if (k < 6) {
     // Odd mepc/sepc and mideleg bit 2 only show QEMU deviations (see csrValue).
     // In the interrupt CSRs only bit 1 (SSIP/SSIE) of a 5-bit immediate is implemented on both.

@@ -7,7 +7,8 @@
  *
  * Behaviour where QEMU 7.2 itself departs from the spec is not listed here: the generator
  * avoids it permanently (see the comments in gen.ts: odd mepc/sepc writes, misaligned AMOs,
- * AMO/SC page faults, medeleg/mideleg masks, MPP changes under MPRV, misaligned access-fault tval).
+ * AMO/SC page faults, medeleg/mideleg masks, MPP changes under MPRV, misaligned access-fault tval,
+ * CSRRS/CSRRC of a zero-valued register skipping the write and so leaving mstatus.FS Clean).
  *
  * Closed so far: 'pmp-napot-all-ones' (pmpaddr lost precision in a Float64Array) and
  * 'ebreak-tval' (visor wrote the pc to mtval for ebreak; QEMU writes 0).
