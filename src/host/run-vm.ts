@@ -14,6 +14,7 @@ import { RunLoop, type RunStats } from './run-loop.js';
 import { ConsoleOutputFilter } from './run-output-filter.js';
 import { nodeEntropy } from './virtio-entropy.js';
 import { tuneV8ForJit } from './v8-tuning.js';
+import { warmUp } from './warmup.js';
 
 export interface DiskSpec {
   path: string;
@@ -141,12 +142,14 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
       }
     }
     const maxReboots = o.maxReboots ?? 3;
+    const accel = o.accel ?? defaultAccel();
+    warmUp(accel);
     for (let boot = 0; ; boot++) {
       const clock = new PacedClock();
       const cfg: VirtConfig = {
         kernel, kernelName: o.kernel, append: o.append, bios, clock,
         createHart: (m, opts) => withJitTuning(new Hart(m, {
-          ...opts, accel: o.accel ?? defaultAccel(), ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
+          ...opts, accel, ...(o.jitThreshold !== undefined ? { jitThreshold: o.jitThreshold } : {}),
         })),
       };
       if (initrd) cfg.initrd = initrd;

@@ -42,6 +42,7 @@ import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
 import { tuneV8ForJit } from '../host/v8-tuning.js';
+import { warmUp } from '../host/warmup.js';
 
 export const BATCH = 20_000;
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (§5.5.6). */
@@ -384,6 +385,9 @@ export class MachineRunner {
     }
     // The firmware kind must match on restore; the bytes only matter for booting.
     if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
+    // A boot meets the interpreter's paths one by one (host/warmup.ts); a restore skips the
+    // warm-up: it costs tens of ms in a fresh worker, which a restore's latency target cannot take.
+    if (o.boot) warmUp(cfg.accel);
     const vm = new VirtMachine(vcfg);
     if (clock instanceof InstructionClock || clock instanceof PacedClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
     this.transports = [];
