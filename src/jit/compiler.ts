@@ -191,7 +191,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo) { off += i.len; continue; }
       if (k === Kind.Step) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
-      else if (k === Kind.Jal) addStart(off + i.imm);
+      else if (k === Kind.Jal) {
+        addStart(off + i.imm);
+        if (linkReg(i)) addStart(off + i.len); // the callee returns here
+      } else if (k === Kind.Jalr && linkReg(i)) addStart(off + i.len);
       break;
     }
   }
@@ -258,8 +261,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   for (const e of entryList) if (blockIndex.has(e)) dispatch.add(e);
   blocks.forEach((list, j) => {
     const last = list[list.length - 1]!;
-    // The interpreter re-enters right after an instruction it executed for compiled code.
-    if (kindOf(last.op) === Kind.Step && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
+    // The interpreter re-enters right after an instruction it executed for compiled code, and
+    // a call's return address is entered by the callee's return (through the dispatcher).
+    if ((kindOf(last.op) === Kind.Step || linkReg(last)) && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
     if (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) {
       const t = last.off + last.imm;
       const tj = blockIndex.get(t);
@@ -462,6 +466,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.get(L_N);
   m.exportFunction('run', m.addFunction(f));
   return { bytes: m.encode(), blocks: K, instructions, dispatch: [...dispatch] };
+}
+
+/** A JAL/JALR that writes a link register (a call): its successor is a return address. */
+function linkReg(i: Inst): boolean {
+  if (i.op !== Op.JAL && i.op !== Op.JALR) return false;
+  const rd = (i.w >> 8) & 63;
+  return rd !== 0 && rd !== X_DISCARD;
 }
 
 function memSize(op: number): number {

@@ -4,6 +4,7 @@ import { Asm } from '../../test/support/riscv-asm.js';
 import { Hart, type HartOptions } from '../cpu/hart.js';
 import { allocateGuestRam } from '../cpu/guest-ram.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
+import { compilePage } from './compiler.js';
 
 const RAM_BASE = 0x8000_0000;
 const UART = 0x1000_0000;
@@ -179,5 +180,17 @@ describe('jit', () => {
     expect(m.hart.getX(10)).toBe(6n);
     expect(m.hart.jit).toBeNull();
     expect(m.hart.jitUnavailable).toMatch(/WebAssembly.Memory/);
+  });
+});
+
+describe('compilePage', () => {
+  it('makes a call\'s return address an entry, so a return from another page stays in compiled code', () => {
+    const a = new Asm(RAM_BASE);
+    a.emit(I.addi(a0, a0, 1), I.jal(1, 0x2000), I.addi(a0, a0, 2), I.jalr(1, t0, 0), I.addi(a0, a0, 3), I.jal(0, 0x3000), I.addi(a0, a0, 4));
+    const ram = new Uint8Array(8192);
+    ram.set(a.bytes());
+    const out = compilePage({ ram16: new Uint16Array(ram.buffer), pageRamOff: 0, entries: [0], slotBase: 0 })!;
+    // After `jal ra` (offset 4) and `jalr ra` (offset 12): entries at 8 and 16; not after `j` (20).
+    expect(out.dispatch.sort((x, y) => x - y)).toEqual([0, 8, 16]);
   });
 });

@@ -60,6 +60,8 @@ export interface JitStats {
   stepExits: number;
   /** Exits because the next pc had no compiled code (page not compiled, or no block there). */
   noCodeExits: number;
+  /** Of noCodeExits: the page had code, but no block starts at that offset. */
+  missExits: number;
   /** Modules dropped because their page was written. */
   invalidations: number;
   /** Modules dropped to stay within maxModules. */
@@ -90,7 +92,7 @@ class PageRecord {
 export class Jit {
   readonly stats: JitStats = {
     modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, cacheHits: 0,
-    dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, invalidations: 0, evictions: 0, liveModules: 0,
+    dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, missExits: 0, invalidations: 0, evictions: 0, liveModules: 0,
     failures: 0,
   };
   /** Where compiled code stopped (valid after enter() returned). */
@@ -153,6 +155,7 @@ export class Jit {
       // No code at the exit pc: count the arrival; if that made the page hot, run its new code.
       if (total >= room || !this.arrive(lo, hi, xBase)) {
         stats.noCodeExits++;
+        if (reason === EXIT_MISS) stats.missExits++;
         this.exitReason = EXIT_NOCODE;
         break;
       }
