@@ -10,7 +10,17 @@
  * JIT stays off (it needs RAM and state in one memory).
  */
 
-export const HART_SLOT_BYTES = 64 * 1024;
+/**
+ * Entries per TLB set (data read, data write and fetch TLBs alike; direct-mapped by the low
+ * bits of the virtual page number). The JIT's inline probes mask with TLB_SIZE - 1 too.
+ */
+export const TLB_BITS = 10;
+export const TLB_SIZE = 1 << TLB_BITS;
+/** TLB sets: one per translation context (U, S, S with SUM, M), so switching costs nothing. */
+export const TLB_SETS = 4;
+const TLB_ARRAY_BYTES = 4 * TLB_SIZE * TLB_SETS;
+
+export const HART_SLOT_BYTES = 256 * 1024; // SLOT_END rounded up to whole wasm pages
 export const MAX_HART_SLOTS = 16;
 export const GUEST_RAM_OFFSET = 0;
 const WASM_PAGE = 65536;
@@ -20,16 +30,17 @@ const MAX_WASM_PAGES = 65536;
 export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
 export const SLOT_EXIT = 512; // JIT exit record: pc lo, pc hi, reason
 export const SLOT_FREGS = 1024; // f registers: 64 int32 (raw bits, pairs)
-export const SLOT_R_TAG_LO = 4096; // data TLB, 1024 int32 each (4 sets × 256)
-export const SLOT_R_TAG_HI = SLOT_R_TAG_LO + 4096;
-export const SLOT_R_OFF = SLOT_R_TAG_HI + 4096;
-export const SLOT_W_TAG_LO = SLOT_R_OFF + 4096;
-export const SLOT_W_TAG_HI = SLOT_W_TAG_LO + 4096;
-export const SLOT_W_OFF = SLOT_W_TAG_HI + 4096;
-export const SLOT_X_TAG_LO = SLOT_W_OFF + 4096; // fetch TLB, same shape
-export const SLOT_X_TAG_HI = SLOT_X_TAG_LO + 4096;
-export const SLOT_X_OFF = SLOT_X_TAG_HI + 4096;
-export const SLOT_END = SLOT_X_OFF + 4096;
+export const SLOT_R_TAG_LO = 4096; // data TLB: TLB_SETS × TLB_SIZE int32 per array
+export const SLOT_R_TAG_HI = SLOT_R_TAG_LO + TLB_ARRAY_BYTES;
+export const SLOT_R_OFF = SLOT_R_TAG_HI + TLB_ARRAY_BYTES;
+export const SLOT_W_TAG_LO = SLOT_R_OFF + TLB_ARRAY_BYTES;
+export const SLOT_W_TAG_HI = SLOT_W_TAG_LO + TLB_ARRAY_BYTES;
+export const SLOT_W_OFF = SLOT_W_TAG_HI + TLB_ARRAY_BYTES;
+export const SLOT_X_TAG_LO = SLOT_W_OFF + TLB_ARRAY_BYTES; // fetch TLB, same shape
+export const SLOT_X_TAG_HI = SLOT_X_TAG_LO + TLB_ARRAY_BYTES;
+export const SLOT_X_OFF = SLOT_X_TAG_HI + TLB_ARRAY_BYTES;
+export const SLOT_END = SLOT_X_OFF + TLB_ARRAY_BYTES;
+if (SLOT_END > HART_SLOT_BYTES) throw new Error('guest-ram: the hart state slot is too small for its layout');
 /** Bytes of page map per RAM page. */
 export const PAGE_MAP_ENTRY_BYTES = 2;
 
@@ -93,6 +104,7 @@ export function allocateHartState(ram: Uint8Array): HartStateSlot {
     const k = g.nextSlot++;
     return { memory: g.memory, base: g.slotsBase + k * HART_SLOT_BYTES, ramOffset: g.ramOffset, pageMapBase: g.mapsBase + k * g.mapBytes };
   }
-  const memory = new WebAssembly.Memory({ initial: 1, maximum: 1 });
+  const pages = HART_SLOT_BYTES / WASM_PAGE;
+  const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
   return { memory, base: 0, ramOffset: -1, pageMapBase: -1 };
 }

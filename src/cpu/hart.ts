@@ -43,7 +43,7 @@ import {
 } from './int64.js';
 import {
   allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
-  SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO,
+  SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SETS, TLB_SIZE,
 } from './guest-ram.js';
 import { Jit, type JitStats } from '../jit/jit.js';
 import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED } from '../jit/compiler.js';
@@ -73,12 +73,9 @@ const ACCESS_FETCH = 0;
 const ACCESS_LOAD = 1;
 const ACCESS_STORE = 2;
 
-const TLB_BITS = 8;
-const TLB_SIZE = 1 << TLB_BITS;
 const TLB_MASK = TLB_SIZE - 1;
-/** TLB sets: one per translation context so that switching context costs nothing. */
+/** TLB sets (TLB_SETS): one per translation context so that switching context costs nothing. */
 const SET_U = 0, SET_S = 1, SET_S_SUM = 2, SET_M = 3;
-const TLB_SETS = 4;
 /** A tag no access can match: hi = 0x7fffffff is never a mapped physical or canonical address. */
 const TAG_INVALID_HI = 0x7fffffff;
 

@@ -30,7 +30,7 @@ import { decode, decoded } from '../cpu/decoder.js';
 import { D_COMPRESSED, Op, X_DISCARD } from '../cpu/opcodes.js';
 import {
   GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
-  SLOT_W_TAG_HI, SLOT_W_TAG_LO,
+  SLOT_W_TAG_HI, SLOT_W_TAG_LO, TLB_SIZE,
 } from '../cpu/guest-ram.js';
 import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
 
@@ -356,7 +356,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // Address rs1, naturally aligned (else the interpreter raises the misaligned fault),
         // in a page the write TLB maps to RAM that holds no code.
         getReg(rs1); f.tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(255).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(TLB_SIZE - 1).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
         f.get(L_TI).mem(W.i32_load, 2, tlbW[2]!).set(L_T);
         f.get(L_TI).mem(W.i32_load, 2, tlbW[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
         f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
@@ -392,7 +392,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
         getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(255).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(TLB_SIZE - 1).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
         f.get(L_TI).mem(W.i32_load, 2, t[2]!).set(L_T);
         f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
         f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);

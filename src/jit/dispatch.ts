@@ -21,7 +21,7 @@
  * Entry record (int32 at SLOT_EXIT + ENTRY_RECORD): pc lo, pc hi, room, dBase, xBase, fpOk.
  * Exit record (SLOT_EXIT): pc (i64), reason (i32), pages entered (i32).
  */
-import { SLOT_EXIT, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO } from '../cpu/guest-ram.js';
+import { SLOT_EXIT, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SIZE } from '../cpu/guest-ram.js';
 import { EXIT_CHAIN, EXIT_NOCODE, PAGE_FN_PARAMS } from './compiler.js';
 import { FuncBody, I32, ModuleBuilder, W } from './wasm/emitter.js';
 
@@ -39,7 +39,7 @@ export interface DispatcherRequest {
   pageMapBase: number;
 }
 
-const TLB_MASK = 255;
+const TLB_MASK = TLB_SIZE - 1;
 
 /** Builds and instantiates the dispatcher for one hart. */
 export function buildDispatcher(req: DispatcherRequest): DispatchFn {

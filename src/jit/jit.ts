@@ -11,7 +11,7 @@
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
-import { SLOT_EXIT } from '../cpu/guest-ram.js';
+import { SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 
@@ -72,7 +72,7 @@ export interface JitStats {
 }
 
 const TWO32 = 4294967296;
-const TLB_MASK = 255;
+const TLB_MASK = TLB_SIZE - 1;
 /** Recompiles of one page (new entries found) before its new entries stay interpreted. */
 const MAX_COMPILES_PER_PAGE = 16;
 /** Invalidations of one page before it stays interpreted (code and hot data share it). */
