@@ -793,6 +793,16 @@ export class Hart {
     } else {
       this.physWrite(pa, size as 1 | 2 | 4, vlo, lo, hi);
     }
+    // A page that held code keeps its write-TLB entry on this slow path (fillTlb, protectCode);
+    // once a store has dropped the code, put the entry back on the fast path, or every later
+    // store to the page would come here (and leave compiled code) until the entry is evicted.
+    if (inRam) {
+      const vpn = lo >>> 12;
+      const i = this.dBase + (vpn & TLB_MASK);
+      const pageOff = off - (off & 0xfff);
+      if (this.wOff[i]! < 0 && this.wTagLo[i] === vpn && this.wTagHi[i] === hi && this.wPa[i] === pa - (pa & 0xfff)
+        && !this.codePage[pageOff >>> 12]) this.wOff[i] = pageOff;
+    }
   }
   private readonly crossPas = new Float64Array(8);
 

@@ -79,6 +79,46 @@ describe('jit', () => {
     expect(jit.hart.jitStats!.instructions).toBeGreaterThan(300 * amos.length * 4 * 0.9);
   });
 
+  it('runs misaligned loads and stores inline within a page and steps only the ones crossing into the next', () => {
+    const a = new Asm(RAM_BASE);
+    // Each iteration: sd/ld at offsets 1 and 3 (within a page), then sd/ld at 0x8ffd (crossing
+    // into the page at 0x9000); the values folded into a0 show a wrong byte anywhere.
+    a.li(t0, 0).li(t3, 400).li(t1, 0x0123456789abcdefn).li(a2, RAM_BASE + 0x8000).li(I.a3, RAM_BASE + 0x9000).li(a0, 0);
+    a.label('l');
+    a.emit(I.sd(t1, a2, 1), I.ld(a1, a2, 1), I.xor(a0, a0, a1), I.sw(t1, a2, 19), I.lw(a1, a2, 17), I.add(a0, a0, a1));
+    a.emit(I.sd(t1, I.a3, -3), I.ld(a1, I.a3, -5), I.xor(a0, a0, a1), I.lhu(a1, I.a3, -1), I.add(a0, a0, a1));
+    a.emit(I.slli(t2, t1, 7), I.xor(t1, t1, t2), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const jit = machine(code, { accel: 'jit', jitThreshold: 1 });
+    interp.run(); jit.run();
+    expect(interp.finished && jit.finished).toBe(true);
+    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    expect(Buffer.compare(jit.ram.subarray(0x8000, 0x9010), interp.ram.subarray(0x8000, 0x9010))).toBe(0);
+    // Three accesses cross a page per iteration (sd/ld at 0xffd/0xffb, lhu at 0xfff); the other four do not.
+    const steps = jit.hart.jitStats!.stepExits;
+    expect(steps).toBeGreaterThanOrEqual(3 * 390);
+    expect(steps).toBeLessThan(3 * 400 + 50);
+  });
+
+  it('puts stores back on the fast path once they have dropped the code of a page that held some', () => {
+    const a = new Asm(RAM_BASE);
+    // Run a routine in the page at 0x4000 (the hart marks the page as code), then store into it
+    // in a loop from another page: the first store drops the code, the rest stay in compiled code.
+    a.li(t0, RAM_BASE + 0x4000).emit(I.jalr(1, t0, 0));
+    a.li(t0, 0).li(t3, 2000).li(a2, RAM_BASE + 0x4800);
+    a.label('l').emit(I.sd(t0, a2, 0), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const m = machine(code, { accel: 'jit', jitThreshold: 1 });
+    const ret = I.jalr(0, 1, 0) >>> 0;
+    new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(0x4000, ret, true);
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(new DataView(m.ram.buffer, m.ram.byteOffset).getBigUint64(0x4800, true)).toBe(1999n);
+    expect(m.hart.stats.codeInvalidations).toBeGreaterThanOrEqual(1);
+    expect(m.hart.jitStats!.stepExits).toBeLessThan(20);
+  });
+
   it('drops compiled code when the guest rewrites an instruction (self-modifying code)', () => {
     const a = new Asm(RAM_BASE);
     a.li(a0, 0).li(I.s1, 0);

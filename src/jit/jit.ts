@@ -56,7 +56,7 @@ export interface JitStats {
   dispatches: number;
   /** Instructions executed in compiled code. */
   instructions: number;
-  /** Exits to interpret one instruction (not compiled, or a TLB miss, MMIO, misalignment). */
+  /** Exits to interpret one instruction (not compiled, or a TLB miss, MMIO, crossing a page). */
   stepExits: number;
   /** Exits because the next pc had no compiled code (page not compiled, or no block there). */
   noCodeExits: number;
