@@ -119,6 +119,27 @@ describe('jit', () => {
     expect(m.hart.jitStats!.stepExits).toBeLessThan(20);
   });
 
+  it('compiles a page entered often in all, though at many offsets each entered rarely', () => {
+    const a = new Asm(RAM_BASE);
+    // 20 tiny routines in the page at 0x4000, each called 5 times: 100 entries to the page,
+    // none of its offsets near the threshold of 50.
+    a.li(t0, 0).li(t3, 5).li(a0, 0);
+    a.label('outer').li(t1, 0).li(a2, RAM_BASE + 0x4000);
+    a.label('inner').emit(I.jalr(1, a2, 0), I.addi(a2, a2, 8), I.addi(t1, t1, 1)).li(t2, 20).bne(t1, t2, 'inner');
+    a.emit(I.addi(t0, t0, 1)).bne(t0, t3, 'outer');
+    const code = finish(a);
+    const m = machine(code, { accel: 'jit', jitThreshold: 50 });
+    const dv = new DataView(m.ram.buffer, m.ram.byteOffset);
+    for (let k = 0; k < 20; k++) {
+      dv.setUint32(0x4000 + 8 * k, I.addi(a0, a0, k + 1) >>> 0, true);
+      dv.setUint32(0x4004 + 8 * k, I.jalr(0, 1, 0) >>> 0, true);
+    }
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(m.hart.getX(10)).toBe(5n * 210n);
+    expect(m.hart.jitStats!.liveModules).toBe(2); // the loop's page and the routines' page
+  });
+
   it('drops compiled code when the guest rewrites an instruction (self-modifying code)', () => {
     const a = new Asm(RAM_BASE);
     a.li(a0, 0).li(I.s1, 0);

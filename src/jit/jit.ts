@@ -4,10 +4,10 @@
  * The hart calls enter() at block boundaries (taken branches, page crossings, slow paths,
  * traps). enter() runs the dispatcher (dispatch.ts), which goes from compiled page to compiled
  * page inside WebAssembly and returns when the next pc has no compiled code or needs the
- * interpreter. A page's entry offsets are counted where the dispatcher found no code; when one
- * reaches the threshold the page is compiled (again, if it already had a module: the new
- * module covers every entry seen so far) and put in the function table at the slot the page
- * map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
+ * interpreter. A page's entry offsets are counted where the dispatcher found no code; when
+ * the page has been entered `threshold` times in all it is compiled, and when a compiled page
+ * meets a new entry that often it is compiled again (the new module covers every entry seen
+ * so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
@@ -16,7 +16,11 @@ import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn 
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 
 export interface JitOptions {
-  /** Entries into a page offset before the page is compiled (default 1000); 0 compiles at first execution. */
+  /**
+   * Entries into a page (any offset) without code before it is compiled, and entries into one
+   * new offset of a compiled page before it is compiled again (default 1000); 0 compiles at
+   * first execution.
+   */
   threshold?: number;
   /** Live modules at most (default 4096 pages = 16 MiB of guest code; at most 65535). */
   maxModules?: number;
@@ -85,6 +89,8 @@ class PageRecord {
   readonly entry = new Uint8Array(2048);
   /** Entry offset → times the hart arrived there without compiled code. */
   readonly hits = new Map<number, number>();
+  /** Arrivals without code while the page has no module (all offsets). */
+  arrivals = 0;
   compiles = 0;
   invalidations = 0;
 }
@@ -188,7 +194,10 @@ export class Jit {
     if (page.compiles >= MAX_COMPILES_PER_PAGE || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE) return false;
     const c = (page.hits.get(off) ?? 0) + 1;
     page.hits.set(off, c);
-    if (c < this.threshold) return false;
+    // A page without code compiles once it has been entered `threshold` times in all (a warm
+    // page whose entries are spread over many offsets got there as surely as one with a single
+    // hot loop); a compiled page recompiles for a new entry once that entry alone is that hot.
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) return false;
     return this.compile(page, pg);
   }
 
@@ -234,6 +243,7 @@ export class Jit {
     this.table.set(page.slot, null as never);
     this.freeSlots.push(page.slot);
     page.slot = 0;
+    page.arrivals = 0;
     page.entry.fill(0);
     this.stats.liveModules--;
   }
@@ -264,6 +274,7 @@ export class Jit {
     }
     // New code may start elsewhere: count entries afresh.
     page.hits.clear();
+    page.arrivals = 0;
     page.compiles = 0;
   }
 }
