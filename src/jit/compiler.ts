@@ -6,10 +6,12 @@
  *
  *   block $exitAbs                     ;; exits with the next pc in $npc
  *     block $exitOff                   ;; exits with the next pc as a page offset in $eoff
- *       loop $dispatch                 ;; br_table on $off / 2 to the block starting there
- *         block $miss block $b(K-1) ... block $b0  br_table ... end
- *         code of block 0 ... code of block K-1  (forward jumps are direct `br`s)
- *       end $miss: entry not compiled here → exit MISS
+ *       block $stepExit                ;; STEP exits: $eoff packs the offset and the count to undo
+ *         loop $dispatch               ;; br_table on $off / 2 to the block starting there
+ *           block $miss block $b(K-1) ... block $b0  br_table ... end
+ *           code of block 0 ... code of block K-1  (forward jumps are direct `br`s)
+ *         end $miss: entry not compiled here → exit MISS
+ *       end → unpack $eoff, reason STEP
  *     end → $npc = pcBase + $eoff
  *   end → store the exit record, return the count  (x registers are written through)
  *
@@ -21,7 +23,8 @@
  * starts there (the hart counts such entries, so a recompile adds the ones that recur).
  * Only entries and targets of backward jumps are in the dispatch table: V8's baseline
  * compiler pays for every br_table target, and forward jumps are direct `br`s.
- * Each block first checks the remaining budget, so `run` never executes more than `room`.
+ * Blocks that can begin a run (dispatch entries) check the remaining budget against the
+ * longest forward path to the next such block, so `run` never executes more than `room`.
  *
  * The code depends on the page's contents only, not on its virtual address (passed in as
  * pcLo/pcHi), so one module serves every mapping of the physical page.
@@ -242,19 +245,29 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
   const L_N = f.local(I32), L_OFF = f.local(I32), L_EOFF = f.local(I32), L_REASON = f.local(I32);
   const L_LO = f.local(I32), L_TI = f.local(I32), L_T = f.local(I32);
-  const regs = req.slotBase + SLOT_REGS;
-  const fregs = req.slotBase + SLOT_FREGS;
-  const exit = req.slotBase + SLOT_EXIT;
-  const tlbR = [req.slotBase + SLOT_R_TAG_LO, req.slotBase + SLOT_R_TAG_HI, req.slotBase + SLOT_R_OFF];
-  const tlbW = [req.slotBase + SLOT_W_TAG_LO, req.slotBase + SLOT_W_TAG_HI, req.slotBase + SLOT_W_OFF];
+  // The hart's state slot is addressed from a local holding its base, with the field in the
+  // memory instruction's offset: small offsets take 1-3 bytes of LEB128 where base + field
+  // (the slot lies after guest RAM) took 5, on every register access.
+  const L_SB = f.local(I32), L_DB4 = f.local(I32);
+  const regs = SLOT_REGS;
+  const fregs = SLOT_FREGS;
+  const exit = SLOT_EXIT;
+  const tlbR = [SLOT_R_TAG_LO, SLOT_R_TAG_HI, SLOT_R_OFF];
+  const tlbW = [SLOT_W_TAG_LO, SLOT_W_TAG_HI, SLOT_W_OFF];
+  /** L_TI = slot base + 4 · (dBase + TLB index of L_LO): the byte address of the entry, less the array's offset. */
+  const tlbIndex = () => {
+    f.get(L_LO).i32(12 - 2).op(W.i32_shr_u).i32((TLB_SIZE - 1) << 2).op(W.i32_and).get(L_DB4).op(W.i32_add).set(L_TI);
+  };
 
   // Prologue.
+  f.i32(req.slotBase).set(L_SB);
+  f.get(P_DBASE).i32(2).op(W.i32_shl).get(L_SB).op(W.i32_add).set(L_DB4);
   f.get(P_PCHI).op(W.i64_extend_i32_u).i64(32, 0).op(W.i64_shl)
     .get(P_PCLO).op(W.i64_extend_i32_u).op(W.i64_or).set(L_PCB);
   f.get(P_ENTRY).set(L_OFF);
 
   const K = blocks.length;
-  f.block().block().loop().block();
+  f.block().block().block().loop().block(); // $exitAbs $exitOff $stepExit $dispatch $miss
   for (let j = K - 1; j >= 0; j--) f.block();
   // Dispatch table over halfword offsets: entries and backward-jump targets only.
   const dispatch = new Set<number>();
@@ -270,6 +283,24 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (tj !== undefined && tj <= j) dispatch.add(t);
     }
   });
+  // Budget: checked only where a run of blocks can begin (the dispatch entries), for the
+  // longest forward path from there to the next such block; forward jumps and fall-through
+  // only go to higher offsets, so these paths are finite and every loop passes a check.
+  // (Exiting early with BUDGET is always correct: the interpreter runs the rest exactly.)
+  const maxPath = new Int32Array(K);
+  for (let j = K - 1; j >= 0; j--) {
+    const list = blocks[j]!;
+    const last = list[list.length - 1]!;
+    const k = kindOf(last.op);
+    let longest = 0;
+    const via = (t: number) => {
+      const s = blockIndex.get(t);
+      if (s !== undefined && s > j && !dispatch.has(t)) longest = Math.max(longest, maxPath[s]!);
+    };
+    if (k === Kind.Branch || last.op === Op.JAL) via(last.off + last.imm);
+    if (k !== Kind.Step && last.op !== Op.JAL && last.op !== Op.JALR) via(last.off + last.len);
+    maxPath[j] = list.length + longest;
+  }
   const maxDispatch = Math.max(0, ...dispatch);
   const table = new Uint32Array((maxDispatch >> 1) + 1).fill(K);
   for (const d of dispatch) table[d >> 1] = blockIndex.get(d)!;
@@ -278,8 +309,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   let cur = 0; // index of the block whose code is being emitted
   let extra = 0; // nesting of if/block inside the current block's code
   const dDispatch = () => extra + (K - cur);
-  const dExitOff = () => extra + (K - cur) + 1;
-  const dExitAbs = () => extra + (K - cur) + 2;
+  const dStepExit = () => extra + (K - cur) + 1;
+  const dExitOff = () => extra + (K - cur) + 2;
+  const dExitAbs = () => extra + (K - cur) + 3;
   // x registers: written through to memory at once, cached in a local from their first use in
   // a block to its end. So no register value is live across a block boundary: V8's optimizing
   // compiler would otherwise merge every register at every block head (a phi per register per
@@ -291,17 +323,20 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const getReg = (r: number) => {
     if (r === 0) f.i64(0, 0);
     else if (loaded[r]) f.get(regLocal[r]!);
-    else { f.i32(0).mem(W.i64_load, 3, regs + 8 * r).tee(regLocal[r]!); loaded[r] = 1; }
+    else { f.get(L_SB).mem(W.i64_load, 3, regs + 8 * r).tee(regLocal[r]!); loaded[r] = 1; }
   };
   const setReg = (r: number) => {
     if (r === 0 || r === X_DISCARD) { f.op(W.drop); return; }
-    f.set(regLocal[r]!).i32(0).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
+    f.set(regLocal[r]!).get(L_SB).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
     loaded[r] = 1;
   };
-  /** Exit before instruction `idx` of a block of `len` (count and pc exact at it). */
-  const exitAt = (off: number, idx: number, len: number, reason: number) => {
-    if (len - idx !== 0) f.get(L_N).i32(len - idx).op(W.i32_sub).set(L_N);
-    f.i32(off).set(L_EOFF).i32(reason).set(L_REASON).br(dExitOff());
+  /**
+   * STEP exit before instruction `idx` of a block of `len` (count and pc exact at it): one
+   * constant packs the page offset and the instructions of the block not run, which the
+   * shared $stepExit tail unpacks (a few bytes per exit site instead of ~15).
+   */
+  const exitStep = (off: number, idx: number, len: number) => {
+    f.i32(off | ((len - idx) << 12)).set(L_EOFF).br(dStepExit());
   };
   /** Control transfer to a page offset (any value); the current block's count is complete. */
   const goTo = (target: number) => {
@@ -326,12 +361,14 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     loaded.fill(0);
     const list = blocks[cur]!;
     const len = list.length;
-    // Budget: the whole block must fit.
-    f.get(P_ROOM).get(L_N).op(W.i32_sub).i32(len).op(W.i32_lt_s).if_();
-    extra = 1;
-    f.i32(list[0]!.off).set(L_EOFF).i32(EXIT_BUDGET).set(L_REASON).br(dExitOff());
-    f.end();
-    extra = 0;
+    if (dispatch.has(list[0]!.off)) {
+      // Budget: everything up to the next check must fit.
+      f.get(P_ROOM).get(L_N).op(W.i32_sub).i32(maxPath[cur]!).op(W.i32_lt_s).if_();
+      extra = 1;
+      f.i32(list[0]!.off).set(L_EOFF).i32(EXIT_BUDGET).set(L_REASON).br(dExitOff());
+      f.end();
+      extra = 0;
+    }
     f.get(L_N).i32(len).op(W.i32_add).set(L_N);
     let ended = false;
     for (let idx = 0; idx < len; idx++) {
@@ -339,13 +376,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
       const imm = i.imm;
       const k = kindOf(i.op);
-      if (k === Kind.Step) { exitAt(i.off, idx, len, EXIT_STEP); ended = true; break; }
+      if (k === Kind.Step) { exitStep(i.off, idx, len); ended = true; break; }
       if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
       if (k === Kind.Fp) {
         // FS must be Dirty so that the instruction changes nothing outside the FPU.
-        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
         // Integer sources are in memory already (write-through); an integer result is there after.
-        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
         continue;
       }
@@ -356,13 +393,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // Address rs1, naturally aligned (else the interpreter raises the misaligned fault),
         // in a page the write TLB maps to RAM that holds no code.
         getReg(rs1); f.tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(TLB_SIZE - 1).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        tlbIndex();
         f.get(L_TI).mem(W.i32_load, 2, tlbW[2]!).set(L_T);
         f.get(L_TI).mem(W.i32_load, 2, tlbW[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
         f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
         f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
         f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
-        f.if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        f.if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add).set(L_TI); // RAM offset
         f.get(L_TI).mem(isD ? W.i64_load : W.i64_load32_s, Math.log2(size), ramOffset).set(L_T64); // old
         // b: rs2, sign-extended from 32 bits for .W (order-preserving for the unsigned forms too).
@@ -387,12 +424,12 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         const fpMem = k === Kind.FpMem;
         const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD || i.op === Op.FSW || i.op === Op.FSD;
         // An F/D load writes an f register (FS must be Dirty); a store only needs FS on.
-        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0; }
+        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0; }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
         getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        f.get(P_DBASE).get(L_LO).i32(12).op(W.i32_shr_u).i32(TLB_SIZE - 1).op(W.i32_and).op(W.i32_add).i32(2).op(W.i32_shl).set(L_TI);
+        tlbIndex();
         f.get(L_TI).mem(W.i32_load, 2, t[2]!).set(L_T);
         f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
         f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
@@ -401,19 +438,19 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // allows it too): only an access that crosses into the next page takes the slow path.
         // A Debian boot to /init made ~300 k misaligned loads and stores, each an exit before.
         if (size > 1) f.get(L_LO).i32(0xfff).op(W.i32_and).i32(4096 - size).op(W.i32_gt_u).op(W.i32_or);
-        f.if_(); extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+        f.if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
         if (fpMem) {
           // f registers as raw bits; a single is NaN-boxed (Unpriv §12.2).
           const fr = (store ? rs2 : rd) & 31;
           if (store) {
-            f.i32(0).mem(W.i64_load, 3, fregs + 8 * fr);
+            f.get(L_SB).mem(W.i64_load, 3, fregs + 8 * fr);
             f.mem(size === 4 ? W.i64_store32 : W.i64_store, Math.log2(size), ramOffset);
           } else {
             f.mem(size === 4 ? W.i64_load32_u : W.i64_load, Math.log2(size), ramOffset);
             if (size === 4) f.i64(0, -1).op(W.i64_or);
-            f.set(L_T64).i32(0).get(L_T64).mem(W.i64_store, 3, fregs + 8 * fr);
+            f.set(L_T64).get(L_SB).get(L_T64).mem(W.i64_store, 3, fregs + 8 * fr);
           }
         } else if (store) {
           getReg(rs2);
@@ -444,7 +481,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).i64(-2, -1).op(W.i64_and).set(L_T64);
       // A target outside ±2^53 is not representable as the hart's pc: let the interpreter fault it.
       f.get(L_T64).i64(0, 0x200000).op(W.i64_add).i64(54, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).if_();
-      extra = 1; exitAt(i.off, idx, len, EXIT_STEP); f.end(); extra = 0;
+      extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
       if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
       f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
       extra = 1; f.get(L_VA).op(W.i32_wrap_i64).set(L_OFF).br(dDispatch()); f.end(); extra = 0;
@@ -459,13 +496,16 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   }
   // $miss: the offset has no block.
   f.end();
-  f.get(L_OFF).set(L_EOFF).i32(EXIT_MISS).set(L_REASON).br(1);
+  f.get(L_OFF).set(L_EOFF).i32(EXIT_MISS).set(L_REASON).br(2);
   f.end(); // loop
+  f.end(); // $stepExit: L_EOFF = page offset | instructions not run << 12
+  f.get(L_N).get(L_EOFF).i32(12).op(W.i32_shr_u).op(W.i32_sub).set(L_N);
+  f.get(L_EOFF).i32(0xfff).op(W.i32_and).set(L_EOFF).i32(EXIT_STEP).set(L_REASON);
   f.end(); // $exitOff
   f.get(L_PCB).get(L_EOFF).op(W.i64_extend_i32_u).op(W.i64_add).set(L_NPC);
   f.end(); // $exitAbs
-  f.i32(0).get(L_NPC).mem(W.i64_store, 3, exit);
-  f.i32(0).get(L_REASON).mem(W.i32_store, 2, exit + 8);
+  f.get(L_SB).get(L_NPC).mem(W.i64_store, 3, exit);
+  f.get(L_SB).get(L_REASON).mem(W.i32_store, 2, exit + 8);
   f.get(L_N);
   m.exportFunction('run', m.addFunction(f));
   return { bytes: m.encode(), blocks: K, instructions, dispatch: [...dispatch] };
