@@ -58,9 +58,9 @@ const UNMAPPED_VA = 0x1_0000_0000, EMPTY_TABLE_VA = 0x1_4000_0000, MISALIGNED_VA
 const RESERVED_VA = 0x1_c000_0000, READ_ONLY_VA = 0x2_0000_0000;
 
 /**
- * The JIT threshold of the warm-up hart: above the entries anything but the hot loop makes
- * (the trap handlers are entered ~40 times), so only the catalog page and the page it calls
- * compile.
+ * The JIT threshold of the warm-up hart: the hot loop's pages pass it, and so do the few pages
+ * entered that often in all (a page compiles after `threshold` entries summed over its offsets,
+ * src/jit/jit.ts), such as the trap handlers' (~40 entries at each of several offsets).
  */
 export const WARMUP_JIT_THRESHOLD = 64;
 /** Iterations of the hot loop: past the threshold, and a few in compiled code. */
