@@ -272,6 +272,7 @@ export class Hart {
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
           fp: (w, imm) => this.jitFp(w, imm),
+          sys: (w, imm) => this.jitSys(w, imm),
         }, opts);
       }
     }
@@ -1484,6 +1485,123 @@ export class Hart {
       return (this.menvcfgHi & MENVCFG_HI_STCE) !== 0 && (this.mcounteren & 2) !== 0;
     }
     return true;
+  }
+
+  /**
+   * Compiled code calls this for an instruction it does not run itself but that need not
+   * leave it: LR/SC on a TLB hit, CSR accesses that change nothing the compiled code relies
+   * on, sfence.vma. Returns 0 when done (rd is written to the registers in memory), 1 when it
+   * changed nothing and the instruction must go through the interpreter (it may trap, may
+   * change translation, FP state or interrupts, or reads a counter that runs ahead of
+   * compiled code), 2 when done and compiled code must leave the page (sfence.vma: the
+   * translation of the next fetch may have changed).
+   */
+  jitSys(w: number, imm: number): number {
+    const regs = this.regs;
+    const rd = (w >> 7) & 126, rs1 = (w >> 13) & 62, rs2 = (w >> 18) & 62;
+    const op = w & 0xff;
+    switch (op) {
+      case Op.LR_W: case Op.LR_D: {
+        const size = op === Op.LR_W ? 4 : 8;
+        const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, false);
+        if (off < 0) return 1;
+        const ram32 = this.ram32;
+        const vlo = ram32[off >> 2]!;
+        const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
+        this.reservation = off + this.ramBase;
+        this.reservedLo = vlo;
+        this.reservedHi = size === 4 ? 0 : vhi;
+        regs[rd] = vlo; regs[rd + 1] = vhi;
+        return 0;
+      }
+      case Op.SC_W: case Op.SC_D: {
+        const size = op === Op.SC_W ? 4 : 8;
+        // The write TLB maps no page holding code (protectCode), so no code to drop here.
+        const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, true);
+        if (off < 0) return 1;
+        const ram32 = this.ram32;
+        const k = off >> 2;
+        const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
+          (size === 4 || ram32[k + 1] === this.reservedHi);
+        this.reservation = -1;
+        if (ok) {
+          ram32[k] = regs[rs2]!;
+          if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
+        }
+        regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
+        return 0;
+      }
+      case Op.SFENCE_VMA:
+        if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TVM) !== 0)) return 1;
+        if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+        else this.flushTlb();
+        return 2;
+      case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI:
+        return this.jitCsr(w, imm);
+    }
+    return 1;
+  }
+
+  /** RAM offset for an LR/SC at (lo, hi) from the data TLB alone, or -1 (misaligned, a miss, not RAM). */
+  private atomicTlbOffset(lo: number, hi: number, size: number, store: boolean): number {
+    if ((lo & (size - 1)) !== 0) return -1;
+    const vpn = lo >>> 12;
+    const i = this.dBase + (vpn & TLB_MASK);
+    if (store) {
+      if (this.wTagLo[i] !== vpn || this.wTagHi[i] !== hi) return -1;
+      const off = this.wOff[i]!;
+      return off < 0 ? -1 : off + (lo & 0xfff);
+    }
+    if (this.rTagLo[i] !== vpn || this.rTagHi[i] !== hi) return -1;
+    const off = this.rOff[i]!;
+    return off < 0 ? -1 : off + (lo & 0xfff);
+  }
+
+  /**
+   * The CSR instructions compiled code may have done for it (jitSys): reads of any CSR but the
+   * counters (cycle, time and instret run ahead of it), writes to CSRs whose writes have no
+   * side effect (the scratch, epc, cause, tval and tvec registers), fflags/frm/fcsr when FS is
+   * Dirty already, and sstatus/mstatus writes that only clear SIE (masking interrupts; setting
+   * it may let one in). Everything else, and anything that would trap: 1.
+   */
+  private jitCsr(w: number, csr: number): number {
+    const op = w & 0xff;
+    const rdNum = (w >> 8) & 63;
+    const rs1Num = (w >> 14) & 31;
+    const immForm = op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI;
+    const kind = op === Op.CSRRW || op === Op.CSRRWI ? 0 : op === Op.CSRRS || op === Op.CSRRSI ? 1 : 2;
+    const writes = kind === 0 || rs1Num !== 0;
+    if ((csr >= 0xc00 && csr <= 0xc9f) || (csr >= 0xb00 && csr <= 0xb9f)) return 1;
+    if (((csr >> 8) & 3) > this.priv || (writes && (csr >> 10) === 3) || !this.csrAccessible(csr)) return 1;
+    if (!csrRead(this, csr)) return 1;
+    const oldLo = csrValue.lo, oldHi = csrValue.hi;
+    if (writes) {
+      const srcLo = immForm ? rs1Num : this.regs[rs1Num * 2]!;
+      const srcHi = immForm ? 0 : this.regs[rs1Num * 2 + 1]!;
+      let nlo: number, nhi: number;
+      if (kind === 0) { nlo = srcLo; nhi = srcHi; }
+      else if (kind === 1) { nlo = oldLo | srcLo; nhi = oldHi | srcHi; }
+      else { nlo = oldLo & ~srcLo; nhi = oldHi & ~srcHi; }
+      switch (csr) {
+        case 0x140: case 0x141: case 0x142: case 0x143: case 0x105: // sscratch sepc scause stval stvec
+        case 0x340: case 0x341: case 0x342: case 0x343: case 0x305: // mscratch mepc mcause mtval mtvec
+          break;
+        case 0x001: case 0x002: case 0x003: // fflags frm fcsr: FS stays Dirty
+          if ((this.mstatus & MSTATUS_FS) !== MSTATUS_FS) return 1;
+          break;
+        case 0x100: case 0x300: // sstatus mstatus: only SIE, and only cleared
+          if (nhi !== oldHi || ((nlo ^ oldLo) & ~MSTATUS_SIE) !== 0 || (nlo & MSTATUS_SIE) !== 0) return 1;
+          break;
+        default:
+          return 1;
+      }
+      if (!csrWrite(this, csr, nlo, nhi)) return 1; // not reached: each accepts any value
+    }
+    if (rdNum !== 0) {
+      this.regs[rdNum * 2] = oldLo;
+      this.regs[rdNum * 2 + 1] = oldHi;
+    }
+    return 0;
   }
 
   /**

@@ -60,6 +60,8 @@ export const PAGE_FN_PARAMS = [I32, I32, I32, I32, I32, I32] as const;
 
 /** F/D computational instructions run by the hart (Hart.jitFp): 0 done, 1 interpret it instead. */
 export type FpFn = (w: number, imm: number) => number;
+/** LR/SC, CSR accesses and sfence.vma run by the hart (Hart.jitSys): 0 done, 1 interpret it, 2 done, leave the page. */
+export type SysFn = (w: number, imm: number) => number;
 
 /** Integer-source F/D ops (rs1 is an x register) and integer-destination ones (rd is). */
 function fpIntSource(op: number): boolean {
@@ -110,7 +112,7 @@ interface Inst {
   op: number;
 }
 
-const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step, FpMem, Fp, Amo }
+const enum Kind { Plain, Mem, Branch, Jal, Jalr, Step, FpMem, Fp, Amo, Sys }
 
 /** kindOf for every op, computed once (cheaper than the switch when const enums are not inlined). */
 const KINDS = new Uint8Array(256).map((_, op) => kindOfSlow(op));
@@ -149,6 +151,12 @@ function kindOfSlow(op: number): Kind {
       return Kind.Amo;
   }
   if (op >= Op.FMADD_S && op <= Op.FCVT_D_S) return Kind.Fp;
+  switch (op) {
+    // Called out to the hart (Hart.jitSys) without leaving compiled code when it can.
+    case Op.LR_W: case Op.LR_D: case Op.SC_W: case Op.SC_D: case Op.SFENCE_VMA:
+    case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI:
+      return Kind.Sys;
+  }
   return Kind.Step;
 }
 
@@ -191,8 +199,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     while (off < 4096 && (off === first || !starts.has(off))) {
       const i = get(off);
       const k = kindOf(i.op);
-      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo) { off += i.len; continue; }
-      if (k === Kind.Step) addStart(off + i.len);
+      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo || (k === Kind.Sys && !sysEndsBlock(i))) { off += i.len; continue; }
+      if (k === Kind.Step || k === Kind.Sys) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
       else if (k === Kind.Jal) {
         addStart(off + i.imm);
@@ -222,13 +230,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // f registers live in memory; only these x registers matter.
         if ((k === Kind.FpMem || fpIntSource(i.op)) && rs1 !== 0) used.add(rs1);
         if (k === Kind.Fp && fpIntDest(i.op) && rd !== 0 && rd !== X_DISCARD) used.add(rd);
-      } else if (k !== Kind.Step) {
+      } else if (k !== Kind.Step && k !== Kind.Sys) {
         if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) used.add(rd);
         if (rs1 !== 0) used.add(rs1);
         if (rs2 !== 0) used.add(rs2);
       }
       off += i.len;
-      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem && k !== Kind.Amo) break;
+      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem && k !== Kind.Amo && (k !== Kind.Sys || sysEndsBlock(i))) break;
     }
     instructions += list.length;
     blocks.push(list);
@@ -237,6 +245,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const ramOffset = req.ramOffset ?? GUEST_RAM_OFFSET;
   const m = new ModuleBuilder().importMemory({ module: 'e', name: 'm', minPages: 1 });
   const fpImport = m.importFunction('e', 'fp', [I32, I32], [I32]);
+  const sysImport = m.importFunction('e', 'sys', [I32, I32], [I32]);
   const helpers = buildHelpers(m);
   const f = new FuncBody(PAGE_FN_PARAMS, [I32]);
   const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
@@ -276,7 +285,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     const last = list[list.length - 1]!;
     // The interpreter re-enters right after an instruction it executed for compiled code, and
     // a call's return address is entered by the callee's return (through the dispatcher).
-    if ((kindOf(last.op) === Kind.Step || linkReg(last)) && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
+    if ((kindOf(last.op) === Kind.Step || kindOf(last.op) === Kind.Sys || linkReg(last)) && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
     if (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) {
       const t = last.off + last.imm;
       const tj = blockIndex.get(t);
@@ -384,6 +393,17 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // Integer sources are in memory already (write-through); an integer result is there after.
         f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
+        continue;
+      }
+      if (k === Kind.Sys) {
+        // 0: done; 1: nothing done, the interpreter runs it; 2: done, leave the page (the
+        // next pc's translation may have changed): CHAIN with this instruction counted.
+        f.i32(i.w).i32(imm).call(sysImport).tee(L_T).if_(); extra = 1;
+        f.get(L_T).i32(1).op(W.i32_eq).if_(); extra = 2; exitStep(i.off, idx, len); f.end(); extra = 1;
+        if (len - idx - 1 !== 0) f.get(L_N).i32(len - idx - 1).op(W.i32_sub).set(L_N);
+        f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
+        f.end(); extra = 0;
+        if (rd !== X_DISCARD && rd !== 0) loaded[rd] = 0; // the hart wrote it in memory
         continue;
       }
       if (k === Kind.Amo) {
@@ -511,6 +531,31 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   return { bytes: m.encode(), blocks: K, instructions, dispatch: [...dispatch] };
 }
 
+/**
+ * A Sys instruction after which a block starts (and the dispatcher may enter): sfence.vma,
+ * which leaves the page when done, and CSR accesses the hart will hand back to the
+ * interpreter (Hart.jitCsr: counter reads, writes other than to the scratch, epc, cause,
+ * tval, tvec and FP registers or clearing sstatus/mstatus bits), which return there.
+ */
+function sysEndsBlock(i: Inst): boolean {
+  if (i.op === Op.SFENCE_VMA) return true;
+  if (i.op === Op.LR_W || i.op === Op.LR_D || i.op === Op.SC_W || i.op === Op.SC_D) return false;
+  const csr = i.imm;
+  if ((csr >= 0xc00 && csr <= 0xc9f) || (csr >= 0xb00 && csr <= 0xb9f)) return true;
+  const rs1 = (i.w >> 14) & 31;
+  const writes = i.op === Op.CSRRW || i.op === Op.CSRRWI || rs1 !== 0;
+  if (!writes) return false;
+  switch (csr) {
+    case 0x140: case 0x141: case 0x142: case 0x143: case 0x105:
+    case 0x340: case 0x341: case 0x342: case 0x343: case 0x305:
+    case 0x001: case 0x002: case 0x003:
+      return false;
+    case 0x100: case 0x300:
+      return i.op !== Op.CSRRC && i.op !== Op.CSRRCI;
+  }
+  return true;
+}
+
 /** A JAL/JALR that writes a link register (a call): its successor is a return address. */
 function linkReg(i: Inst): boolean {
   if (i.op !== Op.JAL && i.op !== Op.JALR) return false;
@@ -539,17 +584,19 @@ function writesRd(op: number): boolean {
 interface Helpers { mulh: number; mulhsu: number; mulhu: number; div: number; divu: number; rem: number; remu: number; divw: number; divuw: number; remw: number; remuw: number }
 
 let helperBodies: FuncBody[] | undefined;
+/** Functions every page module imports (fp, sys): the helpers' indices start after them. */
+const IMPORTED_FUNCTIONS = 2;
 
 /** Adds the M-extension helpers to a module (their bodies are built once and shared). */
 function buildHelpers(m: ModuleBuilder): Helpers {
   if (helperBodies === undefined) {
     const bodies: FuncBody[] = [];
     // Indices relative to the first helper: mulhu is called by mulh and mulhsu.
-    defineHelpers((build) => { const f = new FuncBody([I64, I64], [I64]); build(f); bodies.push(f); return bodies.length - 1; }, 1);
+    defineHelpers((build) => { const f = new FuncBody([I64, I64], [I64]); build(f); bodies.push(f); return bodies.length - 1; }, IMPORTED_FUNCTIONS);
     helperBodies = bodies;
   }
   const first = m.addFunction(helperBodies[0]!);
-  if (first !== 1) throw new Error('jit: helpers must follow the one imported function');
+  if (first !== IMPORTED_FUNCTIONS) throw new Error('jit: helpers must follow the imported functions');
   for (let i = 1; i < helperBodies.length; i++) m.addFunction(helperBodies[i]!);
   const h: Helpers = { mulhu: 0, mulh: 1, mulhsu: 2, div: 3, divu: 4, rem: 5, remu: 6, divw: 7, divuw: 8, remw: 9, remuw: 10 };
   for (const k of Object.keys(h) as (keyof Helpers)[]) h[k] += first;

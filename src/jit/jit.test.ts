@@ -140,6 +140,30 @@ describe('jit', () => {
     expect(m.hart.jitStats!.liveModules).toBe(2); // the loop's page and the routines' page
   });
 
+  it('runs LR/SC, CSR accesses and sfence.vma through the hart without leaving compiled code', () => {
+    const a = new Asm(RAM_BASE);
+    // An atomic increment with LR/SC, sscratch written and read back, SIE cleared in mstatus,
+    // a counter read (which must leave compiled code: instret runs ahead of it) and sfence.vma
+    // for a page the loop does not use (a full flush would send every LR/SC to the interpreter).
+    a.li(t0, 0).li(t3, 500).li(a2, RAM_BASE + 0x8000).li(a0, 0).li(I.s0, 0x4000_0000);
+    a.label('l');
+    a.emit(I.lr_d(a1, a2), I.addi(a1, a1, 3), I.sc_d(t1, a1, a2), I.add(a0, a0, t1));
+    a.emit(I.csrw(I.CSR.sscratch, t0), I.csrr(t2, I.CSR.sscratch), I.add(a0, a0, t2), I.csrci(I.CSR.mstatus, 2));
+    a.emit(I.sfence_vma(I.s0), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    a.emit(I.csrr(I.s1, I.CSR.instret));
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const jit = machine(code, { accel: 'jit', jitThreshold: 1 });
+    interp.run(); jit.run();
+    expect(interp.finished && jit.finished).toBe(true);
+    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    expect(new DataView(jit.ram.buffer, jit.ram.byteOffset).getBigUint64(0x8000, true)).toBe(1500n);
+    const s = jit.hart.jitStats!;
+    expect(s.instructions).toBeGreaterThan(500 * 10 * 0.9);
+    // sfence.vma leaves the page (the next fetch is translated afresh) once per iteration.
+    expect(s.stepExits).toBeLessThan(20);
+  });
+
   it('drops compiled code when the guest rewrites an instruction (self-modifying code)', () => {
     const a = new Asm(RAM_BASE);
     a.li(a0, 0).li(I.s1, 0);

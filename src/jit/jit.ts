@@ -12,7 +12,7 @@
  * The number of live modules is bounded; the oldest are dropped first.
  */
 import { SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn } from './compiler.js';
+import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn, type SysFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 
 export interface JitOptions {
@@ -42,6 +42,8 @@ export interface JitHost {
   protectCodePage(pg: number): void;
   /** Runs an F/D computational instruction (Hart.jitFp). */
   readonly fp: FpFn;
+  /** Runs LR/SC, a CSR access or sfence.vma if it can (Hart.jitSys). */
+  readonly sys: SysFn;
 }
 
 export interface JitStats {
@@ -130,7 +132,7 @@ export class Jit {
     this.pageMap.fill(0);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: this.maxModules + 1 });
     this.dispatch = buildDispatcher({ memory: host.memory, table: this.table, slotBase: host.slotBase, pageMapBase: host.pageMapBase });
-    this.imports = { e: { m: host.memory, fp: host.fp } };
+    this.imports = { e: { m: host.memory, fp: host.fp, sys: host.sys } };
   }
 
   /**
