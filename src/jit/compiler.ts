@@ -63,15 +63,7 @@ export type FpFn = (w: number, imm: number) => number;
 /** LR/SC, CSR accesses and sfence.vma run by the hart (Hart.jitSys): 0 done, 1 interpret it, 2 done, leave the page. */
 export type SysFn = (w: number, imm: number) => number;
 
-/** Integer-source F/D ops (rs1 is an x register) and integer-destination ones (rd is). */
-function fpIntSource(op: number): boolean {
-  switch (op) {
-    case Op.FCVT_S_W: case Op.FCVT_S_WU: case Op.FCVT_S_L: case Op.FCVT_S_LU: case Op.FMV_W_X:
-    case Op.FCVT_D_W: case Op.FCVT_D_WU: case Op.FCVT_D_L: case Op.FCVT_D_LU: case Op.FMV_D_X:
-      return true;
-  }
-  return false;
-}
+/** Integer-destination F/D ops (rd is an x register: compiled code reloads it after). */
 function fpIntDest(op: number): boolean {
   switch (op) {
     case Op.FCVT_W_S: case Op.FCVT_WU_S: case Op.FCVT_L_S: case Op.FCVT_LU_S: case Op.FMV_X_W:
@@ -216,7 +208,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
 
   // Pass 2: the instructions of each block (up to the next start or a block-ending instruction).
   const blocks: Inst[][] = [];
-  const used = new Set<number>();
   let instructions = 0;
   for (const s of order) {
     const list: Inst[] = [];
@@ -225,16 +216,6 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const i = get(off);
       list.push(i);
       const k = kindOf(i.op);
-      const rd = (i.w >> 8) & 63, rs1 = (i.w >> 14) & 31, rs2 = (i.w >> 19) & 31;
-      if (k === Kind.Fp || k === Kind.FpMem) {
-        // f registers live in memory; only these x registers matter.
-        if ((k === Kind.FpMem || fpIntSource(i.op)) && rs1 !== 0) used.add(rs1);
-        if (k === Kind.Fp && fpIntDest(i.op) && rd !== 0 && rd !== X_DISCARD) used.add(rd);
-      } else if (k !== Kind.Step && k !== Kind.Sys) {
-        if (rd !== 0 && rd !== X_DISCARD && writesRd(i.op)) used.add(rd);
-        if (rs1 !== 0) used.add(rs1);
-        if (rs2 !== 0) used.add(rs2);
-      }
       off += i.len;
       if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem && k !== Kind.Amo && (k !== Kind.Sys || sysEndsBlock(i))) break;
     }
@@ -249,8 +230,21 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const helpers = buildHelpers(m);
   const f = new FuncBody(PAGE_FN_PARAMS, [I32]);
   const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
+  // x registers get i64 locals from a pool, assigned per block at first use: a function has
+  // as many as its busiest block needs, not one per register it touches (V8 zeroes every
+  // local on each call, and a page function is called on every entry to the page).
   const regLocal = new Int32Array(33).fill(-1);
-  for (const r of [...used].sort((a, b) => a - b)) regLocal[r] = f.local(I64);
+  const pool: number[] = [];
+  let poolUsed = 0;
+  const localOf = (r: number): number => {
+    let l = regLocal[r]!;
+    if (l < 0) {
+      if (poolUsed === pool.length) pool.push(f.local(I64));
+      l = pool[poolUsed++]!;
+      regLocal[r] = l;
+    }
+    return l;
+  };
   const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
   const L_N = f.local(I32), L_OFF = f.local(I32), L_EOFF = f.local(I32), L_REASON = f.local(I32);
   const L_LO = f.local(I32), L_TI = f.local(I32), L_T = f.local(I32);
@@ -332,11 +326,12 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const getReg = (r: number) => {
     if (r === 0) f.i64(0, 0);
     else if (loaded[r]) f.get(regLocal[r]!);
-    else { f.get(L_SB).mem(W.i64_load, 3, regs + 8 * r).tee(regLocal[r]!); loaded[r] = 1; }
+    else { f.get(L_SB).mem(W.i64_load, 3, regs + 8 * r).tee(localOf(r)); loaded[r] = 1; }
   };
   const setReg = (r: number) => {
     if (r === 0 || r === X_DISCARD) { f.op(W.drop); return; }
-    f.set(regLocal[r]!).get(L_SB).get(regLocal[r]!).mem(W.i64_store, 3, regs + 8 * r);
+    const l = localOf(r);
+    f.set(l).get(L_SB).get(l).mem(W.i64_store, 3, regs + 8 * r);
     loaded[r] = 1;
   };
   /**
@@ -368,6 +363,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     f.end(); // closes $b(cur): its code follows
     extra = 0;
     loaded.fill(0);
+    regLocal.fill(-1);
+    poolUsed = 0;
     const list = blocks[cur]!;
     const len = list.length;
     if (dispatch.has(list[0]!.off)) {
@@ -570,15 +567,6 @@ function memSize(op: number): number {
     case Op.LW: case Op.LWU: case Op.SW: case Op.FLW: case Op.FSW: return 4;
   }
   return 8;
-}
-
-function writesRd(op: number): boolean {
-  switch (op) {
-    case Op.SB: case Op.SH: case Op.SW: case Op.SD: case Op.NOP: case Op.FENCE: case Op.FENCE_I:
-    case Op.BEQ: case Op.BNE: case Op.BLT: case Op.BGE: case Op.BLTU: case Op.BGEU:
-      return false;
-  }
-  return true;
 }
 
 interface Helpers { mulh: number; mulhsu: number; mulhu: number; div: number; divu: number; rem: number; remu: number; divw: number; divuw: number; remw: number; remuw: number }
