@@ -310,7 +310,15 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.get(L_OFF).i32(1).op(W.i32_shr_u).brTable(table, K);
 
   let cur = 0; // index of the block whose code is being emitted
-  let extra = 0; // nesting of if/block inside the current block's code
+  let extra = 0; // nesting of if/block (and a self-loop's loop) inside the current block's code
+  let top = 0; // extra at the top level of the current block's code: 1 inside a self-loop
+  let selfLoop = false;
+  /** Block j ends with a branch or jump back to its own start. */
+  const isSelfLoop = (j: number): boolean => {
+    const list = blocks[j]!;
+    const last = list[list.length - 1]!;
+    return (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) && last.off + last.imm === list[0]!.off;
+  };
   const dDispatch = () => extra + (K - cur);
   const dStepExit = () => extra + (K - cur) + 1;
   const dExitOff = () => extra + (K - cur) + 2;
@@ -346,6 +354,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const goTo = (target: number) => {
     if (target >= 0 && target < 4096 && blockIndex.has(target)) {
       const j = blockIndex.get(target)!;
+      if (j === cur && selfLoop) { f.br(extra - 1); return; } // the loop around this block
       if (j === cur + 1 && extra === 0) return; // the next block's code follows
       if (j > cur) { f.br(extra + (j - cur - 1)); return; }
       f.i32(target).set(L_OFF).br(dDispatch());
@@ -361,7 +370,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
 
   for (cur = 0; cur < K; cur++) {
     f.end(); // closes $b(cur): its code follows
-    extra = 0;
+    // A block that branches back to its own start (a tight loop: memset, memcpy, a checksum)
+    // runs inside a wasm loop, so an iteration is a `br` to it rather than a trip through the
+    // dispatch br_table; its budget check and count stay at the top of every iteration.
+    selfLoop = isSelfLoop(cur);
+    if (selfLoop) f.loop();
+    top = selfLoop ? 1 : 0;
+    extra = top;
     loaded.fill(0);
     regLocal.fill(-1);
     poolUsed = 0;
@@ -370,10 +385,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     if (dispatch.has(list[0]!.off)) {
       // Budget: everything up to the next check must fit.
       f.get(P_ROOM).get(L_N).op(W.i32_sub).i32(maxPath[cur]!).op(W.i32_lt_s).if_();
-      extra = 1;
+      extra = top + 1;
       f.i32(list[0]!.off).set(L_EOFF).i32(EXIT_BUDGET).set(L_REASON).br(dExitOff());
       f.end();
-      extra = 0;
+      extra = top;
     }
     f.get(L_N).i32(len).op(W.i32_add).set(L_N);
     let ended = false;
@@ -386,20 +401,20 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
       if (k === Kind.Fp) {
         // FS must be Dirty so that the instruction changes nothing outside the FPU.
-        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
+        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
         // Integer sources are in memory already (write-through); an integer result is there after.
-        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
+        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
         continue;
       }
       if (k === Kind.Sys) {
         // 0: done; 1: nothing done, the interpreter runs it; 2: done, leave the page (the
         // next pc's translation may have changed): CHAIN with this instruction counted.
-        f.i32(i.w).i32(imm).call(sysImport).tee(L_T).if_(); extra = 1;
-        f.get(L_T).i32(1).op(W.i32_eq).if_(); extra = 2; exitStep(i.off, idx, len); f.end(); extra = 1;
+        f.i32(i.w).i32(imm).call(sysImport).tee(L_T).if_(); extra = top + 1;
+        f.get(L_T).i32(1).op(W.i32_eq).if_(); extra = top + 2; exitStep(i.off, idx, len); f.end(); extra = top + 1;
         if (len - idx - 1 !== 0) f.get(L_N).i32(len - idx - 1).op(W.i32_sub).set(L_N);
         f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
-        f.end(); extra = 0;
+        f.end(); extra = top;
         if (rd !== X_DISCARD && rd !== 0) loaded[rd] = 0; // the hart wrote it in memory
         continue;
       }
@@ -416,7 +431,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
         f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
         f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
-        f.if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
+        f.if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add).set(L_TI); // RAM offset
         f.get(L_TI).mem(isD ? W.i64_load : W.i64_load32_s, Math.log2(size), ramOffset).set(L_T64); // old
         // b: rs2, sign-extended from 32 bits for .W (order-preserving for the unsigned forms too).
@@ -441,7 +456,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         const fpMem = k === Kind.FpMem;
         const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD || i.op === Op.FSW || i.op === Op.FSD;
         // An F/D load writes an f register (FS must be Dirty); a store only needs FS on.
-        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0; }
+        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top; }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
@@ -455,7 +470,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // allows it too): only an access that crosses into the next page takes the slow path.
         // A Debian boot to /init made ~300 k misaligned loads and stores, each an exit before.
         if (size > 1) f.get(L_LO).i32(0xfff).op(W.i32_and).i32(4096 - size).op(W.i32_gt_u).op(W.i32_or);
-        f.if_(); extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
+        f.if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
         if (fpMem) {
@@ -485,7 +500,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         getReg(rs1); getReg(rs2);
         f.op(i.op === Op.BEQ ? W.i64_eq : i.op === Op.BNE ? W.i64_ne : i.op === Op.BLT ? W.i64_lt_s
           : i.op === Op.BGE ? W.i64_ge_s : i.op === Op.BLTU ? W.i64_lt_u : W.i64_ge_u);
-        f.if_(); extra = 1; goTo(i.off + imm); f.end(); extra = 0;
+        f.if_(); extra = top + 1; goTo(i.off + imm); f.end(); extra = top;
         continue; // falls through to the next start
       }
       if (k === Kind.Jal) {
@@ -498,10 +513,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).i64(-2, -1).op(W.i64_and).set(L_T64);
       // A target outside ±2^53 is not representable as the hart's pc: let the interpreter fault it.
       f.get(L_T64).i64(0, 0x200000).op(W.i64_add).i64(54, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).if_();
-      extra = 1; exitStep(i.off, idx, len); f.end(); extra = 0;
+      extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
       if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
       f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
-      extra = 1; f.get(L_VA).op(W.i32_wrap_i64).set(L_OFF).br(dDispatch()); f.end(); extra = 0;
+      extra = top + 1; f.get(L_VA).op(W.i32_wrap_i64).set(L_OFF).br(dDispatch()); f.end(); extra = top;
       f.get(L_T64).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
       ended = true;
       break;
@@ -510,6 +525,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const last = list[len - 1]!;
       goTo(last.off + last.len);
     }
+    if (selfLoop) f.end();
   }
   // $miss: the offset has no block.
   f.end();

@@ -215,6 +215,24 @@ describe('jit', () => {
     expect(jit.hart.getX(10)).toBe(500n * 0x60n);
   });
 
+  it('runs a block that branches to itself as a wasm loop, stopping exactly at the budget', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(t0, 0).li(t3, 3000).li(a0, 0);
+    a.label('l').emit(I.addi(t0, t0, 1), I.xor(a0, a0, t0), I.slli(a1, a0, 3), I.add(a0, a0, a1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const jit = machine(code, JIT);
+    // Odd chunks end mid-iteration: the loop must stop exactly where the interpreter does.
+    for (let i = 0; i < 2000 && !interp.finished; i++) {
+      const k = 5 + (i % 13) * 7;
+      expect(jit.hart.run(k)).toBe(interp.hart.run(k));
+      expect(jit.hart.pc).toBe(interp.hart.pc);
+      expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    }
+    expect(interp.finished).toBe(true);
+    expect(jit.hart.jitStats!.instructions).toBeGreaterThan(3000 * 5 * 0.9);
+  });
+
   it('runs F/D stores inline while FS is Clean, and leaves FS Clean (Priv §3.1.6.6)', () => {
     const a = new Asm(RAM_BASE);
     // FS = Dirty to set f1, then Clean (3 -> 2): stores must not dirty it; the loads at the
