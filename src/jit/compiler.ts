@@ -350,6 +350,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const exitStep = (off: number, idx: number, len: number) => {
     f.i32(off | ((len - idx) << 12)).set(L_EOFF).br(dStepExit());
   };
+  /** The same when the i32 on the stack is non-zero (a `br_if`, no `if` block to merge after). */
+  const exitStepIf = (off: number, idx: number, len: number) => {
+    f.i32(off | ((len - idx) << 12)).set(L_EOFF).brIf(dStepExit());
+  };
   /** Control transfer to a page offset (any value); the current block's count is complete. */
   const goTo = (target: number) => {
     if (target >= 0 && target < 4096 && blockIndex.has(target)) {
@@ -401,9 +405,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
       if (k === Kind.Fp) {
         // FS must be Dirty so that the instruction changes nothing outside the FPU.
-        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
+        f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len);
         // Integer sources are in memory already (write-through); an integer result is there after.
-        f.i32(i.w).i32(imm).call(fpImport).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
+        f.i32(i.w).i32(imm).call(fpImport); exitStepIf(i.off, idx, len);
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
         continue;
       }
@@ -431,7 +435,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
         f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
         f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
-        f.if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
+        exitStepIf(i.off, idx, len);
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add).set(L_TI); // RAM offset
         f.get(L_TI).mem(isD ? W.i64_load : W.i64_load32_s, Math.log2(size), ramOffset).set(L_T64); // old
         // b: rs2, sign-extended from 32 bits for .W (order-preserving for the unsigned forms too).
@@ -456,7 +460,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         const fpMem = k === Kind.FpMem;
         const store = i.op === Op.SB || i.op === Op.SH || i.op === Op.SW || i.op === Op.SD || i.op === Op.FSW || i.op === Op.FSD;
         // An F/D load writes an f register (FS must be Dirty); a store only needs FS on.
-        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz).if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top; }
+        if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len); }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
         // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
@@ -470,7 +474,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // allows it too): only an access that crosses into the next page takes the slow path.
         // A Debian boot to /init made ~300 k misaligned loads and stores, each an exit before.
         if (size > 1) f.get(L_LO).i32(0xfff).op(W.i32_and).i32(4096 - size).op(W.i32_gt_u).op(W.i32_or);
-        f.if_(); extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
+        exitStepIf(i.off, idx, len);
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
         if (fpMem) {
