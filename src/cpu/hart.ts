@@ -76,8 +76,13 @@ const ACCESS_STORE = 2;
 const TLB_MASK = TLB_SIZE - 1;
 /** TLB sets (TLB_SETS): one per translation context so that switching context costs nothing. */
 const SET_U = 0, SET_S = 1, SET_S_SUM = 2, SET_M = 3;
-/** A tag no access can match: hi = 0x7fffffff is never a mapped physical or canonical address. */
-const TAG_INVALID_HI = 0x7fffffff;
+/**
+ * The low tag of an empty TLB entry: tags are (vpn = lo >>> 12, hi), and a vpn is never
+ * negative, so no access matches it. (The high word cannot mark an entry empty: a
+ * non-canonical address can have any high word, and one that matched a stale entry's would
+ * have used that entry's page instead of raising its page fault.)
+ */
+const TAG_INVALID_LO = -1;
 
 const TWO32 = 4294967296;
 /** 2^(9·level): pages a PTE at that level spans (a variable `**` compiles to a slow pow call). */
@@ -480,16 +485,16 @@ export class Hart {
   // ---------------------------------------------------------------- TLB and translation
 
   flushTlb(): void {
-    this.rTagHi.fill(TAG_INVALID_HI);
-    this.wTagHi.fill(TAG_INVALID_HI);
-    this.xTagHi.fill(TAG_INVALID_HI);
+    this.rTagLo.fill(TAG_INVALID_LO);
+    this.wTagLo.fill(TAG_INVALID_LO);
+    this.xTagLo.fill(TAG_INVALID_LO);
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
   flushDataTlb(): void {
-    this.rTagHi.fill(TAG_INVALID_HI);
-    this.wTagHi.fill(TAG_INVALID_HI);
+    this.rTagLo.fill(TAG_INVALID_LO);
+    this.wTagLo.fill(TAG_INVALID_LO);
   }
 
   /** sfence.vma with an address: drop that page from every set. */
@@ -497,9 +502,9 @@ export class Hart {
     const vpn = lo >>> 12;
     for (let set = 0; set < TLB_SETS; set++) {
       const i = set * TLB_SIZE + (vpn & TLB_MASK);
-      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) this.rTagHi[i] = TAG_INVALID_HI;
-      if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) this.wTagHi[i] = TAG_INVALID_HI;
-      if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) this.xTagHi[i] = TAG_INVALID_HI;
+      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) this.rTagLo[i] = TAG_INVALID_LO;
+      if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) this.wTagLo[i] = TAG_INVALID_LO;
+      if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) this.xTagLo[i] = TAG_INVALID_LO;
     }
     this.fetchPageBase = NO_FETCH_PAGE;
   }

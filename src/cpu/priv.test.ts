@@ -89,6 +89,27 @@ describe('Sv39 translation', () => {
     expect(m.hart.readCsr(I.CSR.mcause)).toBe(9n);
   });
 
+  it('raises a page fault for a non-canonical address whose high word is 0x7fffffff (no empty TLB entry matches it)', () => {
+    // Empty TLB entries used to be marked by hi = 0x7fffffff, with the low tag left as it was:
+    // this address (vpn 0) then hit an empty entry and stored through a stale page (CI seed
+    // 1795400000, program 166: a store access fault where the spec has a page fault).
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0)).la(t0, 'sh').emit(I.csrw(I.CSR.stvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (1 << 12) | (1 << 13) | (1 << 15)).emit(I.csrw(I.CSR.medeleg, t0));
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(a0, 0x7fff_ffff_0000_00e0n).emit(I.sd(a0, a0, 0), I.ld(t1, a0, 8));
+    a.emit(I.ecall());
+    handler(a, 'sh', 's');
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), tables);
+    expect(log(m.ram)).toEqual([[15n, 0x7fff_ffff_0000_00e0n], [13n, 0x7fff_ffff_0000_00e8n]]);
+  });
+
   it('sfence.vma makes a changed PTE visible', () => {
     const a = new Asm(RAM_BASE);
     a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
