@@ -13,11 +13,13 @@
  * per-file esbuild transform cannot do (the interpreter would run ~20× slower).
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, readFileSync } from 'node:fs';
-import { cpus } from 'node:os';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { runVm as RunVm } from '../src/host/run-vm.js';
 import { encodeCommand, ensureImage, INIT_START_MARKER } from '../src/images/index.js';
+import { inflateInitrd } from '../src/host/initrd.js';
 import { processCpuSeconds } from './guest-qemu.js';
 
 const { runVm } = (await import('../dist/host/run-vm.js' as string)) as unknown as { runVm: typeof RunVm };
@@ -146,7 +148,12 @@ console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynam
 
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
 if (haveQemu && fw) {
-  const q = await bootQemu(img.kernel, img.initrd, append, fw);
+  // visor inflates a gzip'd initramfs on the host (src/host/initrd.ts); QEMU gets the same
+  // uncompressed archive, so both guests do the same work.
+  const raw = join(mkdtempSync(join(tmpdir(), 'visor-bench-')), 'initramfs.cpio');
+  writeFileSync(raw, inflateInitrd(readFileSync(img.initrd)));
+  const q = await bootQemu(img.kernel, raw, append, fw);
+  rmSync(dirname(raw), { recursive: true, force: true });
   console.log(`qemu TCG (OpenSBI fw_dynamic): /init ${q.init.toFixed(2)} s (${q.initCpu?.toFixed(2)} CPU-s), poweroff ${q.poweroff.toFixed(2)} s`);
   console.log(`ratio visor/qemu: /init ${(v.init / q.init).toFixed(1)}x wall, ${(v.initCpu! / q.initCpu!).toFixed(1)}x CPU-s; poweroff ${(v.poweroff / q.poweroff).toFixed(1)}x wall`);
 } else {

@@ -1,4 +1,5 @@
 import { defaultAccel } from './accel.js';
+import { inflateInitrd } from './initrd.js';
 import { readFile } from 'node:fs/promises';
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
@@ -104,7 +105,7 @@ async function readInput(path: string): Promise<Uint8Array> {
  */
 export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
   const kernel = await readInput(o.kernel);
-  const initrd = o.initrd ? await readInput(o.initrd) : undefined;
+  const initrd = o.initrd ? inflateInitrd(await readInput(o.initrd)) : undefined;
   const bios = o.bios === 'builtin' ? 'builtin' : await readInput(o.bios);
   const opener = new NodeFileOpener();
   const disks: OpenedDisk[] = [];

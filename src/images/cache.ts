@@ -2,7 +2,7 @@
  * The image cache: `$XDG_CACHE_HOME/visor` (or `~/.cache/visor`).
  *
  *   images/<name>/manifest.json     what the image is made of (written last)
- *   images/<name>/Image, initramfs.cpio, fw_jump.bin, fw_dynamic.bin
+ *   images/<name>/Image, initramfs.cpio.gz, fw_jump.bin, fw_dynamic.bin
  *   images/.build-<name>-<pid>-<rand>/   an image being built
  *   downloads/<sha256>.deb          packages until the image that needs them is built
  *   index/<sha256>                  the last verified Packages index

@@ -31,6 +31,7 @@ import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
 import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
 // Not from config.ts: that loads zod, which the worker does not need (console-kind.ts).
 import type { Accel, ResolvedConfig } from './config.js';
+import { inflateInitrd } from '../host/initrd.js';
 import { defaultAccel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
@@ -381,7 +382,7 @@ export class MachineRunner {
     };
     if (o.boot) {
       vcfg.kernel = await readInput(cfg.kernel, 'kernel');
-      if (cfg.initrd) vcfg.initrd = await readInput(cfg.initrd, 'initrd');
+      if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'));
     }
     // The firmware kind must match on restore; the bytes only matter for booting.
     if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);

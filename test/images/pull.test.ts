@@ -8,6 +8,7 @@ import { createServer } from 'node:net';
 import { mkdtemp } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { gunzipSync } from 'node:zlib';
 import { afterEach, describe, expect, it } from 'vitest';
 import { cacheRoot, readImage } from '../../src/images/cache.js';
 import { readCpio } from '../../src/images/cpio.js';
@@ -76,7 +77,7 @@ describe('pullImage with a fake mirror', () => {
     expect(await readFile(join(res.dir, 'Image'))).toEqual(fakeKernelImage());
     expect((await readFile(join(res.dir, 'fw_jump.bin'), 'utf8'))).toBe('fw_jump');
     expect((await readFile(join(res.dir, 'fw_dynamic.bin'), 'utf8'))).toBe('fw_dynamic');
-    const cpio = readCpio(await readFile(join(res.dir, 'initramfs.cpio')));
+    const cpio = readCpio(gunzipSync(await readFile(join(res.dir, 'initramfs.cpio.gz'))));
     const paths = cpio.map((e) => e.path);
     expect(paths).toEqual(expect.arrayContaining(['init', 'bin/busybox', 'bin/sh', 'dev/console', `lib/modules/${KREL}/ext4.ko`, `lib/modules/${KREL}/visor.order`,
       `lib/modules/${KREL}/visor.alias`, `lib/modules/${KREL}/visor.deps`, 'lib/visor/modprobe', 'etc/filesystems']));
@@ -185,9 +186,9 @@ describe('pullImage with a fake mirror', () => {
     mirror = await startMirror();
     const env = await freshEnv();
     const { dir } = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
-    await writeFile(join(dir, 'initramfs.cpio'), 'truncated');
+    await writeFile(join(dir, 'initramfs.cpio.gz'), 'truncated');
     await expect(readImage(cacheRoot(env), 'debian')).rejects.toMatchObject({
-      code: 'CorruptImage', message: expect.stringMatching(/initramfs.cpio has 9 bytes.*visor image pull debian/),
+      code: 'CorruptImage', message: expect.stringMatching(/initramfs.cpio.gz has 9 bytes.*visor image pull debian/),
     });
     const progress = recorder();
     const res = await pullImage('debian', { mirror: mirror.url, env, keyring: null, progress });
