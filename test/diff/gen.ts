@@ -382,7 +382,6 @@ function buildPageTables(st: GenState, pt: BigUint64Array, summary: string[], us
   l0(L.HANDLERS, leaf(L.HANDLERS, PTE_V | PTE_R | PTE_X | PTE_A));
   for (let pa = L.BODY; pa < L.POOL + 256; pa += 4096) {
     l0(pa, leaf(pa, PTE_V | PTE_R | PTE_X | PTE_A | u));
-    l0(pa + L.CODE_ALIAS_DELTA, leaf(pa, PTE_V | PTE_R | PTE_A));
   }
   for (const pa of [L.TLOG, L.TLOG + 4096]) l0(pa, leaf(pa, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
   if (st.mode === 'S') l0(L.PT_WINDOW, leaf(L.PT_L0, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D));
@@ -450,10 +449,12 @@ function handler(a: A.Asm, m: 'm' | 's'): void {
   a.emit(A.csrr(t5, cause), A.addi(t5, t5, -12)).bnez(t5, normal);
   a.label(`${m}_fetch`).emit(A.mv(t6, A.ra)).j(setEpc);
   a.label(normal);
-  // Instruction length from its low bits (§1.5). The S handler reads through the supervisor
-  // alias of the code pages, since U-mode code pages are not readable from S without SUM.
+  // Instruction length from its low bits (§1.5). The S handler reads it with SUM and MXR set
+  // for that one load (a U page, or an execute-only one, is then readable from S) and puts
+  // sstatus back after: the faulting pc can be anywhere the body jumped to, also in the
+  // executable alias and scratch pages that no supervisor-readable window covers.
   if (m === 'm') a.emit(A.lhu(t5, t6, 0));
-  else a.li(tp, L.CODE_ALIAS_DELTA).emit(A.add(tp, tp, t6), A.lhu(t5, tp, 0));
+  else a.li(tp, MSTATUS_SUM | MSTATUS_MXR).emit(A.csrrs(tp, CSR.sstatus, tp), A.lhu(t5, t6, 0), A.csrw(CSR.sstatus, tp));
   a.emit(A.andi(t5, t5, 3), A.addi(t6, t6, 2), A.addi(t5, t5, -3));
   const skip = `${m}_skip`;
   a.bnez(t5, skip);

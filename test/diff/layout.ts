@@ -35,8 +35,6 @@ export const MEGA_DELTA = 0x20_0000;
 export const BAD_MEGA_DELTA = 0x40_0000;
 /** S programs see the L0 table here (RW, supervisor) to rewrite alias PTEs and sfence.vma. */
 export const PT_WINDOW = 0x8006_0000;
-/** Virtual window onto the code pages, supervisor-readable, for the S handler's length probe. */
-export const CODE_ALIAS_DELTA = 0x3_0000;
 
 /** Everything the guest may write that the dump does not print: checksummed per 4 KiB page. */
 export const CHECK_BASE = PT_ROOT48;
