@@ -1245,29 +1245,14 @@ export class Hart {
               const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
               const size = (w & 0xff) === Op.LR_W ? 4 : 8;
               this.pc = pc;
-              const off = this.atomicOffset(lo, hi, size, true);
-              const vlo = ram32[off >> 2]!;
-              const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
-              this.reservation = off + this.ramBase;
-              this.reservedLo = vlo;
-              this.reservedHi = size === 4 ? 0 : vhi;
-              regs[rd] = vlo; regs[rd + 1] = vhi;
+              this.loadReserved(this.atomicOffset(lo, hi, size, true), size, rd);
               break;
             }
             case Op.SC_W: case Op.SC_D: {
               const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
               const size = (w & 0xff) === Op.SC_W ? 4 : 8;
               this.pc = pc;
-              const off = this.atomicOffset(lo, hi, size, false);
-              const k = off >> 2;
-              const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
-                (size === 4 || ram32[k + 1] === this.reservedHi);
-              this.reservation = -1;
-              if (ok) {
-                ram32[k] = regs[rs2]!;
-                if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
-              }
-              regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
+              this.storeConditional(this.atomicOffset(lo, hi, size, false), size, rd, rs2);
               break;
             }
             case Op.AMOSWAP_W: case Op.AMOADD_W: case Op.AMOXOR_W: case Op.AMOAND_W: case Op.AMOOR_W:
@@ -1510,13 +1495,7 @@ export class Hart {
         const size = op === Op.LR_W ? 4 : 8;
         const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, false);
         if (off < 0) return 1;
-        const ram32 = this.ram32;
-        const vlo = ram32[off >> 2]!;
-        const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
-        this.reservation = off + this.ramBase;
-        this.reservedLo = vlo;
-        this.reservedHi = size === 4 ? 0 : vhi;
-        regs[rd] = vlo; regs[rd + 1] = vhi;
+        this.loadReserved(off, size, rd);
         return 0;
       }
       case Op.SC_W: case Op.SC_D: {
@@ -1524,16 +1503,7 @@ export class Hart {
         // The write TLB maps no page holding code (protectCode), so no code to drop here.
         const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, true);
         if (off < 0) return 1;
-        const ram32 = this.ram32;
-        const k = off >> 2;
-        const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
-          (size === 4 || ram32[k + 1] === this.reservedHi);
-        this.reservation = -1;
-        if (ok) {
-          ram32[k] = regs[rs2]!;
-          if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
-        }
-        regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
+        this.storeConditional(off, size, rd, rs2);
         return 0;
       }
       case Op.SFENCE_VMA:
@@ -1545,6 +1515,35 @@ export class Hart {
         return this.jitCsr(w, imm);
     }
     return 1;
+  }
+
+  /** LR.W/LR.D at RAM offset `off` (checked): rd (a pair index) gets the value, the hart the reservation. */
+  private loadReserved(off: number, size: number, rd: number): void {
+    const ram32 = this.ram32, regs = this.regs;
+    const vlo = ram32[off >> 2]!;
+    const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
+    this.reservation = off + this.ramBase;
+    this.reservedLo = vlo;
+    this.reservedHi = size === 4 ? 0 : vhi;
+    regs[rd] = vlo; regs[rd + 1] = vhi;
+  }
+
+  /**
+   * SC.W/SC.D at RAM offset `off` (checked): stores rs2 if the reservation is at this address
+   * and memory still holds the value LR loaded; rd gets 0 on success, 1 otherwise; the
+   * reservation ends either way.
+   */
+  private storeConditional(off: number, size: number, rd: number, rs2: number): void {
+    const ram32 = this.ram32, regs = this.regs;
+    const k = off >> 2;
+    const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
+      (size === 4 || ram32[k + 1] === this.reservedHi);
+    this.reservation = -1;
+    if (ok) {
+      ram32[k] = regs[rs2]!;
+      if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
+    }
+    regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
   }
 
   /** RAM offset for an LR/SC at (lo, hi) from the data TLB alone, or -1 (misaligned, a miss, not RAM). */
