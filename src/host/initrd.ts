@@ -11,11 +11,19 @@ import { gunzipSync } from 'node:zlib';
  * early-userspace/buffer-format.rst). Anything else (other formats, several archives one after
  * another, a gzip stream with trailing data) goes to the guest as it is: the kernel copes.
  */
-export function inflateInitrd(bytes: Uint8Array): Uint8Array {
+export function inflateInitrd(bytes: Uint8Array, guestRamBytes: number): Uint8Array {
   if (bytes.length < 18 || bytes[0] !== 0x1f || bytes[1] !== 0x8b) return bytes;
+  let inflated: Uint8Array;
   try {
-    return new Uint8Array(gunzipSync(bytes));
+    inflated = new Uint8Array(gunzipSync(bytes));
   } catch {
     return bytes;
   }
+  // The archive sits in guest RAM beside what the kernel unpacks from it until it is freed:
+  // inflated, visor's 12 MiB one left a 96 MiB guest without room for /tmp (the gzip'd one
+  // boots there). Small guests keep the compact form and inflate it themselves.
+  return inflated.length <= guestRamBytes / MAX_RAM_SHARE ? inflated : bytes;
 }
+
+/** An inflated initrd may take at most 1/MAX_RAM_SHARE of guest RAM (12 MiB: guests of 192 MiB and more). */
+export const MAX_RAM_SHARE = 16;

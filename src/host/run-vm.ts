@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
 import type { BoardHart } from '../machine/hart.js';
-import { VirtMachine, type VirtConfig } from '../machine/virt.js';
+import { VirtMachine, type VirtConfig, DEFAULT_MEMORY_MIB } from '../machine/virt.js';
 import { closeDisk, openDisk, type DiskFormat, type OpenedDisk } from '../storage/open.js';
 import { createVirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
@@ -105,7 +105,7 @@ async function readInput(path: string): Promise<Uint8Array> {
  */
 export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
   const kernel = await readInput(o.kernel);
-  const initrd = o.initrd ? inflateInitrd(await readInput(o.initrd)) : undefined;
+  const initrd = o.initrd ? inflateInitrd(await readInput(o.initrd), (o.memoryMiB ?? DEFAULT_MEMORY_MIB) * 2 ** 20) : undefined;
   const bios = o.bios === 'builtin' ? 'builtin' : await readInput(o.bios);
   const opener = new NodeFileOpener();
   const disks: OpenedDisk[] = [];

@@ -382,7 +382,7 @@ export class MachineRunner {
     };
     if (o.boot) {
       vcfg.kernel = await readInput(cfg.kernel, 'kernel');
-      if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'));
+      if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'), cfg.memoryMiB * 2 ** 20);
     }
     // The firmware kind must match on restore; the bytes only matter for booting.
     if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
