@@ -5,6 +5,7 @@
  * Values travel as (lo, hi) int32 pairs through `csrValue`.
  */
 import type { Hart } from './hart.js';
+import { Op } from './opcodes.js';
 import {
   CSR_CYCLE, CSR_FCSR, CSR_FFLAGS, CSR_FRM, CSR_HPMCOUNTER3, CSR_HPMCOUNTER31, CSR_INSTRET,
   CSR_MARCHID, CSR_MCAUSE, CSR_MCONFIGPTR, CSR_MCOUNTEREN, CSR_MCOUNTINHIBIT, CSR_MCYCLE,
@@ -19,6 +20,53 @@ import {
 } from './constants.js';
 
 export const csrValue = { lo: 0, hi: 0 };
+
+/**
+ * What compiled code may do with an access to a CSR without leaving it (Hart.jitCsr runs the
+ * access; the JIT's compiler starts a block after the ones handed back, src/jit/compiler.ts):
+ * JIT_CSR_NONE: nothing, not even a read (the counters run ahead of compiled code);
+ * JIT_CSR_READ: reads only; JIT_CSR_WRITE: reads and writes (no side effect: scratch, epc,
+ * cause, tval, tvec); JIT_CSR_FP: writes while FS is Dirty (fflags, frm, fcsr);
+ * JIT_CSR_CLEAR_SIE: writes that only clear SIE (sstatus, mstatus: masking interrupts;
+ * setting SIE may let one in, other bits change translation).
+ */
+export const JIT_CSR_NONE = 0, JIT_CSR_READ = 1, JIT_CSR_WRITE = 2, JIT_CSR_FP = 3, JIT_CSR_CLEAR_SIE = 4;
+
+export function jitCsrAccess(csr: number): number {
+  if ((csr >= 0xc00 && csr <= 0xc9f) || (csr >= 0xb00 && csr <= 0xb9f)) return JIT_CSR_NONE;
+  switch (csr) {
+    case CSR_SSCRATCH: case CSR_SEPC: case CSR_SCAUSE: case CSR_STVAL: case CSR_STVEC:
+    case CSR_MSCRATCH: case CSR_MEPC: case CSR_MCAUSE: case CSR_MTVAL: case CSR_MTVEC:
+      return JIT_CSR_WRITE;
+    case CSR_FFLAGS: case CSR_FRM: case CSR_FCSR:
+      return JIT_CSR_FP;
+    case CSR_SSTATUS: case CSR_MSTATUS:
+      return JIT_CSR_CLEAR_SIE;
+  }
+  return JIT_CSR_READ;
+}
+
+/**
+ * The value a CSR instruction `w` (decoded) writes, given the CSR's old value: low word
+ * returned, high word in csrValue.hi. Only for an instruction that writes (csrWrites).
+ */
+export function csrNewValue(hart: Hart, w: number, oldLo: number, oldHi: number): number {
+  const op = w & 0xff;
+  const rs1Num = (w >> 14) & 31;
+  const immForm = op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI;
+  const srcLo = immForm ? rs1Num : hart.regs[rs1Num * 2]!;
+  const srcHi = immForm ? 0 : hart.regs[rs1Num * 2 + 1]!;
+  if (op === Op.CSRRW || op === Op.CSRRWI) { csrValue.hi = srcHi; return srcLo; }
+  if (op === Op.CSRRS || op === Op.CSRRSI) { csrValue.hi = oldHi | srcHi; return oldLo | srcLo; }
+  csrValue.hi = oldHi & ~srcHi;
+  return oldLo & ~srcLo;
+}
+
+/** A CSR instruction writes unless it is CSRRS/CSRRC(I) naming x0 or a zero immediate (Zicsr). */
+export function csrWrites(w: number): boolean {
+  const op = w & 0xff;
+  return op === Op.CSRRW || op === Op.CSRRWI || ((w >> 14) & 31) !== 0;
+}
 
 const TWO32 = 4294967296;
 /** medeleg: every exception but ecall from M (11) and the reserved codes 10 and 14. */

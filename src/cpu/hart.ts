@@ -37,7 +37,9 @@ import {
   MSTATUS_TW, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X,
   SATP_MODE_BARE, SATP_MODE_SV39, SATP_MODE_SV48, type Privilege,
 } from './constants.js';
-import { csrRead, csrWrite, csrValue } from './csr.js';
+import {
+  csrNewValue, csrRead, csrValue, csrWrite, csrWrites, jitCsrAccess, JIT_CSR_CLEAR_SIE, JIT_CSR_FP, JIT_CSR_NONE, JIT_CSR_READ,
+} from './csr.js';
 import {
   div64, divu64, divuw, divw, mul64, mulh64, mulhsu64, mulhu64, r64, rem64, remu64, remuw, remw,
 } from './int64.js';
@@ -1422,12 +1424,8 @@ export class Hart {
 
   /** Zicsr (Unpriv ch. 9) with the access rules of Priv §2.1. */
   private csrInstruction(w: number, csr: number): void {
-    const op = w & 0xff;
     const rdNum = (w >> 8) & 63;
-    const rs1Num = (w >> 14) & 31;
-    const immForm = op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI;
-    const kind = op === Op.CSRRW || op === Op.CSRRWI ? 0 : op === Op.CSRRS || op === Op.CSRRSI ? 1 : 2;
-    const writes = kind === 0 || rs1Num !== 0;
+    const writes = csrWrites(w);
     const inst = this.rawCsrInstruction(w, csr);
     // Privilege: bits 9:8 give the lowest privilege that may access; 11:10 = 3 is read-only.
     if (((csr >> 8) & 3) > this.priv) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
@@ -1437,14 +1435,9 @@ export class Hart {
     // tells us whether the CSR exists.
     if (!csrRead(this, csr)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
     const oldLo = csrValue.lo, oldHi = csrValue.hi;
-    const srcLo = immForm ? rs1Num : this.regs[rs1Num * 2]!;
-    const srcHi = immForm ? 0 : this.regs[rs1Num * 2 + 1]!;
     if (writes) {
-      let nlo: number, nhi: number;
-      if (kind === 0) { nlo = srcLo; nhi = srcHi; }
-      else if (kind === 1) { nlo = oldLo | srcLo; nhi = oldHi | srcHi; }
-      else { nlo = oldLo & ~srcLo; nhi = oldHi & ~srcHi; }
-      if (!csrWrite(this, csr, nlo, nhi)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
+      const nlo = csrNewValue(this, w, oldLo, oldHi);
+      if (!csrWrite(this, csr, nlo, csrValue.hi)) this.raise(CAUSE_ILLEGAL_INSTRUCTION, inst, 0);
       this.afterContextChange();
     }
     if (rdNum !== 0) {
@@ -1562,43 +1555,22 @@ export class Hart {
   }
 
   /**
-   * The CSR instructions compiled code may have done for it (jitSys): reads of any CSR but the
-   * counters (cycle, time and instret run ahead of it), writes to CSRs whose writes have no
-   * side effect (the scratch, epc, cause, tval and tvec registers), fflags/frm/fcsr when FS is
-   * Dirty already, and sstatus/mstatus writes that only clear SIE (masking interrupts; setting
-   * it may let one in). Everything else, and anything that would trap: 1.
+   * The CSR instructions compiled code may have done for it (jitSys), as csr.ts's
+   * jitCsrAccess allows them. Anything else, and anything that would trap: 1.
    */
   private jitCsr(w: number, csr: number): number {
-    const op = w & 0xff;
     const rdNum = (w >> 8) & 63;
-    const rs1Num = (w >> 14) & 31;
-    const immForm = op === Op.CSRRWI || op === Op.CSRRSI || op === Op.CSRRCI;
-    const kind = op === Op.CSRRW || op === Op.CSRRWI ? 0 : op === Op.CSRRS || op === Op.CSRRSI ? 1 : 2;
-    const writes = kind === 0 || rs1Num !== 0;
-    if ((csr >= 0xc00 && csr <= 0xc9f) || (csr >= 0xb00 && csr <= 0xb9f)) return 1;
+    const writes = csrWrites(w);
+    const access = jitCsrAccess(csr);
+    if (access === JIT_CSR_NONE || (writes && access === JIT_CSR_READ)) return 1;
     if (((csr >> 8) & 3) > this.priv || (writes && (csr >> 10) === 3) || !this.csrAccessible(csr)) return 1;
     if (!csrRead(this, csr)) return 1;
     const oldLo = csrValue.lo, oldHi = csrValue.hi;
     if (writes) {
-      const srcLo = immForm ? rs1Num : this.regs[rs1Num * 2]!;
-      const srcHi = immForm ? 0 : this.regs[rs1Num * 2 + 1]!;
-      let nlo: number, nhi: number;
-      if (kind === 0) { nlo = srcLo; nhi = srcHi; }
-      else if (kind === 1) { nlo = oldLo | srcLo; nhi = oldHi | srcHi; }
-      else { nlo = oldLo & ~srcLo; nhi = oldHi & ~srcHi; }
-      switch (csr) {
-        case 0x140: case 0x141: case 0x142: case 0x143: case 0x105: // sscratch sepc scause stval stvec
-        case 0x340: case 0x341: case 0x342: case 0x343: case 0x305: // mscratch mepc mcause mtval mtvec
-          break;
-        case 0x001: case 0x002: case 0x003: // fflags frm fcsr: FS stays Dirty
-          if ((this.mstatus & MSTATUS_FS) !== MSTATUS_FS) return 1;
-          break;
-        case 0x100: case 0x300: // sstatus mstatus: only SIE, and only cleared
-          if (nhi !== oldHi || ((nlo ^ oldLo) & ~MSTATUS_SIE) !== 0 || (nlo & MSTATUS_SIE) !== 0) return 1;
-          break;
-        default:
-          return 1;
-      }
+      const nlo = csrNewValue(this, w, oldLo, oldHi);
+      const nhi = csrValue.hi;
+      if (access === JIT_CSR_FP && (this.mstatus & MSTATUS_FS) !== MSTATUS_FS) return 1;
+      if (access === JIT_CSR_CLEAR_SIE && (nhi !== oldHi || ((nlo ^ oldLo) & ~MSTATUS_SIE) !== 0 || (nlo & MSTATUS_SIE) !== 0)) return 1;
       if (!csrWrite(this, csr, nlo, nhi)) return 1; // not reached: each accepts any value
     }
     if (rdNum !== 0) {

@@ -29,6 +29,7 @@
  * The code depends on the page's contents only, not on its virtual address (passed in as
  * pcLo/pcHi), so one module serves every mapping of the physical page.
  */
+import { csrWrites, jitCsrAccess, JIT_CSR_CLEAR_SIE, JIT_CSR_NONE, JIT_CSR_READ } from '../cpu/csr.js';
 import { decode, decoded } from '../cpu/decoder.js';
 import { D_COMPRESSED, Op, X_DISCARD } from '../cpu/opcodes.js';
 import {
@@ -551,26 +552,18 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
 /**
  * A Sys instruction after which a block starts (and the dispatcher may enter): sfence.vma,
  * which leaves the page when done, and CSR accesses the hart will hand back to the
- * interpreter (Hart.jitCsr: counter reads, writes other than to the scratch, epc, cause,
- * tval, tvec and FP registers or clearing sstatus/mstatus bits), which return there.
+ * interpreter (csr.ts jitCsrAccess: counters, writes it does not allow, SIE being set), which
+ * return there.
  */
 function sysEndsBlock(i: Inst): boolean {
   if (i.op === Op.SFENCE_VMA) return true;
   if (i.op === Op.LR_W || i.op === Op.LR_D || i.op === Op.SC_W || i.op === Op.SC_D) return false;
-  const csr = i.imm;
-  if ((csr >= 0xc00 && csr <= 0xc9f) || (csr >= 0xb00 && csr <= 0xb9f)) return true;
-  const rs1 = (i.w >> 14) & 31;
-  const writes = i.op === Op.CSRRW || i.op === Op.CSRRWI || rs1 !== 0;
-  if (!writes) return false;
-  switch (csr) {
-    case 0x140: case 0x141: case 0x142: case 0x143: case 0x105:
-    case 0x340: case 0x341: case 0x342: case 0x343: case 0x305:
-    case 0x001: case 0x002: case 0x003:
-      return false;
-    case 0x100: case 0x300:
-      return i.op !== Op.CSRRC && i.op !== Op.CSRRCI;
-  }
-  return true;
+  const access = jitCsrAccess(i.imm);
+  if (access === JIT_CSR_NONE) return true;
+  if (!csrWrites(i.w)) return false;
+  if (access === JIT_CSR_READ) return true;
+  // sstatus/mstatus: CSRRC clears bits (interrupts off); CSRRS/CSRRW may set SIE.
+  return access === JIT_CSR_CLEAR_SIE && i.op !== Op.CSRRC && i.op !== Op.CSRRCI;
 }
 
 /** A JAL/JALR that writes a link register (a call): its successor is a return address. */

@@ -40,6 +40,17 @@ function finish(a: Asm): Uint8Array {
 
 const JIT: HartOptions = { accel: 'jit', jitThreshold: 0 };
 
+/** Runs `code` to its end on the interpreter and on the JIT: both finish with the same registers. */
+function bothTiers(code: Uint8Array, jitThreshold: number) {
+  const interp = machine(code, { accel: 'interp' });
+  const jit = machine(code, { accel: 'jit', jitThreshold });
+  const n = interp.run();
+  expect(jit.run()).toBe(n);
+  expect(interp.finished && jit.finished).toBe(true);
+  expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+  return { interp, jit, n };
+}
+
 describe('jit', () => {
   it('runs a hot loop in compiled code with the interpreter\'s results', () => {
     const a = new Asm(RAM_BASE);
@@ -47,12 +58,7 @@ describe('jit', () => {
     a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1), I.mul(a1, a0, t0), I.sd(a1, a2, 0), I.ld(a1, a2, 0));
     a.bne(t0, t3, 'l');
     const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const jit = machine(code, { accel: 'jit', jitThreshold: 8 });
-    const n1 = interp.run(), n2 = jit.run();
-    expect(interp.finished && jit.finished).toBe(true);
-    expect(n2).toBe(n1);
-    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const { jit, n: n1 } = bothTiers(code, 8);
     const s = jit.hart.jitStats!;
     expect(s.modulesCompiled).toBeGreaterThanOrEqual(1);
     expect(s.instructions).toBeGreaterThan(0.95 * n1);
@@ -70,11 +76,7 @@ describe('jit', () => {
     amos.forEach((amo, k) => a.emit(I.addi(a1, a2, 8 * k), amo(I.s1, t1, a1), I.xor(a0, a0, I.s1), I.slli(a0, a0, 1)));
     a.emit(I.mul(t1, t1, t1), I.addi(t1, t1, 0x355), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
     const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const jit = machine(code, { accel: 'jit', jitThreshold: 1 });
-    interp.run(); jit.run();
-    expect(interp.finished && jit.finished).toBe(true);
-    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const { interp, jit } = bothTiers(code, 1);
     expect(Buffer.compare(jit.ram.subarray(0x8000, 0x8100), interp.ram.subarray(0x8000, 0x8100))).toBe(0);
     expect(jit.hart.jitStats!.instructions).toBeGreaterThan(300 * amos.length * 4 * 0.9);
   });
@@ -89,11 +91,7 @@ describe('jit', () => {
     a.emit(I.sd(t1, I.a3, -3), I.ld(a1, I.a3, -5), I.xor(a0, a0, a1), I.lhu(a1, I.a3, -1), I.add(a0, a0, a1));
     a.emit(I.slli(t2, t1, 7), I.xor(t1, t1, t2), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
     const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const jit = machine(code, { accel: 'jit', jitThreshold: 1 });
-    interp.run(); jit.run();
-    expect(interp.finished && jit.finished).toBe(true);
-    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const { interp, jit } = bothTiers(code, 1);
     expect(Buffer.compare(jit.ram.subarray(0x8000, 0x9010), interp.ram.subarray(0x8000, 0x9010))).toBe(0);
     // Three accesses cross a page per iteration (sd/ld at 0xffd/0xffb, lhu at 0xfff); the other four do not.
     const steps = jit.hart.jitStats!.stepExits;
@@ -152,11 +150,7 @@ describe('jit', () => {
     a.emit(I.sfence_vma(I.s0), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
     a.emit(I.csrr(I.s1, I.CSR.instret));
     const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const jit = machine(code, { accel: 'jit', jitThreshold: 1 });
-    interp.run(); jit.run();
-    expect(interp.finished && jit.finished).toBe(true);
-    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const { jit } = bothTiers(code, 1);
     expect(new DataView(jit.ram.buffer, jit.ram.byteOffset).getBigUint64(0x8000, true)).toBe(1500n);
     const s = jit.hart.jitStats!;
     expect(s.instructions).toBeGreaterThan(500 * 10 * 0.9);
@@ -245,11 +239,7 @@ describe('jit', () => {
     a.emit(I.csrr(a1, I.CSR.mstatus));
     a.emit(I.fld(2, a2, 8));
     const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const jit = machine(code, { accel: 'jit', jitThreshold: 4 });
-    interp.run(); jit.run();
-    expect(interp.finished && jit.finished).toBe(true);
-    expect([...jit.hart.regs]).toEqual([...interp.hart.regs]);
+    const { interp, jit } = bothTiers(code, 4);
     expect((jit.hart.getX(11) >> 13n) & 3n).toBe(2n); // Clean after the stores
     expect(jit.hart.getF(2)).toBe(interp.hart.getF(2));
     expect(Buffer.compare(jit.ram.subarray(0x8000, 0x8400), interp.ram.subarray(0x8000, 0x8400))).toBe(0);
