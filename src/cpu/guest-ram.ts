@@ -43,6 +43,15 @@ export const SLOT_END = SLOT_X_OFF + TLB_ARRAY_BYTES;
 if (SLOT_END > HART_SLOT_BYTES) throw new Error('guest-ram: the hart state slot is too small for its layout');
 /** Bytes of page map per RAM page. */
 export const PAGE_MAP_ENTRY_BYTES = 2;
+/** Compiled pages a hart's JIT keeps at most (function-table slots 1..JIT_MAX_MODULES). */
+export const JIT_MAX_MODULES = 4096;
+/**
+ * Bytes of entry map per function-table slot: one byte per halfword offset of the page, the
+ * compiled module's dense index of the block entered there (0: none). The dispatcher and a
+ * page's in-page indirect jumps read it, so a module's br_table is over its entries alone.
+ */
+export const ENTRY_MAP_BYTES = 2048;
+const ENTRY_MAPS_BYTES = (JIT_MAX_MODULES + 1) * ENTRY_MAP_BYTES;
 
 export interface GuestMemory {
   readonly memory: WebAssembly.Memory;
@@ -53,6 +62,8 @@ export interface GuestMemory {
   /** Byte offset of the first page map, and the bytes each takes. */
   readonly mapsBase: number;
   readonly mapBytes: number;
+  /** Byte offset of the first hart's entry maps ((JIT_MAX_MODULES + 1) · ENTRY_MAP_BYTES per hart). */
+  readonly entryMapsBase: number;
   nextSlot: number;
 }
 
@@ -68,7 +79,10 @@ export function allocateGuestRam(bytes: number): Uint8Array {
   const slotsBase = Math.ceil(bytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
   const mapsBase = slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS;
   const mapBytes = Math.ceil((bytes / 4096) * PAGE_MAP_ENTRY_BYTES / 8) * 8;
-  const pages = Math.ceil((mapsBase + mapBytes * MAX_HART_SLOTS) / WASM_PAGE);
+  const entryMapsBase = mapsBase + mapBytes * MAX_HART_SLOTS;
+  // Untouched parts of a WebAssembly.Memory take no physical memory: a hart's entry maps are
+  // 8 MiB of address space, of which a boot touches ~1 MiB.
+  const pages = Math.ceil((entryMapsBase + ENTRY_MAPS_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
   // A 32-bit WebAssembly memory holds at most 4 GiB: larger RAM is a plain array (no JIT).
   if (pages > MAX_WASM_PAGES) return new Uint8Array(bytes);
   let memory: WebAssembly.Memory;
@@ -77,7 +91,7 @@ export function allocateGuestRam(bytes: number): Uint8Array {
   } catch {
     return new Uint8Array(bytes); // the host refused the reservation: interpreter only
   }
-  registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, mapsBase, mapBytes, nextSlot: 0 });
+  registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, mapsBase, mapBytes, entryMapsBase, nextSlot: 0 });
   return new Uint8Array(memory.buffer, GUEST_RAM_OFFSET, bytes);
 }
 
@@ -95,6 +109,8 @@ export interface HartStateSlot {
   readonly ramOffset: number;
   /** Byte offset of this hart's page map (PAGE_MAP_ENTRY_BYTES per RAM page), or -1. */
   readonly pageMapBase: number;
+  /** Byte offset of this hart's entry maps (ENTRY_MAP_BYTES per function-table slot), or -1. */
+  readonly entryMapBase: number;
 }
 
 /** Takes a state slot next to `ram`, or a private one when `ram` is a plain array. */
@@ -102,9 +118,12 @@ export function allocateHartState(ram: Uint8Array): HartStateSlot {
   const g = guestMemoryOf(ram);
   if (g !== undefined && g.nextSlot < MAX_HART_SLOTS) {
     const k = g.nextSlot++;
-    return { memory: g.memory, base: g.slotsBase + k * HART_SLOT_BYTES, ramOffset: g.ramOffset, pageMapBase: g.mapsBase + k * g.mapBytes };
+    return {
+      memory: g.memory, base: g.slotsBase + k * HART_SLOT_BYTES, ramOffset: g.ramOffset, pageMapBase: g.mapsBase + k * g.mapBytes,
+      entryMapBase: g.entryMapsBase + k * ENTRY_MAPS_BYTES,
+    };
   }
   const pages = HART_SLOT_BYTES / WASM_PAGE;
   const memory = new WebAssembly.Memory({ initial: pages, maximum: pages });
-  return { memory, base: 0, ramOffset: -1, pageMapBase: -1 };
+  return { memory, base: 0, ramOffset: -1, pageMapBase: -1, entryMapBase: -1 };
 }

@@ -276,6 +276,7 @@ export class Hart {
           ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
         this.jit = new Jit({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
+          entryMapBase: slot.entryMapBase,
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
           fp: (w, imm) => this.jitFp(w, imm),

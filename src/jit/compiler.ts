@@ -1,13 +1,13 @@
 /**
  * Compiles one 4 KiB guest page to a WebAssembly module (tier 1 over the interpreter).
  *
- * Shape of the generated `run(entryOff, room, dBase, pcLo, pcHi, fpOk) -> executed` (called by
+ * Shape of the generated `run(entry, room, dBase, pcLo, pcHi, fpOk) -> executed` (called by
  * the dispatcher, dispatch.ts, through the JIT's function table):
  *
  *   block $exitAbs                     ;; exits with the next pc in $npc
  *     block $exitOff                   ;; exits with the next pc as a page offset in $eoff
  *       block $stepExit                ;; STEP exits: $eoff packs the offset and the count to undo
- *         loop $dispatch               ;; br_table on $off / 2 to the block starting there
+ *         loop $dispatch               ;; br_table on $entry (1, 2, ...) to the block it names
  *           block $miss block $b(K-1) ... block $b0  br_table ... end
  *           code of block 0 ... code of block K-1  (forward jumps are direct `br`s)
  *         end $miss: entry not compiled here → exit MISS
@@ -21,8 +21,12 @@
  * STEP and the pc and count exact at it, *before* it changed anything: the interpreter then
  * executes it (taking any trap precisely) and re-enters compiled code after it when a block
  * starts there (the hart counts such entries, so a recompile adds the ones that recur).
- * Only entries and targets of backward jumps are in the dispatch table: V8's baseline
- * compiler pays for every br_table target, and forward jumps are direct `br`s.
+ * Only entries and targets of backward jumps are in the dispatch table, numbered densely in
+ * offset order (CompiledPage.dispatch; the JIT writes the numbers into the page's entry map,
+ * which the dispatcher and in-page indirect jumps read): V8's baseline compiler turns a
+ * br_table into a binary search over all its targets, so a table indexed by halfword offset
+ * (up to 2048 targets, 11 compares and ~30 KiB of machine code) cost more than the blocks it
+ * reached. Forward jumps are direct `br`s.
  * Blocks that can begin a run (dispatch entries) check the remaining budget against the
  * longest forward path to the next such block, so `run` never executes more than `room`.
  *
@@ -46,7 +50,7 @@ export const EXIT_BUDGET = 3; // the next block does not fit in the budget
 export const EXIT_NOCODE = 4; // (dispatcher) no compiled code for the exit pc's page
 
 /**
- * A page's code, entered at page offset `entryOff` of the page mapped at (pcLo, pcHi) with
+ * A page's code, entered at the block numbered `entry` (CompiledPage.dispatch[entry - 1]) of the page mapped at (pcLo, pcHi) with
  * `room` instructions allowed, data TLB set `dBase`, and `fpOk` the FP_* bits of mstatus.FS (an
  * F/D instruction that would change FS exits to the interpreter). Returns the instructions executed;
  * the exit record (SLOT_EXIT: pc as an i64, reason as an i32) says where and why it stopped.
@@ -87,13 +91,18 @@ export interface CompileRequest {
   slotBase: number;
   /** Byte offset of RAM in the memory (GUEST_RAM_OFFSET). */
   ramOffset?: number;
+  /**
+   * Byte offset of the page's entry map (guest-ram.ts ENTRY_MAP_BYTES, filled from
+   * CompiledPage.dispatch), which in-page indirect jumps read; without it they leave the page.
+   */
+  entryMapAddr?: number;
 }
 
 export interface CompiledPage {
   bytes: Uint8Array<ArrayBuffer>;
   blocks: number;
   instructions: number;
-  /** Page offsets the module can be entered at. */
+  /** Page offsets the module can be entered at: the block at dispatch[i] is entry number i + 1. */
   dispatch: number[];
 }
 
@@ -164,6 +173,8 @@ function decodeAt(ram16: Uint16Array, pageRamOff: number, off: number): Inst {
 }
 
 const MAX_BLOCKS = 1500;
+/** Entries a module has at most (numbered 1..255 in a byte of the entry map). */
+const MAX_ENTRIES = 255;
 
 /** Builds the module for one page; returns undefined when nothing compilable starts at the entries. */
 export function compilePage(req: CompileRequest): CompiledPage | undefined {
@@ -287,6 +298,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (tj !== undefined && tj <= j) dispatch.add(t);
     }
   });
+  // Entry numbers are bytes in the entry map: past MAX_ENTRIES the highest offsets are left
+  // out (their arrivals and backward jumps to them leave the page; the interpreter runs them).
+  if (dispatch.size > MAX_ENTRIES) for (const d of [...dispatch].sort((a, b) => a - b).slice(MAX_ENTRIES)) dispatch.delete(d);
   // Budget: checked only where a run of blocks can begin (the dispatch entries), for the
   // longest forward path from there to the next such block; forward jumps and fall-through
   // only go to higher offsets, so these paths are finite and every loop passes a check.
@@ -305,10 +319,12 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     if (k !== Kind.Step && last.op !== Op.JAL && last.op !== Op.JALR) via(last.off + last.len);
     maxPath[j] = list.length + longest;
   }
-  const maxDispatch = Math.max(0, ...dispatch);
-  const table = new Uint32Array((maxDispatch >> 1) + 1).fill(K);
-  for (const d of dispatch) table[d >> 1] = blockIndex.get(d)!;
-  f.get(L_OFF).i32(1).op(W.i32_shr_u).brTable(table, K);
+  const dispatchList = [...dispatch].sort((a, b) => a - b);
+  const entryNumber = new Map<number, number>();
+  dispatchList.forEach((d, i) => entryNumber.set(d, i + 1));
+  const table = new Uint32Array(dispatchList.length + 1).fill(K); // entry 0: none ($miss)
+  dispatchList.forEach((d, i) => { table[i + 1] = blockIndex.get(d)!; });
+  f.get(L_OFF).brTable(table, K);
 
   let cur = 0; // index of the block whose code is being emitted
   let extra = 0; // nesting of if/block (and a self-loop's loop) inside the current block's code
@@ -362,13 +378,11 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (j === cur && selfLoop) { f.br(extra - 1); return; } // the loop around this block
       if (j === cur + 1 && extra === 0) return; // the next block's code follows
       if (j > cur) { f.br(extra + (j - cur - 1)); return; }
-      f.i32(target).set(L_OFF).br(dDispatch());
-      return;
+      const n = entryNumber.get(target);
+      if (n !== undefined) { f.i32(n).set(L_OFF).br(dDispatch()); return; }
     }
-    if (target >= 0 && target < 4096) { // in the page but not a block start (mid-instruction)
-      f.i32(target).set(L_OFF).br(dDispatch());
-      return;
-    }
+    // Outside the page, or a target the module cannot enter (mid-instruction, or an entry left
+    // out): leave, and the dispatcher or the interpreter goes on from there.
     f.get(L_PCB).i64(target | 0, Math.floor(target / 4294967296) | 0).op(W.i64_add).set(L_NPC)
       .i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
   };
@@ -520,8 +534,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       f.get(L_T64).i64(0, 0x200000).op(W.i64_add).i64(54, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).if_();
       extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
       if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
-      f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
-      extra = top + 1; f.get(L_VA).op(W.i32_wrap_i64).set(L_OFF).br(dDispatch()); f.end(); extra = top;
+      if (req.entryMapAddr !== undefined) {
+        // In the page: go on at the block the entry map names, if there is one.
+        f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
+        extra = top + 1;
+        f.get(L_VA).op(W.i32_wrap_i64).i32(1).op(W.i32_shr_u).mem(W.i32_load8_u, 0, req.entryMapAddr).tee(L_OFF).brIf(dDispatch());
+        f.end(); extra = top;
+      }
       f.get(L_T64).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
       ended = true;
       break;
@@ -532,9 +551,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     }
     if (selfLoop) f.end();
   }
-  // $miss: the offset has no block.
+  // $miss: no entry by that number (the dispatcher and in-page jumps only use numbers the
+  // entry map holds, so this is a bug: trap rather than run on from a wrong place).
   f.end();
-  f.get(L_OFF).set(L_EOFF).i32(EXIT_MISS).set(L_REASON).br(2);
+  f.op(W.unreachable);
   f.end(); // loop
   f.end(); // $stepExit: L_EOFF = page offset | instructions not run << 12
   f.get(L_N).get(L_EOFF).i32(12).op(W.i32_shr_u).op(W.i32_sub).set(L_N);
@@ -546,7 +566,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.get(L_SB).get(L_REASON).mem(W.i32_store, 2, exit + 8);
   f.get(L_N);
   m.exportFunction('run', m.addFunction(f));
-  return { bytes: m.encode(), blocks: K, instructions, dispatch: [...dispatch] };
+  return { bytes: m.encode(), blocks: K, instructions, dispatch: dispatchList };
 }
 
 /**

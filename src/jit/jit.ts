@@ -11,7 +11,7 @@
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
-import { SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
+import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn, type SysFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 
@@ -22,7 +22,7 @@ export interface JitOptions {
    * first execution.
    */
   threshold?: number;
-  /** Live modules at most (default 4096 pages = 16 MiB of guest code; at most 65535). */
+  /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */
   maxModules?: number;
 }
 
@@ -34,6 +34,8 @@ export interface JitHost {
   readonly ramPages: number;
   /** Byte offset of the hart's page map in the memory (guest-ram.ts). */
   readonly pageMapBase: number;
+  /** Byte offset of the hart's entry maps (guest-ram.ts ENTRY_MAP_BYTES per table slot). */
+  readonly entryMapBase: number;
   /** Fetch TLB (same layout as the hart's data TLB; in the shared memory). */
   readonly xTagLo: Int32Array;
   readonly xTagHi: Int32Array;
@@ -85,10 +87,8 @@ const MAX_COMPILES_PER_PAGE = 16;
 const MAX_INVALIDATIONS_PER_PAGE = 64;
 
 class PageRecord {
-  /** Function-table slot of the page's code, 0 for none. */
+  /** Function-table slot of the page's code, 0 for none (its entry map says where it can be entered). */
   slot = 0;
-  /** 1 at halfword offsets the module can be entered at. */
-  readonly entry = new Uint8Array(2048);
   /** Entry offset → times the hart arrived there without compiled code. */
   readonly hits = new Map<number, number>();
   /** Arrivals without code while the page has no module (all offsets). */
@@ -114,6 +114,8 @@ export class Jit {
   private readonly exit: Int32Array;
   private readonly ram16: Uint16Array;
   private readonly pageMap: Uint16Array;
+  /** Per table slot, per halfword offset: the module's index of the block there (0: none). */
+  private readonly entryMaps: Uint8Array;
   private readonly table: WebAssembly.Table;
   private readonly freeSlots: number[] = [];
   private nextSlot = 1;
@@ -124,14 +126,17 @@ export class Jit {
     // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
     // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
     this.threshold = options.threshold ?? 1000;
-    this.maxModules = Math.min(65535, Math.max(1, options.maxModules ?? 4096));
+    this.maxModules = Math.min(JIT_MAX_MODULES, Math.max(1, options.maxModules ?? JIT_MAX_MODULES));
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
     this.pageMap = new Uint16Array(host.memory.buffer, host.pageMapBase, host.ramPages);
     this.pageMap.fill(0);
+    this.entryMaps = new Uint8Array(host.memory.buffer, host.entryMapBase, (JIT_MAX_MODULES + 1) * ENTRY_MAP_BYTES);
     this.table = new WebAssembly.Table({ element: 'anyfunc', initial: this.maxModules + 1 });
-    this.dispatch = buildDispatcher({ memory: host.memory, table: this.table, slotBase: host.slotBase, pageMapBase: host.pageMapBase });
+    this.dispatch = buildDispatcher({
+      memory: host.memory, table: this.table, slotBase: host.slotBase, pageMapBase: host.pageMapBase, entryMapBase: host.entryMapBase,
+    });
     this.imports = { e: { m: host.memory, fp: host.fp, sys: host.sys } };
   }
 
@@ -188,7 +193,7 @@ export class Jit {
       page = new PageRecord();
       this.pages[pg] = page;
     }
-    return this.count(page, pg, off) && page.entry[off >> 1] === 1;
+    return this.count(page, pg, off) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
   }
 
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
@@ -207,19 +212,33 @@ export class Jit {
     const t0 = performance.now();
     page.compiles++;
     this.host.protectCodePage(pg);
+    // The module is built for its table slot: its in-page indirect jumps read the slot's entry map.
+    const fresh = page.slot === 0;
+    let slot = page.slot;
+    if (fresh) {
+      if (this.live.length >= this.maxModules) this.evictOldest();
+      slot = this.freeSlots.pop() ?? this.nextSlot++;
+    }
     let run: PageFn;
+    let dispatch: number[];
     try {
-      const out = compilePage({ ram16: this.ram16, pageRamOff: pg * 4096, entries: page.hits.keys(), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset });
+      const out = compilePage({
+        ram16: this.ram16, pageRamOff: pg * 4096, entries: page.hits.keys(), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
+        entryMapAddr: this.host.entryMapBase + slot * ENTRY_MAP_BYTES,
+      });
       this.stats.emitMs += performance.now() - t0;
-      if (out === undefined) return false;
+      if (out === undefined) {
+        if (fresh) this.freeSlots.push(slot);
+        return false;
+      }
       const instance = new WebAssembly.Instance(new WebAssembly.Module(out.bytes), this.imports);
       run = instance.exports['run'] as PageFn;
-      page.entry.fill(0);
-      for (const d of out.dispatch) page.entry[d >> 1] = 1;
+      dispatch = out.dispatch;
       this.stats.blocksCompiled += out.blocks;
       this.stats.instructionsCompiled += out.instructions;
     } catch (e) {
       // A bug in the compiler must not take the guest down: the page stays interpreted.
+      if (fresh) this.freeSlots.push(slot);
       this.stats.failures++;
       page.compiles = MAX_COMPILES_PER_PAGE;
       if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
@@ -228,25 +247,32 @@ export class Jit {
       this.stats.compileMs += performance.now() - t0;
     }
     this.stats.modulesCompiled++;
-    if (page.slot === 0) {
-      if (this.live.length >= this.maxModules) this.evictOldest();
-      page.slot = this.freeSlots.pop() ?? this.nextSlot++;
+    const map = this.entryMap(slot);
+    map.fill(0);
+    dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
+    if (fresh) {
+      page.slot = slot;
       this.live.push(pg);
       this.stats.liveModules++;
     }
-    this.table.set(page.slot, run as unknown as WebAssembly.ExportValue as never);
-    this.pageMap[pg] = page.slot;
+    this.table.set(slot, run as unknown as WebAssembly.ExportValue as never);
+    this.pageMap[pg] = slot;
     return true;
+  }
+
+  /** A table slot's entry map (one byte per halfword offset of the page). */
+  private entryMap(slot: number): Uint8Array {
+    return this.entryMaps.subarray(slot * ENTRY_MAP_BYTES, (slot + 1) * ENTRY_MAP_BYTES);
   }
 
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
     this.pageMap[pg] = 0;
     this.table.set(page.slot, null as never);
+    this.entryMap(page.slot).fill(0);
     this.freeSlots.push(page.slot);
     page.slot = 0;
     page.arrivals = 0;
-    page.entry.fill(0);
     this.stats.liveModules--;
   }
 
