@@ -179,19 +179,23 @@ const MAX_ENTRIES = 255;
 /** Builds the module for one page; returns undefined when nothing compilable starts at the entries. */
 export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const { ram16, pageRamOff } = req;
-  const insts = new Map<number, Inst>();
+  // Per halfword offset (typed arrays and a plain array: Maps and Sets keyed by offset were a
+  // third of the time spent building a module).
+  const insts: (Inst | undefined)[] = new Array(2048);
   const get = (off: number): Inst => {
-    let i = insts.get(off);
-    if (i === undefined) { i = decodeAt(ram16, pageRamOff, off); insts.set(off, i); }
+    let i = insts[off >> 1];
+    if (i === undefined) { i = decodeAt(ram16, pageRamOff, off); insts[off >> 1] = i; }
     return i;
   };
 
   // Pass 1: find every block start reachable from the entries without leaving the page.
-  const starts = new Set<number>();
+  const isStart = new Uint8Array(2048);
+  let startCount = 0;
   const work: number[] = [];
   const addStart = (off: number) => {
-    if (off >= 0 && off < 4096 && (off & 1) === 0 && !starts.has(off) && starts.size < MAX_BLOCKS) {
-      starts.add(off);
+    if (off >= 0 && off < 4096 && (off & 1) === 0 && isStart[off >> 1] === 0 && startCount < MAX_BLOCKS) {
+      isStart[off >> 1] = 1;
+      startCount++;
       work.push(off);
     }
   };
@@ -200,7 +204,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   while (work.length > 0) {
     let off = work.pop()!;
     const first = off;
-    while (off < 4096 && (off === first || !starts.has(off))) {
+    while (off < 4096 && (off === first || isStart[off >> 1] === 0)) {
       const i = get(off);
       const k = kindOf(i.op);
       if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo || (k === Kind.Sys && !sysEndsBlock(i))) { off += i.len; continue; }
@@ -213,10 +217,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       break;
     }
   }
-  if (starts.size === 0) return undefined;
-  const order = [...starts].sort((a, b) => a - b);
-  const blockIndex = new Map<number, number>();
-  order.forEach((s, j) => blockIndex.set(s, j));
+  if (startCount === 0) return undefined;
+  // Block j starts at order[j]; blockAt[off / 2] is j there, -1 elsewhere.
+  const order: number[] = [];
+  const blockAt = new Int32Array(2048).fill(-1);
+  for (let h = 0; h < 2048; h++) if (isStart[h] !== 0) { blockAt[h] = order.length; order.push(h * 2); }
+  /** The index of the block starting at a page offset (any value), or -1. */
+  const blockOf = (off: number): number => (off >= 0 && off < 4096 && (off & 1) === 0 ? blockAt[off >> 1]! : -1);
 
   // Pass 2: the instructions of each block (up to the next start or a block-ending instruction).
   const blocks: Inst[][] = [];
@@ -224,7 +231,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   for (const s of order) {
     const list: Inst[] = [];
     let off = s;
-    while (off < 4096 && (off === s || !starts.has(off))) {
+    while (off < 4096 && (off === s || isStart[off >> 1] === 0)) {
       const i = get(off);
       list.push(i);
       const k = kindOf(i.op);
@@ -240,7 +247,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const fpImport = m.importFunction('e', 'fp', [I32, I32], [I32]);
   const sysImport = m.importFunction('e', 'sys', [I32, I32], [I32]);
   const helpers = buildHelpers(m);
-  const f = new FuncBody(PAGE_FN_PARAMS, [I32]);
+  const f = new FuncBody(PAGE_FN_PARAMS, [I32], 64 * instructions + 4096); // ~55 bytes per instruction
   const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
   // x registers get i64 locals from a pool, assigned per block at first use: a function has
   // as many as its busiest block needs, not one per register it touches (V8 zeroes every
@@ -286,16 +293,16 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   for (let j = K - 1; j >= 0; j--) f.block();
   // Dispatch table over halfword offsets: entries and backward-jump targets only.
   const dispatch = new Set<number>();
-  for (const e of entryList) if (blockIndex.has(e)) dispatch.add(e);
+  for (const e of entryList) if (blockOf(e) >= 0) dispatch.add(e);
   blocks.forEach((list, j) => {
     const last = list[list.length - 1]!;
     // The interpreter re-enters right after an instruction it executed for compiled code, and
     // a call's return address is entered by the callee's return (through the dispatcher).
-    if ((kindOf(last.op) === Kind.Step || kindOf(last.op) === Kind.Sys || linkReg(last)) && blockIndex.has(last.off + last.len)) dispatch.add(last.off + last.len);
+    if ((kindOf(last.op) === Kind.Step || kindOf(last.op) === Kind.Sys || linkReg(last)) && blockOf(last.off + last.len) >= 0) dispatch.add(last.off + last.len);
     if (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) {
       const t = last.off + last.imm;
-      const tj = blockIndex.get(t);
-      if (tj !== undefined && tj <= j) dispatch.add(t);
+      const tj = blockOf(t);
+      if (tj >= 0 && tj <= j) dispatch.add(t);
     }
   });
   // Entry numbers are bytes in the entry map: past MAX_ENTRIES the highest offsets are left
@@ -312,8 +319,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     const k = kindOf(last.op);
     let longest = 0;
     const via = (t: number) => {
-      const s = blockIndex.get(t);
-      if (s !== undefined && s > j && !dispatch.has(t)) longest = Math.max(longest, maxPath[s]!);
+      const s = blockOf(t);
+      if (s > j && !dispatch.has(t)) longest = Math.max(longest, maxPath[s]!);
     };
     if (k === Kind.Branch || last.op === Op.JAL) via(last.off + last.imm);
     if (k !== Kind.Step && last.op !== Op.JAL && last.op !== Op.JALR) via(last.off + last.len);
@@ -323,7 +330,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const entryNumber = new Map<number, number>();
   dispatchList.forEach((d, i) => entryNumber.set(d, i + 1));
   const table = new Uint32Array(dispatchList.length + 1).fill(K); // entry 0: none ($miss)
-  dispatchList.forEach((d, i) => { table[i + 1] = blockIndex.get(d)!; });
+  dispatchList.forEach((d, i) => { table[i + 1] = blockOf(d); });
   f.get(L_OFF).brTable(table, K);
 
   let cur = 0; // index of the block whose code is being emitted
@@ -373,8 +380,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   };
   /** Control transfer to a page offset (any value); the current block's count is complete. */
   const goTo = (target: number) => {
-    if (target >= 0 && target < 4096 && blockIndex.has(target)) {
-      const j = blockIndex.get(target)!;
+    const j = blockOf(target);
+    if (j >= 0) {
       if (j === cur && selfLoop) { f.br(extra - 1); return; } // the loop around this block
       if (j === cur + 1 && extra === 0) return; // the next block's code follows
       if (j > cur) { f.br(extra + (j - cur - 1)); return; }

@@ -60,7 +60,7 @@ export class ByteWriter {
   }
 
   byte(b: number): this {
-    this.reserve(1);
+    if (this.length === this.buf.length) this.reserve(1);
     this.buf[this.length++] = b;
     return this;
   }
@@ -74,6 +74,7 @@ export class ByteWriter {
 
   /** Unsigned LEB128 of a non-negative integer below 2^53 (§5.2.2). */
   u32(v: number): this {
+    if (v >= 0 && v < 0x80 && (v | 0) === v) return this.byte(v); // most indices and depths
     if (!(v >= 0) || !Number.isInteger(v)) throw new RangeError(`u32 LEB128 of ${v}`);
     do {
       let b = v % 128;
@@ -87,6 +88,7 @@ export class ByteWriter {
   /** Signed LEB128 of an int32 (§5.2.2). */
   s32(v: number): this {
     v |= 0;
+    if (v >= -64 && v < 64) return this.byte(v & 0x7f); // small constants: one byte
     for (;;) {
       const b = v & 0x7f;
       v >>= 7;
@@ -134,11 +136,14 @@ export class ByteWriter {
 
 /** Function body builder: locals and an instruction stream. */
 export class FuncBody {
-  readonly code = new ByteWriter(4096);
+  readonly code: ByteWriter;
   /** Local declarations after the parameters, as (type) in index order. */
   private readonly localTypes: number[] = [];
 
-  constructor(readonly params: readonly number[], readonly results: readonly number[]) {}
+  /** `capacity`: the code bytes expected (the buffer grows past it, copying). */
+  constructor(readonly params: readonly number[], readonly results: readonly number[], capacity = 4096) {
+    this.code = new ByteWriter(capacity);
+  }
 
   /** Declares a local; returns its index (parameters come first). */
   local(type: number): number {
