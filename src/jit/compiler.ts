@@ -485,17 +485,20 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len); }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
-        // va = rs1 + imm; probe the data TLB set dBase (the hart's current context).
+        // va = rs1 + imm; probe the data TLB set dBase (the hart's current context): the entry
+        // at va's index must hold the page of the access's *last* byte (so an access crossing
+        // into the next page misses; misaligned is fine within the page: wasm accesses need no
+        // alignment, and the interpreter allows it too; a Debian boot made ~300 k of them) and a
+        // RAM offset (not -1: MMIO, or a page whose stores must take the slow path). The three
+        // tests are xors and ors under one branch: Liftoff compiles `ne` to cmp, setcc and a
+        // zero-extension, and every branch it does not take is a jump.
         getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
         tlbIndex();
-        f.get(L_TI).mem(W.i32_load, 2, t[2]!).set(L_T);
-        f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
-        f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
-        f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
-        // Misaligned is fine within the page (wasm accesses need no alignment; the interpreter
-        // allows it too): only an access that crosses into the next page takes the slow path.
-        // A Debian boot to /init made ~300 k misaligned loads and stores, each an exit before.
-        if (size > 1) f.get(L_LO).i32(0xfff).op(W.i32_and).i32(4096 - size).op(W.i32_gt_u).op(W.i32_or);
+        f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO);
+        if (size > 1) f.i32(size - 1).op(W.i32_add);
+        f.i32(12).op(W.i32_shr_u).op(W.i32_xor);
+        f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_xor).op(W.i32_or);
+        f.get(L_TI).mem(W.i32_load, 2, t[2]!).tee(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
         exitStepIf(i.off, idx, len);
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
