@@ -65,8 +65,8 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   f.loop(); // $next
   // Fetch TLB: index (xBase + (vpn & mask)) · 4, tag (vpn, hi); off < 0 is not RAM.
   f.get(lo).i32(12).op(W.i32_shr_u).i32(TLB_MASK).op(W.i32_and).get(xBase).op(W.i32_add).i32(2).op(W.i32_shl).set(i);
-  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_LO).get(lo).i32(12).op(W.i32_shr_u).op(W.i32_ne);
-  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_HI).get(hi).op(W.i32_ne).op(W.i32_or);
+  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_LO).get(lo).i32(12).op(W.i32_shr_u).op(W.i32_xor);
+  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_HI).get(hi).op(W.i32_xor).op(W.i32_or);
   f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_OFF).tee(t).i32(31).op(W.i32_shr_u).op(W.i32_or);
   f.brIf(2);
   // Page map: the table slot of the RAM page's code.
