@@ -4,7 +4,7 @@ import { readFile } from 'node:fs/promises';
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
 import type { BoardHart } from '../machine/hart.js';
-import { VirtMachine, type VirtConfig, DEFAULT_MEMORY_MIB } from '../machine/virt.js';
+import { VirtMachine, type VirtConfig, DEFAULT_MEMORY_MIB, RNG_SEED_BYTES } from '../machine/virt.js';
 import { closeDisk, openDisk, type DiskFormat, type OpenedDisk } from '../storage/open.js';
 import { createVirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
@@ -155,6 +155,8 @@ export async function runVm(o: RunVmOptions): Promise<RunVmResult> {
       };
       if (initrd) cfg.initrd = initrd;
       if (o.memoryMiB !== undefined) cfg.memoryMiB = o.memoryMiB;
+      cfg.rngSeed = new Uint8Array(RNG_SEED_BYTES);
+      nodeEntropy.fill(cfg.rngSeed);
       const vm = new VirtMachine(cfg);
       o.onMachine?.(vm);
       clock.attach(() => vm.hart.instructionsRetired);

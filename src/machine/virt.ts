@@ -42,6 +42,9 @@ const CSR_PMPADDR0 = 0x3b0;
 const MENVCFG_STCE = 1n << 63n;
 const PRIV_S = 1;
 
+/** Bytes of /chosen/rng-seed the hosts pass (VirtConfig.rngSeed), as QEMU's virt board does. */
+export const RNG_SEED_BYTES = 32;
+
 export type HartFactory = (memory: PhysicalMemory, opts: { hartId: number; timeSource: () => number }) => BoardHart;
 
 export interface VirtConfig {
@@ -53,6 +56,13 @@ export interface VirtConfig {
   initrd?: Uint8Array;
   /** Kernel command line. */
   append?: string;
+  /**
+   * Random bytes for the device tree's /chosen/rng-seed (32 are plenty). Linux mixes them
+   * into its entropy pool and credits them, so its random number generator is ready from the
+   * start, as on QEMU's virt board, which passes 32 there. Without a seed the generator stays
+   * unready until well after /init, and every early user of it does extra work.
+   */
+  rngSeed?: Uint8Array;
   /** 'builtin' (default): visor's SBI, kernel started in S-mode. Otherwise M-mode firmware (OpenSBI fw_jump / fw_dynamic). */
   bios?: 'builtin' | Uint8Array;
   clock: MachineClock;
@@ -260,6 +270,7 @@ export class VirtMachine {
       mmuType: cfg.mmuType ?? 'riscv,sv39',
       virtioSlots: [...this.virtioSlots.keys()],
       ...(initrd ? { initrd } : {}),
+      ...(cfg.rngSeed ? { rngSeed: cfg.rngSeed } : {}),
     });
     const probe = buildVirtDtb(dtConfig(cfg.initrd ? { start: 0, end: 0 } : undefined));
     const layout = placeBootData({

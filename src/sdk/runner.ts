@@ -18,7 +18,7 @@ import { Hart } from '../cpu/hart.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { BoardHart } from '../machine/hart.js';
 import { InstructionClock } from '../machine/instruction-clock.js';
-import { VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
+import { RNG_SEED_BYTES, VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
 import { closeDisk, openDisk, type OpenedDisk } from '../storage/open.js';
 import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
 import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
@@ -178,6 +178,8 @@ export class SeededEntropy implements EntropySource {
     }
   }
 }
+/** The state a deterministic machine's /chosen/rng-seed is drawn from. */
+const DTB_SEED_STATE = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a];
 function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
@@ -383,6 +385,10 @@ export class MachineRunner {
     if (o.boot) {
       vcfg.kernel = await readInput(cfg.kernel, 'kernel');
       if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'), cfg.memoryMiB * 2 ** 20);
+      // A deterministic machine's seed is fixed too, so its boots repeat (its own source: the
+      // virtio-rng's stream stays as it was).
+      vcfg.rngSeed = new Uint8Array(RNG_SEED_BYTES);
+      (this.cfg.deterministic ? new SeededEntropy(DTB_SEED_STATE) : nodeEntropy).fill(vcfg.rngSeed);
     }
     // The firmware kind must match on restore; the bytes only matter for booting.
     if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);

@@ -131,6 +131,8 @@ function checkBoot(r: Awaited<ReturnType<typeof boot>>) {
   expect(dmesg).toMatch(/ttyS0 at MMIO 0x10000000 .* is a 16550A/);
   expect(dmesg).toMatch(/goldfish_rtc 101000.rtc: registered as rtc0/);
   expect(dmesg).toMatch(/riscv-timer: Timer interrupt in S-mode is available via sstc extension/);
+  // runVm passes /chosen/rng-seed: the kernel's random number generator is ready at once.
+  expect(dmesg).toMatch(/\[\s*0\.0+\] random: crng init done/);
   const bad = (dmesg ?? '').split('\n').filter((l) => COMPLAINTS.some((re) => re.test(l)));
   expect(bad).toEqual([]);
 }

@@ -50,6 +50,13 @@ describe('FDT writer', () => {
 });
 
 describe('virt device tree', () => {
+  it('passes an rng seed in /chosen when given one, as QEMU does, and none otherwise', () => {
+    const seed = Uint8Array.from({ length: 32 }, (_, i) => (i * 37 + 11) & 0xff);
+    const withSeed = findNode(readFdt(buildVirtDtb({ ...config, rngSeed: seed })), '/chosen')!;
+    expect([...withSeed.props.get('rng-seed')!]).toEqual([...seed]);
+    expect(findNode(readFdt(buildVirtDtb(config)), '/chosen')!.props.has('rng-seed')).toBe(false);
+  });
+
   it('decodes with dtc into the expected nodes', (ctx) => {
     if (!which('dtc')) {
       if (process.env.CI) throw new Error('dtc (device-tree-compiler) is required in CI');

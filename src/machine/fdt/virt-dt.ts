@@ -1,5 +1,5 @@
 import { TIMEBASE_HZ } from '../clock.js';
-import { cells64, node, writeFdt, type FdtNode } from './fdt.js';
+import { cells64, node, writeFdt, type FdtNode, type FdtValue } from './fdt.js';
 import { PLIC_NUM_SOURCES, PLIC_SIZE } from '../plic/plic.js';
 import { CLINT_SIZE } from '../clint/clint.js';
 import { VIRT_MEMMAP, VIRT_IRQ } from '../memmap.js';
@@ -10,6 +10,8 @@ export interface VirtDtConfig {
   ramSize: number;
   bootargs: string;
   initrd?: { start: number; end: number };
+  /** Bytes for /chosen/rng-seed (Linux credits them to its entropy pool at boot). */
+  rngSeed?: Uint8Array;
   /** Extensions the hart implements, lower case: single letters first ("i","m",…), then multi-letter. */
   isaExtensions: readonly string[];
   /** "riscv,sv39", "riscv,sv48", … */
@@ -66,13 +68,14 @@ export function buildVirtDeviceTree(c: VirtDtConfig): FdtNode {
   }
   const cluster = node('cluster0', [], Array.from({ length: c.harts }, (_, h) => node(`core${h}`, { cpu: 100 + h })));
 
-  const chosen: [string, string | bigint][] = [
+  const chosen: [string, FdtValue][] = [
     ['bootargs', c.bootargs],
     ['stdout-path', `/soc/serial@${hex(m.uart.base)}`],
   ];
   if (c.initrd) {
     chosen.push(['linux,initrd-start', BigInt(c.initrd.start)], ['linux,initrd-end', BigInt(c.initrd.end)]);
   }
+  if (c.rngSeed) chosen.push(['rng-seed', c.rngSeed]);
 
   const plicExt: number[] = [];
   const clintExt: number[] = [];
