@@ -85,7 +85,7 @@ export interface CompileRequest {
   ram16: Uint16Array;
   /** RAM byte offset of the page. */
   pageRamOff: number;
-  /** Page offsets execution entered at (even, < 4096). */
+  /** Page offsets execution entered at (even, < 4096), most used first (they may not all fit). */
   entries: Iterable<number>;
   /** Byte offset of the hart's state slot in the memory. */
   slotBase: number;
@@ -293,21 +293,27 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   for (let j = K - 1; j >= 0; j--) f.block();
   // Dispatch table over halfword offsets: entries and backward-jump targets only.
   const dispatch = new Set<number>();
-  for (const e of entryList) if (blockOf(e) >= 0) dispatch.add(e);
+  // Entry numbers are bytes in the entry map, so a module has at most MAX_ENTRIES; past that,
+  // in order of need: targets of backward jumps (loops must stay in compiled code), then the
+  // entries the hart saw, most used first (CompileRequest.entries), then return sites and the
+  // instructions after those the interpreter runs. Left out, an offset is still a block, but
+  // arrivals and backward jumps there leave the page and the interpreter runs it.
+  const loopHeads: number[] = [];
+  const resumeSites: number[] = [];
   blocks.forEach((list, j) => {
     const last = list[list.length - 1]!;
     // The interpreter re-enters right after an instruction it executed for compiled code, and
     // a call's return address is entered by the callee's return (through the dispatcher).
-    if ((kindOf(last.op) === Kind.Step || kindOf(last.op) === Kind.Sys || linkReg(last)) && blockOf(last.off + last.len) >= 0) dispatch.add(last.off + last.len);
+    if ((kindOf(last.op) === Kind.Step || kindOf(last.op) === Kind.Sys || linkReg(last)) && blockOf(last.off + last.len) >= 0) resumeSites.push(last.off + last.len);
     if (last.op === Op.JAL || kindOf(last.op) === Kind.Branch) {
       const t = last.off + last.imm;
       const tj = blockOf(t);
-      if (tj >= 0 && tj <= j) dispatch.add(t);
+      if (tj >= 0 && tj <= j) loopHeads.push(t);
     }
   });
-  // Entry numbers are bytes in the entry map: past MAX_ENTRIES the highest offsets are left
-  // out (their arrivals and backward jumps to them leave the page; the interpreter runs them).
-  if (dispatch.size > MAX_ENTRIES) for (const d of [...dispatch].sort((a, b) => a - b).slice(MAX_ENTRIES)) dispatch.delete(d);
+  for (const group of [loopHeads, entryList, resumeSites]) {
+    for (const d of group) if (dispatch.size < MAX_ENTRIES && blockOf(d) >= 0) dispatch.add(d);
+  }
   // Budget: checked only where a run of blocks can begin (the dispatch entries), for the
   // longest forward path from there to the next such block; forward jumps and fall-through
   // only go to higher offsets, so these paths are finite and every loop passes a check.

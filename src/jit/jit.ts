@@ -223,7 +223,7 @@ export class Jit {
     let dispatch: number[];
     try {
       const out = compilePage({
-        ram16: this.ram16, pageRamOff: pg * 4096, entries: page.hits.keys(), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
+        ram16: this.ram16, pageRamOff: pg * 4096, entries: [...page.hits].sort((a, b) => b[1] - a[1]).map(([off]) => off), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
         entryMapAddr: this.host.entryMapBase + slot * ENTRY_MAP_BYTES,
       });
       this.stats.emitMs += performance.now() - t0;
