@@ -293,6 +293,22 @@ describe('jit', () => {
 });
 
 describe('compilePage', () => {
+  it('keeps loop heads and the most used entries when they do not all fit in a module', () => {
+    // 1000 instructions; a loop at the end (offset 3992 branches back to 3988); 375 entries.
+    const a = new Asm(RAM_BASE);
+    for (let i = 0; i < 996; i++) a.emit(I.addi(a0, a0, 1));
+    a.emit(I.addi(t0, t0, 1), I.addi(a1, a1, 1), I.bne(t0, t1, -4), I.addi(a0, a0, 2));
+    const ram = new Uint8Array(8192);
+    ram.set(a.bytes());
+    const entries = Array.from({ length: 375 }, (_, i) => 2992 - 8 * i); // most used first
+    const out = compilePage({ ram16: new Uint16Array(ram.buffer), pageRamOff: 0, entries, slotBase: 0 })!;
+    expect(out.dispatch.length).toBe(255);
+    expect(out.dispatch).toContain(3988); // the loop head, though the highest offset
+    expect(out.dispatch).toContain(entries[0]);
+    expect(out.dispatch).toContain(entries[253]);
+    expect(out.dispatch).not.toContain(entries[254]);
+  });
+
   it('makes a call\'s return address an entry, so a return from another page stays in compiled code', () => {
     const a = new Asm(RAM_BASE);
     a.emit(I.addi(a0, a0, 1), I.jal(1, 0x2000), I.addi(a0, a0, 2), I.jalr(1, t0, 0), I.addi(a0, a0, 3), I.jal(0, 0x3000), I.addi(a0, a0, 4));
