@@ -986,9 +986,10 @@ export class Hart {
               pc = jit.exitPc;
               const reason = jit.exitReason;
               // CHAIN: look again at once; STEP: interpret exactly the exiting instruction;
-              // otherwise interpret up to the next block boundary.
+              // inside a compiled block: the rest of it; otherwise up to the next block boundary.
               if (reason === EXIT_CHAIN) budget = n;
               else if (reason === EXIT_STEP) budget = n + 1;
+              else if (jit.exitSteps !== 0) budget = Math.min(this.limit, n + jit.exitSteps);
             }
             continue;
           }

@@ -104,6 +104,14 @@ export interface CompiledPage {
   instructions: number;
   /** Page offsets the module can be entered at: the block at dispatch[i] is entry number i + 1. */
   dispatch: number[];
+  /**
+   * At the halfword offset of each instruction inside a block (not beginning one): how many
+   * instructions from there to the block's end (at most 255); 0 elsewhere. Execution arrives
+   * there without a jump (a run() batch ended, a trap returns to the instruction it
+   * interrupted): the JIT does not count such arrivals as entries, and the interpreter runs
+   * just that many instructions before compiled code takes over again.
+   */
+  midBlock: Uint8Array;
 }
 
 interface Inst {
@@ -226,6 +234,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const blockOf = (off: number): number => (off >= 0 && off < 4096 && (off & 1) === 0 ? blockAt[off >> 1]! : -1);
 
   // Pass 2: the instructions of each block (up to the next start or a block-ending instruction).
+  const midBlock = new Uint8Array(2048);
   const blocks: Inst[][] = [];
   let instructions = 0;
   for (const s of order) {
@@ -240,6 +249,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     }
     instructions += list.length;
     blocks.push(list);
+    for (let k = 1; k < list.length; k++) midBlock[list[k]!.off >> 1] = Math.min(255, list.length - k);
   }
 
   const ramOffset = req.ramOffset ?? GUEST_RAM_OFFSET;
@@ -582,7 +592,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.i32(0).get(L_REASON).mem(W.i32_store, 2, SB + exit + 8);
   f.get(L_N);
   m.exportFunction('run', m.addFunction(f));
-  return { bytes: m.encode(), blocks: K, instructions, dispatch: dispatchList };
+  return { bytes: m.encode(), blocks: K, instructions, dispatch: dispatchList, midBlock };
 }
 
 /**

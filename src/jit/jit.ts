@@ -93,6 +93,8 @@ class PageRecord {
   readonly hits = new Map<number, number>();
   /** Arrivals without code while the page has no module (all offsets). */
   arrivals = 0;
+  /** The module's CompiledPage.midBlock, while it has one. */
+  midBlock: Uint8Array | undefined;
   compiles = 0;
   invalidations = 0;
 }
@@ -106,6 +108,11 @@ export class Jit {
   /** Where compiled code stopped (valid after enter() returned). */
   exitPc = 0;
   exitReason = 0;
+  /**
+   * With NOCODE: instructions the interpreter should run before entering again (the rest of
+   * the compiled block the exit pc is inside), or 0: up to the next block boundary it meets.
+   */
+  exitSteps = 0;
 
   private readonly threshold: number;
   private readonly maxModules: number;
@@ -152,10 +159,15 @@ export class Jit {
     let lo = pc | 0;
     let hi = Math.floor(pc / TWO32) | 0;
     let total = 0;
+    // Entering right after the interpreter ran the one instruction a STEP exit left it: the
+    // pc may be inside a block, and a resume point that recurs should become an entry.
+    let afterStep = this.exitReason === EXIT_STEP;
+    this.exitSteps = 0;
     for (;;) {
       x[4] = lo; x[5] = hi; x[6] = room - total; x[7] = dBase; x[8] = xBase; x[9] = fpOk;
       const k = this.dispatch();
       stats.dispatches++;
+      if (k !== 0) afterStep = false;
       total += k;
       const reason = x[2]!;
       stats.cacheHits += x[EXIT_CALLS]!;
@@ -166,7 +178,7 @@ export class Jit {
         break;
       }
       // No code at the exit pc: count the arrival; if that made the page hot, run its new code.
-      if (total >= room || !this.arrive(lo, hi, xBase)) {
+      if (total >= room || !this.arrive(lo, hi, xBase, afterStep)) {
         stats.noCodeExits++;
         if (reason === EXIT_MISS) stats.missExits++;
         this.exitReason = EXIT_NOCODE;
@@ -179,7 +191,7 @@ export class Jit {
   }
 
   /** Counts an arrival at a pc without code; true if the page was just compiled with an entry there. */
-  private arrive(lo: number, hi: number, xBase: number): boolean {
+  private arrive(lo: number, hi: number, xBase: number, afterStep: boolean): boolean {
     const vpn = lo >>> 12;
     const i = xBase + (vpn & TLB_MASK);
     const host = this.host;
@@ -192,6 +204,15 @@ export class Jit {
     if (page === undefined) {
       page = new PageRecord();
       this.pages[pg] = page;
+    }
+    // Arriving inside a compiled block (but not right after a STEP exit) is resuming where a
+    // run() batch ended or a trap interrupted: counted, such offsets became entries of the
+    // next module, in the end every instruction of a hot loop, splitting it into blocks of one
+    // instruction with a budget check each. The interpreter runs the rest of the block instead.
+    const rest = page.midBlock !== undefined && !afterStep ? page.midBlock[off >> 1]! : 0;
+    if (rest !== 0) {
+      this.exitSteps = rest;
+      return false;
     }
     return this.count(page, pg, off) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
   }
@@ -223,7 +244,7 @@ export class Jit {
     let dispatch: number[];
     try {
       const out = compilePage({
-        ram16: this.ram16, pageRamOff: pg * 4096, entries: [...page.hits].sort((a, b) => b[1] - a[1]).map(([off]) => off), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
+        ram16: this.ram16, pageRamOff: pg * 4096, entries: this.entriesOf(page), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
         entryMapAddr: this.host.entryMapBase + slot * ENTRY_MAP_BYTES,
       });
       this.stats.emitMs += performance.now() - t0;
@@ -234,6 +255,7 @@ export class Jit {
       const instance = new WebAssembly.Instance(new WebAssembly.Module(out.bytes), this.imports);
       run = instance.exports['run'] as PageFn;
       dispatch = out.dispatch;
+      page.midBlock = out.midBlock;
       this.stats.blocksCompiled += out.blocks;
       this.stats.instructionsCompiled += out.instructions;
     } catch (e) {
@@ -260,6 +282,17 @@ export class Jit {
     return true;
   }
 
+  /**
+   * The offsets a page's module is entered at, most used first: those arrived at more than
+   * once (one arrival is most often where a run() batch happened to end; every entry splits a
+   * block), or all of them when that leaves none or the threshold is below 2.
+   */
+  private entriesOf(page: PageRecord): number[] {
+    const all = [...page.hits].sort((a, b) => b[1] - a[1]);
+    const used = this.threshold >= 2 ? all.filter(([, c]) => c >= 2) : all;
+    return (used.length > 0 ? used : all).map(([off]) => off);
+  }
+
   /** A table slot's entry map (one byte per halfword offset of the page). */
   private entryMap(slot: number): Uint8Array {
     return this.entryMaps.subarray(slot * ENTRY_MAP_BYTES, (slot + 1) * ENTRY_MAP_BYTES);
@@ -272,6 +305,7 @@ export class Jit {
     this.entryMap(page.slot).fill(0);
     this.freeSlots.push(page.slot);
     page.slot = 0;
+    page.midBlock = undefined;
     page.arrivals = 0;
     this.stats.liveModules--;
   }
