@@ -10,7 +10,7 @@
  *   loop
  *     fetch-TLB probe for pc in set xBase  (the hart's own fetch TLB, in the shared memory)
  *     page map[RAM page] → function-table slot (0: nothing compiled)
- *     entry map[slot][pc & 0xfff] → the module's index of the block there (0: none, MISS)
+ *     entry map[slot][pc & 0xfff] → the module's number of the block there (0: none, MISS)
  *     k = call_indirect slot (index, room, dBase, pc & ~0xfff, pc >> 32, fpOk)
  *     continue while the page exited with CHAIN and room remains
  *
@@ -71,7 +71,7 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   f.brIf(2);
   // Page map: the table slot of the RAM page's code.
   f.get(t).i32(12).op(W.i32_shr_u).i32(1).op(W.i32_shl).mem(W.i32_load16_u, 1, pageMapBase).tee(t).op(W.i32_eqz).brIf(2);
-  // Entry map: the module's index of the block starting at this offset.
+  // Entry map: the module's number of the block starting at this offset.
   f.get(t).i32(Math.log2(ENTRY_MAP_BYTES)).op(W.i32_shl).get(lo).i32(0xfff).op(W.i32_and).i32(1).op(W.i32_shr_u).op(W.i32_add)
     .mem(W.i32_load8_u, 0, entryMapBase).tee(idx).op(W.i32_eqz).brIf(1);
   f.get(idx).get(room).get(dBase).get(lo).i32(~0xfff).op(W.i32_and).get(hi).get(fpOk);

@@ -121,7 +121,7 @@ export class Jit {
   private readonly exit: Int32Array;
   private readonly ram16: Uint16Array;
   private readonly pageMap: Uint16Array;
-  /** Per table slot, per halfword offset: the module's index of the block there (0: none). */
+  /** Per table slot, per halfword offset: the module's number of the block there (0: none). */
   private readonly entryMaps: Uint8Array;
   private readonly table: WebAssembly.Table;
   private readonly freeSlots: number[] = [];
