@@ -29,6 +29,8 @@ const MAX_WASM_PAGES = 65536;
 /** Byte offsets inside a hart slot. */
 export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
 export const SLOT_EXIT = 512; // JIT exit record: pc lo, pc hi, reason
+/** The running page function's page address (i64; compiler.ts): after the exit and entry records. */
+export const SLOT_PAGE_PC = SLOT_EXIT + 48;
 export const SLOT_FREGS = 1024; // f registers: 64 int32 (raw bits, pairs)
 export const SLOT_R_TAG_LO = 4096; // data TLB: TLB_SETS × TLB_SIZE int32 per array
 export const SLOT_R_TAG_HI = SLOT_R_TAG_LO + TLB_ARRAY_BYTES;

@@ -37,7 +37,7 @@ import { csrWrites, jitCsrAccess, JIT_CSR_CLEAR_SIE, JIT_CSR_NONE, JIT_CSR_READ 
 import { decode, decoded } from '../cpu/decoder.js';
 import { D_COMPRESSED, Op, X_DISCARD } from '../cpu/opcodes.js';
 import {
-  GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
+  GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_FREGS, SLOT_PAGE_PC, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
   SLOT_W_TAG_HI, SLOT_W_TAG_LO, TLB_SIZE,
 } from '../cpu/guest-ram.js';
 import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
@@ -274,7 +274,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     }
     return l;
   };
-  const L_PCB = f.local(I64), L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
+  const L_NPC = f.local(I64), L_VA = f.local(I64), L_T64 = f.local(I64);
   const L_N = f.local(I32), L_OFF = f.local(I32), L_EOFF = f.local(I32), L_REASON = f.local(I32);
   const L_LO = f.local(I32), L_TI = f.local(I32), L_T = f.local(I32);
   // The hart's state slot is addressed as i32.const 0 with slot base + field in the memory
@@ -292,10 +292,18 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     f.get(L_LO).i32(12 - 2).op(W.i32_shr_u).i32((TLB_SIZE - 1) << 2).op(W.i32_and).get(L_DB4).op(W.i32_add).set(L_TI);
   };
 
+  /**
+   * Pushes the address of the page (pc of offset 0) as an i64. It is stored in the hart's slot
+   * on entry and loaded where needed rather than kept in a local: TurboFan hoists every
+   * `local + constant` out of the dispatch loop, so a page with thirty pc-relative constants
+   * (auipc results, return addresses, exit pcs) computed and spilled all thirty on every entry.
+   */
+  const pcBase = () => f.i32(0).mem(W.i64_load, 3, SB + SLOT_PAGE_PC);
+
   // Prologue.
-    f.get(P_DBASE).i32(2).op(W.i32_shl).i32(SB).op(W.i32_add).set(L_DB4);
-  f.get(P_PCHI).op(W.i64_extend_i32_u).i64(32, 0).op(W.i64_shl)
-    .get(P_PCLO).op(W.i64_extend_i32_u).op(W.i64_or).set(L_PCB);
+  f.get(P_DBASE).i32(2).op(W.i32_shl).i32(SB).op(W.i32_add).set(L_DB4);
+  f.i32(0).get(P_PCHI).op(W.i64_extend_i32_u).i64(32, 0).op(W.i64_shl)
+    .get(P_PCLO).op(W.i64_extend_i32_u).op(W.i64_or).mem(W.i64_store, 3, SB + SLOT_PAGE_PC);
   f.get(P_ENTRY).set(L_OFF);
 
   const K = blocks.length;
@@ -406,7 +414,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     }
     // Outside the page, or a target the module cannot enter (mid-instruction, or an entry left
     // out): leave, and the dispatcher or the interpreter goes on from there.
-    f.get(L_PCB).i64(target | 0, Math.floor(target / 4294967296) | 0).op(W.i64_add).set(L_NPC)
+    pcBase().i64(target | 0, Math.floor(target / 4294967296) | 0).op(W.i64_add).set(L_NPC)
       .i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
   };
 
@@ -440,7 +448,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       const imm = i.imm;
       const k = kindOf(i.op);
       if (k === Kind.Step) { exitStep(i.off, idx, len); ended = true; break; }
-      if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, L_PCB, helpers); continue; }
+      if (k === Kind.Plain) { emitAlu(f, i.op, rd, rs1, rs2, imm, i.off, getReg, setReg, pcBase, helpers); continue; }
       if (k === Kind.Fp) {
         // FS must be Dirty so that the instruction changes nothing outside the FPU.
         f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len);
@@ -455,7 +463,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         f.i32(i.w).i32(imm).call(sysImport).tee(L_T).if_(); extra = top + 1;
         f.get(L_T).i32(1).op(W.i32_eq).if_(); extra = top + 2; exitStep(i.off, idx, len); f.end(); extra = top + 1;
         if (len - idx - 1 !== 0) f.get(L_N).i32(len - idx - 1).op(W.i32_sub).set(L_N);
-        f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
+        pcBase().i64(i.off + i.len, 0).op(W.i64_add).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
         f.end(); extra = top;
         if (rd !== X_DISCARD && rd !== 0) loaded[rd] = 0; // the hart wrote it in memory
         continue;
@@ -549,7 +557,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         continue; // falls through to the next start
       }
       if (k === Kind.Jal) {
-        if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
+        if (rd !== X_DISCARD) { pcBase().i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
         goTo(i.off + imm);
         ended = true;
         break;
@@ -559,10 +567,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       // A target outside ±2^53 is not representable as the hart's pc: let the interpreter fault it.
       f.get(L_T64).i64(0, 0x200000).op(W.i64_add).i64(54, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).if_();
       extra = top + 1; exitStep(i.off, idx, len); f.end(); extra = top;
-      if (rd !== X_DISCARD) { f.get(L_PCB).i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
+      if (rd !== X_DISCARD) { pcBase().i64(i.off + i.len, 0).op(W.i64_add); setReg(rd); }
       if (req.entryMapAddr !== undefined) {
         // In the page: go on at the block the entry map names, if there is one.
-        f.get(L_T64).get(L_PCB).op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
+        f.get(L_T64); pcBase().op(W.i64_sub).tee(L_VA).i64(4096, 0).op(W.i64_lt_u).if_();
         extra = top + 1;
         f.get(L_VA).op(W.i32_wrap_i64).i32(1).op(W.i32_shr_u).mem(W.i32_load8_u, 0, req.entryMapAddr).tee(L_OFF).brIf(dDispatch());
         f.end(); extra = top;
@@ -586,7 +594,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   f.get(L_N).get(L_EOFF).i32(12).op(W.i32_shr_u).op(W.i32_sub).set(L_N);
   f.get(L_EOFF).i32(0xfff).op(W.i32_and).set(L_EOFF).i32(EXIT_STEP).set(L_REASON);
   f.end(); // $exitOff
-  f.get(L_PCB).get(L_EOFF).op(W.i64_extend_i32_u).op(W.i64_add).set(L_NPC);
+  pcBase().get(L_EOFF).op(W.i64_extend_i32_u).op(W.i64_add).set(L_NPC);
   f.end(); // $exitAbs
   f.i32(0).get(L_NPC).mem(W.i64_store, 3, SB + exit);
   f.i32(0).get(L_REASON).mem(W.i32_store, 2, SB + exit + 8);
@@ -725,7 +733,7 @@ function defineHelpers(fn: (build: (f: FuncBody) => void) => number, base: numbe
 /** Straight-line integer instructions (no exit paths). */
 function emitAlu(
   f: FuncBody, op: number, rd: number, rs1: number, rs2: number, imm: number, off: number,
-  getReg: (r: number) => void, setReg: (r: number) => void, pcb: number, h: Helpers,
+  getReg: (r: number) => void, setReg: (r: number) => void, pcBase: () => void, h: Helpers,
 ): void {
   const immS = () => f.i64(imm, imm >> 31);
   const bin = (o: W) => { getReg(rs1); getReg(rs2); f.op(o); setReg(rd); };
@@ -740,7 +748,7 @@ function emitAlu(
     case Op.MV: getReg(rs1); setReg(rd); return;
     case Op.AUIPC: {
       const v = off + imm; // exact: |v| < 2^32
-      f.get(pcb).i64(v | 0, Math.floor(v / 4294967296) | 0).op(W.i64_add); setReg(rd); return;
+      pcBase(); f.i64(v | 0, Math.floor(v / 4294967296) | 0).op(W.i64_add); setReg(rd); return;
     }
     case Op.ADDI: binI(W.i64_add); return;
     case Op.SLTI: getReg(rs1); immS(); f.op(W.i64_lt_s).op(W.i64_extend_i32_u); setReg(rd); return;
