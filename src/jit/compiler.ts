@@ -215,7 +215,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     while (off < 4096 && (off === first || isStart[off >> 1] === 0)) {
       const i = get(off);
       const k = kindOf(i.op);
-      if (k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo || (k === Kind.Sys && !sysEndsBlock(i))) { off += i.len; continue; }
+      if (continuesBlock(i)) { off += i.len; continue; }
       if (k === Kind.Step || k === Kind.Sys) addStart(off + i.len);
       else if (k === Kind.Branch) { addStart(off + i.imm); addStart(off + i.len); }
       else if (k === Kind.Jal) {
@@ -243,9 +243,8 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     while (off < 4096 && (off === s || isStart[off >> 1] === 0)) {
       const i = get(off);
       list.push(i);
-      const k = kindOf(i.op);
       off += i.len;
-      if (k !== Kind.Plain && k !== Kind.Mem && k !== Kind.Fp && k !== Kind.FpMem && k !== Kind.Amo && (k !== Kind.Sys || sysEndsBlock(i))) break;
+      if (!continuesBlock(i)) break;
     }
     instructions += list.length;
     blocks.push(list);
@@ -293,6 +292,28 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   };
 
   /**
+   * Probes TLB `t` (tlbR or tlbW, set dBase) for the `size`-byte access at L_VA/L_LO and leaves
+   * with STEP before instruction `idx` unless the entry at va's index holds the page of the
+   * access's *last* byte (so an access crossing into the next page misses; misaligned is fine
+   * within the page: wasm accesses need no alignment, and the interpreter allows it too; a
+   * Debian boot made ~300 k of them) and a RAM offset (not -1: MMIO, or a page whose stores
+   * must take the slow path), which it leaves in L_T; `aligned`: the access must also be
+   * naturally aligned (AMOs: the interpreter raises the misaligned fault). The tests are xors
+   * and ors under one branch: Liftoff compiles `ne` to cmp, setcc and a zero-extension, and
+   * every branch it does not take is a jump.
+   */
+  const probe = (t: readonly number[], size: number, aligned: boolean, off: number, idx: number, len: number) => {
+    tlbIndex();
+    f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO);
+    if (size > 1) f.i32(size - 1).op(W.i32_add);
+    f.i32(12).op(W.i32_shr_u).op(W.i32_xor);
+    f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_xor).op(W.i32_or);
+    f.get(L_TI).mem(W.i32_load, 2, t[2]!).tee(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
+    if (aligned && size > 1) f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
+    exitStepIf(off, idx, len);
+  };
+
+  /**
    * Pushes the address of the page (pc of offset 0) as an i64. It is stored in the hart's slot
    * on entry and loaded where needed rather than kept in a local: TurboFan hoists every
    * `local + constant` out of the dispatch loop, so a page with thirty pc-relative constants
@@ -309,7 +330,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const K = blocks.length;
   f.block().block().block().loop().block(); // $exitAbs $exitOff $stepExit $dispatch $miss
   for (let j = K - 1; j >= 0; j--) f.block();
-  // Dispatch table over halfword offsets: entries and backward-jump targets only.
+  // Dispatch table: the entries the module can be entered at, numbered densely.
   const dispatch = new Set<number>();
   // Entry numbers are bytes in the entry map, so a module has at most MAX_ENTRIES; past that,
   // in order of need: targets of backward jumps (loops must stay in compiled code), then the
@@ -475,13 +496,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         // Address rs1, naturally aligned (else the interpreter raises the misaligned fault),
         // in a page the write TLB maps to RAM that holds no code.
         getReg(rs1); f.tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        tlbIndex();
-        f.get(L_TI).mem(W.i32_load, 2, tlbW[2]!).set(L_T);
-        f.get(L_TI).mem(W.i32_load, 2, tlbW[0]!).get(L_LO).i32(12).op(W.i32_shr_u).op(W.i32_ne);
-        f.get(L_TI).mem(W.i32_load, 2, tlbW[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_ne).op(W.i32_or);
-        f.get(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
-        f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
-        exitStepIf(i.off, idx, len);
+        probe(tlbW, size, true, i.off, idx, len);
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add).set(L_TI); // RAM offset
         f.get(L_TI).mem(isD ? W.i64_load : W.i64_load32_s, Math.log2(size), ramOffset).set(L_T64); // old
         // b: rs2, sign-extended from 32 bits for .W (order-preserving for the unsigned forms too).
@@ -509,21 +524,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len); }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
-        // va = rs1 + imm; probe the data TLB set dBase (the hart's current context): the entry
-        // at va's index must hold the page of the access's *last* byte (so an access crossing
-        // into the next page misses; misaligned is fine within the page: wasm accesses need no
-        // alignment, and the interpreter allows it too; a Debian boot made ~300 k of them) and a
-        // RAM offset (not -1: MMIO, or a page whose stores must take the slow path). The three
-        // tests are xors and ors under one branch: Liftoff compiles `ne` to cmp, setcc and a
-        // zero-extension, and every branch it does not take is a jump.
+        // va = rs1 + imm, probed in the data TLB set dBase (the hart's current context).
         getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        tlbIndex();
-        f.get(L_TI).mem(W.i32_load, 2, t[0]!).get(L_LO);
-        if (size > 1) f.i32(size - 1).op(W.i32_add);
-        f.i32(12).op(W.i32_shr_u).op(W.i32_xor);
-        f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_xor).op(W.i32_or);
-        f.get(L_TI).mem(W.i32_load, 2, t[2]!).tee(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
-        exitStepIf(i.off, idx, len);
+        probe(t, size, false, i.off, idx, len);
         // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
         f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
         if (fpMem) {
@@ -618,6 +621,12 @@ function sysEndsBlock(i: Inst): boolean {
   if (access === JIT_CSR_READ) return true;
   // sstatus/mstatus: CSRRC clears bits (interrupts off); CSRRS/CSRRW may set SIE.
   return access === JIT_CSR_CLEAR_SIE && i.op !== Op.CSRRC && i.op !== Op.CSRRCI;
+}
+
+/** The instruction can complete in compiled code and the block goes on after it. */
+function continuesBlock(i: Inst): boolean {
+  const k = kindOf(i.op);
+  return k === Kind.Plain || k === Kind.Mem || k === Kind.Fp || k === Kind.FpMem || k === Kind.Amo || (k === Kind.Sys && !sysEndsBlock(i));
 }
 
 /** A JAL/JALR that writes a link register (a call): its successor is a return address. */
