@@ -116,7 +116,7 @@ describe('pullImage with a fake mirror', () => {
   it('rejects an unknown image name before touching the network', async () => {
     const env = await freshEnv();
     await expect(pullImage('windows', { mirror: 'http://127.0.0.1:9', env })).rejects.toMatchObject({
-      code: 'ImageNotFound', message: expect.stringMatching(/unknown image 'windows'; known images: debian/),
+      code: 'ImageNotFound', message: expect.stringMatching(/unknown image 'windows'; known images: tiny, debian/),
     });
   });
 
