@@ -9,7 +9,7 @@ export const EXTENT_MAGIC = 0xf30a;
 /** Longest initialized extent. */
 export const MAX_EXTENT_LEN = 32768;
 const ROOT_ENTRIES = 4;
-const BLOCK_ENTRIES = (BLOCK_SIZE - 12) / 12;
+const BLOCK_ENTRIES = Math.floor((BLOCK_SIZE - 12) / 12);
 
 export interface Extent {
   logical: number;
