@@ -145,10 +145,12 @@ async function writeQcow2(path: string, root: Ext4DirNode, opts: Ext4Options = {
 }
 
 describe.skipIf(!HAVE_E2FSPROGS)('ext4 writer, checked by e2fsprogs', () => {
-  it('writes every node kind, hard links and xattrs; e2fsck is clean and debugfs sees the tree', async () => {
+  it.each([true, false])('writes every node kind, hard links and xattrs (metadata_csum %s); e2fsck is clean and debugfs sees the tree', async (metadataCsum) => {
     const root = mixedTree();
-    const img = join(dir, 'mixed.img');
-    await writeRaw(img, root);
+    const img = join(dir, `mixed-${metadataCsum}.img`);
+    await writeRaw(img, root, { metadataCsum });
+    const features = spawnSync('dumpe2fs', ['-h', img], { encoding: 'utf8' }).stdout;
+    expect(/^Filesystem features:.*metadata_csum/m.test(features)).toBe(metadataCsum);
     const fsck = e2fsck(img);
     expect(fsck.output).not.toMatch(/Fix\?|Clear\?|Salvage\?|Error/);
     expect(fsck.status, fsck.output).toBe(0);

@@ -27,12 +27,13 @@ export function entrySize(nameLength: number): number {
 }
 
 /** How many blocks a directory with entries of these name lengths takes (same packing as below). */
-export function directoryBlocks(nameLengths: Iterable<number>, minBlocks = 1): number {
+/** `usable`: bytes per block for entries (less than a block when a checksum tail ends it). */
+export function directoryBlocks(nameLengths: Iterable<number>, minBlocks = 1, usable = BLOCK_SIZE): number {
   let blocks = 1;
   let used = entrySize(1) + entrySize(2);
   for (const n of nameLengths) {
     const size = entrySize(n);
-    if (used + size > BLOCK_SIZE) {
+    if (used + size > usable) {
       blocks++;
       used = 0;
     }
@@ -42,7 +43,7 @@ export function directoryBlocks(nameLengths: Iterable<number>, minBlocks = 1): n
 }
 
 /** Packs "." (self), ".." (parent) and the entries into directory blocks. */
-export function packDirectory(self: number, parent: number, entries: readonly DirEntry[], minBlocks = 1): Uint8Array[] {
+export function packDirectory(self: number, parent: number, entries: readonly DirEntry[], minBlocks = 1, usable = BLOCK_SIZE): Uint8Array[] {
   const blocks: Uint8Array[] = [];
   let block = new Uint8Array(BLOCK_SIZE);
   let view = new DataView(block.buffer);
@@ -50,8 +51,8 @@ export function packDirectory(self: number, parent: number, entries: readonly Di
   let lastOff = -1;
   const put = (e: DirEntry): void => {
     const size = entrySize(e.name.length);
-    if (used + size > BLOCK_SIZE) {
-      view.setUint16(lastOff + 4, BLOCK_SIZE - lastOff, true);
+    if (used + size > usable) {
+      view.setUint16(lastOff + 4, usable - lastOff, true);
       blocks.push(block);
       block = new Uint8Array(BLOCK_SIZE);
       view = new DataView(block.buffer);
@@ -68,12 +69,12 @@ export function packDirectory(self: number, parent: number, entries: readonly Di
   put({ name: DOT, ino: self, type: FT_DIR });
   put({ name: DOTDOT, ino: parent, type: FT_DIR });
   for (const e of entries) put(e);
-  view.setUint16(lastOff + 4, BLOCK_SIZE - lastOff, true);
+  view.setUint16(lastOff + 4, usable - lastOff, true);
   blocks.push(block);
   while (blocks.length < minBlocks) {
     // An empty block: one unused entry spanning it.
     const empty = new Uint8Array(BLOCK_SIZE);
-    new DataView(empty.buffer).setUint16(4, BLOCK_SIZE, true);
+    new DataView(empty.buffer).setUint16(4, usable, true);
     blocks.push(empty);
   }
   return blocks;

@@ -177,3 +177,10 @@ describe('writeExt4', () => {
     expect(summary.dataBytes).toBe([...Array(200).keys()].reduce((s, i) => s + 4096 * (i % 13) + 17, 0));
   });
 });
+
+describe('crc32c', () => {
+  it('matches the Castagnoli check value (with the usual inversions added around the raw update)', async () => {
+    const { crc32c } = await import('./crc32c.js');
+    expect((crc32c(0xffffffff, new TextEncoder().encode('123456789')) ^ 0xffffffff) >>> 0).toBe(0xe3069283);
+  });
+});

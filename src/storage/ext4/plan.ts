@@ -7,6 +7,7 @@ import { BLOCKS_PER_GROUP, BLOCK_SIZE, computeGeometry, defaultJournalBlocks, me
 import { directoryBlocks } from './directory.js';
 import { extentTreeBlocks } from './extents.js';
 import { xattrsNeedBlock } from './xattr.js';
+import { DIR_TAIL_SIZE } from './crc32c.js';
 import { scanTree, type ScannedTree } from './scan.js';
 import type { Ext4Node, Ext4Options } from './tree.js';
 
@@ -15,14 +16,14 @@ const BYTES_PER_INODE = 16384;
 const MIN_SPARE_INODES = 256;
 
 /** Blocks for the tree's contents (data, directories, extent trees, xattr and symlink blocks). */
-export function contentBlocks(scan: ScannedTree): number {
+export function contentBlocks(scan: ScannedTree, dirUsable: number): number {
   let total = 0;
   for (const r of scan.records) {
     if (!r) continue;
     const n = r.node;
     let data = 0;
     if (n.kind === 'file') data = Math.ceil(n.size / BLOCK_SIZE);
-    else if (n.kind === 'dir') data = directoryBlocks(r.entries!.map((e) => e.name.length), r.minBlocks ?? 1);
+    else if (n.kind === 'dir') data = directoryBlocks(r.entries!.map((e) => e.name.length), r.minBlocks ?? 1, dirUsable);
     else if (n.kind === 'symlink' && new TextEncoder().encode(n.target).length >= 60) data = 1;
     // Sequential allocation breaks a run at most at group metadata and at the extent length limit.
     total += data + extentTreeBlocks(2 * Math.ceil(data / BLOCKS_PER_GROUP) + 1);
@@ -31,13 +32,18 @@ export function contentBlocks(scan: ScannedTree): number {
   return total;
 }
 
+/** Bytes of a directory block entries may use: metadata_csum ends each block with a 12-byte tail. */
+export function dirUsableBytes(opts: Ext4Options): number {
+  return (opts.metadataCsum ?? true) ? BLOCK_SIZE - DIR_TAIL_SIZE : BLOCK_SIZE;
+}
+
 export function defaultInodeCount(blocks: number, usedInodes: number): number {
   return Math.max(usedInodes + MIN_SPARE_INODES, Math.floor((blocks * BLOCK_SIZE) / BYTES_PER_INODE));
 }
 
 /** The filesystem size in blocks for a scanned tree under the options. */
 export function planBlocks(scan: ScannedTree, opts: Ext4Options): number {
-  const content = contentBlocks(scan);
+  const content = contentBlocks(scan, dirUsableBytes(opts));
   const freeBytes = opts.freeBytes ?? 64 * 2 ** 20 + Math.ceil((content * BLOCK_SIZE) / 10);
   if (!Number.isSafeInteger(freeBytes) || freeBytes < 0) throw new VisorError('InvalidArgument', `ext4: freeBytes must be a non-negative integer`);
   const free = Math.ceil(freeBytes / BLOCK_SIZE);

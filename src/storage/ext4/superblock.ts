@@ -4,6 +4,7 @@
  */
 import { BLOCKS_PER_GROUP, BLOCK_SIZE, DESC_SIZE, FIRST_INO, INODE_SIZE, JOURNAL_INO, type Geometry } from './layout.js';
 import { EXTRA_ISIZE } from './inode.js';
+import { crc32c, crc32cU32 } from './crc32c.js';
 
 export const EXT4_MAGIC = 0xef53;
 
@@ -16,6 +17,7 @@ export const RO_COMPAT_SPARSE_SUPER = 0x1;
 export const RO_COMPAT_LARGE_FILE = 0x2;
 export const RO_COMPAT_DIR_NLINK = 0x20;
 export const RO_COMPAT_EXTRA_ISIZE = 0x40;
+export const RO_COMPAT_METADATA_CSUM = 0x400;
 
 export interface GroupCounts {
   freeBlocks: number;
@@ -34,6 +36,8 @@ export interface SuperblockFields {
   /** The journal inode's i_block and size, backed up in s_jnl_blocks. */
   journalIblock: Uint8Array;
   journalSize: number;
+  /** metadata_csum: CRC32C on every metadata structure. */
+  csum: boolean;
 }
 
 export function encodeSuperblock(f: SuperblockFields, groupNr: number): Uint8Array {
@@ -66,7 +70,7 @@ export function encodeSuperblock(f: SuperblockFields, groupNr: number): Uint8Arr
   v.setUint16(90, groupNr, true);
   v.setUint32(92, COMPAT_HAS_JOURNAL | COMPAT_EXT_ATTR | COMPAT_DIR_INDEX, true);
   v.setUint32(96, INCOMPAT_FILETYPE | INCOMPAT_EXTENTS, true);
-  v.setUint32(100, RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_DIR_NLINK | RO_COMPAT_EXTRA_ISIZE, true);
+  v.setUint32(100, RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_DIR_NLINK | RO_COMPAT_EXTRA_ISIZE | (f.csum ? RO_COMPAT_METADATA_CSUM : 0), true);
   b.set(f.uuid.subarray(0, 16), 104);
   b.set(f.label.subarray(0, 16), 120);
   v.setUint32(224, JOURNAL_INO, true);
@@ -82,10 +86,15 @@ export function encodeSuperblock(f: SuperblockFields, groupNr: number): Uint8Arr
   v.setUint16(348, EXTRA_ISIZE, true); // s_min_extra_isize
   v.setUint16(350, EXTRA_ISIZE, true); // s_want_extra_isize
   v.setUint32(352, 0x1, true); // s_flags: signed directory hash (what x86 mke2fs writes)
+  if (f.csum) {
+    b[0x175] = 1; // s_checksum_type: crc32c
+    v.setUint32(0x3fc, crc32c(0xffffffff, b.subarray(0, 0x3fc)), true);
+  }
   return b;
 }
 
-export function encodeGroupDescriptors(geo: Geometry, counts: readonly GroupCounts[]): Uint8Array {
+/** With `csum` (the metadata_csum seed), bitmap checksums and descriptor checksums are filled in. */
+export function encodeGroupDescriptors(geo: Geometry, counts: readonly GroupCounts[], csum?: { seed: number; blockBitmaps: Uint8Array[]; inodeBitmaps: Uint8Array[] }): Uint8Array {
   const b = new Uint8Array(geo.gdtBlocks * BLOCK_SIZE);
   const v = new DataView(b.buffer);
   geo.groups.forEach((g, i) => {
@@ -97,6 +106,11 @@ export function encodeGroupDescriptors(geo: Geometry, counts: readonly GroupCoun
     v.setUint16(o + 12, c.freeBlocks, true);
     v.setUint16(o + 14, c.freeInodes, true);
     v.setUint16(o + 16, c.usedDirs, true);
+    if (csum) {
+      v.setUint16(o + 24, crc32c(csum.seed, csum.blockBitmaps[i]!.subarray(0, BLOCKS_PER_GROUP / 8)) & 0xffff, true);
+      v.setUint16(o + 26, crc32c(csum.seed, csum.inodeBitmaps[i]!.subarray(0, geo.inodesPerGroup / 8)) & 0xffff, true);
+      v.setUint16(o + 30, crc32c(crc32cU32(csum.seed, i), b.subarray(o, o + DESC_SIZE)) & 0xffff, true);
+    }
   });
   return b;
 }

@@ -59,6 +59,8 @@ export interface Ext4Options {
   timestamp?: number;
   /** Journal size in bytes (default: 16-64 MiB by filesystem size, as mke2fs picks). */
   journalBytes?: number;
+  /** CRC32C checksums on all metadata (the metadata_csum feature, mke2fs's default); default true. */
+  metadataCsum?: boolean;
 }
 
 export interface Ext4Summary {

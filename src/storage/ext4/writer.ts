@@ -26,7 +26,8 @@ import {
 } from './inode.js';
 import { JBD2_MIN_BLOCKS, encodeJournalSuperblock } from './journal.js';
 import { BLOCK_SIZE, INODE_SIZE, JOURNAL_INO, computeGeometry, defaultJournalBlocks, type Geometry } from './layout.js';
-import { defaultInodeCount, planBlocks } from './plan.js';
+import { defaultInodeCount, dirUsableBytes, planBlocks } from './plan.js';
+import { fsSeed, inodeSeed, sealDirBlock, sealExtentBlock, sealInode, sealXattrBlock } from './crc32c.js';
 import { scanTree, type InodeRecord } from './scan.js';
 import { encodeGroupDescriptors, encodeSuperblock, type GroupCounts } from './superblock.js';
 import type { Ext4Node, Ext4Options, Ext4Summary } from './tree.js';
@@ -143,7 +144,12 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   const out = new BlockWriter(target);
   const itable = new Uint8Array(scan.maxIno * INODE_SIZE);
   const usedDirs = geo.groups.map(() => 0);
-  const putInode = (ino: number, f: InodeFields): void => encodeInode(itable, (ino - 1) * INODE_SIZE, f, BLOCK_SIZE);
+  const csum = opts.metadataCsum ?? true;
+  const ctx: WriteContext = { alloc, out, csum, seed: fsSeed(uuid), dirUsable: dirUsableBytes(opts) };
+  const putInode = (ino: number, f: InodeFields): void => {
+    encodeInode(itable, (ino - 1) * INODE_SIZE, f, BLOCK_SIZE);
+    if (csum) sealInode(itable, (ino - 1) * INODE_SIZE, ino, ctx.seed);
+  };
 
   // The journal: contiguous blocks, only its superblock written.
   const journalBlocks = opts.journalBytes !== undefined ? Math.ceil(opts.journalBytes / BLOCK_SIZE) : defaultJournalBlocks(geo.blocksCount);
@@ -153,7 +159,10 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   for (let i = 0; i < journalBlocks; i++) jext.add(i, alloc.alloc());
   const jtree = buildExtentTree(jext.extents, () => alloc.alloc());
   await out.put(jext.extents[0]!.physical, encodeJournalSuperblock(BLOCK_SIZE, journalBlocks, uuid));
-  for (const n of jtree.nodes) await out.put(n.block, n.data);
+  for (const n of jtree.nodes) {
+    if (csum) sealExtentBlock(n.data, inodeSeed(ctx.seed, JOURNAL_INO));
+    await out.put(n.block, n.data);
+  }
   putInode(JOURNAL_INO, {
     mode: S_IFREG | 0o600, uid: 0, gid: 0, size: journalBlocks * BLOCK_SIZE, time: timestamp, links: 1,
     blocks: journalBlocks + jtree.nodes.length, flags: EXT4_EXTENTS_FL, iblock: jtree.iblock, xattrBlock: 0,
@@ -162,7 +171,7 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   let dataBytes = 0;
   for (const rec of scan.records) {
     if (!rec) continue;
-    const r = await writeInode(rec, alloc, out);
+    const r = await writeInode(rec, ctx);
     dataBytes += r.dataBytes;
     if (rec.node.kind === 'dir') usedDirs[Math.floor((rec.ino - 1) / geo.inodesPerGroup)]!++;
     putInode(rec.ino, r.fields);
@@ -170,7 +179,7 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   await out.flush();
 
   await writeMetadata(geo, target, out, alloc, itable, scan.maxIno, usedDirs, {
-    uuid, hashSeed, label, timestamp, journalIblock: jtree.iblock, journalSize: journalBlocks * BLOCK_SIZE,
+    uuid, hashSeed, label, timestamp, journalIblock: jtree.iblock, journalSize: journalBlocks * BLOCK_SIZE, csum,
   });
   await target.flush();
   const freeBlocks = alloc.freeBlocks;
@@ -190,8 +199,19 @@ const TYPE_BITS: Record<Ext4Node['kind'], number> = {
   file: S_IFREG, dir: S_IFDIR, symlink: S_IFLNK, chardev: S_IFCHR, blockdev: S_IFBLK, fifo: S_IFIFO, socket: S_IFSOCK,
 };
 
+interface WriteContext {
+  alloc: BlockAllocator;
+  out: BlockWriter;
+  /** metadata_csum on, its seed (from the UUID), and the bytes of a directory block entries may use. */
+  csum: boolean;
+  seed: number;
+  dirUsable: number;
+}
+
 /** Writes one inode's blocks and returns its inode fields. */
-async function writeInode(rec: InodeRecord, alloc: BlockAllocator, out: BlockWriter): Promise<{ fields: InodeFields; dataBytes: number }> {
+async function writeInode(rec: InodeRecord, ctx: WriteContext): Promise<{ fields: InodeFields; dataBytes: number }> {
+  const { alloc, out, csum } = ctx;
+  const iseed = csum ? inodeSeed(ctx.seed, rec.ino) : 0;
   const n = rec.node;
   const fields: InodeFields = {
     mode: TYPE_BITS[n.kind] | n.mode, uid: n.uid, gid: n.gid, size: 0, time: n.mtime, links: rec.links,
@@ -200,7 +220,10 @@ async function writeInode(rec: InodeRecord, alloc: BlockAllocator, out: BlockWri
   let dataBytes = 0;
   const mapped = async (ext: ExtentList): Promise<void> => {
     const tree = buildExtentTree(ext.extents, () => alloc.alloc());
-    for (const t of tree.nodes) await out.put(t.block, t.data);
+    for (const t of tree.nodes) {
+      if (csum) sealExtentBlock(t.data, iseed);
+      await out.put(t.block, t.data);
+    }
     fields.iblock = tree.iblock;
     fields.flags |= EXT4_EXTENTS_FL;
     fields.blocks += ext.blocks + tree.nodes.length;
@@ -233,9 +256,10 @@ async function writeInode(rec: InodeRecord, alloc: BlockAllocator, out: BlockWri
       break;
     }
     case 'dir': {
-      const blocks = packDirectory(rec.ino, rec.parent!, rec.entries!, rec.minBlocks ?? 1);
+      const blocks = packDirectory(rec.ino, rec.parent!, rec.entries!, rec.minBlocks ?? 1, ctx.dirUsable);
       const ext = new ExtentList();
       for (let i = 0; i < blocks.length; i++) {
+        if (csum) sealDirBlock(blocks[i]!, iseed);
         const phys = alloc.alloc();
         ext.add(i, phys);
         await out.put(phys, blocks[i]!);
@@ -270,6 +294,7 @@ async function writeInode(rec: InodeRecord, alloc: BlockAllocator, out: BlockWri
   if (x.inline) fields.inlineXattrs = x.inline;
   if (x.block) {
     const phys = alloc.alloc();
+    if (csum) sealXattrBlock(x.block, phys, ctx.seed);
     await out.put(phys, x.block);
     fields.xattrBlock = phys;
     fields.blocks += 1;
@@ -284,6 +309,7 @@ interface MetaFields {
   timestamp: number;
   journalIblock: Uint8Array;
   journalSize: number;
+  csum: boolean;
 }
 
 /** Inode tables (only the blocks holding used inodes), bitmaps, descriptors, superblocks. */
@@ -300,7 +326,7 @@ async function writeMetadata(geo: Geometry, target: BlockDevice, out: BlockWrite
   }
   let freeBlocks = 0;
   for (const c of counts) freeBlocks += c.freeBlocks;
-  const gdt = encodeGroupDescriptors(geo, counts);
+  const gdt = encodeGroupDescriptors(geo, counts, m.csum ? { seed: fsSeed(m.uuid), blockBitmaps: alloc.bitmaps, inodeBitmaps: ibitmaps } : undefined);
   const sbFields = { geo, freeBlocks, freeInodes: geo.inodesCount - maxIno, ...m };
   for (const g of geo.groups) {
     if (!g.hasSuper) continue;
