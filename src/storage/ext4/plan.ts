@@ -23,7 +23,11 @@ export function contentBlocks(scan: ScannedTree, dirUsable: number): number {
     const n = r.node;
     let data = 0;
     if (n.kind === 'file') data = Math.ceil(n.size / BLOCK_SIZE);
-    else if (n.kind === 'dir') data = directoryBlocks(r.entries!.map((e) => e.name.length), r.minBlocks ?? 1, dirUsable);
+    else if (n.kind === 'dir') {
+      data = directoryBlocks(r.entries!.map((e) => e.name.length), r.minBlocks ?? 1, dirUsable);
+      // An index: one root block, and hash order may pack the leaves a little worse.
+      if (data > 1) data += 1 + Math.ceil(data / 16);
+    }
     else if (n.kind === 'symlink' && new TextEncoder().encode(n.target).length >= 60) data = 1;
     // Sequential allocation breaks a run at most at group metadata and at the extent length limit.
     total += data + extentTreeBlocks(2 * Math.ceil(data / BLOCKS_PER_GROUP) + 1);

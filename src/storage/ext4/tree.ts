@@ -61,6 +61,8 @@ export interface Ext4Options {
   journalBytes?: number;
   /** CRC32C checksums on all metadata (the metadata_csum feature, mke2fs's default); default true. */
   metadataCsum?: boolean;
+  /** Hash-indexed directories (dir_index) for directories over one block; default true. */
+  htree?: boolean;
 }
 
 export interface Ext4Summary {

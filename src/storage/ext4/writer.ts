@@ -27,6 +27,7 @@ import {
 import { JBD2_MIN_BLOCKS, encodeJournalSuperblock } from './journal.js';
 import { BLOCK_SIZE, INODE_SIZE, JOURNAL_INO, computeGeometry, defaultJournalBlocks, type Geometry } from './layout.js';
 import { defaultInodeCount, dirUsableBytes, planBlocks } from './plan.js';
+import { buildHtree, EXT4_INDEX_FL } from './htree.js';
 import { fsSeed, inodeSeed, sealDirBlock, sealExtentBlock, sealInode, sealXattrBlock } from './crc32c.js';
 import { scanTree, type InodeRecord } from './scan.js';
 import { encodeGroupDescriptors, encodeSuperblock, type GroupCounts } from './superblock.js';
@@ -145,7 +146,8 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   const itable = new Uint8Array(scan.maxIno * INODE_SIZE);
   const usedDirs = geo.groups.map(() => 0);
   const csum = opts.metadataCsum ?? true;
-  const ctx: WriteContext = { alloc, out, csum, seed: fsSeed(uuid), dirUsable: dirUsableBytes(opts) };
+  const hashSeedWords = [0, 1, 2, 3].map((i) => new DataView(hashSeed.buffer, hashSeed.byteOffset, 16).getUint32(4 * i, true));
+  const ctx: WriteContext = { alloc, out, csum, seed: fsSeed(uuid), dirUsable: dirUsableBytes(opts), htree: opts.htree ?? true, hashSeed: hashSeedWords };
   const putInode = (ino: number, f: InodeFields): void => {
     encodeInode(itable, (ino - 1) * INODE_SIZE, f, BLOCK_SIZE);
     if (csum) sealInode(itable, (ino - 1) * INODE_SIZE, ino, ctx.seed);
@@ -206,6 +208,9 @@ interface WriteContext {
   csum: boolean;
   seed: number;
   dirUsable: number;
+  /** Index directories over one block, with the superblock's hash seed. */
+  htree: boolean;
+  hashSeed: number[];
 }
 
 /** Writes one inode's blocks and returns its inode fields. */
@@ -256,10 +261,20 @@ async function writeInode(rec: InodeRecord, ctx: WriteContext): Promise<{ fields
       break;
     }
     case 'dir': {
-      const blocks = packDirectory(rec.ino, rec.parent!, rec.entries!, rec.minBlocks ?? 1, ctx.dirUsable);
+      let blocks = packDirectory(rec.ino, rec.parent!, rec.entries!, rec.minBlocks ?? 1, ctx.dirUsable);
+      let firstLeaf = 0;
+      if (ctx.htree && blocks.length > 1 && rec.entries!.length > 0) {
+        const ht = buildHtree(rec.ino, rec.parent!, rec.entries!, ctx.hashSeed, ctx.dirUsable, csum);
+        if (ht) {
+          ht.sealRoot(iseed);
+          blocks = ht.blocks;
+          firstLeaf = 1;
+          fields.flags |= EXT4_INDEX_FL;
+        }
+      }
       const ext = new ExtentList();
       for (let i = 0; i < blocks.length; i++) {
-        if (csum) sealDirBlock(blocks[i]!, iseed);
+        if (csum && i >= firstLeaf) sealDirBlock(blocks[i]!, iseed);
         const phys = alloc.alloc();
         ext.add(i, phys);
         await out.put(phys, blocks[i]!);
