@@ -3,6 +3,9 @@
  * unpacked .deb archives). File contents are read lazily, so a tree can describe far more
  * data than fits in memory. A node object that appears under two names is one inode (a hard
  * link; its links_count counts the names).
+ *
+ * Use: `planExt4Size(root, opts)` (plan.ts) gives the bytes to create the image with, then
+ * `writeExt4(root, device, opts)` (writer.ts) writes it; index.ts exports both.
  */
 import type { BlockDevice } from '../block-device.js';
 
