@@ -104,6 +104,10 @@ function mixedTree(): Ext4DirNode {
     deep = d;
   }
   deep.entries.set('bottom', fileFromBytes(text('deep\n'), { ...META, mode: 0o444 }));
+  // Every other block a hole: 1500 extents, more than four leaf blocks hold, so a two-level extent tree.
+  const fragmented = new Uint8Array(3000 * 4096);
+  for (let b = 0; b < 3000; b += 2) fragmented.set(stamp(b, 5), b * 4096);
+  root.entries.set('fragmented', fileFromBytes(fragmented, { ...META, mode: 0o644 }));
   // Over one block of entries: a hash-indexed directory (names with bytes >= 0x80 exercise the signed-char hash).
   const share = dirNode(META);
   root.entries.set('share', share);
@@ -156,6 +160,7 @@ describe.skipIf(!HAVE_E2FSPROGS)('ext4 writer, checked by e2fsprogs', () => {
     const features = spawnSync('dumpe2fs', ['-h', img], { encoding: 'utf8' }).stdout;
     expect(/^Filesystem features:.*metadata_csum/m.test(features)).toBe(metadataCsum);
     expect(spawnSync('debugfs', ['-R', 'htree /share', img], { encoding: 'utf8' }).stdout).toMatch(/Indirect levels: 0/);
+    expect(spawnSync('debugfs', ['-R', 'ex /fragmented', img], { encoding: 'utf8' }).stdout).toMatch(/^\s*2\/\s*2\s/m);
     const fsck = e2fsck(img);
     expect(fsck.output).not.toMatch(/Fix\?|Clear\?|Salvage\?|Error/);
     expect(fsck.status, fsck.output).toBe(0);
