@@ -127,7 +127,8 @@ describe('xattrs', () => {
 
   it('rejects unknown namespaces and POSIX ACLs, and sets too large for a block', () => {
     expect(() => encodeXattrs({ 'os2.x': text('1') }, '/f')).toThrow(/namespace/);
-    expect(() => encodeXattrs({ 'system.posix_acl_access': text('1') }, '/f')).toThrow(/ACL/);
+    expect(() => encodeXattrs({ 'system.posix_acl_access': text('1') }, '/f')).toThrow(/ACLs/);
+    expect(() => encodeXattrs({ 'system.data': text('1') }, '/f')).toThrow(/not supported/);
     expect(() => encodeXattrs({ 'user.big': new Uint8Array(5000) }, '/f')).toThrow(/at most/);
   });
 });
@@ -167,6 +168,13 @@ describe('writeExt4', () => {
     await rejects(writeExt4(tree(), dev, { sizeBytes: 128 << 20 }), 'InvalidArgument', /target holds/);
     const big = dirNode(META, new Map([['big', fileFromBytes(new Uint8Array(37 << 20).fill(1), META)]]));
     await rejects(writeExt4(big, dev, { sizeBytes: 40 << 20 }), 'InvalidArgument', /is full/);
+  });
+
+  it('reports progress in file bytes, ending at the total', async () => {
+    const calls: [number, number][] = [];
+    const { summary } = await writeToMemory(tree(), { onProgress: (done, total) => calls.push([done, total]) });
+    expect(calls.length).toBe(1); // one file inode (a and b are one)
+    expect(calls[0]).toEqual([summary.dataBytes, 12_000]);
   });
 
   it('fits the content in planExt4Size when no block is zero', async () => {

@@ -16,7 +16,7 @@ export interface Ext4Meta {
   gid: number;
   /** Modification time in seconds since the epoch (also used for atime/ctime/crtime). */
   mtime: number;
-  /** Extended attributes by full name, e.g. 'security.capability', 'user.foo', 'trusted.x'. */
+  /** Extended attributes by full name: 'security.*' (e.g. security.capability), 'user.*', 'trusted.*'. */
   xattrs?: Record<string, Uint8Array>;
 }
 
@@ -66,6 +66,8 @@ export interface Ext4Options {
   metadataCsum?: boolean;
   /** Hash-indexed directories (dir_index) for directories over one block; default true. */
   htree?: boolean;
+  /** Called as file content is written: bytes done and the tree's total file bytes. */
+  onProgress?: (doneBytes: number, totalBytes: number) => void;
 }
 
 export interface Ext4Summary {

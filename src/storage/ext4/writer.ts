@@ -171,10 +171,13 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   });
 
   let dataBytes = 0;
+  let totalBytes = 0;
+  for (const rec of scan.records) if (rec?.node.kind === 'file') totalBytes += rec.node.size;
   for (const rec of scan.records) {
     if (!rec) continue;
     const r = await writeInode(rec, ctx);
     dataBytes += r.dataBytes;
+    if (r.dataBytes > 0) opts.onProgress?.(dataBytes, totalBytes);
     if (rec.node.kind === 'dir') usedDirs[Math.floor((rec.ino - 1) / geo.inodesPerGroup)]!++;
     putInode(rec.ino, r.fields);
   }

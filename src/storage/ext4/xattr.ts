@@ -1,6 +1,6 @@
 /**
  * Extended attributes: in the inode's spare 96 bytes when they fit, otherwise in one xattr
- * block. Entries: name length, name index (the prefix: user., trusted., security., system.),
+ * block. Entries: name length, name index (the prefix: user., trusted., security.),
  * value offset, value inode (0), value size, hash, then the name suffix padded to 4 bytes.
  * Values are packed from the end of the region downwards. Block entries are sorted by
  * (index, name length, name), which the kernel's lookup relies on.
@@ -17,7 +17,6 @@ const PREFIXES: [string, number][] = [
   ['user.', 1],
   ['trusted.', 4],
   ['security.', 6],
-  ['system.', 7],
 ];
 
 interface Attr {
@@ -29,13 +28,14 @@ interface Attr {
 const align4 = (n: number): number => (n + 3) & ~3;
 
 function splitName(full: string): { index: number; suffix: string } {
-  if (full === 'system.posix_acl_access' || full === 'system.posix_acl_default') {
-    throw new VisorError('Unsupported', `ext4: POSIX ACL xattr '${full}' is not supported (ext4 stores ACLs in its own format)`);
+  if (full.startsWith('system.')) {
+    // POSIX ACLs have their own on-disk format; system.data is inline data; nothing else exists there.
+    throw new VisorError('Unsupported', `ext4: xattr '${full}' is not supported (system.* attributes, POSIX ACLs included, have formats of their own)`);
   }
   for (const [prefix, index] of PREFIXES) {
     if (full.startsWith(prefix) && full.length > prefix.length) return { index, suffix: full.slice(prefix.length) };
   }
-  throw new VisorError('InvalidArgument', `ext4: xattr name '${full}' has no known namespace (user., trusted., security., system.)`);
+  throw new VisorError('InvalidArgument', `ext4: xattr name '${full}' has no known namespace (user., trusted., security.)`);
 }
 
 /** The kernel's entry hash: name bytes, then the value as little-endian 32-bit words. */
