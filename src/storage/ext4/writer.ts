@@ -44,7 +44,6 @@ class BlockWriter {
   private readonly buf = new Uint8Array(WRITE_BATCH);
   private start = -1;
   private blocks = 0;
-  bytes = 0;
 
   constructor(private readonly dev: BlockDevice) {}
 
@@ -183,7 +182,7 @@ export async function writeExt4(root: Ext4Node, target: BlockDevice, opts: Ext4O
   }
   await out.flush();
 
-  await writeMetadata(geo, target, out, alloc, itable, scan.maxIno, usedDirs, {
+  await writeMetadata(geo, out, alloc, itable, scan.maxIno, usedDirs, {
     uuid, hashSeed, label, timestamp, journalIblock: jtree.iblock, journalSize: journalBlocks * BLOCK_SIZE, csum,
   });
   await target.flush();
@@ -331,7 +330,7 @@ interface MetaFields {
 }
 
 /** Inode tables (only the blocks holding used inodes), bitmaps, descriptors, superblocks. */
-async function writeMetadata(geo: Geometry, target: BlockDevice, out: BlockWriter, alloc: BlockAllocator, itable: Uint8Array, maxIno: number, usedDirs: number[], m: MetaFields): Promise<void> {
+async function writeMetadata(geo: Geometry, out: BlockWriter, alloc: BlockAllocator, itable: Uint8Array, maxIno: number, usedDirs: number[], m: MetaFields): Promise<void> {
   const ibitmaps = inodeBitmaps(geo, maxIno);
   const counts: GroupCounts[] = [];
   for (const g of geo.groups) {
@@ -356,5 +355,4 @@ async function writeMetadata(geo: Geometry, target: BlockDevice, out: BlockWrite
     await out.put(g.start + 1, gdt);
   }
   await out.flush();
-  void target;
 }
