@@ -9,9 +9,8 @@
  *
  *   loop
  *     fetch-TLB probe for pc in set xBase  (the hart's own fetch TLB, in the shared memory)
- *     jump cache[hash(pc)] holds (pc, RAM page) → slot and entry number; else:
- *       page map[RAM page] → function-table slot (0: nothing compiled)
- *       entry map[slot][pc & 0xfff] → the module's number of the block there (0: none, MISS)
+ *     page map[RAM page] → function-table slot (0: nothing compiled)
+ *     entry map[slot][pc & 0xfff] → the module's number of the block there (0: none, MISS)
  *     k = call_indirect slot (index, room, dBase, pc & ~0xfff, pc >> 32, fpOk)
  *     continue while the page exited with CHAIN and room remains
  *
@@ -23,24 +22,10 @@
  * Entry record (int32 at SLOT_EXIT + ENTRY_RECORD): pc lo, pc hi, room, dBase, xBase, fpOk.
  * Exit record (SLOT_EXIT): pc (i64), reason (i32), pages entered (i32).
  */
-import { HART_SLOT_BYTES, SLOT_END, SLOT_EXIT, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SIZE } from '../cpu/guest-ram.js';
+import { SLOT_EXIT, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SIZE } from '../cpu/guest-ram.js';
 import { ENTRY_MAP_BYTES } from '../cpu/guest-ram.js';
 import { EXIT_CHAIN, EXIT_MISS, EXIT_NOCODE, PAGE_FN_PARAMS } from './compiler.js';
 import { FuncBody, I32, ModuleBuilder, W } from './wasm/emitter.js';
-
-/**
- * The jump cache: JUMP_CACHE_ENTRIES direct-mapped entries of four int32 (pc lo, pc hi, the
- * RAM offset of its page as the fetch TLB gave it, table slot << 8 | entry number) after the
- * slot's layout. A hit skips the page-map and entry-map loads, which miss the caches when many
- * pages are live (2 bytes per RAM page and 2 KiB per module); the fetch-TLB probe stays, so a
- * changed translation can never hit a stale entry. The JIT empties it whenever a page map or
- * entry map changes (Jit.flushJumpCache).
- */
-export const SLOT_JUMP_CACHE = SLOT_END;
-export const JUMP_CACHE_ENTRIES = 2048;
-if (SLOT_JUMP_CACHE + 16 * JUMP_CACHE_ENTRIES > HART_SLOT_BYTES) throw new Error('dispatch: the jump cache does not fit in the hart slot');
-/** An entry's pc lo when empty: odd, so no pc matches it. */
-export const JUMP_CACHE_EMPTY = -1;
 
 /** Byte offset of the entry record from SLOT_EXIT (six int32). */
 export const ENTRY_RECORD = 16;
@@ -72,8 +57,7 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   const f = new FuncBody([], [I32]);
   const lo = f.local(I32), hi = f.local(I32), room = f.local(I32), dBase = f.local(I32), xBase = f.local(I32),
     fpOk = f.local(I32), total = f.local(I32), calls = f.local(I32), i = f.local(I32), t = f.local(I32), idx = f.local(I32),
-    why = f.local(I32), j = f.local(I32), ro = f.local(I32);
-  const jc = slotBase + SLOT_JUMP_CACHE;
+    why = f.local(I32);
   [lo, hi, room, dBase, xBase, fpOk].forEach((l, k) => f.i32(0).mem(W.i32_load, 2, entry + 4 * k).set(l));
   f.i32(EXIT_NOCODE).set(why);
   f.block(); // $out: no code to run at lo/hi, reason $why
@@ -85,25 +69,11 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_HI).get(hi).op(W.i32_xor).op(W.i32_or);
   f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_OFF).tee(t).i32(31).op(W.i32_shr_u).op(W.i32_or);
   f.brIf(2);
-  // Jump cache: (pc, RAM page) → table slot and entry number.
-  f.get(lo).i32(1).op(W.i32_shr_u).get(lo).i32(13).op(W.i32_shr_u).op(W.i32_xor).i32(JUMP_CACHE_ENTRIES - 1).op(W.i32_and)
-    .i32(4).op(W.i32_shl).set(j);
-  f.get(j).mem(W.i32_load, 2, jc).get(lo).op(W.i32_xor);
-  f.get(j).mem(W.i32_load, 2, jc + 4).get(hi).op(W.i32_xor).op(W.i32_or);
-  f.get(j).mem(W.i32_load, 2, jc + 8).get(t).op(W.i32_xor).op(W.i32_or);
-  f.op(W.i32_eqz).if_();
-  f.get(j).mem(W.i32_load, 2, jc + 12).tee(idx).i32(8).op(W.i32_shr_u).set(t);
-  f.get(idx).i32(0xff).op(W.i32_and).set(idx);
-  f.else_();
-  f.get(t).set(ro);
   // Page map: the table slot of the RAM page's code.
-  f.get(t).i32(12).op(W.i32_shr_u).i32(1).op(W.i32_shl).mem(W.i32_load16_u, 1, pageMapBase).tee(t).op(W.i32_eqz).brIf(3);
+  f.get(t).i32(12).op(W.i32_shr_u).i32(1).op(W.i32_shl).mem(W.i32_load16_u, 1, pageMapBase).tee(t).op(W.i32_eqz).brIf(2);
   // Entry map: the module's number of the block starting at this offset.
   f.get(t).i32(Math.log2(ENTRY_MAP_BYTES)).op(W.i32_shl).get(lo).i32(0xfff).op(W.i32_and).i32(1).op(W.i32_shr_u).op(W.i32_add)
-    .mem(W.i32_load8_u, 0, entryMapBase).tee(idx).op(W.i32_eqz).brIf(2);
-  f.get(j).get(lo).mem(W.i32_store, 2, jc).get(j).get(hi).mem(W.i32_store, 2, jc + 4).get(j).get(ro).mem(W.i32_store, 2, jc + 8);
-  f.get(j).get(t).i32(8).op(W.i32_shl).get(idx).op(W.i32_or).mem(W.i32_store, 2, jc + 12);
-  f.end();
+    .mem(W.i32_load8_u, 0, entryMapBase).tee(idx).op(W.i32_eqz).brIf(1);
   f.get(idx).get(room).get(dBase).get(lo).i32(~0xfff).op(W.i32_and).get(hi).get(fpOk);
   f.get(t).callIndirect(pageType).tee(t);
   f.get(total).op(W.i32_add).set(total);

@@ -13,7 +13,7 @@
  */
 import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn, type SysFn } from './compiler.js';
-import { buildDispatcher, EXIT_CALLS, JUMP_CACHE_EMPTY, JUMP_CACHE_ENTRIES, SLOT_JUMP_CACHE, type DispatchFn } from './dispatch.js';
+import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 import { SLOT_FCSR_MIRROR } from './fp-emit.js';
 
 export interface JitOptions {
@@ -132,7 +132,6 @@ export class Jit {
   private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
   private readonly fcsrMirror: Int32Array;
-  private readonly jumpCache: Int32Array;
 
   constructor(private readonly host: JitHost, options: JitOptions = {}) {
     // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
@@ -154,8 +153,6 @@ export class Jit {
     const mirror = new Int32Array(host.memory.buffer, host.slotBase + SLOT_FCSR_MIRROR, 1);
     this.fcsrMirror = mirror;
     const { fp, sys } = host;
-    this.jumpCache = new Int32Array(host.memory.buffer, host.slotBase + SLOT_JUMP_CACHE, 4 * JUMP_CACHE_ENTRIES);
-    this.flushJumpCache();
     this.imports = { e: {
       m: host.memory,
       fp: (w: number, imm: number) => { const r = fp(w, imm); mirror[0] = host.fcsr(); return r; },
@@ -286,7 +283,6 @@ export class Jit {
       this.stats.compileMs += performance.now() - t0;
     }
     this.stats.modulesCompiled++;
-    this.flushJumpCache();
     const map = this.entryMap(slot);
     map.fill(0);
     dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
@@ -311,11 +307,6 @@ export class Jit {
     return (used.length > 0 ? used : all).map(([off]) => off);
   }
 
-  /** Empties the dispatcher's jump cache: a page map or entry map is about to change. */
-  private flushJumpCache(): void {
-    this.jumpCache.fill(JUMP_CACHE_EMPTY);
-  }
-
   /** A table slot's entry map (one byte per halfword offset of the page). */
   private entryMap(slot: number): Uint8Array {
     return this.entryMaps.subarray(slot * ENTRY_MAP_BYTES, (slot + 1) * ENTRY_MAP_BYTES);
@@ -323,7 +314,6 @@ export class Jit {
 
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
-    this.flushJumpCache();
     this.pageMap[pg] = 0;
     this.table.set(page.slot, null as never);
     this.entryMap(page.slot).fill(0);
