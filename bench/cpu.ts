@@ -1,5 +1,5 @@
 /**
- * Guest MIPS on five loops (integer, memory, branchy, calls, float), on visor's hart and, in
+ * Guest MIPS on six loops (integer, memory, branchy, calls, float, float-inexact), on visor's hart and, in
  * the same run, on QEMU TCG (the same program, bare metal on its virt board) where
  * qemu-system-riscv64 is installed.
  * Run: npm run bench:cpu   (builds first: the compiled dist inlines the opcode enum).
@@ -7,7 +7,7 @@
  * `--accel interp|jit` picks the tier (default: the hart's), `--jit-threshold N` the JIT's threshold;
  * the JIT's counters (modules, compile time, cache hits) are printed per loop. `--iter N`
  * sets the iterations (default 20 M for the interpreter, 100 M for the JIT: runs long enough to
- * time); `--no-qemu` skips QEMU.
+ * time); `--no-qemu` skips QEMU; `--loops float,calls` runs only those loops.
  */
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -67,6 +67,13 @@ const loops: Loop[] = [
     a.li(t0, 0).li(t3, ITER).li(t1, 3).emit(I.fcvt_d_l(1, t1), I.fcvt_d_l(2, 0));
     a.label('l').emit(I.fadd_d(2, 2, 1), I.fmul_d(3, 2, 1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
   } },
+  // The same with inexact results (step 1.1): the inexact flag is set after the first one.
+  { name: 'float-inexact', build(a) {
+    a.li(t0, 1 << 13).emit(I.csrs(I.CSR.mstatus, t0));
+    a.li(t1, 11).emit(I.fcvt_d_l(1, t1)).li(t1, 10).emit(I.fcvt_d_l(4, t1), I.fdiv_d(1, 1, 4));
+    a.li(t0, 0).li(t3, ITER).emit(I.fcvt_d_l(2, 0));
+    a.label('l').emit(I.fadd_d(2, 2, 1), I.fmul_d(3, 2, 1), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+  } },
 ];
 
 /**
@@ -104,8 +111,11 @@ function program(loop: Loop | undefined): Uint8Array {
 }
 
 const json = process.argv.includes('--json');
+/** `--loops a,b`: only these loops (default all). */
+const only = argValue('--loops')?.split(',');
 const results: { loop: string; mips: number; mipsPerCpuSecond: number; instructions: number; seconds: number; qemuMips?: number }[] = [];
 for (const loop of loops) {
+  if (only !== undefined && !only.includes(loop.name)) continue;
   const code = program(loop);
   const ram = allocateGuestRam(1 << 20);
   ram.set(code, 0);

@@ -281,6 +281,7 @@ export class Hart {
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
           fp: (w, imm) => this.jitFp(w, imm),
           sys: (w, imm) => this.jitSys(w, imm),
+          fcsr: () => (this.fpu.frm << 5) | this.fpu.fflags,
         }, opts);
       }
     }

@@ -40,6 +40,7 @@ import {
   GUEST_RAM_OFFSET, SLOT_EXIT, SLOT_FREGS, SLOT_PAGE_PC, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF,
   SLOT_W_TAG_HI, SLOT_W_TAG_LO, TLB_SIZE,
 } from '../cpu/guest-ram.js';
+import { FpInline } from './fp-emit.js';
 import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
 
 /** Exit reasons stored in the exit record. */
@@ -257,6 +258,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const sysImport = m.importFunction('e', 'sys', [I32, I32], [I32]);
   const helpers = buildHelpers(m);
   const f = new FuncBody(PAGE_FN_PARAMS, [I32], 64 * instructions + 4096); // ~55 bytes per instruction
+  const fpInline = new FpInline(f, m, req.slotBase);
   const P_ENTRY = 0, P_ROOM = 1, P_DBASE = 2, P_PCLO = 3, P_PCHI = 4, P_FPOK = 5;
   // x registers get i64 locals from a pool, assigned per block at first use: a function has
   // as many as its busiest block needs, not one per register it touches (V8 zeroes every
@@ -473,8 +475,13 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
       if (k === Kind.Fp) {
         // FS must be Dirty so that the instruction changes nothing outside the FPU.
         f.get(P_FPOK).i32(FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len);
+        // Inline where the result is provably the FPU's (fp-emit.ts), else a call into it.
         // Integer sources are in memory already (write-through); an integer result is there after.
-        f.i32(i.w).i32(imm).call(fpImport); exitStepIf(i.off, idx, len);
+        const callFpu = () => { f.i32(i.w).i32(imm).call(fpImport); exitStepIf(i.off, idx, len); };
+        const inline = fpInline.emit(i.op, i.w, imm, {
+          getReg, setReg, fallback: () => { extra = top + 1; callFpu(); extra = top; },
+        });
+        if (!inline) callFpu();
         if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
         continue;
       }

@@ -14,6 +14,7 @@
 import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn, type SysFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
+import { SLOT_FCSR_MIRROR } from './fp-emit.js';
 
 export interface JitOptions {
   /**
@@ -46,6 +47,8 @@ export interface JitHost {
   readonly fp: FpFn;
   /** Runs LR/SC, a CSR access or sfence.vma if it can (Hart.jitSys). */
   readonly sys: SysFn;
+  /** The current fcsr (frm << 5 | fflags), which inline F/D code reads from a mirror (fp-emit.ts). */
+  fcsr(): number;
 }
 
 export interface JitStats {
@@ -128,6 +131,7 @@ export class Jit {
   private nextSlot = 1;
   private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
+  private readonly fcsrMirror: Int32Array;
 
   constructor(private readonly host: JitHost, options: JitOptions = {}) {
     // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
@@ -144,7 +148,16 @@ export class Jit {
     this.dispatch = buildDispatcher({
       memory: host.memory, table: this.table, slotBase: host.slotBase, pageMapBase: host.pageMapBase, entryMapBase: host.entryMapBase,
     });
-    this.imports = { e: { m: host.memory, fp: host.fp, sys: host.sys } };
+    // fcsr changes while compiled code runs only inside these calls (F/D ops the FPU runs, CSR
+    // writes): each refreshes the mirror inline F/D code reads; enter() refreshes it too.
+    const mirror = new Int32Array(host.memory.buffer, host.slotBase + SLOT_FCSR_MIRROR, 1);
+    this.fcsrMirror = mirror;
+    const { fp, sys } = host;
+    this.imports = { e: {
+      m: host.memory,
+      fp: (w: number, imm: number) => { const r = fp(w, imm); mirror[0] = host.fcsr(); return r; },
+      sys: (w: number, imm: number) => { const r = sys(w, imm); mirror[0] = host.fcsr(); return r; },
+    } };
   }
 
   /**
@@ -163,6 +176,7 @@ export class Jit {
     // pc may be inside a block, and a resume point that recurs should become an entry.
     let afterStep = this.exitReason === EXIT_STEP;
     this.exitSteps = 0;
+    this.fcsrMirror[0] = this.host.fcsr();
     for (;;) {
       x[4] = lo; x[5] = hi; x[6] = room - total; x[7] = dBase; x[8] = xBase; x[9] = fpOk;
       const k = this.dispatch();

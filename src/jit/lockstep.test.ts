@@ -30,12 +30,17 @@ function state(h: Hart): string {
 }
 
 describe('JIT in lock step with the interpreter', () => {
-  it(`runs ${PROGRAMS} random programs (seed ${SEED}) to identical states at every chunk boundary`, () => {
+  for (const fp of [false, true]) lockstep(fp);
+});
+
+/** `fp`: the F/D stress profile (gen.ts DiffOptions.fp), which inline F/D code (fp-emit.ts) meets most. */
+function lockstep(fp: boolean): void {
+  it(`runs ${PROGRAMS} random${fp ? ' F/D stress' : ''} programs (seed ${SEED}) to identical states at every chunk boundary`, () => {
     let rng = SEED;
     const next = () => { rng = (Math.imul(rng, 1103515245) + 12345) | 0; return (rng >>> 8) & 0xffff; };
     let compiledRuns = 0;
     for (let p = 0; p < PROGRAMS; p++) {
-      const prog = generateProgram(SEED, p, {});
+      const prog = generateProgram(SEED, p, fp ? { fp } : {});
       const a = makeHart(prog.image, false);
       const b = makeHart(prog.image, true);
       expect(b.hart.jit).not.toBeNull();
@@ -56,4 +61,4 @@ describe('JIT in lock step with the interpreter', () => {
     }
     expect(compiledRuns).toBeGreaterThan(1000);
   });
-});
+}

@@ -29,6 +29,14 @@ export interface DiffOptions {
    * (the spec allows that or a trap, unprivileged §2.6) and so does visor.
    */
   misaligned?: boolean;
+  /**
+   * The F/D stress profile (`--fp`): FS mostly Dirty, a body of F/D arithmetic, conversions,
+   * moves and compares on values chosen near the edges (exact integers and dyadics, products
+   * landing at the smallest normal or past the largest finite, subnormals, NaN-boxing, signalling
+   * NaNs), every rounding mode with frm rewritten in the body, fflags read and cleared often,
+   * and intermediate results and flags stored to scratch (its checksums are compared).
+   */
+  fp?: boolean;
   /** Known visor/QEMU differences to work around (known-issues.ts). */
   workarounds?: readonly KnownIssue[];
   /**
@@ -248,7 +256,7 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   }
 
   // mstatus for the body, §3.1.6.
-  const fs = BigInt(r.weighted([[50, 3], [20, 1], [20, 2], [10, 0]] as const));
+  const fs = BigInt(opts.fp ? r.weighted([[90, 3], [5, 1], [5, 2]] as const) : r.weighted([[50, 3], [20, 1], [20, 2], [10, 0]] as const));
   let ms = MSTATUS_XL64 | (fs << MSTATUS_FS_SHIFT) | (BigInt({ M: 3, S: 1, U: 0 }[mode]) << MSTATUS_MPP_SHIFT);
   for (const [bit, p] of [[MSTATUS_SIE, 0.3], [MSTATUS_SPIE, 0.5], [MSTATUS_MPIE, 0.5], [MSTATUS_SPP, 0.5],
     [MSTATUS_SUM, 0.5], [MSTATUS_MXR, 0.3], [MSTATUS_TVM, 0.3], [MSTATUS_TW, 0.3], [MSTATUS_TSR, 0.3]] as const) {
@@ -267,7 +275,7 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   summary.push(`mstatus before mret 0x${ms.toString(16)}`);
   summary.push(`medeleg 0x${medeleg.toString(16)}`);
   const frm = r.weighted([[90, r.int(5)], [10, r.range(5, 7)]] as const);
-  const fflags = r.int(32);
+  const fflags = opts.fp && r.bool(0.6) ? 0 : r.int(32);
 
   // ---- prologue (M-mode, page 0)
   const t0 = A.t0;
@@ -343,7 +351,11 @@ export function generateProgram(seed: number, index: number, opts: DiffOptions =
   if (bodyEnd > L.BODY_END_LIMIT) throw new Error('diff: body too long');
   pad(a, L.POOL);
   a.label('pool');
-  for (let i = 0; i < 32; i++) a.dword(fregBits(r));
+  for (let i = 0; i < 32; i++) {
+    // Stress profile: singles in f0-f4, doubles in f5-f9 (frOf), anything elsewhere.
+    const single = () => 0xffffffff00000000n | BigInt(stressSingleBits(r));
+    a.dword(!opts.fp ? fregBits(r) : i < 5 ? single() : i < 10 ? fpStressBits(r) : r.bool() ? single() : fpStressBits(r));
+  }
   pad(a, L.TLOG);
   a.label('tlog');
   pad(a, L.SAVE);
@@ -536,6 +548,14 @@ function rs(st: GenState): number {
 }
 function fr(st: GenState): number {
   return st.r.int(32);
+}
+/**
+ * An f register for a single (f0-f4) or double (f5-f9) operand of the stress profile, mostly:
+ * results feed later operations of the same format (a single read as a double is a NaN, a
+ * double read as a single is an unboxed one, which reads as the canonical NaN).
+ */
+function frOf(st: GenState, double: boolean): number {
+  return st.r.bool(0.85) ? (double ? 5 : 0) + st.r.int(5) : st.r.int(32);
 }
 function rm(st: GenState): number {
   return st.r.weighted(RM_CHOICES);
@@ -981,5 +1001,115 @@ const genBranch: Gen = (st) => {
 
 function genGroup(st: GenState, allowBranch: boolean): void {
   if (allowBranch && st.r.bool(0.08)) genBranch(st);
-  else st.r.weighted(SIMPLE)(st);
+  else st.r.weighted(st.opts.fp ? FP_SIMPLE : SIMPLE)(st);
 }
+
+// ---------------------------------------------------------------------------------------------
+// The F/D stress profile (DiffOptions.fp)
+
+/** ±2^e · (1 + k · 2^-52) as double bits: e in the normal range. */
+function pow2Bits(r: Rng, e: number): bigint {
+  return (r.bool() ? 1n << 63n : 0n) | (BigInt(e + 1023) << 52n) | BigInt(r.pick([0, 0, 1, 3, 0xfffff, r.int(1 << 30)]));
+}
+
+/** Singles near the edges: exact integers and dyadics, products that land at 2^-126 or overflow, subnormals. */
+function stressSingleBits(r: Rng): number {
+  switch (r.int(8)) {
+    case 0: F32[0] = r.range(-3000, 3000); return U32[0]!;
+    case 1: F32[0] = r.range(-4096, 4096) / 2 ** r.int(14); return U32[0]!;
+    case 2: { // 2^e with a few mantissa bits, e at the edges of products and quotients
+      const e = r.pick([-126, -125, -127 + 64, -63, -64, -62, 63, 64, 126, 127, 0, 1, -1]);
+      const exp = Math.min(254, Math.max(1, e + 127));
+      return ((r.bool() ? 0x80000000 : 0) | (exp << 23) | r.pick([0, 1, 0x400000, 0x7fffff, r.int(1 << 23)])) >>> 0;
+    }
+    case 3: return ((r.bool() ? 0x80000000 : 0) | r.pick([1, 2, 0x7fffff, 0x400000, r.int(1 << 23)])) >>> 0; // subnormal
+    case 4: case 5: return ((r.bool() ? 0x80000000 : 0) | (r.range(127 - 15, 127 + 15) << 23) | (r.u32() & 0x7fffff)) >>> 0;
+    default: return singleBits(r);
+  }
+}
+
+/** f-register values for the stress profile (see stressSingleBits; doubles alike). */
+function fpStressBits(r: Rng): bigint {
+  // Mostly finite values: a NaN or infinity spreads through every later result that uses it,
+  // and those all take the slow path; specials still come in (fregBits, genFpValue).
+  switch (r.int(12)) {
+    case 0: F64[0] = r.range(-100000, 100000); return U64[0]!;
+    case 1: F64[0] = r.range(-(2 ** 20), 2 ** 20) / 2 ** r.int(30); return U64[0]!;
+    case 2: return pow2Bits(r, r.pick([-1022, -1021, -511, -512, -510, -537, 511, 512, 1022, 1023, 990, -967, 52, 53, 63, 64, 31, 32]));
+    case 3: return (r.bool() ? 1n << 63n : 0n) | BigInt(r.pick([1, 2, 3, r.int(1 << 30)])) | (r.bool() ? 0xfffffn << 32n : 0n); // subnormal
+    case 4: case 5: case 6: return 0xffffffff00000000n | BigInt(stressSingleBits(r));
+    case 7: F64[0] = r.range(-(2 ** 31), 2 ** 31) + r.pick([0, 0.5, -0.5, 0.25, 0.75, 1 / 3]); return U64[0]!;
+    case 8: case 9: { // random mantissa, exponent near 1.0
+      const exp = BigInt(r.range(1023 - 30, 1023 + 30));
+      return (r.bool() ? 1n << 63n : 0n) | (exp << 52n) | (r.u64() & 0xfffffffffffffn);
+    }
+    default: return fregBits(r);
+  }
+}
+
+/** Rounding modes for the stress profile: DYN often (frm changes in the body), every static mode. */
+function fpRm(st: GenState): number {
+  return st.r.weighted([[40, 7], [12, 0], [12, 1], [12, 2], [12, 3], [12, 4]] as const);
+}
+
+/** An F/D operation with the stress profile's rounding modes. */
+const genFpStress: Gen = (st) => {
+  const { r, a } = st;
+  const dbl = r.bool();
+  const k = dbl ? 1 : 0;
+  const half = <T>(xs: readonly T[]): T => xs[k * (xs.length >> 1) + r.int(xs.length >> 1)]!;
+  const f = () => frOf(st, dbl);
+  let fd = f();
+  const xd = rd(st);
+  let toF = true;
+  switch (r.int(12)) {
+    case 0: case 1: case 2: a.emit(half(FP_BIN)(fd, f(), f(), fpRm(st))); break;
+    case 3: case 4: a.emit(half(FP_FMA)(fd, f(), f(), f(), fpRm(st))); break;
+    case 5: a.emit((dbl ? A.fsqrt_d : A.fsqrt_s)(fd, f(), fpRm(st))); break;
+    case 6: a.emit(r.pick(dbl ? [A.fsgnj_d, A.fsgnjn_d, A.fsgnjx_d, A.fmin_d, A.fmax_d] : [A.fsgnj_s, A.fsgnjn_s, A.fsgnjx_s, A.fmin_s, A.fmax_s])(fd, f(), f())); break;
+    case 7: a.emit(half(FP_CMP)(xd, f(), f())); toF = false; break;
+    case 8: a.emit(half(FP_TOINT)(xd, f(), fpRm(st))); toF = false; break;
+    case 9: a.emit(half(FP_FROMINT)(fd, rs(st), fpRm(st))); break;
+    case 10: fd = frOf(st, !dbl); a.emit((dbl ? A.fcvt_s_d : A.fcvt_d_s)(fd, f(), fpRm(st))); break; // to the other format
+    default: a.emit(r.pick(dbl ? [A.fmv_x_d, A.fclass_d] : [A.fmv_x_w, A.fclass_s])(xd, f())); toF = false;
+  }
+  // Most results go to scratch at once (the dump shows only the last value of a register).
+  if (r.bool(0.6)) a.emit(toF ? A.fsd(fd, A.gp, 8 * r.range(-256, 255)) : A.sd(xd, A.gp, 8 * r.range(-256, 255)));
+};
+
+/** fcsr, frm or fflags read and/or written (frm 5-7 included: DYN then raises illegal instruction). */
+const genFpCsr: Gen = (st) => {
+  const { r, a } = st;
+  const c = r.pick([CSR.fflags, CSR.fflags, CSR.frm, CSR.frm, CSR.fcsr]);
+  const x = r.pick(BODY_RD);
+  const v = c === CSR.fflags ? (r.bool(0.6) ? 0 : r.int(32)) : c === CSR.frm ? r.weighted([[85, r.int(5)], [15, r.range(5, 7)]] as const)
+    : (r.weighted([[85, r.int(5)], [15, r.range(5, 7)]] as const) << 5) | (r.bool(0.5) ? 0 : r.int(32));
+  a.li(x, v);
+  a.emit(A.csrrw(rd(st), c, x));
+};
+
+/** A result or the flags so far, stored to scratch (gp's page): the checksums compare every one. */
+const genFpRecord: Gen = (st) => {
+  const { r, a } = st;
+  const off = 8 * r.range(-256, 255);
+  if (r.bool(0.4)) {
+    const x = r.pick(BODY_RD);
+    a.emit(A.csrrw(x, CSR.fflags, 0)); // read and clear: the next inexact result raises NX afresh
+    a.emit(A.sd(x, A.gp, off));
+  } else a.emit((r.bool() ? A.fsd : A.fsw)(fr(st), A.gp, off));
+};
+
+/** A fresh edge value into an f register through an integer one. */
+const genFpValue: Gen = (st) => {
+  const { r, a } = st;
+  const x = r.pick(BODY_RD);
+  const bits = fpStressBits(r);
+  a.li(x, BigInt.asIntN(64, bits));
+  const single = (bits >> 32n) === 0xffffffffn && r.bool(0.8);
+  a.emit((single ? A.fmv_w_x : A.fmv_d_x)(frOf(st, !single), x));
+};
+
+const FP_SIMPLE: readonly (readonly [number, Gen])[] = [
+  [40, genFpStress], [8, genFpMem], [6, genFpCsr], [10, genFpRecord], [8, genFpValue], [4, genAluR], [3, genLi],
+  [3, genCompressed], [2, genTrap],
+];

@@ -6,7 +6,8 @@
  * --mode M|S|U (force the body's privilege mode), --aligned-only (no misaligned loads/stores),
  * --max-mismatches K (stop after K, default 5), --save DIR (write failing images there),
  * --strict (no workarounds for the known issues in known-issues.ts), --minimize (shrink each
- * mismatching program to the fewest body groups that still differ the same way).
+ * mismatching program to the fewest body groups that still differ the same way), --fp (the F/D
+ * stress profile, gen.ts DiffOptions.fp).
  * Exits 0 when every program matches, 1 on any mismatch, 2 when QEMU or the hart is missing.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -31,6 +32,7 @@ async function main(): Promise<number> {
       save: { type: 'string' },
       strict: { type: 'boolean', default: false },
       minimize: { type: 'boolean', default: false },
+      fp: { type: 'boolean', default: false },
     },
     strict: true,
   });
@@ -58,13 +60,14 @@ async function main(): Promise<number> {
   const only = values.only?.split(',').map(Number);
   const workarounds = values.strict ? [] : ALL_KNOWN_ISSUES;
   if (workarounds.length) console.log(`working around known issues (--strict to compare them): ${workarounds.join(', ')}`);
-  console.log(`differential test: seed ${seed}, ${only ? `programs ${only.join(',')}` : `${count} programs`}, ${version}`);
+  console.log(`differential test${values.fp ? ' (F/D stress profile)' : ''}: seed ${seed}, ${only ? `programs ${only.join(',')}` : `${count} programs`}, ${version}`);
   const save = values.save;
   if (save) mkdirSync(save, { recursive: true });
   const r = await runDiff(Hart, {
     seed, count, workarounds, minimize: values.minimize, jobs: Number(values.jobs), misaligned: !values['aligned-only'], maxMismatches: Number(values['max-mismatches']),
     ...(only ? { only } : {}),
     ...(mode ? { mode } : {}),
+    ...(values.fp ? { fp: true } : {}),
     log: (l) => console.log(l),
     onMismatch: (p, text) => {
       if (!save) return;
