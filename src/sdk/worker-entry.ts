@@ -83,7 +83,7 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
-      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}) });
+      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}) });
     }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
