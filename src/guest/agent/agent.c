@@ -297,11 +297,13 @@ int main(int argc, char **argv) {
     fds[n++] = (struct pollfd){lfd, POLLIN, 0};
     fds[n++] = (struct pollfd){host_fd, POLLIN, 0};
     fds[n++] = (struct pollfd){fs_inotify_fd(), POLLIN, 0};
+    fds[n++] = (struct pollfd){proc_sigchld_fd(), POLLIN, 0};
     int base = n;
     n += proc_pollfds(fds + n, (int)(sizeof fds / sizeof fds[0]) - n);
-    int timeout = fs_reads_pending() ? 0 : 1000;
+    int timeout = fs_reads_pending() ? 0 : -1; /* everything that matters is an fd */
     int k = poll(fds, (nfds_t)n, timeout);
     if (k < 0 && errno != EINTR) usleep(10000);
+    if (k > 0 && (fds[3].revents & POLLIN)) proc_sigchld();
     proc_reap();
     if (k > 0) {
       if (fds[0].revents & POLLIN) {

@@ -48,6 +48,8 @@ void proc_signal(uint32_t id, int sig);
 void proc_resize(uint32_t id, uint16_t cols, uint16_t rows);
 void proc_list(uint32_t id);
 void proc_reap(void);
+int proc_sigchld_fd(void);
+void proc_sigchld(void);
 /* poll set handling: adds the agent's process fds to `fds`, returns the count added. */
 struct pollfd;
 int proc_pollfds(struct pollfd *fds, int max);

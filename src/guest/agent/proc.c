@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -37,9 +38,26 @@ struct proc {
 };
 static struct proc procs[MAX_PROCS];
 
+static int sigchld_fd = -1;
+static sigset_t chld_mask;
+
+/* SIGCHLD through a signalfd in the poll set: an exit wakes the loop at once (a default
+ * SIGCHLD would not interrupt poll). Children get the signal unblocked again before exec. */
 void proc_init(void) {
-  /* Reaping is done by waitpid(WNOHANG) after every poll; the 1 s poll timeout bounds it. */
-  signal(SIGCHLD, SIG_DFL);
+  sigemptyset(&chld_mask);
+  sigaddset(&chld_mask, SIGCHLD);
+  sigprocmask(SIG_BLOCK, &chld_mask, NULL);
+  sigchld_fd = signalfd(-1, &chld_mask, SFD_NONBLOCK | SFD_CLOEXEC);
+}
+
+int proc_sigchld_fd(void) {
+  return sigchld_fd;
+}
+
+void proc_sigchld(void) {
+  struct signalfd_siginfo si;
+  while (read(sigchld_fd, &si, sizeof si) == (ssize_t)sizeof si) {
+  }
 }
 
 static struct proc *find(uint32_t id) {
@@ -194,6 +212,7 @@ void proc_exec(uint32_t id, struct rd *r) {
     goto fail;
   }
   if (pid == 0) {
+    sigprocmask(SIG_UNBLOCK, &chld_mask, NULL);
     setsid();
     if (flags & EXEC_PTY) {
       int s = open(slave, O_RDWR);
