@@ -392,6 +392,7 @@ export class AgentSession {
   /** inotify on a directory: onEvent gets the raw mask (WATCH_BITS) and the entry's name. */
   async watch(path: string, onEvent: (mask: number, name: string) => void): Promise<WatchHandle> {
     const id = this.nextId++;
+    let stopped: (() => void) | undefined;
     await new Promise<void>((resolve, reject) => {
       let first = true;
       this.handlers.set(id, (m) => {
@@ -401,8 +402,13 @@ export class AgentSession {
         } else if (m.type === G.ERROR) {
           this.handlers.delete(id);
           reject(m.id === 0 ? this.dead() : new AgentRequestError(m.errno, m.message));
+          stopped?.();
         } else if (m.type === G.WATCH_EVENT) onEvent(m.mask, m.name);
-        else if (m.type === G.OK) this.handlers.delete(id); // the UNWATCH reply
+        else if (m.type === G.OK) {
+          // the UNWATCH reply
+          this.handlers.delete(id);
+          stopped?.();
+        }
       });
       try {
         this.send(H.WATCH, id, encode.path(path));
@@ -414,7 +420,9 @@ export class AgentSession {
     return {
       stop: async () => {
         if (!this.handlers.has(id) || this._closed) return;
+        const done = new Promise<void>((r) => (stopped = r));
         this.send(H.UNWATCH, id);
+        await done;
       },
     };
   }
