@@ -137,7 +137,7 @@ describe('AgentSession against a hostile agent', () => {
     for (let round = 0; round < 120; round++) {
       const session = new AgentSession({ write: () => {}, close: () => {} });
       // requests for the fuzzed frames to land on
-      const pending = [session.hello(new Uint8Array(4)), session.procs(), session.list('/'), session.stat('/')];
+      const pending: Promise<unknown>[] = [session.hello(new Uint8Array(4)), session.procs(), session.list("/"), session.stat("/")];
       const h = session.exec({ argv: ['x'], env: [], cwd: '', user: 'root', stdin: true }, {});
       pending.push(h.started, h.exited, h.sendStdin(new Uint8Array(HOST_WINDOW * 2)));
       for (const p of pending) (p as Promise<unknown>).catch(() => {});
