@@ -65,7 +65,8 @@ export class AgentRequestError extends VisorError {
     readonly errno: number,
     message: string,
   ) {
-    super(errno === 2 ? 'NotFound' : errno === 1 || errno === 13 ? 'NotAllowed' : 'InvalidArgument', message);
+    // ENOENT; EPERM, EACCES; EIO, ENOSPC, EDQUOT
+    super(errno === 2 ? 'NotFound' : errno === 1 || errno === 13 ? 'NotAllowed' : errno === 5 || errno === 28 || errno === 122 ? 'IoError' : 'InvalidArgument', message);
   }
 }
 

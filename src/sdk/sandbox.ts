@@ -166,6 +166,8 @@ export interface FilesystemEvent {
 }
 
 const live = new Map<string, Sandbox>();
+/** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
+let warmTarget = 0;
 
 function toBytes(s: string | Uint8Array): Uint8Array {
   return typeof s === 'string' ? new TextEncoder().encode(s) : s;
@@ -251,6 +253,17 @@ export class Sandbox {
     return sb;
   }
 
+  /**
+   * Keeps `count` machine workers started ahead of need, their modules loaded and the hart's
+   * interpreter warmed (Machine.prewarm): a create or fork then skips worker start-up and its
+   * guest's first command does not run on a cold interpreter. Each idle worker costs memory
+   * (tens of MiB) and its start-up CPU once; 0 stops refilling.
+   */
+  static prewarm(count = 1): void {
+    warmTarget = count;
+    if (count > 0) Machine.prewarm(count);
+  }
+
   /** A live sandbox of this process, resumed if paused (E2B's connect). */
   static async connect(sandboxId: string): Promise<Sandbox> {
     const sb = live.get(sandboxId);
@@ -267,6 +280,7 @@ export class Sandbox {
     try {
       vm = await Machine.restore(path, { vsockPath: sock });
       const t1 = performance.now();
+      if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
       const stopped = new AbortController();
       vm.once('state', (s) => s === 'stopped' && stopped.abort());
       const conn = await connectAgent(sock, { timeoutMs: 30_000, firstId, signal: stopped.signal });
