@@ -390,7 +390,8 @@ export class Sandbox {
       if (h) return h.kill();
       const procs = await this.session.procs();
       if (!procs.some((p) => p.pid === pid)) return false;
-      await this.start(['/bin/kill', '-KILL', '--', `-${pid}`], {}).then((x) => x.wait().catch(() => undefined));
+      // Not ours (an earlier session's, or a fork parent's): its process group, by the guest's kill.
+      await this.start(['/bin/sh', '-c', `kill -9 -${pid} 2>/dev/null || kill -9 ${pid}`], {}).then((x) => x.wait().catch(() => undefined));
       return true;
     },
     sendStdin: async (pid: number, data: string | Uint8Array): Promise<void> => {

@@ -131,8 +131,20 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
 
   it('forks: children continue from the instant, apart from each other', { timeout: T }, async () => {
     await sbx.files.write('/root/before-fork', 'parent');
+    const bg = await sbx.commands.run('sleep 200', { background: true, timeoutMs: 0 });
     const [a, b] = await sbx.fork({ count: 2 });
     try {
+      // the parent's command runs on in the child, which can list and kill it
+      expect((await a!.commands.list()).some((p) => p.pid === bg.pid)).toBe(true);
+      expect(await a!.commands.kill(bg.pid)).toBe(true);
+      let gone = false;
+      for (let i = 0; i < 50 && !gone; i++) {
+        gone = !(await a!.commands.list()).some((p) => p.pid === bg.pid);
+        if (!gone) await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(gone).toBe(true);
+      expect((await sbx.commands.list()).some((p) => p.pid === bg.pid)).toBe(true);
+      await bg.kill();
       expect(await a!.files.read('/root/before-fork')).toBe('parent');
       await a!.files.write('/root/before-fork', 'child a');
       expect(await b!.files.read('/root/before-fork')).toBe('parent');
