@@ -35,6 +35,8 @@ export interface SandboxOptions {
   metadata?: Record<string, string>;
   /** How long a files.* request may take (default 60 000). */
   requestTimeoutMs?: number;
+  /** How long the restored guest's agent may take to answer (default 120 000: a loaded host starves guests). */
+  startTimeoutMs?: number;
 }
 
 export interface CommandResult {
@@ -283,7 +285,7 @@ export class Sandbox {
       if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
       const stopped = new AbortController();
       vm.once('state', (s) => s === 'stopped' && stopped.abort());
-      const conn = await connectAgent(sock, { timeoutMs: 30_000, firstId, signal: stopped.signal });
+      const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
       const sb = new Sandbox(vm, conn, dir, opts);
       sb.timings.restore = t1 - t0;
       sb.timings.connect = performance.now() - t1;
