@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 
 // docs/ARCHITECTURE.md: inner layers stay browser-safe and never reach outward.
 const INNER = ['base', 'cpu', 'jit', 'machine', 'virtio', 'storage', 'net'];
-const OUTER = ['images', 'host', 'sdk', 'server', 'cli', 'web', 'testing'];
+const OUTER = ['images', 'guest', 'host', 'sdk', 'server', 'cli', 'web', 'testing'];
 const SRC = resolve(__dirname, '..', 'src');
 
 function* walk(dir: string): Generator<string> {

@@ -17,6 +17,14 @@ export type VisorErrorCode =
   | 'NetworkError'
   | 'IntegrityError'
   | 'GuestPanic'
+  /** A sandbox command exited non-zero (src/sdk/sandbox.ts CommandExitError carries the result). */
+  | 'CommandExit'
+  /** A sandbox command or request ran past its timeout. */
+  | 'Timeout'
+  /** The guest (or its agent) went away: the machine stopped, crashed or dropped the agent's connection. */
+  | 'GuestGone'
+  /** The guest agent broke the protocol (bad frame, bad field): it is no longer trusted. */
+  | 'AgentProtocol'
   | 'Internal';
 
 /** Exit codes follow BSD sysexits where one fits, so scripts can tell failures apart. */
@@ -34,6 +42,10 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   NetworkError: 69,
   IntegrityError: 65,
   GuestPanic: 70, // EX_SOFTWARE (the guest's software failed)
+  CommandExit: 1,
+  Timeout: 75, // EX_TEMPFAIL
+  GuestGone: 70,
+  AgentProtocol: 76, // EX_PROTOCOL
   Internal: 70,
 };
 

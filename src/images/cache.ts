@@ -36,6 +36,8 @@ const FileRef = z.strictObject({ name: z.string().regex(/^[A-Za-z0-9._-]+$/), si
 export const ManifestSchema = z.strictObject({
   format: z.literal(1),
   builder: z.number().int(),
+  /** sha256 of the guest agent's sources the image carries (src/guest/agent-files.ts); another agent makes it stale. */
+  agent: z.string().optional(),
   name: z.string(),
   suite: z.string(),
   arch: z.string(),

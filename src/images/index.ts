@@ -2,6 +2,7 @@
  * Guest images built from Debian's archive (issue 4). The public surface other layers use:
  * ensureImage / findImage, plus list and remove for `visor image`.
  */
+import { agentSourceHash } from '../guest/agent-files.js';
 import { join } from 'node:path';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { cacheRoot, listImageNames, readImage, removeImageDir, type ImageManifest } from './cache.js';
@@ -63,7 +64,8 @@ export async function ensureImage(
   let stale: GuestImage | undefined;
   try {
     const found = await findImage(name, env);
-    if (found && found.manifest.builder >= BUILDER_VERSION) return found;
+    // An image whose agent is not this visor's is rebuilt too (a new agent ships without a builder bump).
+    if (found && found.manifest.builder >= BUILDER_VERSION && found.manifest.agent === agentSourceHash()) return found;
     stale = found;
   } catch (err) {
     if (!isVisorError(err, 'CorruptImage')) throw err;
@@ -73,7 +75,13 @@ export async function ensureImage(
   if (opts.mirror) pull.mirror = opts.mirror;
   if (opts.signal) pull.signal = opts.signal;
   if (opts.keyring !== undefined) pull.keyring = opts.keyring;
-  if (stale) warn(`image '${name}' was built by an older visor (builder ${stale.manifest.builder}, now ${BUILDER_VERSION}): rebuilding it`);
+  if (stale) {
+    warn(
+      stale.manifest.builder < BUILDER_VERSION
+        ? `image '${name}' was built by an older visor (builder ${stale.manifest.builder}, now ${BUILDER_VERSION}): rebuilding it`
+        : `image '${name}' carries another build of the guest agent than this visor's: rebuilding it`,
+    );
+  }
   try {
     const res: PullResult = await pullImage(name, pull);
     return toGuestImage(res.dir, res.manifest);

@@ -3,6 +3,7 @@
  * docs/guest-init.md; the constants below are the spelling both sides rely on.
  */
 
+import { AGENT_BIN } from '../guest/agent-files.js';
 import { MODPROBE_PATH } from './modprobe.js';
 
 export const INIT_START_MARKER = 'VISOR_INIT_START';
@@ -215,6 +216,9 @@ done
 
 # The agent waits for its virtio-console port in the background and serves visor's requests.
 /bin/sh /${AGENT_SH} </dev/null >/dev/null 2>&1 &
+# visor-agent (src/guest/agent): commands, files and ptys for the SDK's Sandbox on virtio-vsock
+# port 1024 (docs/sandbox.md). Machines without a vsock device: it gives up after ~30 s.
+[ -x /${AGENT_BIN} ] && /${AGENT_BIN} </dev/null >/dev/null 2>&1 &
 
 # ${CONSOLE_ARG}=hvc0: the shell or command gets the virtio console (kernel messages stay on
 # the serial console). The device node appears once the port handshake is done.

@@ -2,6 +2,7 @@
  * `visor image pull`: InRelease (signature) → Packages (SHA256 from InRelease) → .debs
  * (SHA256 from Packages) → build → atomic install with a manifest.
  */
+import { agentSourceHash } from '../guest/agent-files.js';
 import { createHash } from 'node:crypto';
 import { mkdir, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
@@ -141,7 +142,7 @@ function resolvePackages(index: PackagesIndex, recipe: ImageRecipe, mirror: Mirr
 }
 
 function upToDate(manifest: ImageManifest, packages: PackageRecord[]): boolean {
-  if (manifest.builder !== BUILDER_VERSION || manifest.packages.length !== packages.length) return false;
+  if (manifest.builder !== BUILDER_VERSION || manifest.agent !== agentSourceHash() || manifest.packages.length !== packages.length) return false;
   return packages.every((p) => manifest.packages.some((m) => m.name === p.name && m.version === p.version && m.sha256 === p.sha256));
 }
 
@@ -210,6 +211,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
     const manifest: ImageManifest = {
       format: 1,
       builder: BUILDER_VERSION,
+      agent: agentSourceHash(),
       name,
       suite: recipe.suite,
       arch: recipe.arch,

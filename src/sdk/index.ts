@@ -6,3 +6,18 @@ export { MachineConfigSchema, parseMachineConfig, defaultAccel, type Accel, type
 export { TRANSITIONS, transition, type MachineState, type MachineAction } from './states.js';
 export type { GuestEvent, UntilCondition, StopResult } from './runner.js';
 export { VisorError, isVisorError, type VisorErrorCode } from '../base/errors.js';
+export {
+  Sandbox,
+  CommandHandle,
+  CommandExitError,
+  TimeoutError,
+  NotSupportedError,
+  type SandboxOptions,
+  type RunOptions,
+  type CommandResult,
+  type EntryInfoWithPath,
+  type FilesystemEvent,
+  type FilesystemEventType,
+  type ForkOptions,
+} from './sandbox.js';
+export { agentFiles, type AgentFile } from '../guest/agent-files.js';

@@ -104,6 +104,11 @@ export interface RestoreOptions {
   start?: boolean;
   /** Execution tier for the restored machine (default: defaultAccel()). */
   accel?: Accel;
+  /**
+   * Where the restored machine's vsock device listens (a Unix socket path), instead of the
+   * saved machine's: each of several machines restored from one snapshot needs its own.
+   */
+  vsockPath?: string;
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -274,7 +279,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel() });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }

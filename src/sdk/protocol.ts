@@ -10,7 +10,7 @@ import type { MachineState } from './states.js';
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel };
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string };
 
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'kill'; id: number }

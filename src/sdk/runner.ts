@@ -199,6 +199,11 @@ export interface RunnerOptions {
   networks?: HostNetworks;
   /** Filled by restore() with the milliseconds of each phase (bench/restore.ts). */
   timings?: Record<string, number>;
+  /**
+   * restore(): the Unix socket path of the vsock device, instead of the saved machine's (a
+   * template restored many times, or a fork, needs one path per machine: src/sdk/sandbox.ts).
+   */
+  vsockPath?: string;
   /** restore(): the tier to run on (default: defaultAccel()). */
   accel?: Accel;
   /**
@@ -292,7 +297,8 @@ export class MachineRunner {
     for (const d of meta.disks) await verifyDisk(d);
     lap('disks');
     // Snapshots from before the tier was configurable carry no accel; it is chosen here anyway.
-    const r = new MachineRunner({ ...meta.config, accel: opts.accel ?? defaultAccel() }, events, opts);
+    const vsock = meta.config.vsock && opts.vsockPath ? { vsock: { ...meta.config.vsock, path: opts.vsockPath } } : {};
+    const r = new MachineRunner({ ...meta.config, ...vsock, accel: opts.accel ?? defaultAccel() }, events, opts);
     try {
       let ram = opts.preloadedRam ? await opts.preloadedRam : undefined;
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;

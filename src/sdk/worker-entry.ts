@@ -65,8 +65,24 @@ function receive<Op extends Command['op']>(op: Op): Promise<Extract<Command, { o
   return new Promise((resolve) => (awaiting = { op, resolve: resolve as (c: Command) => void }));
 }
 
+/**
+ * A prewarmed worker also warms V8 for the hart while it waits (host/warmup.ts): a restore
+ * skips the warm-up (too slow for its latency), so its guest would otherwise start on a cold
+ * interpreter, which made a sandbox's first command take seconds. Off the critical path here.
+ */
+async function warmWhileIdle(): Promise<void> {
+  if (workerData !== null && workerData !== undefined) return;
+  await runnerModule;
+  await new Promise((r) => setImmediate(r)); // an 'init' already queued goes first
+  if (early.length > 0 || awaiting === undefined) return;
+  const [{ warmUp }, { defaultAccel }] = await Promise.all([import('../host/warmup.js'), import('../host/accel.js')]);
+  warmUp(defaultAccel());
+  marks.warm = now();
+}
+
 async function main(): Promise<void> {
   // A worker may be started ahead of need (Machine.prewarm): its machine comes with 'init'.
+  if (!workerData) void warmWhileIdle();
   const init: WorkerInit = (workerData as WorkerInit | null) ?? (await receive('init')).init;
   marks.init = now();
   let runner: Awaited<ReturnType<(typeof import('./runner.js'))['MachineRunner']['create']>>;
@@ -83,7 +99,7 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
-      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}) });
+      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}) });
     }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });

@@ -1,0 +1,87 @@
+/**
+ * Sandbox templates: an image booted once until its agent answers, then snapshotted.
+ * Sandbox.create restores the template instead of booting (docs/sandbox.md "Templates").
+ * A template is keyed by everything that shapes the saved machine: the image's kernel and
+ * initrd (path, size, mtime), memory, and the agent's source hash; a rebuilt image or agent
+ * makes a new one.
+ */
+import { createHash } from 'node:crypto';
+import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connectAgent } from '../guest/connect.js';
+import { agentSourceHash } from '../guest/agent-files.js';
+import { Machine } from './machine.js';
+
+export interface TemplateSpec {
+  image: string;
+  memoryMiB: number;
+}
+
+export interface Template {
+  /** The snapshot file. */
+  path: string;
+  /** ms spent building it now (0: it was cached). */
+  builtMs: number;
+}
+
+/** The guest's vsock CID in every sandbox (each machine has its own device: no clash). */
+export const SANDBOX_CID = 3;
+/** How long the template's first boot may take before the agent answers. */
+const BOOT_TIMEOUT_MS = 15 * 60_000;
+
+const building = new Map<string, Promise<Template>>();
+
+async function fileId(p: string): Promise<string> {
+  const s = await stat(p);
+  return `${p}:${s.size}:${s.mtimeMs}`;
+}
+
+/** A private directory for a machine's vsock socket (Unix socket paths must stay short). */
+export async function socketDir(): Promise<string> {
+  return mkdtemp(join(tmpdir(), 'visor-sbx-'));
+}
+
+export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
+  const { ensureImage } = await import('../images/index.js');
+  const { cacheRoot } = await import('../images/cache.js');
+  const img = await ensureImage(spec.image);
+  const key = createHash('sha256')
+    .update(JSON.stringify({ v: 1, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), append: img.append, agent: agentSourceHash() }))
+    .digest('hex')
+    .slice(0, 24);
+  const dir = join(cacheRoot(), 'templates');
+  const path = join(dir, `${spec.image}-${spec.memoryMiB}-${key}.snap`);
+  const known = building.get(path);
+  if (known) return known;
+  const p = (async (): Promise<Template> => {
+    try {
+      await stat(path);
+      return { path, builtMs: 0 };
+    } catch {
+      // not built yet
+    }
+    await mkdir(dir, { recursive: true });
+    const t0 = performance.now();
+    const sock = await socketDir();
+    const vm = await Machine.create({ image: spec.image, memoryMiB: spec.memoryMiB, vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } });
+    try {
+      await vm.start();
+      const stopped = new AbortController();
+      vm.once('state', (s) => s === 'stopped' && stopped.abort());
+      const c = await connectAgent(join(sock, 'v.sock'), { timeoutMs: BOOT_TIMEOUT_MS, signal: stopped.signal });
+      // The agent answers: the guest is ready. Save it without our connection (a restored
+      // guest would reset it anyway) — writeSnapshotFile is atomic, so racing processes are fine.
+      c.socket.destroy();
+      await vm.pause();
+      await vm.snapshot(path);
+      return { path, builtMs: performance.now() - t0 };
+    } finally {
+      await vm.kill().catch(() => {});
+      await rm(sock, { recursive: true, force: true });
+    }
+  })();
+  building.set(path, p);
+  p.catch(() => building.delete(path));
+  return p;
+}

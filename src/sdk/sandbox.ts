@@ -1,0 +1,553 @@
+/**
+ * Sandboxes (issue 16): an isolated Linux to run commands in and move files in and out of,
+ * shaped like E2B's SDK, over visor's machines. Each sandbox is a Machine restored from a
+ * template snapshot (sandbox-template.ts) with visor's guest agent (src/guest/agent) on
+ * virtio-vsock; the calling thread talks to the agent over the vsock's Unix socket.
+ *
+ *   const sbx = await Sandbox.create();               // image 'tiny' unless told
+ *   const r = await sbx.commands.run('echo hi');     // { exitCode: 0, stdout: 'hi\n', stderr: '' }
+ *   await sbx.files.write('/root/a.txt', 'x');
+ *   const [child] = await sbx.fork();
+ *   await sbx.kill();
+ */
+import { randomBytes } from 'node:crypto';
+import { rm, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { VisorError } from '../base/errors.js';
+import { connectAgent, type AgentConnection } from '../guest/connect.js';
+import { DATA_CHUNK, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
+import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
+import { Machine } from './machine.js';
+import { ensureTemplate, socketDir } from './sandbox-template.js';
+
+export interface SandboxOptions {
+  /** A visor image with the agent (default 'tiny'; 'debian' once the full image ships it). */
+  image?: string;
+  /** Guest RAM (default 256). Pages the guest never touches cost the host nothing. */
+  memoryMiB?: number;
+  /** Lifetime: past it the sandbox is killed (or paused, onTimeout: 'pause'). Default 300 000. */
+  timeoutMs?: number;
+  onTimeout?: 'kill' | 'pause';
+  /** Environment for every command (a command's own envs win). */
+  envs?: Record<string, string>;
+  /** Network policy: not available yet (port forwarding and NAT come with issue 12's network). */
+  network?: { allowOut?: string[]; denyOut?: string[]; denyHost?: boolean };
+  metadata?: Record<string, string>;
+  /** How long a files.* request may take (default 60 000). */
+  requestTimeoutMs?: number;
+  /** How long the restored guest's agent may take to answer (default 120 000: a loaded host starves guests). */
+  startTimeoutMs?: number;
+}
+
+export interface CommandResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+  /** The signal that ended the command (undefined: it exited). */
+  signal?: number;
+  /** Output past maxOutputBytes was not kept (it still went to onStdout/onStderr). */
+  truncated?: boolean;
+}
+
+export interface RunOptions {
+  cwd?: string;
+  envs?: Record<string, string>;
+  /** Default 'root'. */
+  user?: string;
+  /** Default 60 000; 0 waits forever. Past it the command's process group gets SIGKILL and run() rejects with TimeoutError. */
+  timeoutMs?: number;
+  onStdout?: (data: string) => void;
+  onStderr?: (data: string) => void;
+  /** Return a handle at once instead of waiting (stdin stays open for sendStdin). */
+  background?: boolean;
+  /** Keep stdin open for sendStdin in a foreground run too (default false: /dev/null). */
+  stdin?: boolean;
+  /** Output kept in the result, per stream (default 64 MiB). */
+  maxOutputBytes?: number;
+}
+
+/** A non-zero exit (E2B's behaviour): the result rides along. */
+export class CommandExitError extends VisorError {
+  constructor(readonly result: CommandResult) {
+    super('CommandExit', `command exited with ${result.signal ? `signal ${result.signal}` : `code ${result.exitCode}`}${result.stderr ? `: ${result.stderr.slice(0, 500).trimEnd()}` : ''}`);
+  }
+  /** The command's exit code (VisorError's process exit code, for a CLI, is the command's too). */
+  override get exitCode(): number {
+    return this.result.exitCode;
+  }
+  get stdout(): string {
+    return this.result.stdout;
+  }
+  get stderr(): string {
+    return this.result.stderr;
+  }
+}
+
+export class TimeoutError extends VisorError {
+  constructor(message: string) {
+    super('Timeout', message);
+  }
+}
+
+/** A feature visor does not have yet; the message says which and why. */
+export class NotSupportedError extends VisorError {
+  constructor(message: string) {
+    super('Unsupported', message);
+  }
+}
+
+/** A command running in a sandbox. */
+export class CommandHandle {
+  stdout = '';
+  stderr = '';
+  private truncated = false;
+  private readonly result: Promise<CommandResult>;
+
+  /** @internal */
+  constructor(
+    private readonly exec: ExecHandle,
+    readonly pid: number,
+    exited: Promise<ExitInfo>,
+    timeoutKill: Promise<never> | undefined,
+  ) {
+    this.result = (timeoutKill ? Promise.race([exited, timeoutKill]) : exited).then((e) => {
+      const r: CommandResult = { exitCode: e.exitCode, stdout: this.stdout, stderr: this.stderr };
+      if (e.signal) r.signal = e.signal;
+      if (this.truncated) r.truncated = true;
+      return r;
+    });
+    this.result.catch(() => {});
+  }
+
+  /** @internal */
+  append(which: 'stdout' | 'stderr', s: string, max: number): void {
+    if (this[which].length + s.length > max) this.truncated = true;
+    else this[which] += s;
+  }
+
+  /** The result once it exits; a non-zero exit rejects with CommandExitError. */
+  async wait(): Promise<CommandResult> {
+    const r = await this.result;
+    if (r.exitCode !== 0 || r.signal) throw new CommandExitError(r);
+    return r;
+  }
+
+  async sendStdin(data: string | Uint8Array): Promise<void> {
+    await this.exec.sendStdin(typeof data === 'string' ? new TextEncoder().encode(data) : data);
+  }
+
+  async closeStdin(): Promise<void> {
+    await this.exec.closeStdin();
+  }
+
+  /** SIGKILL to the command's process group (its children too). False when it had exited. */
+  async kill(signal = 9): Promise<boolean> {
+    try {
+      await this.exec.signal(signal);
+      return true;
+    } catch (err) {
+      if (err instanceof VisorError && err.code === 'NotFound') return false;
+      throw err;
+    }
+  }
+
+  /** @internal */
+  resize(cols: number, rows: number): Promise<void> {
+    return this.exec.resize(cols, rows);
+  }
+}
+
+export interface EntryInfoWithPath extends EntryInfo {
+  path: string;
+}
+
+export type FilesystemEventType = 'create' | 'write' | 'remove' | 'rename' | 'chmod';
+export interface FilesystemEvent {
+  name: string;
+  type: FilesystemEventType;
+}
+
+const live = new Map<string, Sandbox>();
+/** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
+let warmTarget = 0;
+
+function toBytes(s: string | Uint8Array): Uint8Array {
+  return typeof s === 'string' ? new TextEncoder().encode(s) : s;
+}
+
+async function* chunks(data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  if (typeof data === 'string' || data instanceof Uint8Array) {
+    const b = toBytes(data);
+    for (let off = 0; off < b.length; off += DATA_CHUNK) yield b.subarray(off, off + DATA_CHUNK);
+    return;
+  }
+  const it: AsyncIterable<Uint8Array | string> = Symbol.asyncIterator in data ? (data as AsyncIterable<Uint8Array | string>) : streamIter(data as ReadableStream<Uint8Array>);
+  for await (const c of it) {
+    const b = toBytes(c);
+    for (let off = 0; off < b.length; off += DATA_CHUNK) yield b.subarray(off, off + DATA_CHUNK);
+  }
+}
+
+async function* streamIter(s: ReadableStream<Uint8Array>): AsyncIterable<Uint8Array> {
+  const r = s.getReader();
+  try {
+    for (;;) {
+      const { done, value } = await r.read();
+      if (done) return;
+      yield value;
+    }
+  } finally {
+    r.releaseLock();
+  }
+}
+
+function watchType(mask: number): FilesystemEventType {
+  if (mask & WATCH_BITS.create) return 'create';
+  if (mask & WATCH_BITS.delete) return 'remove';
+  if (mask & (WATCH_BITS.movedFrom | WATCH_BITS.movedTo)) return 'rename';
+  if (mask & (WATCH_BITS.modify | WATCH_BITS.closeWrite)) return 'write';
+  return 'chmod';
+}
+
+export interface ForkOptions {
+  /** Children to start (default 1). */
+  count?: number;
+}
+
+export class Sandbox {
+  readonly sandboxId: string;
+  /** ms of each step of this sandbox's start (template, restore, connect). */
+  readonly timings: Record<string, number> = {};
+  private session: AgentSession;
+  private lifetime: NodeJS.Timeout | undefined;
+  private readonly handles = new Map<number, CommandHandle>();
+  private killed = false;
+  private paused = false;
+
+  private constructor(
+    readonly machine: Machine,
+    conn: AgentConnection,
+    private readonly sockDir: string,
+    private readonly opts: SandboxOptions,
+  ) {
+    this.sandboxId = randomBytes(8).toString('hex');
+    this.session = conn.session;
+    machine.on('state', (s, reason) => {
+      if (s === 'stopped') {
+        this.session.end(new VisorError('GuestGone', `sandbox ${this.sandboxId}: its machine stopped (${reason ?? 'unknown reason'})`));
+        this.cleanup();
+      }
+    });
+    machine.on('error', () => {}); // reported through the state change and the session
+    live.set(this.sandboxId, this);
+    this.armTimeout(opts.timeoutMs ?? 300_000);
+  }
+
+  /** Starts a sandbox from the image's template (built on first use: one boot). */
+  static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
+    if (opts.network) throw new NotSupportedError('Sandbox network options need port forwarding and NAT policy (issue 12), which visor does not have yet');
+    const t0 = performance.now();
+    const tpl = await ensureTemplate({ image: opts.image ?? 'tiny', memoryMiB: opts.memoryMiB ?? 256 });
+    const t1 = performance.now();
+    const sb = await Sandbox.fromSnapshot(tpl.path, opts, 1);
+    sb.timings.template = t1 - t0;
+    if (tpl.builtMs) sb.timings.templateBuilt = tpl.builtMs;
+    return sb;
+  }
+
+  /**
+   * Keeps `count` machine workers started ahead of need, their modules loaded and the hart's
+   * interpreter warmed (Machine.prewarm): a create or fork then skips worker start-up and its
+   * guest's first command does not run on a cold interpreter. Each idle worker costs memory
+   * (tens of MiB) and its start-up CPU once; 0 stops refilling.
+   */
+  static prewarm(count = 1): void {
+    warmTarget = count;
+    if (count > 0) Machine.prewarm(count);
+  }
+
+  /** A live sandbox of this process, resumed if paused (E2B's connect). */
+  static async connect(sandboxId: string): Promise<Sandbox> {
+    const sb = live.get(sandboxId);
+    if (!sb) throw new VisorError('NotFound', `no sandbox ${sandboxId} in this process (sandboxes live as long as the process that made them)`);
+    if (sb.paused) await sb.resume();
+    return sb;
+  }
+
+  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number): Promise<Sandbox> {
+    const t0 = performance.now();
+    const dir = await socketDir();
+    const sock = join(dir, 'v.sock');
+    let vm: Machine | undefined;
+    try {
+      vm = await Machine.restore(path, { vsockPath: sock });
+      const t1 = performance.now();
+      if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
+      const stopped = new AbortController();
+      vm.once('state', (s) => s === 'stopped' && stopped.abort());
+      const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
+      const sb = new Sandbox(vm, conn, dir, opts);
+      sb.timings.restore = t1 - t0;
+      sb.timings.connect = performance.now() - t1;
+      return sb;
+    } catch (err) {
+      await vm?.kill().catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+      throw err;
+    }
+  }
+
+  private armTimeout(ms: number): void {
+    clearTimeout(this.lifetime);
+    if (ms <= 0) return;
+    this.lifetime = setTimeout(() => {
+      if (this.opts.onTimeout === 'pause') void this.pause().catch(() => {});
+      else void this.kill();
+    }, ms);
+    this.lifetime.unref();
+  }
+
+  private cleanup(): void {
+    clearTimeout(this.lifetime);
+    live.delete(this.sandboxId);
+    void rm(this.sockDir, { recursive: true, force: true });
+  }
+
+  private alive(): void {
+    if (this.killed || this.machine.state === 'stopped') throw new VisorError('GuestGone', `sandbox ${this.sandboxId} was killed`);
+    if (this.paused) throw new VisorError('NotAllowed', `sandbox ${this.sandboxId} is paused: resume() it first`);
+  }
+
+  /** Races a request against the request timeout. */
+  private async bounded<T>(what: string, p: Promise<T>): Promise<T> {
+    const ms = this.opts.requestTimeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([p, new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new TimeoutError(`${what} took longer than ${ms} ms`)), ms)))]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private env(extra?: Record<string, string>): string[] {
+    return Object.entries({ ...this.opts.envs, ...extra }).map(([k, v]) => `${k}=${v}`);
+  }
+
+  private async start(argv: string[], o: RunOptions & { pty?: { cols: number; rows: number }; onData?: (d: Uint8Array) => void }): Promise<CommandHandle> {
+    this.alive();
+    const max = o.maxOutputBytes ?? 64 << 20;
+    let handle: CommandHandle | undefined;
+    const early: ['stdout' | 'stderr', string][] = [];
+    const dec = { stdout: new TextDecoder(), stderr: new TextDecoder() };
+    const out = (which: 'stdout' | 'stderr', d: Uint8Array) => {
+      if (o.onData) return o.onData(d);
+      const s = dec[which].decode(d, { stream: true });
+      if (!s) return;
+      (which === 'stdout' ? o.onStdout : o.onStderr)?.(s);
+      if (handle) handle.append(which, s, max);
+      else early.push([which, s]);
+    };
+    const exec = this.session.exec(
+      { argv, env: this.env(o.envs), cwd: o.cwd ?? '', user: o.user ?? 'root', stdin: !!(o.background || o.stdin || o.pty), ...(o.pty ? { pty: o.pty } : {}) },
+      { onStdout: (d) => out('stdout', d), onStderr: (d) => out('stderr', d) },
+    );
+    const pid = await this.bounded('starting a command', exec.started);
+    const timeoutMs = o.timeoutMs ?? 60_000;
+    let timer: NodeJS.Timeout | undefined;
+    const timeoutKill =
+      timeoutMs > 0
+        ? new Promise<never>((_, rej) => {
+            timer = setTimeout(() => {
+              void exec.signal(9).catch(() => {});
+              rej(new TimeoutError(`command '${argv.join(' ').slice(0, 200)}' ran past its ${timeoutMs} ms timeout and was killed`));
+            }, timeoutMs);
+          })
+        : undefined;
+    timeoutKill?.catch(() => {});
+    const exited = exec.exited.finally(() => {
+      clearTimeout(timer);
+      this.handles.delete(pid);
+    });
+    handle = new CommandHandle(exec, pid, exited, timeoutKill);
+    for (const [w, s] of early) handle.append(w, s, max);
+    this.handles.set(pid, handle);
+    return handle;
+  }
+
+  readonly commands = {
+    run: ((cmd: string, o: RunOptions = {}): Promise<CommandResult | CommandHandle> =>
+      this.start(['/bin/sh', '-c', cmd], o).then((h): Promise<CommandResult | CommandHandle> | CommandHandle => (o.background ? h : h.wait()))) as {
+      (cmd: string, o: RunOptions & { background: true }): Promise<CommandHandle>;
+      (cmd: string, o?: RunOptions & { background?: false }): Promise<CommandResult>;
+    },
+    /** Commands running in the guest that the agent started (any session's), with pid and command line. */
+    list: async (): Promise<{ pid: number; cmd: string }[]> => {
+      this.alive();
+      return (await this.bounded('listing commands', this.session.procs())).map(({ pid, cmd }) => ({ pid, cmd }));
+    },
+    /** SIGKILL to a command's process group; false when no such command runs. */
+    kill: async (pid: number): Promise<boolean> => {
+      this.alive();
+      const h = this.handles.get(pid);
+      if (h) return h.kill();
+      const procs = await this.session.procs();
+      if (!procs.some((p) => p.pid === pid)) return false;
+      // Not ours (an earlier session's, or a fork parent's): its process group, by the guest's kill.
+      await this.start(['/bin/sh', '-c', `kill -9 -${pid} 2>/dev/null || kill -9 ${pid}`], {}).then((x) => x.wait().catch(() => undefined));
+      return true;
+    },
+    sendStdin: async (pid: number, data: string | Uint8Array): Promise<void> => {
+      const h = this.handles.get(pid);
+      if (!h) throw new VisorError('NotFound', `no command with pid ${pid} started by this sandbox object is running`);
+      await h.sendStdin(data);
+    },
+  };
+
+  readonly pty = {
+    /** A login shell on a terminal; onData gets its raw output. */
+    create: (o: { cols?: number; rows?: number; onData: (d: Uint8Array) => void; cwd?: string; envs?: Record<string, string>; user?: string; timeoutMs?: number }): Promise<CommandHandle> =>
+      this.start(['/bin/sh', '-l'], { ...o, timeoutMs: o.timeoutMs ?? 0, background: true, pty: { cols: o.cols ?? 80, rows: o.rows ?? 24 }, onData: o.onData }),
+    sendInput: (pid: number, data: string | Uint8Array) => this.commands.sendStdin(pid, data),
+    resize: async (pid: number, size: { cols: number; rows: number }) => {
+      const h = this.handles.get(pid);
+      if (!h) throw new VisorError('NotFound', `no terminal with pid ${pid}`);
+      await h.resize(size.cols, size.rows);
+    },
+    kill: (pid: number) => this.commands.kill(pid),
+  };
+
+  readonly files = {
+    /** Writes a file (parents created); data streams in 64 KiB chunks with flow control. */
+    write: async (path: string, data: string | Uint8Array | AsyncIterable<Uint8Array | string> | ReadableStream<Uint8Array>): Promise<{ path: string }> => {
+      this.alive();
+      await this.session.writeFile(path, chunks(data));
+      return { path };
+    },
+    read: (async (path: string, o: { format?: 'text' | 'bytes'; maxBytes?: number } = {}): Promise<string | Uint8Array> => {
+      this.alive();
+      const parts: Uint8Array[] = [];
+      const total = await this.session.readFile(path, (d) => parts.push(d.slice()), o.maxBytes ?? 1 << 30);
+      const all = new Uint8Array(total);
+      let off = 0;
+      for (const p of parts) {
+        all.set(p, off);
+        off += p.length;
+      }
+      return o.format === 'bytes' ? all : new TextDecoder().decode(all);
+    }) as {
+      (path: string, o: { format: 'bytes'; maxBytes?: number }): Promise<Uint8Array>;
+      (path: string, o?: { format?: 'text'; maxBytes?: number }): Promise<string>;
+    },
+    list: async (path: string): Promise<EntryInfoWithPath[]> => {
+      this.alive();
+      const base = path.endsWith('/') ? path : path + '/';
+      return (await this.bounded('listing a directory', this.session.list(path))).map((e) => ({ ...e, path: base + e.name }));
+    },
+    exists: async (path: string): Promise<boolean> => {
+      this.alive();
+      return (await this.bounded('stat', this.session.stat(path))) !== undefined;
+    },
+    getInfo: async (path: string): Promise<EntryInfoWithPath> => {
+      this.alive();
+      const e = await this.bounded('stat', this.session.stat(path));
+      if (!e) throw new VisorError('NotFound', `${path}: no such file or directory in the sandbox`);
+      return { ...e, path };
+    },
+    remove: async (path: string): Promise<void> => {
+      this.alive();
+      await this.bounded('remove', this.session.remove(path));
+    },
+    /** mkdir -p; false when the directory existed already. */
+    makeDir: async (path: string): Promise<boolean> => {
+      this.alive();
+      const existed = await this.bounded('stat', this.session.stat(path));
+      await this.bounded('mkdir', this.session.mkdir(path));
+      return existed === undefined;
+    },
+    rename: async (from: string, to: string): Promise<EntryInfoWithPath> => {
+      this.alive();
+      await this.bounded('rename', this.session.rename(from, to));
+      return this.files.getInfo(to);
+    },
+    watchDir: async (path: string, onEvent: (e: FilesystemEvent) => void): Promise<{ stop(): Promise<void> }> => {
+      this.alive();
+      return this.bounded('watch', this.session.watch(path, (mask, name) => onEvent({ name, type: watchType(mask) })));
+    },
+  };
+
+  /** A host address forwarding to the guest's port: needs port forwarding (issue 12). */
+  getHost(port: number): string {
+    throw new NotSupportedError(`getHost(${port}): port forwarding into a sandbox needs visor's user-mode network (issue 12), not available yet`);
+  }
+
+  /** Stops the guest where it is; files and processes stay (resume(), or Sandbox.connect(id)). */
+  async pause(): Promise<void> {
+    if (this.killed) throw new VisorError('GuestGone', `sandbox ${this.sandboxId} was killed`);
+    if (this.paused) return;
+    await this.machine.pause();
+    this.paused = true;
+  }
+
+  async resume(): Promise<void> {
+    if (this.killed) throw new VisorError('GuestGone', `sandbox ${this.sandboxId} was killed`);
+    if (!this.paused) return;
+    await this.machine.resume();
+    this.paused = false;
+  }
+
+  get isPaused(): boolean {
+    return this.paused;
+  }
+
+  /** Resets the lifetime: the sandbox now ends `ms` from now. */
+  async setTimeout(ms: number): Promise<void> {
+    this.armTimeout(ms);
+  }
+
+  async isRunning(): Promise<boolean> {
+    return !this.killed && this.machine.state === 'running';
+  }
+
+  /** Ends the sandbox at once (its machine is killed: nothing of it is kept). */
+  async kill(): Promise<void> {
+    if (this.killed) return;
+    this.killed = true;
+    this.session.end(new VisorError('GuestGone', `sandbox ${this.sandboxId} was killed`));
+    await this.machine.kill().catch(() => {});
+    this.cleanup();
+  }
+
+  /**
+   * Children that continue from this instant: the machine is paused for a snapshot of its
+   * whole state, then goes on; each child is restored from it with its own vsock, and gets
+   * fresh entropy from the host (HELLO) so children do not share their random state.
+   */
+  async fork(o: ForkOptions = {}): Promise<Sandbox[]> {
+    this.alive();
+    const count = o.count ?? 1;
+    if (!Number.isInteger(count) || count < 1 || count > 64) throw new VisorError('InvalidArgument', 'fork: count must be an integer from 1 to 64');
+    const dir = await socketDir();
+    const snap = join(dir, 'fork.snap');
+    const t0 = performance.now();
+    try {
+      await this.machine.pause();
+      try {
+        await this.machine.snapshot(snap);
+      } finally {
+        await this.machine.resume();
+      }
+      const t1 = performance.now();
+      // The children's agents still run this session's commands under its ids: start after them.
+      const firstId = this.session.nextRequestId + 1_000_000;
+      const kids = await Promise.all(Array.from({ length: count }, () => Sandbox.fromSnapshot(snap, this.opts, firstId)));
+      for (const k of kids) {
+        k.timings.forkSnapshot = t1 - t0;
+        k.timings.fork = performance.now() - t0;
+      }
+      return kids;
+    } finally {
+      await unlink(snap).catch(() => {});
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+}
