@@ -19,10 +19,10 @@ async function api(method: string, path: string, opts: { token?: string; body?: 
   const headers: Record<string, string> = {};
   const token = opts.token === undefined ? admin : opts.token;
   if (token) headers.authorization = `Bearer ${token}`;
-  let body: string | Uint8Array | undefined;
+  let body: string | Blob | undefined;
   if (opts.raw) {
     headers['content-type'] = 'application/octet-stream';
-    body = new Uint8Array(opts.raw);
+    body = new Blob([new Uint8Array(opts.raw)]);
   } else if (opts.body !== undefined) {
     headers['content-type'] = 'application/json';
     body = JSON.stringify(opts.body);
