@@ -259,11 +259,6 @@ export class MachineManager {
     if (this.store.get('SELECT id FROM machines WHERE project = ? AND name = ?', [project, body.name])) {
       throw new VisorError('AlreadyExists', `machine ${body.name} already exists in project ${project}`);
     }
-    const l = this.projectLimits(project);
-    const count = this.store.get<{ n: number }>('SELECT COUNT(*) AS n FROM machines WHERE project = ?', [project])!.n;
-    if (l.maxMachines !== undefined && count + 1 > l.maxMachines) {
-      throw new VisorError('QuotaExceeded', `project ${project} may have at most ${l.maxMachines} machines (it has ${count}): delete one first`);
-    }
     const id = newId('m');
     const spec: Spec = {
       name: body.name,

@@ -26,9 +26,9 @@ export function bareImages(dir: string): Images {
   };
   put('spin', spinGuest());
   put('echo', echoGuest());
-  put('counter', counterGuest({ ticks: 0, work: 300, sleepTicks: 200_000, printTime: false }));
+  put('counter', counterGuest({ ticks: 0, work: 300, sleepTicks: 5_000_000, printTime: false }));
   return {
-    defaultImage: 'spin',
+    defaultImage: 'counter',
     names: () => Object.keys(files),
     resolve: async (name) => {
       const kernel = files[name];
