@@ -113,6 +113,13 @@ export async function createApp(o: AppOptions): Promise<App> {
     ...(o.https ? { https: o.https } : {}),
     // Client ids in logs; a proxy in front is not assumed (trustProxy off).
     genReqId: (() => { let n = 0; return () => `r${(++n).toString(36)}`; })(),
+    // Errors the router meets before any handler (a bad URL, a parameter past 100 chars).
+    frameworkErrors: (err, _req, reply) => {
+      const e = (err as { statusCode?: number }).statusCode === 414
+        ? new VisorError('TooLarge', 'the URL is too long (path parameters at most 100 characters)')
+        : new VisorError('InvalidArgument', `bad request URL: ${err.message}`);
+      void (reply as unknown as FastifyReply).code(e.httpStatus).type('application/json').send({ error: { code: e.code, message: e.message } });
+    },
   }) as unknown as FastifyInstance;
 
   fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_UPLOAD }, (_req, body, done) => done(null, body));

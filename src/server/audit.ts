@@ -31,7 +31,11 @@ function entryHash(e: Omit<AuditEntry, 'hash'>): string {
 export class AuditLog {
   constructor(private readonly store: Store) {}
 
-  append(e: { actor: string; project: string; action: string; target: string; result: string }): AuditEntry {
+  append(fields: { actor: string; project: string; action: string; target: string; result: string }): AuditEntry {
+    // What is hashed is exactly what the store keeps: control characters (SQLite text ends at
+    // a NUL) are escaped and each field is bounded.
+    const clean = (s: string) => s.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`).slice(0, 512);
+    const e = { actor: clean(fields.actor), project: clean(fields.project), action: clean(fields.action), target: clean(fields.target), result: clean(fields.result) };
     return this.store.tx(() => {
       const last = this.store.get<{ seq: number; hash: string }>('SELECT seq, hash FROM audit ORDER BY seq DESC LIMIT 1');
       const base = { seq: (last?.seq ?? 0) + 1, at: new Date().toISOString(), ...e, prev: last?.hash ?? GENESIS };
