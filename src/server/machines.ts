@@ -11,7 +11,7 @@
  * totals (machines, memory, CPU percent); a start past a total is refused with the limit
  * named, never overcommitted.
  */
-import { mkdirSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VisorError } from '../base/errors.js';
@@ -578,8 +578,8 @@ export class MachineManager {
    * the store says were live when the daemon died come back stopped, saying why, with their
    * qcow2 disks checked (leaks repaired). Returns what happened, machine by machine.
    */
-  async recover(): Promise<{ resumed: string[]; crashed: string[]; failed: string[] }> {
-    const out = { resumed: [] as string[], crashed: [] as string[], failed: [] as string[] };
+  async recover(): Promise<{ resumed: string[]; crashed: string[]; failed: string[]; orphans: string[] }> {
+    const out = { resumed: [] as string[], crashed: [] as string[], failed: [] as string[], orphans: this.removeOrphans() };
     for (const r of this.allRows()) {
       if (r.resume_snapshot) {
         const { path, state } = JSON.parse(r.resume_snapshot) as { path: string; state: 'running' | 'paused' };
@@ -602,6 +602,50 @@ export class MachineManager {
       }
     }
     return out;
+  }
+
+  /**
+   * Files a killed daemon left behind without a row (a disk being created, a machine's folder
+   * before its row was committed, a snapshot before its row): the row is the commit point, so
+   * these belong to no one and are removed.
+   */
+  private removeOrphans(): string[] {
+    const removed: string[] = [];
+    const ls = (d: string) => {
+      try {
+        return readdirSync(d);
+      } catch {
+        return [];
+      }
+    };
+    const disksRoot = join(this.o.stateDir, 'disks');
+    for (const project of ls(disksRoot)) {
+      const known = new Set(this.store.all<{ name: string }>('SELECT name FROM disks WHERE project = ?', [project]).map((d) => `${d.name}.qcow2`));
+      for (const f of ls(join(disksRoot, project))) {
+        if (!known.has(f)) {
+          rmSync(join(disksRoot, project, f), { force: true });
+          removed.push(`disks/${project}/${f}`);
+        }
+      }
+    }
+    const machinesRoot = join(this.o.stateDir, 'machines');
+    const ids = new Set(this.store.all<{ id: string }>('SELECT id FROM machines').map((m) => m.id));
+    const snaps = new Set(this.store.all<{ id: string }>('SELECT id FROM snapshots').map((s) => `${s.id}.snap`));
+    for (const id of ls(machinesRoot)) {
+      if (!ids.has(id)) {
+        rmSync(join(machinesRoot, id), { recursive: true, force: true });
+        removed.push(`machines/${id}`);
+        continue;
+      }
+      for (const f of ls(join(machinesRoot, id, 'snapshots'))) {
+        if (!snaps.has(f)) {
+          rmSync(join(machinesRoot, id, 'snapshots', f), { force: true });
+          removed.push(`machines/${id}/snapshots/${f}`);
+        }
+      }
+      rmSync(join(machinesRoot, id, 'fork.snap'), { force: true });
+    }
+    return removed;
   }
 
   private async checkDisks(r: Row): Promise<string> {
