@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-export const ROOT = resolve(__dirname, '..', '..');
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Starts test/server/daemon-main.ts; resolves with its address once it listens. */
 export function spawnDaemon(stateDir: string, imagesDir: string): Promise<{ p: ChildProcess; url: string; exited: Promise<number | null> }> {
