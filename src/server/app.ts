@@ -30,6 +30,8 @@ export interface AppOptions {
   images: Images;
   guest: GuestOps;
   limits?: Limits;
+  /** CPU the machines may use together (percent of one core); default 100 per host core. */
+  cpuCapacityPercent?: number;
   logger?: Logger;
   /** Auth failures per client before it is refused, and the window (default 10 per minute). */
   authFailures?: { max: number; windowMs: number };
@@ -101,7 +103,7 @@ export async function createApp(o: AppOptions): Promise<App> {
   const tokens = new Tokens(o.store);
   const audit = new AuditLog(o.store);
   const ops = new Operations(o.store, events);
-  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, limits: o.limits ?? {} });
+  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, limits: o.limits ?? {}, ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}) });
   const limiter = new AuthFailureLimiter(o.authFailures?.max ?? 10, o.authFailures?.windowMs ?? 60_000);
   const version = o.version ?? '0';
   const routes = buildRoutes({ store: o.store, machines, ops, tokens, audit, images: o.images, version });

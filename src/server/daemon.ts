@@ -24,6 +24,7 @@ export interface DaemonOptions {
   socket?: string;
   tls?: { cert: string; key: string };
   limits?: Limits;
+  cpuCapacityPercent?: number;
   images?: Images;
   guest?: GuestOps;
   staticDir?: string;
@@ -110,6 +111,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       logger: log,
       version,
       ...(o.limits ? { limits: o.limits } : {}),
+      ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}),
       ...(o.staticDir ? { staticDir: o.staticDir } : {}),
       ...(o.authFailures ? { authFailures: o.authFailures } : {}),
       ...(o.tls ? { https: { cert: readFileSync(o.tls.cert), key: readFileSync(o.tls.key) } } : {}),

@@ -12,6 +12,7 @@
  * named, never overcommitted.
  */
 import { mkdirSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VisorError } from '../base/errors.js';
@@ -24,6 +25,7 @@ import { checkQcow2 } from '../storage/qcow2/check.js';
 import type { EventBus } from './events.js';
 import type { ExecRequest, ExecResult, GuestEntry, GuestOps } from './guest-ops.js';
 import type { MachineCreate, MachineView, ProjectLimits } from './schemas.js';
+import { effectiveLimits } from './shares.js';
 import type { Store } from './store.js';
 
 export type DaemonState = 'created' | 'running' | 'paused' | 'stopped';
@@ -93,12 +95,16 @@ export interface ManagerOptions {
   limits: Limits;
   /** Project limits when the project has none of its own. */
   defaultProjectLimits?: ProjectLimits;
+  /** CPU the machines may use together, percent of one core (default: 100 per host core); shares divide it when their limits add up to more. */
+  cpuCapacityPercent?: number;
 }
 
 const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
 
 export class MachineManager {
   private readonly live = new Map<string, Machine>();
+  /** The CPU limit each live machine runs under now (its own, or less by shares on a busy host). */
+  private readonly applied = new Map<string, number>();
   private readonly scrollback = new Map<string, Scrollback>();
   /** Machines with an action under way: a second one waits (no two actions interleave). */
   private readonly busy = new Map<string, Promise<unknown>>();
@@ -148,7 +154,12 @@ export class MachineManager {
       reason: r.reason,
       image: spec.image,
       memoryMiB: spec.memoryMiB,
-      resources: { cpuLimitPercent: spec.cpuLimitPercent, cpuShares: spec.cpuShares, ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}) },
+      resources: {
+        cpuLimitPercent: spec.cpuLimitPercent,
+        cpuShares: spec.cpuShares,
+        ...(this.applied.has(r.id) ? { cpuEffectivePercent: this.applied.get(r.id)! } : {}),
+        ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}),
+      },
       disks: spec.disks,
       networks: spec.networks,
       ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000 } } : {}),
@@ -349,21 +360,54 @@ export class MachineManager {
   /** Takes a new live Machine into the daemon: its state changes, its console, its limits. */
   private async adopt(r: Row, vm: Machine): Promise<void> {
     this.live.set(r.id, vm);
+    this.applied.delete(r.id); // a new worker: whatever the last one ran under is gone
     const sb = this.scrollback.get(r.id) ?? new Scrollback();
     this.scrollback.set(r.id, sb);
     vm.console.on('data', (b: Buffer) => sb.push(b));
     vm.on('error', () => {}); // reported through the state change and its reason
     vm.on('state', (s, reason) => {
       if (this.closing && s === 'stopped') return; // shutdown() records the outcome itself
-      if (s === 'stopped') this.live.delete(r.id);
+      if (s === 'stopped') {
+        this.live.delete(r.id);
+        void this.rebalance().catch(() => {});
+      }
       try {
         this.setState(r, s, reason ?? null);
       } catch {
         // store closed
       }
     });
-    const spec = JSON.parse(r.spec) as Spec;
-    if (spec.cpuLimitPercent < 100) await vm.setCpuLimit(spec.cpuLimitPercent);
+    await this.rebalance();
+  }
+
+  /**
+   * Applies CPU limits to the live machines: each its own, or its part of the host by shares
+   * when the limits add up to more than the capacity (shares.ts). Called whenever the set of
+   * live machines or a limit changes.
+   */
+  async rebalance(): Promise<void> {
+    const inputs = [...this.live.keys()].flatMap((id) => {
+      const r = this.store.get<Row>('SELECT * FROM machines WHERE id = ?', [id]);
+      if (!r) return [];
+      const spec = JSON.parse(r.spec) as Spec;
+      return [{ id, limitPercent: spec.cpuLimitPercent, shares: spec.cpuShares }];
+    });
+    const want = effectiveLimits(inputs, this.o.cpuCapacityPercent ?? cpus().length * 100);
+    for (const id of this.applied.keys()) if (!this.live.has(id)) this.applied.delete(id);
+    await Promise.all([...want].map(async ([id, pct]) => {
+      const vm = this.live.get(id);
+      if (!vm || this.applied.get(id) === pct || vm.state === 'stopped') return;
+      if (!this.applied.has(id) && pct === 100) {
+        this.applied.set(id, 100); // a new machine runs unlimited already
+        return;
+      }
+      try {
+        await vm.setCpuLimit(pct);
+        this.applied.set(id, pct);
+      } catch {
+        // it stopped meanwhile
+      }
+    }));
   }
 
   async start(project: string, id: string): Promise<MachineView> {
@@ -511,9 +555,9 @@ export class MachineManager {
       }
       const vm = this.live.get(r.id);
       if (vm && next.cpuLimitPercent > spec.cpuLimitPercent) this.admit(project, next, r.id);
-      if (vm && p.cpuLimitPercent !== undefined) await vm.setCpuLimit(p.cpuLimitPercent);
       if (vm && p.balloonMiB !== undefined) await vm.balloon(p.balloonMiB);
       this.store.run('UPDATE machines SET spec = ?, updated_at = ? WHERE id = ?', [JSON.stringify(next), new Date().toISOString(), r.id]);
+      await this.rebalance();
       return this.get(project, id);
     });
   }

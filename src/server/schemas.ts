@@ -98,7 +98,7 @@ export const MachineView = z.object({
   reason: z.string().nullable(),
   image: z.string(),
   memoryMiB: z.number(),
-  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), balloonMiB: z.number().optional() }),
+  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional() }),
   disks: z.array(z.string()),
   networks: z.array(z.string()),
   stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number() }).optional(),

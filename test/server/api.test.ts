@@ -44,7 +44,7 @@ async function waitOp(res: { status: number; headers: Headers }, token = admin):
 beforeAll(async () => {
   d = await startDaemon({
     stateDir: join(tmp.dir, 'state'), listen: '127.0.0.1:0', images: bareImages(tmp.dir), guest: new FakeGuest(),
-    logger: pino({ level: 'silent' }), limits: { maxMemoryMiB: 64 }, authFailures: { max: 5, windowMs: 60_000 },
+    logger: pino({ level: 'silent' }), limits: { maxMemoryMiB: 64 }, cpuCapacityPercent: 100, authFailures: { max: 5, windowMs: 60_000 },
   });
   admin = readFileSync(d.adminTokenFile!, 'utf8').trim();
 });
@@ -132,6 +132,22 @@ describe('visord API', () => {
     const res = await api('GET', '/v1/resources');
     expect(res.body.daemon.used).toMatchObject({ machines: 1, memoryMiB: 48 });
     await waitOp(await api('POST', `/v1/machines/${a.body.id}/stop`, { body: { force: true } }));
+  }, 30_000);
+
+  it('applies CPU limits, and divides a full host by shares', async () => {
+    const a = await api('POST', '/v1/machines', { body: { name: 'cpu-a', memoryMiB: 16, cpuLimitPercent: 40, cpuShares: 300 } });
+    const b = await api('POST', '/v1/machines', { body: { name: 'cpu-b', memoryMiB: 16, cpuLimitPercent: 100, cpuShares: 100 } });
+    expect((await waitOp(await api('POST', `/v1/machines/${a.body.id}/start`, { body: {} }))).status).toBe('success');
+    expect((await api('GET', '/v1/machines/cpu-a')).body.resources).toEqual({ cpuLimitPercent: 40, cpuShares: 300, cpuEffectivePercent: 40 });
+    // 140% asked of a capacity of 100: 3:1 by shares would give a 75, more than its 40, so a keeps 40 and b gets the 60 left.
+    expect((await waitOp(await api('POST', `/v1/machines/${b.body.id}/start`, { body: {} }))).status).toBe('success');
+    expect((await api('GET', '/v1/machines/cpu-b')).body.resources.cpuEffectivePercent).toBe(60);
+    expect((await api('PATCH', '/v1/machines/cpu-a', { body: { cpuLimitPercent: 90 } })).body.resources).toMatchObject({ cpuLimitPercent: 90, cpuEffectivePercent: 75 });
+    expect((await api('GET', '/v1/machines/cpu-b')).body.resources.cpuEffectivePercent).toBe(25);
+    await waitOp(await api('POST', `/v1/machines/${a.body.id}/stop`, { body: { force: true } }));
+    for (let i = 0; i < 50 && (await api('GET', '/v1/machines/cpu-b')).body.resources.cpuEffectivePercent !== 100; i++) await new Promise((r) => setTimeout(r, 20));
+    expect((await api('GET', '/v1/machines/cpu-b')).body.resources.cpuEffectivePercent).toBe(100);
+    await waitOp(await api('POST', `/v1/machines/${b.body.id}/stop`, { body: { force: true } }));
   }, 30_000);
 
   it('answers bad input with a 4xx and a reason', async () => {

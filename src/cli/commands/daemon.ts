@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
+import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
@@ -6,6 +8,12 @@ import { remoteFrom } from '../../server/client.js';
 
 function defaultStateDir(): string {
   return join(process.env.XDG_STATE_HOME ?? join(homedir(), '.local', 'state'), 'visor');
+}
+
+/** The web console's built files (issue 18), three levels above this file in src/ and dist/ alike. */
+function builtWebConsole(): string | undefined {
+  const dir = fileURLToPath(new URL('../../../dist/web', import.meta.url));
+  return existsSync(join(dir, 'index.html')) ? dir : undefined;
 }
 
 function int(name: string) {
@@ -31,8 +39,9 @@ export function registerDaemonCommands(program: Command): void {
     .option('--max-machines <n>', 'admission control: running machines at most', int('--max-machines'))
     .option('--max-memory <MiB>', 'admission control: guest memory of running machines at most', int('--max-memory'))
     .option('--max-cpu <percent>', 'admission control: sum of CPU limits at most (percent of one core)', int('--max-cpu'))
-    .option('--web <dir>', 'serve the web console from this folder at /')
-    .action(async (f: { listen: string; socket?: string; stateDir: string; tlsCert?: string; tlsKey?: string; maxMachines?: number; maxMemory?: number; maxCpu?: number; web?: string }) => {
+    .option('--cpu-capacity <percent>', 'CPU the machines may use together, percent of one core (default: 100 per host core); shares divide it', int('--cpu-capacity'))
+    .option('--web <dir>', 'serve the web console from this folder at / (default: the package\'s dist/web when built)')
+    .action(async (f: { listen: string; socket?: string; stateDir: string; tlsCert?: string; tlsKey?: string; maxMachines?: number; maxMemory?: number; maxCpu?: number; cpuCapacity?: number; web?: string }) => {
       if (!!f.tlsCert !== !!f.tlsKey) throw new VisorError('InvalidArgument', '--tls-cert and --tls-key go together');
       const { startDaemon } = await import('../../server/daemon.js');
       const d = await startDaemon({
@@ -45,7 +54,8 @@ export function registerDaemonCommands(program: Command): void {
           ...(f.maxMemory !== undefined ? { maxMemoryMiB: f.maxMemory } : {}),
           ...(f.maxCpu !== undefined ? { maxCpuPercent: f.maxCpu } : {}),
         },
-        ...(f.web ? { staticDir: f.web } : {}),
+        ...(f.cpuCapacity ? { cpuCapacityPercent: f.cpuCapacity } : {}),
+        ...(f.web ?? builtWebConsole() ? { staticDir: (f.web ?? builtWebConsole())! } : {}),
       });
       if (d.adminTokenFile) process.stderr.write(`visor: first start: the admin token is in ${d.adminTokenFile}\n`);
       process.stderr.write(`visor: daemon listening on ${d.address}\n`);
