@@ -9,7 +9,7 @@
  */
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { VisorError } from '../base/errors.js';
 import { createApp, type App } from './app.js';
@@ -62,15 +62,28 @@ function pidAlive(pid: number): boolean {
   }
 }
 
-/** Takes the state directory (daemon.pid, O_EXCL); a stale file from a dead daemon is replaced. */
+/** State directories this process holds (the pid file cannot tell: it holds our own pid). */
+const held = new Set<string>();
+
+/**
+ * Takes the state directory (daemon.pid, O_EXCL); a stale file from a dead daemon is replaced.
+ * A file with this process's own pid is stale too (a restarted container's daemon is pid 1
+ * again) unless this process holds the directory.
+ */
 function lockStateDir(dir: string): () => void {
   const pidFile = join(dir, 'daemon.pid');
+  const key = resolve(dir);
+  if (held.has(key)) throw new VisorError('NotAllowed', `state directory ${dir} is in use by the daemon with pid ${process.pid} (this process)`);
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = openSync(pidFile, 'wx', 0o600);
       writeSync(fd, `${process.pid}\n`);
       closeSync(fd);
-      return () => rmSync(pidFile, { force: true });
+      held.add(key);
+      return () => {
+        held.delete(key);
+        rmSync(pidFile, { force: true });
+      };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       const pid = Number(readFileSync(pidFile, 'utf8').trim());
