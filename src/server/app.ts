@@ -112,6 +112,8 @@ export async function createApp(o: AppOptions): Promise<App> {
   const fastify = Fastify({
     logger: false,
     bodyLimit: MAX_JSON_BODY,
+    // On shutdown, long polls (/wait) end at once; the operations themselves run to the end.
+    forceCloseConnections: true,
     ...(o.https ? { https: o.https } : {}),
     // Client ids in logs; a proxy in front is not assumed (trustProxy off).
     genReqId: (() => { let n = 0; return () => `r${(++n).toString(36)}`; })(),
@@ -253,7 +255,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       const e = toVisorError(err);
       return refuse(socket, e.httpStatus, e);
     }
-    const console = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
+    const consolePath = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
     let attach: (ws: WebSocket) => void;
     if (url.pathname === '/v1/events') {
       attach = (ws) => {
@@ -264,11 +266,11 @@ export async function createApp(o: AppOptions): Promise<App> {
         });
         ws.on('close', off);
       };
-    } else if (console) {
+    } else if (consolePath) {
       let id: string;
       let con: ReturnType<MachineManager['console']>;
       try {
-        id = machines.resolveId(principal.project, decodeURIComponent(console[1]!));
+        id = machines.resolveId(principal.project, decodeURIComponent(consolePath[1]!));
         con = machines.console(principal.project, id);
       } catch (err) {
         const e = toVisorError(err);

@@ -595,8 +595,19 @@ export class MachineManager {
     return vm;
   }
 
-  exec(project: string, id: string, req: ExecRequest): Promise<ExecResult> {
-    return this.o.guest.exec(this.runningVm(project, id), req);
+  /** Runs a command through the agent; the daemon gives up 5 s past its timeout (default 60 s) whatever the agent does. */
+  async exec(project: string, id: string, req: ExecRequest): Promise<ExecResult> {
+    const vm = this.runningVm(project, id);
+    const limit = (req.timeoutMs ?? 60_000) + 5000;
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      return await Promise.race([
+        this.o.guest.exec(vm, req),
+        new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new VisorError('Timeout', `exec: no answer from the guest agent in ${limit} ms`)), limit))),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   readFile(project: string, id: string, path: string): Promise<Uint8Array> {
