@@ -39,6 +39,12 @@ function hashToken(token: string): Buffer {
 }
 
 export class Tokens {
+  /**
+   * Principals of recently verified tokens, by token hash: a request then costs no store
+   * query. Only this process changes tokens, and revoke() clears the cache, so it is never stale.
+   */
+  private readonly cache = new Map<string, Principal>();
+
   constructor(private readonly store: Store) {}
 
   /** A new token: the secret is returned once and never stored. */
@@ -59,6 +65,7 @@ export class Tokens {
 
   revoke(id: string): void {
     const n = this.store.run('UPDATE tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL', [new Date().toISOString(), id]);
+    this.cache.clear();
     if (n === 0) throw new VisorError('NotFound', `token ${id}: no such token (or already revoked)`);
   }
 
@@ -70,11 +77,17 @@ export class Tokens {
   verify(presented: string): Principal | undefined {
     if (presented.length > 200) return undefined;
     const h = hashToken(presented);
+    const key = h.toString('hex');
+    const hit = this.cache.get(key);
+    if (hit) return hit;
     const row = this.store.get<Record<string, string | null>>('SELECT id, name, hash, role, project, revoked_at FROM tokens WHERE hash = ?', [h.toString('hex')]);
     if (!row) return undefined;
     const stored = Buffer.from(row.hash!, 'hex');
     if (stored.length !== h.length || !timingSafeEqual(stored, h) || row.revoked_at) return undefined;
-    return { tokenId: row.id!, name: row.name!, role: row.role as Role, project: row.project! };
+    const p: Principal = { tokenId: row.id!, name: row.name!, role: row.role as Role, project: row.project! };
+    if (this.cache.size >= 1000) this.cache.clear();
+    this.cache.set(key, p);
+    return p;
   }
 }
 

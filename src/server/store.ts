@@ -115,8 +115,10 @@ export class Store {
     let db: DatabaseT;
     try {
       db = new Database(path);
-      // Rollback journal (the VFS has no shared memory for WAL), fsync at every commit.
-      db.exec('PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;');
+      // Rollback journal (the VFS has no shared memory for WAL), fsync at every commit. The
+      // lock is taken once and held (EXCLUSIVE): the VFS locks with mkdir/rmdir, which per
+      // statement was most of a read's cost, and the daemon is the file's only user anyway.
+      db.exec('PRAGMA locking_mode=EXCLUSIVE; PRAGMA journal_mode=DELETE; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;');
     } catch (err) {
       throw new VisorError('IoError', `store ${path}: cannot open: ${(err as Error).message}`, { cause: err });
     }
