@@ -1,6 +1,8 @@
 import type { Command } from 'commander';
+import { registerDaemonCommands } from './daemon.js';
 import { registerDiskCommands } from './disk.js';
 import { registerImageCommands } from './image.js';
+import { registerRemoteCommands } from './remote.js';
 import { registerRestoreCommand } from './restore.js';
 import { registerRunCommand } from './run.js';
 
@@ -10,4 +12,6 @@ export function registerCommands(program: Command): void {
   registerRestoreCommand(program);
   registerImageCommands(program);
   registerDiskCommands(program);
+  registerDaemonCommands(program);
+  registerRemoteCommands(program);
 }

@@ -1,0 +1,115 @@
+/**
+ * visord benchmarks (issue 17).
+ *
+ *   npx tsx bench/daemon.ts [--duration S] [--clients N] [--machines N] [--only load|cpu]
+ *
+ * load: a daemon process (test/server/daemon-main.ts: the tiny test images, the fake guest
+ *   agent) with N machines running (default 10, an idle-looping guest); C clients (default 50)
+ *   on loopback, each sending its next request when the last is answered, for S seconds per
+ *   phase (default 60): GET /v1/machines, then POST /v1/machines/{id}/exec {cmd: 'true'}.
+ *   Exec goes to the fake agent until the Sandbox binding lands (src/server/guest-ops.ts), so
+ *   that phase measures the daemon's path (auth, schema, audit, routing) without a guest.
+ * cpu: one machine spinning a busy loop on its worker, unlimited and then limited to 25%
+ *   (and 50%) of a core with Machine.setCpuLimit: the process's CPU time over wall time, and
+ *   guest instructions per second, each over S/4 seconds (at least 5).
+ */
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { Machine } from '../src/sdk/machine.js';
+import { spinGuest } from '../test/sdk/guest.js';
+import { act, http, spawnDaemon } from '../test/server/process.js';
+
+const arg = (name: string, def: string) => {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1]! : def;
+};
+const DURATION = Number(arg('duration', '60'));
+const CLIENTS = Number(arg('clients', '50'));
+const MACHINES = Number(arg('machines', '10'));
+const ONLY = arg('only', '');
+const dir = mkdtempSync(join(tmpdir(), 'visor-bench-daemon-'));
+
+function pct(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
+}
+
+async function phase(name: string, seconds: number, one: () => Promise<number>): Promise<void> {
+  const lat: number[] = [];
+  let errors = 0;
+  const end = performance.now() + seconds * 1000;
+  const t0 = performance.now();
+  await Promise.all(Array.from({ length: CLIENTS }, async () => {
+    while (performance.now() < end) {
+      const t = performance.now();
+      const status = await one().catch(() => 0);
+      if (status >= 200 && status < 300) lat.push(performance.now() - t);
+      else errors++;
+    }
+  }));
+  const wall = (performance.now() - t0) / 1000;
+  lat.sort((a, b) => a - b);
+  console.log(`${name}: ${lat.length} requests in ${wall.toFixed(1)} s = ${(lat.length / wall).toFixed(0)} req/s, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, errors ${errors} (${CLIENTS} clients)`);
+}
+
+async function load(): Promise<void> {
+  const state = join(dir, 'state');
+  const d = await spawnDaemon(state, dir);
+  const token = readFileSync(join(state, 'admin.token'), 'utf8').trim();
+  const ids: string[] = [];
+  for (let i = 0; i < MACHINES; i++) {
+    const id = (await http(d.url, token, 'POST', '/v1/machines', { name: `m${i}`, memoryMiB: 16 })).json.id;
+    const op = await act(d.url, token, `/v1/machines/${id}/start`);
+    if (op.status !== 'success') throw new Error(JSON.stringify(op));
+    ids.push(id);
+  }
+  console.log(`daemon ${d.url}: ${MACHINES} machines running (counter guest, 16 MiB)`);
+  const headers = { authorization: `Bearer ${token}` };
+  await phase('GET /v1/machines', DURATION, async () => {
+    const r = await fetch(`${d.url}/v1/machines`, { headers });
+    await r.arrayBuffer();
+    return r.status;
+  });
+  let k = 0;
+  const body = JSON.stringify({ cmd: 'true' });
+  await phase('POST /v1/machines/{id}/exec true (fake agent)', DURATION, async () => {
+    const id = ids[k++ % ids.length]!;
+    const r = await fetch(`${d.url}/v1/machines/${id}/exec`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body });
+    await r.arrayBuffer();
+    return r.status;
+  });
+  d.p.kill('SIGKILL');
+  await d.exited;
+}
+
+async function cpu(): Promise<void> {
+  const kernel = join(dir, 'spin.img');
+  writeFileSync(kernel, spinGuest());
+  const vm = await Machine.create({ kernel, memoryMiB: 16, rng: false });
+  await vm.start();
+  const seconds = Math.max(5, DURATION / 4);
+  await new Promise((r) => setTimeout(r, 1000)); // past start-up and JIT warm-up
+  for (const limit of [100, 25, 50, 25]) {
+    await vm.setCpuLimit(limit);
+    await new Promise((r) => setTimeout(r, 500));
+    const c0 = process.cpuUsage();
+    const i0 = vm.stats().instructions;
+    const t0 = performance.now();
+    await new Promise((r) => setTimeout(r, seconds * 1000));
+    const c1 = process.cpuUsage(c0);
+    const wall = (performance.now() - t0) / 1000;
+    const share = (c1.user + c1.system) / 1e6 / wall;
+    const ips = (vm.stats().instructions - i0) / wall;
+    console.log(`cpu limit ${String(limit).padStart(3)}%: process CPU ${(share * 100).toFixed(1)}% of a core, guest ${(ips / 1e6).toFixed(1)} M instructions/s over ${wall.toFixed(1)} s`);
+  }
+  await vm.kill();
+}
+
+console.log(`visord bench: node ${process.version}, ${cpus().length} × ${cpus()[0]?.model ?? '?'}, load average ${(await import('node:os')).loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+try {
+  if (ONLY !== 'load') await cpu();
+  if (ONLY !== 'cpu') await load();
+} finally {
+  rmSync(dir, { recursive: true, force: true });
+}

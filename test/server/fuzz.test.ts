@@ -1,0 +1,115 @@
+/**
+ * Fuzzed API input: random routes with bad JSON, wrong types, unknown fields, huge bodies,
+ * path tricks and odd methods. Every answer must be a 4xx `{ error: { code, message } }`
+ * (or a success), never a 5xx, and the daemon must keep answering. Seeded: VISOR_FUZZ_SEED
+ * repeats a run, VISOR_FUZZ_N sets the count.
+ */
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createApp, type App } from '../../src/server/app.js';
+import { Store } from '../../src/server/store.js';
+import { bareImages, FakeGuest, tempDir } from './support.js';
+
+const tmp = tempDir('visord-fuzz-');
+let app: App;
+let store: Store;
+let token: string;
+let machine: string;
+
+const SEED = Number(process.env.VISOR_FUZZ_SEED ?? Date.now() % 1e9);
+const N = Number(process.env.VISOR_FUZZ_N ?? 300);
+
+function rng(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s ^= s << 13; s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5; s >>>= 0;
+    return s / 2 ** 32;
+  };
+}
+
+beforeAll(async () => {
+  store = Store.open(join(tmp.dir, 'visor.db'));
+  mkdirSync(join(tmp.dir, 'state'));
+  mkdirSync(join(tmp.dir, 'web'));
+  writeFileSync(join(tmp.dir, 'web', 'index.html'), '<!doctype html><title>visor</title>');
+  writeFileSync(join(tmp.dir, 'secret.txt'), 'not for clients');
+  app = await createApp({ store, stateDir: join(tmp.dir, 'state'), images: bareImages(tmp.dir), guest: new FakeGuest(), staticDir: join(tmp.dir, 'web'), authFailures: { max: 1e9, windowMs: 1000 } });
+  token = app.tokens.create('fuzz', 'admin', 'default').token;
+  machine = (await app.machines.create('default', { name: 'target', memoryMiB: 16 })).id;
+});
+
+afterAll(async () => {
+  await app?.machines.shutdown();
+  await app?.close();
+  store?.close();
+  tmp.cleanup();
+});
+
+describe('fuzzed API input', () => {
+  it(`answers every request with a 2xx or a 4xx and a reason (seed ${SEED})`, async () => {
+    const r = rng(SEED);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    const junkString = () => pick(['', 'a', '../../etc/passwd', '%2e%2e%2fsecret.txt', '\u0000', 'x'.repeat(5000), '💥', '{"', 'null', '-1', 'm-deadbeef0000', machine]);
+    const junkValue = (depth = 0): unknown => {
+      switch (Math.floor(r() * 9)) {
+        case 0: return null;
+        case 1: return r() * 1e12 - 5e11;
+        case 2: return junkString();
+        case 3: return r() < 0.5;
+        case 4: return depth > 2 ? [] : Array.from({ length: Math.floor(r() * 4) }, () => junkValue(depth + 1));
+        case 5: return depth > 2 ? {} : Object.fromEntries(Array.from({ length: Math.floor(r() * 4) }, () => [pick(['name', 'memoryMiB', 'image', 'cmd', 'force', '__proto__', 'constructor', 'x']), junkValue(depth + 1)]));
+        case 6: return Number.MAX_SAFE_INTEGER;
+        case 7: return -0;
+        default: return 1.5;
+      }
+    };
+    const routes = app.routes;
+    const bad: string[] = [];
+    for (let i = 0; i < N; i++) {
+      const route = pick(routes);
+      const method = r() < 0.85 ? route.method : pick(['GET', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'HEAD']);
+      let url = route.url.replace(/:([A-Za-z]+)/g, () => encodeURIComponent(r() < 0.5 ? machine : junkString()));
+      if (r() < 0.3) url += `?${pick(['path', 'timeoutMs', 'after', 'x', 'path[]'])}=${encodeURIComponent(junkString())}`;
+      if (r() < 0.1) url = pick(['/../../secret.txt', '/%2e%2e/secret.txt', '/..%2fsecret.txt', '/v1/../secret.txt', '/%00', '/%zz', '/v1/machines/%2e%2e', `/${'a/'.repeat(500)}`, '/index.html', '/']);
+      const headers: Record<string, string> = {};
+      if (r() < 0.9) headers.authorization = `Bearer ${token}`;
+      else if (r() < 0.5) headers.authorization = pick(['Bearer', 'Basic abc', `Bearer ${'x'.repeat(300)}`, 'Bearer visor_\u00ff']);
+      let payload: string | Buffer | undefined;
+      const kind = Math.floor(r() * 6);
+      if (kind === 0) {
+        headers['content-type'] = 'application/json';
+        payload = pick(['{', '{"name":', '[]', 'null', '"x"', '{"__proto__":{"x":1}}', '{"constructor":{"prototype":{}}}', '1e999', '\u0000']);
+      } else if (kind === 1) {
+        headers['content-type'] = 'application/json';
+        payload = JSON.stringify(junkValue());
+      } else if (kind === 2) {
+        headers['content-type'] = 'application/json';
+        payload = JSON.stringify({ name: 'x'.repeat(Math.floor(r() * 3) << 20) });
+      } else if (kind === 3) {
+        headers['content-type'] = pick(['text/plain', 'application/octet-stream', 'multipart/form-data; boundary=x', 'application/xml']);
+        payload = Buffer.alloc(Math.floor(r() * 2048), 0x41);
+      }
+      const res = await app.fastify.inject({ method: method as 'GET', url, headers, ...(payload !== undefined ? { payload } : {}) });
+      const what = `${method} ${url.slice(0, 80)} [${kind}] → ${res.statusCode}`;
+      if (res.statusCode >= 500) bad.push(`${what}: ${res.body.slice(0, 200)}`);
+      else if (res.statusCode >= 400 && method !== 'HEAD') {
+        let body: { error?: { code?: string; message?: string } };
+        try {
+          body = JSON.parse(res.body);
+        } catch {
+          bad.push(`${what}: not JSON: ${res.body.slice(0, 100)}`);
+          continue;
+        }
+        if (!body.error?.code || !body.error.message) bad.push(`${what}: no error code/message`);
+      }
+      if (res.body.includes('not for clients')) bad.push(`${what}: served a file outside the static root`);
+    }
+    expect(bad).toEqual([]);
+    const h = await app.fastify.inject({ method: 'GET', url: '/v1/health' });
+    expect(h.statusCode).toBe(200);
+    expect(app.audit.verify().ok).toBe(true);
+  }, 120_000);
+});
