@@ -8,6 +8,7 @@ export type VisorErrorCode =
   | 'InvalidArgument'
   | 'NotFound'
   | 'NotAllowed'
+  | 'InUse'
   | 'ImageNotFound'
   | 'BadKernel'
   | 'BadImage'
@@ -25,6 +26,7 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   InvalidArgument: 64,
   NotFound: 66, // EX_NOINPUT
   NotAllowed: 77, // EX_NOPERM
+  InUse: 75, // EX_TEMPFAIL: a disk image or socket another process holds; try again later
   ImageNotFound: 66,
   BadKernel: 65, // EX_DATAERR
   BadImage: 65,

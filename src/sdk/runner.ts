@@ -344,6 +344,7 @@ export class MachineRunner {
       try {
         this.vsockListener = await listenVsockUnix(this.vsockDev, path);
       } catch (err) {
+        if (err instanceof VisorError) throw err; // a path in use or not ours: said precisely
         throw new VisorError('IoError', `vsock: cannot listen on ${path}: ${(err as Error).message}`, { cause: err });
       }
     }
