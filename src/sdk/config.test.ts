@@ -27,6 +27,22 @@ describe('machine config', () => {
     expect(c.append).toContain('console=ttyS0');
   });
 
+  it('gives unnamed machines random locally administered MACs, named ones stable MACs (issue 20)', async () => {
+    const two = [{ switch: 'lab' }, { switch: 'lab2' }];
+    const a = await resolveMachineConfig({ kernel, nets: two });
+    const b = await resolveMachineConfig({ kernel, nets: two });
+    const macs = [...a.nets, ...b.nets].map((n) => n.mac!);
+    expect(new Set(macs).size).toBe(4);
+    for (const m of macs) {
+      expect(m).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+      expect(parseInt(m.slice(0, 2), 16) & 0x03).toBe(0x02); // unicast, locally administered
+    }
+    const n1 = await resolveMachineConfig({ kernel, name: 'web', nets: two });
+    const n2 = await resolveMachineConfig({ kernel, name: 'web', nets: two });
+    expect(n1.nets).toEqual(n2.nets);
+    expect(n1.nets[0]!.mac).not.toBe(n1.nets[1]!.mac);
+  });
+
   it('rejects unknown keys, bad sizes and missing files, naming the field', async () => {
     const e1 = await error({ kernel, memoryMib: 64 });
     expect(e1.code).toBe('InvalidConfig');

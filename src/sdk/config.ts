@@ -9,6 +9,7 @@ import { VisorError } from '../base/errors.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
 import { defaultAccel, type Accel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
+import { formatMac, randomMac, stableMac } from '../net/mac.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -32,7 +33,7 @@ const VsockSchema = z.strictObject({
 });
 
 export const MachineConfigSchema = z.strictObject({
-  /** Shown in errors and logs; also seeds the NICs' stable MAC addresses. */
+  /** Shown in errors and logs; also seeds the NICs' stable MAC addresses (without it each NIC gets a random one). */
   name: z.string().min(1).max(64).optional(),
   /** A visor image name (default 'debian' when no kernel is given). */
   image: z.string().min(1).optional(),
@@ -80,7 +81,8 @@ export interface ResolvedConfig {
   bios: string;
   memoryMiB: number;
   disks: { path: string; format?: 'raw' | 'qcow2'; readOnly: boolean }[];
-  nets: { switch: string }[];
+  /** mac: "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
+  nets: { switch: string; mac?: string }[];
   rng: boolean;
   /** Absent in snapshots from before the device existed: no balloon. */
   balloon?: boolean;
@@ -166,7 +168,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     bios,
     memoryMiB: c.memoryMiB ?? DEFAULT_MEMORY_MIB,
     disks: disks.map((d) => ({ path: d.path, ...(d.format ? { format: d.format } : {}), readOnly: d.readOnly ?? false })),
-    nets: c.nets ?? [],
+    // A named machine keeps its MAC across runs; unnamed ones would all share the MAC of
+    // the default name, and two of them on one switch could not reach each other.
+    // A second NIC of a named machine gets its own address too.
+    nets: (c.nets ?? []).map((n, i) => ({ switch: n.switch, mac: formatMac(c.name === undefined ? randomMac() : stableMac(i === 0 ? c.name : `${c.name}#${i}`)) })),
     rng: c.rng ?? true,
     deterministic: c.deterministic ?? false,
     accel: c.accel ?? defaultAccel(),

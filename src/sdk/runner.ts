@@ -25,6 +25,7 @@ import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
 import type { VirtioNet } from '../virtio/net/device.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
+import { parseMac } from '../net/mac.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
@@ -334,7 +335,7 @@ export class MachineRunner {
         this.networks = new HostNetworks();
         this.ownNetworks = true;
       }
-      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name));
+      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name, (n.mac !== undefined ? parseMac(n.mac) : null) ?? undefined));
     }
     if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
     if (this.cfg.balloon) this.balloonDev = new VirtioBalloon();
@@ -914,7 +915,7 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
     typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string') ||
+    !c.nets.every((n) => typeof n?.switch === 'string' && (n.mac === undefined || (typeof n.mac === 'string' && parseMac(n.mac) !== null))) ||
     (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
     (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
     (c.agent !== undefined && typeof c.agent !== 'boolean') ||

@@ -103,7 +103,7 @@ export function registerRunCommand(program: Command): void {
     .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
     .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
-    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses)')
+    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses; without it each NIC gets a random one)')
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
