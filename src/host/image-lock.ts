@@ -50,6 +50,8 @@ interface LockAddon {
 let addon: LockAddon | null | undefined;
 function lockAddon(): LockAddon | null {
   if (addon === undefined) {
+    // Elsewhere the package locks whole files (flock on macOS): not QEMU's scheme.
+    if (process.platform !== 'linux') return (addon = null);
     try {
       addon = createRequire(import.meta.url)('fs-native-extensions') as LockAddon;
     } catch {
