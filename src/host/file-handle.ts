@@ -57,6 +57,14 @@ export class NodeFileHandle implements FileHandle {
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
+    try {
+      await this.readAt(offset, into);
+    } catch (err) {
+      throw mapFsError(err, this.path); // EIO and the like: an IoError, not an internal error
+    }
+  }
+
+  private async readAt(offset: number, into: Uint8Array): Promise<void> {
     let done = 0;
     while (done < into.length) {
       const { bytesRead } = await this.fh.read(into, done, into.length - done, offset + done);
@@ -70,9 +78,13 @@ export class NodeFileHandle implements FileHandle {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw mapFsError(err, this.path);
     }
   }
 

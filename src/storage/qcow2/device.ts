@@ -669,7 +669,7 @@ export class Qcow2Device implements BlockDevice {
     if (!Number.isSafeInteger(newSize) || newSize <= 0 || newSize % 512 !== 0 || newSize > MAX_VIRTUAL_SIZE) {
       throw new VisorError('InvalidArgument', `resize: size ${newSize} must be a positive multiple of 512`);
     }
-    if (newSize < this.size) throw new VisorError('Unsupported', 'qcow2: shrinking an image is not supported');
+    if (newSize < this.size) throw new VisorError('InvalidArgument', `qcow2: cannot shrink an image (it has ${this.size} bytes; give a larger size, or convert the data to a new, smaller image)`);
     return this.lock.run(async () => {
       const need = l1SizeFor(newSize, this.g);
       if (need > this.header.l1Size) await this.growL1(need);
