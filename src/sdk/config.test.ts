@@ -53,6 +53,9 @@ describe('machine config', () => {
     expect((await error({ kernel, disks: [{ path: kernel, format: 'vmdk' }] })).message).toMatch(/disks\.0\.format/);
     expect((await error({ kernel, disks: [{ path: kernel, readonly: true }] })).message).toMatch(/disks\.0\.readonly: unknown key/);
     expect((await error({ kernel: join(dir, 'missing') })).message).toMatch(/kernel: no such readable file/);
+    const asDisk = await error({ kernel, disks: [{ path: dir }] }); // issue 20: was an IoError from the worker
+    expect(asDisk.code).toBe('InvalidConfig');
+    expect(asDisk.message).toMatch(/disks\.0\.path: .* is a directory/);
     expect((await error({ kernel, initrd: join(dir, 'missing') })).message).toMatch(/initrd: no such readable file/);
     expect((await error({ kernel, nets: [{ switch: 'a b' }] })).message).toMatch(/nets\.0\.switch/);
     expect((await error({ kernel, image: 'debian' })).message).toMatch(/image: give an image or a kernel/);

@@ -2,7 +2,7 @@
  * Machine configuration, validated once at the edge (zod): unknown keys, bad sizes and
  * missing files are errors that name the field. The core receives typed, valid values.
  */
-import { access, constants } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
@@ -68,6 +68,13 @@ export const MachineConfigSchema = z.strictObject({
    * serves (graceful stop). Default: true for an image, false for a kernel of your own.
    */
   agent: z.boolean().optional(),
+  /**
+   * Where a command given on the kernel command line (visor.cmd) gets its stdin, stdout and
+   * stderr: 'console' (the console, default) or 'virtio' (three virtio-console ports that
+   * visor's init connects to the command: byte-exact, stdout and stderr apart, and
+   * `vm.stdin.end()` is end-of-file for the command; docs/guest-init.md).
+   */
+  stdio: z.enum(['console', 'virtio']).optional(),
 });
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
@@ -92,12 +99,16 @@ export interface ResolvedConfig {
   /** Absent in snapshots from before the virtio-console: serial, no agent. */
   console?: 'serial' | 'virtio';
   agent?: boolean;
+  /** Absent in older snapshots: the console. */
+  stdio?: 'console' | 'virtio';
 }
 
 export { hasVirtioConsole };
 
 /** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
 export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';
+/** What `stdio: 'virtio'` adds to the kernel command line. */
+export const VIRTIO_STDIO_ARG = 'visor.stdio=virtio';
 
 export { defaultAccel, type Accel } from '../host/accel.js';
 
@@ -133,7 +144,7 @@ async function mustExist(path: string, field: string): Promise<void> {
 export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
 
 /** virtio-mmio slots a machine uses (the board has 8). */
-export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent'>): number {
+export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent' | 'stdio'>): number {
   return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0) + (hasVirtioConsole(c) ? 1 : 0);
 }
 
@@ -160,7 +171,11 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   const bios = c.bios === undefined || c.bios === 'builtin' ? 'builtin' : resolve(c.bios);
   if (bios !== 'builtin') await mustExist(bios, 'bios');
   const disks = (c.disks ?? []).map((d) => ({ ...d, path: resolve(d.path) }));
-  for (const [i, d] of disks.entries()) await mustExist(d.path, `disks.${i}.path`);
+  for (const [i, d] of disks.entries()) {
+    await mustExist(d.path, `disks.${i}.path`);
+    const st = await stat(d.path);
+    if (!st.isFile() && !st.isBlockDevice()) throw new VisorError('InvalidConfig', `machine config: disks.${i}.path: '${d.path}' is ${st.isDirectory() ? 'a directory' : 'not a file'}, not a disk image`);
+  }
   const r: ResolvedConfig = {
     name: c.name ?? 'vm',
     kernel,
@@ -182,6 +197,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   r.console = c.console ?? 'serial';
   r.agent = c.agent ?? fromImage;
   if (r.console === 'virtio' && !r.append.split(/\s+/).includes(VIRTIO_CONSOLE_ARG)) r.append = `${r.append} ${VIRTIO_CONSOLE_ARG}`.trim();
+  if (c.stdio === 'virtio') {
+    r.stdio = 'virtio';
+    if (!r.append.split(/\s+/).includes(VIRTIO_STDIO_ARG)) r.append = `${r.append} ${VIRTIO_STDIO_ARG}`.trim();
+  }
   if (virtioSlots(r) > 8) {
     throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon, vsock and the console/agent need more than the 8 virtio slots (agent: false frees one)');
   }

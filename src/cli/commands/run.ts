@@ -139,11 +139,17 @@ export function registerRunCommand(program: Command): void {
       config.console = flags.console === 'hvc' ? 'virtio' : 'serial';
       // visor's images start the guest agent (graceful stop on SIGTERM); a kernel of your own may not.
       config.agent = flags.kernel === undefined || flags.console === 'hvc';
+      // A command of visor's image with stdin or stdout not a terminal: its stdio are virtio
+      // ports (byte-exact output, stdout and stderr apart, end of input reaches it). At a
+      // terminal it runs on the console, which is then its controlling terminal.
+      const stdio = commandMode && flags.kernel === undefined && !(process.stdin.isTTY === true && process.stdout.isTTY === true) ? 'virtio' : 'console';
+      if (stdio === 'virtio') config.stdio = 'virtio';
       const vm = await Machine.create(config);
       const res = await runOnTerminal(vm, {
         snapshotPath: flags.snapshotFile,
         commandMode,
         maxReboots: 3,
+        stdio,
         // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
         holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
       });
