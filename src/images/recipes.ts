@@ -14,6 +14,8 @@ export interface ImageRecipe {
   /** Modules the board needs (DESIGN.md "Reference guest"); dependencies are added. */
   modules: string[];
   append: string;
+  /** Guest RAM below which the image's kernel cannot boot (it panics): refused before boot. */
+  minMemoryMiB: number;
 }
 
 /**
@@ -47,6 +49,9 @@ const TINY: ImageRecipe = {
     // CPU (13 s of a 38 s interpreter boot, measured with bench/boot.ts --interp). It feeds only
     // the kernel's crypto DRBG; visor attaches a virtio-rng, which seeds the guest's entropy.
     append: 'console=ttyS0 earlycon quiet panic=-1 initcall_blacklist=jent_mod_init',
+    // Debian's kernel (31 MiB) and the initramfs unpacked beside it leave a smaller guest
+    // without memory for init: a kernel panic instead of a shell.
+    minMemoryMiB: 96,
 };
 
 /**
@@ -60,4 +65,9 @@ export const RECIPES: Record<string, ImageRecipe> = {
 
 export function knownImageNames(): string[] {
   return Object.keys(RECIPES);
+}
+
+/** The least guest RAM an image boots in (undefined for a name visor does not build). */
+export function imageMinMemoryMiB(name: string): number | undefined {
+  return Object.hasOwn(RECIPES, name) ? RECIPES[name]!.minMemoryMiB : undefined;
 }

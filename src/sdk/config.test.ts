@@ -53,6 +53,9 @@ describe('machine config', () => {
     expect((await error({ kernel, disks: [{ path: kernel, format: 'vmdk' }] })).message).toMatch(/disks\.0\.format/);
     expect((await error({ kernel, disks: [{ path: kernel, readonly: true }] })).message).toMatch(/disks\.0\.readonly: unknown key/);
     expect((await error({ kernel: join(dir, 'missing') })).message).toMatch(/kernel: no such readable file/);
+    const small = await error({ image: 'tiny', memoryMiB: 64 });
+    expect(small.code).toBe('InvalidConfig');
+    expect(small.message).toMatch(/needs at least 96 MiB/);
     const asDisk = await error({ kernel, disks: [{ path: dir }] }); // issue 20: was an IoError from the worker
     expect(asDisk.code).toBe('InvalidConfig');
     expect(asDisk.message).toMatch(/disks\.0\.path: .* is a directory/);

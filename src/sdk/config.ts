@@ -10,6 +10,7 @@ import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
 import { defaultAccel, type Accel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
 import { formatMac, randomMac, stableMac } from '../net/mac.js';
+import { imageMinMemoryMiB } from '../images/recipes.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -156,6 +157,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   let append = c.append;
   const fromImage = kernel === undefined;
   if (kernel === undefined) {
+    const min = imageMinMemoryMiB(c.image ?? 'debian');
+    if (c.memoryMiB !== undefined && min !== undefined && c.memoryMiB < min) {
+      throw new VisorError('InvalidConfig', `machine config: memoryMiB: the image '${c.image ?? 'debian'}' needs at least ${min} MiB to boot, got ${c.memoryMiB}`);
+    }
     if (!resolveImage) throw new VisorError('InvalidConfig', 'machine config: kernel: required when no image resolver is available');
     const img = await resolveImage(c.image ?? 'debian', c.mirror ? { mirror: c.mirror } : {});
     kernel = img.kernel;

@@ -59,6 +59,10 @@ describe('visor exit statuses', () => {
 
   it('64: a bad argument, including a directory given as a disk image, and an unsupported operation for the format', async () => {
     expect((await visor('run', '--memory', '1', '--kernel', kernel)).code).toBe(64);
+    // Below what the image boots in: said before booting, not a guest kernel panic.
+    const small = await visor('run', '--image', 'tiny', '--memory', '64', '--', 'true');
+    expect(small.code).toBe(64);
+    expect(small.err).toMatch(/needs at least 96 MiB/);
     const d = await visor('disk', 'info', dir);
     expect(d.code).toBe(64);
     expect(d.err).toMatch(/is a directory/);

@@ -3,6 +3,7 @@ import { VisorError } from '../../base/errors.js';
 import { parseNetSpec } from '../../host/net-attach.js';
 import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
+import { imageMinMemoryMiB } from '../../images/recipes.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
@@ -49,6 +50,10 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
     if (!/^\d+$/.test(flags.memory) || memoryMiB < MIN_MEMORY_MIB || memoryMiB > MAX_MEMORY_MIB) {
       throw new VisorError('InvalidArgument', `--memory must be a number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, got '${flags.memory}'`);
     }
+  }
+  const min = flags.kernel === undefined ? imageMinMemoryMiB(flags.image) : undefined;
+  if (memoryMiB !== undefined && min !== undefined && memoryMiB < min) {
+    throw new VisorError('InvalidArgument', `--memory ${memoryMiB}: the image '${flags.image}' needs at least ${min} MiB to boot`);
   }
   const disks = flags.disk.map(parseDiskSpec);
   let kernel = flags.kernel;
