@@ -11,7 +11,7 @@ import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/sdk/index.js';
 
 const ON = process.env.VISOR_BOOT_TESTS === '1';
-const TIMEOUT = 300_000;
+const TIMEOUT = 900_000; // a loaded 2-core machine took 150 s for one boot
 const root = new URL('../..', import.meta.url).pathname;
 
 /** `visor run ARGS` from the sources, stdin from `input` (undefined: /dev/null); stdout and stderr as bytes. */
