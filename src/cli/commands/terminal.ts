@@ -36,16 +36,14 @@ export interface TerminalOptions {
    * 'virtio': the machine runs its command on the stdio ports (config stdio: 'virtio'):
    * stdin goes to the command and its end is the command's end-of-file, stdout and stderr
    * come out byte for byte, and the serial console is shown only when the run fails.
-   * 'console' (default): the console is the terminal; when stdin (not a terminal) ends,
-   * the guest gets Ctrl-D, its terminal's end-of-file.
+   * 'console' (default): the console is the terminal.
    */
   stdio?: 'console' | 'virtio';
 }
 
 /** What the serial console said last, shown when a run on the stdio ports fails. */
 const SERIAL_TAIL = 4096;
-/** The terminal's end-of-file character (VEOF, Ctrl-D). */
-const CTRL_D = 0x04;
+
 
 /** Runs `vm` (created or paused) on the terminal until it stops; returns how it ended. */
 export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<TerminalResult> {
@@ -95,9 +93,10 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   const toGuest = (b: Uint8Array) => (ports ? vm.stdin.write(b) : held ? held.push(Buffer.from(b)) : vm.console.write(b));
   term.start({
     input: toGuest,
+    // On the console, the end of piped input is not passed on: a Ctrl-D arriving before the
+    // guest's shell puts its terminal in raw mode reaches it as a NUL, not as end-of-file.
     end: () => {
       if (ports) vm.stdin.end();
-      else if (!term.isTTY) toGuest(Uint8Array.of(CTRL_D));
     },
     quit: () => stop({ kind: 'quit' }),
     snapshot: () => {
