@@ -9,6 +9,7 @@ export type VisorErrorCode =
   | 'NotFound'
   | 'NotAllowed'
   | 'InUse'
+  | 'Timeout'
   | 'ImageNotFound'
   | 'BadKernel'
   | 'BadImage'
@@ -27,6 +28,7 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   NotFound: 66, // EX_NOINPUT
   NotAllowed: 77, // EX_NOPERM
   InUse: 75, // EX_TEMPFAIL: a disk image or socket another process holds; try again later
+  Timeout: 75, // EX_TEMPFAIL: waited as long as allowed
   ImageNotFound: 66,
   BadKernel: 65, // EX_DATAERR
   BadImage: 65,

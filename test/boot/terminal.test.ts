@@ -61,13 +61,17 @@ describe.skipIf(!ON)('visor run: stdin, stdout and stderr of a guest command (is
     try {
       await vm.runUntil({ output: "'poweroff' (or exit)" });
       // A child of the login shell: no signal ignored (SigIgn 6 was SIGINT and SIGQUIT).
-      vm.console.write('grep SigIgn /proc/self/status; sleep 100; echo after-sleep-$?\n');
+      vm.console.write('grep SigIgn /proc/self/status; sleep 100\n');
       await vm.runUntil({ output: 'SigIgn:\t0000000000000000' });
+      // Let the shell start the sleep (a Ctrl-C before it would interrupt grep instead).
+      await vm.runUntil({ instructions: vm.stats().instructions + 50_000_000 });
       await vm.resume();
-      await new Promise((r) => setTimeout(r, 3000));
       vm.console.write('\x03');
-      // The sleep died of SIGINT (status 130) long before its 100 s.
-      await vm.runUntil({ output: 'after-sleep-130', timeoutMs: 60_000 });
+      await vm.runUntil({ instructions: vm.stats().instructions + 100_000_000 });
+      // The shell is back at its prompt well before the 100 s, and the sleep died of SIGINT
+      // (an interactive shell drops the rest of a line Ctrl-C interrupted, so ask afterwards).
+      vm.console.write('echo after-sleep-$?\n');
+      await vm.runUntil({ output: 'after-sleep-130', timeoutMs: 120_000 });
     } finally {
       await vm.kill();
     }
