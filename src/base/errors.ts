@@ -8,6 +8,8 @@ export type VisorErrorCode =
   | 'InvalidArgument'
   | 'NotFound'
   | 'NotAllowed'
+  | 'InUse'
+  | 'Timeout'
   | 'ImageNotFound'
   | 'BadKernel'
   | 'BadImage'
@@ -19,8 +21,6 @@ export type VisorErrorCode =
   | 'GuestPanic'
   /** A sandbox command exited non-zero (src/sdk/sandbox.ts CommandExitError carries the result). */
   | 'CommandExit'
-  /** A sandbox command or request ran past its timeout. */
-  | 'Timeout'
   /** The guest (or its agent) went away: the machine stopped, crashed or dropped the agent's connection. */
   | 'GuestGone'
   /** The guest agent broke the protocol (bad frame, bad field): it is no longer trusted. */
@@ -46,6 +46,8 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   InvalidArgument: 64,
   NotFound: 66, // EX_NOINPUT
   NotAllowed: 77, // EX_NOPERM
+  InUse: 75, // EX_TEMPFAIL: a disk image or socket another process holds; try again later
+  Timeout: 75, // EX_TEMPFAIL: waited as long as allowed
   ImageNotFound: 66,
   BadKernel: 65, // EX_DATAERR
   BadImage: 65,
@@ -56,7 +58,6 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   IntegrityError: 65,
   GuestPanic: 70, // EX_SOFTWARE (the guest's software failed)
   CommandExit: 1,
-  Timeout: 75, // EX_TEMPFAIL
   GuestGone: 70,
   AgentProtocol: 76, // EX_PROTOCOL
   Internal: 70,
@@ -94,6 +95,7 @@ export const HTTP_STATUS: Record<VisorErrorCode, number> = {
   RateLimited: 429,
   TooLarge: 413,
   Timeout: 504,
+  InUse: 409, // a disk image or socket another process holds
 };
 
 export function httpStatus(code: VisorErrorCode): number {

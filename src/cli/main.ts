@@ -13,6 +13,12 @@ export async function main(argv: string[]): Promise<void> {
     .showHelpAfterError()
     .exitOverride();
   registerCommands(program);
+  // A reader that stops early (`visor disk info x | head -2`) is not an error of ours.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (err: NodeJS.ErrnoException) => {
+      if (err.code === 'EPIPE') process.exit(0);
+    });
+  }
   try {
     await program.parseAsync(argv, { from: 'user' });
   } catch (err) {

@@ -21,6 +21,8 @@ export interface ConsoleStreams {
 
 export interface ConsoleHandlers {
   input(bytes: Uint8Array): void;
+  /** stdin ended (a pipe or file ran out, Ctrl-D on a cooked terminal). */
+  end?(): void;
   quit(): void;
   /** Ctrl-A s: save a snapshot (visor run / visor restore on the SDK). */
   snapshot?(): void;
@@ -59,15 +61,24 @@ export class EscapeDecoder {
 export class StdioConsole {
   private rawMode = false;
   private onData: ((d: Buffer | string) => void) | undefined;
+  private onEnd: (() => void) | undefined;
   readonly isTTY: boolean;
+  /** Whether the terminal is in raw mode (then visor's own messages need \r\n). */
+  get raw(): boolean {
+    return this.rawMode;
+  }
 
   constructor(private readonly s: ConsoleStreams = { stdin: process.stdin, stdout: process.stdout, stderr: process.stderr }) {
     this.isTTY = s.stdin.isTTY === true;
   }
 
-  start(h: ConsoleHandlers): void {
+  /**
+   * `raw: false` leaves a terminal in cooked mode (the host's line editing, Ctrl-D ends input,
+   * Ctrl-C signals visor): for input to a command's stdin rather than to a guest terminal.
+   */
+  start(h: ConsoleHandlers, opts: { raw?: boolean } = {}): void {
     const stdin = this.s.stdin;
-    if (this.isTTY && stdin.setRawMode) {
+    if (this.isTTY && stdin.setRawMode && opts.raw !== false) {
       stdin.setRawMode(true);
       this.rawMode = true;
       const dec = new EscapeDecoder({ ...h, help: () => this.s.stderr.write(`\n${ESCAPE_HELP}`) });
@@ -76,6 +87,10 @@ export class StdioConsole {
       this.onData = (d) => h.input(typeof d === 'string' ? Buffer.from(d) : d);
     }
     stdin.on('data', this.onData);
+    if (h.end) {
+      this.onEnd = h.end;
+      stdin.on('end', this.onEnd);
+    }
     stdin.on('error', () => {}); // a closed or broken stdin just means no more input
     stdin.resume();
   }
@@ -88,7 +103,9 @@ export class StdioConsole {
   dispose(): void {
     const stdin = this.s.stdin;
     if (this.onData) stdin.off('data', this.onData);
+    if (this.onEnd) stdin.off('end', this.onEnd);
     this.onData = undefined;
+    this.onEnd = undefined;
     if (this.rawMode && stdin.setRawMode) stdin.setRawMode(false);
     this.rawMode = false;
     stdin.pause();

@@ -3,6 +3,7 @@ import { constants, promises as fsp } from 'node:fs';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import type { FileHandle, FileOpener } from '../storage/block-device.js';
+import { lockImage } from './image-lock.js';
 
 /**
  * node:fs implementation of the storage FileHandle. Node has no fallocate(2) binding and
@@ -18,15 +19,32 @@ export class NodeFileHandle implements FileHandle {
     readonly path: string,
   ) {}
 
-  static async open(path: string, opts: { readOnly: boolean; create?: 'exclusive' | 'truncate' }): Promise<NodeFileHandle> {
+  /**
+   * Opens `path` and locks it as QEMU does (image-lock.ts): shared for read-only use, exclusive
+   * for a writer; a conflicting user (visor or QEMU) makes this fail with InUse. `lock: false`
+   * skips the lock (files that are not disk images).
+   */
+  static async open(path: string, opts: { readOnly: boolean; create?: 'exclusive' | 'truncate'; lock?: boolean }): Promise<NodeFileHandle> {
     let flags: number = opts.readOnly ? constants.O_RDONLY : constants.O_RDWR;
     if (opts.create === 'exclusive') flags |= constants.O_CREAT | constants.O_EXCL;
-    if (opts.create === 'truncate') flags |= constants.O_CREAT | constants.O_TRUNC;
+    // Not O_TRUNC: emptying a file another process uses must wait for the lock.
+    if (opts.create === 'truncate') flags |= constants.O_CREAT;
+    let fh: fsp.FileHandle;
     try {
-      return new NodeFileHandle(await fsp.open(path, flags, 0o644), path);
+      fh = await fsp.open(path, flags, 0o644);
     } catch (err) {
       throw mapFsError(err, path);
     }
+    try {
+      // A directory opens read-only on Linux; it is no disk image.
+      if ((await fh.stat()).isDirectory()) throw new VisorError('InvalidArgument', `${path} is a directory, not a disk image`);
+      if (opts.lock !== false) lockImage(fh.fd, path, opts.readOnly ? 'read' : 'write');
+      if (opts.create === 'truncate') await fh.truncate(0);
+    } catch (err) {
+      await fh.close().catch(() => {});
+      throw err;
+    }
+    return new NodeFileHandle(fh, path);
   }
 
   async size(): Promise<number> {
@@ -39,6 +57,14 @@ export class NodeFileHandle implements FileHandle {
   }
 
   async read(offset: number, into: Uint8Array): Promise<void> {
+    try {
+      await this.readAt(offset, into);
+    } catch (err) {
+      throw mapFsError(err, this.path); // EIO and the like: an IoError, not an internal error
+    }
+  }
+
+  private async readAt(offset: number, into: Uint8Array): Promise<void> {
     let done = 0;
     while (done < into.length) {
       const { bytesRead } = await this.fh.read(into, done, into.length - done, offset + done);
@@ -52,9 +78,13 @@ export class NodeFileHandle implements FileHandle {
 
   async write(offset: number, data: Uint8Array): Promise<void> {
     let done = 0;
-    while (done < data.length) {
-      const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
-      done += bytesWritten;
+    try {
+      while (done < data.length) {
+        const { bytesWritten } = await this.fh.write(data, done, data.length - done, offset + done);
+        done += bytesWritten;
+      }
+    } catch (err) {
+      throw mapFsError(err, this.path);
     }
   }
 
@@ -111,6 +141,8 @@ export function mapFsError(err: unknown, path: string): VisorError {
   const code = (err as { code?: string }).code;
   if (code === 'ENOENT') return new VisorError('NotFound', `no such file: ${path}`, { cause: err });
   if (code === 'EEXIST') return new VisorError('InvalidArgument', `file already exists: ${path}`, { cause: err });
+  if (code === 'EISDIR') return new VisorError('InvalidArgument', `${path} is a directory, not a file`, { cause: err });
+  if (code === 'ENOTDIR') return new VisorError('NotFound', `no such file: ${path} (a part of the path is not a directory)`, { cause: err });
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return new VisorError('NotAllowed', `permission denied: ${path}`, { cause: err });
   return new VisorError('IoError', `${path}: ${err instanceof Error ? err.message : String(err)}`, { cause: err });
 }

@@ -1,9 +1,9 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { L2Switch } from '../net/switch.js';
-import { joinSocketSwitch, switchSocketPath, type SocketSwitchMembership } from './net-socket.js';
+import { joinSocketSwitch, runtimeDir, switchSocketPath, type SocketSwitchMembership } from './net-socket.js';
 
 const BCAST = [0xff, 0xff, 0xff, 0xff, 0xff, 0xff];
 const mac = (n: number) => [2, 0, 0, 0, 0, n];
@@ -42,5 +42,20 @@ describe('switch over a Unix socket', () => {
 
   it('rejects switch names that could escape the directory', () => {
     expect(() => switchSocketPath('../x')).toThrow(/bad switch name/);
+  });
+
+  it('without XDG_RUNTIME_DIR, sockets go to a private directory of ours, never a shared one (issue 20)', () => {
+    const base = mkdtempSync(join(tmpdir(), 'visor-rt-'));
+    try {
+      const d = runtimeDir({}, base);
+      expect(d).toBe(join(base, `visor-${process.getuid!()}`));
+      expect(statSync(d).mode & 0o777).toBe(0o700);
+      expect(runtimeDir({}, base)).toBe(d); // exists already, still ours
+      chmodSync(d, 0o777); // someone opened it up: refused
+      expect(() => runtimeDir({}, base)).toThrow(/not a private directory/);
+      expect(runtimeDir({ XDG_RUNTIME_DIR: '/run/user/1' }, base)).toBe('/run/user/1');
+    } finally {
+      rmSync(base, { recursive: true, force: true });
+    }
   });
 });

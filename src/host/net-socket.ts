@@ -4,6 +4,7 @@
  * SwitchLink, so the hub's switch forwards between its own VMs and every other process.
  * If the hub exits, the others lose the link (they can rejoin; one of them becomes hub).
  */
+import { lstatSync, mkdirSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,9 +13,30 @@ import { VisorError } from '../base/errors.js';
 import { SwitchLink } from '../net/link.js';
 import type { L2Switch } from '../net/switch.js';
 
-export function switchSocketPath(name: string, dir = process.env.XDG_RUNTIME_DIR || tmpdir()): string {
+/**
+ * Where switch sockets live: $XDG_RUNTIME_DIR (private to the user by the XDG spec), else a
+ * directory of our own under the temp dir, made 0700 and checked to be ours: in a shared
+ * /tmp, anyone could otherwise put a socket of theirs where a VM's traffic would go.
+ */
+export function runtimeDir(env: NodeJS.ProcessEnv = process.env, base = tmpdir()): string {
+  if (env.XDG_RUNTIME_DIR) return env.XDG_RUNTIME_DIR;
+  const uid = process.getuid?.() ?? 0;
+  const dir = join(base, `visor-${uid}`);
+  try {
+    mkdirSync(dir, { mode: 0o700 });
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new VisorError('IoError', `cannot create ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  const st = lstatSync(dir);
+  if (!st.isDirectory() || st.uid !== uid || (st.mode & 0o077) !== 0) {
+    throw new VisorError('NotAllowed', `${dir} is not a private directory of this user (owner uid ${st.uid}, mode ${(st.mode & 0o777).toString(8)}): set XDG_RUNTIME_DIR, or remove it`);
+  }
+  return dir;
+}
+
+export function switchSocketPath(name: string, dir?: string): string {
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new VisorError('InvalidArgument', `bad switch name '${name}'`);
-  return join(dir, `visor-net-${name}.sock`);
+  return join(dir ?? runtimeDir(), `visor-net-${name}.sock`);
 }
 
 export interface SocketSwitchMembership {

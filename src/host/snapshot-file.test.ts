@@ -72,6 +72,14 @@ describe('snapshot files: RAM read from the file', () => {
       writeFileSync(bad, good.subarray(0, len));
       expect(await outcome(bad, ram.length), `length ${len}`).toMatch(/^(CorruptImage|BadImage)$/);
     }
+    // Garbage appended (issue 20): refused, by both readers.
+    for (const codec of [STORED_CODEC, DEFLATE_CODEC]) {
+      const g = join(dir, `appended-${codec.name}.snap`);
+      await writeSnapshotFile(g, { meta: { m: 1 }, machine: { s: 1 }, ram }, codec);
+      writeFileSync(g, Buffer.concat([readFileSync(g), Buffer.from('garbage')]));
+      expect(await outcome(g, ram.length), codec.name).toBe('CorruptImage');
+      expect(() => parseSnapshot(new Uint8Array(readFileSync(g)))).toThrow(/follow the last section/);
+    }
     writeFileSync(bad, good);
     expect(await outcome(bad, ram.length)).toBe('ok');
   });

@@ -1,4 +1,5 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -99,5 +100,33 @@ describe('vsock over Unix sockets (Firecracker convention)', () => {
     expect(g.poll().filter((p) => p.op === VIRTIO_VSOCK_OP_RW).map((p) => p.data).join('')).toBe('hello');
     g.send(VIRTIO_VSOCK_OP_RW, 52, hostPort, 'from guest');
     await until(() => reply.includes('from guest'));
+  });
+
+  it('never deletes what is at PATH: a file or a live socket is refused, a stale socket replaced (issue 20)', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
+    const dev = new VirtioVsock({ guestCid: 3 });
+    // A regular file: refused, and still there with its contents.
+    const file = join(dir, 'important.txt');
+    writeFileSync(file, 'important\n');
+    await expect(listenVsockUnix(dev, file)).rejects.toMatchObject({ code: 'InvalidArgument', message: expect.stringMatching(/not a socket/) });
+    expect(readFileSync(file, 'utf8')).toBe('important\n');
+    // A socket another VM serves: refused (InUse), and that VM keeps it.
+    const path = join(dir, 'v.sock');
+    const first = await listenVsockUnix(dev, path);
+    await expect(listenVsockUnix(new VirtioVsock({ guestCid: 3 }), path)).rejects.toMatchObject({ code: 'InUse' });
+    const c = createConnection(path);
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', () => resolve());
+      c.once('error', reject);
+    });
+    c.destroy();
+    await first.close();
+    // A stale socket (a listener that died without removing it): replaced.
+    // A stale socket: what a process killed while listening leaves behind.
+    const stale = join(dir, 'stale.sock');
+    spawnSync(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    expect(existsSync(stale)).toBe(true);
+    const second = await listenVsockUnix(dev, stale);
+    cleanups.push(() => second.close());
   });
 });

@@ -4,8 +4,9 @@
  * - a host program connects to `path`, writes `CONNECT P\n`, gets `OK <hostPort>\n` once the
  *   guest listening on port P accepted, and then the socket is the stream.
  */
-import { unlink } from 'node:fs/promises';
+import { lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
+import { VisorError } from '../base/errors.js';
 import type { VirtioVsock, VsockBackend, VsockConnection } from '../virtio/vsock/device.js';
 
 function splice(sock: Socket, conn: VsockConnection): void {
@@ -38,7 +39,7 @@ export interface VsockListener {
 
 /** Accepts host-initiated connections on `path` (`CONNECT P\n` handshake). */
 export async function listenVsockUnix(dev: VirtioVsock, path: string): Promise<VsockListener> {
-  await unlink(path).catch(() => {});
+  await clearStaleSocket(path);
   const sockets = new Set<Socket>();
   const srv: Server = createServer((sock) => {
     sockets.add(sock);
@@ -80,4 +81,33 @@ export async function listenVsockUnix(dev: VirtioVsock, path: string): Promise<V
         srv.close(() => resolve());
       }),
   };
+}
+
+/**
+ * Makes way for a listening socket at `path`: nothing there is fine; a Unix socket nobody
+ * answers is a stale one (a visor that died) and is removed. Anything else is refused, never
+ * deleted: a file that happens to have that name, or a socket some live process (another VM)
+ * still serves.
+ */
+export async function clearStaleSocket(path: string): Promise<void> {
+  let st;
+  try {
+    st = await lstat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw new VisorError('IoError', `vsock: cannot check ${path}: ${(err as Error).message}`, { cause: err });
+  }
+  if (!st.isSocket()) {
+    throw new VisorError('InvalidArgument', `vsock: ${path} exists and is not a socket; visor will not replace it (choose another path or remove it yourself)`);
+  }
+  const answered = await new Promise<boolean>((resolve) => {
+    const c = createConnection(path);
+    c.once('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.once('error', () => resolve(false)); // ECONNREFUSED: nobody listens
+  });
+  if (answered) throw new VisorError('InUse', `vsock: ${path} is in use: another process (another VM?) listens on it`);
+  await unlink(path).catch(() => {});
 }

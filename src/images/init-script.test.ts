@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
+import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
 
 // The guest runs this awk program under busybox; the host's POSIX awk checks the same
 // program here (the real-image boot test runs it under busybox in QEMU).
@@ -56,6 +56,15 @@ describe('init script', () => {
     expect(lines[0]).toBe('echo VISOR_INIT_START');
     expect(script).toContain("printf '\\nVISOR_EXIT=%d\\n' \"$status\"");
     expect(script).toMatch(/poweroff -f\n/);
+  });
+  it('runs the login shell and the command in the foreground, never as a background job (issue 20: Ctrl-C)', () => {
+    // A background job of a non-interactive shell ignores SIGINT and SIGQUIT, and so does
+    // everything it starts: no `&` on a line that starts the shell or the command.
+    const starts = script.split('\n').filter((l) => /(sh -l|"\$@")/.test(l) && !l.trim().startsWith('#'));
+    expect(starts.length).toBeGreaterThan(0);
+    for (const l of starts) expect(l.trim().endsWith('&'), l).toBe(false);
+    expect(script).toContain('setsid cttyhack sh -l\n');
+    expect(script).not.toMatch(/trap .* USR1/);
   });
   it('is valid POSIX shell', () => {
     const r = spawnSync('sh', ['-n'], { input: script });
@@ -111,7 +120,7 @@ describe('guest agent', () => {
   });
 
   it('the shutdown and agent scripts are valid POSIX shell', () => {
-    for (const text of [AGENT_SCRIPT, SHUTDOWN_SCRIPT]) {
+    for (const text of [AGENT_SCRIPT, SHUTDOWN_SCRIPT, POWER_SCRIPT]) {
       const r = spawnSync('sh', ['-n'], { input: text });
       expect(r.stderr.toString()).toBe('');
     }

@@ -12,6 +12,14 @@ export const CMD_ARG = 'visor.cmd';
 export const IP_ARG = 'visor.ip';
 /** `visor.console=hvc0`: init runs the shell or command on /dev/hvc0 (virtio-console port 0). */
 export const CONSOLE_ARG = 'visor.console';
+/**
+ * `visor.stdio=virtio`: the command's stdin, stdout and stderr are the virtio-console ports
+ * named below (byte-exact, stdout and stderr apart, end of input reaches the command).
+ */
+export const STDIO_ARG = 'visor.stdio';
+export const STDIN_PORT_NAME = 'org.visor.stdin';
+export const STDOUT_PORT_NAME = 'org.visor.stdout';
+export const STDERR_PORT_NAME = 'org.visor.stderr';
 
 /** The virtio-console port (virtio 1.2 §5.3.6 multiport) the guest agent serves. */
 export const AGENT_PORT_NAME = 'org.visor.agent';
@@ -21,6 +29,8 @@ export const DATA_PORT_NAME = 'org.visor.data';
 export const AGENT_PROTOCOL = 1;
 export const AGENT_SH = 'lib/visor/agent.sh';
 export const SHUTDOWN_SH = 'lib/visor/shutdown.sh';
+/** poweroff, halt and reboot for the shell: linked over busybox's applets by init. */
+export const POWER_SH = 'lib/visor/power.sh';
 /** Created by a graceful shutdown before it signals everything: init then leaves the poweroff to it. */
 export const STOPPING_FLAG = '/run/visor-stopping';
 
@@ -115,6 +125,25 @@ poweroff -f
 `;
 
 /**
+ * `poweroff`, `halt` and `reboot` typed in the guest. BusyBox's own (without -f) signal PID 1
+ * as they would BusyBox init; visor's init is a shell that runs the login shell in the
+ * foreground (so the shell's children keep default signals and Ctrl-C works), and a shell
+ * runs its traps only between commands. So these do the shutdown themselves: poweroff and
+ * halt as the agent's graceful one (shutdown.sh), reboot after a sync. With -f they are
+ * BusyBox's.
+ */
+export const POWER_SCRIPT = `#!/bin/sh
+# visor: poweroff, halt, reboot (docs/guest-init.md)
+act=\${0##*/}
+case " $* " in *" -f "*) exec /bin/busybox "$act" "$@" ;; esac
+if [ "$act" = reboot ]; then
+  sync
+  exec /bin/busybox reboot -f
+fi
+. /${SHUTDOWN_SH}
+`;
+
+/**
  * visor's guest agent: a busybox shell loop on the virtio-console port named
  * ${AGENT_PORT_NAME}. Opening the port makes the driver send VIRTIO_CONSOLE_PORT_OPEN, which
  * is how the host knows someone listens. Requests and replies are lines:
@@ -186,6 +215,11 @@ echo ${INIT_START_MARKER}
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux
 /bin/busybox mkdir -p /proc /sys /dev /run /tmp /root /sbin /usr/bin /usr/sbin
 /bin/busybox --install -s
+for a in poweroff halt reboot; do
+  for d in /bin /sbin /usr/bin /usr/sbin; do
+    [ -e "$d/$a" ] && ln -sf /${POWER_SH} "$d/$a"
+  done
+done
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
@@ -196,9 +230,11 @@ cmd=
 ip=
 con=
 on_hvc=
+stdio=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
+    ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
     ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
@@ -252,6 +288,55 @@ if [ -n "$ip" ]; then
   fi
 fi
 
+# Sets $port to the device node of the virtio-console port named $1 (no udev: sysfs).
+vport() {
+  for p in /sys/class/virtio-ports/*; do
+    n=
+    [ -r "$p/name" ] && read -r n < "$p/name"
+    [ "$n" = "$1" ] && [ -c "/dev/\${p##*/}" ] && { port="/dev/\${p##*/}"; return 0; }
+  done
+  return 1
+}
+
+# An error of init's about the command goes where the command's stderr would.
+say_err() {
+  if [ -n "$err_port" ]; then echo "$1" > "$err_port"; else echo "$1" >&2; fi
+}
+
+# ${STDIO_ARG}=virtio: the command's stdio are the ports ${STDIN_PORT_NAME}, ${STDOUT_PORT_NAME}
+# and ${STDERR_PORT_NAME}. A port opens once at a time, so cat relays each through a FIFO
+# (the command may reopen /dev/stdin, /dev/stdout, /dev/stderr). The host ending the stdin
+# port is end-of-file for the command; init waits for the output relays before reporting.
+run_on_ports() {
+  mkfifo /run/visor-in /run/visor-out /run/visor-err || return 127
+  cat "$in_port" > /run/visor-in &
+  in_relay=$!
+  cat /run/visor-out > "$out_port" &
+  out_relay=$!
+  cat /run/visor-err > "$err_port" &
+  err_relay=$!
+  "$@" < /run/visor-in > /run/visor-out 2> /run/visor-err
+  st=$?
+  wait "$out_relay" "$err_relay"
+  kill "$in_relay" 2>/dev/null
+  return $st
+}
+
+err_port=
+if [ -n "$cmd" ] && [ "$stdio" = virtio ]; then
+  i=0
+  until vport ${STDIN_PORT_NAME} && in_port=$port && vport ${STDOUT_PORT_NAME} && out_port=$port && vport ${STDERR_PORT_NAME} && err_port=$port; do
+    err_port=
+    i=$((i + 1))
+    if [ "$i" -ge 300 ]; then
+      echo "visor-init: the stdio ports did not appear; the command runs on the console" >&2
+      stdio=
+      break
+    fi
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+fi
+
 if [ -n "$cmd" ]; then
   # Kernel messages would interleave with the command's output: keep only emergencies.
   echo 1 > /proc/sys/kernel/printk
@@ -260,13 +345,24 @@ if [ -n "$cmd" ]; then
     . /run/visor-argv.sh
     if [ $# -gt 0 ]; then
       cd /root
-      "$@"
-      status=$?
+      if ! command -v "$1" >/dev/null 2>&1; then
+        say_err "$1: command not found"
+      elif [ "$stdio" = virtio ]; then
+        run_on_ports "$@"
+        status=$?
+      elif [ "$on_hvc" = 1 ]; then
+        # Its own session with the terminal as controlling tty: Ctrl-C reaches it.
+        setsid -c "$@"
+        status=$?
+      else
+        setsid cttyhack "$@"
+        status=$?
+      fi
     else
-      echo "visor-init: visor.cmd is an empty command" >&2
+      say_err "visor-init: visor.cmd is an empty command"
     fi
   else
-    echo "visor-init: cannot decode visor.cmd" >&2
+    say_err "visor-init: cannot decode visor.cmd"
   fi
   # Stopped by the agent (the command got SIGTERM): the agent powers off, after unmounting.
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
@@ -281,21 +377,14 @@ else
   # console (ttyS0). On hvc0 cttyhack would do the same and leave hvc0, where the host's input
   # goes, to nobody but its line discipline's echo: take stdin itself as the controlling tty.
   #
-  # busybox's poweroff, halt and reboot (without -f) signal PID 1 as they would busybox init
-  # (USR2, USR1, TERM). A shell as PID 1 ignores signals it does not trap, and runs a trap while
-  # it sits in \`wait\`, not while a foreground command runs: so the shell runs in the
-  # background, its stdin given explicitly (a background job's would be /dev/null).
-  trap 'sync; poweroff -f' USR1 USR2
-  trap 'sync; reboot -f' TERM
+  # In the foreground, not with &: a background job of a script ignores SIGINT and SIGQUIT,
+  # and so would every process the shell starts (Ctrl-C would interrupt nothing). poweroff,
+  # halt and reboot are visor's own (power.sh), so init needs no traps.
   if [ "$on_hvc" = 1 ]; then
-    setsid -c sh -l <>"/dev/$con" &
+    setsid -c sh -l
   else
-    setsid cttyhack sh -l </dev/console &
+    setsid cttyhack sh -l
   fi
-  shell=$!
-  # wait returns early (status > 128) when a trapped signal comes in: keep waiting for the shell.
-  while kill -0 "$shell" 2>/dev/null; do wait "$shell"; done
-  trap - USR1 USR2 TERM
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
 fi

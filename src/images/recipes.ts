@@ -14,13 +14,15 @@ export interface ImageRecipe {
   /** Modules the board needs (DESIGN.md "Reference guest"); dependencies are added. */
   modules: string[];
   append: string;
+  /** Guest RAM below which the image's kernel cannot boot (it panics): refused before boot. */
+  minMemoryMiB: number;
 }
 
 /**
  * Bumped whenever what the builder puts into an image changes (init, module set): a cached
  * image from an older builder is then rebuilt on the next pull even if no package changed.
  */
-export const BUILDER_VERSION = 10; // 10: visor-agent (src/guest/agent) in the initramfs, started by init; 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
+export const BUILDER_VERSION = 11; // 11: both 10s below together; 10 (sandbox): visor-agent (src/guest/agent) in the initramfs, started by init; 10 (safety): the shell and the command in the foreground with default signals (Ctrl-C works), poweroff/halt/reboot as scripts (power.sh), the command's stdio on virtio-console ports with visor.stdio=virtio, 'command not found'; 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
 
 const TINY: ImageRecipe = {
     name: 'tiny',
@@ -47,6 +49,9 @@ const TINY: ImageRecipe = {
     // CPU (13 s of a 38 s interpreter boot, measured with bench/boot.ts --interp). It feeds only
     // the kernel's crypto DRBG; visor attaches a virtio-rng, which seeds the guest's entropy.
     append: 'console=ttyS0 earlycon quiet panic=-1 initcall_blacklist=jent_mod_init',
+    // Debian's kernel (31 MiB) and the initramfs unpacked beside it leave a smaller guest
+    // without memory for init: a kernel panic instead of a shell.
+    minMemoryMiB: 96,
 };
 
 /**
@@ -60,4 +65,9 @@ export const RECIPES: Record<string, ImageRecipe> = {
 
 export function knownImageNames(): string[] {
   return Object.keys(RECIPES);
+}
+
+/** The least guest RAM an image boots in (undefined for a name visor does not build). */
+export function imageMinMemoryMiB(name: string): number | undefined {
+  return Object.hasOwn(RECIPES, name) ? RECIPES[name]!.minMemoryMiB : undefined;
 }

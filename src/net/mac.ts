@@ -12,6 +12,18 @@ export function stableMac(name: string): Uint8Array {
   return Uint8Array.of(0x02, h1 & 0xff, (h1 >>> 8) & 0xff, (h1 >>> 16) & 0xff, (h1 >>> 24) & 0xff, h2 & 0xff);
 }
 
+/** A random locally administered unicast address from `fill` (the host's entropy). */
+export function randomMac(fill: (b: Uint8Array) => void = defaultFill): Uint8Array {
+  const b = new Uint8Array(6);
+  fill(b);
+  b[0] = (b[0]! & 0xfc) | 0x02; // unicast, locally administered
+  return b;
+}
+
+function defaultFill(b: Uint8Array): void {
+  crypto.getRandomValues(b);
+}
+
 export function formatMac(mac: Uint8Array): string {
   return [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
 }

@@ -27,6 +27,22 @@ describe('machine config', () => {
     expect(c.append).toContain('console=ttyS0');
   });
 
+  it('gives unnamed machines random locally administered MACs, named ones stable MACs (issue 20)', async () => {
+    const two = [{ switch: 'lab' }, { switch: 'lab2' }];
+    const a = await resolveMachineConfig({ kernel, nets: two });
+    const b = await resolveMachineConfig({ kernel, nets: two });
+    const macs = [...a.nets, ...b.nets].map((n) => n.mac!);
+    expect(new Set(macs).size).toBe(4);
+    for (const m of macs) {
+      expect(m).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+      expect(parseInt(m.slice(0, 2), 16) & 0x03).toBe(0x02); // unicast, locally administered
+    }
+    const n1 = await resolveMachineConfig({ kernel, name: 'web', nets: two });
+    const n2 = await resolveMachineConfig({ kernel, name: 'web', nets: two });
+    expect(n1.nets).toEqual(n2.nets);
+    expect(n1.nets[0]!.mac).not.toBe(n1.nets[1]!.mac);
+  });
+
   it('rejects unknown keys, bad sizes and missing files, naming the field', async () => {
     const e1 = await error({ kernel, memoryMib: 64 });
     expect(e1.code).toBe('InvalidConfig');
@@ -37,6 +53,12 @@ describe('machine config', () => {
     expect((await error({ kernel, disks: [{ path: kernel, format: 'vmdk' }] })).message).toMatch(/disks\.0\.format/);
     expect((await error({ kernel, disks: [{ path: kernel, readonly: true }] })).message).toMatch(/disks\.0\.readonly: unknown key/);
     expect((await error({ kernel: join(dir, 'missing') })).message).toMatch(/kernel: no such readable file/);
+    const small = await error({ image: 'tiny', memoryMiB: 64 });
+    expect(small.code).toBe('InvalidConfig');
+    expect(small.message).toMatch(/needs at least 96 MiB/);
+    const asDisk = await error({ kernel, disks: [{ path: dir }] }); // issue 20: was an IoError from the worker
+    expect(asDisk.code).toBe('InvalidConfig');
+    expect(asDisk.message).toMatch(/disks\.0\.path: .* is a directory/);
     expect((await error({ kernel, initrd: join(dir, 'missing') })).message).toMatch(/initrd: no such readable file/);
     expect((await error({ kernel, nets: [{ switch: 'a b' }] })).message).toMatch(/nets\.0\.switch/);
     expect((await error({ kernel, image: 'debian' })).message).toMatch(/image: give an image or a kernel/);

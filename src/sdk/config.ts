@@ -2,13 +2,15 @@
  * Machine configuration, validated once at the edge (zod): unknown keys, bad sizes and
  * missing files are errors that name the field. The core receives typed, valid values.
  */
-import { access, constants } from 'node:fs/promises';
+import { access, constants, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
 import { defaultAccel, type Accel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
+import { formatMac, randomMac, stableMac } from '../net/mac.js';
+import { imageMinMemoryMiB } from '../images/recipes.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -32,7 +34,7 @@ const VsockSchema = z.strictObject({
 });
 
 export const MachineConfigSchema = z.strictObject({
-  /** Shown in errors and logs; also seeds the NICs' stable MAC addresses. */
+  /** Shown in errors and logs; also seeds the NICs' stable MAC addresses (without it each NIC gets a random one). */
   name: z.string().min(1).max(64).optional(),
   /** A visor image name (default 'debian' when no kernel is given). */
   image: z.string().min(1).optional(),
@@ -67,6 +69,13 @@ export const MachineConfigSchema = z.strictObject({
    * serves (graceful stop). Default: true for an image, false for a kernel of your own.
    */
   agent: z.boolean().optional(),
+  /**
+   * Where a command given on the kernel command line (visor.cmd) gets its stdin, stdout and
+   * stderr: 'console' (the console, default) or 'virtio' (three virtio-console ports that
+   * visor's init connects to the command: byte-exact, stdout and stderr apart, and
+   * `vm.stdin.end()` is end-of-file for the command; docs/guest-init.md).
+   */
+  stdio: z.enum(['console', 'virtio']).optional(),
 });
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
@@ -80,7 +89,8 @@ export interface ResolvedConfig {
   bios: string;
   memoryMiB: number;
   disks: { path: string; format?: 'raw' | 'qcow2'; readOnly: boolean }[];
-  nets: { switch: string }[];
+  /** mac: "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
+  nets: { switch: string; mac?: string }[];
   rng: boolean;
   /** Absent in snapshots from before the device existed: no balloon. */
   balloon?: boolean;
@@ -90,12 +100,16 @@ export interface ResolvedConfig {
   /** Absent in snapshots from before the virtio-console: serial, no agent. */
   console?: 'serial' | 'virtio';
   agent?: boolean;
+  /** Absent in older snapshots: the console. */
+  stdio?: 'console' | 'virtio';
 }
 
 export { hasVirtioConsole };
 
 /** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
 export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';
+/** What `stdio: 'virtio'` adds to the kernel command line. */
+export const VIRTIO_STDIO_ARG = 'visor.stdio=virtio';
 
 export { defaultAccel, type Accel } from '../host/accel.js';
 
@@ -131,7 +145,7 @@ async function mustExist(path: string, field: string): Promise<void> {
 export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
 
 /** virtio-mmio slots a machine uses (the board has 8). */
-export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent'>): number {
+export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent' | 'stdio'>): number {
   return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0) + (hasVirtioConsole(c) ? 1 : 0);
 }
 
@@ -143,6 +157,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   let append = c.append;
   const fromImage = kernel === undefined;
   if (kernel === undefined) {
+    const min = imageMinMemoryMiB(c.image ?? 'debian');
+    if (c.memoryMiB !== undefined && min !== undefined && c.memoryMiB < min) {
+      throw new VisorError('InvalidConfig', `machine config: memoryMiB: the image '${c.image ?? 'debian'}' needs at least ${min} MiB to boot, got ${c.memoryMiB}`);
+    }
     if (!resolveImage) throw new VisorError('InvalidConfig', 'machine config: kernel: required when no image resolver is available');
     const img = await resolveImage(c.image ?? 'debian', c.mirror ? { mirror: c.mirror } : {});
     kernel = img.kernel;
@@ -158,7 +176,11 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   const bios = c.bios === undefined || c.bios === 'builtin' ? 'builtin' : resolve(c.bios);
   if (bios !== 'builtin') await mustExist(bios, 'bios');
   const disks = (c.disks ?? []).map((d) => ({ ...d, path: resolve(d.path) }));
-  for (const [i, d] of disks.entries()) await mustExist(d.path, `disks.${i}.path`);
+  for (const [i, d] of disks.entries()) {
+    await mustExist(d.path, `disks.${i}.path`);
+    const st = await stat(d.path);
+    if (!st.isFile() && !st.isBlockDevice()) throw new VisorError('InvalidConfig', `machine config: disks.${i}.path: '${d.path}' is ${st.isDirectory() ? 'a directory' : 'not a file'}, not a disk image`);
+  }
   const r: ResolvedConfig = {
     name: c.name ?? 'vm',
     kernel,
@@ -166,7 +188,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     bios,
     memoryMiB: c.memoryMiB ?? DEFAULT_MEMORY_MIB,
     disks: disks.map((d) => ({ path: d.path, ...(d.format ? { format: d.format } : {}), readOnly: d.readOnly ?? false })),
-    nets: c.nets ?? [],
+    // A named machine keeps its MAC across runs; unnamed ones would all share the MAC of
+    // the default name, and two of them on one switch could not reach each other.
+    // A second NIC of a named machine gets its own address too.
+    nets: (c.nets ?? []).map((n, i) => ({ switch: n.switch, mac: formatMac(c.name === undefined ? randomMac() : stableMac(i === 0 ? c.name : `${c.name}#${i}`)) })),
     rng: c.rng ?? true,
     deterministic: c.deterministic ?? false,
     accel: c.accel ?? defaultAccel(),
@@ -177,6 +202,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   r.console = c.console ?? 'serial';
   r.agent = c.agent ?? fromImage;
   if (r.console === 'virtio' && !r.append.split(/\s+/).includes(VIRTIO_CONSOLE_ARG)) r.append = `${r.append} ${VIRTIO_CONSOLE_ARG}`.trim();
+  if (c.stdio === 'virtio') {
+    r.stdio = 'virtio';
+    if (!r.append.split(/\s+/).includes(VIRTIO_STDIO_ARG)) r.append = `${r.append} ${VIRTIO_STDIO_ARG}`.trim();
+  }
   if (virtioSlots(r) > 8) {
     throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon, vsock and the console/agent need more than the 8 virtio slots (agent: false frees one)');
   }

@@ -6,6 +6,6 @@
 import type { ResolvedConfig } from './config.js';
 
 /** The machine has the virtio-console (hvc0, the agent port and the data port). */
-export function hasVirtioConsole(c: Pick<ResolvedConfig, 'console' | 'agent'>): boolean {
-  return c.console === 'virtio' || c.agent === true;
+export function hasVirtioConsole(c: Pick<ResolvedConfig, 'console' | 'agent' | 'stdio'>): boolean {
+  return c.console === 'virtio' || c.agent === true || c.stdio === 'virtio';
 }

@@ -9,7 +9,7 @@
  *   await vm.stop();
  */
 import { EventEmitter } from 'node:events';
-import { Duplex } from 'node:stream';
+import { Duplex, Readable, Writable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
@@ -160,6 +160,9 @@ export async function load(url, context, nextLoad) {
  */
 const warm: Worker[] = [];
 
+/** runUntil's default timeout. */
+export const DEFAULT_RUN_UNTIL_TIMEOUT_MS = 300_000;
+
 /** How long a forced stop (flushing and closing devices) may take before the worker is killed. */
 const FORCED_STOP_MS = 10_000;
 
@@ -201,6 +204,15 @@ export class Machine extends EventEmitter<MachineEvents> {
    */
   readonly channel: Duplex;
   /**
+   * The guest command's stdio, for machines with `stdio: 'virtio'` (visor's images run the
+   * command given in the kernel command line on them): bytes exactly as the command wrote
+   * them, stdout and stderr apart; `stdin.end()` is end-of-file for the command. Without
+   * that config they carry nothing.
+   */
+  readonly stdin: Writable;
+  readonly stdout: Readable;
+  readonly stderr: Readable;
+  /**
    * Where this machine's creation or restore went, in ms (bench/restore.ts): `at.X` is when the
    * worker reached step X counted from the call; the rest are MachineRunner.restore's phases.
    */
@@ -241,6 +253,19 @@ export class Machine extends EventEmitter<MachineEvents> {
         cb();
       },
     });
+    this.stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => {
+        if (!this.exited && this._state !== 'stopped') this.worker.postMessage({ op: 'stdin', bytes: new Uint8Array(chunk) } satisfies Command);
+        cb();
+      },
+      final: (cb) => {
+        if (!this.exited && this._state !== 'stopped') this.worker.postMessage({ op: 'stdin-end' } satisfies Command);
+        cb();
+      },
+    });
+    this.stdout = new Readable({ read() {} });
+    this.stderr = new Readable({ read() {} });
+    this.stdin.on('error', () => {});
     // Output may come faster than anyone reads; nobody reading is not an error.
     this.console.on('error', () => {});
     this.channel.on('error', () => {});
@@ -256,6 +281,8 @@ export class Machine extends EventEmitter<MachineEvents> {
         }
         this.console.push(null);
         this.channel.push(null);
+        this.stdout.push(null);
+        this.stderr.push(null);
         resolve();
       });
     });
@@ -276,6 +303,7 @@ export class Machine extends EventEmitter<MachineEvents> {
    * with a clear error for a damaged or foreign file, a newer format, or a disk that changed.
    */
   static async restore(path: string, opts: RestoreOptions = {}): Promise<Machine> {
+    if (typeof path !== 'string' || path === '') throw new VisorError('InvalidArgument', `Machine.restore: give the snapshot file's path (got ${path === '' ? 'an empty string' : typeof path})`);
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
@@ -355,6 +383,10 @@ export class Machine extends EventEmitter<MachineEvents> {
       case 'chan':
         this.channel.push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
         return;
+      case 'stdout':
+      case 'stderr':
+        this[m.t].push(Buffer.from(m.bytes.buffer, m.bytes.byteOffset, m.bytes.byteLength));
+        return;
       case 'state':
         this.setState(m.state, m.reason);
         return;
@@ -383,10 +415,11 @@ export class Machine extends EventEmitter<MachineEvents> {
     if (this.listenerCount('error') > 0) this.emit('error', err);
   }
 
-  private setState(s: MachineState, reason: string | undefined): void {
+  private setState(s: MachineState, reason: string | null | undefined): void {
     if (this._state === s) return;
     this._state = s;
-    this.emit('state', s, reason);
+    // Always a string or undefined (a reason that crossed the thread may have become null).
+    this.emit('state', s, reason ?? undefined);
   }
 
   private call(action: MachineAction, extra: { path?: string; compress?: boolean; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
@@ -427,8 +460,22 @@ export class Machine extends EventEmitter<MachineEvents> {
    * reproducible. Rejects with NotAllowed if the machine is paused, stopped or powers off first.
    */
   async runUntil(until: UntilCondition): Promise<void> {
+    const { timeoutMs = DEFAULT_RUN_UNTIL_TIMEOUT_MS, ...cond } = until;
+    if (!(Number.isFinite(timeoutMs) && timeoutMs > 0)) throw new VisorError('InvalidArgument', 'runUntil: timeoutMs must be a positive number of milliseconds');
     const action: MachineAction = this._state === 'created' ? 'start' : this._state === 'paused' ? 'resume' : 'pause';
-    await this.call(action, { until });
+    const running = this.call(action, { until: cond });
+    let timer: NodeJS.Timeout | undefined;
+    const timedOut = new Promise<'timeout'>((r) => (timer = setTimeout(() => r('timeout'), timeoutMs)));
+    try {
+      if ((await Promise.race([running, timedOut])) !== 'timeout') return;
+    } finally {
+      clearTimeout(timer);
+    }
+    // Pausing settles the runner's pending runUntil (refused: paused), which is ours to drop.
+    running.catch(() => {});
+    if (this._state === 'running') await this.pause().catch(() => {});
+    const what = cond.output !== undefined ? `the guest printed ${JSON.stringify(cond.output)}` : `${cond.instructions} instructions had run`;
+    throw new VisorError('Timeout', `runUntil: ${timeoutMs} ms passed before ${what}; the machine is paused`);
   }
 
   /**
@@ -470,6 +517,11 @@ export class Machine extends EventEmitter<MachineEvents> {
    * closed. The result says which, and why. Should even that hang, the worker is killed.
    */
   async stop(opts: StopOptions = {}): Promise<StopResult> {
+    // Stopping a stopped machine is done already (so `finally { await vm.stop() }` is safe).
+    if (this._state === 'stopped' || this.exited) {
+      await this.exitedPromise;
+      return { graceful: false, forced: 'not-running' };
+    }
     const timeoutMs = opts.timeoutMs ?? DEFAULT_STOP_TIMEOUT_MS;
     const stopping = this.call('stop', { stop: { graceful: opts.graceful ?? true, timeoutMs } }) as Promise<StopResult>;
     let timer: NodeJS.Timeout | undefined;
@@ -490,6 +542,7 @@ export class Machine extends EventEmitter<MachineEvents> {
 
   /** Ends the machine now: no flush; the worker is terminated if it does not answer at once. */
   async kill(): Promise<void> {
+    if (this._state === 'stopped' || this.exited) return void (await this.exitedPromise);
     transition(this._state, 'kill');
     const done = this.call('kill').catch(() => {});
     const timer = setTimeout(() => void this.worker.terminate(), 1000);

@@ -24,6 +24,9 @@ export type Command =
   | { op: 'input'; bytes: Uint8Array }
   /** Host → guest bytes on the data port. */
   | { op: 'channel'; bytes: Uint8Array }
+  /** The command's stdin (stdio: 'virtio'); stdin-end is its end-of-file. */
+  | { op: 'stdin'; bytes: Uint8Array }
+  | { op: 'stdin-end' }
   /** A prewarmed worker's machine. */
   | { op: 'init'; init: WorkerInit };
 
@@ -45,6 +48,8 @@ export type WorkerMessage =
   | { t: 'out'; bytes: Uint8Array }
   /** Guest → host bytes from the data port. */
   | { t: 'chan'; bytes: Uint8Array }
+  /** The command's stdout and stderr (stdio: 'virtio'). */
+  | { t: 'stdout' | 'stderr'; bytes: Uint8Array }
   | { t: 'guest'; event: GuestEvent }
   | { t: 'error'; error: WireError };
 

@@ -25,10 +25,11 @@ import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
 import type { VirtioNet } from '../virtio/net/device.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
+import { parseMac } from '../net/mac.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
 import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
-import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
+import { AGENT_PORT_NAME, DATA_PORT_NAME, STDERR_PORT_NAME, STDIN_PORT_NAME, STDOUT_PORT_NAME } from '../images/init-script.js';
 // Not from config.ts: that loads zod, which the worker does not need (console-kind.ts).
 import type { Accel, ResolvedConfig } from './config.js';
 import { inflateInitrd } from '../host/initrd.js';
@@ -51,6 +52,8 @@ const PAGES_PER_MIB = 256;
 const SLICE_MS = 20;
 const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
+/** Console output runUntil({ output }) looks back over. */
+const OUTPUT_HISTORY = 64 * 1024;
 
 export type GuestEvent =
   /** The guest agent opened (or closed) its port: whether stop() can ask the guest. */
@@ -62,13 +65,16 @@ export type GuestEvent =
 
 /**
  * Where runUntil() pauses: at the end of the first instruction batch in which the guest printed
- * `output` on its console (counted from the call), or by which `instructions` (since boot)
- * have run. Batches sit on the fixed grid, so for a deterministic guest the point is the same
+ * `output` on its console, or by which `instructions` (since boot) have run. Output counts
+ * from where the previous runUntil matched (or the boot), within the last 64 KiB: text
+ * printed just before the call is found (then the machine pauses where it stands). Batches sit on the fixed grid, so for a deterministic guest the point is the same
  * however fast the host runs it.
  */
 export interface UntilCondition {
   output?: string;
   instructions?: number;
+  /** Machine.runUntil: give up after this long (default 5 minutes), pausing the machine. */
+  timeoutMs?: number;
 }
 
 /** How stop() ended the machine. */
@@ -97,6 +103,9 @@ export interface RunnerEvents {
   output(bytes: Uint8Array): void;
   /** Bytes the guest wrote to the data port (org.visor.data). */
   channel?(bytes: Uint8Array): void;
+  /** The command's stdout and stderr (config stdio: 'virtio'). */
+  stdout?(bytes: Uint8Array): void;
+  stderr?(bytes: Uint8Array): void;
   state(state: MachineState, reason?: string): void;
   guest(event: GuestEvent): void;
   /** Something failed after creation (a reboot whose kernel is gone, a host I/O error). */
@@ -252,7 +261,12 @@ export class MachineRunner {
   private changed: (() => void)[] = [];
   /** Why the machine stopped ('poweroff' when the guest powered itself off). */
   private lastStop: string | undefined;
-  private until: { cond: UntilCondition; tail: string; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
+  private until: { cond: UntilCondition; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
+  /**
+   * Console output no runUntil has matched yet (latin1, the last OUTPUT_HISTORY bytes): a
+   * runUntil({ output }) also finds text printed just before the call.
+   */
+  private outputHistory = '';
 
   private constructor(
     private readonly cfg: ResolvedConfig,
@@ -342,7 +356,7 @@ export class MachineRunner {
         this.networks = new HostNetworks();
         this.ownNetworks = true;
       }
-      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name));
+      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name, (n.mac !== undefined ? parseMac(n.mac) : null) ?? undefined));
     }
     if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
     if (this.cfg.balloon) this.balloonDev = new VirtioBalloon();
@@ -352,13 +366,20 @@ export class MachineRunner {
       try {
         this.vsockListener = await listenVsockUnix(this.vsockDev, path);
       } catch (err) {
+        if (err instanceof VisorError) throw err; // a path in use or not ours: said precisely
         throw new VisorError('IoError', `vsock: cannot listen on ${path}: ${(err as Error).message}`, { cause: err });
       }
     }
     if (hasVirtioConsole(this.cfg)) {
       // The port layout is part of the machine (snapshots check it), whatever the console choice.
-      const con = new VirtioConsole({ ports: [{ console: true }, { name: AGENT_PORT_NAME }, { name: DATA_PORT_NAME }] });
+      // stdio: 'virtio' adds the command's three ports after these, so other machines keep theirs.
+      const stdio = this.cfg.stdio === 'virtio' ? [{ name: STDIN_PORT_NAME }, { name: STDOUT_PORT_NAME }, { name: STDERR_PORT_NAME }] : [];
+      const con = new VirtioConsole({ ports: [{ console: true }, { name: AGENT_PORT_NAME }, { name: DATA_PORT_NAME }, ...stdio] });
       const [hvc, agent, data] = con.ports as [ConsolePort, ConsolePort, ConsolePort];
+      if (stdio.length > 0) {
+        con.ports[4]!.onOutput = (b) => this.events.stdout?.(b);
+        con.ports[5]!.onOutput = (b) => this.events.stderr?.(b);
+      }
       hvc.onOutput = (b) => this.output(b);
       agent.onOutput = (b) => this.agentOutput(b);
       agent.onGuestOpen = (open) => {
@@ -451,14 +472,19 @@ export class MachineRunner {
   private output(b: Uint8Array): void {
     this.consoleOut += b.length;
     this.watchPanic(b);
+    this.outputHistory = (this.outputHistory + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')).slice(-OUTPUT_HISTORY);
     const u = this.until;
-    const marker = u?.cond.output;
-    if (u && marker !== undefined && !u.hit) {
-      const text = u.tail + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
-      if (text.includes(marker)) u.hit = true;
-      else u.tail = text.slice(-(marker.length - 1) || text.length);
-    }
+    if (u && !u.hit && this.consumeOutput(u.cond.output)) u.hit = true;
     this.events.output(b);
+  }
+
+  /** Whether `marker` is in the unmatched output; if so, it and what came before are matched. */
+  private consumeOutput(marker: string | undefined): boolean {
+    if (marker === undefined) return false;
+    const i = this.outputHistory.indexOf(marker);
+    if (i < 0) return false;
+    this.outputHistory = this.outputHistory.slice(i + marker.length);
+    return true;
   }
 
   private watchPanic(b: Uint8Array): void {
@@ -492,6 +518,21 @@ export class MachineRunner {
   channelInput(bytes: Uint8Array): void {
     if (this.state === 'stopped' || !this.con) return;
     this.con.ports[2]!.write(bytes);
+    this.wake();
+  }
+
+  /** The command's stdin (stdio: 'virtio'); dropped otherwise. */
+  stdinInput(bytes: Uint8Array): void {
+    if (this.state === 'stopped' || this.cfg.stdio !== 'virtio' || !this.con) return;
+    this.consoleIn += bytes.length;
+    this.con.ports[3]!.write(bytes);
+    this.wake();
+  }
+
+  /** End of the command's stdin: it reads end-of-file after what was sent. */
+  stdinEnd(): void {
+    if (this.state === 'stopped' || this.cfg.stdio !== 'virtio' || !this.con) return;
+    this.con.ports[3]!.closeHost();
     this.wake();
   }
 
@@ -578,7 +619,8 @@ export class MachineRunner {
     const action: MachineAction = this.state === 'created' ? 'start' : this.state === 'paused' ? 'resume' : 'pause';
     const next = this.check(action);
     const done = new Promise<void>((resolve, reject) => {
-      this.until = { cond, tail: '', hit: false, resolve, reject };
+      // Already printed (since the last match): met at once, at the batch boundary we sit on.
+      this.until = { cond, hit: this.consumeOutput(cond.output), resolve, reject };
     });
     if (this.state !== 'created' && this.untilReached()) {
       // An instruction count already passed (we sit at a batch boundary): pause right here.
@@ -723,6 +765,14 @@ export class MachineRunner {
    */
   private async guestExit(): Promise<boolean> {
     const exit = this.vm.exit!;
+    if (exit.kind === 'reboot' && this.panicLine !== undefined) {
+      // A guest booted with panic=-1 reboots at once after a panic: the panic is what ended it.
+      if (this.panicTimer) clearTimeout(this.panicTimer);
+      this.panicTimer = undefined;
+      this.events.guest({ kind: 'panic', line: this.panicLine });
+      this.endFromLoop('panic');
+      return false;
+    }
     if (exit.kind === 'reboot') {
       this.events.guest({ kind: 'reboot' });
       try {
@@ -931,10 +981,11 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
     typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string') ||
+    !c.nets.every((n) => typeof n?.switch === 'string' && (n.mac === undefined || (typeof n.mac === 'string' && parseMac(n.mac) !== null))) ||
     (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
     (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
     (c.agent !== undefined && typeof c.agent !== 'boolean') ||
+    (c.stdio !== undefined && c.stdio !== 'console' && c.stdio !== 'virtio') ||
     (c.vsock !== undefined && !(typeof c.vsock === 'object' && c.vsock !== null && Number.isInteger(c.vsock.cid) && c.vsock.cid >= 3 && c.vsock.cid <= 0xffff_fffe && typeof c.vsock.path === 'string' && c.vsock.path !== ''))
   ) {
     bad('machine config is malformed');

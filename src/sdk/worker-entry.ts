@@ -41,6 +41,14 @@ const events: RunnerEvents = {
     const own = bytes.slice();
     post({ t: 'chan', bytes: own }, [own.buffer as ArrayBuffer]);
   },
+  stdout: (bytes) => {
+    const own = bytes.slice();
+    post({ t: 'stdout', bytes: own }, [own.buffer as ArrayBuffer]);
+  },
+  stderr: (bytes) => {
+    const own = bytes.slice();
+    post({ t: 'stderr', bytes: own }, [own.buffer as ArrayBuffer]);
+  },
   guest: (event) => post({ t: 'guest', event }),
   error: (err) => post({ t: 'error', error: toWire(err) }),
 };
@@ -113,6 +121,14 @@ async function main(): Promise<void> {
     }
     if (c.op === 'channel') {
       runner.channelInput(c.bytes);
+      return;
+    }
+    if (c.op === 'stdin') {
+      runner.stdinInput(c.bytes);
+      return;
+    }
+    if (c.op === 'stdin-end') {
+      runner.stdinEnd();
       return;
     }
     if (c.op === 'init') return;

@@ -132,6 +132,15 @@ export function panicGuest(): Uint8Array {
   });
 }
 
+/** A panic as Linux with panic=-1 ends one: the message, then a reboot at once. */
+export function panicRebootGuest(): Uint8Array {
+  return kernelImage((a) => {
+    print(a, '[    1.234567] Kernel panic - not syncing: Attempted to kill init!\n');
+    a.li(X.t0, 0x10_0000).li(X.t1, 0x7777).emit(sw(X.t1, X.t0, 0));
+    a.label('hang').j('hang');
+  });
+}
+
 /** Prints a line and asks the test finisher (syscon) for a reboot, every boot. */
 export function rebootGuest(): Uint8Array {
   return kernelImage((a) => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { isVisorError, Machine, type MachineState } from '../../src/sdk/index.js';
-import { counterGuest, echoGuest, panicGuest, rebootGuest, spinGuest } from './guest.js';
+import { counterGuest, echoGuest, panicGuest, panicRebootGuest, rebootGuest, spinGuest } from './guest.js';
 import { collect, settle, waitFor } from './support.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-sdk-'));
@@ -64,9 +64,12 @@ describe('Machine lifecycle', () => {
     expect(vm.state).toBe('running');
     await vm.stop();
     expect(vm.state).toBe('stopped');
-    for (const p of [vm.start(), vm.pause(), vm.resume(), vm.snapshot(join(dir, 'y.snap')), vm.stop(), vm.kill()]) {
+    for (const p of [vm.start(), vm.pause(), vm.resume(), vm.snapshot(join(dir, 'y.snap'))]) {
       expect(await code(p)).toMatch(/^NotAllowed: .*is stopped/);
     }
+    // Stopping what is stopped is done already (issue 20: `finally { await vm.kill() }`).
+    expect(await code(vm.stop())).toBe('ok');
+    expect(await code(vm.kill())).toBe('ok');
     expect(states).toEqual(['running', 'paused', 'running', 'stopped']);
   });
 
@@ -237,6 +240,44 @@ describe('guest events', () => {
   });
 });
 
+describe('rough edges (issue 20)', () => {
+  it('a panic followed at once by a reboot (panic=-1) is a panic, with no reboot event first', async () => {
+    const p = await Machine.create({ kernel: file('panic-reboot.img', panicRebootGuest()), memoryMiB: 16, rng: false });
+    const events: string[] = [];
+    p.on('guest', (e) => events.push(e.kind));
+    const reasons: (string | undefined)[] = [];
+    p.on('state', (_s, r) => reasons.push(r));
+    await p.start();
+    await p.whenStopped();
+    expect(events).toEqual(['panic']);
+    expect(reasons).toEqual([undefined, 'panic']);
+  });
+
+  it('stop() and kill() on a stopped machine resolve; restore() without a path is a clear error', async () => {
+    const vm = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    await vm.start();
+    await vm.kill();
+    await vm.kill();
+    expect(await vm.stop()).toEqual({ graceful: false, forced: 'not-running' });
+    expect(await code(Machine.restore(undefined as unknown as string))).toMatch(/^InvalidArgument: Machine.restore: give the snapshot file's path/);
+  });
+
+  it('runUntil finds output printed just before the call, and gives up after timeoutMs', async () => {
+    const vm = await Machine.create({ kernel: counter, memoryMiB: 16, deterministic: true });
+    const out = collect(vm);
+    await vm.start();
+    await waitFor(() => out.text().includes('0000000000000002 '));
+    await vm.pause();
+    await vm.runUntil({ output: '0000000000000002 ', timeoutMs: 5000 }); // printed already: met at once
+    expect(vm.state).toBe('paused');
+    await vm.kill();
+    const s = await Machine.create({ kernel: spin, memoryMiB: 16, rng: false });
+    expect(await code(s.runUntil({ output: 'never printed', timeoutMs: 300 }))).toMatch(/^Timeout: runUntil: 300 ms passed/);
+    expect(s.state).toBe('paused');
+    await s.kill();
+  });
+});
+
 describe('snapshots', () => {
   it('a deterministic guest snapshotted at random points continues exactly (restored on a fresh worker)', async () => {
     const long = file('long.img', counterGuest({ ticks: 30, work: 30_000, sleepTicks: 20_000, printTime: true }));
@@ -344,7 +385,7 @@ describe('network devices', () => {
     await a.snapshot(path);
     await a.stop();
     const r = await Machine.restore(path);
-    expect(r.config.nets).toEqual([{ switch: sw }]);
+    expect(r.config.nets).toEqual([{ switch: sw, mac: expect.stringMatching(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/) }]);
     await waitFor(() => r.stats().instructions > 0);
     await r.stop();
     await b.stop();

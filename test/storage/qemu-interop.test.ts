@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -178,6 +178,23 @@ describe.skipIf(!HAVE_QEMU_IMG)('qemu-img interop', () => {
       expect(firstDiff(qemuRaw(path), ref), opts).toBe(-1);
     });
   }
+
+  it('opens an image right after qemu-img snapshot -c (the last table entry is unpadded, issue 20)', async () => {
+    const path = join(dir, 'q-fresh-snap.qcow2');
+    qemuImg('create', '-f', 'qcow2', path, '64M');
+    qemuImg('snapshot', '-c', 's', path);
+    // The table is the last thing in the file and its single entry is not a multiple of 8 long.
+    expect(statSync(path).size % 8).not.toBe(0);
+    const dev = await Qcow2Device.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
+    expect(dev.listSnapshots().map((x) => x.name)).toEqual(['s']);
+    await dev.write(0, new Uint8Array(65536).fill(7));
+    await dev.createSnapshot('t');
+    await dev.deleteSnapshot('s');
+    await dev.close();
+    const check = qemuCheck(path);
+    expect(check.corruptions + check.leaks + check.checkErrors, check.raw).toBe(0);
+    expect(qemuImg('snapshot', '-l', path)).toContain(' t ');
+  });
 
   it('repairs a dirty lazy-refcounts image that QEMU abandoned (qemu-io abort)', async () => {
     const path = join(dir, 'q-dirty.qcow2');

@@ -58,7 +58,7 @@ describe('visor disk / visor pool', () => {
     const raw = join(dir, 'r.img');
     await visor('disk', 'create', raw, '1M', '-f', 'raw');
     const e2 = await visor('disk', 'snapshot', 'create', raw, 'x').catch((x: unknown) => x);
-    expect(isVisorError(e2, 'Unsupported')).toBe(true);
+    expect(isVisorError(e2, 'InvalidArgument')).toBe(true);
   });
 
   it('pool: create, clone, list, info, resize, delete', async () => {

@@ -1,6 +1,6 @@
 import { Command, Option } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { NodeFileHandle, NodeFileOpener } from '../../host/file-handle.js';
+import { NodeFileHandle, NodeFileOpener, mapFsError } from '../../host/file-handle.js';
 import { NodePoolStore } from '../../host/storage-pool.js';
 import { convertDisk } from '../../storage/convert.js';
 import { closeDisk, createDisk, openDisk, type DiskFormat, type OpenedDisk } from '../../storage/open.js';
@@ -10,6 +10,9 @@ import { Qcow2Device } from '../../storage/qcow2/device.js';
 import { formatSize, parseSize } from '../../storage/size.js';
 
 const opener = new NodeFileOpener();
+
+/** `visor disk check` exits as `qemu-img check` does (its man page, "check"). */
+export const CHECK_EXIT = { clean: 0, corrupt: 2, leaks: 3, unsupported: 63 } as const;
 
 function out(text: string): void {
   process.stdout.write(`${text}\n`);
@@ -34,7 +37,7 @@ async function withDisk<T>(path: string, readOnly: boolean, fn: (d: OpenedDisk) 
 }
 
 function qcow2Of(d: OpenedDisk, what: string): Qcow2Device {
-  if (!(d.device instanceof Qcow2Device)) throw new VisorError('Unsupported', `${what} needs a qcow2 image; ${d.path} is ${d.format}`);
+  if (!(d.device instanceof Qcow2Device)) throw new VisorError('InvalidArgument', `${what} needs a qcow2 image; ${d.path} is ${d.format}`);
   return d.device;
 }
 
@@ -214,10 +217,21 @@ export function registerDiskCommands(program: Command): void {
     .option('-r, --repair', 'fix leaks, wrong refcounts and COPIED flags')
     .option('--json', 'machine-readable output')
     .action(async (file: string, o: { repair?: boolean; json?: boolean }) => {
-      const r = await withDisk(file, !o.repair, (d) => checkQcow2(qcow2Of(d, 'check'), { repair: o.repair === true }), o.repair === true);
+      const r = await withDisk(file, !o.repair, async (d) => {
+        if (!(d.device instanceof Qcow2Device)) return undefined;
+        return checkQcow2(d.device, { repair: o.repair === true });
+      }, o.repair === true);
+      if (!r) {
+        process.stderr.write(`visor: ${file}: this image format (raw) has nothing to check\n`);
+        process.exitCode = CHECK_EXIT.unsupported;
+        return;
+      }
       if (o.json) json({ file, ...r });
       else printCheck(file, r, o.repair === true);
-      if (r.corruptions > 0 && !o.repair) throw new VisorError('CorruptImage', `${file}: ${r.corruptions} errors found`);
+      // qemu-img check's statuses, so scripts written for it work: what remains after a repair counts.
+      const left = o.repair ? { corruptions: r.corruptions - r.repaired.corruptions, leaks: r.leaks - r.repaired.leaks } : r;
+      if (left.corruptions > 0) process.exitCode = CHECK_EXIT.corrupt;
+      else if (left.leaks > 0) process.exitCode = CHECK_EXIT.leaks;
     });
 
   const snap = disk.command('snapshot').description('Internal qcow2 snapshots');
@@ -272,7 +286,13 @@ function registerPoolCommands(program: Command): void {
     .argument('<dir>')
     .action(async (dir: string) => {
       const fs = await import('node:fs/promises');
-      await fs.mkdir(dir, { recursive: true });
+      try {
+        await fs.mkdir(dir, { recursive: true });
+      } catch (err) {
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'EEXIST' || code === 'ENOTDIR') throw new VisorError('InvalidArgument', `pool init: ${dir} exists and is not a directory`, { cause: err });
+        throw mapFsError(err, dir);
+      }
       out(`Pool ready at ${dir}.`);
     });
   pool

@@ -3,6 +3,7 @@ import { VisorError } from '../../base/errors.js';
 import { parseNetSpec } from '../../host/net-attach.js';
 import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
+import { imageMinMemoryMiB } from '../../images/recipes.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
@@ -49,6 +50,10 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
     if (!/^\d+$/.test(flags.memory) || memoryMiB < MIN_MEMORY_MIB || memoryMiB > MAX_MEMORY_MIB) {
       throw new VisorError('InvalidArgument', `--memory must be a number of MiB from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB}, got '${flags.memory}'`);
     }
+  }
+  const min = flags.kernel === undefined ? imageMinMemoryMiB(flags.image) : undefined;
+  if (memoryMiB !== undefined && min !== undefined && memoryMiB < min) {
+    throw new VisorError('InvalidArgument', `--memory ${memoryMiB}: the image '${flags.image}' needs at least ${min} MiB to boot`);
   }
   const disks = flags.disk.map(parseDiskSpec);
   let kernel = flags.kernel;
@@ -103,7 +108,7 @@ export function registerRunCommand(program: Command): void {
     .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
     .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
-    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses)')
+    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses; without it each NIC gets a random one)')
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
@@ -139,11 +144,17 @@ export function registerRunCommand(program: Command): void {
       config.console = flags.console === 'hvc' ? 'virtio' : 'serial';
       // visor's images start the guest agent (graceful stop on SIGTERM); a kernel of your own may not.
       config.agent = flags.kernel === undefined || flags.console === 'hvc';
+      // A command of visor's image with stdin or stdout not a terminal: its stdio are virtio
+      // ports (byte-exact output, stdout and stderr apart, end of input reaches it). At a
+      // terminal it runs on the console, which is then its controlling terminal.
+      const stdio = commandMode && flags.kernel === undefined && !(process.stdin.isTTY === true && process.stdout.isTTY === true) ? 'virtio' : 'console';
+      if (stdio === 'virtio') config.stdio = 'virtio';
       const vm = await Machine.create(config);
       const res = await runOnTerminal(vm, {
         snapshotPath: flags.snapshotFile,
         commandMode,
         maxReboots: 3,
+        stdio,
         // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
         holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
       });

@@ -3,6 +3,7 @@
  * panics spotted), keyboard to the guest, Ctrl-A s saves a snapshot, Ctrl-A x stops the
  * machine, signals stop it cleanly. Shared by `visor restore` and, on the SDK, `visor run`.
  */
+import { constants } from 'node:os';
 import { VisorError } from '../../base/errors.js';
 import { StdioConsole } from '../../host/console-stdio.js';
 import { ConsoleOutputFilter } from '../../host/run-output-filter.js';
@@ -13,7 +14,7 @@ export type TerminalResult =
   | { kind: 'fail'; code: number }
   | { kind: 'panic'; line: string }
   | { kind: 'quit' }
-  | { kind: 'signal' }
+  | { kind: 'signal'; signal: NodeJS.Signals }
   | { kind: 'reboot-loop' }
   | { kind: 'crashed'; reason: string };
 
@@ -31,11 +32,26 @@ export interface TerminalOptions {
   holdInputUntilInit?: boolean;
   /** Guest reboots to follow before giving up (default: no limit). */
   maxReboots?: number;
+  /**
+   * 'virtio': the machine runs its command on the stdio ports (config stdio: 'virtio'):
+   * stdin goes to the command and its end is the command's end-of-file, stdout and stderr
+   * come out byte for byte, and the serial console is shown only when the run fails.
+   * 'console' (default): the console is the terminal.
+   */
+  stdio?: 'console' | 'virtio';
 }
+
+/** What the serial console said last, shown when a run on the stdio ports fails. */
+const SERIAL_TAIL = 4096;
+
 
 /** Runs `vm` (created or paused) on the terminal until it stops; returns how it ended. */
 export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<TerminalResult> {
   const term = new StdioConsole();
+  const ports = o.stdio === 'virtio';
+  let serialTail = '';
+  /** visor's own messages: \r\n only while the terminal is raw (the guest's), plain lines otherwise. */
+  const say = (text: string) => process.stderr.write(term.raw ? `\r\n${text.replace(/\n/g, '\r\n')}\r\n` : `${text}\n`);
   let guestStatus: number | undefined;
   let ended: TerminalResult | undefined;
   let held: Buffer[] | undefined = o.holdInputUntilInit ? [] : undefined;
@@ -50,7 +66,15 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     },
     exitStatus: (s) => (guestStatus = s),
   }, o.commandMode ?? false);
-  vm.console.on('data', (d: Buffer) => term.write(filter.feed(d)));
+  vm.console.on('data', (d: Buffer) => {
+    const shown = filter.feed(d);
+    if (!ports) return term.write(shown);
+    serialTail = (serialTail + Buffer.from(shown).toString('latin1')).slice(-SERIAL_TAIL);
+  });
+  if (ports) {
+    vm.stdout.on('data', (d: Buffer) => process.stdout.write(d));
+    vm.stderr.on('data', (d: Buffer) => process.stderr.write(d));
+  }
   let reboots = 0;
   vm.on('guest', (e: GuestEvent) => {
     if (e.kind === 'reboot' && ++reboots > (o.maxReboots ?? Infinity)) stop({ kind: 'reboot-loop' });
@@ -66,35 +90,43 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     if (vm.state !== 'stopped') vm.stop({ graceful: false }).catch(() => {});
   };
   let saving = false;
+  const toGuest = (b: Uint8Array) => (ports ? vm.stdin.write(b) : held ? held.push(Buffer.from(b)) : vm.console.write(b));
   term.start({
-    input: (b) => (held ? held.push(Buffer.from(b)) : vm.console.write(b)),
+    input: toGuest,
+    // On the console, the end of piped input is not passed on: a Ctrl-D arriving before the
+    // guest's shell puts its terminal in raw mode reaches it as a NUL, not as end-of-file.
+    end: () => {
+      if (ports) vm.stdin.end();
+    },
     quit: () => stop({ kind: 'quit' }),
     snapshot: () => {
       if (saving) return;
       saving = true;
-      process.stderr.write(`\r\nvisor: saving a snapshot to ${o.snapshotPath}...\r\n`);
+      say(`visor: saving a snapshot to ${o.snapshotPath}...`);
       vm.snapshot(o.snapshotPath).then(
-        (s) => process.stderr.write(`visor: snapshot saved (${(s.bytes / 2 ** 20).toFixed(1)} MiB in ${s.ms.toFixed(0)} ms); 'visor restore ${o.snapshotPath}' resumes it\r\n`),
-        (err: Error) => process.stderr.write(`visor: snapshot failed: ${err.message}\r\n`),
+        (s) => say(`visor: snapshot saved (${(s.bytes / 2 ** 20).toFixed(1)} MiB in ${s.ms.toFixed(0)} ms); 'visor restore ${o.snapshotPath}' resumes it`),
+        (err: Error) => say(`visor: snapshot failed: ${err.message}`),
       ).finally(() => (saving = false));
     },
-  });
+  }, { raw: !ports });
   // The first SIGTERM/SIGINT/SIGHUP asks the guest to shut down (its agent syncs and unmounts);
   // a second one stops the machine at once.
   let signalled = 0;
   let stopping: Promise<void> | undefined;
   const onSignal = (sig: NodeJS.Signals) => {
-    ended ??= { kind: 'signal' };
+    ended ??= { kind: 'signal', signal: sig };
     if (vm.state === 'stopped') return;
     if (signalled++ === 0) {
-      process.stderr.write(`\r\nvisor: ${sig}: asking the guest to power off (send it again to stop at once)\r\n`);
+      say(`visor: ${sig}: asking the guest to power off (send it again to stop at once)`);
       stopping = vm.stop().then(
         (r) => {
-          if (!r.graceful) process.stderr.write(`visor: stopped without the guest (${r.forced === 'no-agent' ? 'no guest agent listened' : r.forced === 'timeout' ? 'the guest did not power off in time' : r.forced})\r\n`);
+          // After a second signal the machine was stopped at once, and said so.
+          if (!r.graceful && signalled === 1) say(`visor: stopped without the guest (${r.forced === 'no-agent' ? 'no guest agent listened' : r.forced === 'timeout' ? 'the guest did not power off in time' : r.forced})`);
         },
         () => {},
       );
-    } else {
+    } else if (signalled === 2) {
+      say(`visor: ${sig} again: stopping the machine at once`);
       vm.kill().catch(() => {});
     }
   };
@@ -107,11 +139,17 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     await stopping; // its report comes after the machine stopped
   } finally {
     for (const s of signals) process.off(s, onSignal);
-    term.write(filter.flush());
+    const rest = filter.flush();
+    if (ports) serialTail += Buffer.from(rest).toString('latin1');
+    else term.write(rest);
     term.dispose();
   }
-  if (ended?.kind === 'poweroff') return { kind: 'poweroff', guestStatus };
-  return ended ?? { kind: 'crashed', reason: lastError?.message ?? 'the machine stopped unexpectedly' };
+  const result: TerminalResult = ended?.kind === 'poweroff' ? { kind: 'poweroff', guestStatus } : ended ?? { kind: 'crashed', reason: lastError?.message ?? 'the machine stopped unexpectedly' };
+  // On the stdio ports the console stays hidden, unless it may say why the run failed.
+  if (ports && !(result.kind === 'poweroff' && guestStatus !== undefined) && result.kind !== 'signal' && result.kind !== 'quit' && serialTail.trim() !== '') {
+    process.stderr.write(`visor: the guest's console said:\n${serialTail.replace(/\r\n/g, '\n').trimEnd()}\n`);
+  }
+  return result;
 }
 
 /** Exit code of the visor process for how the machine ended. */
@@ -124,7 +162,8 @@ export function terminalExitCode(r: TerminalResult, commandMode: boolean): numbe
     case 'quit':
       return commandMode ? 130 : 0;
     case 'signal':
-      return 143;
+      // As a shell reports a command a signal ended: 128 + the signal's number (SIGINT 130).
+      return 128 + (constants.signals[r.signal] ?? 15);
     case 'fail':
       throw new VisorError('GuestPanic', `the guest reported failure (code ${r.code}) through the test device`);
     case 'panic':

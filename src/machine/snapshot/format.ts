@@ -134,6 +134,10 @@ export function decodeSnapshotTable(head: Uint8Array, fileLength: number, crc32:
     }
     entries.push({ name, offset, length, crc: v.getUint32(e + 32, true) });
   }
+  // The writer ends the file with its last section: bytes after it are not ours (a file
+  // appended to, or two files run together).
+  const end = entries.reduce((m, e) => Math.max(m, e.offset + e.length), tableEnd);
+  if (fileLength > end) throw corrupt(`${fileLength - end} bytes follow the last section`);
   return { version, entries };
 }
 

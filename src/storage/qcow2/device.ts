@@ -669,7 +669,7 @@ export class Qcow2Device implements BlockDevice {
     if (!Number.isSafeInteger(newSize) || newSize <= 0 || newSize % 512 !== 0 || newSize > MAX_VIRTUAL_SIZE) {
       throw new VisorError('InvalidArgument', `resize: size ${newSize} must be a positive multiple of 512`);
     }
-    if (newSize < this.size) throw new VisorError('Unsupported', 'qcow2: shrinking an image is not supported');
+    if (newSize < this.size) throw new VisorError('InvalidArgument', `qcow2: cannot shrink an image (it has ${this.size} bytes; give a larger size, or convert the data to a new, smaller image)`);
     return this.lock.run(async () => {
       const need = l1SizeFor(newSize, this.g);
       if (need > this.header.l1Size) await this.growL1(need);
@@ -1015,6 +1015,7 @@ async function readSnapshots(file: FileHandle, h: Qcow2Header, g: Geometry, file
   // Entries have variable length: read them one by one, each bounded.
   const parts: Uint8Array[] = [];
   let off = h.snapshotsOffset;
+  let tableEnd = off;
   for (let i = 0; i < h.nbSnapshots; i++) {
     const head = new Uint8Array(40);
     if (off + 40 > fileSize) throw corrupt('snapshot table is truncated');
@@ -1022,12 +1023,16 @@ async function readSnapshots(file: FileHandle, h: Qcow2Header, g: Geometry, file
     const v = new DataView(head.buffer);
     const extra = v.getUint32(36);
     if (extra > QCOW_MAX_SNAPSHOT_EXTRA_DATA) throw new VisorError('BadImage', `qcow2: snapshot ${i}: extra data size ${extra} is too large`);
-    const len = Math.ceil((40 + extra + v.getUint16(12) + v.getUint16(14)) / 8) * 8;
-    if (off + len > fileSize) throw corrupt('snapshot table is truncated');
-    const e = new Uint8Array(len);
+    // Entries are padded to 8 bytes, except that QEMU leaves the last one unpadded (its table
+    // size ends at the last name): the unpadded length must fit in the file; the padding
+    // reads as zeros past the end (FileHandle contract).
+    const rawLen = 40 + extra + v.getUint16(12) + v.getUint16(14);
+    if (off + rawLen > fileSize) throw corrupt('snapshot table is truncated');
+    const e = new Uint8Array(Math.ceil(rawLen / 8) * 8);
     await file.read(off, e);
     parts.push(e);
-    off += len;
+    tableEnd = off + rawLen;
+    off += e.length;
   }
   const all = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
   let o = 0;
@@ -1042,5 +1047,6 @@ async function readSnapshots(file: FileHandle, h: Qcow2Header, g: Geometry, file
     if (s.diskSize !== undefined && s.diskSize > MAX_VIRTUAL_SIZE) throw new VisorError('BadImage', `qcow2: snapshot '${s.name}' has an absurd size`);
     if (s.diskSize !== undefined && s.l1Size < l1SizeFor(s.diskSize, g)) throw corrupt(`snapshot '${s.name}' L1 table is too small for its size`);
   }
-  return [entries, all.length];
+  // The table's size as QEMU counts it (no padding after the last entry): what a rewrite frees.
+  return [entries, tableEnd - h.snapshotsOffset];
 }

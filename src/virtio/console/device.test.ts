@@ -129,4 +129,30 @@ describe('virtio-console', () => {
     con.ports[0]!.write(new Uint8Array(10));
     expect(con.ports[0]!.dropped).toBe(10);
   });
+
+  it('holds data until the guest opens a port, and closeHost() ends its input after that data (issue 20: EOF to the guest)', () => {
+    const con = new VirtioConsole({ ports: [{ console: true }, { name: 'org.visor.stdin' }] });
+    const { driver } = MockDriver.create(con);
+    driver.probe(6);
+    for (let i = 0; i < 8; i++) driver.add(2, [], [64]);
+    driver.add(3, [ctrl(0, VIRTIO_CONSOLE_DEVICE_READY, 1)], []);
+    driver.add(3, [ctrl(1, VIRTIO_CONSOLE_PORT_READY, 1)], []);
+    driver.used(2);
+    for (let i = 0; i < 4; i++) driver.add(4, [], [4]); // receive buffers, posted before any open
+    con.ports[1]!.write(enc('hi there'));
+    con.ports[1]!.closeHost();
+    con.ports[1]!.write(enc('ignored'));
+    // Linux discards what reaches a port nobody opened: nothing is delivered, no close yet.
+    expect(driver.used(4)).toHaveLength(0);
+    expect(driver.used(2)).toHaveLength(0);
+    driver.add(3, [ctrl(1, VIRTIO_CONSOLE_PORT_OPEN, 1)], []);
+    expect(driver.used(4).map((u) => dec(collect(u))).join('')).toBe('hi there');
+    // Then the host end disconnects: the driver's read returns 0 (end of file) once drained.
+    expect(driver.used(2).map((u) => parse(collect(u)))).toEqual([{ id: 1, event: VIRTIO_CONSOLE_PORT_OPEN, value: 0, extra: '' }]);
+    // A snapshot keeps the closed state.
+    const again = new VirtioConsole({ ports: [{ console: true }, { name: 'org.visor.stdin' }] });
+    again.restore(JSON.parse(JSON.stringify(con.saveState())));
+    expect(again.ports[1]!.hostOpen).toBe(false);
+    expect(again.ports[1]!.closeSent).toBe(true);
+  });
 });

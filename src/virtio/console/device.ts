@@ -42,6 +42,13 @@ export class ConsolePort {
   /** The guest opened or closed its end (PORT_OPEN from the driver). */
   onGuestOpen: (open: boolean) => void = () => {};
   guestOpen = false;
+  /**
+   * The host end is connected (VIRTIO_CONSOLE_PORT_OPEN from the device). closeHost() clears
+   * it: a guest reader then gets end-of-file once it has read what was sent before.
+   */
+  hostOpen = true;
+  /** @internal the PORT_OPEN 0 for closeHost() has gone to the driver */
+  closeSent = false;
   dropped = 0;
   /** @internal host bytes waiting for guest receive buffers */
   pending: Uint8Array[] = [];
@@ -56,9 +63,12 @@ export class ConsolePort {
     readonly isConsole: boolean,
   ) {}
 
+  /** @internal set by the device */
+  hostClosed: () => void = () => {};
+
   /** Sends bytes to the guest. Never blocks; drops (and counts) past a 1 MiB backlog. */
   write(data: Uint8Array): void {
-    if (data.length === 0) return;
+    if (data.length === 0 || !this.hostOpen) return;
     if (this.pendingBytes + data.length > MAX_PENDING) {
       this.dropped += data.length;
       return;
@@ -67,13 +77,20 @@ export class ConsolePort {
     this.pendingBytes += data.length;
     this.kick();
   }
+
+  /** End of input: the guest reads what is pending, then end-of-file. Writes after it are dropped. */
+  closeHost(): void {
+    if (!this.hostOpen) return;
+    this.hostOpen = false;
+    this.hostClosed();
+  }
 }
 
 /** What a snapshot keeps of a virtio-console (the transport keeps registers and queue indices). */
 export interface ConsoleState {
   version: 1;
   /** One entry per port, in port order: a restored device must have the same ports. */
-  ports: { name: string; console: boolean; guestOpen: boolean; dropped: number; pending: string }[];
+  ports: { name: string; console: boolean; guestOpen: boolean; dropped: number; pending: string; hostOpen?: boolean; closeSent?: boolean }[];
   /** Control messages (§5.3.6.2) waiting for a control receive buffer (base64). */
   controlOut: string[];
 }
@@ -101,7 +118,10 @@ export class VirtioConsole implements VirtioDevice {
   constructor(opts: ConsoleOptions = {}) {
     const specs = opts.ports ?? [{ console: true }];
     this.ports = specs.map((p, i) => new ConsolePort(i, p.name ?? '', p.console ?? false));
-    for (const p of this.ports) p.kick = () => this.fillRx(p.id);
+    for (const p of this.ports) {
+      p.kick = () => this.fillRx(p.id);
+      p.hostClosed = () => this.maybeSendClose(p);
+    }
     // §5.3.2: port0 rx/tx, control rx/tx, then rx/tx per further port.
     const n = 2 * (this.ports.length + 1);
     this.queueSizes = Array.from({ length: n }, () => opts.queueSize ?? 64);
@@ -128,7 +148,10 @@ export class VirtioConsole implements VirtioDevice {
   reset(): void {
     this.ctx = null;
     this.controlOut = [];
-    for (const p of this.ports) p.guestOpen = false;
+    for (const p of this.ports) {
+      p.guestOpen = false;
+      p.closeSent = false;
+    }
   }
 
   saveState(): ConsoleState {
@@ -145,6 +168,7 @@ export class VirtioConsole implements VirtioDevice {
       version: 1,
       ports: this.ports.map((p) => ({
         name: p.name, console: p.isConsole, guestOpen: p.guestOpen, dropped: p.dropped, pending: toBase64(join(p.pending, p.pendingBytes)),
+        ...(p.hostOpen ? {} : { hostOpen: false, closeSent: p.closeSent }),
       })),
       controlOut: this.controlOut.map(toBase64),
     };
@@ -159,6 +183,7 @@ export class VirtioConsole implements VirtioDevice {
       const p = this.ports[i]!;
       if (!isObject(sp) || sp.name !== p.name || sp.console !== p.isConsole) throw bad(`port ${i} differs from the snapshot's`);
       if (typeof sp.guestOpen !== 'boolean' || !Number.isSafeInteger(sp.dropped) || sp.dropped < 0) throw bad(`port ${i}`);
+      if ((sp.hostOpen !== undefined && typeof sp.hostOpen !== 'boolean') || (sp.closeSent !== undefined && typeof sp.closeSent !== 'boolean')) throw bad(`port ${i}`);
       const b = fromBase64(sp.pending, MAX_PENDING);
       if (!b) throw bad(`port ${i}: pending input`);
       return b;
@@ -172,6 +197,8 @@ export class VirtioConsole implements VirtioDevice {
       p.dropped = sp.dropped;
       p.pending = pending[i]!.length ? [pending[i]!] : [];
       p.pendingBytes = pending[i]!.length;
+      p.hostOpen = sp.hostOpen ?? true;
+      p.closeSent = sp.closeSent ?? false;
     });
     this.controlOut = control as Uint8Array[];
   }
@@ -197,6 +224,9 @@ export class VirtioConsole implements VirtioDevice {
     const ctx = this.ctx;
     const port = this.ports[id];
     if (!ctx || !port || (id > 0 && !this.multiport)) return;
+    // Linux drops what reaches a closed data port (virtio_console.c in_intr): hold it until
+    // the guest opens the port. A console port takes data at any time.
+    if (!port.isConsole && !port.guestOpen) return;
     const qi = this.rxQueue(id);
     const q = ctx.queues[qi]!;
     let any = false;
@@ -216,6 +246,14 @@ export class VirtioConsole implements VirtioDevice {
       any = true;
     }
     if (any) ctx.usedBuffers(qi);
+    this.maybeSendClose(port);
+  }
+
+  /** After closeHost(), once every pending byte is in the guest's used ring (data first, then the close). */
+  private maybeSendClose(port: ConsolePort): void {
+    if (port.hostOpen || port.closeSent || port.pending.length > 0 || !this.ctx || !this.multiport) return;
+    port.closeSent = true;
+    this.sendControl(port.id, VIRTIO_CONSOLE_PORT_OPEN, 0);
   }
 
   private drainTx(id: number): void {
@@ -289,8 +327,10 @@ export class VirtioConsole implements VirtioDevice {
         if (!p || value !== 1) return;
         if (p.isConsole) this.sendControl(id, VIRTIO_CONSOLE_CONSOLE_PORT, 1);
         else if (p.name) this.sendControl(id, VIRTIO_CONSOLE_PORT_NAME, 1, new TextEncoder().encode(p.name));
-        // The host end of every port is always connected.
-        this.sendControl(id, VIRTIO_CONSOLE_PORT_OPEN, 1);
+        // The host end is connected unless the host closed it already (then: end-of-file).
+        const connected = p.hostOpen || p.pending.length > 0;
+        this.sendControl(id, VIRTIO_CONSOLE_PORT_OPEN, connected ? 1 : 0);
+        if (!connected) p.closeSent = true;
         return;
       }
       case VIRTIO_CONSOLE_PORT_OPEN: {
