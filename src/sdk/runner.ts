@@ -38,7 +38,7 @@ import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
-import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
+import { HostNetworks, isNetSpec, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
@@ -334,7 +334,7 @@ export class MachineRunner {
         this.networks = new HostNetworks();
         this.ownNetworks = true;
       }
-      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name));
+      for (const n of this.cfg.nets) this.nets.push(await this.networks.attachSpec(n, this.cfg.name));
     }
     if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
     if (this.cfg.balloon) this.balloonDev = new VirtioBalloon();
@@ -913,7 +913,7 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
     typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string') ||
+    !c.nets.every(isNetSpec) ||
     (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
     (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
     (c.agent !== undefined && typeof c.agent !== 'boolean') ||

@@ -488,3 +488,18 @@ describe('user-mode network', () => {
     });
   });
 });
+
+describe('port forwards on a shared network', () => {
+  it('reach the guest with the given MAC at the address it leased', async () => {
+    const t = setup();
+    const mac = Uint8Array.of(2, 0, 0, 0, 0, 0x77);
+    await t.net.addForward({ proto: 'tcp', hostPort: 8081, guestPort: 80, guestMac: mac });
+    const g = new FakeGuest(t.net, mac, '10.0.2.31');
+    g.udp('10.0.2.2', 1, 9, text('hello')); // teaches ARP
+    g.take();
+    t.sockets.accept(8081);
+    const [syn] = g.segments();
+    expect(syn!.dst).toBe(ip4('10.0.2.31'));
+    expect(syn!.dstPort).toBe(80);
+  });
+});

@@ -53,8 +53,10 @@ export interface PortForward {
   hostAddress?: string;
   hostPort: number;
   guestPort: number;
-  /** The guest it reaches (default the first lease, 10.0.2.15). */
+  /** The guest it reaches (default the first lease, 10.0.2.15)... */
   guestAddress?: string;
+  /** ...or the guest with this MAC, wherever DHCP or ARP put it (shared networks). */
+  guestMac?: Uint8Array;
 }
 
 export interface UserNetOptions {
@@ -531,19 +533,29 @@ export class UserNet implements TcpFlowHost {
   /** Starts listening for a forward; rejects with the host's error (port in use, …). */
   async addForward(fwd: PortForward): Promise<void> {
     const hostAddress = fwd.hostAddress ?? '127.0.0.1';
-    const guest = ip4(fwd.guestAddress ?? '10.0.2.15');
-    if (guest === null) throw new RangeError(`bad guest address '${fwd.guestAddress}'`);
+    const fixed = ip4(fwd.guestAddress ?? '10.0.2.15');
+    if (fixed === null) throw new RangeError(`bad guest address '${fwd.guestAddress}'`);
+    const guest = () => (fwd.guestMac ? this.addressOf(fwd.guestMac) : null) ?? fixed;
     if (fwd.proto === 'tcp') {
-      const l = await this.sockets.listenTcp(hostAddress, fwd.hostPort, (socket) => this.tcpAccept(socket, guest, fwd.guestPort));
+      const l = await this.sockets.listenTcp(hostAddress, fwd.hostPort, (socket) => this.tcpAccept(socket, guest(), fwd.guestPort));
       this.listeners.push(l);
     } else {
       const holder: { sock?: HostUdpSocket } = {};
       const sock = await this.sockets.listenUdp(hostAddress, fwd.hostPort, (data, address, port) => {
-        if (holder.sock) this.udpForwardIn(holder.sock, guest, fwd.guestPort, data, address, port);
+        if (holder.sock) this.udpForwardIn(holder.sock, guest(), fwd.guestPort, data, address, port);
       });
       holder.sock = sock;
       this.listeners.push(sock);
     }
+  }
+
+  /** The address a guest NIC has: its DHCP lease, else what ARP saw it use. */
+  private addressOf(mac: Uint8Array): Ip4 | null {
+    const key = [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
+    const lease = this.dhcp.leaseTable.get(key);
+    if (lease !== undefined) return lease;
+    for (const [a, m] of this.arp) if (macEqual(m, 0, mac)) return a;
+    return null;
   }
 
   private inboundAllowed(proto: 'tcp' | 'udp', client: string | undefined, guestPort: number): boolean {
