@@ -20,7 +20,7 @@ export interface ImageRecipe {
  * Bumped whenever what the builder puts into an image changes (init, module set): a cached
  * image from an older builder is then rebuilt on the next pull even if no package changed.
  */
-export const BUILDER_VERSION = 9; // 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
+export const BUILDER_VERSION = 10; // 10: init runs udhcpc on visor.dhcp=1 (user networks); 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
 
 const TINY: ImageRecipe = {
     name: 'tiny',

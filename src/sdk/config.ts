@@ -10,6 +10,7 @@ import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
 import { defaultAccel, type Accel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
 import { parseFirewallEntry, parsePublish } from '../net/user/spec.js';
+import { DHCP_ARG as DHCP_FLAG } from '../images/init-script.js';
 import type { NetSpec } from '../host/net-attach.js';
 
 const DiskSchema = z.strictObject({
@@ -146,7 +147,7 @@ export { defaultAccel, type Accel } from '../host/accel.js';
 
 export const DEFAULT_MEMORY_MIB = 512;
 /** What a user network adds to the kernel command line: the image's init asks DHCP. */
-export const DHCP_ARG = 'visor.dhcp=1';
+const DHCP_ARG = `${DHCP_FLAG}=1`;
 
 function resolveNet(n: z.output<typeof NetSchema>): NetSpec {
   const limits = n.rateLimit ? { rateLimit: n.rateLimit } : {};

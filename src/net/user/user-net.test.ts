@@ -139,7 +139,9 @@ describe('user-mode network', () => {
       t.guest.udp('10.0.2.3', 5355, 53, query('nothing.example'));
       t.guest.udp('10.0.2.3', 5356, 53, query('fail.test'));
       t.guest.udp('10.0.2.3', 5357, 53, query('deb.example', 15));
-      await new Promise((r) => setTimeout(r, 0));
+      t.sockets.names.set('v4only.example', ['198.51.100.8']);
+      t.guest.udp('10.0.2.3', 5358, 53, query('v4only.example', 28));
+      await new Promise((r) => setTimeout(r, 5));
       const answers = new Map(t.guest.udps().map((u) => [u.dstPort, u]));
       const a = answers.get(5353)!;
       expect(a.src).toBe(ip4('10.0.2.3'));
@@ -153,6 +155,9 @@ describe('user-mode network', () => {
       expect(answers.get(5355)!.payload[3]! & 15).toBe(3);
       expect(answers.get(5356)!.payload[3]! & 15).toBe(2);
       expect(answers.get(5357)!.payload[3]! & 15).toBe(4);
+      // A name with only IPv4 addresses: AAAA gets NOERROR with no answer (NODATA), not NXDOMAIN.
+      expect(answers.get(5358)!.payload[3]! & 15).toBe(0);
+      expect(answers.get(5358)!.payload[7]).toBe(0);
     });
 
     it('drops malformed queries without asking the resolver', () => {

@@ -416,9 +416,16 @@ export class UserNet implements TcpFlowHost {
     if (this.dnsPending >= MAX_DNS_PENDING) return this.drop('dnsBusy');
     this.dnsPending++;
     this.sockets.resolve(q.name, family).then(
-      (addrs) => {
+      async (addrs) => {
+        if (addrs.length === 0) {
+          // No address of this family: NODATA (NOERROR, no answer) if the name has the other
+          // family's, else NXDOMAIN; resolvers treat the two differently.
+          const other = await this.sockets.resolve(q.name, family === 4 ? 6 : 4).catch(() => []);
+          this.dnsPending--;
+          return reply(other.length ? RCODE_OK : RCODE_NXDOMAIN);
+        }
         this.dnsPending--;
-        reply(addrs.length ? RCODE_OK : RCODE_NXDOMAIN, addrs);
+        reply(RCODE_OK, addrs);
       },
       () => {
         this.dnsPending--;
