@@ -94,9 +94,11 @@ export class HostNetworks {
       if (crossProcess && !this.joined.has(key)) this.joined.set(key, joinSocketSwitch(sw, path));
       membership = (await this.joined.get(key)) ?? null;
     } else if (spec.user === null) {
+      // A private network has one NIC: the NAT talks to it directly (no switch), which lets
+      // large TCP segments and partial checksums through (virtio-net offloads).
       key = `user:${vmName}:${Math.random().toString(36).slice(2)}`;
       sw = new L2Switch(key);
-      privateNet = this.hostUserNet(key, sw, spec);
+      privateNet = this.hostUserNet(key, null, spec);
     } else {
       key = `user:${spec.user}`;
       const path = userNetSocketPath(spec.user, this.opts.socketDir);
@@ -124,10 +126,17 @@ export class HostNetworks {
         }
       }
     }
-    const device = new VirtioNet({ mac });
+    const device = new VirtioNet({ mac, offloads: privateNet !== null });
     let port: ReturnType<L2Switch['attach']> | null = null;
-    const shaper = new NicShaper(spec.rateLimit ?? {}, (f) => port?.send(f), (f) => device.receive(f));
-    port = sw.attach((f) => shaper.toGuest(f), vmName);
+    let shaper: NicShaper;
+    if (privateNet) {
+      const net = privateNet.net;
+      shaper = new NicShaper(spec.rateLimit ?? {}, (f) => net.receive(f), (f, meta) => device.receive(f, meta));
+      net.connect((f, meta) => shaper.toGuest(f, meta), () => device.acceptsGso);
+    } else {
+      shaper = new NicShaper(spec.rateLimit ?? {}, (f) => port?.send(f), (f) => device.receive(f));
+      port = sw.attach((f) => shaper.toGuest(f), vmName);
+    }
     device.connect({ send: (f) => shaper.fromGuest(f) });
     this.users.set(key, (this.users.get(key) ?? 0) + 1);
     let disposed = false;
@@ -159,15 +168,15 @@ export class HostNetworks {
     };
   }
 
-  private hostUserNet(key: string, sw: L2Switch, spec: Extract<NetSpec, { user: string | null }>): HostedUserNet {
+  private hostUserNet(key: string, sw: L2Switch | null, spec: Extract<NetSpec, { user: string | null }>): HostedUserNet {
     const rules: FirewallRule[] = spec.firewall.map((t) => {
       const r = parseFirewallEntry(t);
       if (typeof r === 'string') throw new VisorError('InvalidConfig', `firewall: ${r}`);
       return r;
     });
     const net = new UserNet({ sockets: this.opts.sockets ?? new NodeHostSockets(), rules, hostAccess: spec.hostAccess });
-    const port = sw.attach((f) => net.receive(f), 'nat');
-    net.connect((f) => port.send(f));
+    const port = sw?.attach((f) => net.receive(f), 'nat');
+    if (port) net.connect((f) => port.send(f));
     const timer = setInterval(() => net.tick(), USERNET_TICK_MS);
     timer.unref?.();
     return {
@@ -177,7 +186,7 @@ export class HostNetworks {
       detach: () => {
         clearInterval(timer);
         net.close();
-        port.detach();
+        port?.detach();
         void key;
       },
     };

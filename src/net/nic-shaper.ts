@@ -6,6 +6,7 @@
  */
 import type { Clock } from './user/host-sockets.js';
 import { RateLimiter, type RateLimit } from './user/rate-limiter.js';
+import type { FrameOutput, OffloadMeta } from './user/user-net.js';
 
 export interface NicLimits {
   /** Guest → network. */
@@ -32,26 +33,26 @@ const MAX_QUEUED = 512;
 export type Scheduler = (ms: number, run: () => void) => void;
 
 class Lane {
-  private readonly queue: Uint8Array[] = [];
+  private readonly queue: { f: Uint8Array; meta: OffloadMeta | undefined }[] = [];
   private timerSet = false;
   constructor(
     private readonly limiter: RateLimiter | null,
-    private readonly out: (f: Uint8Array) => void,
+    private readonly out: FrameOutput,
     private readonly schedule: Scheduler,
     private readonly count: (f: Uint8Array) => void,
     private readonly dropped: () => void,
     private readonly delayed: () => void,
   ) {}
 
-  push(f: Uint8Array): void {
+  push(f: Uint8Array, meta?: OffloadMeta): void {
     if (!this.limiter) {
       this.count(f);
-      this.out(f);
+      this.out(f, meta);
       return;
     }
     if (this.queue.length === 0 && this.limiter.tryPass(f.length)) {
       this.count(f);
-      this.out(f);
+      this.out(f, meta);
       return;
     }
     if (this.queue.length >= MAX_QUEUED) {
@@ -59,16 +60,16 @@ class Lane {
       return;
     }
     this.delayed();
-    this.queue.push(f.slice());
+    this.queue.push({ f: f.slice(), meta });
     this.arm();
   }
 
   /** Releases what the buckets allow now. */
   drain(): void {
-    while (this.queue.length && this.limiter!.tryPass(this.queue[0]!.length)) {
-      const f = this.queue.shift()!;
+    while (this.queue.length && this.limiter!.tryPass(this.queue[0]!.f.length)) {
+      const { f, meta } = this.queue.shift()!;
       this.count(f);
-      this.out(f);
+      this.out(f, meta);
     }
     this.arm();
   }
@@ -76,7 +77,7 @@ class Lane {
   private arm(): void {
     if (this.timerSet || this.queue.length === 0) return;
     this.timerSet = true;
-    this.schedule(Math.max(1, this.limiter!.waitMs(this.queue[0]!.length)), () => {
+    this.schedule(Math.max(1, this.limiter!.waitMs(this.queue[0]!.f.length)), () => {
       this.timerSet = false;
       this.drain();
     });
@@ -96,7 +97,7 @@ export class NicShaper {
     limits: NicLimits,
     /** Where guest frames go (the network) and where network frames go (the NIC). */
     toNetwork: (f: Uint8Array) => void,
-    toGuest: (f: Uint8Array) => void,
+    toGuest: FrameOutput,
     clock: Clock = () => Date.now(),
     schedule: Scheduler = (ms, run) => void setTimeout(run, ms),
   ) {
@@ -130,9 +131,9 @@ export class NicShaper {
     this.txLane.push(f);
   }
 
-  /** A frame for the guest. */
-  toGuest(f: Uint8Array): void {
-    this.rxLane.push(f);
+  /** A frame for the guest (with offload meta, when its network is a user network). */
+  toGuest(f: Uint8Array, meta?: OffloadMeta): void {
+    this.rxLane.push(f, meta);
   }
 
   get queued(): { tx: number; rx: number } {

@@ -27,6 +27,8 @@ export const RCV_BUF = 1024 * 1024;
 export const OUR_WSCALE = 6;
 /** Unacknowledged bytes in flight to the guest, whatever its window (its ring holds 256 frames). */
 const MAX_INFLIGHT = 256 * 1024;
+/** Payload of one GSO segment: an IPv4 packet stays within 64 KiB with headers and options. */
+const GSO_MAX_PAYLOAD = 65535 - 20 - 60;
 const MIN_RTO_MS = 200;
 const MAX_RTO_MS = 5000;
 /** Retransmissions of one segment before the connection is given up. */
@@ -43,6 +45,8 @@ export interface TcpSegmentOut {
   /** SYN options: MSS and (if agreed) window scale. */
   mss?: number;
   wscale?: number;
+  /** A payload longer than one MSS (GSO to the guest): the MSS it is cut to. */
+  gsoSize?: number;
 }
 
 /** What a flow needs from the stack that owns it. */
@@ -51,6 +55,8 @@ export interface TcpFlowHost {
   /** The flow is finished: forget it. */
   remove(flow: TcpFlow): void;
   now(): number;
+  /** Whether segments larger than the MSS may go to the guest (its NIC takes TSO). */
+  gso(): boolean;
 }
 
 export interface TcpSegmentIn {
@@ -93,6 +99,8 @@ export class TcpFlow implements TcpSocketEvents {
   /** Bytes each way (counters). */
   bytesToGuest = 0;
   bytesFromGuest = 0;
+  /** Timeouts that sent unacknowledged data again. */
+  retransmits = 0;
 
   constructor(
     private readonly host: TcpFlowHost,
@@ -323,9 +331,11 @@ export class TcpFlow implements TcpSocketEvents {
       if (unsent <= 0 || this.finSent) break;
       const room = limit - sentData;
       if (room <= 0) break;
-      const n = Math.min(unsent, this.mss, room);
+      // With GSO one segment carries up to ~64 KiB, a whole number of MSS-sized pieces.
+      const max = this.host.gso() ? Math.floor(GSO_MAX_PAYLOAD / this.mss) * this.mss : this.mss;
+      const n = Math.min(unsent, max, room);
       const payload = this.slice(sentData, n);
-      this.host.emit(this, { flags: TCP_ACK | TCP_PSH, seq: this.sndNxt, ack: this.rcvNxt, window: this.advertised(), payload });
+      this.host.emit(this, { flags: TCP_ACK | TCP_PSH, seq: this.sndNxt, ack: this.rcvNxt, window: this.advertised(), payload, ...(n > this.mss ? { gsoSize: this.mss } : {}) });
       if (this.sndNxt === this.sndUna) this.lastSend = this.host.now();
       this.sndNxt = u32(this.sndNxt + n);
       this.bytesToGuest += n;
@@ -369,6 +379,7 @@ export class TcpFlow implements TcpSocketEvents {
     }
     this.rto = Math.min(this.rto * 2, MAX_RTO_MS);
     this.lastSend = now;
+    this.retransmits++;
     if (this.state === 'syn-rcvd') {
       this.sndNxt = this.sndUna;
       this.sendSynAck();

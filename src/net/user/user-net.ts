@@ -34,6 +34,7 @@ import {
   writeIp,
   csumAdd,
   csumFinish,
+  pseudoSum,
   type Ip4,
   type Ipv4Packet,
 } from './packet.js';
@@ -87,8 +88,19 @@ export interface UserNetCounters {
   udpFlowsOpened: number;
   dnsQueries: number;
   dhcpReplies: number;
+  /** Retransmission timeouts of guest-facing TCP (the guest's ring was full or it stalled). */
+  tcpRetransmits: number;
   drops: Record<DropReason, number>;
 }
+
+/** Offload meta for a frame to a guest NIC (virtio-net's FrameMeta, restated: no import outward). */
+export interface OffloadMeta {
+  gsoSize?: number;
+  csumStart?: number;
+  csumOffset?: number;
+}
+
+export type FrameOutput = (frame: Uint8Array, meta?: OffloadMeta) => void;
 
 const HANDSHAKE_MS = 30_000;
 const MAX_ARP = 256;
@@ -124,10 +136,12 @@ export class UserNet implements TcpFlowHost {
     udpFlowsOpened: 0,
     dnsQueries: 0,
     dhcpReplies: 0,
+    tcpRetransmits: 0,
     drops: { malformed: 0, checksum: 0, fragment: 0, firewall: 0, flowLimit: 0, unsupported: 0, noRoute: 0, dnsBusy: 0, noArp: 0, internal: 0 },
   };
   readonly dhcp: DhcpServer;
-  private output: ((frame: Uint8Array) => void) | null = null;
+  private output: FrameOutput | null = null;
+  private gsoOk: () => boolean = () => false;
   private readonly sockets: HostSockets;
   readonly now: Clock;
   private readonly firewall: Firewall;
@@ -161,9 +175,19 @@ export class UserNet implements TcpFlowHost {
     this.iss = (this.now() * 2654435761) >>> 0;
   }
 
-  /** Where frames for the guests go (a switch port). */
-  connect(output: ((frame: Uint8Array) => void) | null): void {
+  /**
+   * Where frames for the guests go (a switch port, or straight to one NIC). `gso` says
+   * whether that NIC takes large TCP segments now (offloads negotiated): then segments go
+   * out up to 64 KiB with a partial checksum and their MSS as meta.
+   */
+  connect(output: FrameOutput | null, gso?: () => boolean): void {
     this.output = output;
+    this.gsoOk = gso ?? (() => false);
+  }
+
+  /** TcpFlowHost */
+  gso(): boolean {
+    return this.gsoOk();
   }
 
   private isHost(a: Ip4): boolean {
@@ -278,10 +302,10 @@ export class UserNet implements TcpFlowHost {
 
   // ---------------------------------------------------------------- frames out
 
-  private send(f: Uint8Array): void {
+  private send(f: Uint8Array, meta?: OffloadMeta): void {
     this.counters.framesOut++;
     this.counters.bytesOut += f.length;
-    this.output?.(f);
+    this.output?.(f, meta);
   }
 
   /** The MAC for a guest address, asking for it when unknown (the caller's packet is lost). */
@@ -332,6 +356,15 @@ export class UserNet implements TcpFlowHost {
       if (seg.wscale !== undefined) f.set([1, 3, 3, seg.wscale], o + 24);
     }
     if (seg.payload) f.set(seg.payload, o + hlen);
+    if (seg.gsoSize !== undefined) {
+      // virtio 1.2 §5.1.6.4.1: the field holds the pseudo-header sum; the guest finishes it.
+      const len = f.length - o;
+      let p = pseudoSum(flow.remoteIp, flow.guestIp, IPPROTO_TCP, len);
+      while (p > 0xffff) p = (p & 0xffff) + (p >>> 16);
+      dv.setUint16(o + 16, p);
+      this.send(f, { gsoSize: seg.gsoSize, csumStart: o, csumOffset: 16 });
+      return;
+    }
     fillL4Checksum(f, IPPROTO_TCP);
     this.send(f);
   }
@@ -482,7 +515,7 @@ export class UserNet implements TcpFlowHost {
   }
 
   private nullHost(_mac: Uint8Array): TcpFlowHost {
-    return { emit: () => {}, remove: () => {}, now: this.now };
+    return { emit: () => {}, remove: () => {}, now: this.now, gso: () => false };
   }
 
   /** Emits for a flow that is not in the table (resets), to a known MAC. */
@@ -623,7 +656,11 @@ export class UserNet implements TcpFlowHost {
       const idle = now - flow.lastActivity;
       const limit = flow.state === 'established' && !flow.closing ? this.tcpIdleMs : flow.state === 'established' ? Math.min(this.tcpIdleMs, 120_000) : HANDSHAKE_MS;
       if (idle > limit) flow.abort(true);
-      else flow.tick(now);
+      else {
+        const before = flow.retransmits;
+        flow.tick(now);
+        this.counters.tcpRetransmits += flow.retransmits - before;
+      }
     }
     for (const [key, u] of this.udp) {
       if (now - u.lastActivity > this.udpIdleMs) {
