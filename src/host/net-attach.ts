@@ -193,6 +193,31 @@ export class HostNetworks {
   }
 }
 
+/** The NIC and NAT counters `stats()` publishes (summed over a machine's NICs), in this order. */
+export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+
+/** Writes NET_STAT_KEYS' values for `nets` into `out` from `at` on. */
+export function writeNetStats(out: Float64Array, at: number, nets: readonly NetAttachment[]): void {
+  const v = new Array<number>(NET_STAT_KEYS.length).fill(0);
+  for (const n of nets) {
+    const c = n.counters();
+    const d = n.device.counters;
+    v[0] += d.rxFrames;
+    v[1] += d.txFrames;
+    v[2] += d.rxDropped + c.nic.rxRateDrops;
+    v[3] += d.txErrors + c.nic.txRateDrops;
+    v[4] += c.nic.rxDelayed + c.nic.txDelayed;
+    if (c.nat) {
+      v[5] += c.nat.tcpFlowsOpened;
+      v[6] += c.nat.udpFlowsOpened;
+      v[7] += c.nat.activeTcp + c.nat.activeUdp;
+      v[8] += c.nat.drops.firewall;
+      v[9] += Object.values(c.nat.drops).reduce((a, b) => a + b, 0);
+    }
+  }
+  v.forEach((x, i) => (out[at + i] = x));
+}
+
 /** Checks a NetSpec read back from a snapshot (untrusted); attachSpec validates the rest. */
 export function isNetSpec(n: unknown): n is NetSpec {
   if (typeof n !== 'object' || n === null) return false;

@@ -38,7 +38,7 @@ import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
-import { HostNetworks, isNetSpec, type NetAttachment } from '../host/net-attach.js';
+import { HostNetworks, isNetSpec, writeNetStats, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
@@ -126,7 +126,9 @@ export const STAT = {
   // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
   balloonTargetPages: 56,
   balloonActualPages: 57,
-  size: 58,
+  // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts).
+  net: 58,
+  size: 68,
 } as const;
 
 /** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
@@ -764,6 +766,7 @@ export class MachineRunner {
     s[STAT.blkWrites] = writes;
     s[STAT.netRxBytes] = rx;
     s[STAT.netTxBytes] = tx;
+    writeNetStats(s, STAT.net, this.nets);
     s[STAT.consoleOutBytes] = this.consoleOut;
     s[STAT.consoleInBytes] = this.consoleIn;
     s[STAT.virtioInterrupts] = irqs;
