@@ -71,9 +71,15 @@ async function measure(who: string, start: (httpPort: number, fwdPort: number, o
   // The VM's idle sleeps do not hold the event loop open: this does, until the guest is done.
   const keepAlive = setInterval(() => {}, 1000);
   let upload: Promise<number> | undefined;
+  let downShown = false;
   const out = await start(httpPort, fwdPort, (t) => {
     if (process.env.BENCH_VERBOSE) process.stderr.write(t);
     m.feed(t);
+    if (!downShown && m.at.has('BENCH_D1')) {
+      downShown = true;
+      const d = m.span('BENCH_D0', 'BENCH_D1');
+      console.log(`${who}: download done: ${d.wallS.toFixed(2)} s wall, ${d.cpuS.toFixed(2)} CPU-s`);
+    }
     if (!upload && m.at.has('BENCH_UP_READY')) {
       const u = peer('upload', fwdPort);
       upload = u.line.then((l) => {
