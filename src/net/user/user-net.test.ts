@@ -211,10 +211,10 @@ describe('user-mode network', () => {
       sock.events.onData(text('x'.repeat(3000)));
       const first = t.guest.segments();
       expect(first.map((s) => s.payload.length)).toEqual([1460, 1460, 80]);
-      t.advance(100);
+      t.advance(1000);
       t.net.tick();
       expect(t.guest.segments()).toEqual([]);
-      t.advance(1000);
+      t.advance(1500);
       t.net.tick();
       const again = t.guest.segments();
       expect(again[0]!.seq).toBe(ourSeq);
