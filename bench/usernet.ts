@@ -50,8 +50,10 @@ function peer(mode: 'serve' | 'upload', port: number): { child: ChildProcess; li
 const command = (httpPort: number) => ['sh', '-c', [
   `echo BENCH_D0; wget -q -O /dev/null http://10.0.2.2:${httpPort}/${MIB}MiB; echo BENCH_D1`,
   // nc's stdin stays open (a background job's would be /dev/null, whose EOF ends nc early).
-  `sleep 100000 | nc -l -p ${GUEST_PORT} > /dev/null & sleep 1; echo BENCH_UP_READY; wait $!; echo BENCH_U1`,
+  `sleep 100000 | nc -l -p ${GUEST_PORT} > /dev/null & sleep 1; echo BENCH_UP_READY; echo BENCH_WAITING; wait $!; echo BENCH_U1; echo BENCH_END`,
 ].join('; ')];
+// The line after the last marker: visor's console filter holds a final line back until the
+// exit marker, so a marker must never be the last line.
 const MARKERS = ['BENCH_D0', 'BENCH_D1', 'BENCH_UP_READY', 'BENCH_U1'];
 
 interface Figures {
