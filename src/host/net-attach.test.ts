@@ -39,6 +39,9 @@ describe('HostNetworks', () => {
   it('parses --net specs', () => {
     expect(parseNetSpec('switch=lab')).toEqual({ switchName: 'lab' });
     expect(parseNetSpec('switch=../x')).toBe(null);
-    expect(parseNetSpec('user')).toBe(null);
+    expect(parseNetSpec('user')).toEqual({ user: null });
+    expect(parseNetSpec('user=lab')).toEqual({ user: 'lab' });
+    expect(parseNetSpec('user=../x')).toBe(null);
+    expect(parseNetSpec('bridge=br0')).toBe(null);
   });
 });

@@ -39,6 +39,12 @@ export function switchSocketPath(name: string, dir?: string): string {
   return join(dir ?? runtimeDir(), `visor-net-${name}.sock`);
 }
 
+/** The socket of a named user network (`--net user=NAME`): its own namespace beside switches. */
+export function userNetSocketPath(name: string, dir = process.env.XDG_RUNTIME_DIR || tmpdir()): string {
+  if (!/^[A-Za-z0-9_.-]{1,64}$/.test(name)) throw new VisorError('InvalidArgument', `bad network name '${name}'`);
+  return join(dir, `visor-usernet-${name}.sock`);
+}
+
 export interface SocketSwitchMembership {
   readonly role: 'hub' | 'member';
   readonly path: string;

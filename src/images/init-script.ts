@@ -10,6 +10,25 @@ export const INIT_START_MARKER = 'VISOR_INIT_START';
 export const EXIT_MARKER = 'VISOR_EXIT';
 export const CMD_ARG = 'visor.cmd';
 export const IP_ARG = 'visor.ip';
+/** `visor.dhcp=1`: a DHCP server is on eth0's network (visor's user network): ask it. */
+export const DHCP_ARG = 'visor.dhcp';
+/** The script busybox udhcpc runs on lease events (written by init). */
+export const UDHCPC_SCRIPT = `#!/bin/sh
+# visor: configure eth0 from udhcpc's environment (ip, mask as a prefix, router, dns).
+case "$1" in
+  deconfig) ip addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/\${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    if [ -n "$dns" ]; then
+      : > /etc/resolv.conf
+      for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    fi
+    ;;
+esac
+exit 0
+`;
 /** `visor.console=hvc0`: init runs the shell or command on /dev/hvc0 (virtio-console port 0). */
 export const CONSOLE_ARG = 'visor.console';
 /**
@@ -228,6 +247,7 @@ hostname visor
 
 cmd=
 ip=
+dhcp=
 con=
 on_hvc=
 stdio=
@@ -236,6 +256,7 @@ for arg in $(cat /proc/cmdline); do
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
     ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
+    ${DHCP_ARG}=1) dhcp=1 ;;
     ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
 done
@@ -286,6 +307,14 @@ if [ -n "$ip" ]; then
   else
     echo "visor-init: cannot configure eth0 with $ip" >&2
   fi
+elif [ -n "$dhcp" ] && [ -e /sys/class/net/eth0 ]; then
+  # ${DHCP_ARG}=1 only comes with a DHCP server (visor's user network), so the lease is
+  # normally there in one round trip; udhcpc stays behind to renew it. Should no server
+  # answer, it goes on trying in the background after 3 s rather than hold up the boot.
+  cat > /run/visor-udhcpc.sh <<'VISOR_UDHCPC'
+${UDHCPC_SCRIPT}VISOR_UDHCPC
+  chmod +x /run/visor-udhcpc.sh
+  udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -b -S >/dev/null 2>&1
 fi
 
 # Sets $port to the device node of the virtio-console port named $1 (no udev: sysfs).

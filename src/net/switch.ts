@@ -7,8 +7,8 @@
 
 /** Ethernet header: 6-byte destination, 6-byte source, 2-byte type. */
 export const ETH_HLEN = 14;
-/** Largest frame we forward (64 KiB covers GSO-less jumbo frames). */
-export const MAX_FRAME = 65536;
+/** Largest frame we forward: a 64 KiB IP packet (a TSO segment) and its Ethernet header. */
+export const MAX_FRAME = 65536 + ETH_HLEN;
 /** MAC table entries before it is flushed (bounds memory against MAC-flooding guests). */
 const MAX_MACS = 4096;
 

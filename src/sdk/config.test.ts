@@ -43,6 +43,30 @@ describe('machine config', () => {
     expect(n1.nets[0]!.mac).not.toBe(n1.nets[1]!.mac);
   });
 
+  it('resolves user networks: publish spellings, firewall entries, the DHCP argument', async () => {
+    const c = await resolveMachineConfig({ kernel, nets: [{ user: true, publish: ['8080:80', '0.0.0.0:5353:53/udp', { hostPort: 2222, guestPort: 22 }], firewall: ['deny out:tcp:10.0.0.0/8:1-1024'], hostAccess: false, rateLimit: { rx: { bytesPerSec: 1_000_000 } } }, { switch: 'lab' }] });
+    expect(c.nets[0]).toEqual({
+      user: null,
+      publish: [
+        { proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 8080, guestPort: 80 },
+        { proto: 'udp', hostAddress: '0.0.0.0', hostPort: 5353, guestPort: 53 },
+        { proto: 'tcp', hostAddress: '127.0.0.1', hostPort: 2222, guestPort: 22 },
+      ],
+      firewall: ['deny out:tcp:10.0.0.0/8:1-1024'],
+      hostAccess: false,
+      rateLimit: { rx: { bytesPerSec: 1_000_000 } },
+      mac: expect.stringMatching(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/),
+    });
+    expect(c.nets[1]).toEqual({ switch: 'lab', mac: expect.any(String) });
+    expect(c.append).toMatch(/ visor\.dhcp=1$/);
+    // A static address wins; switch-only machines never ask DHCP.
+    expect((await resolveMachineConfig({ kernel, append: 'console=ttyS0 visor.ip=10.0.2.15/24', nets: [{ user: 'lab' }] })).append).not.toMatch(/dhcp/);
+    expect((await resolveMachineConfig({ kernel, nets: [{ switch: 'lab' }] })).append).not.toMatch(/dhcp/);
+    expect((await error({ kernel, nets: [{ user: true, publish: ['80'] }] })).message).toMatch(/nets\.0/);
+    expect((await error({ kernel, nets: [{ user: true, firewall: ['deny sideways:tcp:any'] }] })).message).toMatch(/nets\.0/);
+    expect((await error({ kernel, nets: [{ user: 'a b' }] })).message).toMatch(/nets\.0/);
+  });
+
   it('rejects unknown keys, bad sizes and missing files, naming the field', async () => {
     const e1 = await error({ kernel, memoryMib: 64 });
     expect(e1.code).toBe('InvalidConfig');

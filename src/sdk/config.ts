@@ -11,6 +11,9 @@ import { defaultAccel, type Accel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
 import { formatMac, randomMac, stableMac } from '../net/mac.js';
 import { imageMinMemoryMiB } from '../images/recipes.js';
+import { parseFirewallEntry, parsePublish } from '../net/user/spec.js';
+import { DHCP_ARG as DHCP_FLAG } from '../images/init-script.js';
+import type { NetSpec } from '../host/net-attach.js';
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -18,10 +21,53 @@ const DiskSchema = z.strictObject({
   readOnly: z.boolean().optional(),
 });
 
-const NetSchema = z.strictObject({
-  /** An L2 switch shared with every VM on this host that names it (`--net switch=NAME`). */
-  switch: z.string().regex(/^[A-Za-z0-9_.-]{1,64}$/, 'letters, digits, _ . - (1-64)'),
+const NET_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+/** One direction's limits: Firecracker's token buckets (bytes and packets per second). */
+const RateSchema = z.strictObject({
+  bytesPerSec: z.number().int().positive().optional(),
+  bytesBurst: z.number().int().positive().optional(),
+  packetsPerSec: z.number().int().positive().optional(),
+  packetsBurst: z.number().int().positive().optional(),
 });
+const RateLimitSchema = z.strictObject({ tx: RateSchema.optional(), rx: RateSchema.optional() });
+
+const ForwardSchema = z.strictObject({
+  proto: z.enum(['tcp', 'udp']).optional(),
+  hostAddress: z.ipv4().optional(),
+  hostPort: z.number().int().min(1).max(65535),
+  guestPort: z.number().int().min(1).max(65535),
+});
+
+/** Checks a text with one of src/net/user/spec.ts's parsers, reporting its message. */
+const parsedBy = (parse: (t: string) => unknown) =>
+  z.string().superRefine((t, ctx) => {
+    const r = parse(t);
+    if (typeof r === 'string') ctx.addIssue({ code: 'custom', message: r });
+  });
+
+const SwitchNetSchema = z.strictObject({
+  /** An L2 switch shared with every VM on this host that names it (`--net switch=NAME`). */
+  switch: z.string().regex(NET_NAME, 'letters, digits, _ . - (1-64)'),
+  rateLimit: RateLimitSchema.optional(),
+});
+
+const UserNetSchema = z.strictObject({
+  /**
+   * User-mode networking (NAT, DHCP, DNS) on 10.0.2.0/24: `true` for a private network, a name
+   * to share one with every VM on this host that names it (`--net user=NAME`).
+   */
+  user: z.union([z.literal(true), z.string().regex(NET_NAME, 'letters, digits, _ . - (1-64)')]),
+  /** Port forwards: Docker's `[ADDR:]HOST:GUEST[/udp]` or an object. */
+  publish: z.array(z.union([parsedBy(parsePublish), ForwardSchema])).max(64).optional(),
+  /** Ordered rules, `allow|deny DIR:PROTO:TARGET[:PORTS]`; the first match decides. */
+  firewall: z.array(parsedBy(parseFirewallEntry)).max(256).optional(),
+  /** Whether the guest may reach the host itself (10.0.2.2, the host's addresses). Default true. */
+  hostAccess: z.boolean().optional(),
+  rateLimit: RateLimitSchema.optional(),
+});
+
+const NetSchema = z.union([SwitchNetSchema, UserNetSchema]);
 
 const VsockSchema = z.strictObject({
   /** The guest's context ID (3 and up: 0-2 are reserved; default 3). */
@@ -89,8 +135,8 @@ export interface ResolvedConfig {
   bios: string;
   memoryMiB: number;
   disks: { path: string; format?: 'raw' | 'qcow2'; readOnly: boolean }[];
-  /** mac: "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
-  nets: { switch: string; mac?: string }[];
+  /** Each NIC: a switch or a user network; mac "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
+  nets: (NetSpec & { mac?: string })[];
   rng: boolean;
   /** Absent in snapshots from before the device existed: no balloon. */
   balloon?: boolean;
@@ -114,6 +160,25 @@ export const VIRTIO_STDIO_ARG = 'visor.stdio=virtio';
 export { defaultAccel, type Accel } from '../host/accel.js';
 
 export const DEFAULT_MEMORY_MIB = 512;
+/** What a user network adds to the kernel command line: the image's init asks DHCP. */
+const DHCP_ARG = `${DHCP_FLAG}=1`;
+
+function resolveNet(n: z.output<typeof NetSchema>): NetSpec {
+  const limits = n.rateLimit ? { rateLimit: n.rateLimit } : {};
+  if ('switch' in n) return { switch: n.switch, ...limits };
+  return {
+    user: n.user === true ? null : n.user,
+    publish: (n.publish ?? []).map((p) => {
+      if (typeof p !== 'string') return { proto: p.proto ?? 'tcp', hostAddress: p.hostAddress ?? '127.0.0.1', hostPort: p.hostPort, guestPort: p.guestPort };
+      const f = parsePublish(p);
+      if (typeof f === 'string') throw new VisorError('InvalidConfig', `machine config: publish: ${f}`);
+      return { proto: f.proto, hostAddress: f.hostAddress ?? '127.0.0.1', hostPort: f.hostPort, guestPort: f.guestPort };
+    }),
+    firewall: n.firewall ?? [],
+    hostAccess: n.hostAccess ?? true,
+    ...limits,
+  };
+}
 const DEFAULT_APPEND = 'console=ttyS0 earlycon';
 
 /** Validates `input` (untrusted) into a config; the error names the first bad field. */
@@ -191,7 +256,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     // A named machine keeps its MAC across runs; unnamed ones would all share the MAC of
     // the default name, and two of them on one switch could not reach each other.
     // A second NIC of a named machine gets its own address too.
-    nets: (c.nets ?? []).map((n, i) => ({ switch: n.switch, mac: formatMac(c.name === undefined ? randomMac() : stableMac(i === 0 ? c.name : `${c.name}#${i}`)) })),
+    nets: (c.nets ?? []).map((n, i) => ({ ...resolveNet(n), mac: formatMac(c.name === undefined ? randomMac() : stableMac(i === 0 ? c.name : `${c.name}#${i}`)) })),
     rng: c.rng ?? true,
     deterministic: c.deterministic ?? false,
     accel: c.accel ?? defaultAccel(),
@@ -206,6 +271,8 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     r.stdio = 'virtio';
     if (!r.append.split(/\s+/).includes(VIRTIO_STDIO_ARG)) r.append = `${r.append} ${VIRTIO_STDIO_ARG}`.trim();
   }
+  // visor's init runs its DHCP client when told a DHCP server is there (docs/guest-init.md).
+  if (r.nets.some((n) => 'user' in n) && !/(^|\s)visor\.(ip|dhcp)=/.test(r.append)) r.append = `${r.append} ${DHCP_ARG}`.trim();
   if (virtioSlots(r) > 8) {
     throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon, vsock and the console/agent need more than the 8 virtio slots (agent: false frees one)');
   }

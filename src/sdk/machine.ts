@@ -17,6 +17,7 @@ import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, typ
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, JIT_STAT_KEYS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
+import { NET_STAT_KEYS } from '../host/net-attach.js';
 
 export interface MachineStats {
   /** Guest instructions executed since boot (traps count as one). */
@@ -34,6 +35,12 @@ export interface MachineStats {
   /** virtio-balloon (machines with `balloon: true`): what the host asked for and what the guest has given. */
   balloon?: { targetMiB: number; actualMiB: number };
   virtioInterrupts: number;
+  /**
+   * NICs (summed over the machine's): frames, drops (full receive ring, rate-limit overflow,
+   * bad transmit buffers), frames that waited for rate-limit tokens; and the user network's
+   * NAT flows opened (TCP, UDP), open now, and frames it dropped (firewall, all reasons).
+   */
+  net: Record<(typeof NET_STAT_KEYS)[number], number>;
   io: {
     blkReads: number;
     blkWrites: number;
@@ -586,6 +593,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       tlbMisses: s[STAT.tlbMisses]!,
       ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / 256, actualMiB: s[STAT.balloonActualPages]! / 256 } } : {}),
       virtioInterrupts: s[STAT.virtioInterrupts]!,
+      net: Object.fromEntries(NET_STAT_KEYS.map((k, i) => [k, s[STAT.net + i]!])) as MachineStats['net'],
       io: {
         blkReads: s[STAT.blkReads]!,
         blkWrites: s[STAT.blkWrites]!,

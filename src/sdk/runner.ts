@@ -39,7 +39,7 @@ import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
 import { IdleSleeper } from '../host/idle-sleep.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
-import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
+import { HostNetworks, isNetSpec, writeNetStats, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
 import { nodeEntropy } from '../host/virtio-entropy.js';
@@ -135,7 +135,9 @@ export const STAT = {
   // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
   balloonTargetPages: 56,
   balloonActualPages: 57,
-  size: 58,
+  // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts).
+  net: 58,
+  size: 68,
 } as const;
 
 /** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
@@ -356,7 +358,7 @@ export class MachineRunner {
         this.networks = new HostNetworks();
         this.ownNetworks = true;
       }
-      for (const n of this.cfg.nets) this.nets.push(await this.networks.attach(n.switch, this.cfg.name, (n.mac !== undefined ? parseMac(n.mac) : null) ?? undefined));
+      for (const n of this.cfg.nets) this.nets.push(await this.networks.attachSpec(n, this.cfg.name, (n.mac !== undefined ? parseMac(n.mac) : null) ?? undefined));
     }
     if (this.cfg.rng && this.cfg.deterministic) this.rng = new SeededEntropy();
     if (this.cfg.balloon) this.balloonDev = new VirtioBalloon();
@@ -826,6 +828,7 @@ export class MachineRunner {
     s[STAT.blkWrites] = writes;
     s[STAT.netRxBytes] = rx;
     s[STAT.netTxBytes] = tx;
+    writeNetStats(s, STAT.net, this.nets);
     s[STAT.consoleOutBytes] = this.consoleOut;
     s[STAT.consoleInBytes] = this.consoleIn;
     s[STAT.virtioInterrupts] = irqs;
@@ -981,7 +984,7 @@ export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; stat
     !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
     typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
     !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string' && (n.mac === undefined || (typeof n.mac === 'string' && parseMac(n.mac) !== null))) ||
+    !c.nets.every((n) => isNetSpec(n) && ((n as { mac?: unknown }).mac === undefined || (typeof (n as { mac?: unknown }).mac === 'string' && parseMac((n as { mac: string }).mac) !== null))) ||
     (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
     (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
     (c.agent !== undefined && typeof c.agent !== 'boolean') ||

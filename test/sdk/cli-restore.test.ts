@@ -96,7 +96,7 @@ describe('visor run on the SDK', () => {
     expect(ok.code).toBe(0);
     const bad = await visor(['run', '--kernel', kernel, '--memory', '16', '--net', 'tap0']);
     expect(bad.code).toBe(64);
-    expect(bad.err).toMatch(/^visor: --net: expected switch=NAME, got 'tap0'\n$/);
+    expect(bad.err).toMatch(/^visor: --net: expected user, user=NAME, switch=NAME or none, got 'tap0'\n$/);
   });
 });
 

@@ -1,6 +1,5 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { parseNetSpec } from '../../host/net-attach.js';
 import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { imageMinMemoryMiB } from '../../images/recipes.js';
@@ -8,18 +7,18 @@ import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
 import { runOnTerminal, terminalExitCode } from './terminal.js';
+import { addNetOptions, netsFromFlags, type NetFlags } from './net-flags.js';
 
 /** The command line for a kernel the user brings without --append. */
 const DEFAULT_APPEND = 'console=ttyS0 earlycon';
 
-interface RunFlags {
+interface RunFlags extends NetFlags {
   kernel?: string;
   initrd?: string;
   append?: string;
   bios: string;
   memory?: string;
   disk: string[];
-  net: string[];
   image: string;
   mirror?: string;
   deterministic?: boolean;
@@ -95,7 +94,8 @@ export function parseVsockSpec(spec: string): { path: string; cid?: number } {
 }
 
 export function registerRunCommand(program: Command): void {
-  program
+  const netRules: string[] = [];
+  const cmd = program
     .command('run')
     .description('Boot a RISC-V 64 Linux guest on the serial console (Ctrl-A x quits, Ctrl-A h lists the keys)')
     .argument('[command...]', 'after --: a command to run in the guest; visor exits with its status')
@@ -105,7 +105,6 @@ export function registerRunCommand(program: Command): void {
     .option('--bios <builtin|opensbi|file>', 'firmware: visor\'s built-in SBI, the image\'s OpenSBI, or an M-mode firmware file', 'builtin')
     .option('--memory <MiB>', `guest RAM in MiB (${MIN_MEMORY_MIB}-${MAX_MEMORY_MIB}, default 512)`)
     .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
-    .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
     .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
     .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses; without it each NIC gets a random one)')
@@ -115,7 +114,8 @@ export function registerRunCommand(program: Command): void {
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
     .option('--console <serial|hvc>', 'the guest\'s console: the serial port, or the virtio console (hvc0; visor\'s images run the shell there)', 'serial')
     .option('--accel <interp|jit>', ACCEL_HELP)
-    .option('--stats [text|json]', 'on exit, print to stderr what the machine did: instructions, JIT compiles, cache hits, invalidations, traps, I/O')
+    .option('--stats [text|json]', 'on exit, print to stderr what the machine did: instructions, JIT compiles, cache hits, invalidations, traps, I/O');
+  addNetOptions(cmd, netRules)
     .action(async (command: string[], flags: RunFlags) => {
       const accel = parseAccel(flags.accel);
       const stats = statsFormat(flags.stats);
@@ -128,11 +128,7 @@ export function registerRunCommand(program: Command): void {
         bios: run.bios,
         disks: run.disks.map((d) => ({ path: d.path, readOnly: d.readOnly, ...(d.format ? { format: d.format } : {}) })),
         deterministic: flags.deterministic === true,
-        nets: flags.net.map((spec) => {
-          const n = parseNetSpec(spec);
-          if (!n) throw new VisorError('InvalidArgument', `--net: expected switch=NAME, got '${spec}'`);
-          return { switch: n.switchName };
-        }),
+        nets: netsFromFlags(flags, netRules, flags.kernel === undefined),
       };
       if (flags.name !== undefined) config.name = flags.name;
       if (run.initrd !== undefined) config.initrd = run.initrd;

@@ -5,12 +5,19 @@ import { count, formatStats, parseAccel, statsFormat } from './stats-report.js';
 const base: MachineStats = {
   instructions: 3_850_000_000, mips: 46.1, recentMips: 40, runningMs: 83_500, idleMs: 12_300,
   traps: { 8: 1200, 12: 34_000, 9: 50 }, interrupts: { 5: 9000, 9: 300 }, tlbMisses: 2_300_000, virtioInterrupts: 310,
+  net: { rxFrames: 0, txFrames: 0, rxDropped: 0, txDropped: 0, rateDelayed: 0, natTcpFlows: 0, natUdpFlows: 0, natActiveFlows: 0, natFirewallDrops: 0, natDrops: 0 },
   io: { blkReads: 10, blkWrites: 2, blkBytesRead: 2 * 1048576, blkBytesWritten: 8192, netRxBytes: 0, netTxBytes: 0, consoleOutBytes: 40_000, consoleInBytes: 12 },
   accel: 'jit',
   jit: { modulesCompiled: 413, blocksCompiled: 12_345, compileMs: 2100, cacheHits: 16_200_000, instructions: 3_734_500_000, invalidations: 120, evictions: 0, stepExits: 2_300_000 },
 };
 
 describe('--stats report', () => {
+  it('adds a net line for a machine with NICs', () => {
+    const text = formatStats({ ...base, net: { rxFrames: 1200, txFrames: 800, rxDropped: 3, txDropped: 0, rateDelayed: 5, natTcpFlows: 4, natUdpFlows: 2, natActiveFlows: 1, natFirewallDrops: 7, natDrops: 9 } });
+    expect(text).toMatch(/net: 1200 frames in, 800 out; dropped 3 in, 0 out; 5 rate-limited; NAT flows 4 TCP, 2 UDP \(1 open\); NAT drops 9 \(firewall 7\)/);
+    expect(formatStats(base)).not.toMatch(/net:/);
+  });
+
   it('reads at a glance: counts, the JIT line, traps by name, I/O', () => {
     const text = formatStats(base);
     expect(text).toMatch(/^visor: instructions 3\.85 G in 83\.50 s running \(46\.1 MIPS\), 12\.30 s of it idle \(wfi\); tier jit/m);

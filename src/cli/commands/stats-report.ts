@@ -49,6 +49,13 @@ export function formatStats(s: MachineStats): string {
     `io: disk ${count(s.io.blkReads)} reads (${bytes(s.io.blkBytesRead)}), ${count(s.io.blkWrites)} writes (${bytes(s.io.blkBytesWritten)}); ` +
       `net rx ${bytes(s.io.netRxBytes)}, tx ${bytes(s.io.netTxBytes)}; console out ${bytes(s.io.consoleOutBytes)}, in ${bytes(s.io.consoleInBytes)}`,
   );
+  const n = s.net;
+  if (n && n.rxFrames + n.txFrames > 0) {
+    lines.push(
+      `net: ${count(n.rxFrames)} frames in, ${count(n.txFrames)} out; dropped ${count(n.rxDropped)} in, ${count(n.txDropped)} out; ${count(n.rateDelayed)} rate-limited; ` +
+        `NAT flows ${count(n.natTcpFlows)} TCP, ${count(n.natUdpFlows)} UDP (${count(n.natActiveFlows)} open); NAT drops ${count(n.natDrops)} (firewall ${count(n.natFirewallDrops)})`,
+    );
+  }
   return lines.map((l) => `visor: ${l}\n`).join('');
 }
 

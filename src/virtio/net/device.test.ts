@@ -69,3 +69,77 @@ describe('virtio-net', () => {
     expect(sent).toHaveLength(0);
   });
 });
+
+describe('virtio-net offloads', () => {
+  const tcpFrame = (payload: number) => {
+    // Ethernet + IPv4 (20) + TCP (20): the L4 checksum field holds the pseudo-header sum only.
+    const f = new Uint8Array(14 + 20 + 20 + payload);
+    f.set([0x08, 0x00], 12);
+    f.set([0x45, 0, (40 + payload) >> 8, (40 + payload) & 255, 0, 0, 0x40, 0, 64, 6], 14);
+    f.set([10, 0, 2, 15, 10, 0, 2, 2], 26);
+    for (let i = 0; i < payload; i++) f[54 + i] = i * 7;
+    return f;
+  };
+  const sum = (b: Uint8Array, from: number) => {
+    let s = 0;
+    for (let i = from; i < b.length; i += 2) s += (b[i]! << 8) | (b[i + 1] ?? 0);
+    while (s > 0xffff) s = (s & 0xffff) + (s >>> 16);
+    return s;
+  };
+
+  it('completes a partial checksum the guest left (CSUM, HOST_TSO4) and passes a 60 KiB segment whole', () => {
+    const sent: Uint8Array[] = [];
+    const net = new VirtioNet({ mac: stableMac('x'), offloads: true });
+    net.connect({ send: (f) => sent.push(f) });
+    const { driver } = MockDriver.create(net);
+    driver.probe(2);
+    const f = tcpFrame(60_000);
+    const hdr = new Uint8Array(VIRTIO_NET_HDR_SIZE);
+    hdr.set([1, 1, 54, 0, 0xb4, 0x05, 34, 0, 16, 0]); // NEEDS_CSUM, GSO_TCPV4, hdr_len, gso_size 1460, csum_start 34, csum_offset 16
+    driver.add(1, [hdr, f], []);
+    expect(sent).toHaveLength(1);
+    expect(sent[0]!.length).toBe(f.length);
+    // The completed checksum makes the one's-complement sum over the segment 0xffff.
+    expect(sum(sent[0]!, 34)).toBe(0xffff);
+    // Offsets outside the frame: dropped and counted, never a throw.
+    hdr.set([0xff, 0xff], 6);
+    driver.add(1, [hdr, tcpFrame(10)], []);
+    expect(sent).toHaveLength(1);
+    expect(net.counters.txErrors).toBe(1);
+  });
+
+  it('spreads a GSO segment over mergeable buffers with its MSS and num_buffers', () => {
+    const net = new VirtioNet({ mac: stableMac('x'), offloads: true });
+    const { driver } = MockDriver.create(net);
+    driver.probe(2);
+    expect(net.acceptsGso).toBe(true);
+    const f = tcpFrame(20_000);
+    net.receive(f, { gsoSize: 1460, csumStart: 34, csumOffset: 16 });
+    expect(driver.used(0)).toHaveLength(0); // no buffers yet: it waits
+    for (let i = 0; i < 8; i++) driver.add(0, [], [4096]);
+    const used = driver.used(0);
+    const need = VIRTIO_NET_HDR_SIZE + f.length;
+    expect(used).toHaveLength(Math.ceil(need / 4096));
+    const all = new Uint8Array(used.reduce((n, u) => n + u.len, 0));
+    let o = 0;
+    for (const u of used) {
+      all.set(collect(u).subarray(0, u.len), o);
+      o += u.len;
+    }
+    const dv = new DataView(all.buffer);
+    expect(all[0]).toBe(1); // NEEDS_CSUM
+    expect(all[1]).toBe(1); // GSO_TCPV4
+    expect(dv.getUint16(4, true)).toBe(1460);
+    expect(dv.getUint16(10, true)).toBe(used.length); // num_buffers
+    expect(all.subarray(VIRTIO_NET_HDR_SIZE)).toEqual(f);
+  });
+
+  it('refuses offloaded frames the driver did not negotiate', () => {
+    const net = new VirtioNet({ mac: stableMac('x') });
+    const { driver } = MockDriver.create(net);
+    driver.probe(2);
+    expect(net.acceptsGso).toBe(false);
+    net.receive(tcpFrame(3000), { gsoSize: 1460, csumStart: 34, csumOffset: 16 });
+    expect(net.counters.rxDropped).toBe(1);
+  });
+});
