@@ -16,6 +16,7 @@ export type VisorErrorCode =
   | 'IoError'
   | 'NetworkError'
   | 'IntegrityError'
+  | 'DependencyError'
   | 'GuestPanic'
   | 'Internal';
 
@@ -33,6 +34,7 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   IoError: 74, // EX_IOERR
   NetworkError: 69,
   IntegrityError: 65,
+  DependencyError: 65, // packages that cannot be installed together, or are missing
   GuestPanic: 70, // EX_SOFTWARE (the guest's software failed)
   Internal: 70,
 };
