@@ -18,6 +18,10 @@ import { chooseMirror, type MirrorChoice } from './mirror.js';
 import { PackagesIndex, dependsNames, type PackageRecord } from './packages-index.js';
 import { formatBytes, silentProgress, type Progress } from './progress.js';
 import { BUILDER_VERSION, RECIPES, knownImageNames, type ImageRecipe } from './recipes.js';
+import { configureInGuest } from './configure.js';
+import { extractDeb } from './deb.js';
+import { ROOTFS_FILE, buildRootfs, fileRef, planRootfs, type RootDiskWriter, type RootfsPlan } from './debian-rootfs.js';
+import { PackageUniverse } from './resolver.js';
 import { parseRelease, verifyInRelease, type ReleaseFile, type VerifyResult } from './release.js';
 
 export interface PullOptions {
@@ -34,6 +38,10 @@ export interface PullOptions {
   /** Where apt's configuration lives (tests). */
   aptRoot?: string;
   env?: NodeJS.ProcessEnv;
+  /** Packages added to a Debian image's set (`visor image pull debian --packages gcc,make`). */
+  packages?: string[];
+  /** Writes the ext4 root disk (tests and dev scripts inject one; default: visor's writer). */
+  rootDiskWriter?: RootDiskWriter;
 }
 
 export interface PullResult {
@@ -79,7 +87,7 @@ async function fetchRelease(mirror: MirrorChoice, recipe: ImageRecipe, opts: Pul
   return { release, verified, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRecipe, release: ReleaseFile, opts: PullOptions, progress: Progress): Promise<PackagesIndex> {
+async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRecipe, release: ReleaseFile, opts: PullOptions, progress: Progress): Promise<{ index: PackagesIndex; text: string }> {
   const base = `${recipe.component}/binary-${recipe.arch}/Packages`;
   const choice = ['.gz', '.xz', ''].map((ext) => ({ ext, path: base + ext, entry: release.sha256.get(base + ext) })).find((c) => c.entry);
   if (!choice?.entry) {
@@ -119,7 +127,7 @@ async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRe
   if (choice.ext === '.gz') text = gunzipSync(raw).toString('utf8');
   else if (choice.ext === '.xz') text = (await collect(decompressStream('xz', new Blob([raw]).stream() as ReadableStream<Uint8Array>))).toString('utf8');
   else text = raw.toString('utf8');
-  return new PackagesIndex(text);
+  return { index: new PackagesIndex(text), text };
 }
 
 function resolvePackages(index: PackagesIndex, recipe: ImageRecipe, mirror: MirrorChoice): { kernel: PackageRecord; busybox: PackageRecord; firmware: PackageRecord | undefined } {
@@ -145,7 +153,7 @@ function upToDate(manifest: ImageManifest, packages: PackageRecord[]): boolean {
   return packages.every((p) => manifest.packages.some((m) => m.name === p.name && m.version === p.version && m.sha256 === p.sha256));
 }
 
-async function fetchDeb(root: string, mirror: MirrorChoice, p: PackageRecord, opts: PullOptions, progress: Progress): Promise<string> {
+async function fetchDeb(root: string, mirror: MirrorChoice, p: Pick<PackageRecord, 'name' | 'version' | 'size' | 'sha256' | 'filename'>, opts: PullOptions, progress: Progress): Promise<string> {
   const dir = downloadsDir(root);
   await mkdir(dir, { recursive: true });
   const dest = join(dir, `${p.sha256}.deb`);
@@ -183,9 +191,16 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   progress.info(`mirror: ${mirror.url} (from ${mirror.from})`);
 
   const { release, verified, sha256: releaseSha } = await fetchRelease(mirror, recipe, opts, progress);
-  const index = await fetchPackages(root, mirror, recipe, release, opts, progress);
+  const { index, text } = await fetchPackages(root, mirror, recipe, release, opts, progress);
   const pkgs = resolvePackages(index, recipe, mirror);
   const list = [pkgs.kernel, pkgs.busybox, ...(pkgs.firmware ? [pkgs.firmware] : [])];
+  let plan: RootfsPlan | undefined;
+  if (recipe.rootfs) {
+    const t = progress.task('resolving packages');
+    plan = planRootfs(PackageUniverse.fromIndex(text, recipe.arch), [...recipe.rootfs.packages, ...(opts.packages ?? [])]);
+    t.finish(`${plan.packages.length} packages, ${formatBytes(plan.packages.reduce((n, p) => n + p.size, 0))} to download`);
+    list.push(...plan.packages.map((p) => ({ name: p.name, version: p.version, architecture: p.architecture, filename: p.filename, size: p.size, sha256: p.sha256, depends: '' })));
+  }
 
   let existing: Awaited<ReturnType<typeof readImage>>;
   try {
@@ -199,6 +214,24 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
     return { dir: existing.dir, manifest: existing.manifest, changed: false };
   }
 
+  const tDownload = performance.now();
+  const rootDebs = new Map<string, string>();
+  if (plan) {
+    // A few downloads at once: most .debs are small, and one connection idles between them.
+    const queue = [...plan.packages];
+    const total = queue.reduce((n, p) => n + p.size, 0);
+    const t = progress.task(`downloading ${queue.length} packages`, total);
+    let done = 0;
+    const quiet = { ...progress, task: () => ({ update() {}, finish() {} }) };
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let p = queue.shift(); p; p = queue.shift()) {
+        rootDebs.set(p.name, await fetchDeb(root, mirror, p, opts, quiet));
+        done += p.size;
+        t.update(done);
+      }
+    }));
+    t.finish(formatBytes(total));
+  }
   const kernelDeb = await fetchDeb(root, mirror, pkgs.kernel, opts, progress);
   const busyboxDeb = await fetchDeb(root, mirror, pkgs.busybox, opts, progress);
   const firmwareDeb = pkgs.firmware ? await fetchDeb(root, mirror, pkgs.firmware, opts, progress) : undefined;
@@ -207,6 +240,24 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   try {
     buildDir = await newBuildDir(root, name);
     const built = await buildImage({ kernelDeb, busyboxDeb, ...(firmwareDeb ? { firmwareDeb } : {}), outDir: buildDir, modules: recipe.modules, progress });
+    let rootfs: ImageManifest['rootfs'];
+    const files: ImageManifest['files'] = { ...built.files };
+    if (plan) {
+      const download = (performance.now() - tDownload) / 1000;
+      const busybox = (await extractDeb(busyboxDeb, (p, type) => type === 'file' && /^(usr\/)?bin\/busybox$/.test(p)))[0]?.data;
+      if (!busybox) throw new VisorError('BadImage', `${busyboxDeb} has no bin/busybox`);
+      const writer = opts.rootDiskWriter ?? (await defaultRootDiskWriter());
+      const r = await buildRootfs({ plan, debs: rootDebs, busybox, mirror: mirror.url, suite: recipe.suite, component: recipe.component, outDir: buildDir, writer, progress });
+      const conf = await configureInGuest({
+        kernel: join(buildDir, built.files.kernel.name), initrd: join(buildDir, built.files.initrd.name), append: recipe.append,
+        disk: join(buildDir, ROOTFS_FILE), packageCount: plan.packages.length, progress, ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      files.rootfs = await fileRef(buildDir, ROOTFS_FILE);
+      rootfs = {
+        requested: plan.requested, packageCount: plan.packages.length, files: r.files, bytes: r.bytes,
+        seconds: { download, unpack: r.times.unpack, write: r.times.write, configure: conf.seconds },
+      };
+    }
     const manifest: ImageManifest = {
       format: 1,
       builder: BUILDER_VERSION,
@@ -223,14 +274,16 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       builtinModules: built.builtinModules,
       skippedSoftdeps: built.skippedSoftdeps,
       append: recipe.append,
-      files: built.files,
+      files,
+      recipe: recipe.name,
+      ...(rootfs ? { rootfs } : {}),
     };
     // The manifest is written last: a build directory without one is never installed.
     await writeFile(join(buildDir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     const dir = await installBuild(root, name, buildDir);
     buildDir = undefined;
     // The packages are in the image now; keeping 100+ MiB of .debs would only cost disk.
-    for (const deb of [kernelDeb, busyboxDeb, firmwareDeb]) if (deb) await rm(deb, { force: true });
+    for (const deb of [kernelDeb, busyboxDeb, firmwareDeb, ...rootDebs.values()]) if (deb) await rm(deb, { force: true });
     progress.info(`${name}: Linux ${built.kernelRelease} ready in ${dir}`);
     return { dir, manifest, changed: true };
   } catch (err) {
@@ -248,4 +301,10 @@ function wrapFs(err: unknown, root: string): unknown {
     return new VisorError('IoError', `cannot write the image cache ${root} (${code}); set XDG_CACHE_HOME to a writable directory`, { cause: err });
   }
   return err;
+}
+
+/** visor's own ext4 writer into a qcow2 image (src/storage/ext4/). */
+async function defaultRootDiskWriter(): Promise<RootDiskWriter> {
+  const { writeRootDisk } = await import('./root-disk.js');
+  return writeRootDisk;
 }
