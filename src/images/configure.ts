@@ -40,12 +40,15 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
     kernel: input.kernel, initrd: input.initrd, append, memoryMiB: input.memoryMiB ?? 1024,
     disks: [{ path: input.disk, format: 'qcow2' }], agent: false,
   });
+  // VISOR_DEBUG_CONFIGURE=1: the guest's console on stderr as it runs.
+  const debug = process.env.VISOR_DEBUG_CONFIGURE === '1';
   let log = '';
   let setUp = 0;
   let pending = '';
   let failed: string | undefined;
   vm.console.on('data', (d: Buffer) => {
     const text = d.toString('utf8');
+    if (debug) process.stderr.write(text);
     log = (log + text).slice(-MAX_LOG);
     pending += text;
     const lines = pending.split('\n');

@@ -9,7 +9,7 @@ import { gunzipSync } from 'node:zlib';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { buildImage } from './build.js';
 import {
-  MANIFEST, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep, withPullLock,
+  MANIFEST, validImageName, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep, withPullLock,
   type ImageManifest,
 } from './cache.js';
 import { collect, decompressStream } from './decompress.js';
@@ -19,6 +19,7 @@ import { PackagesIndex, dependsNames, type PackageRecord } from './packages-inde
 import { formatBytes, silentProgress, type Progress } from './progress.js';
 import { BUILDER_VERSION, RECIPES, knownImageNames, type ImageRecipe } from './recipes.js';
 import { configureInGuest } from './configure.js';
+import { machinesUsingImage } from './machines.js';
 import { extractDeb } from './deb.js';
 import { ROOTFS_FILE, buildRootfs, fileRef, planRootfs, type RootDiskWriter, type RootfsPlan } from './debian-rootfs.js';
 import { PackageUniverse } from './resolver.js';
@@ -40,6 +41,8 @@ export interface PullOptions {
   env?: NodeJS.ProcessEnv;
   /** Packages added to a Debian image's set (`visor image pull debian --packages gcc,make`). */
   packages?: string[];
+  /** The cached name of a variant (default: variantName()). */
+  as?: string;
   /** Writes the ext4 root disk (tests and dev scripts inject one; default: visor's writer). */
   rootDiskWriter?: RootDiskWriter;
 }
@@ -168,17 +171,40 @@ async function fetchDeb(root: string, mirror: MirrorChoice, p: Pick<PackageRecor
   return dest;
 }
 
-/** Pulls (or refreshes) an image into the cache. */
+/** The cached name of a variant: `debian --packages gcc,make` is `debian-gcc-make`. */
+export function variantName(recipe: string, packages: string[]): string {
+  return `${recipe}-${[...packages].sort().join('-')}`.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').slice(0, 64);
+}
+
+/**
+ * Pulls (or refreshes) an image into the cache. `name` is a recipe, or a variant built
+ * before (its manifest names the recipe and the packages); `opts.packages` on a recipe with
+ * a root filesystem builds a variant, cached as `opts.as` or `variantName()`.
+ */
 export async function pullImage(name: string, opts: PullOptions = {}): Promise<PullResult> {
-  const recipe = recipeFor(name);
   const progress = opts.progress ?? silentProgress;
   const root = cacheRoot(opts.env);
+  let recipe = RECIPES[name];
+  let target = name;
+  let extra = opts.packages ?? [];
+  if (recipe && extra.length) {
+    if (!recipe.rootfs) throw new VisorError('InvalidArgument', `image '${name}' has no root filesystem to add packages to; use --packages with debian`);
+    target = opts.as ?? variantName(name, extra);
+  } else if (!recipe) {
+    const found = await readImage(root, name).catch(() => undefined);
+    const base = found?.manifest.recipe !== undefined ? RECIPES[found.manifest.recipe] : undefined;
+    if (!found || !base?.rootfs) recipeFor(name); // throws ImageNotFound with the known names
+    recipe = base!;
+    extra = [...(found!.manifest.rootfs?.requested ?? []).filter((p) => !base!.rootfs!.packages.includes(p)), ...extra];
+  }
+  if (!validImageName(target)) throw new VisorError('InvalidArgument', `'${target}' is not a valid image name (lower-case letters, digits, '.', '_', '-'; up to 64)`);
   try {
     await mkdir(root, { recursive: true });
   } catch (err) {
     throw wrapFs(err, root);
   }
-  return withPullLock(root, name, () => pullLocked(name, recipe, root, opts, progress), opts.signal);
+  const o = { ...opts, packages: extra };
+  return withPullLock(root, target, () => pullLocked(target, recipe!, root, o, progress), opts.signal);
 }
 
 async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts: PullOptions, progress: Progress): Promise<PullResult> {
@@ -212,6 +238,10 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   if (existing && !opts.force && upToDate(existing.manifest, list)) {
     progress.info(`${name} is up to date (Linux ${existing.manifest.kernelRelease})`);
     return { dir: existing.dir, manifest: existing.manifest, changed: false };
+  }
+  const users = await machinesUsingImage(root, name);
+  if (existing && users.length) {
+    throw new VisorError('NotAllowed', `image '${name}' has changed in the archive, but kept machines use its base (${users.map((m) => m.name).join(', ')}): remove them (visor machine rm NAME) or pull a variant under another name (--as NAME)`);
   }
 
   const tDownload = performance.now();

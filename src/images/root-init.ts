@@ -17,7 +17,7 @@ export const CONFIGURE_SCRIPT = `/${VISOR_DIR}/configure`;
 export const AGENT_PROGRAM = `/${VISOR_DIR}/visor-agent`;
 /** Busybox applets visor's init and agent use, linked in /usr/lib/visor/bin. */
 const APPLETS = ['sh', 'mount', 'umount', 'mkdir', 'cat', 'sleep', 'setsid', 'cttyhack', 'sync', 'kill', 'poweroff', 'reboot', 'halt',
-  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'mountpoint', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep'];
+  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep'];
 /** Printed by the configure script before each step, for the host's progress bar. */
 export const CONFIGURE_STEP = 'VISOR_CONFIGURE';
 
@@ -43,11 +43,13 @@ export function rootInitScript(): string {
 echo ${INIT_START_MARKER}
 export PATH=${v}/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux LANG=C.UTF-8
 USER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${v}/bin
+# The initramfs moved /proc, /sys and /dev here; systemd-less boots without it mount them.
+mounted() { grep -qs " $1 " /proc/mounts; }
 for fs in proc:/proc sysfs:/sys devtmpfs:/dev tmpfs:/run; do
-  mountpoint -q "\${fs#*:}" || mount -t "\${fs%%:*}" "\${fs%%:*}" "\${fs#*:}" 2>/dev/null
+  mounted "\${fs#*:}" || mount -t "\${fs%%:*}" "\${fs%%:*}" "\${fs#*:}" 2>/dev/null
 done
 mkdir -p /dev/pts /dev/shm /run/lock
-mountpoint -q /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
 mount -o remount,rw / 2>/dev/null
 [ -r /etc/hostname ] && hostname "$(cat /etc/hostname)"

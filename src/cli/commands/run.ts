@@ -2,7 +2,10 @@ import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
 import { parseNetSpec } from '../../host/net-attach.js';
 import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
-import { encodeCommand, ensureImage } from '../../images/index.js';
+import { cacheRoot } from '../../images/cache.js';
+import {
+  ROOT_ARG, ROOTINIT_ARG, encodeCommand, ensureImage, ephemeralDisk, findMachine, keepMachine, type GuestImage, type KeptMachine,
+} from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
@@ -29,6 +32,8 @@ interface RunFlags {
   accel?: string;
   stats?: string | boolean;
   console: string;
+  keep?: string;
+  init?: string;
 }
 
 export interface ResolvedRun {
@@ -39,6 +44,8 @@ export interface ResolvedRun {
   memoryMiB?: number;
   disks: DiskSpec[];
   command?: string[];
+  /** Removes an ephemeral root overlay; call however the run ends. */
+  cleanup?: () => Promise<void>;
 }
 
 /** Turns flags into what to boot; pulls the image only when no --kernel is given. */
@@ -55,14 +62,19 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   let initrd = flags.initrd;
   let append = flags.append;
   let bios = flags.bios;
+  let rootDisk: { path: string; cleanup?: () => Promise<void> } | undefined;
   if (kernel === undefined || bios === 'opensbi') {
     const opts: { progress: boolean; mirror?: string } = { progress: process.stderr.isTTY === true };
     if (flags.mirror) opts.mirror = flags.mirror;
-    const img = await ensureImage(flags.image, opts);
+    // --name of a kept machine boots it again, on the image it was made from.
+    const root = cacheRoot();
+    const kept = flags.name !== undefined && flags.keep === undefined ? await findMachine(root, flags.name) : undefined;
+    const img = await ensureImage(kept?.image ?? flags.image, opts);
     if (kernel === undefined) {
       kernel = img.kernel;
       initrd ??= img.initrd;
       append ??= img.append;
+      if (img.rootfs) rootDisk = await rootDiskFor(flags, img, kept);
     }
     if (bios === 'opensbi') {
       const fw = img.firmwareDynamic ?? img.firmware;
@@ -72,12 +84,36 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   }
   append ??= DEFAULT_APPEND;
   const cmd = command.length > 0 ? command : undefined;
+  if (flags.init !== undefined && flags.init !== 'visor' && flags.init !== 'systemd') {
+    throw new VisorError('InvalidArgument', `--init must be visor or systemd, got '${flags.init}'`);
+  }
+  if (rootDisk) {
+    // The root disk is vda: the initramfs mounts it and hands PID 1 to its init.
+    disks.unshift({ path: rootDisk.path, readOnly: false, format: 'qcow2' });
+    append = `${append} ${ROOT_ARG}=/dev/vda`;
+    if (flags.init === 'systemd') {
+      if (cmd) throw new VisorError('InvalidArgument', '--init systemd boots to a login console; run a command with the default init (visor run -- CMD)');
+      append = `${append} ${ROOTINIT_ARG}=/lib/systemd/systemd`;
+    }
+  } else if (flags.init === 'systemd' || flags.keep !== undefined) {
+    throw new VisorError('InvalidArgument', `--init and --keep need an image with a root disk (debian); '${flags.image}' has none`);
+  }
   if (cmd) append = `${append} ${encodeCommand(cmd)}`;
   const r: ResolvedRun = { kernel, append, bios, disks };
   if (initrd !== undefined) r.initrd = initrd;
   if (memoryMiB !== undefined) r.memoryMiB = memoryMiB;
   if (cmd) r.command = cmd;
+  if (rootDisk?.cleanup) r.cleanup = rootDisk.cleanup;
   return r;
+}
+
+/** The machine's root disk: a kept one (--name), a new kept one (--keep), or an ephemeral overlay. */
+async function rootDiskFor(flags: RunFlags, img: GuestImage, kept: KeptMachine | undefined): Promise<{ path: string; cleanup?: () => Promise<void> }> {
+  const root = cacheRoot();
+  if (kept) return { path: kept.disk };
+  if (flags.keep !== undefined) return { path: (await keepMachine(root, flags.keep, img.name, img.rootfs!)).disk };
+  const e = await ephemeralDisk(root, img.rootfs!);
+  return { path: e.path, cleanup: e.dispose };
 }
 
 /** Parses `--vsock PATH[,cid=N]`. */
@@ -103,7 +139,9 @@ export function registerRunCommand(program: Command): void {
     .option('--net <switch=NAME>', 'attach a virtio-net NIC to a host-wide virtual switch (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
     .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
-    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses)')
+    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses); the name of a kept machine boots its disk again')
+    .option('--keep <name>', 'keep the machine\'s disk (a qcow2 overlay on the image) under NAME; `visor run --name NAME` boots it again')
+    .option('--init <visor|systemd>', 'PID 1 on a Debian image: visor\'s init (fast, default) or systemd')
     .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
@@ -130,6 +168,7 @@ export function registerRunCommand(program: Command): void {
         }),
       };
       if (flags.name !== undefined) config.name = flags.name;
+      else if (flags.keep !== undefined) config.name = flags.keep;
       if (run.initrd !== undefined) config.initrd = run.initrd;
       if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
       if (accel) config.accel = accel;
@@ -139,16 +178,22 @@ export function registerRunCommand(program: Command): void {
       config.console = flags.console === 'hvc' ? 'virtio' : 'serial';
       // visor's images start the guest agent (graceful stop on SIGTERM); a kernel of your own may not.
       config.agent = flags.kernel === undefined || flags.console === 'hvc';
-      const vm = await Machine.create(config);
-      const res = await runOnTerminal(vm, {
-        snapshotPath: flags.snapshotFile,
-        commandMode,
-        maxReboots: 3,
-        // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
-        holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
-      });
-      if (stats) printStats(vm.stats(), stats);
+      let code: number;
+      try {
+        const vm = await Machine.create(config);
+        const res = await runOnTerminal(vm, {
+          snapshotPath: flags.snapshotFile,
+          commandMode,
+          maxReboots: 3,
+          // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
+          holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
+        });
+        if (stats) printStats(vm.stats(), stats);
+        code = terminalExitCode(res, commandMode);
+      } finally {
+        await run.cleanup?.(); // an ephemeral root overlay goes with the run
+      }
       // stdin may still hold the event loop; the run is over.
-      process.exit(terminalExitCode(res, commandMode));
+      process.exit(code);
     });
 }
