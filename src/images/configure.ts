@@ -30,22 +30,37 @@ export interface ConfigureResult {
 
 const MAX_LOG = 256 * 1024;
 
-export async function configureInGuest(input: ConfigureInput): Promise<ConfigureResult> {
+export interface GuestCommand {
+  kernel: string;
+  initrd: string;
+  /** The image's command line; visor.root=/dev/vda and the command are added. */
+  append: string;
+  /** The root disk first (vda), then any others (vdb, ...). */
+  disks: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean }[];
+  argv: string[];
+  memoryMiB?: number;
+  signal?: AbortSignal;
+  /** Each console line as it comes (without the line end). */
+  onLine?: (line: string) => void;
+}
+
+/**
+ * Boots the image on its root disk, runs `argv` with visor's init, and returns the command's
+ * exit status (the VISOR_EXIT marker) and the console output. Throws when the guest ends
+ * without reporting one.
+ */
+export async function runGuestCommand(c: GuestCommand): Promise<{ status: number; log: string }> {
   // images → sdk at run time only: the SDK resolves images through this layer.
   const { Machine } = await import('../sdk/machine.js');
-  const t0 = performance.now();
-  const task = input.progress.task('configuring packages in a guest', input.packageCount, 'items');
-  const append = `${input.append} ${ROOT_ARG}=/dev/vda ${encodeCommand([CONFIGURE_SCRIPT])}`;
+  const append = `${c.append} ${ROOT_ARG}=/dev/vda ${encodeCommand(c.argv)}`;
   const vm = await Machine.create({
-    kernel: input.kernel, initrd: input.initrd, append, memoryMiB: input.memoryMiB ?? 1024,
-    disks: [{ path: input.disk, format: 'qcow2' }], agent: false,
+    kernel: c.kernel, initrd: c.initrd, append, memoryMiB: c.memoryMiB ?? 512,
+    disks: c.disks.map((d) => ({ path: d.path, format: d.format, readOnly: d.readOnly ?? false })), agent: false,
   });
   // VISOR_DEBUG_CONFIGURE=1: the guest's console on stderr as it runs.
   const debug = process.env.VISOR_DEBUG_CONFIGURE === '1';
   let log = '';
-  let setUp = 0;
   let pending = '';
-  let failed: string | undefined;
   vm.console.on('data', (d: Buffer) => {
     const text = d.toString('utf8');
     if (debug) process.stderr.write(text);
@@ -53,37 +68,59 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
     pending += text;
     const lines = pending.split('\n');
     pending = lines.pop()!;
-    for (const raw of lines) {
-      const line = raw.replace(/\r$/, '');
-      if (/^Setting up \S+/.test(line)) task.update(++setUp);
-      const m = new RegExp(`^${CONFIGURE_STEP} FAILED (.*)$`).exec(line);
-      if (m) failed = m[1];
-    }
+    for (const raw of lines) c.onLine?.(raw.replace(/\r$/, ''));
   });
   const ended = new Promise<string>((resolve) => {
     vm.on('guest', (e: { kind: string }) => resolve(e.kind));
     vm.on('state', (s: string, reason?: string) => { if (s === 'stopped') resolve(reason ?? 'stopped'); });
   });
   const onAbort = () => { vm.kill().catch(() => {}); };
-  input.signal?.addEventListener('abort', onAbort, { once: true });
+  c.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await vm.start();
     const how = await ended;
-    if (vm.state !== 'stopped') await vm.kill().catch(() => {});
-    if (input.signal?.aborted) throw new VisorError('NetworkError', 'configuring the image: cancelled');
-    const status = new RegExp(`${EXIT_MARKER}=(\\d+)`).exec(log.replace(/\r/g, ''));
-    const tail = log.replace(/\r/g, '').split('\n').slice(-25).join('\n');
+    if (c.signal?.aborted) throw new VisorError('NetworkError', 'cancelled');
+    const clean = log.replace(/\r/g, '');
+    const status = new RegExp(`${EXIT_MARKER}=(\\d+)`).exec(clean);
     if (!status) {
-      throw new VisorError('BadImage', `configuring the image: the guest ended (${how}) before the configure script finished; its last output:\n${tail}`);
+      throw new VisorError('BadImage', `the guest ended (${how}) before the command finished; its last output:\n${clean.split('\n').slice(-25).join('\n')}`);
     }
-    if (status[1] !== '0') {
-      const what = failed ? `the step '${failed}' failed` : `the configure script exited with status ${status[1]}`;
-      throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
-    }
-    task.finish(`${setUp} packages set up`);
-    return { seconds: (performance.now() - t0) / 1000, log };
+    return { status: Number(status[1]), log: clean };
   } finally {
-    input.signal?.removeEventListener('abort', onAbort);
+    c.signal?.removeEventListener('abort', onAbort);
     if (vm.state !== 'stopped') await vm.kill().catch(() => {});
   }
+}
+
+export async function configureInGuest(input: ConfigureInput): Promise<ConfigureResult> {
+  const t0 = performance.now();
+  const task = input.progress.task('configuring packages in a guest', input.packageCount, 'items');
+  let setUp = 0;
+  let failed: string | undefined;
+  const failRe = new RegExp(`^${CONFIGURE_STEP} FAILED (.*)$`);
+  let r: { status: number; log: string };
+  try {
+    r = await runGuestCommand({
+      kernel: input.kernel, initrd: input.initrd, append: input.append, argv: [CONFIGURE_SCRIPT],
+      disks: [{ path: input.disk, format: 'qcow2' }], memoryMiB: input.memoryMiB ?? 1024,
+      ...(input.signal ? { signal: input.signal } : {}),
+      onLine: (line) => {
+        if (/^Setting up \S+/.test(line)) task.update(++setUp);
+        const m = failRe.exec(line);
+        if (m) failed = m[1];
+      },
+    });
+  } catch (err) {
+    if (err instanceof VisorError && err.code === 'BadImage') {
+      throw new VisorError('BadImage', `configuring the image: ${err.message}; pull again (VISOR_DEBUG_CONFIGURE=1 shows the guest's console)`, { cause: err });
+    }
+    throw err;
+  }
+  if (r.status !== 0) {
+    const what = failed ? `the step '${failed}' failed` : `the configure script exited with status ${r.status}`;
+    const tail = r.log.split('\n').slice(-25).join('\n');
+    throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
+  }
+  task.finish(`${setUp} packages set up`);
+  return { seconds: (performance.now() - t0) / 1000, log: r.log };
 }

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { registerDiskCommands } from './disk.js';
-import { registerImageCommands } from './image.js';
+import { registerCpCommand } from './cp.js';
+import { registerImageCommands, registerMachineCommands } from './image.js';
 import { registerRestoreCommand } from './restore.js';
 import { registerRunCommand } from './run.js';
 
@@ -9,5 +10,7 @@ export function registerCommands(program: Command): void {
   registerRunCommand(program);
   registerRestoreCommand(program);
   registerImageCommands(program);
+  registerMachineCommands(program);
+  registerCpCommand(program);
   registerDiskCommands(program);
 }
