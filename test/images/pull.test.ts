@@ -232,4 +232,14 @@ describe('pullImage with a fake mirror', () => {
     expect(debHits(mirror)).toBe(3);
     expect((await tree(cacheRoot(env))).filter((f) => f.endsWith('.lock'))).toEqual([]);
   });
+
+  it('debian: a package the index lacks is a DependencyError naming it and what to do, and nothing is cached', async () => {
+    mirror = await startMirror();
+    const env = await freshEnv();
+    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'DependencyError', message: expect.stringMatching(/package apt is not in the archive's index.*--packages/) });
+    expect(await readImage(cacheRoot(env), 'debian')).toBeUndefined();
+    await expect(pullImage('tiny', { mirror: mirror.url, env, keyring: null, packages: ['gcc'] })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(pullImage('debian-nothing', { mirror: mirror.url, env, keyring: null })).rejects.toMatchObject({ code: 'ImageNotFound' });
+  });
 });
