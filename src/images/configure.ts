@@ -74,11 +74,14 @@ export async function runGuestCommand(c: GuestCommand): Promise<{ status: number
     vm.on('guest', (e: { kind: string }) => resolve(e.kind));
     vm.on('state', (s: string, reason?: string) => { if (s === 'stopped') resolve(reason ?? 'stopped'); });
   });
+  // The disk is closed (and flushed) once the worker is gone, not at the poweroff event.
+  const stopped = vm.whenStopped();
   const onAbort = () => { vm.kill().catch(() => {}); };
   c.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     await vm.start();
     const how = await ended;
+    await Promise.race([stopped, new Promise((r) => setTimeout(r, 30_000))]);
     if (c.signal?.aborted) throw new VisorError('NetworkError', 'cancelled');
     const clean = log.replace(/\r/g, '');
     const status = new RegExp(`${EXIT_MARKER}=(\\d+)`).exec(clean);
