@@ -61,7 +61,7 @@ const show = (who: string, f: Figures) =>
 
 const img = await guestImage();
 if (!img) {
-  console.log('bench/blk: no debian image in the cache; run `visor image pull debian` first');
+  console.log('bench/blk: no tiny image in the cache; run `visor image pull tiny` first');
   process.exit(process.env.CI ? 1 : 0);
 }
 const dir = mkdtempSync(join(tmpdir(), 'visor-bench-blk-'));

@@ -132,7 +132,7 @@ function bootQemu(kernel: string, initrd: string, append: string, bios: string):
   });
 }
 
-const img = await ensureImage('debian');
+const img = await ensureImage('tiny');
 const append = `${img.append} ${encodeCommand(guestArgv)}`;
 const fw = img.firmwareDynamic ?? img.firmware;
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, Node ${process.version}`);

@@ -51,9 +51,9 @@ function figures(out: string, m: MarkerClock): Figures {
 const show = (who: string, f: Figures) =>
   console.log(`${who}: sha256sum ${MIB} MiB ${f.sha.toFixed(2)} s wall (${f.shaCpu.toFixed(2)} CPU-s), shell loop x${LOOPS} ${f.loop.toFixed(2)} s wall (${f.loopCpu.toFixed(2)} CPU-s); guest clock: ${f.guestSha.toFixed(2)} s, ${f.guestLoop.toFixed(2)} s`);
 
-const img = await findImage('debian');
+const img = await findImage('tiny');
 if (!img) {
-  console.log('bench/guest-cpu: no debian image in the cache; run `visor image pull debian` first');
+  console.log('bench/guest-cpu: no tiny image in the cache; run `visor image pull tiny` first');
   process.exit(process.env.CI ? 1 : 0);
 }
 console.log(`bench/guest-cpu: ${cpus()[0]?.model ?? '?'} x${cpus().length}, node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}, visor tier ${ACCEL}`);

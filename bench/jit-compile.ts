@@ -25,7 +25,7 @@ const argValue = (name: string): string | undefined => {
 const rounds = Math.max(2, Number(argValue('--rounds') ?? 6));
 const PAGES = 400;
 
-const img = await ensureImage('debian');
+const img = await ensureImage('tiny');
 const kernel = readFileSync(img.kernel);
 const first = 100;
 if (kernel.length < (first + 7 * PAGES) * 4096) throw new Error(`bench: kernel image ${img.kernel} is smaller than expected`);

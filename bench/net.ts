@@ -52,7 +52,7 @@ const show = (who: string, f: ReturnType<typeof figures>) =>
 
 const img = await guestImage();
 if (!img) {
-  console.log('bench/net: no debian image in the cache; run `visor image pull debian` first');
+  console.log('bench/net: no tiny image in the cache; run `visor image pull tiny` first');
   process.exit(process.env.CI ? 1 : 0);
 }
 console.log(`bench/net: ${MIB} MiB over TCP between two guests, ${cpus()[0]?.model ?? '?'} x${cpus().length}, node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}, visor tier ${ACCEL}`);

@@ -40,7 +40,7 @@ type MachineModule = typeof import('../src/sdk/index.js');
 const sdk: MachineModule = process.env.VISOR_BENCH_SRC ? await import('../src/sdk/index.js') : await import('../dist/sdk/index.js' as string);
 
 async function makeSnapshot(): Promise<void> {
-  const img = await ensureImage('debian', { progress: false });
+  const img = await ensureImage('tiny', { progress: false });
   const vm = await sdk.Machine.create({ kernel: img.kernel, initrd: img.initrd, append: img.append, memoryMiB });
   let out = '';
   vm.console.on('data', (d: Buffer) => (out += d.toString('latin1')));

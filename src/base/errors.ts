@@ -18,6 +18,7 @@ export type VisorErrorCode =
   | 'IoError'
   | 'NetworkError'
   | 'IntegrityError'
+  | 'DependencyError'
   | 'GuestPanic'
   /** A sandbox command exited non-zero (src/sdk/sandbox.ts CommandExitError carries the result). */
   | 'CommandExit'
@@ -56,6 +57,7 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   IoError: 74, // EX_IOERR
   NetworkError: 69,
   IntegrityError: 65,
+  DependencyError: 65, // packages that cannot be installed together, or are missing
   GuestPanic: 70, // EX_SOFTWARE (the guest's software failed)
   CommandExit: 1,
   GuestGone: 70,
@@ -96,6 +98,7 @@ export const HTTP_STATUS: Record<VisorErrorCode, number> = {
   TooLarge: 413,
   Timeout: 504,
   InUse: 409, // a disk image or socket another process holds
+  DependencyError: 422, // an image's packages cannot be resolved from the archive's index
 };
 
 export function httpStatus(code: VisorErrorCode): number {

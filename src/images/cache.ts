@@ -51,7 +51,17 @@ export const ManifestSchema = z.strictObject({
   builtinModules: z.array(z.string()),
   skippedSoftdeps: z.array(z.string()),
   append: z.string(),
-  files: z.strictObject({ kernel: FileRef, initrd: FileRef, firmware: FileRef.optional(), firmwareDynamic: FileRef.optional() }),
+  files: z.strictObject({ kernel: FileRef, initrd: FileRef, firmware: FileRef.optional(), firmwareDynamic: FileRef.optional(), rootfs: FileRef.optional() }),
+  /** The recipe an image was built from (a variant's name differs from it). */
+  recipe: z.string().optional(),
+  /** A Debian root disk: the packages asked for, how many went in, and what the pull took. */
+  rootfs: z.strictObject({
+    requested: z.array(z.string()),
+    packageCount: z.number().int(),
+    files: z.number().int(),
+    bytes: z.number().int(),
+    seconds: z.strictObject({ download: z.number(), unpack: z.number(), write: z.number(), configure: z.number() }),
+  }).optional(),
 });
 
 export type ImageManifest = z.infer<typeof ManifestSchema>;

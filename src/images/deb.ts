@@ -13,8 +13,16 @@ import { compressionOfName, decompressStream } from './decompress.js';
 export interface DebEntry {
   /** Path inside the package without the leading "./" (e.g. "usr/bin/busybox"). */
   path: string;
-  type: 'file' | 'directory' | 'symlink' | 'link' | 'other';
+  type: 'file' | 'directory' | 'symlink' | 'link' | 'chardev' | 'blockdev' | 'fifo' | 'other';
+  /** Permission bits (0o7777) as the archive records them. */
   mode: number;
+  uid: number;
+  gid: number;
+  /** Seconds since the epoch. */
+  mtime: number;
+  /** Device numbers of a chardev or blockdev. */
+  major?: number;
+  minor?: number;
   /** Contents, for files the filter selected. */
   data?: Buffer;
   /** Target of a symlink or hard link. */
@@ -33,6 +41,9 @@ function entryType(t: tar.Header['type'] | undefined): DebEntry['type'] {
     case 'directory': return 'directory';
     case 'symlink': return 'symlink';
     case 'link': return 'link';
+    case 'character-device': return 'chardev';
+    case 'block-device': return 'blockdev';
+    case 'fifo': return 'fifo';
     default: return 'other';
   }
 }
@@ -54,7 +65,15 @@ export async function readTar(
       if (path !== '' && want(path, type)) {
         const chunks: Buffer[] = [];
         for await (const c of entry as AsyncIterable<Buffer>) chunks.push(c);
-        const e: DebEntry = { path, type, mode: entry.header.mode ?? 0o644 };
+        const hd = entry.header;
+        const e: DebEntry = {
+          path, type, mode: (hd.mode ?? 0o644) & 0o7777, uid: hd.uid ?? 0, gid: hd.gid ?? 0,
+          mtime: hd.mtime ? Math.floor(hd.mtime.getTime() / 1000) : 0,
+        };
+        if (type === 'chardev' || type === 'blockdev') {
+          e.major = hd.devmajor ?? 0;
+          e.minor = hd.devminor ?? 0;
+        }
         if (type === 'file') e.data = Buffer.concat(chunks);
         if (entry.header.linkname) e.linkname = entry.header.linkname;
         out.push(e);
@@ -69,22 +88,24 @@ export async function readTar(
   return out;
 }
 
-function dataMember(members: ArMember[], path: string): ArMember {
+function debMember(members: ArMember[], path: string, which: 'data' | 'control'): ArMember {
   // deb(5): the first member is debian-binary, then control.tar*, then data.tar*.
   if (members[0]?.name !== 'debian-binary') {
     throw new VisorError('BadImage', `${path} is not a Debian package (no debian-binary member)`);
   }
-  const data = members.find((m) => /^data\.tar(\.(xz|zst|gz))?$/.test(m.name));
-  if (!data) throw new VisorError('BadImage', `${path} has no data.tar member`);
+  const re = which === 'data' ? /^data\.tar(\.(xz|zst|gz))?$/ : /^control\.tar(\.(xz|zst|gz))?$/;
+  const data = members.find((m) => re.test(m.name));
+  if (!data) throw new VisorError('BadImage', `${path} has no ${which}.tar member`);
   return data;
 }
 
-/** Extracts the entries of a .deb's data archive that `want` selects. */
+/** Extracts the entries of a .deb's data (or control) archive that `want` selects. */
 export async function extractDeb(
   path: string,
   want: (path: string, type: DebEntry['type']) => boolean,
+  which: 'data' | 'control' = 'data',
 ): Promise<DebEntry[]> {
-  const data = dataMember(await readArFile(path), path);
+  const data = debMember(await readArFile(path), path, which);
   const raw = createReadStream(path, { start: data.offset, end: data.offset + data.size - 1 });
   const web = Readable.toWeb(raw) as unknown as ReadableStream<Uint8Array>;
   const plain = Readable.fromWeb(decompressStream(compressionOfName(data.name), web) as never);

@@ -6,6 +6,7 @@ import { agentSourceHash } from '../guest/agent-files.js';
 import { join } from 'node:path';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { cacheRoot, listImageNames, readImage, removeImageDir, type ImageManifest } from './cache.js';
+import { machinesUsingImage } from './machines.js';
 import { progressFor } from './progress.js';
 import { BUILDER_VERSION, RECIPES } from './recipes.js';
 import { pullImage, recipeFor, type PullOptions, type PullResult } from './pull.js';
@@ -14,6 +15,8 @@ export type { ImageManifest } from './cache.js';
 export { pullImage, type PullOptions, type PullResult } from './pull.js';
 export { encodeCommand, EXIT_MARKER, INIT_START_MARKER } from './init-script.js';
 export { knownImageNames } from './recipes.js';
+export { ephemeralDisk, findMachine, keepMachine, listMachines, removeMachine, type KeptMachine } from './machines.js';
+export { DEFAULT_ROOT_INIT, ROOT_ARG, ROOTINIT_ARG } from './init-script.js';
 
 export interface GuestImage {
   name: string;
@@ -22,6 +25,8 @@ export interface GuestImage {
   initrd: string;
   firmware?: string;
   firmwareDynamic?: string;
+  /** The configured root disk (a qcow2 base: boot it through an overlay, machines.ts). */
+  rootfs?: string;
   append: string;
   manifest: ImageManifest;
 }
@@ -34,9 +39,10 @@ export function toGuestImage(dir: string, manifest: ImageManifest): GuestImage {
     initrd: join(dir, manifest.files.initrd.name),
     // The command line is a run-time default, not part of the built files: take the current
     // recipe's, so a fix there reaches images pulled before it.
-    append: RECIPES[manifest.name]?.append ?? manifest.append,
+    append: RECIPES[manifest.recipe ?? manifest.name]?.append ?? manifest.append,
     manifest,
   };
+  if (manifest.files.rootfs) img.rootfs = join(dir, manifest.files.rootfs.name);
   if (manifest.files.firmware) img.firmware = join(dir, manifest.files.firmware.name);
   if (manifest.files.firmwareDynamic) img.firmwareDynamic = join(dir, manifest.files.firmwareDynamic.name);
   return img;
@@ -58,8 +64,9 @@ export async function ensureImage(
   name: string,
   opts: { mirror?: string; progress?: boolean; signal?: AbortSignal; env?: NodeJS.ProcessEnv; keyring?: string | null; warn?: (m: string) => void } = {},
 ): Promise<GuestImage> {
-  recipeFor(name); // unknown names fail before touching the cache or the network
   const env = opts.env ?? process.env;
+  // Unknown names fail before touching the network (a variant is known by its cache entry).
+  if (!RECIPES[name] && !(await findImage(name, env).catch(() => undefined))) recipeFor(name);
   const warn = opts.warn ?? ((m: string) => process.stderr.write(`visor: ${m}\n`));
   let stale: GuestImage | undefined;
   try {
@@ -98,6 +105,12 @@ export interface ImageListing {
   error?: string;
   kernelRelease?: string;
   packages?: { name: string; version: string }[];
+  /** Packages in the root filesystem (Debian images), else the packages the image came from. */
+  packageCount?: number;
+  /** The recipe (base) the image was built from. */
+  base?: string;
+  /** Kept machines whose disks sit on this image. */
+  machines?: string[];
   size?: number;
   created?: string;
   dir: string;
@@ -116,6 +129,9 @@ export async function listImages(): Promise<ImageListing[]> {
         status: 'ok',
         kernelRelease: m.kernelRelease,
         packages: m.packages.map((p) => ({ name: p.name, version: p.version })),
+        packageCount: m.rootfs?.packageCount ?? m.packages.length,
+        base: m.recipe ?? name,
+        machines: (await machinesUsingImage(root, name)).map((k) => k.name),
         size: Object.values(m.files).reduce((s, f) => s + (f?.size ?? 0), 0),
         created: m.created,
         dir: found.dir,
@@ -129,6 +145,10 @@ export async function listImages(): Promise<ImageListing[]> {
 }
 
 export async function removeImage(name: string): Promise<void> {
+  const users = await machinesUsingImage(cacheRoot(), name);
+  if (users.length) {
+    throw new VisorError('NotAllowed', `image '${name}' is the base of kept machines (${users.map((m) => m.name).join(', ')}); remove them first with \`visor machine rm NAME\``);
+  }
   if (!(await removeImageDir(cacheRoot(), name))) {
     throw new VisorError('ImageNotFound', `no cached image '${name}'; \`visor image ls\` lists the cached images`);
   }

@@ -39,6 +39,11 @@ export const STDIO_ARG = 'visor.stdio';
 export const STDIN_PORT_NAME = 'org.visor.stdin';
 export const STDOUT_PORT_NAME = 'org.visor.stdout';
 export const STDERR_PORT_NAME = 'org.visor.stderr';
+/** `visor.root=/dev/vda`: mount that ext4 disk and switch to it (Debian images, docs/guest-init.md). */
+export const ROOT_ARG = 'visor.root';
+/** `visor.init=PATH`: the root filesystem's PID 1 (default visor's, /usr/lib/visor/init; `--init systemd`). */
+export const ROOTINIT_ARG = 'visor.init';
+export const DEFAULT_ROOT_INIT = '/usr/lib/visor/init';
 
 /** The virtio-console port (virtio 1.2 §5.3.6 multiport) the guest agent serves. */
 export const AGENT_PORT_NAME = 'org.visor.agent';
@@ -251,8 +256,12 @@ dhcp=
 con=
 on_hvc=
 stdio=
+root=
+rinit=${DEFAULT_ROOT_INIT}
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
+    ${ROOT_ARG}=*) root="\${arg#${ROOT_ARG}=}" ;;
+    ${ROOTINIT_ARG}=*) rinit="\${arg#${ROOTINIT_ARG}=}" ;;
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
     ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
@@ -270,6 +279,25 @@ for a in /sys/bus/virtio/devices/*/modalias; do
   # A device whose driver is built into the kernel (virtio_console in Debian's) is bound already.
   [ -r "$a" ] && [ ! -e "\${a%/modalias}/driver" ] && /${MODPROBE_PATH} "$(cat "$a")"
 done
+
+# ${ROOT_ARG}=DEV: a Debian root filesystem. Mount it, move the kernel filesystems over and
+# hand PID 1 to its init; the rest of this script is for the initramfs-only (tiny) image.
+if [ -n "$root" ]; then
+  i=0
+  while [ ! -b "$root" ] && [ "$i" -lt 100 ]; do i=$((i + 1)); sleep 0.1; done
+  /${MODPROBE_PATH} -q ext4
+  mkdir -p /newroot
+  if mount -t ext4 -o rw "$root" /newroot; then
+    if [ -x "/newroot$rinit" ] || [ -L "/newroot$rinit" ]; then
+      for m in /dev /proc /sys; do mkdir -p "/newroot$m"; mount --move "$m" "/newroot$m"; done
+      exec switch_root /newroot "$rinit"
+    fi
+    echo "visor-init: $root has no $rinit; staying in the initramfs" >&2
+    umount /newroot
+  else
+    echo "visor-init: cannot mount $root (ext4); staying in the initramfs" >&2
+  fi
+fi
 
 # The agent waits for its virtio-console port in the background and serves visor's requests.
 /bin/sh /${AGENT_SH} </dev/null >/dev/null 2>&1 &

@@ -9,7 +9,8 @@ export interface ProgressTask {
 }
 
 export interface Progress {
-  task(label: string, total?: number): ProgressTask;
+  /** `unit` 'items' counts steps (packages, scripts) instead of bytes. */
+  task(label: string, total?: number, unit?: 'bytes' | 'items'): ProgressTask;
   info(message: string): void;
   warn(message: string): void;
 }
@@ -37,8 +38,8 @@ export const silentProgress: Progress = {
 
 export function plainProgress(out: ProgressStream): Progress {
   return {
-    task(label, total) {
-      out.write(`${label}${total !== undefined ? ` (${formatBytes(total)})` : ''}...\n`);
+    task(label, total, unit) {
+      out.write(`${label}${total !== undefined ? ` (${unit === 'items' ? total : formatBytes(total)})` : ''}...\n`);
       const t0 = Date.now();
       return {
         update() {},
@@ -54,7 +55,8 @@ export function plainProgress(out: ProgressStream): Progress {
 
 export function ttyProgress(out: ProgressStream): Progress {
   return {
-    task(label, total) {
+    task(label, total, unit) {
+      const fmt = (n: number) => (unit === 'items' ? `${n}/${total ?? '?'}` : formatBytes(n));
       let last = 0;
       const t0 = Date.now();
       const draw = (done: number, final = false) => {
@@ -66,9 +68,9 @@ export function ttyProgress(out: ProgressStream): Progress {
         if (total) {
           const frac = Math.min(1, done / total);
           const fill = Math.round(frac * width);
-          line = `${label} [${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${formatBytes(done)}`;
+          line = `${label} [${'#'.repeat(fill)}${'-'.repeat(width - fill)}] ${(frac * 100).toFixed(0).padStart(3)}% ${fmt(done)}`;
         } else {
-          line = `${label} ${done ? formatBytes(done) : '...'}`;
+          line = `${label} ${done ? fmt(done) : '...'}`;
         }
         out.write(`\r\x1b[2K${line}`);
       };

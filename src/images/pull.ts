@@ -10,7 +10,7 @@ import { gunzipSync } from 'node:zlib';
 import { VisorError, isVisorError } from '../base/errors.js';
 import { buildImage } from './build.js';
 import {
-  MANIFEST, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep, withPullLock,
+  MANIFEST, validImageName, cacheRoot, downloadsDir, indexDir, installBuild, newBuildDir, readImage, sha256File, sweep, withPullLock,
   type ImageManifest,
 } from './cache.js';
 import { collect, decompressStream } from './decompress.js';
@@ -19,6 +19,11 @@ import { chooseMirror, type MirrorChoice } from './mirror.js';
 import { PackagesIndex, dependsNames, type PackageRecord } from './packages-index.js';
 import { formatBytes, silentProgress, type Progress } from './progress.js';
 import { BUILDER_VERSION, RECIPES, knownImageNames, type ImageRecipe } from './recipes.js';
+import { configureInGuest } from './configure.js';
+import { machinesUsingImage } from './machines.js';
+import { extractDeb } from './deb.js';
+import { ROOTFS_FILE, buildRootfs, fileRef, planRootfs, type RootDiskWriter, type RootfsPlan } from './debian-rootfs.js';
+import { PackageUniverse } from './resolver.js';
 import { parseRelease, verifyInRelease, type ReleaseFile, type VerifyResult } from './release.js';
 
 export interface PullOptions {
@@ -35,6 +40,12 @@ export interface PullOptions {
   /** Where apt's configuration lives (tests). */
   aptRoot?: string;
   env?: NodeJS.ProcessEnv;
+  /** Packages added to a Debian image's set (`visor image pull debian --packages gcc,make`). */
+  packages?: string[];
+  /** The cached name of a variant (default: variantName()). */
+  as?: string;
+  /** Writes the ext4 root disk (tests and dev scripts inject one; default: visor's writer). */
+  rootDiskWriter?: RootDiskWriter;
 }
 
 export interface PullResult {
@@ -80,7 +91,7 @@ async function fetchRelease(mirror: MirrorChoice, recipe: ImageRecipe, opts: Pul
   return { release, verified, sha256: createHash('sha256').update(data).digest('hex') };
 }
 
-async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRecipe, release: ReleaseFile, opts: PullOptions, progress: Progress): Promise<PackagesIndex> {
+async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRecipe, release: ReleaseFile, opts: PullOptions, progress: Progress): Promise<{ index: PackagesIndex; text: string }> {
   const base = `${recipe.component}/binary-${recipe.arch}/Packages`;
   const choice = ['.gz', '.xz', ''].map((ext) => ({ ext, path: base + ext, entry: release.sha256.get(base + ext) })).find((c) => c.entry);
   if (!choice?.entry) {
@@ -120,7 +131,7 @@ async function fetchPackages(root: string, mirror: MirrorChoice, recipe: ImageRe
   if (choice.ext === '.gz') text = gunzipSync(raw).toString('utf8');
   else if (choice.ext === '.xz') text = (await collect(decompressStream('xz', new Blob([raw]).stream() as ReadableStream<Uint8Array>))).toString('utf8');
   else text = raw.toString('utf8');
-  return new PackagesIndex(text);
+  return { index: new PackagesIndex(text), text };
 }
 
 function resolvePackages(index: PackagesIndex, recipe: ImageRecipe, mirror: MirrorChoice): { kernel: PackageRecord; busybox: PackageRecord; firmware: PackageRecord | undefined } {
@@ -146,7 +157,7 @@ function upToDate(manifest: ImageManifest, packages: PackageRecord[]): boolean {
   return packages.every((p) => manifest.packages.some((m) => m.name === p.name && m.version === p.version && m.sha256 === p.sha256));
 }
 
-async function fetchDeb(root: string, mirror: MirrorChoice, p: PackageRecord, opts: PullOptions, progress: Progress): Promise<string> {
+async function fetchDeb(root: string, mirror: MirrorChoice, p: Pick<PackageRecord, 'name' | 'version' | 'size' | 'sha256' | 'filename'>, opts: PullOptions, progress: Progress): Promise<string> {
   const dir = downloadsDir(root);
   await mkdir(dir, { recursive: true });
   const dest = join(dir, `${p.sha256}.deb`);
@@ -161,17 +172,40 @@ async function fetchDeb(root: string, mirror: MirrorChoice, p: PackageRecord, op
   return dest;
 }
 
-/** Pulls (or refreshes) an image into the cache. */
+/** The cached name of a variant: `debian --packages gcc,make` is `debian-gcc-make`. */
+export function variantName(recipe: string, packages: string[]): string {
+  return `${recipe}-${[...packages].sort().join('-')}`.toLowerCase().replace(/[^a-z0-9._-]+/g, '-').slice(0, 64);
+}
+
+/**
+ * Pulls (or refreshes) an image into the cache. `name` is a recipe, or a variant built
+ * before (its manifest names the recipe and the packages); `opts.packages` on a recipe with
+ * a root filesystem builds a variant, cached as `opts.as` or `variantName()`.
+ */
 export async function pullImage(name: string, opts: PullOptions = {}): Promise<PullResult> {
-  const recipe = recipeFor(name);
   const progress = opts.progress ?? silentProgress;
   const root = cacheRoot(opts.env);
+  let recipe = RECIPES[name];
+  let target = name;
+  let extra = opts.packages ?? [];
+  if (recipe && extra.length) {
+    if (!recipe.rootfs) throw new VisorError('InvalidArgument', `image '${name}' has no root filesystem to add packages to; use --packages with debian`);
+    target = opts.as ?? variantName(name, extra);
+  } else if (!recipe) {
+    const found = await readImage(root, name).catch(() => undefined);
+    const base = found?.manifest.recipe !== undefined ? RECIPES[found.manifest.recipe] : undefined;
+    if (!found || !base?.rootfs) recipeFor(name); // throws ImageNotFound with the known names
+    recipe = base!;
+    extra = [...(found!.manifest.rootfs?.requested ?? []).filter((p) => !base!.rootfs!.packages.includes(p)), ...extra];
+  }
+  if (!validImageName(target)) throw new VisorError('InvalidArgument', `'${target}' is not a valid image name (lower-case letters, digits, '.', '_', '-'; up to 64)`);
   try {
     await mkdir(root, { recursive: true });
   } catch (err) {
     throw wrapFs(err, root);
   }
-  return withPullLock(root, name, () => pullLocked(name, recipe, root, opts, progress), opts.signal);
+  const o = { ...opts, packages: extra };
+  return withPullLock(root, target, () => pullLocked(target, recipe!, root, o, progress), opts.signal);
 }
 
 async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts: PullOptions, progress: Progress): Promise<PullResult> {
@@ -184,9 +218,16 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   progress.info(`mirror: ${mirror.url} (from ${mirror.from})`);
 
   const { release, verified, sha256: releaseSha } = await fetchRelease(mirror, recipe, opts, progress);
-  const index = await fetchPackages(root, mirror, recipe, release, opts, progress);
+  const { index, text } = await fetchPackages(root, mirror, recipe, release, opts, progress);
   const pkgs = resolvePackages(index, recipe, mirror);
   const list = [pkgs.kernel, pkgs.busybox, ...(pkgs.firmware ? [pkgs.firmware] : [])];
+  let plan: RootfsPlan | undefined;
+  if (recipe.rootfs) {
+    const t = progress.task('resolving packages');
+    plan = planRootfs(PackageUniverse.fromIndex(text, recipe.arch), [...recipe.rootfs.packages, ...(opts.packages ?? [])]);
+    t.finish(`${plan.packages.length} packages, ${formatBytes(plan.packages.reduce((n, p) => n + p.size, 0))} to download`);
+    list.push(...plan.packages.map((p) => ({ name: p.name, version: p.version, architecture: p.architecture, filename: p.filename, size: p.size, sha256: p.sha256, depends: '' })));
+  }
 
   let existing: Awaited<ReturnType<typeof readImage>>;
   try {
@@ -199,7 +240,29 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
     progress.info(`${name} is up to date (Linux ${existing.manifest.kernelRelease})`);
     return { dir: existing.dir, manifest: existing.manifest, changed: false };
   }
+  const users = await machinesUsingImage(root, name);
+  if (existing && users.length) {
+    throw new VisorError('NotAllowed', `image '${name}' has changed in the archive, but kept machines use its base (${users.map((m) => m.name).join(', ')}): remove them (visor machine rm NAME) or pull a variant under another name (--as NAME)`);
+  }
 
+  const tDownload = performance.now();
+  const rootDebs = new Map<string, string>();
+  if (plan) {
+    // A few downloads at once: most .debs are small, and one connection idles between them.
+    const queue = [...plan.packages];
+    const total = queue.reduce((n, p) => n + p.size, 0);
+    const t = progress.task(`downloading ${queue.length} packages`, total);
+    let done = 0;
+    const quiet = { ...progress, task: () => ({ update() {}, finish() {} }) };
+    await Promise.all(Array.from({ length: 4 }, async () => {
+      for (let p = queue.shift(); p; p = queue.shift()) {
+        rootDebs.set(p.name, await fetchDeb(root, mirror, p, opts, quiet));
+        done += p.size;
+        t.update(done);
+      }
+    }));
+    t.finish(formatBytes(total));
+  }
   const kernelDeb = await fetchDeb(root, mirror, pkgs.kernel, opts, progress);
   const busyboxDeb = await fetchDeb(root, mirror, pkgs.busybox, opts, progress);
   const firmwareDeb = pkgs.firmware ? await fetchDeb(root, mirror, pkgs.firmware, opts, progress) : undefined;
@@ -208,6 +271,24 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   try {
     buildDir = await newBuildDir(root, name);
     const built = await buildImage({ kernelDeb, busyboxDeb, ...(firmwareDeb ? { firmwareDeb } : {}), outDir: buildDir, modules: recipe.modules, progress });
+    let rootfs: ImageManifest['rootfs'];
+    const files: ImageManifest['files'] = { ...built.files };
+    if (plan) {
+      const download = (performance.now() - tDownload) / 1000;
+      const busybox = (await extractDeb(busyboxDeb, (p, type) => type === 'file' && /^(usr\/)?bin\/busybox$/.test(p)))[0]?.data;
+      if (!busybox) throw new VisorError('BadImage', `${busyboxDeb} has no bin/busybox`);
+      const writer = opts.rootDiskWriter ?? (await defaultRootDiskWriter());
+      const r = await buildRootfs({ plan, debs: rootDebs, busybox, mirror: mirror.url, suite: recipe.suite, component: recipe.component, outDir: buildDir, writer, progress });
+      const conf = await configureInGuest({
+        kernel: join(buildDir, built.files.kernel.name), initrd: join(buildDir, built.files.initrd.name), append: recipe.append,
+        disk: join(buildDir, ROOTFS_FILE), packageCount: plan.packages.length, progress, ...(opts.signal ? { signal: opts.signal } : {}),
+      });
+      files.rootfs = await fileRef(buildDir, ROOTFS_FILE);
+      rootfs = {
+        requested: plan.requested, packageCount: plan.packages.length, files: r.files, bytes: r.bytes,
+        seconds: { download, unpack: r.times.unpack, write: r.times.write, configure: conf.seconds },
+      };
+    }
     const manifest: ImageManifest = {
       format: 1,
       builder: BUILDER_VERSION,
@@ -225,14 +306,16 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       builtinModules: built.builtinModules,
       skippedSoftdeps: built.skippedSoftdeps,
       append: recipe.append,
-      files: built.files,
+      files,
+      recipe: recipe.name,
+      ...(rootfs ? { rootfs } : {}),
     };
     // The manifest is written last: a build directory without one is never installed.
     await writeFile(join(buildDir, MANIFEST), JSON.stringify(manifest, null, 2) + '\n');
     const dir = await installBuild(root, name, buildDir);
     buildDir = undefined;
     // The packages are in the image now; keeping 100+ MiB of .debs would only cost disk.
-    for (const deb of [kernelDeb, busyboxDeb, firmwareDeb]) if (deb) await rm(deb, { force: true });
+    for (const deb of [kernelDeb, busyboxDeb, firmwareDeb, ...rootDebs.values()]) if (deb) await rm(deb, { force: true });
     progress.info(`${name}: Linux ${built.kernelRelease} ready in ${dir}`);
     return { dir, manifest, changed: true };
   } catch (err) {
@@ -250,4 +333,10 @@ function wrapFs(err: unknown, root: string): unknown {
     return new VisorError('IoError', `cannot write the image cache ${root} (${code}); set XDG_CACHE_HOME to a writable directory`, { cause: err });
   }
   return err;
+}
+
+/** visor's own ext4 writer into a qcow2 image (src/storage/ext4/). */
+async function defaultRootDiskWriter(): Promise<RootDiskWriter> {
+  const { writeRootDisk } = await import('./root-disk.js');
+  return writeRootDisk;
 }

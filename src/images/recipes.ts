@@ -16,13 +16,18 @@ export interface ImageRecipe {
   append: string;
   /** Guest RAM below which the image's kernel cannot boot (it panics): refused before boot. */
   minMemoryMiB: number;
+  /**
+   * A Debian root filesystem on a disk (issue 15): the packages wanted besides Essential and
+   * required ones. Absent: the initramfs-only busybox image.
+   */
+  rootfs?: { packages: string[] };
 }
 
 /**
  * Bumped whenever what the builder puts into an image changes (init, module set): a cached
  * image from an older builder is then rebuilt on the next pull even if no package changed.
  */
-export const BUILDER_VERSION = 12; // 12: init runs udhcpc on visor.dhcp=1 (user networks); 11: the agent and the foreground init together; 10 (sandbox): visor-agent (src/guest/agent) in the initramfs, started by init; 10 (safety): the shell and the command in the foreground with default signals (Ctrl-C works), poweroff/halt/reboot as scripts (power.sh), the command's stdio on virtio-console ports with visor.stdio=virtio, 'command not found'; 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
+export const BUILDER_VERSION = 13; // 13: visor.root= (the initramfs mounts a Debian root disk and switches to it); 12: init runs udhcpc on visor.dhcp=1 (user networks); 11: the agent and the foreground init together; 10 (sandbox): visor-agent (src/guest/agent) in the initramfs, started by init; 10 (safety): the shell and the command in the foreground with default signals (Ctrl-C works), poweroff/halt/reboot as scripts (power.sh), the command's stdio on virtio-console ports with visor.stdio=virtio, 'command not found'; 9: the initramfs gzip'd again (the host inflates it, src/host/initrd.ts; 8 stored it uncompressed); 3: modules on demand (modprobe.ts); 4: the guest agent and visor.console (docs/guest-init.md); 5: coldplug skips devices a built-in driver bound; 6: the hvc0 shell has hvc0 as its controlling tty; 7: poweroff/halt/reboot from the shell (init traps their signals)
 
 const TINY: ImageRecipe = {
     name: 'tiny',
@@ -55,12 +60,23 @@ const TINY: ImageRecipe = {
 };
 
 /**
- * `tiny` is the busybox image (fast tests, small guests). `debian` names the same recipe until
- * the full Debian userland image (issue 15) takes the name over; new tests say `tiny`.
+ * The packages `debian` adds to Essential + required (apt is required already, named for
+ * clarity): what users reach for first. dhcpcd-base is the DHCP client users can run by hand;
+ * visor's init configures eth0 with busybox's udhcpc, which needs nothing configured.
  */
+export const DEBIAN_DEFAULT_PACKAGES = ['apt', 'bash', 'ca-certificates', 'curl', 'iproute2', 'procps', 'python3', 'dhcpcd-base', 'less', 'systemd'];
+
+const DEBIAN: ImageRecipe = {
+  ...TINY,
+  name: 'debian',
+  description: 'Debian trixie riscv64: Essential and required packages, apt, and a default set, on an ext4 root disk',
+  rootfs: { packages: DEBIAN_DEFAULT_PACKAGES },
+};
+
+/** `tiny` is the busybox image (fast tests, small guests); `debian` a full Debian userland. */
 export const RECIPES: Record<string, ImageRecipe> = {
   tiny: TINY,
-  debian: { ...TINY, name: 'debian' },
+  debian: DEBIAN,
 };
 
 export function knownImageNames(): string[] {

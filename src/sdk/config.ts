@@ -82,7 +82,11 @@ const VsockSchema = z.strictObject({
 export const MachineConfigSchema = z.strictObject({
   /** Shown in errors and logs; also seeds the NICs' stable MAC addresses (without it each NIC gets a random one). */
   name: z.string().min(1).max(64).optional(),
-  /** A visor image name (default 'debian' when no kernel is given). */
+  /**
+   * A visor image name (default 'tiny' when no kernel is given). The SDK boots an image's
+   * kernel and initramfs; booting the full Debian image's root disk (an overlay per machine)
+   * is `visor run`'s today (src/cli/commands/run.ts), so the SDK's default stays the busybox image.
+   */
   image: z.string().min(1).optional(),
   kernel: z.string().min(1).optional(),
   initrd: z.string().min(1).optional(),
@@ -227,7 +231,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
       throw new VisorError('InvalidConfig', `machine config: memoryMiB: the image '${c.image ?? 'debian'}' needs at least ${min} MiB to boot, got ${c.memoryMiB}`);
     }
     if (!resolveImage) throw new VisorError('InvalidConfig', 'machine config: kernel: required when no image resolver is available');
-    const img = await resolveImage(c.image ?? 'debian', c.mirror ? { mirror: c.mirror } : {});
+    const img = await resolveImage(c.image ?? 'tiny', c.mirror ? { mirror: c.mirror } : {});
     kernel = img.kernel;
     initrd ??= img.initrd;
     append ??= img.append;

@@ -60,7 +60,7 @@ async function getImage(): Promise<GuestImage | undefined> {
   }
   if (image || skipReason) return image;
   try {
-    image = await ensureImage('debian');
+    image = await ensureImage('tiny');
   } catch (err) {
     if (process.env.CI) throw err;
     skipReason = `the Debian image is not available: ${err instanceof Error ? err.message : String(err)}`;
@@ -178,7 +178,7 @@ describe('Debian riscv64 boot', () => {
     }
     const root = new URL('../..', import.meta.url).pathname;
     const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
-      `import('./src/cli/main.ts').then((m) => m.main(['run']))`], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
+      `import('./src/cli/main.ts').then((m) => m.main(['run', '--image', 'tiny']))`], { cwd: root, stdio: ['pipe', 'pipe', 'pipe'] });
     let out = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
     p.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));

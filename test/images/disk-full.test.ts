@@ -69,17 +69,17 @@ describe('pulling onto a full disk', () => {
     expect(mount(mountPoint, size)).toBeUndefined();
     mounts.push(mountPoint);
     const env = { XDG_CACHE_HOME: mountPoint, HOME: '/nonexistent' };
-    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    const err = await pullImage('tiny', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
     expect(err).toMatchObject({ code: 'IoError' });
     expect(err.message).toMatch(/disk full while writing .*free some space, or point XDG_CACHE_HOME at a disk with room/);
     const left = await files(mountPoint);
     expect(left.filter((f) => f.includes('.part') || f.includes('.tmp'))).toEqual([]);
-    await expect(readImage(cacheRoot(env), 'debian')).resolves.toBeUndefined();
+    await expect(readImage(cacheRoot(env), 'tiny')).resolves.toBeUndefined();
 
     // Room again: the same cache (whatever the failed pull kept) yields a whole, valid image.
     expect(mount(mountPoint, '64m', true)).toBeUndefined();
-    const res = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    const res = await pullImage('tiny', { mirror: mirror.url, env, keyring: null });
     expect(res.changed).toBe(true);
-    expect(await readImage(cacheRoot(env), 'debian', true)).toMatchObject({ manifest: { name: 'debian' } });
+    expect(await readImage(cacheRoot(env), 'tiny', true)).toMatchObject({ manifest: { name: 'tiny' } });
   });
 });

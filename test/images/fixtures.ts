@@ -87,7 +87,7 @@ export const sha256 = (b: Uint8Array) => createHash('sha256').update(b).digest('
 
 export const KREL = '6.1.0-test-riscv64';
 
-/** The three packages of the debian recipe, in miniature. */
+/** The three packages of the tiny recipe, in miniature. */
 export async function fakePackages(): Promise<Map<string, { version: string; deb: Buffer; filename: string; depends?: string }>> {
   const mod = (name: string, depends = '', extra: Record<string, string | string[]> = {}) =>
     gzipSync(fakeModule({ name, depends, vermagic: KREL, ...extra }));

@@ -62,13 +62,13 @@ describe('pullImage with a fake mirror', () => {
     mirror = await startMirror();
     const env = await freshEnv();
     const progress = recorder();
-    const res = await pullImage('debian', { mirror: mirror.url, env, keyring: null, progress });
+    const res = await pullImage('tiny', { mirror: mirror.url, env, keyring: null, progress });
     expect(res.changed).toBe(true);
     expect(progress.warnings).toHaveLength(1);
     expect(progress.warnings[0]).toMatch(/cannot verify the archive's signature: signature checking is disabled/);
 
     const m = res.manifest;
-    expect(m).toMatchObject({ name: 'debian', suite: 'trixie', arch: 'riscv64', mirror: mirror.url, kernelRelease: KREL, verification: { mode: 'hash-chain-only' } });
+    expect(m).toMatchObject({ name: 'tiny', suite: 'trixie', arch: 'riscv64', mirror: mirror.url, kernelRelease: KREL, verification: { mode: 'hash-chain-only' } });
     expect(m.packages.map((p) => `${p.name} ${p.version}`)).toEqual([`linux-image-${KREL} 6.1.0-1`, 'busybox-static 1:1.36.1-9', 'opensbi 1.5-1']);
     expect(m.modules).toEqual(['virtio_mmio', 'virtio_blk', 'failover', 'net_failover', 'virtio_net', 'virtio_rng', 'virtio_balloon',
       'vsock', 'vmw_vsock_virtio_transport_common', 'vmw_vsock_virtio_transport', 'crc32c_generic', 'jbd2', 'mbcache', 'crc16', 'ext4']);
@@ -96,19 +96,19 @@ describe('pullImage with a fake mirror', () => {
     const files = await tree(cacheRoot(env));
     expect(files.filter((f) => f.startsWith('downloads/'))).toEqual([]);
     expect(files.filter((f) => f.includes('.part') || f.includes('.build-') || f.includes('.old-'))).toEqual([]);
-    expect(await readImage(cacheRoot(env), 'debian', true)).toBeDefined();
+    expect(await readImage(cacheRoot(env), 'tiny', true)).toBeDefined();
   });
 
   it('does no download when up to date (only InRelease is fetched), and rebuilds when forced', async () => {
     mirror = await startMirror();
     const env = await freshEnv();
-    await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    await pullImage('tiny', { mirror: mirror.url, env, keyring: null });
     const before = new Map(mirror.hits);
-    const res = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    const res = await pullImage('tiny', { mirror: mirror.url, env, keyring: null });
     expect(res.changed).toBe(false);
     const newHits = [...mirror.hits].filter(([p, n]) => n !== (before.get(p) ?? 0)).map(([p]) => p);
     expect(newHits).toEqual(['/debian/dists/trixie/InRelease']);
-    const forced = await pullImage('debian', { mirror: mirror.url, env, keyring: null, force: true });
+    const forced = await pullImage('tiny', { mirror: mirror.url, env, keyring: null, force: true });
     expect(forced.changed).toBe(true);
     expect(debHits(mirror)).toBe(6); // 3 packages, twice; the Packages index came from the cache
   });
@@ -126,7 +126,7 @@ describe('pullImage with a fake mirror', () => {
       s.listen(0, '127.0.0.1', () => { const p = (s.address() as { port: number }).port; s.close(() => resolve(p)); });
     });
     const env = await freshEnv();
-    const err = await pullImage('debian', { mirror: `http://127.0.0.1:${port}/debian`, env, keyring: null }).catch((e) => e);
+    const err = await pullImage('tiny', { mirror: `http://127.0.0.1:${port}/debian`, env, keyring: null }).catch((e) => e);
     expect(err).toMatchObject({ code: 'NetworkError' });
     expect(err.message).toMatch(/cannot fetch .* \(ECONNREFUSED\).*--mirror URL or VISOR_MIRROR/);
     expect(await tree(join(cacheRoot(env), 'images'))).toEqual([]);
@@ -135,7 +135,7 @@ describe('pullImage with a fake mirror', () => {
   it('explains a mirror without the suite (HTTP 404 on InRelease)', async () => {
     mirror = await startMirror();
     const env = await freshEnv();
-    const err = await pullImage('debian', { mirror: mirror.url.replace(/\/debian$/, '/ubuntu'), env, keyring: null }).catch((e) => e);
+    const err = await pullImage('tiny', { mirror: mirror.url.replace(/\/debian$/, '/ubuntu'), env, keyring: null }).catch((e) => e);
     expect(err).toMatchObject({ code: 'NetworkError' });
     expect(err.message).toMatch(/has no dists\/trixie\/InRelease.*--mirror/);
   });
@@ -148,7 +148,7 @@ describe('pullImage with a fake mirror', () => {
     const bad = Buffer.from(good);
     bad[bad.length - 1] ^= 0xff;
     mirror.files.set(path, bad);
-    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    const err = await pullImage('tiny', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
     expect(err).toMatchObject({ code: 'IntegrityError' });
     expect(err.message).toMatch(/busybox-static 1:1.36.1-9: SHA256 mismatch .*retry later, or .*--mirror/);
     const files = await tree(cacheRoot(env));
@@ -157,7 +157,7 @@ describe('pullImage with a fake mirror', () => {
     mirror.files.set(path, good);
     const kernelHits = () => [...mirror!.hits].filter(([p]) => p.includes('linux-image-6')).reduce((s, [, n]) => s + n, 0);
     const before = kernelHits();
-    expect((await pullImage('debian', { mirror: mirror.url, env, keyring: null })).changed).toBe(true);
+    expect((await pullImage('tiny', { mirror: mirror.url, env, keyring: null })).changed).toBe(true);
     expect(kernelHits()).toBe(before);
   });
 
@@ -173,51 +173,51 @@ describe('pullImage with a fake mirror', () => {
       setTimeout(() => res.socket?.destroy(), 20);
       return true;
     };
-    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    const err = await pullImage('tiny', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
     expect(err).toMatchObject({ code: 'NetworkError' });
     expect(err.message).toMatch(/download interrupted after \d+ bytes; run the pull again/);
     const files = await tree(cacheRoot(env));
     expect(files.filter((f) => f.startsWith('images/') || f.includes('.part'))).toEqual([]);
     cut = false;
-    expect((await pullImage('debian', { mirror: mirror.url, env, keyring: null })).changed).toBe(true);
+    expect((await pullImage('tiny', { mirror: mirror.url, env, keyring: null })).changed).toBe(true);
   });
 
   it('detects a corrupt cache entry, says how to fix it, and a pull rebuilds it', async () => {
     mirror = await startMirror();
     const env = await freshEnv();
-    const { dir } = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    const { dir } = await pullImage('tiny', { mirror: mirror.url, env, keyring: null });
     await writeFile(join(dir, 'initramfs.cpio.gz'), 'truncated');
-    await expect(readImage(cacheRoot(env), 'debian')).rejects.toMatchObject({
-      code: 'CorruptImage', message: expect.stringMatching(/initramfs.cpio.gz has 9 bytes.*visor image pull debian/),
+    await expect(readImage(cacheRoot(env), 'tiny')).rejects.toMatchObject({
+      code: 'CorruptImage', message: expect.stringMatching(/initramfs.cpio.gz has 9 bytes.*visor image pull tiny/),
     });
     const progress = recorder();
-    const res = await pullImage('debian', { mirror: mirror.url, env, keyring: null, progress });
+    const res = await pullImage('tiny', { mirror: mirror.url, env, keyring: null, progress });
     expect(res.changed).toBe(true);
-    expect(progress.warnings.join('\n')).toMatch(/cached image 'debian' is corrupt.*rebuilding it/);
-    expect(await readImage(cacheRoot(env), 'debian', true)).toBeDefined();
+    expect(progress.warnings.join('\n')).toMatch(/cached image 'tiny' is corrupt.*rebuilding it/);
+    expect(await readImage(cacheRoot(env), 'tiny', true)).toBeDefined();
 
-    await writeFile(join(dir, 'manifest.json'), '{"format": 1, "name": "debian"');
-    await expect(readImage(cacheRoot(env), 'debian')).rejects.toMatchObject({ code: 'CorruptImage', message: expect.stringMatching(/manifest is not valid/) });
+    await writeFile(join(dir, 'manifest.json'), '{"format": 1, "name": "tiny"');
+    await expect(readImage(cacheRoot(env), 'tiny')).rejects.toMatchObject({ code: 'CorruptImage', message: expect.stringMatching(/manifest is not valid/) });
   });
 
   it('ensureImage rebuilds an image an older builder made, and uses it (with a warning) when it cannot', async () => {
     mirror = await startMirror();
     const env = await freshEnv();
-    const { dir } = await pullImage('debian', { mirror: mirror.url, env, keyring: null });
+    const { dir } = await pullImage('tiny', { mirror: mirror.url, env, keyring: null });
     const manifestPath = join(dir, 'manifest.json');
     const m = JSON.parse(await readFile(manifestPath, 'utf8'));
     await writeFile(manifestPath, JSON.stringify({ ...m, builder: 1 }));
     const warnings: string[] = [];
     const warn = (w: string) => warnings.push(w);
-    const offline = await ensureImage('debian', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn });
+    const offline = await ensureImage('tiny', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn });
     expect(offline.manifest.builder).toBe(1);
     expect(warnings).toEqual([
-      expect.stringMatching(/image 'debian' was built by an older visor \(builder 1, now \d+\): rebuilding it/),
-      expect.stringMatching(/cannot rebuild image 'debian' now \(cannot fetch .*--mirror URL.*\); using the cached one, which still boots/),
+      expect.stringMatching(/image 'tiny' was built by an older visor \(builder 1, now \d+\): rebuilding it/),
+      expect.stringMatching(/cannot rebuild image 'tiny' now \(cannot fetch .*--mirror URL.*\); using the cached one, which still boots/),
     ]);
-    const rebuilt = await ensureImage('debian', { mirror: mirror.url, env, keyring: null, warn });
+    const rebuilt = await ensureImage('tiny', { mirror: mirror.url, env, keyring: null, warn });
     expect(rebuilt.manifest.builder).toBe(BUILDER_VERSION);
-    expect((await ensureImage('debian', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn })).manifest.builder).toBe(BUILDER_VERSION);
+    expect((await ensureImage('tiny', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn })).manifest.builder).toBe(BUILDER_VERSION);
     expect(warnings).toHaveLength(3);
   });
 
@@ -225,11 +225,21 @@ describe('pullImage with a fake mirror', () => {
     mirror = await startMirror();
     const env = await freshEnv();
     const [a, b] = await Promise.all([
-      pullImage('debian', { mirror: mirror.url, env, keyring: null }),
-      pullImage('debian', { mirror: mirror.url, env, keyring: null }),
+      pullImage('tiny', { mirror: mirror.url, env, keyring: null }),
+      pullImage('tiny', { mirror: mirror.url, env, keyring: null }),
     ]);
     expect([a.changed, b.changed].sort()).toEqual([false, true]);
     expect(debHits(mirror)).toBe(3);
     expect((await tree(cacheRoot(env))).filter((f) => f.endsWith('.lock'))).toEqual([]);
+  });
+
+  it('debian: a package the index lacks is a DependencyError naming it and what to do, and nothing is cached', async () => {
+    mirror = await startMirror();
+    const env = await freshEnv();
+    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'DependencyError', message: expect.stringMatching(/package apt is not in the archive's index.*--packages/) });
+    expect(await readImage(cacheRoot(env), 'debian')).toBeUndefined();
+    await expect(pullImage('tiny', { mirror: mirror.url, env, keyring: null, packages: ['gcc'] })).rejects.toMatchObject({ code: 'InvalidArgument' });
+    await expect(pullImage('debian-nothing', { mirror: mirror.url, env, keyring: null })).rejects.toMatchObject({ code: 'ImageNotFound' });
   });
 });

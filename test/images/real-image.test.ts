@@ -29,15 +29,15 @@ function qemu(img: GuestImage, argv: string[], timeoutMs: number, devices: strin
   });
 }
 
-describe.runIf(enabled)('the real debian image', () => {
+describe.runIf(enabled)('the real tiny image', () => {
   it('pulls (or finds) the image, with every file in place', { timeout: 600_000 }, async () => {
-    const img = await ensureImage('debian', { progress: true });
-    expect(img.name).toBe('debian');
+    const img = await ensureImage('tiny', { progress: true });
+    expect(img.name).toBe('tiny');
     for (const f of [img.kernel, img.initrd, img.firmware!, img.firmwareDynamic!]) expect(existsSync(f)).toBe(true);
     expect(img.append).toMatch(/console=ttyS0/);
     expect(img.manifest.packages.map((p) => p.name)).toEqual([expect.stringMatching(/^linux-image-.*-riscv64$/), 'busybox-static', 'opensbi']);
     expect(img.manifest.modules).toEqual(expect.arrayContaining(['virtio_mmio', 'virtio_blk', 'virtio_net', 'net_failover', 'failover', 'virtio_rng', 'virtio_balloon', 'vmw_vsock_virtio_transport', 'ext4', 'jbd2', 'mbcache']));
-    expect(await findImage('debian')).toEqual(img);
+    expect(await findImage('tiny')).toEqual(img);
   });
 
   it('boots under QEMU: drivers for the devices present, ext4 on mount, the command and its status', { timeout: 300_000 }, async () => {
@@ -46,7 +46,7 @@ describe.runIf(enabled)('the real debian image', () => {
       console.log('skipping the QEMU boot: qemu-system-riscv64 is not installed');
       return;
     }
-    const img = (await findImage('debian')) ?? (await ensureImage('debian'));
+    const img = (await findImage('tiny')) ?? (await ensureImage('tiny'));
     const script = [
       'uname -r',
       'cut -d" " -f1 /proc/modules | sort | tr "\\n" " "; echo',

@@ -53,11 +53,11 @@ describe.runIf(haveTools)('InRelease signatures', () => {
     const mirror = await startMirror({ inRelease: (text) => sign(text) });
     try {
       const env = { XDG_CACHE_HOME: await mkdtemp(join(tmpdir(), 'visor-cache-')), VISOR_KEYRING: keyring };
-      const res = await pullImage('debian', { mirror: mirror.url, env });
+      const res = await pullImage('tiny', { mirror: mirror.url, env });
       expect(res.manifest.verification).toEqual({ mode: 'gpgv' });
       const other = join(home, 'empty.gpg');
       await writeFile(other, Buffer.alloc(0));
-      await expect(pullImage('debian', { mirror: mirror.url, env: { ...env, VISOR_KEYRING: other } })).rejects.toMatchObject({ code: 'IntegrityError' });
+      await expect(pullImage('tiny', { mirror: mirror.url, env: { ...env, VISOR_KEYRING: other } })).rejects.toMatchObject({ code: 'IntegrityError' });
     } finally {
       await mirror.close();
     }

@@ -28,7 +28,7 @@ let image: GuestImage | undefined;
 let skip: string | undefined = ENABLED ? undefined : 'set VISOR_BOOT_TESTS=1 to run the Debian snapshot tests (minutes at interpreter speed)';
 if (ENABLED) {
   try {
-    image = await ensureImage('debian', { progress: false });
+    image = await ensureImage('tiny', { progress: false });
   } catch (err) {
     if (process.env.CI) throw err;
     skip = `the Debian image is not available: ${err instanceof Error ? err.message : String(err)}`;

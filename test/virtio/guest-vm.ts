@@ -43,8 +43,8 @@ export interface GuestOptions {
  * (the in-guest tests, so CI needs no separate step); benchmarks only look in the cache.
  */
 export async function guestImage(o: { pull?: boolean } = {}): Promise<GuestImage | undefined> {
-  if (o.pull) return ensureImage('debian', { progress: false });
-  return findImage('debian');
+  if (o.pull) return ensureImage('tiny', { progress: false });
+  return findImage('tiny');
 }
 
 export class GuestVm {

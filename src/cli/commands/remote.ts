@@ -6,7 +6,7 @@ import { remoteFrom, type RemoteClient } from '../../server/client.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
 
-interface RemoteFlags {
+export interface RemoteFlags {
   remote?: string;
   token?: string;
   json?: boolean;
@@ -33,7 +33,25 @@ async function show(c: RemoteClient, name: string, f: RemoteFlags): Promise<void
   out(f.json ? JSON.stringify(m, null, 2) : machineLine(m));
 }
 
-/** `visor ls|create|start|stop|exec|cp|console` against a daemon (`--remote URL --token T`). */
+/**
+ * `visor cp SRC DST` against a daemon: exactly one side is NAME:/path in a machine. Registered
+ * by cp.ts, which runs it when --remote (or VISOR_REMOTE) is given and otherwise copies to or
+ * from a stopped kept machine's disk.
+ */
+export async function remoteCp(src: string, dst: string, f: RemoteFlags): Promise<void> {
+  const c = remoteFrom(f);
+  const from = splitRemotePath(src);
+  const to = splitRemotePath(dst);
+  if (!!from === !!to) throw new VisorError('InvalidArgument', 'cp: exactly one of SRC and DST is NAME:/path in a machine');
+  if (from) {
+    const r = await c.request('GET', `/v1/machines/${encodeURIComponent(from[0])}/files?path=${encodeURIComponent(from[1])}`);
+    writeFileSync(dst, r.bytes ?? new Uint8Array());
+  } else {
+    await c.request('PUT', `/v1/machines/${encodeURIComponent(to![0])}/files?path=${encodeURIComponent(to![1])}`, undefined, readFileSync(src));
+  }
+}
+
+/** `visor ls|create|start|stop|exec|console` against a daemon (`--remote URL --token T`); `cp` is in cp.ts. */
 export function registerRemoteCommands(program: Command): void {
   withRemote(program.command('ls').description('list the machines of a daemon (--remote)')).action(async (f: RemoteFlags) => {
     const { machines } = await remoteFrom(f).get('/v1/machines');
@@ -87,20 +105,6 @@ export function registerRemoteCommands(program: Command): void {
         process.stderr.write(r.stderr);
       }
       process.exitCode = r.exitCode;
-    });
-
-  withRemote(program.command('cp').argument('<src>').argument('<dst>').description('copy a file to or from a machine on a daemon: NAME:/path or a local path'))
-    .action(async (src: string, dst: string, f: RemoteFlags) => {
-      const c = remoteFrom(f);
-      const from = splitRemotePath(src);
-      const to = splitRemotePath(dst);
-      if (!!from === !!to) throw new VisorError('InvalidArgument', 'cp: exactly one of SRC and DST is NAME:/path in a machine');
-      if (from) {
-        const r = await c.request('GET', `/v1/machines/${encodeURIComponent(from[0])}/files?path=${encodeURIComponent(from[1])}`);
-        writeFileSync(dst, r.bytes ?? new Uint8Array());
-      } else {
-        await c.request('PUT', `/v1/machines/${encodeURIComponent(to![0])}/files?path=${encodeURIComponent(to![1])}`, undefined, readFileSync(src));
-      }
     });
 
   withRemote(program.command('console').argument('<name>').description('attach to a machine\'s console on a daemon (Ctrl-] detaches)'))

@@ -1,8 +1,11 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
 import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
-import { encodeCommand, ensureImage } from '../../images/index.js';
 import { imageMinMemoryMiB } from '../../images/recipes.js';
+import { cacheRoot } from '../../images/cache.js';
+import {
+  ROOT_ARG, ROOTINIT_ARG, encodeCommand, ensureImage, ephemeralDisk, findMachine, keepMachine, type GuestImage, type KeptMachine,
+} from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
@@ -29,6 +32,8 @@ interface RunFlags extends NetFlags {
   accel?: string;
   stats?: string | boolean;
   console: string;
+  keep?: string;
+  init?: string;
 }
 
 export interface ResolvedRun {
@@ -39,6 +44,8 @@ export interface ResolvedRun {
   memoryMiB?: number;
   disks: DiskSpec[];
   command?: string[];
+  /** Removes an ephemeral root overlay; call however the run ends. */
+  cleanup?: () => Promise<void>;
 }
 
 /** Turns flags into what to boot; pulls the image only when no --kernel is given. */
@@ -59,14 +66,19 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   let initrd = flags.initrd;
   let append = flags.append;
   let bios = flags.bios;
+  let rootDisk: { path: string; cleanup?: () => Promise<void> } | undefined;
   if (kernel === undefined || bios === 'opensbi') {
     const opts: { progress: boolean; mirror?: string } = { progress: process.stderr.isTTY === true };
     if (flags.mirror) opts.mirror = flags.mirror;
-    const img = await ensureImage(flags.image, opts);
+    // --name of a kept machine boots it again, on the image it was made from.
+    const root = cacheRoot();
+    const kept = flags.name !== undefined && flags.keep === undefined ? await findMachine(root, flags.name) : undefined;
+    const img = await ensureImage(kept?.image ?? flags.image, opts);
     if (kernel === undefined) {
       kernel = img.kernel;
       initrd ??= img.initrd;
       append ??= img.append;
+      if (img.rootfs) rootDisk = await rootDiskFor(flags, img, kept);
     }
     if (bios === 'opensbi') {
       const fw = img.firmwareDynamic ?? img.firmware;
@@ -76,12 +88,36 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   }
   append ??= DEFAULT_APPEND;
   const cmd = command.length > 0 ? command : undefined;
+  if (flags.init !== undefined && flags.init !== 'visor' && flags.init !== 'systemd') {
+    throw new VisorError('InvalidArgument', `--init must be visor or systemd, got '${flags.init}'`);
+  }
+  if (rootDisk) {
+    // The root disk is vda: the initramfs mounts it and hands PID 1 to its init.
+    disks.unshift({ path: rootDisk.path, readOnly: false, format: 'qcow2' });
+    append = `${append} ${ROOT_ARG}=/dev/vda`;
+    if (flags.init === 'systemd') {
+      if (cmd) throw new VisorError('InvalidArgument', '--init systemd boots to a login console; run a command with the default init (visor run -- CMD)');
+      append = `${append} ${ROOTINIT_ARG}=/lib/systemd/systemd`;
+    }
+  } else if (flags.init === 'systemd' || flags.keep !== undefined) {
+    throw new VisorError('InvalidArgument', `--init and --keep need an image with a root disk (debian); '${flags.image}' has none`);
+  }
   if (cmd) append = `${append} ${encodeCommand(cmd)}`;
   const r: ResolvedRun = { kernel, append, bios, disks };
   if (initrd !== undefined) r.initrd = initrd;
   if (memoryMiB !== undefined) r.memoryMiB = memoryMiB;
   if (cmd) r.command = cmd;
+  if (rootDisk?.cleanup) r.cleanup = rootDisk.cleanup;
   return r;
+}
+
+/** The machine's root disk: a kept one (--name), a new kept one (--keep), or an ephemeral overlay. */
+async function rootDiskFor(flags: RunFlags, img: GuestImage, kept: KeptMachine | undefined): Promise<{ path: string; cleanup?: () => Promise<void> }> {
+  const root = cacheRoot();
+  if (kept) return { path: kept.disk };
+  if (flags.keep !== undefined) return { path: (await keepMachine(root, flags.keep, img.name, img.rootfs!)).disk };
+  const e = await ephemeralDisk(root, img.rootfs!);
+  return { path: e.path, cleanup: e.dispose };
 }
 
 /** Parses `--vsock PATH[,cid=N]`. */
@@ -92,6 +128,14 @@ export function parseVsockSpec(spec: string): { path: string; cid?: number } {
   if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
   return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
 }
+
+/**
+ * The image `visor run` boots without --image. `tiny` until the full Debian image's first pull
+ * takes minutes rather than tens of minutes (configuring its packages in a guest took 46 min on
+ * a loaded 2-core machine, docs/benchmarks.md): `npx visor run` must reach a shell quickly on a
+ * fresh machine. `--image debian` boots the full system.
+ */
+export const DEFAULT_RUN_IMAGE = 'tiny';
 
 export function registerRunCommand(program: Command): void {
   const netRules: string[] = [];
@@ -107,8 +151,10 @@ export function registerRunCommand(program: Command): void {
     .option('--disk <file[,format=raw|qcow2][,readonly]>', 'attach a virtio-blk disk (repeatable)', (v: string, acc: string[]) => [...acc, v], [] as string[])
     .option('--balloon', 'attach a virtio-balloon (the SDK\'s vm.balloon(MiB) asks the guest for memory)')
     .option('--vsock <path[,cid=N]>', 'attach a virtio-vsock: guest connects to CID 2 port P reach PATH_P; host programs connect to PATH and write "CONNECT P\\n" (guest CID 3 unless given)')
-    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses; without it each NIC gets a random one)')
-    .option('--image <name>', 'guest image to use when no --kernel is given', 'debian')
+    .option('--name <name>', 'machine name (seeds the NICs\' stable MAC addresses; without it each NIC gets a random one); the name of a kept machine boots its disk again')
+    .option('--keep <name>', 'keep the machine\'s disk (a qcow2 overlay on the image) under NAME; `visor run --name NAME` boots it again')
+    .option('--init <visor|systemd>', 'PID 1 on a Debian image: visor\'s init (fast, default) or systemd')
+    .option('--image <name>', 'guest image to use when no --kernel is given: tiny (busybox, boots in seconds) or debian (full Debian: apt, python3; its first pull configures packages in a guest)', DEFAULT_RUN_IMAGE)
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
@@ -131,6 +177,7 @@ export function registerRunCommand(program: Command): void {
         nets: netsFromFlags(flags, netRules, flags.kernel === undefined),
       };
       if (flags.name !== undefined) config.name = flags.name;
+      else if (flags.keep !== undefined) config.name = flags.keep;
       if (run.initrd !== undefined) config.initrd = run.initrd;
       if (run.memoryMiB !== undefined) config.memoryMiB = run.memoryMiB;
       if (accel) config.accel = accel;
@@ -145,17 +192,23 @@ export function registerRunCommand(program: Command): void {
       // terminal it runs on the console, which is then its controlling terminal.
       const stdio = commandMode && flags.kernel === undefined && !(process.stdin.isTTY === true && process.stdout.isTTY === true) ? 'virtio' : 'console';
       if (stdio === 'virtio') config.stdio = 'virtio';
-      const vm = await Machine.create(config);
-      const res = await runOnTerminal(vm, {
-        snapshotPath: flags.snapshotFile,
-        commandMode,
-        maxReboots: 3,
-        stdio,
-        // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
-        holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
-      });
-      if (stats) printStats(vm.stats(), stats);
+      let code: number;
+      try {
+        const vm = await Machine.create(config);
+        const res = await runOnTerminal(vm, {
+          snapshotPath: flags.snapshotFile,
+          commandMode,
+          maxReboots: 3,
+          stdio,
+          // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
+          holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
+        });
+        if (stats) printStats(vm.stats(), stats);
+        code = terminalExitCode(res, commandMode);
+      } finally {
+        await run.cleanup?.(); // an ephemeral root overlay goes with the run
+      }
       // stdin may still hold the event loop; the run is over.
-      process.exit(terminalExitCode(res, commandMode));
+      process.exit(code);
     });
 }

@@ -1,0 +1,129 @@
+/**
+ * The second stage of a Debian image, in a visor guest: boot the image's kernel and initramfs
+ * with the freshly written root disk, let the initramfs switch to it, run
+ * /usr/lib/visor/configure as the command (docs/guest-init.md contract: its status comes back
+ * in the VISOR_EXIT marker), power off. The disk is then the configured base.
+ */
+import { VisorError } from '../base/errors.js';
+import { EXIT_MARKER, ROOT_ARG, encodeCommand } from './init-script.js';
+import type { Progress } from './progress.js';
+import { CONFIGURE_SCRIPT, CONFIGURE_STEP } from './root-init.js';
+
+export interface ConfigureInput {
+  kernel: string;
+  initrd: string;
+  append: string;
+  disk: string;
+  /** Packages dpkg will set up (for the progress bar). */
+  packageCount: number;
+  progress: Progress;
+  signal?: AbortSignal;
+  /** Guest RAM; dpkg and python's byte-compiling want some room. */
+  memoryMiB?: number;
+}
+
+export interface ConfigureResult {
+  seconds: number;
+  /** The guest's console output (kept for the error message and debugging). */
+  log: string;
+}
+
+const MAX_LOG = 256 * 1024;
+
+export interface GuestCommand {
+  kernel: string;
+  initrd: string;
+  /** The image's command line; visor.root=/dev/vda and the command are added. */
+  append: string;
+  /** The root disk first (vda), then any others (vdb, ...). */
+  disks: { path: string; format: 'qcow2' | 'raw'; readOnly?: boolean }[];
+  argv: string[];
+  memoryMiB?: number;
+  signal?: AbortSignal;
+  /** Each console line as it comes (without the line end). */
+  onLine?: (line: string) => void;
+}
+
+/**
+ * Boots the image on its root disk, runs `argv` with visor's init, and returns the command's
+ * exit status (the VISOR_EXIT marker) and the console output. Throws when the guest ends
+ * without reporting one.
+ */
+export async function runGuestCommand(c: GuestCommand): Promise<{ status: number; log: string }> {
+  // images → sdk at run time only: the SDK resolves images through this layer.
+  const { Machine } = await import('../sdk/machine.js');
+  const append = `${c.append} ${ROOT_ARG}=/dev/vda ${encodeCommand(c.argv)}`;
+  const vm = await Machine.create({
+    kernel: c.kernel, initrd: c.initrd, append, memoryMiB: c.memoryMiB ?? 512,
+    disks: c.disks.map((d) => ({ path: d.path, format: d.format, readOnly: d.readOnly ?? false })), agent: false,
+  });
+  // VISOR_DEBUG_CONFIGURE=1: the guest's console on stderr as it runs.
+  const debug = process.env.VISOR_DEBUG_CONFIGURE === '1';
+  let log = '';
+  let pending = '';
+  vm.console.on('data', (d: Buffer) => {
+    const text = d.toString('utf8');
+    if (debug) process.stderr.write(text);
+    log = (log + text).slice(-MAX_LOG);
+    pending += text;
+    const lines = pending.split('\n');
+    pending = lines.pop()!;
+    for (const raw of lines) c.onLine?.(raw.replace(/\r$/, ''));
+  });
+  const ended = new Promise<string>((resolve) => {
+    vm.on('guest', (e: { kind: string }) => resolve(e.kind));
+    vm.on('state', (s: string, reason?: string) => { if (s === 'stopped') resolve(reason ?? 'stopped'); });
+  });
+  // The disk is closed (and flushed) once the worker is gone, not at the poweroff event.
+  const stopped = vm.whenStopped();
+  const onAbort = () => { vm.kill().catch(() => {}); };
+  c.signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    await vm.start();
+    const how = await ended;
+    await Promise.race([stopped, new Promise((r) => setTimeout(r, 30_000))]);
+    if (c.signal?.aborted) throw new VisorError('NetworkError', 'cancelled');
+    const clean = log.replace(/\r/g, '');
+    const status = new RegExp(`${EXIT_MARKER}=(\\d+)`).exec(clean);
+    if (!status) {
+      throw new VisorError('BadImage', `the guest ended (${how}) before the command finished; its last output:\n${clean.split('\n').slice(-25).join('\n')}`);
+    }
+    return { status: Number(status[1]), log: clean };
+  } finally {
+    c.signal?.removeEventListener('abort', onAbort);
+    if (vm.state !== 'stopped') await vm.kill().catch(() => {});
+  }
+}
+
+export async function configureInGuest(input: ConfigureInput): Promise<ConfigureResult> {
+  const t0 = performance.now();
+  const task = input.progress.task('configuring packages in a guest', input.packageCount, 'items');
+  let setUp = 0;
+  let failed: string | undefined;
+  const failRe = new RegExp(`^${CONFIGURE_STEP} FAILED (.*)$`);
+  let r: { status: number; log: string };
+  try {
+    r = await runGuestCommand({
+      kernel: input.kernel, initrd: input.initrd, append: input.append, argv: [CONFIGURE_SCRIPT],
+      disks: [{ path: input.disk, format: 'qcow2' }], memoryMiB: input.memoryMiB ?? 1024,
+      ...(input.signal ? { signal: input.signal } : {}),
+      onLine: (line) => {
+        if (/^Setting up \S+/.test(line)) task.update(++setUp);
+        const m = failRe.exec(line);
+        if (m) failed = m[1];
+      },
+    });
+  } catch (err) {
+    if (err instanceof VisorError && err.code === 'BadImage') {
+      throw new VisorError('BadImage', `configuring the image: ${err.message}; pull again (VISOR_DEBUG_CONFIGURE=1 shows the guest's console)`, { cause: err });
+    }
+    throw err;
+  }
+  if (r.status !== 0) {
+    const what = failed ? `the step '${failed}' failed` : `the configure script exited with status ${r.status}`;
+    const tail = r.log.split('\n').slice(-25).join('\n');
+    throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
+  }
+  task.finish(`${setUp} packages set up`);
+  return { seconds: (performance.now() - t0) / 1000, log: r.log };
+}

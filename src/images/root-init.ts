@@ -1,0 +1,231 @@
+/**
+ * The files visor puts on a Debian root filesystem: its init (PID 1 after the initramfs
+ * switches root, docs/guest-init.md "Debian images"), the second-stage configure script the
+ * pull runs once, a DHCP hook, and the configuration a fresh system needs (hostname, fstab,
+ * apt's sources). visor's plumbing runs on a static busybox in /usr/lib/visor, so init works
+ * before any package is configured and whatever the user removes.
+ */
+import {
+  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STOPPING_FLAG,
+} from './init-script.js';
+import type { ExtraFile } from './rootfs.js';
+
+export const VISOR_DIR = 'usr/lib/visor';
+export const ROOT_INIT = `/${VISOR_DIR}/init`;
+export const CONFIGURE_SCRIPT = `/${VISOR_DIR}/configure`;
+/** The guest agent program another part of visor may install (started by init when present). */
+export const AGENT_PROGRAM = `/${VISOR_DIR}/visor-agent`;
+/** Busybox applets visor's init and agent use, linked in /usr/lib/visor/bin. */
+const APPLETS = ['sh', 'mount', 'umount', 'mkdir', 'cat', 'sleep', 'setsid', 'cttyhack', 'sync', 'kill', 'poweroff', 'reboot', 'halt',
+  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep'];
+/** Printed by the configure script before each step, for the host's progress bar. */
+export const CONFIGURE_STEP = 'VISOR_CONFIGURE';
+
+export interface RootFiles {
+  /** The Debian mirror apt should use (the one the image was pulled from). */
+  mirror: string;
+  suite: string;
+  component: string;
+  /** The static busybox binary. */
+  busybox: Uint8Array;
+  /** Packages in install order (dependencies first), for the configure script. */
+  order: string[];
+  /** Required and essential packages, configured first (debootstrap's order). */
+  required: string[];
+}
+
+/** PID 1 on the Debian root: the contract of docs/guest-init.md, on a real userland. */
+export function rootInitScript(): string {
+  const v = `/${VISOR_DIR}`;
+  return `#!${v}/busybox sh
+# visor init for Debian images (docs/guest-init.md). visor's plumbing uses ${v}/bin (busybox);
+# what the user runs sees Debian's PATH.
+echo ${INIT_START_MARKER}
+export PATH=${v}/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux LANG=C.UTF-8
+USER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${v}/bin
+# The initramfs moved /proc, /sys and /dev here; systemd-less boots without it mount them.
+mounted() { grep -qs " $1 " /proc/mounts; }
+for fs in proc:/proc sysfs:/sys devtmpfs:/dev tmpfs:/run; do
+  mounted "\${fs#*:}" || mount -t "\${fs%%:*}" "\${fs%%:*}" "\${fs#*:}" 2>/dev/null
+done
+mkdir -p /dev/pts /dev/shm /run/lock
+mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
+mount -o remount,rw / 2>/dev/null
+[ -r /etc/hostname ] && hostname "$(cat /etc/hostname)"
+[ -e /etc/mtab ] || ln -s ../proc/self/mounts /etc/mtab
+
+cmd=
+ip=
+con=
+on_hvc=
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in
+    ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
+    ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
+    ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
+  esac
+done
+
+# Modules: the initramfs loaded the drivers of the devices present; later requests (a socket
+# family, a filesystem) go to visor's modprobe, copied beside this script.
+[ -x ${v}/modprobe ] && echo ${v}/modprobe > /proc/sys/kernel/modprobe
+
+if [ -x ${AGENT_PROGRAM} ]; then
+  ${AGENT_PROGRAM} </dev/null >/dev/null 2>&1 &
+else
+  VISOR_LIB=${v} sh ${v}/agent.sh </dev/null >/dev/null 2>&1 &
+fi
+
+case "$con" in
+  hvc[0-9]*)
+    i=0
+    while [ ! -c "/dev/$con" ] && [ "$i" -lt 300 ]; do i=$((i + 1)); sleep 0.1; done
+    if [ -c "/dev/$con" ]; then exec </dev/$con >/dev/$con 2>&1; on_hvc=1
+    else echo "visor-init: /dev/$con did not appear; staying on the serial console" >&2; fi ;;
+esac
+
+ip link set lo up 2>/dev/null
+if [ -n "$ip" ]; then
+  saved_ifs=$IFS; IFS=,; set -- $ip; IFS=$saved_ifs
+  if ip link set eth0 up && ip addr add "$1" dev eth0; then
+    [ -n "$2" ] && ip route add default via "$2"
+    [ -n "$3" ] && echo "nameserver $3" > /etc/resolv.conf
+  fi
+elif [ -e /sys/class/net/eth0 ]; then
+  # DHCP (visor's user-mode network answers from 10.0.2.2): a few quick tries, then on
+  # without an address rather than hang the boot.
+  ip link set eth0 up
+  udhcpc -i eth0 -q -n -t 4 -T 1 -A 1 -s ${v}/udhcpc.script >/dev/null 2>&1 ||
+    echo "visor-init: no DHCP answer on eth0; networking is down" >&2
+fi
+
+export PATH=$USER_PATH
+if [ -n "$cmd" ]; then
+  echo 1 > /proc/sys/kernel/printk
+  status=127
+  if echo "$cmd" | base64 -d > /run/visor-cmd.json && awk -f ${v}/json-argv.awk /run/visor-cmd.json > /run/visor-argv.sh; then
+    . /run/visor-argv.sh
+    if [ $# -gt 0 ]; then
+      cd /root
+      "$@"
+      status=$?
+    else
+      echo "visor-init: visor.cmd is an empty command" >&2
+    fi
+  else
+    echo "visor-init: cannot decode visor.cmd" >&2
+  fi
+  [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
+  sync
+  printf '\\n${EXIT_MARKER}=%d\\n' "$status"
+else
+  echo "visor: Debian; 'poweroff' (or exit) stops the machine"
+  trap 'sync; umount -a -r 2>/dev/null; poweroff -f' USR1 USR2
+  trap 'sync; umount -a -r 2>/dev/null; reboot -f' TERM
+  if [ "$on_hvc" = 1 ]; then
+    setsid -c /bin/bash -l <>"/dev/$con" &
+  else
+    setsid cttyhack /bin/bash -l </dev/console &
+  fi
+  shell=$!
+  while kill -0 "$shell" 2>/dev/null; do wait "$shell"; done
+  trap - USR1 USR2 TERM
+  [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
+  sync
+fi
+umount -a -r 2>/dev/null
+sync
+poweroff -f
+while :; do sleep 3600; done
+`;
+}
+
+/** busybox udhcpc's hook (udhcpc(8) "-s"): configures eth0 from the lease. */
+export const UDHCPC_SCRIPT = `#!/${VISOR_DIR}/busybox sh
+PATH=/${VISOR_DIR}/bin
+case "$1" in
+  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+  bound|renew)
+    ip -4 addr flush dev "$interface"
+    ip addr add "$ip/\${mask:-24}" dev "$interface"
+    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
+    if [ -n "$dns" ]; then
+      : > /etc/resolv.conf
+      for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
+    fi ;;
+esac
+exit 0
+`;
+
+/** \`poweroff\` etc. for the user: systemd's when it runs, else signal visor's init. */
+function powerWrapper(action: 'poweroff' | 'reboot' | 'halt'): string {
+  return `#!/bin/sh
+if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then exec systemctl ${action} "$@"; fi
+exec /${VISOR_DIR}/busybox ${action} "$@"
+`;
+}
+
+/**
+ * The second stage, run once in a guest during the pull (debootstrap's second stage on a
+ * target whose packages are unpacked): preinst scripts, then the required packages, then
+ * everything, with services kept from starting. Any failure names the package and ends with
+ * a non-zero status, which the host reports.
+ */
+export function configureScript(files: RootFiles): string {
+  return `#!/bin/sh
+export DEBIAN_FRONTEND=noninteractive DEBCONF_NONINTERACTIVE_SEEN=true LC_ALL=C.UTF-8 LANG=C.UTF-8
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+fail() { echo "${CONFIGURE_STEP} FAILED $1"; exit 1; }
+printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+ldconfig || fail ldconfig
+for p in ${files.order.join(' ')}; do
+  f=/var/lib/dpkg/info/$p.preinst
+  if [ -x "$f" ]; then
+    echo "${CONFIGURE_STEP} preinst $p"
+    DPKG_MAINTSCRIPT_PACKAGE=$p DPKG_MAINTSCRIPT_NAME=preinst "$f" install </dev/null || fail "preinst:$p"
+  fi
+done
+echo "${CONFIGURE_STEP} required"
+dpkg --configure --force-configure-any --force-depends ${files.required.join(' ')} </dev/null || fail "dpkg --configure (required packages)"
+echo "${CONFIGURE_STEP} all"
+dpkg --configure -a </dev/null || fail "dpkg --configure -a"
+dpkg --audit >/run/audit 2>&1; if [ -s /run/audit ]; then cat /run/audit; fail "dpkg --audit"; fi
+rm -f /usr/sbin/policy-rc.d
+passwd -d root >/dev/null 2>&1 || fail "passwd -d root"
+ldconfig
+rm -f /var/cache/debconf/*-old /var/lib/dpkg/*-old
+echo "${CONFIGURE_STEP} done"
+sync
+`;
+}
+
+/** Everything visor adds to the tree besides the packages. */
+export function rootFiles(f: RootFiles): ExtraFile[] {
+  const v = VISOR_DIR;
+  return [
+    { path: `${v}/busybox`, data: f.busybox, mode: 0o755 },
+    { path: `${v}/bin`, kind: 'dir' },
+    ...APPLETS.map((a): ExtraFile => ({ path: `${v}/bin/${a}`, kind: 'symlink', target: '../busybox' })),
+    ...(['poweroff', 'reboot', 'halt'] as const).map((a): ExtraFile => ({ path: `usr/local/sbin/${a}`, data: powerWrapper(a), mode: 0o755 })),
+    { path: `${v}/init`, data: rootInitScript(), mode: 0o755 },
+    { path: `${v}/configure`, data: configureScript(f), mode: 0o755 },
+    { path: `${v}/udhcpc.script`, data: UDHCPC_SCRIPT, mode: 0o755 },
+    { path: `${v}/agent.sh`, data: AGENT_SCRIPT, mode: 0o755 },
+    { path: `${v}/shutdown.sh`, data: SHUTDOWN_SCRIPT, mode: 0o644 },
+    { path: `${v}/${ARGV_AWK.split('/').pop()}`, data: JSON_ARGV_AWK, mode: 0o644 },
+    { path: 'etc/hostname', data: 'visor\n' },
+    { path: 'etc/hosts', data: '127.0.0.1\tlocalhost\n127.0.1.1\tvisor\n::1\tlocalhost ip6-localhost ip6-loopback\n' },
+    // QEMU's user-mode DNS address (DESIGN.md); DHCP rewrites it with what the network says.
+    { path: 'etc/resolv.conf', data: 'nameserver 10.0.2.3\n' },
+    { path: 'etc/fstab', data: '# <file system> <mount point> <type> <options> <dump> <pass>\n/dev/vda / ext4 rw,errors=remount-ro 0 1\n' },
+    { path: 'etc/apt/sources.list.d/debian.sources', data: `Types: deb\nURIs: ${f.mirror}\nSuites: ${f.suite}\nComponents: ${f.component}\nSigned-By: /usr/share/keyrings/debian-archive-keyring.gpg\n` },
+    // apt in a small guest: no recommends (as the image itself was built), no translations.
+    { path: 'etc/apt/apt.conf.d/90visor', data: 'APT::Install-Recommends "false";\nAcquire::Languages "none";\n' },
+    // Until mawk's postinst sets up the alternative (debootstrap does the same).
+    { path: 'usr/bin/awk', kind: 'symlink', target: 'mawk' },
+    // systemd: a root shell on the serial console without a password prompt.
+    { path: 'etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf', data: '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --noclear --keep-baud 115200,57600,38400,9600 - $TERM\n' },
+    { path: 'etc/machine-id', data: '' },
+  ];
+}
