@@ -71,12 +71,16 @@ export async function getBytes(path: string): Promise<Uint8Array> {
   return new Uint8Array(await request<ArrayBuffer>('GET', path));
 }
 
-/** The daemon's WebSocket URL for `path`; the token travels in the subprotocol (browsers cannot set headers on a WebSocket). */
+/**
+ * A WebSocket to the daemon. Browsers cannot set headers on a WebSocket, so the token travels
+ * as `?token=` (the daemon never logs query strings of upgrades).
+ */
 export function openSocket(path: string): WebSocket {
   const url = new URL(path, location.href);
   url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
   const t = token();
-  const ws = t ? new WebSocket(url, ['visor', `bearer.${t}`]) : new WebSocket(url);
+  if (t) url.searchParams.set('token', t);
+  const ws = new WebSocket(url);
   ws.binaryType = 'arraybuffer';
   return ws;
 }

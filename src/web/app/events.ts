@@ -6,8 +6,10 @@
 import { openSocket } from './api.js';
 
 export interface DaemonEvent {
+  /** lifecycle, operation, audit (from the daemon); resync (from this page, after a reconnect). */
   type: string;
-  machineId?: string;
+  /** The machine a lifecycle event is about. */
+  machine?: string;
   [k: string]: unknown;
 }
 

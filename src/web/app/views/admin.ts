@@ -19,7 +19,7 @@ export function adminView(root: HTMLElement, showError: (e: unknown) => void): (
         ? operations.map((o) => h('tr', {}, h('td', { class: 'mono' }, o.id), h('td', {}, o.kind), h('td', {}, o.target ?? ''), h('td', {}, o.status), h('td', {}, o.error?.message ?? '')))
         : h('tr', {}, h('td', { colspan: 5, class: 'muted' }, 'No operations.')));
       mount(audit, [...entries].sort((a, b) => b.seq - a.seq).map((e) => h('tr', {},
-        h('td', {}, e.seq), h('td', { class: 'mono' }, e.time), h('td', {}, e.actor), h('td', {}, e.action), h('td', {}, e.target ?? ''), h('td', {}, e.result))));
+        h('td', {}, e.seq), h('td', { class: 'mono' }, e.at ?? e.time ?? ''), h('td', {}, e.actor), h('td', {}, e.action), h('td', {}, e.target ?? ''), h('td', {}, e.result))));
     } catch (err) { showError(err); }
   };
 

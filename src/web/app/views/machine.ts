@@ -9,7 +9,7 @@ import { formatBytes, formatDuration, h, mount } from '../dom.js';
 import { api, canOperate, type FileEntry, type MachineAction, type MachineInfo, type Me } from '../model.js';
 import { RollingChart, rate } from '../charts.js';
 import { openTerminal, type TerminalHandle } from '../terminal.js';
-import { allowed } from './machines.js';
+import { actionBody, allowed } from './machines.js';
 
 type Tab = 'console' | 'shell' | 'metrics' | 'files';
 const SAMPLE_MS = 2000;
@@ -34,12 +34,14 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
           onclick: async () => {
             b.disabled = true;
             try {
-              const res = await api.action(m.id, a);
-              if (a === 'fork') {
-                const child = (res as { machines?: MachineInfo[]; machine?: MachineInfo } | undefined);
-                const first = child?.machines?.[0] ?? child?.machine;
-                if (first) status.textContent = `forked: ${first.name}`;
+              let body = actionBody(m, a);
+              if (a === 'restore') {
+                const snaps = (await api.snapshots()).filter((s) => s.machine === undefined || s.machine === m.id || s.machine === m.name);
+                if (snaps.length === 0) { status.textContent = 'no snapshot of this machine to restore'; return; }
+                body = { snapshot: snaps[snaps.length - 1]!.name };
               }
+              const done = await api.wait(await api.action(m.id, a, body));
+              if (a === 'fork' || a === 'snapshot' || a === 'restore') status.textContent = `${a}: ${String((body as { name?: string; snapshot?: string }).name ?? (body as { snapshot?: string }).snapshot)} (${done.status})`;
               await load();
             } catch (err) { showError(err); } finally { b.disabled = false; }
           },
@@ -49,9 +51,9 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
       : [];
     mount(header,
       h('h1', {}, m.name, ' ', h('span', { class: `state ${m.state}` }, m.state)),
-      h('div', { class: 'muted' }, `${m.image} · ${m.memoryMiB} MiB`, m.cpuLimitPercent ? ` · CPU limit ${m.cpuLimitPercent} %` : '',
+      h('div', { class: 'muted' }, `${m.image} · ${m.memoryMiB} MiB`, m.resources?.cpuLimitPercent !== undefined && m.resources.cpuLimitPercent < 100 ? ` · CPU limit ${m.resources.cpuLimitPercent} %` : '',
         m.state === 'running' && m.startedAt ? ` · up ${formatDuration(Date.now() - Date.parse(m.startedAt))}` : '',
-        m.stateReason ? ` · ${m.stateReason}` : ''),
+        m.reason ? ` · ${m.reason}` : ''),
       h('div', { class: 'row', style: 'margin-top:8px' }, actions, status),
     );
   };
@@ -105,7 +107,7 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
         const s = m.stats ?? {};
         const t = Date.now();
         mips.push(t, s.mips ?? 0);
-        cpu.push(t, s.cpuPercent ?? 0);
+        cpu.push(t, s.cpuPercent ?? (prev ? rate(prev.s.cpuSeconds, s.cpuSeconds, t - prev.t) * 100 : 0));
         mem.push(t, s.memoryRssBytes ?? 0);
         const dt = prev ? t - prev.t : 0;
         disk.push(t, rate(prev?.s.blkBytesRead, s.blkBytesRead, dt), rate(prev?.s.blkBytesWritten, s.blkBytesWritten, dt));
@@ -165,7 +167,7 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
   void load().then(() => { if (!disposed) showTab(tab); });
 
   const off = onEvent((ev) => {
-    if (ev.type === 'resync' || ev.machineId === id) void load();
+    if (ev.type === 'resync' || (ev.type === 'lifecycle' && ev.machine === id)) void load();
   });
   return () => { disposed = true; off(); closeTab(); };
 }
