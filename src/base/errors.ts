@@ -1,7 +1,7 @@
 /**
  * Typed errors with a closed set of codes. Nothing in visor branches on message text:
- * callers branch on `code`. One table maps each code to a CLI exit code (and later an HTTP
- * status), so every surface reports the same failure the same way.
+ * callers branch on `code`. Two tables map each code to a CLI exit code and to an HTTP status
+ * (the daemon's API), so every surface reports the same failure the same way.
  */
 export type VisorErrorCode =
   | 'InvalidConfig'
@@ -17,7 +17,21 @@ export type VisorErrorCode =
   | 'NetworkError'
   | 'IntegrityError'
   | 'GuestPanic'
-  | 'Internal';
+  | 'Internal'
+  /** No credentials, or credentials that are not valid (a token unknown or revoked). */
+  | 'Unauthorized'
+  /** Valid credentials whose role does not allow the action. */
+  | 'Forbidden'
+  /** A name or id already taken. */
+  | 'AlreadyExists'
+  /** Admission control: the request would exceed a limit of the daemon or the project. */
+  | 'QuotaExceeded'
+  /** Too many requests (repeated authentication failures). */
+  | 'RateLimited'
+  /** A request body, upload or output past its bound. */
+  | 'TooLarge'
+  /** Waited past a deadline (an exec's timeoutMs, an operation's wait). */
+  | 'Timeout';
 
 /** Exit codes follow BSD sysexits where one fits, so scripts can tell failures apart. */
 export const EXIT_CODES: Record<VisorErrorCode, number> = {
@@ -35,7 +49,43 @@ export const EXIT_CODES: Record<VisorErrorCode, number> = {
   IntegrityError: 65,
   GuestPanic: 70, // EX_SOFTWARE (the guest's software failed)
   Internal: 70,
+  Unauthorized: 77,
+  Forbidden: 77,
+  AlreadyExists: 73, // EX_CANTCREAT
+  QuotaExceeded: 75, // EX_TEMPFAIL: may succeed once something else is freed
+  RateLimited: 75,
+  TooLarge: 65,
+  Timeout: 75,
 };
+
+/** HTTP statuses for the daemon's API: `{ error: { code, message } }` with this status. */
+export const HTTP_STATUS: Record<VisorErrorCode, number> = {
+  InvalidConfig: 400,
+  InvalidArgument: 400,
+  NotFound: 404,
+  NotAllowed: 409, // the resource's state does not allow it (a stopped machine cannot pause)
+  ImageNotFound: 404,
+  BadKernel: 422,
+  BadImage: 422,
+  CorruptImage: 422,
+  Unsupported: 501,
+  IoError: 500,
+  NetworkError: 502,
+  IntegrityError: 500,
+  GuestPanic: 500,
+  Internal: 500,
+  Unauthorized: 401,
+  Forbidden: 403,
+  AlreadyExists: 409,
+  QuotaExceeded: 409,
+  RateLimited: 429,
+  TooLarge: 413,
+  Timeout: 504,
+};
+
+export function httpStatus(code: VisorErrorCode): number {
+  return HTTP_STATUS[code];
+}
 
 export class VisorError extends Error {
   readonly code: VisorErrorCode;
@@ -48,6 +98,10 @@ export class VisorError extends Error {
 
   get exitCode(): number {
     return EXIT_CODES[this.code];
+  }
+
+  get httpStatus(): number {
+    return HTTP_STATUS[this.code];
   }
 }
 

@@ -25,6 +25,24 @@ export class IdleSleeper {
     w?.();
   }
 
+  /**
+   * Sleeps `ms` without counting it as idle (a CPU limit's off time), ended early by wake()
+   * like an idle sleep, so pausing or stopping a throttled machine is not delayed.
+   */
+  async pauseFor(ms: number): Promise<void> {
+    if (!(ms >= 1)) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.wakeUp = undefined;
+        resolve();
+      }, Math.min(MAX_SLEEP_MS, Math.round(ms)));
+      this.wakeUp = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+    });
+  }
+
   async sleepUntil(deadline: number): Promise<void> {
     const clock = this.clock();
     clock.idle?.();

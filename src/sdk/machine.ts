@@ -495,6 +495,19 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.setState('stopped', 'killed');
   }
 
+  /**
+   * Limits the machine to `percent` (1-100) of one host core: its run loop works a slice, then
+   * rests in proportion (a duty cycle), so a busy guest gets that share of a core. 100 lifts it.
+   */
+  async setCpuLimit(percent: number): Promise<void> {
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    await new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ op: 'cpuLimit', id, percent } satisfies Command);
+    });
+  }
+
   /** Counters, read without a round trip (the worker publishes them after every slice). */
   stats(): MachineStats {
     const s = this.statsView;

@@ -19,6 +19,8 @@ export type Command =
   | { op: 'runUntil'; id: number; until: UntilCondition }
   /** Host request to the virtio-balloon (not a lifecycle action: the state does not change). */
   | { op: 'balloon'; id: number; targetMiB: number }
+  /** Resource limits (not a lifecycle action): percent of one host core. */
+  | { op: 'cpuLimit'; id: number; percent: number }
   | { op: 'input'; bytes: Uint8Array }
   /** Host → guest bytes on the data port. */
   | { op: 'channel'; bytes: Uint8Array }

@@ -229,6 +229,8 @@ export class MachineRunner {
   private wantRunning = false;
   private loopDone: Promise<void> | undefined;
   private readonly sleeper = new IdleSleeper(() => this.clock);
+  /** CPU limit in percent of one host core (100: none); setCpuLimit. */
+  private cpuLimit = 100;
   private panicLine: string | undefined;
   private lineTail = '';
   private panicTimer: NodeJS.Timeout | undefined;
@@ -651,7 +653,8 @@ export class MachineRunner {
     let mipsInstr = this.executed;
     try {
       while (this.wantRunning && !this.closed) {
-        const sliceEnd = performance.now() + SLICE_MS;
+        const sliceStart = performance.now();
+        const sliceEnd = sliceStart + SLICE_MS;
         do {
           this.executed += vm.step(BATCH - (this.executed % BATCH));
           if (this.until && this.untilReached()) break;
@@ -693,7 +696,10 @@ export class MachineRunner {
           await this.sleeper.sleepUntil(vm.nextDeadline());
           t0 = performance.now();
         } else {
-          await yieldToEventLoop();
+          // A CPU limit of p% is a duty cycle: after a busy slice of r ms, off for r·(100−p)/p.
+          const ran = now - sliceStart;
+          if (this.cpuLimit < 100 && this.wantRunning) await this.sleeper.pauseFor((ran * (100 - this.cpuLimit)) / this.cpuLimit);
+          else await yieldToEventLoop();
           t0 = performance.now();
         }
       }
@@ -783,6 +789,12 @@ export class MachineRunner {
    * `targetMiB` of it sits in the balloon (0 deflates it). The guest acts on it on its own
    * time; `actualMiB` is what it has given so far.
    */
+  /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */
+  setCpuLimit(percent: number): void {
+    if (!(percent >= 1 && percent <= 100)) throw new VisorError('InvalidArgument', `CPU limit ${percent}%: give 1-100 (percent of one host core)`);
+    this.cpuLimit = percent;
+  }
+
   balloon(targetMiB: number): { targetMiB: number; actualMiB: number } {
     if (this.state === 'stopped') throw new VisorError('NotAllowed', 'cannot inflate the balloon of a machine that is stopped');
     const dev = this.balloonDev;

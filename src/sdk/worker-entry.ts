@@ -110,6 +110,7 @@ async function main(): Promise<void> {
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
         case 'runUntil': return runner.runUntil(c.until);
         case 'balloon': return runner.balloon(c.targetMiB);
+        case 'cpuLimit': return runner.setCpuLimit(c.percent);
       }
     };
     run().then(

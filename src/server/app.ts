@@ -1,0 +1,313 @@
+/**
+ * The daemon's HTTP + WebSocket server (fastify, ws): authentication, authorization, the route
+ * table (routes.ts), errors as `{ error: { code, message } }` with the status from
+ * base/errors.ts, the audit of every state-changing request, one JSON log line per request,
+ * Prometheus metrics, the OpenAPI document and the web console's static files.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { extname, join, normalize, resolve, sep } from 'node:path';
+import type { Duplex } from 'node:stream';
+import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import pino, { type Logger } from 'pino';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { z } from 'zod';
+import { VisorError, isVisorError } from '../base/errors.js';
+import { AuditLog } from './audit.js';
+import { AuthFailureLimiter, Tokens, roleAllows, type Principal } from './auth.js';
+import { EventBus } from './events.js';
+import type { GuestOps } from './guest-ops.js';
+import { MachineManager, type Images, type Limits } from './machines.js';
+import { DaemonMetrics } from './metrics.js';
+import { openApiDocument } from './openapi.js';
+import { Operations } from './operations.js';
+import { MAX_UPLOAD, buildRoutes, type RouteDef } from './routes.js';
+import type { Store } from './store.js';
+
+export interface AppOptions {
+  store: Store;
+  stateDir: string;
+  images: Images;
+  guest: GuestOps;
+  limits?: Limits;
+  logger?: Logger;
+  /** Auth failures per client before it is refused, and the window (default 10 per minute). */
+  authFailures?: { max: number; windowMs: number };
+  /** The web console's files, served at / (issue 18). */
+  staticDir?: string;
+  version?: string;
+  https?: { cert: Buffer; key: Buffer };
+}
+
+export interface App {
+  fastify: FastifyInstance;
+  machines: MachineManager;
+  tokens: Tokens;
+  audit: AuditLog;
+  events: EventBus;
+  ops: Operations;
+  routes: RouteDef[];
+  close(): Promise<void>;
+}
+
+/** JSON request bodies: at most 1 MiB. Uploads have their own bound (MAX_UPLOAD). */
+export const MAX_JSON_BODY = 1024 * 1024;
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    principal?: Principal;
+    visorError?: VisorError;
+  }
+}
+
+function zodMessage(err: z.ZodError, what: string): string {
+  const issue = err.issues[0]!;
+  let field = issue.path.map(String).join('.');
+  let msg = issue.message;
+  if (issue.code === 'unrecognized_keys') {
+    field = [...issue.path.map(String), (issue as { keys: string[] }).keys[0]].filter(Boolean).join('.');
+    msg = 'unknown field';
+  }
+  return `${what}: ${field || '(root)'}: ${msg}`;
+}
+
+function parse<T>(schema: z.ZodType<T>, value: unknown, what: string): T {
+  const r = schema.safeParse(value);
+  if (!r.success) throw new VisorError('InvalidArgument', zodMessage(r.error, what));
+  return r.data;
+}
+
+/** Maps anything thrown in a request to the API's error. */
+function toVisorError(err: unknown): VisorError {
+  if (isVisorError(err)) return err;
+  const e = err as { statusCode?: number; code?: string; message?: string };
+  if (typeof e?.statusCode === 'number' && e.statusCode >= 400 && e.statusCode < 500) {
+    if (e.statusCode === 413) return new VisorError('TooLarge', `request body too large (JSON at most ${MAX_JSON_BODY} bytes, uploads at most ${MAX_UPLOAD})`);
+    if (e.statusCode === 415) return new VisorError('InvalidArgument', `unsupported content type: send application/json (or application/octet-stream for uploads)`);
+    return new VisorError('InvalidArgument', `bad request: ${e.message ?? 'malformed'}`);
+  }
+  return new VisorError('Internal', 'internal error (the daemon log has the details)', { cause: err });
+}
+
+const CONTENT_TYPES: Record<string, string> = {
+  '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
+  '.ico': 'image/x-icon', '.woff2': 'font/woff2', '.map': 'application/json', '.txt': 'text/plain; charset=utf-8',
+};
+
+export async function createApp(o: AppOptions): Promise<App> {
+  const log = o.logger ?? pino({ level: 'silent' });
+  const events = new EventBus();
+  const tokens = new Tokens(o.store);
+  const audit = new AuditLog(o.store);
+  const ops = new Operations(o.store, events);
+  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, limits: o.limits ?? {} });
+  const limiter = new AuthFailureLimiter(o.authFailures?.max ?? 10, o.authFailures?.windowMs ?? 60_000);
+  const version = o.version ?? '0';
+  const routes = buildRoutes({ store: o.store, machines, ops, tokens, audit, images: o.images, version });
+  const metrics = new DaemonMetrics(machines, ops);
+
+  const fastify = Fastify({
+    logger: false,
+    bodyLimit: MAX_JSON_BODY,
+    ...(o.https ? { https: o.https } : {}),
+    // Client ids in logs; a proxy in front is not assumed (trustProxy off).
+    genReqId: (() => { let n = 0; return () => `r${(++n).toString(36)}`; })(),
+  }) as unknown as FastifyInstance;
+
+  fastify.addContentTypeParser('application/octet-stream', { parseAs: 'buffer', bodyLimit: MAX_UPLOAD }, (_req, body, done) => done(null, body));
+
+  /** Who is calling: the principal, or an error (401 / 429). */
+  const authenticate = (header: string | undefined, client: string): Principal => {
+    limiter.check(client);
+    const m = /^Bearer ([^\s]{1,200})$/.exec(header ?? '');
+    const p = m ? tokens.verify(m[1]!) : undefined;
+    if (!p) {
+      limiter.fail(client);
+      throw new VisorError('Unauthorized', header ? 'the token is not valid (unknown or revoked)' : 'this needs a token: Authorization: Bearer <token>');
+    }
+    return p;
+  };
+
+  const send = (reply: FastifyReply, err: VisorError) => {
+    reply.request.visorError = err;
+    return reply.code(err.httpStatus).type('application/json').send({ error: { code: err.code, message: err.message } });
+  };
+
+  fastify.setErrorHandler((err, req, reply) => {
+    const e = toVisorError(err);
+    if (e.code === 'Internal') log.error({ reqId: req.id, err }, 'internal error');
+    return send(reply, e);
+  });
+  fastify.setNotFoundHandler((req, reply) => send(reply, new VisorError('NotFound', `${req.method} ${req.url.split('?')[0]}: no such route`)));
+
+  fastify.addHook('onResponse', async (req, reply) => {
+    metrics.observe(req.routeOptions.url ?? 'unmatched', req.method, reply.statusCode, reply.elapsedTime / 1000);
+    log.info({
+      reqId: req.id, method: req.method, url: req.url.split('?')[0], route: req.routeOptions.url, status: reply.statusCode,
+      ms: Math.round(reply.elapsedTime * 10) / 10, client: req.ip, actor: req.principal?.name,
+      ...(req.visorError ? { error: req.visorError.code } : {}),
+    }, 'request');
+  });
+
+  for (const r of routes) {
+    const changes = r.method !== 'GET';
+    fastify.route({
+      method: r.method,
+      url: r.url,
+      handler: async (req: FastifyRequest, reply: FastifyReply) => {
+        let principal: Principal = { tokenId: '', name: 'anonymous', role: 'viewer', project: '' };
+        if (r.role !== 'public') {
+          principal = authenticate(req.headers.authorization, req.ip);
+          req.principal = principal;
+        }
+        const params = req.params as Record<string, string>;
+        const target = params.id ?? params.name ?? '';
+        const record = (result: string) => {
+          if (!changes) return;
+          const e = audit.append({ actor: `${principal.name}(${principal.tokenId})`, project: principal.project, action: `${r.method} ${r.url}`, target, result });
+          events.publish({ type: 'audit', project: principal.project, seq: e.seq, actor: e.actor, action: e.action, target, result });
+        };
+        try {
+          if (r.role !== 'public' && !roleAllows(principal.role, r.role)) {
+            throw new VisorError('Forbidden', `a ${principal.role} token cannot ${r.method} ${r.url} (needs ${r.role})`);
+          }
+          const body = r.rawBody
+            ? (Buffer.isBuffer(req.body) ? new Uint8Array(req.body) : (() => { throw new VisorError('InvalidArgument', 'send the file as application/octet-stream'); })())
+            : r.body ? parse(r.body, req.body ?? {}, 'body') : req.body === undefined || req.body === null ? undefined : parse(z.strictObject({}), req.body, 'body');
+          const query = r.query ? parse(r.query, req.query, 'query') : parse(z.strictObject({}), req.query, 'query');
+          const res = await r.handler({ principal, params, body, query });
+          record('ok');
+          if (res.headers) reply.headers(res.headers);
+          reply.code(res.status ?? 200);
+          if (res.raw) return reply.type('application/octet-stream').send(Buffer.from(res.raw.buffer, res.raw.byteOffset, res.raw.byteLength));
+          return res.body === undefined ? reply.send() : reply.send(res.body);
+        } catch (err) {
+          const e = toVisorError(err);
+          record(e.code);
+          throw e;
+        }
+      },
+    });
+  }
+
+  fastify.get('/openapi.json', async () => openApiDocument(routes, version));
+  fastify.get('/metrics', async (req, reply) => {
+    const p = authenticate(req.headers.authorization, req.ip);
+    req.principal = p;
+    reply.type('text/plain; version=0.0.4');
+    return metrics.text(p.role === 'admin' ? undefined : p.project);
+  });
+
+  // ---- the web console's files (issue 18): GET / and anything not under /v1
+  const staticRoot = o.staticDir ? resolve(o.staticDir) : undefined;
+  const serveStatic = async (req: FastifyRequest, reply: FastifyReply) => {
+    const url = req.url.split('?')[0]!;
+    if (!staticRoot) throw new VisorError('NotFound', `${url}: this daemon serves no web console`);
+    let rel: string;
+    try {
+      rel = decodeURIComponent(url);
+    } catch {
+      throw new VisorError('InvalidArgument', 'bad percent-encoding in the path');
+    }
+    if (rel.includes('\0')) throw new VisorError('InvalidArgument', 'NUL in the path');
+    if (rel === '/' || rel.endsWith('/')) rel += 'index.html';
+    const path = normalize(join(staticRoot, rel));
+    if (!path.startsWith(staticRoot + sep)) throw new VisorError('NotFound', `${url}: not found`);
+    try {
+      if (!statSync(path).isFile()) throw new Error('not a file');
+    } catch {
+      throw new VisorError('NotFound', `${url}: not found`);
+    }
+    return reply.type(CONTENT_TYPES[extname(path)] ?? 'application/octet-stream').send(readFileSync(path));
+  };
+  fastify.get('/', serveStatic);
+  fastify.get('/*', serveStatic);
+
+  // ---- WebSockets: /v1/events and /v1/machines/:id/console
+  const wss = new WebSocketServer({ noServer: true, maxPayload: 64 * 1024 });
+  const sockets = new Set<WebSocket>();
+  const refuse = (socket: Duplex, status: number, err: VisorError) => {
+    const body = JSON.stringify({ error: { code: err.code, message: err.message } });
+    socket.end(`HTTP/1.1 ${status} ${err.code}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  };
+  fastify.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.on('error', () => {});
+    const url = new URL(req.url ?? '/', 'http://visor');
+    const client = req.socket.remoteAddress ?? '?';
+    let principal: Principal;
+    try {
+      // Browsers cannot set headers on a WebSocket: the token may come as ?token= (never logged).
+      const q = url.searchParams.get('token');
+      principal = authenticate(req.headers.authorization ?? (q ? `Bearer ${q}` : undefined), client);
+    } catch (err) {
+      const e = toVisorError(err);
+      return refuse(socket, e.httpStatus, e);
+    }
+    const console = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
+    let attach: (ws: WebSocket) => void;
+    if (url.pathname === '/v1/events') {
+      attach = (ws) => {
+        const off = events.subscribe((e) => {
+          if (e.project !== principal.project && !(principal.role === 'admin' && e.type === 'audit')) return;
+          if (e.type === 'audit' && principal.role !== 'admin') return;
+          if (ws.readyState === ws.OPEN) ws.send(JSON.stringify(e));
+        });
+        ws.on('close', off);
+      };
+    } else if (console) {
+      let id: string;
+      let con: ReturnType<MachineManager['console']>;
+      try {
+        id = machines.resolveId(principal.project, decodeURIComponent(console[1]!));
+        con = machines.console(principal.project, id);
+      } catch (err) {
+        const e = toVisorError(err);
+        return refuse(socket, e.httpStatus, e);
+      }
+      attach = (ws) => {
+        ws.send(con.scrollback);
+        const vm = con.machine;
+        if (!vm) {
+          ws.close(1000, 'the machine is not running');
+          return;
+        }
+        const onData = (b: Buffer) => ws.readyState === ws.OPEN && ws.send(b);
+        const onEnd = () => ws.close(1000, 'the machine stopped');
+        vm.console.on('data', onData);
+        vm.console.once('end', onEnd);
+        ws.on('message', (data, isBinary) => {
+          // A viewer watches; typing is an operator's.
+          if (!roleAllows(principal.role, 'operator')) return;
+          if (!isBinary) {
+            // Text frames are control messages ({"type":"resize",...}); the serial console has no size.
+            return;
+          }
+          vm.console.write(Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer));
+        });
+        ws.on('close', () => {
+          vm.console.off('data', onData);
+          vm.console.off('end', onEnd);
+        });
+      };
+    } else {
+      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (/v1/events, /v1/machines/{id}/console)`));
+    }
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      sockets.add(ws);
+      ws.on('close', () => sockets.delete(ws));
+      ws.on('error', () => {});
+      attach(ws);
+    });
+  });
+
+  ops.recover();
+  return {
+    fastify, machines, tokens, audit, events, ops, routes,
+    async close() {
+      for (const ws of sockets) ws.terminate();
+      wss.close();
+      await fastify.close();
+    },
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The OpenAPI 3.1 document, generated from the route table and its zod schemas: what the
+ * server checks and what the document says cannot drift apart.
+ */
+import { z } from 'zod';
+import { ErrorBody } from './schemas.js';
+import type { RouteDef } from './routes.js';
+
+function jsonSchema(s: z.ZodType): unknown {
+  return z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
+}
+
+export function openApiDocument(routes: RouteDef[], version: string): unknown {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const r of routes) {
+    const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
+    const params = [...r.url.matchAll(/:([A-Za-z]+)/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    if (r.query instanceof z.ZodObject) {
+      for (const [name, s] of Object.entries(r.query.shape as Record<string, z.ZodType>)) {
+        params.push({ name, in: 'query', required: !s.safeParse(undefined).success, schema: jsonSchema(s) as { type: string } });
+      }
+    }
+    paths[path] ??= {};
+    paths[path]![r.method.toLowerCase()] = {
+      summary: r.summary,
+      ...(r.role === 'public' ? { security: [] } : { 'x-visor-role': r.role }),
+      ...(params.length ? { parameters: params } : {}),
+      ...(r.body ? { requestBody: { required: true, content: { 'application/json': { schema: jsonSchema(r.body) } } } } : {}),
+      ...(r.rawBody ? { requestBody: { required: true, content: { 'application/octet-stream': { schema: { type: 'string', format: 'binary' } } } } } : {}),
+      responses: {
+        '2XX': { description: 'success (202 with Location: /v1/operations/{id} for operations)' },
+        default: { description: 'error', content: { 'application/json': { schema: jsonSchema(ErrorBody) } } },
+      },
+    };
+  }
+  return {
+    openapi: '3.1.0',
+    info: { title: 'visor daemon API', version },
+    components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    security: [{ bearer: [] }],
+    paths,
+  };
+}

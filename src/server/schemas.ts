@@ -1,0 +1,107 @@
+/**
+ * Every shape that crosses the API, in zod: bodies and queries are parsed with these (unknown
+ * keys rejected), and the OpenAPI document (openapi.ts) is generated from the same objects.
+ */
+import { z } from 'zod';
+import { ROLES } from './auth.js';
+
+/** Names of machines, disks, snapshots, networks and projects: safe in a path, a URL and a switch name. */
+export const Name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case letters, digits and -, starting with a letter or digit (1-40)');
+export const ImageName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name (letters, digits, . _ -)');
+export const Id = z.string().regex(/^[a-z]+-[0-9a-f]{8,32}$/, 'an id as the API returned it');
+
+export const MachineCreate = z.strictObject({
+  name: Name,
+  image: ImageName.optional().describe('a visor image (default: the daemon\'s default image)'),
+  memoryMiB: z.number().int().min(16).max(16384).optional(),
+  cpuLimitPercent: z.number().int().min(1).max(100).optional().describe('percent of one host core (default 100)'),
+  cpuShares: z.number().int().min(1).max(10_000).optional().describe('relative weight when the host is busy (default 100)'),
+  diskMiB: z.number().int().min(1).max(1 << 20).optional().describe('a new qcow2 data disk of this size'),
+  disks: z.array(Name).max(4).optional().describe('existing volumes to attach'),
+  networks: z.array(Name).max(4).optional(),
+  balloon: z.boolean().optional(),
+  console: z.enum(['serial', 'virtio']).optional(),
+  start: z.boolean().optional().describe('start it once created'),
+});
+export type MachineCreate = z.infer<typeof MachineCreate>;
+
+export const MachinePatch = z.strictObject({
+  cpuLimitPercent: z.number().int().min(1).max(100).optional(),
+  cpuShares: z.number().int().min(1).max(10_000).optional(),
+  balloonMiB: z.number().int().min(0).max(16384).optional().describe('memory to take back from the guest (needs balloon: true)'),
+});
+
+export const StopBody = z.strictObject({
+  force: z.boolean().optional(),
+  timeoutMs: z.number().int().min(0).max(600_000).optional(),
+});
+export const SnapshotBody = z.strictObject({ name: Name });
+export const RestoreBody = z.strictObject({ snapshot: Name });
+export const ForkBody = z.strictObject({ name: Name });
+export const EmptyBody = z.strictObject({});
+
+export const ExecBody = z.strictObject({
+  cmd: z.string().min(1).max(64 * 1024),
+  cwd: z.string().max(4096).optional(),
+  envs: z.record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]{0,127}$/), z.string().max(32 * 1024)).optional(),
+  timeoutMs: z.number().int().min(1).max(3_600_000).optional(),
+});
+export type ExecBody = z.infer<typeof ExecBody>;
+
+/** A path in the guest: absolute, no NUL. It names a guest file; the host never opens it. */
+export const GuestPath = z.string().min(1).max(4096).regex(/^\/[^\0]*$/, 'an absolute path in the guest');
+export const FilesQuery = z.strictObject({ path: GuestPath });
+
+export const DiskCreate = z.strictObject({ name: Name, sizeMiB: z.number().int().min(1).max(1 << 20) });
+
+export const Forward = z.strictObject({
+  hostPort: z.number().int().min(1024).max(65535),
+  guestPort: z.number().int().min(1).max(65535),
+  protocol: z.enum(['tcp', 'udp']).optional(),
+});
+export const NetworkCreate = z.strictObject({
+  name: Name,
+  forwards: z.array(Forward).max(32).optional(),
+  rules: z.array(z.strictObject({ action: z.enum(['allow', 'deny']), cidr: z.string().max(64), port: z.number().int().min(1).max(65535).optional() })).max(64).optional(),
+});
+
+export const TokenCreate = z.strictObject({ name: z.string().min(1).max(64), role: z.enum(ROLES), project: Name });
+
+export const ProjectLimits = z.strictObject({
+  maxMachines: z.number().int().min(0).max(10_000).optional(),
+  maxMemoryMiB: z.number().int().min(0).max(1 << 24).optional(),
+  maxCpuPercent: z.number().int().min(0).max(100_000).optional(),
+});
+export type ProjectLimits = z.infer<typeof ProjectLimits>;
+
+export const WaitQuery = z.strictObject({ timeoutMs: z.coerce.number().int().min(0).max(600_000).optional() });
+export const AuditQuery = z.strictObject({ after: z.coerce.number().int().min(0).optional(), limit: z.coerce.number().int().min(1).max(1000).optional() });
+
+export const ErrorBody = z.strictObject({ error: z.strictObject({ code: z.string(), message: z.string() }) });
+
+export const Operation = z.object({
+  id: z.string(),
+  kind: z.string(),
+  target: z.string(),
+  status: z.enum(['running', 'success', 'failure']),
+  result: z.unknown().optional(),
+  error: z.object({ code: z.string(), message: z.string() }).optional(),
+  createdAt: z.string(),
+  updatedAt: z.string(),
+});
+
+export const MachineView = z.object({
+  id: z.string(),
+  name: z.string(),
+  project: z.string(),
+  state: z.enum(['created', 'running', 'paused', 'stopped']),
+  reason: z.string().nullable(),
+  image: z.string(),
+  memoryMiB: z.number(),
+  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), balloonMiB: z.number().optional() }),
+  disks: z.array(z.string()),
+  networks: z.array(z.string()),
+  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number() }).optional(),
+  createdAt: z.string(),
+});
+export type MachineView = z.infer<typeof MachineView>;
