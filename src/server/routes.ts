@@ -67,6 +67,7 @@ export function buildRoutes(d: RouteDeps): RouteDef[] {
 
   return [
     { method: 'GET', url: '/v1/health', role: 'public', summary: 'liveness; no token needed', handler: () => ({ body: { status: 'ok', version: d.version } }) },
+    { method: 'GET', url: '/v1/whoami', role: 'viewer', summary: 'the calling token: its name, role and project (the web console shows the buttons the role may use)', handler: (c) => ({ body: { name: c.principal.name, role: c.principal.role, project: c.principal.project } }) },
 
     // ---- machines
     { method: 'GET', url: '/v1/machines', role: 'viewer', summary: 'the project\'s machines', handler: (c) => ({ body: { machines: d.machines.list(project(c)) } }) },

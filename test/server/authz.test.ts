@@ -89,6 +89,7 @@ function cases(): Record<string, Case> {
   const f = '?path=/etc/hostname';
   return {
     'GET /v1/health': { make: () => ({ url: '/v1/health' }), own: 200, scoped: false },
+    'GET /v1/whoami': { make: () => ({ url: '/v1/whoami' }), own: 200, scoped: false },
     'GET /v1/machines': { make: () => ({ url: '/v1/machines' }), own: 200, scoped: false },
     'POST /v1/machines': { make: () => ({ url: '/v1/machines', body: { name: uniq('new-'), memoryMiB: 16 } }), own: 201, scoped: false },
     'GET /v1/machines/:id': { make: () => ({ url: `/v1/machines/${a().running}` }), own: 200, scoped: true },
