@@ -23,6 +23,7 @@ import { openApiDocument } from './openapi.js';
 import { Operations } from './operations.js';
 import { MAX_UPLOAD, buildRoutes, type RouteDef } from './routes.js';
 import type { Store } from './store.js';
+import type { Machine } from '../sdk/machine.js';
 
 export interface AppOptions {
   store: Store;
@@ -256,6 +257,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       return refuse(socket, e.httpStatus, e);
     }
     const consolePath = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
+    const pty = /^\/v1\/machines\/([^/]+)\/pty$/.exec(url.pathname);
     let attach: (ws: WebSocket) => void;
     if (url.pathname === '/v1/events') {
       attach = (ws) => {
@@ -301,8 +303,51 @@ export async function createApp(o: AppOptions): Promise<App> {
           vm.console.off('end', onEnd);
         });
       };
+    } else if (pty) {
+      // A shell on a pty through the guest agent: binary frames are keystrokes, text frames
+      // control messages ({"type":"resize","cols":N,"rows":N}). Operators only: it is a root shell.
+      if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', 'a shell in a machine needs the operator role'));
+      let vm: Machine;
+      try {
+        const id = machines.resolveId(principal.project, decodeURIComponent(pty[1]!));
+        const m = machines.console(principal.project, id).machine;
+        if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running`);
+        if (!o.guest.openPty) throw new VisorError('Unsupported', 'this daemon has no guest agent binding for shells');
+        vm = m;
+      } catch (err) {
+        const e = toVisorError(err);
+        return refuse(socket, e.httpStatus, e);
+      }
+      attach = (ws) => {
+        let handle: Awaited<ReturnType<NonNullable<GuestOps['openPty']>>> | undefined;
+        const pending: Buffer[] = [];
+        let size = { cols: 80, rows: 24 };
+        const control = (text: string) => {
+          try {
+            const m = JSON.parse(text) as { type?: unknown; cols?: unknown; rows?: unknown };
+            if (m.type === 'resize' && Number.isInteger(m.cols) && Number.isInteger(m.rows)) {
+              size = { cols: Math.min(1000, Math.max(1, m.cols as number)), rows: Math.min(1000, Math.max(1, m.rows as number)) };
+              void handle?.resize(size.cols, size.rows).catch(() => {});
+            }
+          } catch { /* not a control message: ignored */ }
+        };
+        ws.on('message', (data, isBinary) => {
+          const b = Buffer.isBuffer(data) ? data : Buffer.from(data as ArrayBuffer);
+          if (!isBinary) return control(b.toString('utf8'));
+          if (handle) void handle.write(b).catch(() => {});
+          else if (pending.length < 64) pending.push(b);
+        });
+        ws.on('close', () => void handle?.close());
+        o.guest.openPty!(vm, size, (d) => ws.readyState === ws.OPEN && ws.send(d), (code) => ws.close(1000, `the shell exited (${code})`))
+          .then((h) => {
+            handle = h;
+            void h.resize(size.cols, size.rows).catch(() => {});
+            for (const b of pending.splice(0)) void h.write(b).catch(() => {});
+          })
+          .catch((err) => ws.close(1011, toVisorError(err).message.slice(0, 120)));
+      };
     } else {
-      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (/v1/events, /v1/machines/{id}/console)`));
+      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (/v1/events, /v1/machines/{id}/console, /v1/machines/{id}/pty)`));
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);

@@ -13,7 +13,8 @@ import { join, resolve } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { VisorError } from '../base/errors.js';
 import { createApp, type App } from './app.js';
-import { unwiredGuestOps, type GuestOps } from './guest-ops.js';
+import { AgentGuestOps } from './agent-ops.js';
+import type { GuestOps } from './guest-ops.js';
 import type { Images, Limits } from './machines.js';
 import { Store } from './store.js';
 
@@ -108,6 +109,13 @@ export function parseListen(s: string): { host: string; port: number } {
   return { host, port };
 }
 
+/** Where the machines' agent sockets live (`STATE_DIR/sock/<machine id>`; keep STATE_DIR short: a Unix socket path has at most 107 bytes). */
+export function agentSocketDir(stateDir: string): string {
+  const dir = join(stateDir, 'sock');
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  return dir;
+}
+
 export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
   mkdirSync(o.stateDir, { recursive: true, mode: 0o700 });
   const unlock = lockStateDir(o.stateDir);
@@ -120,7 +128,7 @@ export async function startDaemon(o: DaemonOptions): Promise<RunningDaemon> {
       store,
       stateDir: o.stateDir,
       images: o.images ?? (await defaultImages()),
-      guest: o.guest ?? unwiredGuestOps,
+      guest: o.guest ?? new AgentGuestOps(agentSocketDir(o.stateDir)),
       logger: log,
       version,
       ...(o.limits ? { limits: o.limits } : {}),

@@ -2,9 +2,9 @@
  * What the daemon needs from inside a guest: exec and files, through the guest agent. The
  * daemon depends on this narrow interface only; the routes and their tests run against a fake.
  *
- * Binding to the SDK's Sandbox (src/sdk/sandbox.ts, the sandbox issue): `sandboxGuestOps`
- * below is the one place to wire it. Until it is wired the daemon answers exec and files
- * with Unsupported (501) saying so.
+ * The daemon uses AgentGuestOps (agent-ops.ts): visor's guest agent over each machine's
+ * virtio-vsock. `unwiredGuestOps` answers exec and files with Unsupported (501), for daemons
+ * started without it.
  */
 import { VisorError } from '../base/errors.js';
 import type { Machine } from '../sdk/machine.js';
@@ -28,7 +28,17 @@ export interface GuestEntry {
   size: number;
 }
 
+/** A shell on a pty in the guest (the web console's shell tab, `WS /v1/machines/{id}/pty`). */
+export interface PtyHandle {
+  write(data: Uint8Array): Promise<void>;
+  resize(cols: number, rows: number): Promise<void>;
+  close(): Promise<void>;
+}
+
 export interface GuestOps {
+  /** The host end of a machine's agent channel (a vsock's Unix socket), where the ops need one. */
+  socketPath?(machineName: string): string;
+  openPty?(vm: Machine, size: { cols: number; rows: number }, onData: (d: Uint8Array) => void, onExit: (code: number) => void): Promise<PtyHandle>;
   exec(vm: Machine, req: ExecRequest): Promise<ExecResult>;
   readFile(vm: Machine, path: string): Promise<Uint8Array>;
   writeFile(vm: Machine, path: string, data: Uint8Array): Promise<void>;
@@ -37,7 +47,7 @@ export interface GuestOps {
 }
 
 const notYet = (): never => {
-  throw new VisorError('Unsupported', 'exec and files need the guest agent binding (src/server/guest-ops.ts sandboxGuestOps), which this build does not have yet');
+  throw new VisorError('Unsupported', 'exec and files are not available on this daemon (it was started without a guest agent binding)');
 };
 
 /** Until the Sandbox lands: every call says exec and files are not wired. */
@@ -49,14 +59,4 @@ export const unwiredGuestOps: GuestOps = {
   remove: async () => notYet(),
 };
 
-/**
- * The adapter the lead wires when src/sdk/sandbox.ts lands: a Sandbox over the daemon's
- * Machine (its agent port), then
- *   exec:      (vm, r) => sandboxFor(vm).commands.run(r.cmd, { cwd: r.cwd, envs: r.envs, timeoutMs: r.timeoutMs })
- *   readFile:  (vm, p) => sandboxFor(vm).files.read(p)
- *   writeFile: (vm, p, d) => sandboxFor(vm).files.write(p, d)
- *   list:      (vm, p) => sandboxFor(vm).files.list(p)   (mapped to GuestEntry)
- *   remove:    (vm, p) => sandboxFor(vm).files.remove(p)
- * and daemon.ts passes it as `guest` (it passes unwiredGuestOps today).
- */
-export const sandboxGuestOps: GuestOps = unwiredGuestOps;
+/** The real binding is AgentGuestOps (agent-ops.ts), which the daemon uses unless given another. */

@@ -106,6 +106,9 @@ export class MachineManager {
   /** The CPU limit each live machine runs under now (its own, or less by shares on a busy host). */
   private readonly applied = new Map<string, number>();
   private readonly scrollback = new Map<string, Scrollback>();
+  /** When each live machine last started running (ISO time), for uptime. */
+  private readonly started = new Map<string, string>();
+  private readonly cpuSamples = new Map<string, { at: number; cpu: number; percent: number }>();
   /** Machines with an action under way: a second one waits (no two actions interleave). */
   private readonly busy = new Map<string, Promise<unknown>>();
   private readonly store: Store;
@@ -162,9 +165,24 @@ export class MachineManager {
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000 } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000) } } : {}),
+      ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };
+  }
+
+  /** Busy share of one host core since the previous look at this machine (at least 1 s apart), in percent. */
+  private cpuPercent(id: string, cpuSeconds: number): number {
+    const now = Date.now();
+    const prev = this.cpuSamples.get(id);
+    if (!prev || cpuSeconds < prev.cpu) {
+      this.cpuSamples.set(id, { at: now, cpu: cpuSeconds, percent: 0 });
+      return 0;
+    }
+    if (now - prev.at < 1000) return prev.percent;
+    const percent = Math.max(0, Math.min(100, ((cpuSeconds - prev.cpu) * 100_000) / (now - prev.at)));
+    this.cpuSamples.set(id, { at: now, cpu: cpuSeconds, percent });
+    return percent;
   }
 
   list(project: string): MachineView[] {
@@ -354,12 +372,16 @@ export class MachineManager {
       nets: spec.networks.map((n) => ({ switch: `${r.project}.${n}` })),
       ...(spec.balloon ? { balloon: true } : {}),
       ...(spec.console ? { console: spec.console } : {}),
+      // The guest agent's channel (exec, files, pty): a vsock whose host end is a Unix socket.
+      ...(this.o.guest.socketPath ? { vsock: { path: this.o.guest.socketPath(r.id) } } : {}),
     };
   }
 
   /** Takes a new live Machine into the daemon: its state changes, its console, its limits. */
   private async adopt(r: Row, vm: Machine): Promise<void> {
     this.live.set(r.id, vm);
+    this.started.set(r.id, new Date().toISOString());
+    this.cpuSamples.delete(r.id);
     this.applied.delete(r.id); // a new worker: whatever the last one ran under is gone
     const sb = this.scrollback.get(r.id) ?? new Scrollback();
     this.scrollback.set(r.id, sb);
@@ -369,6 +391,7 @@ export class MachineManager {
       if (this.closing && s === 'stopped') return; // shutdown() records the outcome itself
       if (s === 'stopped') {
         this.live.delete(r.id);
+        this.started.delete(r.id);
         void this.rebalance().catch(() => {});
       }
       try {
