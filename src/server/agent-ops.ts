@@ -21,13 +21,18 @@ const CONNECT_TIMEOUT_MS = 60_000;
 
 export class AgentGuestOps implements GuestOps {
   private readonly sessions = new Map<Machine, Promise<AgentSession>>();
+  private readonly ids = new WeakMap<Machine, string>();
 
   /** @param socketDir where the machines' vsock sockets are (the daemon's `sock/` directory). */
   constructor(private readonly socketDir: string) {}
 
-  /** The host end of a machine's vsock: the machine's name is its id in the daemon. */
-  socketPath(machineName: string): string {
-    return join(this.socketDir, machineName);
+  /** The host end of a daemon machine's vsock. */
+  socketPath(machineId: string): string {
+    return join(this.socketDir, machineId);
+  }
+
+  bindMachine(vm: Machine, machineId: string): void {
+    this.ids.set(vm, machineId);
   }
 
   private session(vm: Machine): Promise<AgentSession> {
@@ -43,7 +48,7 @@ export class AgentGuestOps implements GuestOps {
         }
       };
       vm.on('state', onState);
-      s = connectAgent(this.socketPath(vm.name), { timeoutMs: CONNECT_TIMEOUT_MS, signal: stopped.signal }).then((c) => {
+      s = connectAgent(this.socketPath(this.ids.get(vm) ?? vm.name), { timeoutMs: CONNECT_TIMEOUT_MS, signal: stopped.signal }).then((c) => {
         c.session.onClose(() => this.sessions.delete(vm));
         return c.session;
       });

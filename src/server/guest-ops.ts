@@ -37,7 +37,9 @@ export interface PtyHandle {
 
 export interface GuestOps {
   /** The host end of a machine's agent channel (a vsock's Unix socket), where the ops need one. */
-  socketPath?(machineName: string): string;
+  socketPath?(machineId: string): string;
+  /** Tells the ops which daemon machine a live Machine is (a fork's Machine carries its parent's name). */
+  bindMachine?(vm: Machine, machineId: string): void;
   openPty?(vm: Machine, size: { cols: number; rows: number }, onData: (d: Uint8Array) => void, onExit: (code: number) => void): Promise<PtyHandle>;
   exec(vm: Machine, req: ExecRequest): Promise<ExecResult>;
   readFile(vm: Machine, path: string): Promise<Uint8Array>;

@@ -380,6 +380,7 @@ export class MachineManager {
   /** Takes a new live Machine into the daemon: its state changes, its console, its limits. */
   private async adopt(r: Row, vm: Machine): Promise<void> {
     this.live.set(r.id, vm);
+    this.o.guest.bindMachine?.(vm, r.id);
     this.started.set(r.id, new Date().toISOString());
     this.cpuSamples.delete(r.id);
     this.applied.delete(r.id); // a new worker: whatever the last one ran under is gone
@@ -558,7 +559,9 @@ export class MachineManager {
       await vm.snapshot(tmp);
       const now = new Date().toISOString();
       const child: Row = { id: childId, project, name, spec: JSON.stringify(childSpec), state: 'running', reason: `forked from ${r.name}`, resume_snapshot: null, created_at: now };
-      const cvm = await Machine.restore(tmp, { start: r.state === 'running' });
+      // The child's agent channel is its own socket (the parent's is in use).
+      const vsockPath = this.o.guest.socketPath?.(childId);
+      const cvm = await Machine.restore(tmp, { start: r.state === 'running', ...(vsockPath ? { vsockPath } : {}) });
       rmSync(tmp, { force: true });
       this.store.run('INSERT INTO machines (id, project, name, spec, state, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [childId, project, name, child.spec, cvm.state === 'paused' ? 'paused' : 'running', child.reason, now, now]);
       await this.adopt(child, cvm);
