@@ -21,7 +21,7 @@ export class RollingChart {
   constructor(title: string, series: Series[], unit: string) {
     this.values = series.map(() => []);
     this.el = h('div', { class: 'panel chart', role: 'img', 'aria-label': `${title} over the last ${WINDOW_S / 60} minutes` });
-    const width = () => Math.max(240, Math.min(560, (this.el.parentElement?.clientWidth ?? 320) - 24));
+    const width = () => Math.max(220, Math.min(720, (this.el.clientWidth || 320) - 26));
     this.plot = new uPlot(
       {
         title,

@@ -96,10 +96,10 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
   const showMetrics = () => {
     const mips = new RollingChart('Guest MIPS', [{ label: 'MIPS', color: '#5fb3f9' }], '');
     const cpu = new RollingChart('CPU', [{ label: 'CPU %', color: '#5ec27a' }], '%');
-    const mem = new RollingChart('Memory (host RSS)', [{ label: 'RSS', color: '#e6b450' }], 'B');
+    const mem = new RollingChart('Guest memory (MiB, less what the balloon took)', [{ label: 'MiB', color: '#e6b450' }], '');
     const disk = new RollingChart('Disk', [{ label: 'read B/s', color: '#5fb3f9' }, { label: 'write B/s', color: '#f07178' }], '');
     const net = new RollingChart('Network', [{ label: 'rx B/s', color: '#5ec27a' }, { label: 'tx B/s', color: '#e6b450' }], '');
-    mount(body, h('div', { class: 'grid' }, mips.el, cpu.el, mem.el, disk.el, net.el));
+    mount(body, h('div', { class: 'grid charts' }, mips.el, cpu.el, mem.el, disk.el, net.el));
     let prev: { t: number; s: NonNullable<MachineInfo['stats']> } | null = null;
     const sample = async () => {
       try {
@@ -108,7 +108,7 @@ export function machineView(root: HTMLElement, id: string, me: Me, showError: (e
         const t = Date.now();
         mips.push(t, s.mips ?? 0);
         cpu.push(t, s.cpuPercent ?? (prev ? rate(prev.s.cpuSeconds, s.cpuSeconds, t - prev.t) * 100 : 0));
-        mem.push(t, s.memoryRssBytes ?? 0);
+        mem.push(t, s.memoryRssBytes !== undefined ? s.memoryRssBytes / 1048576 : m.memoryMiB - (m.resources?.balloonMiB ?? 0));
         const dt = prev ? t - prev.t : 0;
         disk.push(t, rate(prev?.s.blkBytesRead, s.blkBytesRead, dt), rate(prev?.s.blkBytesWritten, s.blkBytesWritten, dt));
         net.push(t, rate(prev?.s.netRxBytes, s.netRxBytes, dt), rate(prev?.s.netTxBytes, s.netTxBytes, dt));
