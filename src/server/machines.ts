@@ -165,7 +165,7 @@ export class MachineManager {
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000) } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };

@@ -101,7 +101,7 @@ export const MachineView = z.object({
   resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional() }),
   disks: z.array(z.string()),
   networks: z.array(z.string()),
-  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently') }).optional(),
+  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently'), blkBytesRead: z.number(), blkBytesWritten: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
   startedAt: z.string().optional().describe('when the machine last started running'),
   createdAt: z.string(),
 });

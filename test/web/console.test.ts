@@ -119,6 +119,16 @@ describe.skipIf(!enabled || !haveChromium)('web console in chromium', () => {
     await page.keyboard.type('cat /root/hello.txt\n');
     await waitForTerminal(page, 'console-terminal', 'uploaded-from-the-browser');
 
+    // A shell on a pty through the guest agent.
+    await page.getByRole('tab', { name: 'shell' }).click();
+    await page.locator('[data-testid="shell-terminal"]').waitFor();
+    await page.waitForFunction(() => document.querySelector('[data-testid="shell-terminal"]')?.parentElement?.textContent?.includes('connected') ?? false, undefined, { timeout: 60_000 });
+    await page.locator('[data-testid="shell-terminal"]').click();
+    await page.keyboard.type('echo pty-$((6*7)); tty\n');
+    await waitForTerminal(page, 'shell-terminal', 'pty-42');
+    await waitForTerminal(page, 'shell-terminal', '/dev/pts/');
+    await page.screenshot({ path: join(SHOTS, 'shell-desktop.png') });
+
     await page.getByRole('tab', { name: 'metrics' }).click();
     await page.waitForTimeout(5000);
     await page.screenshot({ path: join(SHOTS, 'metrics-desktop.png') });

@@ -85,6 +85,11 @@ export interface SnapshotInfo {
   machine?: string;
 }
 
+export interface Totals { machines: number; memoryMiB: number; cpuPercent: number }
+export interface Limits { maxMachines?: number; maxMemoryMiB?: number; maxCpuPercent?: number }
+/** `GET /v1/resources`: what runs against the daemon's and the project's limits. */
+export interface Usage { daemon: { used: Totals; limits: Limits }; project: { used: Totals; limits: Limits } }
+
 export const MACHINE_ACTIONS = ['start', 'stop', 'pause', 'resume', 'snapshot', 'restore', 'fork'] as const;
 export type MachineAction = (typeof MACHINE_ACTIONS)[number];
 
@@ -105,6 +110,7 @@ export const api = {
   readFile: (id: string, path: string) => request<ArrayBuffer>('GET', `/v1/machines/${enc(id)}/files?path=${enc(path)}`),
   writeFile: (id: string, path: string, data: Uint8Array) => request<unknown>('PUT', `/v1/machines/${enc(id)}/files?path=${enc(path)}`, data),
   audit: async () => (await get<{ entries: AuditEntry[] }>('/v1/audit?limit=200')).entries,
+  resources: () => get<Usage>('/v1/resources'),
   /** Waits for an operation (202 + Location) to finish; throws its error if it failed. */
   wait: async (op: Operation) => {
     const done = await get<Operation>(`/v1/operations/${enc(op.id)}/wait?timeoutMs=120000`);

@@ -6,7 +6,7 @@
 import { ApiError } from '../api.js';
 import { onEvent } from '../events.js';
 import { formatDuration, h, mount } from '../dom.js';
-import { api, canOperate, type MachineAction, type MachineInfo, type Me, type Operation } from '../model.js';
+import { api, canOperate, type MachineAction, type MachineInfo, type Me, type Operation, type Usage } from '../model.js';
 
 export function machinesView(root: HTMLElement, me: Me, showError: (e: unknown) => void): () => void {
   const machines = new Map<string, MachineInfo>();
@@ -14,18 +14,20 @@ export function machinesView(root: HTMLElement, me: Me, showError: (e: unknown) 
   const overview = h('div', { class: 'grid', 'aria-label': 'host overview' });
   let disposed = false;
 
+  let usage: Usage | null = null;
   const renderOverview = () => {
     const byState = new Map<string, number>();
-    let mem = 0;
-    for (const m of machines.values()) {
-      byState.set(m.state, (byState.get(m.state) ?? 0) + 1);
-      if (m.state === 'running' || m.state === 'paused') mem += m.memoryMiB;
-    }
+    for (const m of machines.values()) byState.set(m.state, (byState.get(m.state) ?? 0) + 1);
+    const of = (used: number, limit: number | undefined, unit = '') => `${used}${unit}${limit !== undefined ? ` of ${limit}${unit}` : ''}`;
+    const p = usage?.project;
+    const d = usage?.daemon;
     mount(overview,
-      h('div', { class: 'panel' }, h('div', { class: 'muted' }, 'Machines'), h('div', { class: 'stat', 'data-testid': 'machine-count' }, machines.size)),
-      h('div', { class: 'panel' }, h('div', { class: 'muted' }, 'By state'),
+      h('div', { class: 'panel' }, h('div', { class: 'muted' }, 'Machines'), h('div', { class: 'stat', 'data-testid': 'machine-count' }, machines.size),
         h('div', {}, [...byState].map(([s, n]) => h('span', { class: `state ${s}`, style: 'margin-right:6px' }, `${s} ${n}`)))),
-      h('div', { class: 'panel' }, h('div', { class: 'muted' }, 'Memory of live machines'), h('div', { class: 'stat' }, `${mem} MiB`)),
+      h('div', { class: 'panel' }, h('div', { class: 'muted' }, `Project ${me.project}: running, memory, CPU against its limits`),
+        p ? h('div', {}, `${of(p.used.machines, p.limits.maxMachines)} machines · ${of(p.used.memoryMiB, p.limits.maxMemoryMiB, ' MiB')} · ${of(p.used.cpuPercent, p.limits.maxCpuPercent, ' %')}`) : '–'),
+      h('div', { class: 'panel' }, h('div', { class: 'muted' }, 'Host: everything the daemon runs, against its limits'),
+        d ? h('div', {}, `${of(d.used.machines, d.limits.maxMachines)} machines · ${of(d.used.memoryMiB, d.limits.maxMemoryMiB, ' MiB')} · ${of(d.used.cpuPercent, d.limits.maxCpuPercent, ' %')}`) : '–'),
     );
   };
 
@@ -82,6 +84,7 @@ export function machinesView(root: HTMLElement, me: Me, showError: (e: unknown) 
           else throw err;
         }
       }
+      usage = await api.resources().catch(() => usage);
       if (!disposed) render();
     } catch (err) {
       showError(err);
