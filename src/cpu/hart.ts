@@ -25,6 +25,7 @@
  */
 import type { PhysicalMemory } from './memory.js';
 import { Fpu } from './fpu/fpu.js';
+import { restoreHartState, saveHartState, type HartState } from './state.js';
 import { decode, decoded } from './decoder.js';
 import { Op } from './opcodes.js';
 import {
@@ -99,6 +100,16 @@ export interface HartStats {
   tlbMisses: number;
   decodedPages: number;
   codeInvalidations: number;
+}
+
+/** What an SBI implementation sees of the hart that called it (machine/sbi/sbi.ts). */
+export interface SbiTarget {
+  regs: Int32Array;
+  readonly hartId?: number;
+  readCsr(num: number): bigint;
+  writeCsr(num: number, value: bigint): void;
+  requestStop(): void;
+  flushTlb?(): void;
 }
 
 export class Hart {
@@ -182,7 +193,7 @@ export class Hart {
   /** Why the JIT is off when it was asked for (RAM not in a WebAssembly.Memory). */
   readonly jitUnavailable: string | undefined;
   /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
-  sbiCall: ((hart: Hart) => boolean) | null = null;
+  sbiCall: ((hart: SbiTarget) => boolean) | null = null;
 
   // Pending trap, filled by raise() before throwing TRAP.
   private trapCause = 0;
@@ -284,6 +295,16 @@ export class Hart {
         }, opts);
       }
     }
+  }
+
+  /** The architectural state, for snapshots (cpu/state.ts). */
+  saveState(): HartState {
+    return saveHartState(this);
+  }
+
+  /** Puts the hart in a saved state; validates it first (a snapshot is untrusted). */
+  restoreState(s: HartState): void {
+    restoreHartState(this, s);
   }
 
   /** The JIT's counters (blocks compiled, compile time, cache hits, invalidations), if it is on. */

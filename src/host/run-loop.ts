@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
-import { IdleSleeper } from './idle-sleep.js';
+import { IdleSleeper } from '../vm/idle-sleep.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { MachineExit, VirtMachine } from '../machine/virt.js';
 

@@ -39,6 +39,14 @@ class ScriptHart implements BoardHart {
   }
   invalidateCode() {}
   instructionsRetired = 0;
+  stats = { instructions: 0, traps: [], interrupts: [], tlbMisses: 0, decodedPages: 0, codeInvalidations: 0 };
+  jitStats = undefined;
+  saveState(): never {
+    throw new Error('ScriptHart has no state to save');
+  }
+  restoreState(): never {
+    throw new Error('ScriptHart has no state to restore');
+  }
   setPending(mask: number, level: boolean) {
     this.mip = level ? this.mip | mask : this.mip & ~mask;
   }

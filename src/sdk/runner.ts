@@ -36,7 +36,7 @@ import { defaultAccel } from '../host/accel.js';
 import { hasVirtioConsole } from './console-kind.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { PacedClock } from '../host/clock-host.js';
-import { IdleSleeper } from '../host/idle-sleep.js';
+import { IdleSleeper } from '../vm/idle-sleep.js';
 import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';

@@ -15,15 +15,15 @@
  * machine of its own (its own RAM and devices), so the guest sees nothing of it; it runs once
  * per process and tier.
  */
-import { decode } from '../../cpu/decoder.js';
-import { Hart } from '../../cpu/hart.js';
-import type { JitStats } from '../../jit/jit.js';
-import { buildResetRom, Rom } from '../boot/rom.js';
-import { ManualClock } from '../clock.js';
-import type { BoardHart } from '../hart.js';
-import { VIRT_MEMMAP } from '../memmap.js';
-import { MIN_MEMORY_MIB, VirtMachine } from '../virt.js';
-import { buildWarmUpImage, RAM_BASE, WARMUP_JIT_THRESHOLD } from './program.js';
+import { decode } from '../cpu/decoder.js';
+import { Hart } from '../cpu/hart.js';
+import type { JitStats } from '../jit/jit.js';
+import { buildResetRom, Rom } from '../machine/boot/rom.js';
+import { ManualClock } from '../machine/clock.js';
+import type { BoardHart } from '../machine/hart.js';
+import { VIRT_MEMMAP } from '../machine/memmap.js';
+import { MIN_MEMORY_MIB, VirtMachine } from '../machine/virt.js';
+import { buildWarmUpImage, RAM_BASE, WARMUP_JIT_THRESHOLD } from '../machine/warmup/program.js';
 
 export interface WarmUpResult {
   /** The program reached its poweroff (it always should; false means a path is broken). */
