@@ -60,7 +60,7 @@ export interface HartOptions {
    * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
    * (jitUnavailable says why). 'interp' (a bare hart's default, so CPU unit tests choose
    * their tier explicitly) runs the interpreter alone. Machines built by the SDK, `visor
-   * run` and runVm default to the JIT (src/host/accel.ts).
+   * run` and the SDK default to the JIT (src/host/accel.ts).
    */
   accel?: 'interp' | 'jit';
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */

@@ -18,9 +18,8 @@ import { Syscon, type SysconEvent } from './syscon/syscon.js';
 import { Uart16550, type UartState } from './uart/uart.js';
 
 const MiB = 1 << 20;
-export const MIN_MEMORY_MIB = 16;
-export const MAX_MEMORY_MIB = 2048;
-export const DEFAULT_MEMORY_MIB = 512;
+import { DEFAULT_MEMORY_MIB, MAX_MEMORY_MIB, MIN_MEMORY_MIB } from './ram-size.js';
+export { DEFAULT_MEMORY_MIB, MAX_MEMORY_MIB, MIN_MEMORY_MIB };
 /** Where the kernel goes (2 MiB aligned; OpenSBI's fw_jump jumps here). */
 export const KERNEL_LOAD_ADDR = VIRT_MEMMAP.dram.base + 0x20_0000;
 

@@ -1,97 +1,38 @@
 /**
- * One machine, run from Node's event loop: builds the virt board from files (or a snapshot),
- * steps it, pauses it, snapshots it, stops it. The SDK runs one MachineRunner per worker
- * thread (worker-entry.ts); tests may run it in-process.
- *
- * Instructions run in batches on a fixed grid (batch k ends after k·BATCH instructions,
- * counted across snapshots), and every control request (pause, snapshot, stop) waits for the
- * current batch to end rather than cutting it short. Interrupts are taken at batch starts, so
- * a machine paused, snapshotted or restored takes them at the same instructions as one never
- * interrupted. In deterministic mode disk completions are also delivered at the batch
- * boundary after the request (the loop waits for them), and the clock counts instructions.
+ * One machine's lifecycle, run from Node's event loop: opens its host devices, has src/vm/
+ * assemble the board (assembler.ts) and drive it (driver.ts: batches on a fixed grid, idle
+ * sleep, reboots), and answers the API: pause, snapshot, stop, the guest agent, the balloon.
+ * The SDK runs one MachineRunner per worker thread (worker-entry.ts); tests may run it
+ * in-process. Every control request waits for the current batch to end (see driver.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { VisorError } from '../base/errors.js';
-import { Hart } from '../cpu/hart.js';
-import type { MachineClock } from '../machine/clock.js';
-import type { BoardHart } from '../machine/hart.js';
-import { InstructionClock } from '../machine/instruction-clock.js';
-import { RNG_SEED_BYTES, VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
-import { closeDisk, openDisk, type OpenedDisk } from '../storage/open.js';
-import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
-import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
-import type { VirtioNet } from '../virtio/net/device.js';
+import type { VirtState } from '../machine/virt.js';
+import type { OpenedDisk } from '../storage/open.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
-import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
+import type { EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
 import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
-// Not from config.ts: that loads zod, which the worker does not need (console-kind.ts).
-import type { Accel, ResolvedConfig } from './config.js';
-import { inflateInitrd } from '../host/initrd.js';
-import { defaultAccel } from '../host/accel.js';
-import { hasVirtioConsole } from './console-kind.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { PacedClock } from '../host/clock-host.js';
-import { IdleSleeper } from '../vm/idle-sleep.js';
-import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
-import { nodeEntropy } from '../host/virtio-entropy.js';
-import { tuneV8ForJit } from '../host/v8-tuning.js';
-import { warmUp } from '../host/warmup.js';
+import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
+import { defaultAccel } from '../host/accel.js';
+import { assembleVm, type AssembledVm } from '../vm/assembler.js';
+import { VmDriver } from '../vm/driver.js';
+import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
+import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
+import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
-export const BATCH = 20_000;
-/** virtio-balloon counts 4 KiB pages whatever the guest's page size (§5.5.6). */
-const PAGES_PER_MIB = 256;
-const SLICE_MS = 20;
+export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
+export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
+
 const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
 
-export type GuestEvent =
-  /** The guest agent opened (or closed) its port: whether stop() can ask the guest. */
-  | { kind: 'agent'; listening: boolean }
-  | { kind: 'poweroff' }
-  | { kind: 'reboot' }
-  | { kind: 'fail'; code: number }
-  | { kind: 'panic'; line: string };
-
-/**
- * Where runUntil() pauses: at the end of the first instruction batch in which the guest printed
- * `output` on its console (counted from the call), or by which `instructions` (since boot)
- * have run. Batches sit on the fixed grid, so for a deterministic guest the point is the same
- * however fast the host runs it.
- */
-export interface UntilCondition {
-  output?: string;
-  instructions?: number;
-}
-
-/** How stop() ended the machine. */
-export interface StopResult {
-  /** The guest shut itself down at the agent's request, before the timeout. */
-  graceful: boolean;
-  /**
-   * Why it was stopped by force instead: 'no-agent' (no agent listened on its port within the
-   * timeout, or the machine has no agent port), 'timeout' (the agent was asked but the guest
-   * had not powered off by the timeout), 'not-running' (created or paused: nobody to ask),
-   * 'requested' (graceful: false).
-   */
-  forced?: 'no-agent' | 'timeout' | 'not-running' | 'requested';
-}
-
-export interface StopRequest {
-  /** Ask the guest first (default true). */
-  graceful?: boolean;
-  /** How long to wait for the agent and then for the guest to power off (default 10 s). */
-  timeoutMs?: number;
-}
-
-export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 export interface RunnerEvents {
   output(bytes: Uint8Array): void;
@@ -103,34 +44,6 @@ export interface RunnerEvents {
   error(err: VisorError): void;
 }
 
-/** Offsets in the shared stats array (Float64Array), written after every slice. */
-export const STAT = {
-  instructions: 0,
-  runningMs: 1,
-  idleMs: 2,
-  tlbMisses: 3,
-  blkBytesRead: 4,
-  blkBytesWritten: 5,
-  netRxBytes: 6,
-  netTxBytes: 7,
-  consoleOutBytes: 8,
-  consoleInBytes: 9,
-  virtioInterrupts: 10,
-  blkReads: 11,
-  blkWrites: 12,
-  mips: 13,
-  traps: 16,
-  interrupts: 32,
-  // Tier 1 (JIT) counters, in JIT_STAT_KEYS order; zero under the interpreter.
-  jit: 48,
-  // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
-  balloonTargetPages: 56,
-  balloonActualPages: 57,
-  size: 58,
-} as const;
-
-/** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
-export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
 
 /** What the runner keeps of its own in a snapshot, next to the board's state. */
 export interface RunnerState {
@@ -184,15 +97,6 @@ function rotl(x: number, k: number): number {
   return ((x << k) | (x >>> (32 - k))) >>> 0;
 }
 
-async function readInput(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await readFile(path));
-  } catch (err) {
-    const e = mapFsError(err, path);
-    throw new VisorError(e.code, `${what}: ${e.message}`, { cause: err });
-  }
-}
-
 export interface RunnerOptions {
   stats?: Float64Array;
   /** For in-process tests: a NIC registry shared by several runners. */
@@ -210,33 +114,23 @@ export interface RunnerOptions {
 
 export class MachineRunner {
   private state: MachineState = 'created';
-  private vm!: VirtMachine;
-  private clock!: MachineClock;
+  /** Runs the board; replaces it on a guest reboot. Set by create()/restore(). */
+  private driver!: VmDriver;
   private disks: OpenedDisk[] = [];
-  private blks: { dev: VirtioBlk; transport: VirtioMmioTransport }[] = [];
   private nets: NetAttachment[] = [];
   /** Kept across reboots (as NICs are): the host side holds on to them. */
   private balloonDev: VirtioBalloon | undefined;
   private vsockDev: VirtioVsock | undefined;
   private vsockListener: VsockListener | undefined;
-  private netDevices: VirtioNet[] = [];
-  private transports: VirtioMmioTransport[] = [];
   private networks: HostNetworks | undefined;
   private ownNetworks = false;
   private rng: SeededEntropy | undefined;
-  private executed = 0;
-  /** Wanted by the API: the loop runs while this is true. */
-  private wantRunning = false;
-  private loopDone: Promise<void> | undefined;
-  private readonly sleeper = new IdleSleeper(() => this.clock);
   private panicLine: string | undefined;
   private lineTail = '';
   private panicTimer: NodeJS.Timeout | undefined;
   private readonly stats: Float64Array;
   private consoleOut = 0;
   private consoleIn = 0;
-  private runningMs = 0;
-  private lastMips = 0;
   private closed = false;
   /** virtio-console: port 0 hvc0, port 1 the agent's, port 2 the user's data channel. */
   private con: VirtioConsole | undefined;
@@ -245,7 +139,8 @@ export class MachineRunner {
   private changed: (() => void)[] = [];
   /** Why the machine stopped ('poweroff' when the guest powered itself off). */
   private lastStop: string | undefined;
-  private until: { cond: UntilCondition; tail: string; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
+  /** A runUntil() in progress (the driver watches for its point). */
+  private until: { cond: UntilCondition; resolve(): void; reject(e: unknown): void } | undefined;
 
   private constructor(
     private readonly cfg: ResolvedConfig,
@@ -269,7 +164,7 @@ export class MachineRunner {
     const r = new MachineRunner(cfg, events, opts);
     try {
       await r.openDevices();
-      await r.buildBoard({ boot: true });
+      r.drive(await r.assemble({ boot: true }), 0);
     } catch (err) {
       await r.close(false);
       throw err;
@@ -298,17 +193,17 @@ export class MachineRunner {
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
       lap('ram-wait');
       await r.openDevices();
-      await r.buildBoard({ boot: false, ram });
+      const m = await r.assemble({ boot: false, ram });
       lap('board');
-      if (ram === undefined) await snap.loadRam(r.vm.bus.ram);
+      if (ram === undefined) await snap.loadRam(m.vm.bus.ram);
       lap('ram');
       try {
-        r.vm.restoreState(state.board);
+        m.vm.restoreState(state.board);
       } catch (err) {
         if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
         throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
       }
-      r.executed = state.runner.executed;
+      r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.state = 'paused';
       r.publishStats();
@@ -321,14 +216,7 @@ export class MachineRunner {
   }
 
   private async openDevices(): Promise<void> {
-    const opener = new NodeFileOpener();
-    for (const d of this.cfg.disks) {
-      try {
-        this.disks.push(await openDisk(opener, d.path, { readOnly: d.readOnly, format: d.format }));
-      } catch (err) {
-        throw err instanceof VisorError ? err : mapFsError(err, d.path);
-      }
-    }
+    this.disks = await openDisks(this.cfg.disks);
     if (this.cfg.nets.length > 0) {
       if (!this.networks) {
         this.networks = new HostNetworks();
@@ -363,79 +251,68 @@ export class MachineRunner {
     }
   }
 
-  /** (Re)builds the board; devices keep their host side across reboots. */
-  private async buildBoard(o: { boot: boolean; ram?: Uint8Array | undefined }): Promise<void> {
+  /** (Re)builds the board (src/vm/assembler.ts); devices keep their host side across reboots. */
+  private async assemble(o: { boot: boolean; ram?: Uint8Array | undefined }): Promise<AssembledVm> {
     const cfg = this.cfg;
-    let clock: MachineClock;
-    if (cfg.deterministic) clock = new InstructionClock();
-    else clock = new PacedClock(); // host time, paced by progress (see PacedClock)
-    const vcfg: VirtConfig = {
-      ...(o.ram ? { ram: o.ram } : {}),
-      kernel: new Uint8Array(0),
-      kernelName: cfg.kernel,
-      append: cfg.append,
-      bios: 'builtin',
-      memoryMiB: cfg.memoryMiB,
-      clock,
-      createHart: (mem, opts) => {
-        if (cfg.accel === 'jit') tuneV8ForJit();
-        return new Hart(mem, { ...opts, accel: cfg.accel }) as unknown as BoardHart;
-      },
-    };
-    if (o.boot) {
-      vcfg.kernel = await readInput(cfg.kernel, 'kernel');
-      if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'), cfg.memoryMiB * 2 ** 20);
-      // A deterministic machine's seed is fixed too, so its boots repeat (its own source: the
-      // virtio-rng's stream stays as it was).
-      vcfg.rngSeed = new Uint8Array(RNG_SEED_BYTES);
-      (this.cfg.deterministic ? new SeededEntropy(DTB_SEED_STATE) : nodeEntropy).fill(vcfg.rngSeed);
-    }
-    // The firmware kind must match on restore; the bytes only matter for booting.
-    if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
+    // A deterministic machine's seed is fixed too, so its boots repeat (its own source: the
+    // virtio-rng's stream stays as it was).
+    const boot = o.boot ? await readBootImage(cfg, cfg.deterministic ? new SeededEntropy(DTB_SEED_STATE) : nodeEntropy) : undefined;
     // A boot meets the interpreter's paths one by one (host/warmup.ts); a restore skips the
     // warm-up: it costs tens of ms in a fresh worker, which a restore's latency target cannot take.
     if (o.boot) warmUp(cfg.accel);
-    const vm = new VirtMachine(vcfg);
-    if (clock instanceof InstructionClock || clock instanceof PacedClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
-    this.transports = [];
-    this.blks = [];
-    this.netDevices = [];
-    // Slot order is part of the machine's identity (a snapshot checks it): disks, NICs, rng.
-    let slot = 0;
-    for (const d of this.disks) {
-      const dev = createVirtioBlk({ disk: d.device });
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-      this.blks.push({ dev, transport: t });
-    }
-    for (const n of this.nets) {
-      // A rebuilt board gets the same NIC: reset it through its new transport.
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: n.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-      this.netDevices.push(n.device);
-    }
-    if (this.cfg.rng) {
-      const source = this.rng ?? nodeEntropy;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: createVirtioRng({ source }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    // After rng, so snapshots of machines without them keep their slots.
-    for (const dev of [this.balloonDev, this.vsockDev]) {
-      if (!dev) continue;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    if (this.con) {
-      // Last, so machines without it (and their snapshots) keep their slots.
-      const con = this.con;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: con, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    vm.onConsoleOutput = (b) => this.output(b);
-    vm.plic.onActivity = () => this.wake();
-    if (o.boot) vm.boot();
-    this.vm = vm;
-    this.clock = clock;
+    const entropy: EntropySource = this.rng ?? nodeEntropy;
+    return assembleVm({
+      spec: cfg,
+      backends: {
+        disks: this.disks.map((d) => d.device),
+        nics: this.nets.map((n) => n.device),
+        entropy,
+        ...(this.balloonDev ? { balloon: this.balloonDev } : {}),
+        ...(this.vsockDev ? { vsock: this.vsockDev } : {}),
+        ...(this.con ? { console: this.con } : {}),
+      },
+      clock: clockFor(cfg),
+      tier: hostTier(cfg.accel),
+      ...(boot ? { boot } : {}),
+      ...(o.ram ? { ram: o.ram } : {}),
+    });
+  }
+
+  /** Hands the board to a driver and listens to it. */
+  private drive(m: AssembledVm, executed: number): void {
+    const d = new VmDriver(m, { executed, name: this.cfg.name, rebuild: () => this.rebuild() });
+    d.on('output', (b) => this.output(b));
+    d.on('slice', () => this.publishStats());
+    d.on('reboot', () => this.events.guest({ kind: 'reboot' }));
+    d.on('paused', () => {
+      if (this.state === 'running' && !this.closed) {
+        this.setState('paused');
+        this.settleUntil('paused');
+      }
+    });
+    d.on('exit', (exit) => {
+      this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
+      this.endFromLoop(exit.kind);
+    });
+    d.on('error', (err) => {
+      this.events.error(err);
+      this.endFromLoop('error');
+    });
+    this.driver = d;
+  }
+
+  /** A guest reboot: the host side of every device is reset, then a new board from the same files. */
+  private async rebuild(): Promise<AssembledVm> {
+    for (const n of this.nets) n.device.reset();
+    this.balloonDev?.reset();
+    this.vsockDev?.reset();
+    if (this.con?.ports[1]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
+    this.con?.reset();
+    return this.assemble({ boot: true });
+  }
+
+  private get vm() {
+    return this.driver.machine.vm;
   }
 
   // ------------------------------------------------------------------ console
@@ -443,13 +320,6 @@ export class MachineRunner {
   private output(b: Uint8Array): void {
     this.consoleOut += b.length;
     this.watchPanic(b);
-    const u = this.until;
-    const marker = u?.cond.output;
-    if (u && marker !== undefined && !u.hit) {
-      const text = u.tail + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1');
-      if (text.includes(marker)) u.hit = true;
-      else u.tail = text.slice(-(marker.length - 1) || text.length);
-    }
     this.events.output(b);
   }
 
@@ -477,14 +347,14 @@ export class MachineRunner {
     // console 'virtio': the guest's shell reads hvc0 (port 0 queues it until the guest reads).
     if (this.con && this.cfg.console === 'virtio') this.con.ports[0]!.write(bytes);
     else this.vm.consoleInput(bytes);
-    this.wake();
+    this.driver.wake();
   }
 
   /** Host → guest bytes on the data port (dropped when the machine has no virtio-console). */
   channelInput(bytes: Uint8Array): void {
     if (this.state === 'stopped' || !this.con) return;
     this.con.ports[2]!.write(bytes);
-    this.wake();
+    this.driver.wake();
   }
 
   /** The agent is listening: its port is open in the guest. */
@@ -570,9 +440,10 @@ export class MachineRunner {
     const action: MachineAction = this.state === 'created' ? 'start' : this.state === 'paused' ? 'resume' : 'pause';
     const next = this.check(action);
     const done = new Promise<void>((resolve, reject) => {
-      this.until = { cond, tail: '', hit: false, resolve, reject };
+      this.until = { cond, resolve, reject };
     });
-    if (this.state !== 'created' && this.untilReached()) {
+    this.driver.pauseAt(cond);
+    if (this.state !== 'created' && this.driver.pointReached) {
       // An instruction count already passed (we sit at a batch boundary): pause right here.
       if (this.state === 'running') await this.park();
       this.setState('paused');
@@ -586,196 +457,39 @@ export class MachineRunner {
     return done;
   }
 
-  private untilReached(): boolean {
-    return this.until !== undefined && this.untilReachedBy(this.until);
-  }
-
-  private untilReachedBy(u: { cond: UntilCondition; hit: boolean }): boolean {
-    return u.hit || (u.cond.instructions !== undefined && this.executed >= u.cond.instructions);
-  }
-
   /** Ends a pending runUntil: met if its condition holds, else refused with why it ended. */
   private settleUntil(why: string): void {
     const u = this.until;
     if (!u) return;
     this.until = undefined;
-    if (why !== 'stopped' && this.untilReachedBy(u)) u.resolve();
+    const reached = this.driver?.pointReached === true;
+    this.driver?.pauseAt(undefined);
+    // The driver clears its point when it pauses there.
+    if (why === 'paused' || (why !== 'stopped' && reached)) u.resolve();
     else u.reject(new VisorError('NotAllowed', `runUntil: the machine ${why} before ${u.cond.output !== undefined ? `the guest printed ${JSON.stringify(u.cond.output)}` : `${u.cond.instructions} instructions`}`));
   }
 
   private runLoop(): void {
-    this.wantRunning = true;
-    if (!this.loopDone) {
-      this.loopDone = this.loop().finally(() => {
-        this.loopDone = undefined;
-        if (this.state === 'running' && !this.closed && this.untilReached()) {
-          this.setState('paused');
-          this.settleUntil('paused');
-        }
-      });
-    }
+    void this.driver.run();
   }
 
   private async park(): Promise<void> {
-    this.wantRunning = false;
-    this.wake();
-    await this.loopDone;
+    await this.driver.park();
   }
 
   private wake(): void {
-    this.sleeper.wake();
-  }
-
-  private blkBusy(): boolean {
-    for (const b of this.blks) {
-      const q = b.transport.queues[0];
-      if (q && q.lastAvailIdx !== q.usedIdx) return true;
-    }
-    return false;
-  }
-
-  /** Waits for every disk request in flight to complete (and its interrupt to be raised). */
-  private async drainIo(): Promise<void> {
-    for (let i = 0; i < 1000 && this.blkBusy(); i++) {
-      await Promise.all(this.blks.map((b) => b.dev.whenIdle()));
-      await yieldToEventLoop();
-    }
-  }
-
-  private async loop(): Promise<void> {
-    // A guest reboot replaces the board and the clock: both are re-read after one.
-    let vm = this.vm;
-    let det = this.clock instanceof InstructionClock ? this.clock : undefined;
-    let t0 = performance.now();
-    let mipsStart = t0;
-    let mipsInstr = this.executed;
-    try {
-      while (this.wantRunning && !this.closed) {
-        const sliceEnd = performance.now() + SLICE_MS;
-        do {
-          this.executed += vm.step(BATCH - (this.executed % BATCH));
-          if (this.until && this.untilReached()) break;
-          if (det) {
-            if (this.blkBusy()) break;
-            // Idle time is skipped, not slept: the next timer is due at once.
-            if (vm.idle && !vm.exit) {
-              const d = vm.nextDeadline();
-              if (!Number.isFinite(d)) break;
-              det.advanceTo(d);
-            }
-          }
-        } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
-        const now = performance.now();
-        this.runningMs += now - t0;
-        t0 = now;
-        if (now - mipsStart > 500) {
-          this.lastMips = (this.executed - mipsInstr) / ((now - mipsStart) * 1000);
-          mipsStart = now;
-          mipsInstr = this.executed;
-        }
-        this.publishStats();
-        if (this.until && this.untilReached() && !vm.exit) {
-          // runUntil's point: the loop ends at this batch boundary and runLoop pauses there.
-          this.wantRunning = false;
-          break;
-        }
-        if (vm.exit) {
-          if (!(await this.guestExit())) return;
-          vm = this.vm;
-          det = this.clock instanceof InstructionClock ? this.clock : undefined;
-          continue;
-        }
-        if (det && this.blkBusy()) {
-          await this.drainIo();
-        } else if (vm.idle && this.wantRunning) {
-          // Host clock: sleep until the next timer or an interrupt. Deterministic: only
-          // reached with no timer armed, so wait for input.
-          await this.sleeper.sleepUntil(vm.nextDeadline());
-          t0 = performance.now();
-        } else {
-          await yieldToEventLoop();
-          t0 = performance.now();
-        }
-      }
-    } catch (err) {
-      const e = err instanceof VisorError ? err : new VisorError('Internal', `machine ${this.cfg.name} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-      this.events.error(e);
-      this.endFromLoop('error');
-    }
-  }
-
-  /**
-   * The guest powered off, failed or asked for a reboot. Returns true when the loop goes on
-   * (reboot: a new board from the same files). Called from the loop: whatever ends the
-   * machine is scheduled, since finish() waits for the loop to return.
-   */
-  private async guestExit(): Promise<boolean> {
-    const exit = this.vm.exit!;
-    if (exit.kind === 'reboot') {
-      this.events.guest({ kind: 'reboot' });
-      try {
-        await this.drainIo();
-        for (const n of this.netDevices) n.reset();
-        this.balloonDev?.reset();
-        this.vsockDev?.reset();
-        if (this.con?.ports[1]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
-        this.con?.reset();
-        await this.buildBoard({ boot: true });
-        this.executed = 0;
-        return true;
-      } catch (err) {
-        this.events.error(err instanceof VisorError ? err : new VisorError('Internal', String(err), { cause: err }));
-        this.endFromLoop('error');
-        return false;
-      }
-    }
-    this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
-    this.endFromLoop(exit.kind);
-    return false;
+    this.driver.wake();
   }
 
   private endFromLoop(reason: string): void {
-    this.wantRunning = false;
     queueMicrotask(() => void this.finish(reason));
   }
 
   publishStats(): void {
-    const s = this.stats;
-    const hart = this.vm.hart as unknown as Hart;
-    s[STAT.instructions] = this.executed;
-    s[STAT.runningMs] = this.runningMs;
-    s[STAT.idleMs] = this.sleeper.idleMs;
-    s[STAT.tlbMisses] = hart.stats.tlbMisses;
-    let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
-    for (const b of this.blks) {
-      rd += b.dev.counters.bytesRead;
-      wr += b.dev.counters.bytesWritten;
-      reads += b.dev.counters.reads;
-      writes += b.dev.counters.writes;
-    }
-    for (const n of this.netDevices) {
-      rx += n.counters.rxBytes;
-      tx += n.counters.txBytes;
-    }
-    for (const t of this.transports) irqs += t.counters.interrupts;
-    s[STAT.blkBytesRead] = rd;
-    s[STAT.blkBytesWritten] = wr;
-    s[STAT.blkReads] = reads;
-    s[STAT.blkWrites] = writes;
-    s[STAT.netRxBytes] = rx;
-    s[STAT.netTxBytes] = tx;
-    s[STAT.consoleOutBytes] = this.consoleOut;
-    s[STAT.consoleInBytes] = this.consoleIn;
-    s[STAT.virtioInterrupts] = irqs;
-    s[STAT.mips] = this.lastMips;
-    s[STAT.balloonTargetPages] = this.balloonDev?.target ?? 0;
-    s[STAT.balloonActualPages] = this.balloonDev?.actual ?? 0;
-    for (let i = 0; i < 16; i++) {
-      s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
-      s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
-    }
-    const j = hart.jitStats;
-    if (j) JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
+    const d = this.driver;
+    publishStats(this.stats, d.machine, {
+      executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
+    });
   }
 
   /**
@@ -804,11 +518,11 @@ export class MachineRunner {
   async snapshot(path: string, opts: { compress?: boolean } = {}): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
     this.check('snapshot');
     const t0 = performance.now();
-    const wasRunning = this.wantRunning;
+    const wasRunning = this.driver.running;
     await this.park();
     try {
       if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine stopped while the snapshot was being prepared');
-      await this.drainIo();
+      await this.driver.drainIo();
       for (const d of this.disks) await d.device.flush();
       const disks: DiskFingerprint[] = [];
       for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
@@ -820,7 +534,7 @@ export class MachineRunner {
         disks,
       };
       const machine: MachineSnapshotState = {
-        runner: { version: 1, executed: this.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
+        runner: { version: 1, executed: this.driver.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
         board: this.vm.saveState(),
       };
       const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
@@ -865,17 +579,13 @@ export class MachineRunner {
   /** Immediate: no flush, devices closed. */
   async kill(): Promise<void> {
     this.check('kill');
-    this.wantRunning = false;
-    this.wake();
     await this.close(false);
     this.setState('stopped', 'killed');
   }
 
   private async finish(reason: string): Promise<void> {
     if (this.closed) return;
-    this.wantRunning = false;
-    this.wake();
-    if (this.loopDone) await this.loopDone;
+    await this.driver.park();
     await this.close(true);
     this.setState('stopped', reason);
   }
@@ -885,15 +595,15 @@ export class MachineRunner {
     this.closed = true;
     this.settleUntil('stopped');
     if (this.panicTimer) clearTimeout(this.panicTimer);
-    if (flush && this.vm) await this.drainIo().catch(() => {});
-    for (const d of this.disks) {
-      if (flush) await d.device.flush().catch(() => {});
-      await closeDisk(d).catch(() => {});
-    }
+    // Parks for good: the loop ends at its batch boundary and never starts again.
+    const parked = this.driver?.close();
+    if (flush && this.driver) await this.driver.drainIo().catch(() => {});
+    await closeDisks(this.disks, flush);
     for (const n of this.nets) await n.dispose().catch(() => {});
     await this.vsockListener?.close().catch(() => {});
     this.vsockListener = undefined;
     if (this.ownNetworks) this.networks = undefined;
+    await parked;
   }
 }
 

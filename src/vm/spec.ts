@@ -4,7 +4,7 @@
  * sdk/config.ts validates user input into it (zod, at the edge); nothing here loads zod, so a
  * machine's worker thread does not pay for it.
  */
-import { DEFAULT_MEMORY_MIB } from '../machine/virt.js';
+import { DEFAULT_MEMORY_MIB } from '../machine/ram-size.js';
 
 /** The CPU tier: 'jit' compiles hot guest pages to WebAssembly, 'interp' interprets only. */
 export type Accel = 'interp' | 'jit';

@@ -1,15 +1,14 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
 import { parseNetSpec } from '../../host/net-attach.js';
-import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
+import { parseDiskSpec, type DiskSpec } from '../flags.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
-import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
+import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/ram-size.js';
+import { DEFAULT_APPEND } from '../../vm/spec.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
 import { runOnTerminal, terminalExitCode } from './terminal.js';
 
-/** The command line for a kernel the user brings without --append. */
-const DEFAULT_APPEND = 'console=ttyS0 earlycon';
 
 interface RunFlags {
   kernel?: string;
