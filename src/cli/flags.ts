@@ -25,3 +25,25 @@ export function parseDiskSpec(spec: string): DiskSpec {
   }
   return d;
 }
+
+/** Parses `--vsock PATH[,cid=N]`. */
+export function parseVsockSpec(spec: string): { path: string; cid?: number } {
+  const m = /^([^,]+)(?:,cid=(\d{1,10}))?$/.exec(spec);
+  if (!m) throw new VisorError('InvalidArgument', `--vsock: expected PATH[,cid=N], got '${spec}'`);
+  const cid = m[2] === undefined ? undefined : Number(m[2]);
+  if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
+  return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
+}
+
+/** Parses `--net switch=NAME` into the machine config's NIC. */
+export function parseNetFlag(spec: string): { switch: string } {
+  const n = parseNetSpec(spec);
+  if (!n) throw new VisorError('InvalidArgument', `--net: expected switch=NAME, got '${spec}'`);
+  return { switch: n.switchName };
+}
+
+/** Parses the value of `--net`: `switch=NAME` (the only mode until user-mode NAT lands). */
+export function parseNetSpec(spec: string): { switchName: string } | null {
+  const m = /^switch=([A-Za-z0-9_.-]{1,64})$/.exec(spec);
+  return m ? { switchName: m[1]! } : null;
+}

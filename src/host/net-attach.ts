@@ -58,9 +58,3 @@ export class HostNetworks {
     };
   }
 }
-
-/** Parses the value of `--net`: `switch=NAME` (the only mode until user-mode NAT lands). */
-export function parseNetSpec(spec: string): { switchName: string } | null {
-  const m = /^switch=([A-Za-z0-9_.-]{1,64})$/.exec(spec);
-  return m ? { switchName: m[1]! } : null;
-}

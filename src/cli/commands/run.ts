@@ -1,7 +1,6 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { parseNetSpec } from '../../host/net-attach.js';
-import { parseDiskSpec, type DiskSpec } from '../flags.js';
+import { parseDiskSpec, parseNetFlag, parseVsockSpec, type DiskSpec } from '../flags.js';
 import { encodeCommand, ensureImage } from '../../images/index.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/ram-size.js';
 import { DEFAULT_APPEND } from '../../vm/spec.js';
@@ -79,15 +78,6 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   return r;
 }
 
-/** Parses `--vsock PATH[,cid=N]`. */
-export function parseVsockSpec(spec: string): { path: string; cid?: number } {
-  const m = /^([^,]+)(?:,cid=(\d{1,10}))?$/.exec(spec);
-  if (!m) throw new VisorError('InvalidArgument', `--vsock: expected PATH[,cid=N], got '${spec}'`);
-  const cid = m[2] === undefined ? undefined : Number(m[2]);
-  if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
-  return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
-}
-
 export function registerRunCommand(program: Command): void {
   program
     .command('run')
@@ -122,11 +112,7 @@ export function registerRunCommand(program: Command): void {
         bios: run.bios,
         disks: run.disks.map((d) => ({ path: d.path, readOnly: d.readOnly, ...(d.format ? { format: d.format } : {}) })),
         deterministic: flags.deterministic === true,
-        nets: flags.net.map((spec) => {
-          const n = parseNetSpec(spec);
-          if (!n) throw new VisorError('InvalidArgument', `--net: expected switch=NAME, got '${spec}'`);
-          return { switch: n.switchName };
-        }),
+        nets: flags.net.map(parseNetFlag),
       };
       if (flags.name !== undefined) config.name = flags.name;
       if (run.initrd !== undefined) config.initrd = run.initrd;
