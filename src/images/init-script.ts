@@ -3,21 +3,11 @@
  * docs/guest-init.md; the constants below are the spelling both sides rely on.
  */
 
+import { AGENT_PORT_NAME, AGENT_PROTOCOL, AGENT_REQUEST, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG } from '../guest/protocol.js';
 import { MODPROBE_PATH } from './modprobe.js';
 
-export const INIT_START_MARKER = 'VISOR_INIT_START';
-export const EXIT_MARKER = 'VISOR_EXIT';
-export const CMD_ARG = 'visor.cmd';
-export const IP_ARG = 'visor.ip';
-/** `visor.console=hvc0`: init runs the shell or command on /dev/hvc0 (virtio-console port 0). */
-export const CONSOLE_ARG = 'visor.console';
-
-/** The virtio-console port (virtio 1.2 §5.3.6 multiport) the guest agent serves. */
-export const AGENT_PORT_NAME = 'org.visor.agent';
-/** A second named port left to the user: a plain host↔guest byte channel. */
-export const DATA_PORT_NAME = 'org.visor.data';
-/** The agent's protocol version, in its greeting `READY <version>`. */
-export const AGENT_PROTOCOL = 1;
+// The protocol's spelling lives in guest/protocol.ts; re-exported for the image's users.
+export { AGENT_PORT_NAME, AGENT_PROTOCOL, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG };
 export const AGENT_SH = 'lib/visor/agent.sh';
 export const SHUTDOWN_SH = 'lib/visor/shutdown.sh';
 /** Created by a graceful shutdown before it signals everything: init then leaves the poweroff to it. */
@@ -147,7 +137,7 @@ serve() {
   while read -r req; do
     case "$req" in
       PING) echo PONG ;;
-      POWEROFF) echo "OK POWEROFF"; . "$lib/shutdown.sh"; exit 0 ;;
+      ${AGENT_REQUEST.poweroff}) echo "OK ${AGENT_REQUEST.poweroff}"; . "$lib/shutdown.sh"; exit 0 ;;
       *) echo "ERR unknown request" ;;
     esac
   done

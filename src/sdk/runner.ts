@@ -14,7 +14,7 @@ import { VirtioVsock } from '../virtio/vsock/device.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
 import type { EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
-import { AGENT_PORT_NAME, DATA_PORT_NAME } from '../images/init-script.js';
+import { AGENT_PORT_NAME, AGENT_REQUEST, agentRequest, CONSOLE_PORTS, DATA_PORT_NAME, KERNEL_PANIC as PANIC } from '../guest/protocol.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../machine/snapshot/ram.js';
@@ -30,7 +30,6 @@ import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopRe
 export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
 export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
-const PANIC = 'Kernel panic - not syncing';
 const PANIC_GRACE_MS = 500;
 
 
@@ -306,7 +305,7 @@ export class MachineRunner {
     for (const n of this.nets) n.device.reset();
     this.balloonDev?.reset();
     this.vsockDev?.reset();
-    if (this.con?.ports[1]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
+    if (this.con?.ports[CONSOLE_PORTS.agent]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
     this.con?.reset();
     return this.assemble({ boot: true });
   }
@@ -345,7 +344,7 @@ export class MachineRunner {
     if (this.state === 'stopped') return;
     this.consoleIn += bytes.length;
     // console 'virtio': the guest's shell reads hvc0 (port 0 queues it until the guest reads).
-    if (this.con && this.cfg.console === 'virtio') this.con.ports[0]!.write(bytes);
+    if (this.con && this.cfg.console === 'virtio') this.con.ports[CONSOLE_PORTS.hvc0]!.write(bytes);
     else this.vm.consoleInput(bytes);
     this.driver.wake();
   }
@@ -353,13 +352,13 @@ export class MachineRunner {
   /** Host → guest bytes on the data port (dropped when the machine has no virtio-console). */
   channelInput(bytes: Uint8Array): void {
     if (this.state === 'stopped' || !this.con) return;
-    this.con.ports[2]!.write(bytes);
+    this.con.ports[CONSOLE_PORTS.data]!.write(bytes);
     this.driver.wake();
   }
 
   /** The agent is listening: its port is open in the guest. */
   get agentListening(): boolean {
-    return this.con?.ports[1]?.guestOpen === true;
+    return this.con?.ports[CONSOLE_PORTS.agent]?.guestOpen === true;
   }
 
   /** Lines from the agent (docs/guest-init.md "Agent"): only its greeting matters to the host. */
@@ -563,7 +562,7 @@ export class MachineRunner {
       // A guest still booting opens the port when its init starts the agent.
       if (!(await this.waitChange(() => this.agentListening || stopped(), deadline))) forced = 'no-agent';
       else if (!stopped()) {
-        this.con.ports[1]!.write(new TextEncoder().encode('POWEROFF\n'));
+        this.con.ports[CONSOLE_PORTS.agent]!.write(agentRequest(AGENT_REQUEST.poweroff));
         this.wake();
         if (!(await this.waitChange(stopped, deadline))) forced = 'timeout';
       }
