@@ -7,7 +7,6 @@
  */
 import { performance } from 'node:perf_hooks';
 import { VisorError } from '../base/errors.js';
-import type { VirtState } from '../machine/virt.js';
 import type { OpenedDisk } from '../storage/open.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
@@ -17,11 +16,13 @@ import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
 import { AGENT_PORT_NAME, AGENT_REQUEST, agentRequest, CONSOLE_PORTS, DATA_PORT_NAME, KERNEL_PANIC as PANIC } from '../guest/protocol.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { HostNetworks, type NetAttachment } from '../host/net-attach.js';
-import { STORED_CODEC } from '../machine/snapshot/ram.js';
-import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
+import { STORED_CODEC } from '../host/snapshot/ram.js';
+import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot/file.js';
+import { snapshotMeta, validateSnapshot, type MachineSnapshotState } from '../host/snapshot/meta.js';
 import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
 import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
+import { DTB_SEED_STATE, SeededEntropy } from '../vm/seeded-entropy.js';
 import { VmDriver } from '../vm/driver.js';
 import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
 import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
@@ -43,58 +44,6 @@ export interface RunnerEvents {
   error(err: VisorError): void;
 }
 
-
-/** What the runner keeps of its own in a snapshot, next to the board's state. */
-export interface RunnerState {
-  version: 1;
-  executed: number;
-  deterministic: boolean;
-  rngState: number[] | null;
-}
-
-export interface SnapshotMeta {
-  format: 'visor-snapshot';
-  visorVersion: string;
-  createdAt: string;
-  config: ResolvedConfig;
-  disks: DiskFingerprint[];
-}
-
-export interface MachineSnapshotState {
-  runner: RunnerState;
-  board: VirtState;
-}
-
-/** xoshiro128** (Blackman & Vigna): a seeded entropy source so deterministic guests repeat. */
-export class SeededEntropy implements EntropySource {
-  s: Uint32Array;
-  constructor(state: readonly number[] = [0x9e3779b9, 0x243f6a88, 0xb7e15162, 0x1234567]) {
-    this.s = Uint32Array.from(state);
-  }
-  private next(): number {
-    const s = this.s;
-    const r = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
-    const t = s[1]! << 9;
-    s[2]! ^= s[0]!;
-    s[3]! ^= s[1]!;
-    s[1]! ^= s[2]!;
-    s[0]! ^= s[3]!;
-    s[2]! ^= t;
-    s[3] = rotl(s[3]!, 11);
-    return r;
-  }
-  fill(buf: Uint8Array): void {
-    for (let i = 0; i < buf.length; i += 4) {
-      const r = this.next();
-      for (let k = 0; k < 4 && i + k < buf.length; k++) buf[i + k] = (r >>> (8 * k)) & 0xff;
-    }
-  }
-}
-/** The state a deterministic machine's /chosen/rng-seed is drawn from. */
-const DTB_SEED_STATE = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a];
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
 
 export interface RunnerOptions {
   stats?: Float64Array;
@@ -525,15 +474,9 @@ export class MachineRunner {
       for (const d of this.disks) await d.device.flush();
       const disks: DiskFingerprint[] = [];
       for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
-      const meta: SnapshotMeta = {
-        format: 'visor-snapshot',
-        visorVersion: VISOR_VERSION,
-        createdAt: new Date().toISOString(),
-        config: this.cfg,
-        disks,
-      };
+      const meta = snapshotMeta(this.cfg, disks);
       const machine: MachineSnapshotState = {
-        runner: { version: 1, executed: this.driver.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
+        runner: { version: 1, executed: this.driver.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? this.rng.saveState() : null },
         board: this.vm.saveState(),
       };
       const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
@@ -604,44 +547,4 @@ export class MachineRunner {
     if (this.ownNetworks) this.networks = undefined;
     await parked;
   }
-}
-
-export const VISOR_VERSION = '0.1.0';
-
-/** Checks the JSON parts of a snapshot before any of it is used. */
-export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; state: MachineSnapshotState } {
-  const bad = (what: string): never => {
-    throw new VisorError('CorruptImage', `snapshot: ${what}`);
-  };
-  const meta = snap.meta as SnapshotMeta;
-  if (typeof meta !== 'object' || meta === null || meta.format !== 'visor-snapshot') bad('meta section is not visor snapshot metadata');
-  const c = meta.config as ResolvedConfig;
-  if (typeof c !== 'object' || c === null) bad('no machine config');
-  if (
-    typeof c.name !== 'string' || typeof c.kernel !== 'string' || typeof c.append !== 'string' || typeof c.bios !== 'string' ||
-    !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
-    typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
-    !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => typeof n?.switch === 'string') ||
-    (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
-    (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
-    (c.agent !== undefined && typeof c.agent !== 'boolean') ||
-    (c.vsock !== undefined && !(typeof c.vsock === 'object' && c.vsock !== null && Number.isInteger(c.vsock.cid) && c.vsock.cid >= 3 && c.vsock.cid <= 0xffff_fffe && typeof c.vsock.path === 'string' && c.vsock.path !== ''))
-  ) {
-    bad('machine config is malformed');
-  }
-  if (!Array.isArray(meta.disks) || meta.disks.length !== c.disks.length) bad('disk fingerprints do not match the disks');
-  meta.disks.forEach((d, i) => {
-    if (typeof d !== 'object' || d === null || d.path !== c.disks[i]!.path || typeof d.size !== 'number' || typeof d.headSha256 !== 'string' || typeof d.mtimeMs !== 'number') {
-      bad(`disk ${i} fingerprint is malformed`);
-    }
-  });
-  const state = snap.machine as MachineSnapshotState;
-  if (typeof state !== 'object' || state === null || typeof state.runner !== 'object' || state.runner === null) bad('machine section is malformed');
-  const r = state.runner;
-  if (r.version !== 1 || !Number.isSafeInteger(r.executed) || r.executed < 0 || r.deterministic !== c.deterministic) bad('runner state is malformed');
-  if (r.rngState !== null && !(Array.isArray(r.rngState) && r.rngState.length === 4 && r.rngState.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32))) {
-    bad('rng state is malformed');
-  }
-  return { meta, state };
 }
