@@ -270,8 +270,9 @@ export class Hart {
     this.xTagHi = new Int32Array(buf, slot.base + SLOT_X_TAG_HI, tlbEntries);
     this.xOff = new Int32Array(buf, slot.base + SLOT_X_OFF, tlbEntries);
     this.ram8 = ram;
-    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >> 1);
-    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >> 2);
+    // Unsigned shifts: RAM may be 2 GiB, whose length is negative as an int32.
+    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >>> 1);
+    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >>> 2);
     this.ramBase = memory.ramBase;
     this.ramSize = ram.length;
     this.ramPages = ram.length >>> 12;
