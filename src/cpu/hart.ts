@@ -48,8 +48,7 @@ import {
   allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
   SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SETS, TLB_SIZE,
 } from './guest-ram.js';
-import { Jit, type JitStats } from '../jit/jit.js';
-import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED } from '../jit/compiler.js';
+import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED, type CompiledTier, type JitStats, type TierFactory } from './tier.js';
 
 export interface HartOptions {
   hartId?: number;
@@ -63,6 +62,11 @@ export interface HartOptions {
    * run` and the SDK default to the JIT (src/host/accel.ts).
    */
   accel?: 'interp' | 'jit';
+  /**
+   * The compiled tier 'jit' runs (src/jit/jit.ts jitTier; src/vm/assembler.ts passes it).
+   * The hart knows the tier only through this interface (cpu/tier.ts).
+   */
+  tier?: TierFactory;
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
   jitThreshold?: number;
   /** Live compiled pages at most. */
@@ -189,7 +193,7 @@ export class Hart {
   /** run() stops once the count reaches this; requestStop() zeroes it. */
   private limit = 0;
   /** Tier 1, or null when interpreting only. */
-  readonly jit: Jit | null = null;
+  readonly jit: CompiledTier | null = null;
   /** Why the JIT is off when it was asked for (RAM not in a WebAssembly.Memory). */
   readonly jitUnavailable: string | undefined;
   /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
@@ -283,10 +287,12 @@ export class Hart {
     if ((options.accel ?? 'interp') === 'jit') {
       if (slot.ramOffset < 0) {
         this.jitUnavailable = 'guest RAM is not in a WebAssembly.Memory (allocate it with allocateGuestRam)';
+      } else if (options.tier === undefined) {
+        this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
           ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
-        this.jit = new Jit({
+        this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,

@@ -1,6 +1,6 @@
 import type { HartStats, SbiTarget } from '../cpu/hart.js';
 import type { HartState } from '../cpu/state.js';
-import type { JitStats } from '../jit/jit.js';
+import type { JitStats } from '../cpu/tier.js';
 import type { InterruptTarget } from './irq.js';
 
 /**

@@ -6,6 +6,7 @@
  */
 import { VisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
+import { jitTier } from '../jit/jit.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
 import type { MachineClock } from '../machine/clock.js';
 import type { BoardHart } from '../machine/hart.js';
@@ -33,7 +34,7 @@ export interface HartTier {
 /** The hart, as the board sees it. Every machine's hart is made here. */
 export function createHart(memory: PhysicalMemory, opts: { hartId: number; timeSource: () => number }, tier: HartTier): BoardHart {
   if (tier.accel === 'jit') tier.beforeJit?.();
-  return new Hart(memory, { ...opts, accel: tier.accel, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}) });
+  return new Hart(memory, { ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}) });
 }
 
 /** What a boot reads from files (a restore passes none of it: its state comes from the snapshot). */
