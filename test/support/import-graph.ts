@@ -11,6 +11,8 @@ export interface ImportEdge {
   spec: string;
   /** `import type` / `export type`: erased by tsc, no load at run time. */
   typeOnly: boolean;
+  /** `import('…')`: loaded when the code runs there, not with the importing module. */
+  dynamic: boolean;
 }
 
 const IMPORT_RE = /(?:^|\n)\s*(import|export)\s+(type\s+)?([^'";]*?)\s*from\s*['"]([^'"]+)['"]|import\s*\(\s*['"]([^'"]+)['"]\s*\)|(?:^|\n)\s*import\s+['"]([^'"]+)['"]/g;
@@ -26,7 +28,7 @@ export function importsOf(text: string, file: string, root: string): ImportEdge[
     const allTypes = braced !== null && braced[1]!.split(',').map((n) => n.trim()).filter(Boolean).every((n) => n.startsWith('type '));
     const typeOnly = m[2] !== undefined || allTypes;
     const target = spec.startsWith('.') ? relative(root, resolve(dirname(file), spec)).replace(/\.js$/, '.ts') : spec;
-    out.push({ target, spec, typeOnly });
+    out.push({ target, spec, typeOnly, dynamic: m[5] !== undefined });
   }
   return out;
 }
@@ -37,6 +39,19 @@ function* walk(dir: string): Generator<string> {
     if (statSync(p).isDirectory()) yield* walk(p);
     else if (p.endsWith('.ts') && !p.endsWith('.test.ts')) yield p;
   }
+}
+
+/** The files loading `entry` loads with it (static value imports, followed to the end). */
+export function staticClosure(graph: Map<string, readonly ImportEdge[]>, entry: string): Set<string> {
+  const seen = new Set<string>();
+  const todo = [entry];
+  while (todo.length) {
+    const f = todo.pop()!;
+    if (seen.has(f)) continue;
+    seen.add(f);
+    for (const e of graph.get(f) ?? []) if (!e.typeOnly && !e.dynamic && graph.has(e.target)) todo.push(e.target);
+  }
+  return seen;
 }
 
 /** src/'s graph: file (relative to src/) → its imports. Tests are not part of it. */
