@@ -113,6 +113,7 @@ export interface SbiTarget {
   readCsr(num: number): bigint;
   writeCsr(num: number, value: bigint): void;
   requestStop(): void;
+  /** Optional TLB / instruction-cache flushes (RFENCE); a single hart flushes itself on sfence.vma. */
   flushTlb?(): void;
 }
 

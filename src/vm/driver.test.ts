@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { PhysicalMemory } from '../cpu/memory.js';
 import type { BoardHart } from '../machine/hart.js';
+import { TestHartBase } from '../machine/testing.js';
 import { VirtMachine } from '../machine/virt.js';
 import { HostClock } from '../host/clock-host.js';
 import type { AssembledVm } from './assembler.js';
@@ -11,7 +12,7 @@ import { BATCH, VmDriver, type DriverExit } from './driver.js';
  * wfi until its timer (stimecmp) or an external interrupt, and powers off via syscon when
  * `done()` says so.
  */
-class IdleHart implements BoardHart {
+class IdleHart extends TestHartBase implements BoardHart {
   regs = new Int32Array(64);
   pc = 0;
   priv = 3;
@@ -21,7 +22,9 @@ class IdleHart implements BoardHart {
   sbiCall: BoardHart['sbiCall'] = null;
   wakeups = 0;
   done: () => boolean = () => false;
-  constructor(readonly mem: PhysicalMemory, readonly time: () => number) {}
+  constructor(readonly mem: PhysicalMemory, readonly time: () => number) {
+    super();
+  }
   reset(pc: number) {
     this.pc = pc;
   }
@@ -47,14 +50,6 @@ class IdleHart implements BoardHart {
   writeCsr() {}
   invalidateCode() {}
   instructionsRetired = 0;
-  stats = { instructions: 0, traps: [], interrupts: [], tlbMisses: 0, decodedPages: 0, codeInvalidations: 0 };
-  jitStats = undefined;
-  saveState(): never {
-    throw new Error('IdleHart has no state');
-  }
-  restoreState(): never {
-    throw new Error('IdleHart has no state');
-  }
   setPending(mask: number, level: boolean) {
     this.mipHw = level ? this.mipHw | mask : this.mipHw & ~mask;
   }

@@ -71,13 +71,17 @@ const QCOW2_INCOMPAT_OFFSET = 72;
 const QCOW2_HEADER_LENGTH_OFFSET = 100;
 const QCOW2_V2_HEADER_LENGTH = 72;
 
-export async function fingerprintDisk(path: string, format: 'raw' | 'qcow2', readOnly: boolean): Promise<DiskFingerprint> {
-  let fh;
+/** Opens `path` for reading; a failure is the VisorError mapFsError gives. */
+async function openForReading(path: string) {
   try {
-    fh = await open(path, 'r');
+    return await open(path, 'r');
   } catch (err) {
     throw mapFsError(err, path);
   }
+}
+
+export async function fingerprintDisk(path: string, format: 'raw' | 'qcow2', readOnly: boolean): Promise<DiskFingerprint> {
+  const fh = await openForReading(path);
   try {
     const st = await fh.stat();
     const head = new Uint8Array(Math.min(HEAD_BYTES, st.size));
@@ -237,12 +241,7 @@ export async function readSnapshotFile(path: string): Promise<ReadSnapshot> {
  * the table and loading RAM); should it have changed meanwhile, the checksum says so.
  */
 async function loadStoredRam(path: string, size: number, e: { name: string; offset: number; length: number; crc: number }, prefix: Uint8Array, dest: Uint8Array): Promise<void> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    throw mapFsError(err, path);
-  }
+  const fh = await openForReading(path);
   try {
     let layout;
     try {
