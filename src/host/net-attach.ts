@@ -185,8 +185,10 @@ export class HostNetworks {
   }
 }
 
-/** The NIC and NAT counters `stats()` publishes (summed over a machine's NICs), in this order. */
-export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+// The NIC and NAT counters' layout is the stats layout's (vm/stats.ts): the SDK reads it
+// without loading the network stack.
+export { NET_STAT_KEYS } from '../vm/stats.js';
+import { NET_STAT_KEYS } from '../vm/stats.js';
 
 /** Writes NET_STAT_KEYS' values for `nets` into `out` from `at` on. */
 export function writeNetStats(out: Float64Array, at: number, nets: readonly NetAttachment[]): void {

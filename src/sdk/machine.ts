@@ -18,7 +18,7 @@ import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './p
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { NET_STAT_KEYS } from '../host/net-attach.js';
+import { NET_STAT_KEYS } from '../vm/stats.js';
 
 export interface MachineStats {
   /** Guest instructions executed since boot (traps count as one). */

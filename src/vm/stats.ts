@@ -39,6 +39,9 @@ export const BALLOON_PAGES_PER_MIB = 256;
 /** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
 export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
 
+/** The NIC and NAT counters `stats()` publishes at STAT.net (summed over a machine's NICs), in this order (host/net-attach.ts writeNetStats). */
+export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+
 /** What the driver and the console count, beside the devices' own counters. */
 export interface RunCounters {
   executed: number;

@@ -66,8 +66,9 @@ export function importGraph(root: string): Map<string, ImportEdge[]> {
  * first file repeated at the end. Tarjan's strongly connected components, then one cycle
  * through each component of more than one file (or a file importing itself).
  */
-export function findCycles(graph: Map<string, readonly { target: string; typeOnly: boolean }[]>): string[][] {
-  const next = (f: string) => (graph.get(f) ?? []).filter((e) => !e.typeOnly && graph.has(e.target)).map((e) => e.target);
+export function findCycles(graph: Map<string, readonly { target: string; typeOnly: boolean; dynamic?: boolean }[]>): string[][] {
+  // A dynamic import() loads when called, not at load time: no load-order cycle through it.
+  const next = (f: string) => (graph.get(f) ?? []).filter((e) => !e.typeOnly && e.dynamic !== true && graph.has(e.target)).map((e) => e.target);
   let index = 0;
   const idx = new Map<string, number>();
   const low = new Map<string, number>();
