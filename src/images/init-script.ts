@@ -4,6 +4,11 @@
  */
 
 import { AGENT_BIN } from '../guest/agent-files.js';
+import { AGENT_PORT_NAME, AGENT_PROTOCOL, AGENT_REQUEST, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG } from '../guest/boot-protocol.js';
+import { MODPROBE_PATH } from './modprobe.js';
+
+// The protocol's spelling lives in guest/boot-protocol.ts; re-exported for the image's users.
+export { AGENT_PORT_NAME, AGENT_PROTOCOL, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG };
 
 /** `visor.dhcp=1`: a DHCP server is on eth0's network (visor's user network): ask it. */
 export const DHCP_ARG = 'visor.dhcp';
@@ -38,11 +43,6 @@ export const ROOT_ARG = 'visor.root';
 export const ROOTINIT_ARG = 'visor.init';
 export const DEFAULT_ROOT_INIT = '/usr/lib/visor/init';
 
-import { AGENT_PORT_NAME, AGENT_PROTOCOL, AGENT_REQUEST, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG } from '../guest/boot-protocol.js';
-import { MODPROBE_PATH } from './modprobe.js';
-
-// The protocol's spelling lives in guest/boot-protocol.ts; re-exported for the image's users.
-export { AGENT_PORT_NAME, AGENT_PROTOCOL, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG };
 export const AGENT_SH = 'lib/visor/agent.sh';
 export const SHUTDOWN_SH = 'lib/visor/shutdown.sh';
 /** poweroff, halt and reboot for the shell: linked over busybox's applets by init. */
