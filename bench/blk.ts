@@ -10,8 +10,6 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
-import type { Hart as HartClass } from '../src/cpu/hart.js';
-import type { BoardHart } from '../src/machine/hart.js';
 import { defaultAccel } from '../src/host/accel.js';
 import { NodeFileHandle } from '../src/host/file-handle.js';
 import { RawDevice } from '../src/storage/raw.js';
@@ -30,7 +28,7 @@ const TIMEOUT_MS = Number(arg('timeout-s', '3600')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 // The hart from the build (`npm run build`): tsc inlines its opcode enum, which tsx does not
 // (the interpreter runs many times slower from sources; see src/sdk/machine.ts).
-const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };
+const vmDist = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
 
 // Markers around each dd; the guest's own clock (uptime, 10 ms resolution) rides along.
 const SCRIPT = [
@@ -78,7 +76,8 @@ try {
       command: ['sh', '-c', SCRIPT],
       timeoutMs: TIMEOUT_MS,
       onOutput: (t) => m.feed(t),
-      createHart: (mem, opts) => new Hart(mem, { ...opts, accel: ACCEL }) as unknown as BoardHart,
+      accel: ACCEL,
+      vm: vmDist,
       attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
     });
     v = figures(r.output, m);

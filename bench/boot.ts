@@ -17,12 +17,14 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { runVm as RunVm } from '../src/host/run-vm.js';
 import { encodeCommand, ensureImage, INIT_START_MARKER } from '../src/images/index.js';
 import { inflateInitrd } from '../src/host/initrd.js';
+import type { Machine as MachineClass } from '../src/sdk/index.js';
+import { runMachine } from '../test/support/run-machine.js';
 import { processCpuSeconds } from './guest-qemu.js';
 
-const { runVm } = (await import('../dist/host/run-vm.js' as string)) as unknown as { runVm: typeof RunVm };
+// The SDK's Machine from the build: the path `visor run` takes (a worker thread running src/vm/).
+const { Machine } = (await import('../dist/sdk/index.js' as string)) as { Machine: typeof MachineClass };
 
 interface BootTimes {
   init: number;
@@ -38,7 +40,8 @@ const envAccel = process.env['VISOR_ACCEL'];
 const accel = args.includes('--interp') ? 'interp' as const : args.includes('--jit') ? 'jit' as const
   : envAccel === 'jit' || envAccel === 'interp' ? envAccel : undefined;
 const thrIdx = args.indexOf('--threshold');
-const jitThreshold = thrIdx >= 0 ? Number(args[thrIdx + 1]) : undefined;
+// The machine's worker reads it (src/host/vm-host.ts hostTier).
+if (thrIdx >= 0) process.env['VISOR_JIT_THRESHOLD'] = args[thrIdx + 1];
 const showStats = args.includes('--stats');
 const initOnly = args.includes('--init-only');
 const cmdIdx = args.indexOf('--cmd');
@@ -71,39 +74,37 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
   const c0 = process.cpuUsage();
   let init = NaN;
   let initCpu = NaN;
-  let hart: { stats: unknown; jitStats?: unknown; instructionsRetired: number } | undefined;
   const abort = new AbortController();
-  const report = (when: string) => {
-    if (!showStats || !hart) return;
+  const report = (when: string, vm: { stats(): { instructions: number; traps: unknown; interrupts: unknown; tlbMisses: number; jit: unknown } }) => {
+    if (!showStats) return;
     const cpu = process.cpuUsage(c0);
     const th = threadCpu();
-    const split = th ? ` (main thread ${th.main.toFixed(2)} s, V8 workers ${th.workers.toFixed(2)} s)` : '';
-    console.log(`-- at ${when}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU${split}, ${hart.instructionsRetired} instructions retired`);
-    console.log('hart:', JSON.stringify(hart.stats));
-    if (hart.jitStats) console.log('jit:', JSON.stringify(hart.jitStats, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+    const split = th ? ` (main thread ${th.main.toFixed(2)} s, other threads: the machine's worker and V8's ${th.workers.toFixed(2)} s)` : '';
+    const st = vm.stats();
+    console.log(`-- at ${when}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU${split}, ${st.instructions} instructions`);
+    console.log('hart:', JSON.stringify({ traps: st.traps, interrupts: st.interrupts, tlbMisses: st.tlbMisses }));
+    if (accel !== 'interp') console.log('jit:', JSON.stringify(st.jit, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
   };
-  const res = await runVm({
+  const res = await runMachine(Machine, {
     ...(accel ? { accel } : {}),
-    ...(jitThreshold !== undefined ? { jitThreshold } : {}),
-    signal: abort.signal,
-    onMachine: (vm) => { hart = vm.hart as unknown as typeof hart; },
     kernel,
     initrd,
     append,
     bios,
     memoryMiB,
+  }, {
+    signal: abort.signal,
     commandMode: true,
-    console: { write: () => {}, start: () => {}, dispose: () => {} },
-    onInitStart: () => {
+    onInitStart: (vm) => {
       init = (performance.now() - t0) / 1000;
       const c = process.cpuUsage(c0);
       initCpu = (c.user + c.system) / 1e6;
-      report('/init');
+      report('/init', vm);
       if (initOnly) abort.abort();
     },
   });
-  if (initOnly && res.kind === 'quit') return { init, initCpu, poweroff: NaN, instructions: res.stats.instructions };
-  report('the end');
+  if (initOnly && res.kind === 'stopped') return { init, initCpu, poweroff: NaN, instructions: res.stats.instructions };
+  if (showStats) console.log('at the end:', JSON.stringify(res.stats.jit));
   if (res.kind !== 'poweroff') throw new Error(`visor boot ended with ${res.kind}`);
   return { init, initCpu, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }

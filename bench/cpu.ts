@@ -18,6 +18,7 @@ import { Asm } from '../test/support/riscv-asm.js';
 import type { Hart as HartType } from '../src/cpu/hart.js';
 
 const { Hart } = (await import('../dist/cpu/hart.js' as string)) as unknown as { Hart: typeof HartType };
+const { jitTier } = (await import('../dist/jit/jit.js' as string)) as typeof import('../src/jit/jit.js');
 const { allocateGuestRam } = (await import('../dist/cpu/guest-ram.js' as string)) as unknown as typeof import('../src/cpu/guest-ram.js');
 const argValue = (name: string): string | undefined => {
   const i = process.argv.indexOf(name);
@@ -123,7 +124,7 @@ for (const loop of loops) {
   const hart: HartType = new Hart({
     ramBase: RAM_BASE, ram, mmioRead: () => undefined,
     mmioWrite: (addr) => { if (addr !== FINISHER) return false; finished = true; hart.requestStop(); return true; },
-  }, { ...(accel ? { accel } : {}), ...(jitThreshold !== undefined ? { jitThreshold } : {}) });
+  }, { tier: jitTier, ...(accel ? { accel } : {}), ...(jitThreshold !== undefined ? { jitThreshold } : {}) });
   hart.reset(RAM_BASE);
   hart.run(2_000_000); // warm up the JIT of the host
   hart.reset(RAM_BASE);

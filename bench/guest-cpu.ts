@@ -8,7 +8,8 @@
  * Usage: npm run build && npx tsx bench/guest-cpu.ts [--mib N] [--loops N] [--accel jit|interp] [--no-qemu | --only-qemu]
  */
 import { cpus, loadavg } from 'node:os';
-import type { runVm as RunVm } from '../src/host/run-vm.js';
+import type { Machine as MachineClass } from '../src/sdk/index.js';
+import { runMachine } from '../test/support/run-machine.js';
 import { encodeCommand, findImage } from '../src/images/index.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
 
@@ -21,10 +22,9 @@ const MIB = Number(arg('mib', '32'));
 const LOOPS = Number(arg('loops', '100000'));
 const ACCEL = arg('accel', 'jit') as 'interp' | 'jit';
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
-// runVm from the build, as bench/boot.ts: tsc inlines the hart's opcode enum (tsx does not),
-// and the hart must come from the same module instances as the board: the JIT needs RAM that
-// dist/cpu/guest-ram.js allocated (a hart from dist on a board from src runs interpreted).
-const { runVm } = (await import('../dist/host/run-vm.js' as string)) as { runVm: typeof RunVm };
+// The SDK's Machine from the build, as bench/boot.ts: the path `visor run` takes (a worker
+// thread running src/vm/), with the hart's opcode enum inlined by tsc (tsx does not).
+const { Machine } = (await import('../dist/sdk/index.js' as string)) as { Machine: typeof MachineClass };
 
 const SCRIPT = [
   't() { cut -d" " -f1 /proc/uptime; }',
@@ -60,18 +60,14 @@ console.log(`bench/guest-cpu: ${cpus()[0]?.model ?? '?'} x${cpus().length}, node
 let v: Figures | undefined;
 if (!argv.includes('--only-qemu')) {
   const m = new MarkerClock(MARKERS, selfCpuSeconds);
-  let out = '';
-  let jitOn = false;
   const abort = new AbortController();
   const timer = setTimeout(() => abort.abort(), TIMEOUT_MS);
-  const res = await runVm({
-    accel: ACCEL, kernel: img.kernel, initrd: img.initrd, append: `${img.append} ${encodeCommand(['sh', '-c', SCRIPT])}`,
-    bios: 'builtin', commandMode: true, signal: abort.signal,
-    onMachine: (vm) => { jitOn = (vm.hart as unknown as { jit: unknown }).jit != null; },
-    console: { write: (b) => { const t = Buffer.from(b).toString('latin1'); out += t; m.feed(t); }, start: () => {}, dispose: () => {} },
-  }).finally(() => clearTimeout(timer));
+  const res = await runMachine(Machine, {
+    accel: ACCEL, kernel: img.kernel, initrd: img.initrd, append: `${img.append} ${encodeCommand(['sh', '-c', SCRIPT])}`, bios: 'builtin',
+  }, { commandMode: true, signal: abort.signal, onOutput: (t) => m.feed(t) }).finally(() => clearTimeout(timer));
+  const out = res.output;
   if (res.kind !== 'poweroff') throw new Error(`visor run ended with ${res.kind}:\n${out.slice(-2000)}`);
-  if (ACCEL === 'jit' && !jitOn) throw new Error('the JIT was asked for but the hart runs without it');
+  if (ACCEL === 'jit' && res.stats.jit.modulesCompiled === 0) throw new Error('the JIT was asked for but the hart runs without it');
   v = figures(out.replace(/\r/g, ''), m);
   show('visor', v);
 }

@@ -8,10 +8,7 @@
  * Usage: npm run build && npx tsx bench/net.ts [--mib N] [--timeout-s N] [--no-qemu | --only-qemu] [--accel interp|jit]
  */
 import { cpus, loadavg } from 'node:os';
-import type { Hart as HartClass } from '../src/cpu/hart.js';
-import type { BoardHart } from '../src/machine/hart.js';
 import { defaultAccel } from '../src/host/accel.js';
-import type { HartFactory } from '../src/machine/virt.js';
 import { L2Switch } from '../src/net/switch.js';
 import { stableMac } from '../src/net/mac.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
@@ -28,8 +25,7 @@ const MIB = Number(arg('mib', '16'));
 const TIMEOUT_MS = Number(arg('timeout-s', '3600')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 // The hart from the build: tsc inlines its opcode enum, tsx does not (see bench/blk.ts).
-const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };
-const createHart: HartFactory = (mem, opts) => new Hart(mem, { ...opts, accel: ACCEL }) as unknown as BoardHart;
+const vmDist = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
 
 const SERVER = ['sh', '-c', 'nc -l -p 5001 > /dev/null; echo SERVER_DONE'];
 const CLIENT = ['sh', '-c', [
@@ -66,8 +62,8 @@ const nic = (name: string) => (vm: import('../src/machine/virt.js').VirtMachine)
 let v: ReturnType<typeof figures> | undefined;
 if (!ONLY_QEMU) {
   const m = new MarkerClock(MARKERS, selfCpuSeconds);
-  const server = await GuestVm.create(img, { command: SERVER, append: 'visor.ip=10.0.9.1/24', timeoutMs: TIMEOUT_MS, attach: nic('bench-a'), createHart });
-  const client = await GuestVm.create(img, { command: CLIENT, append: 'visor.ip=10.0.9.2/24', timeoutMs: TIMEOUT_MS, attach: nic('bench-b'), createHart, onOutput: (t) => m.feed(t) });
+  const server = await GuestVm.create(img, { command: SERVER, append: 'visor.ip=10.0.9.1/24', timeoutMs: TIMEOUT_MS, attach: nic('bench-a'), accel: ACCEL, vm: vmDist });
+  const client = await GuestVm.create(img, { command: CLIENT, append: 'visor.ip=10.0.9.2/24', timeoutMs: TIMEOUT_MS, attach: nic('bench-b'), accel: ACCEL, vm: vmDist, onOutput: (t) => m.feed(t) });
   const [, c] = await Promise.all([server.run(TIMEOUT_MS), client.run(TIMEOUT_MS)]);
   v = figures(c.output, m);
   show('visor', v);

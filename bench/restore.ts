@@ -20,7 +20,7 @@ import { existsSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { readSnapshotFile } from '../src/host/snapshot-file.js';
+import { readSnapshotFile } from '../src/host/snapshot/file.js';
 import { ensureImage, INIT_START_MARKER } from '../src/images/index.js';
 import { MachineRunner } from '../src/sdk/runner.js';
 

@@ -11,10 +11,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
 import { createServer, type AddressInfo } from 'node:net';
-import type { Hart as HartClass } from '../src/cpu/hart.js';
-import type { BoardHart } from '../src/machine/hart.js';
 import { defaultAccel } from '../src/host/accel.js';
-import type { HartFactory } from '../src/machine/virt.js';
 import { HostNetworks } from '../src/host/net-attach.js';
 import { ensureImage } from '../src/images/index.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
@@ -29,8 +26,6 @@ const arg = (name: string, def: string) => {
 const MIB = Number(arg('mib', '64'));
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
-const { Hart } = (await import('../dist/cpu/hart.js' as string)) as { Hart: typeof HartClass };
-const createHart: HartFactory = (mem, opts) => new Hart(mem, { ...opts, accel: ACCEL }) as unknown as BoardHart;
 const GUEST_PORT = 5001;
 
 const freePort = () =>
@@ -115,7 +110,7 @@ if (!argv.includes('--only-qemu')) {
         command: command(httpPort),
         append: 'visor.dhcp=1',
         timeoutMs: TIMEOUT_MS,
-        createHart,
+        accel: ACCEL,
         onOutput,
         attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: nic.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
       });

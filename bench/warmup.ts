@@ -5,9 +5,9 @@
  *
  *   npm run build && npx tsx bench/warmup.ts [--interp | --jit] [--repeat N]
  */
-import type { runWarmUp as RunWarmUp } from '../src/machine/warmup/warmup.js';
+import type { runWarmUp as RunWarmUp } from '../src/vm/warmup.js';
 
-const { runWarmUp } = (await import('../dist/machine/warmup/warmup.js' as string)) as { runWarmUp: typeof RunWarmUp };
+const { runWarmUp } = (await import('../dist/vm/warmup.js' as string)) as { runWarmUp: typeof RunWarmUp };
 const args = process.argv.slice(2);
 const tiers = args.includes('--interp') ? ['interp' as const] : args.includes('--jit') ? ['jit' as const] : ['jit' as const, 'interp' as const];
 const rep = args.indexOf('--repeat');

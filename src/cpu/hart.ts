@@ -25,6 +25,7 @@
  */
 import type { PhysicalMemory } from './memory.js';
 import { Fpu } from './fpu/fpu.js';
+import { restoreHartState, saveHartState, type HartState } from './state.js';
 import { decode, decoded } from './decoder.js';
 import { Op } from './opcodes.js';
 import {
@@ -47,8 +48,7 @@ import {
   allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
   SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SETS, TLB_SIZE,
 } from './guest-ram.js';
-import { Jit, type JitStats } from '../jit/jit.js';
-import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED } from '../jit/compiler.js';
+import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED, type CompiledTier, type JitStats, type TierFactory } from './tier.js';
 
 export interface HartOptions {
   hartId?: number;
@@ -59,9 +59,14 @@ export interface HartOptions {
    * allocateGuestRam (src/cpu/guest-ram.ts) and falls back to the interpreter otherwise
    * (jitUnavailable says why). 'interp' (a bare hart's default, so CPU unit tests choose
    * their tier explicitly) runs the interpreter alone. Machines built by the SDK, `visor
-   * run` and runVm default to the JIT (src/host/accel.ts).
+   * run` and the SDK default to the JIT (src/host/accel.ts).
    */
   accel?: 'interp' | 'jit';
+  /**
+   * The compiled tier 'jit' runs (src/jit/jit.ts jitTier; src/vm/assembler.ts passes it).
+   * The hart knows the tier only through this interface (cpu/tier.ts).
+   */
+  tier?: TierFactory;
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
   jitThreshold?: number;
   /** Live compiled pages at most. */
@@ -99,6 +104,17 @@ export interface HartStats {
   tlbMisses: number;
   decodedPages: number;
   codeInvalidations: number;
+}
+
+/** What an SBI implementation sees of the hart that called it (machine/sbi/sbi.ts). */
+export interface SbiTarget {
+  regs: Int32Array;
+  readonly hartId?: number;
+  readCsr(num: number): bigint;
+  writeCsr(num: number, value: bigint): void;
+  requestStop(): void;
+  /** Optional TLB / instruction-cache flushes (RFENCE); a single hart flushes itself on sfence.vma. */
+  flushTlb?(): void;
 }
 
 export class Hart {
@@ -178,11 +194,11 @@ export class Hart {
   /** run() stops once the count reaches this; requestStop() zeroes it. */
   private limit = 0;
   /** Tier 1, or null when interpreting only. */
-  readonly jit: Jit | null = null;
+  readonly jit: CompiledTier | null = null;
   /** Why the JIT is off when it was asked for (RAM not in a WebAssembly.Memory). */
   readonly jitUnavailable: string | undefined;
   /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
-  sbiCall: ((hart: Hart) => boolean) | null = null;
+  sbiCall: ((hart: SbiTarget) => boolean) | null = null;
 
   // Pending trap, filled by raise() before throwing TRAP.
   private trapCause = 0;
@@ -259,8 +275,9 @@ export class Hart {
     this.xTagHi = new Int32Array(buf, slot.base + SLOT_X_TAG_HI, tlbEntries);
     this.xOff = new Int32Array(buf, slot.base + SLOT_X_OFF, tlbEntries);
     this.ram8 = ram;
-    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >> 1);
-    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >> 2);
+    // Unsigned shifts: RAM may be 2 GiB, whose length is negative as an int32.
+    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >>> 1);
+    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >>> 2);
     this.ramBase = memory.ramBase;
     this.ramSize = ram.length;
     this.ramPages = ram.length >>> 12;
@@ -271,10 +288,12 @@ export class Hart {
     if ((options.accel ?? 'interp') === 'jit') {
       if (slot.ramOffset < 0) {
         this.jitUnavailable = 'guest RAM is not in a WebAssembly.Memory (allocate it with allocateGuestRam)';
+      } else if (options.tier === undefined) {
+        this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
           ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
-        this.jit = new Jit({
+        this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,
           xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
@@ -285,6 +304,16 @@ export class Hart {
         }, opts);
       }
     }
+  }
+
+  /** The architectural state, for snapshots (cpu/state.ts). */
+  saveState(): HartState {
+    return saveHartState(this);
+  }
+
+  /** Puts the hart in a saved state; validates it first (a snapshot is untrusted). */
+  restoreState(s: HartState): void {
+    restoreHartState(this, s);
   }
 
   /** The JIT's counters (blocks compiled, compile time, cache hits, invalidations), if it is on. */

@@ -7,7 +7,9 @@
  * (runUntil: snapshot points by guest output, not timers) and the Debian boot, SDK and
  * differential tests passed under it.
  */
-export type Accel = 'interp' | 'jit';
+import type { Accel } from '../vm/spec.js';
+
+export type { Accel };
 
 export function defaultAccel(env: Record<string, string | undefined> = process.env): Accel {
   const v = env.VISOR_ACCEL;

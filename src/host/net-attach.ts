@@ -19,7 +19,7 @@
 import { VisorError } from '../base/errors.js';
 import { stableMac } from '../net/mac.js';
 import { NicShaper, type NicCounters } from '../net/nic-shaper.js';
-import { parseFirewallEntry, type NicRateLimits } from '../net/user/spec.js';
+import { parseFirewallEntry } from '../net/user/spec.js';
 import type { FirewallRule } from '../net/user/firewall.js';
 import { UserNet, type UserNetCounters } from '../net/user/user-net.js';
 import { L2Switch, SwitchRegistry } from '../net/switch.js';
@@ -28,17 +28,9 @@ import { joinSocketSwitch, switchSocketPath, userNetSocketPath, type SocketSwitc
 import { NodeHostSockets } from './usernet-sockets.js';
 import type { HostSockets } from '../net/user/host-sockets.js';
 
-export interface ForwardSpec {
-  proto: 'tcp' | 'udp';
-  hostAddress: string;
-  hostPort: number;
-  guestPort: number;
-}
-
-/** A NIC as a resolved machine config names it (plain data: it goes into snapshots). */
-export type NetSpec =
-  | { switch: string; rateLimit?: NicRateLimits }
-  | { user: string | null; publish: ForwardSpec[]; firewall: string[]; hostAccess: boolean; rateLimit?: NicRateLimits };
+import type { ForwardSpec, NetSpec } from '../vm/spec.js';
+// A NIC's resolved spec is part of a machine's spec (vm/spec.ts).
+export type { ForwardSpec, NetSpec } from '../vm/spec.js';
 
 export interface NetAttachmentCounters {
   nic: NicCounters;
@@ -193,8 +185,10 @@ export class HostNetworks {
   }
 }
 
-/** The NIC and NAT counters `stats()` publishes (summed over a machine's NICs), in this order. */
-export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+// The NIC and NAT counters' layout is the stats layout's (vm/stats.ts): the SDK reads it
+// without loading the network stack.
+export { NET_STAT_KEYS } from '../vm/stats.js';
+import { NET_STAT_KEYS } from '../vm/stats.js';
 
 /** Writes NET_STAT_KEYS' values for `nets` into `out` from `at` on. */
 export function writeNetStats(out: Float64Array, at: number, nets: readonly NetAttachment[]): void {
@@ -234,16 +228,4 @@ export function isNetSpec(n: unknown): n is NetSpec {
     o.firewall.every((r) => typeof r === 'string') &&
     typeof o.hostAccess === 'boolean'
   );
-}
-
-/**
- * Parses the value of `--net`: `switch=NAME`, `user` or `user=NAME`; null when malformed.
- * (`none` is the CLI's business.)
- */
-export function parseNetSpec(spec: string): { switchName: string } | { user: string | null } | null {
-  const m = /^switch=([A-Za-z0-9_.-]{1,64})$/.exec(spec);
-  if (m) return { switchName: m[1]! };
-  const u = /^user(?:=([A-Za-z0-9_.-]{1,64}))?$/.exec(spec);
-  if (u) return { user: u[1] ?? null };
-  return null;
 }

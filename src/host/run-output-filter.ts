@@ -3,9 +3,9 @@
  * (VISOR_INIT_START, VISOR_EXIT=<status>; see docs/guest-init.md) and spots kernel panics.
  * Bytes pass through as latin1 so the output is byte-for-byte what the guest wrote.
  */
-export const INIT_START = 'VISOR_INIT_START';
-export const EXIT_PREFIX = 'VISOR_EXIT=';
-const PANIC = 'Kernel panic - not syncing';
+import { EXIT_PREFIX, INIT_START_MARKER as INIT_START, KERNEL_PANIC as PANIC } from '../guest/boot-protocol.js';
+
+export { EXIT_PREFIX, INIT_START };
 
 export interface OutputEvents {
   initStart?(): void;

@@ -1,4 +1,4 @@
-import { warmUpHart, type WarmUpResult } from '../machine/warmup/warmup.js';
+import { warmUpHart, type WarmUpResult } from '../vm/warmup.js';
 import type { Accel } from './accel.js';
 import { tuneV8ForJit } from './v8-tuning.js';
 

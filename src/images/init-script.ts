@@ -4,12 +4,12 @@
  */
 
 import { AGENT_BIN } from '../guest/agent-files.js';
+import { AGENT_PORT_NAME, AGENT_PROTOCOL, AGENT_REQUEST, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG } from '../guest/boot-protocol.js';
 import { MODPROBE_PATH } from './modprobe.js';
 
-export const INIT_START_MARKER = 'VISOR_INIT_START';
-export const EXIT_MARKER = 'VISOR_EXIT';
-export const CMD_ARG = 'visor.cmd';
-export const IP_ARG = 'visor.ip';
+// The protocol's spelling lives in guest/boot-protocol.ts; re-exported for the image's users.
+export { AGENT_PORT_NAME, AGENT_PROTOCOL, CMD_ARG, CONSOLE_ARG, DATA_PORT_NAME, EXIT_MARKER, INIT_START_MARKER, IP_ARG };
+
 /** `visor.dhcp=1`: a DHCP server is on eth0's network (visor's user network): ask it. */
 export const DHCP_ARG = 'visor.dhcp';
 /** The script busybox udhcpc runs on lease events (written by init). */
@@ -29,8 +29,6 @@ case "$1" in
 esac
 exit 0
 `;
-/** `visor.console=hvc0`: init runs the shell or command on /dev/hvc0 (virtio-console port 0). */
-export const CONSOLE_ARG = 'visor.console';
 /**
  * `visor.stdio=virtio`: the command's stdin, stdout and stderr are the virtio-console ports
  * named below (byte-exact, stdout and stderr apart, end of input reaches the command).
@@ -45,12 +43,6 @@ export const ROOT_ARG = 'visor.root';
 export const ROOTINIT_ARG = 'visor.init';
 export const DEFAULT_ROOT_INIT = '/usr/lib/visor/init';
 
-/** The virtio-console port (virtio 1.2 §5.3.6 multiport) the guest agent serves. */
-export const AGENT_PORT_NAME = 'org.visor.agent';
-/** A second named port left to the user: a plain host↔guest byte channel. */
-export const DATA_PORT_NAME = 'org.visor.data';
-/** The agent's protocol version, in its greeting `READY <version>`. */
-export const AGENT_PROTOCOL = 1;
 export const AGENT_SH = 'lib/visor/agent.sh';
 export const SHUTDOWN_SH = 'lib/visor/shutdown.sh';
 /** poweroff, halt and reboot for the shell: linked over busybox's applets by init. */
@@ -201,7 +193,7 @@ serve() {
   while read -r req; do
     case "$req" in
       PING) echo PONG ;;
-      POWEROFF) echo "OK POWEROFF"; . "$lib/shutdown.sh"; exit 0 ;;
+      ${AGENT_REQUEST.poweroff}) echo "OK ${AGENT_REQUEST.poweroff}"; . "$lib/shutdown.sh"; exit 0 ;;
       *) echo "ERR unknown request" ;;
     esac
   done

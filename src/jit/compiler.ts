@@ -41,11 +41,11 @@ import {
   SLOT_W_TAG_HI, SLOT_W_TAG_LO, TLB_SIZE,
 } from '../cpu/guest-ram.js';
 import { FpInline } from './fp-emit.js';
+import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED } from '../cpu/tier.js';
 import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
 
 /** Exit reasons stored in the exit record. */
-export const EXIT_CHAIN = 0; // control left the page (or the block) at a clean boundary
-export const EXIT_STEP = 1; // the instruction at the exit pc needs the interpreter
+export { EXIT_CHAIN, EXIT_STEP } from '../cpu/tier.js';
 export const EXIT_MISS = 2; // no compiled block starts at the exit pc
 export const EXIT_BUDGET = 3; // the next block does not fit in the budget
 export const EXIT_NOCODE = 4; // (dispatcher) no compiled code for the exit pc's page
@@ -57,17 +57,11 @@ export const EXIT_NOCODE = 4; // (dispatcher) no compiled code for the exit pc's
  * the exit record (SLOT_EXIT: pc as an i64, reason as an i32) says where and why it stopped.
  */
 export type PageFn = (entryOff: number, room: number, dBase: number, pcLo: number, pcHi: number, fpOk: number) => number;
-/** fpOk bits: FS is Dirty (F/D computation and loads change nothing but f state and fflags). */
-export const FP_DIRTY = 1;
-/** fpOk bits: FS is not Off (F/D stores, which leave FS as it is, are allowed; Priv §3.1.6.6). */
-export const FP_ENABLED = 2;
+export { FP_DIRTY, FP_ENABLED } from '../cpu/tier.js';
 /** The wasm parameter types of a PageFn. */
 export const PAGE_FN_PARAMS = [I32, I32, I32, I32, I32, I32] as const;
 
-/** F/D computational instructions run by the hart (Hart.jitFp): 0 done, 1 interpret it instead. */
-export type FpFn = (w: number, imm: number) => number;
-/** LR/SC, CSR accesses and sfence.vma run by the hart (Hart.jitSys): 0 done, 1 interpret it, 2 done, leave the page. */
-export type SysFn = (w: number, imm: number) => number;
+export type { FpFn, SysFn } from '../cpu/tier.js';
 
 /** Integer-destination F/D ops (rd is an x register: compiled code reloads it after). */
 function fpIntDest(op: number): boolean {

@@ -5,8 +5,10 @@
 import { afterAll, expect, it } from 'vitest';
 import { testHartOptions } from '../cpu/testing/run-program.js';
 import { Hart } from '../cpu/hart.js';
+import { jitTier } from './jit.js';
 
 testHartOptions.accel = 'jit';
+testHartOptions.tier = jitTier;
 testHartOptions.jitThreshold = 0;
 
 // Count compiled code across the suites: the rerun must really exercise the JIT.

@@ -10,6 +10,7 @@ import { describe, expect, it } from 'vitest';
 import * as A from '../../test/support/riscv-asm.js';
 import { disasm } from '../../test/support/riscv-disasm.js';
 import { Hart } from '../cpu/hart.js';
+import { jitTier } from './jit.js';
 import { FINISHER, makeHart, RAM_BASE, testHartOptions } from '../cpu/testing/run-program.js';
 
 const { CSR } = A;
@@ -100,7 +101,7 @@ function program(list: Case[]): Uint8Array {
 
 function run(image: Uint8Array, jit: boolean): { out: Uint8Array; fpuCalls: number } {
   const saved = { ...testHartOptions };
-  Object.assign(testHartOptions, jit ? { accel: 'jit', jitThreshold: 0 } : { accel: 'interp' });
+  Object.assign(testHartOptions, jit ? { accel: 'jit', tier: jitTier, jitThreshold: 0 } : { accel: 'interp' });
   let fpuCalls = 0;
   const orig = Hart.prototype.jitFp;
   Hart.prototype.jitFp = function (this: Hart, w: number, imm: number): number { fpuCalls++; return orig.call(this, w, imm); };

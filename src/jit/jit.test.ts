@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as I from '../../test/support/riscv-asm.js';
 import { Asm } from '../../test/support/riscv-asm.js';
 import { Hart, type HartOptions } from '../cpu/hart.js';
+import { jitTier } from './jit.js';
 import { allocateGuestRam } from '../cpu/guest-ram.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
 import { compilePage } from './compiler.js';
@@ -22,7 +23,7 @@ function machine(code: Uint8Array, options: HartOptions, plainRam = false) {
     mmioRead: (addr) => { if (addr === UART + 5) { uartReads++; return 0x60; } return undefined; },
     mmioWrite: (addr) => { if (addr === FINISHER) { finished = true; hart.requestStop(); return true; } return false; },
   };
-  const hart: Hart = new Hart(memory, { hartId: 0, ...options });
+  const hart: Hart = new Hart(memory, { hartId: 0, tier: jitTier, ...options });
   hart.reset(RAM_BASE);
   const run = (budget = 50_000_000) => {
     let n = 0;

@@ -12,75 +12,13 @@
  * The number of live modules is bounded; the oldest are dropped first.
  */
 import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type FpFn, type PageFn, type SysFn } from './compiler.js';
+import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type PageFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 import { SLOT_FCSR_MIRROR } from './fp-emit.js';
 
-export interface JitOptions {
-  /**
-   * Entries into a page (any offset) without code before it is compiled, and entries into one
-   * new offset of a compiled page before it is compiled again (default 1000); 0 compiles at
-   * first execution.
-   */
-  threshold?: number;
-  /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */
-  maxModules?: number;
-}
-
-/** What the JIT needs of the hart (src/cpu/hart.ts). */
-export interface JitHost {
-  readonly memory: WebAssembly.Memory;
-  readonly slotBase: number;
-  readonly ramOffset: number;
-  readonly ramPages: number;
-  /** Byte offset of the hart's page map in the memory (guest-ram.ts). */
-  readonly pageMapBase: number;
-  /** Byte offset of the hart's entry maps (guest-ram.ts ENTRY_MAP_BYTES per table slot). */
-  readonly entryMapBase: number;
-  /** Fetch TLB (same layout as the hart's data TLB; in the shared memory). */
-  readonly xTagLo: Int32Array;
-  readonly xTagHi: Int32Array;
-  readonly xOff: Int32Array;
-  /** Makes stores to a RAM page take the slow path that invalidates its code. */
-  protectCodePage(pg: number): void;
-  /** Runs an F/D computational instruction (Hart.jitFp). */
-  readonly fp: FpFn;
-  /** Runs LR/SC, a CSR access or sfence.vma if it can (Hart.jitSys). */
-  readonly sys: SysFn;
-  /** The current fcsr (frm << 5 | fflags), which inline F/D code reads from a mirror (fp-emit.ts). */
-  fcsr(): number;
-}
-
-export interface JitStats {
-  /** Modules compiled (one per page and compile). */
-  modulesCompiled: number;
-  /** Basic blocks compiled, over all modules. */
-  blocksCompiled: number;
-  /** Guest instructions compiled. */
-  instructionsCompiled: number;
-  compileMs: number;
-  /** Of compileMs: building the module bytes (the rest is V8 compiling and instantiating). */
-  emitMs: number;
-  /** Entries into compiled pages (by the dispatcher). */
-  cacheHits: number;
-  /** Calls from the hart into the dispatcher (JS-to-wasm transitions). */
-  dispatches: number;
-  /** Instructions executed in compiled code. */
-  instructions: number;
-  /** Exits to interpret one instruction (not compiled, or a TLB miss, MMIO, crossing a page). */
-  stepExits: number;
-  /** Exits because the next pc had no compiled code (page not compiled, or no block there). */
-  noCodeExits: number;
-  /** Of noCodeExits: the page had code, but no block starts at that offset. */
-  missExits: number;
-  /** Modules dropped because their page was written. */
-  invalidations: number;
-  /** Modules dropped to stay within maxModules. */
-  evictions: number;
-  liveModules: number;
-  /** Compiles that failed (the page stays interpreted); should stay 0. */
-  failures: number;
-}
+import type { CompiledTier, JitHost, JitOptions, JitStats, TierFactory } from '../cpu/tier.js';
+// What the hart and the JIT share (options, host, stats) is declared in cpu/tier.ts.
+export type { JitHost, JitOptions, JitStats } from '../cpu/tier.js';
 
 const TWO32 = 4294967296;
 const TLB_MASK = TLB_SIZE - 1;
@@ -102,7 +40,10 @@ class PageRecord {
   invalidations = 0;
 }
 
-export class Jit {
+/** The JIT as a hart's compiled tier (HartOptions.tier). */
+export const jitTier: TierFactory = (host, options) => new Jit(host, options);
+
+export class Jit implements CompiledTier {
   readonly stats: JitStats = {
     modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, cacheHits: 0,
     dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, missExits: 0, invalidations: 0, evictions: 0, liveModules: 0,

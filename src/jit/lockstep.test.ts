@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import { Hart } from '../cpu/hart.js';
+import { jitTier } from './jit.js';
 import { BareMachine } from '../../test/support/bare-machine.js';
 import { generateProgram } from '../../test/diff/gen.js';
 import { IMAGE_SIZE, RAM_BASE } from '../../test/diff/layout.js';
@@ -18,7 +19,7 @@ const CSRS = [0x300, 0x341, 0x342, 0x343, 0x141, 0x142, 0x143, 0x100, 0x180, 0x0
 function makeHart(image: Uint8Array, jit: boolean) {
   const machine = new BareMachine(IMAGE_SIZE + (128 << 10));
   machine.load(image, RAM_BASE);
-  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? { accel: 'jit' as const, jitThreshold: 0 } : { accel: 'interp' as const }) });
+  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? { accel: 'jit' as const, tier: jitTier, jitThreshold: 0 } : { accel: 'interp' as const }) });
   machine.onStop = () => hart.requestStop();
   hart.reset(RAM_BASE);
   return { machine, hart };

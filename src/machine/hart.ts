@@ -1,3 +1,6 @@
+import type { HartStats, SbiTarget } from '../cpu/hart.js';
+import type { HartState } from '../cpu/state.js';
+import type { JitStats } from '../cpu/tier.js';
 import type { InterruptTarget } from './irq.js';
 
 /**
@@ -14,7 +17,7 @@ export interface BoardHart extends InterruptTarget {
   run(budget: number): number;
   requestStop(): void;
   readonly waitingForInterrupt: boolean;
-  sbiCall: ((hart: never) => boolean) | null;
+  sbiCall: ((hart: SbiTarget) => boolean) | null;
   /** stimecmp in timer ticks (a huge number when disabled), for idle sleeping. */
   stimecmpTicks(): number;
   readCsr(num: number): bigint;
@@ -23,6 +26,13 @@ export interface BoardHart extends InterruptTarget {
   /** Device DMA wrote guest RAM at this physical range: drop code decoded from it. */
   invalidateCode(physAddr: number, length: number): void;
   writeCsr(num: number, value: bigint): void;
+  /** Architectural state for snapshots; restore validates it (saved state is untrusted). */
+  saveState(): HartState;
+  restoreState(s: HartState): void;
+  /** Counters (--stats, vm.stats()). */
+  readonly stats: HartStats;
+  /** Tier 1's counters, when the hart runs the JIT. */
+  readonly jitStats: JitStats | undefined;
 }
 
 /** Reads x[i] as an unsigned Number (exact below 2^53). */

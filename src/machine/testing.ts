@@ -21,3 +21,15 @@ export class FakeIrq implements IrqSink {
     return this.levels.get(source) ?? false;
   }
 }
+
+/** What of BoardHart a scripted test hart has no use for: counters at zero, no state to save. */
+export class TestHartBase {
+  readonly stats = { instructions: 0, traps: [] as number[], interrupts: [] as number[], tlbMisses: 0, decodedPages: 0, codeInvalidations: 0 };
+  readonly jitStats = undefined;
+  saveState(): never {
+    throw new Error('a test hart has no state to save');
+  }
+  restoreState(): never {
+    throw new Error('a test hart has no state to restore');
+  }
+}

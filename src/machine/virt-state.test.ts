@@ -8,7 +8,6 @@ import { isVisorError } from '../base/errors.js';
 import { Hart } from '../cpu/hart.js';
 import { counterGuest } from '../../test/sdk/guest.js';
 import { InstructionClock } from './instruction-clock.js';
-import type { BoardHart } from './hart.js';
 import { VirtMachine, type VirtState } from './virt.js';
 
 const BATCH = 10_000;
@@ -19,9 +18,9 @@ function machine(kernel: Uint8Array) {
     memoryMiB: 32,
     kernel,
     clock,
-    createHart: (mem, o) => new Hart(mem, o) as unknown as BoardHart,
+    createHart: (mem, o) => new Hart(mem, o),
   });
-  clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
+  clock.attach(() => vm.hart.instructionsRetired);
   let out = '';
   vm.onConsoleOutput = (b) => (out += new TextDecoder().decode(b));
   let executed = 0;

@@ -4,10 +4,11 @@ import { ManualClock } from './clock.js';
 import { findNode, readFdt } from './fdt/fdt.js';
 import { regU, type BoardHart } from './hart.js';
 import { MIP_MTIP } from './irq.js';
+import { TestHartBase } from './testing.js';
 import { VirtMachine, type VirtConfig } from './virt.js';
 
 /** A stand-in hart: runs a script of bus accesses instead of instructions. */
-class ScriptHart implements BoardHart {
+class ScriptHart extends TestHartBase implements BoardHart {
   regs = new Int32Array(64);
   pc = 0;
   priv = 3;
@@ -16,7 +17,9 @@ class ScriptHart implements BoardHart {
   waitingForInterrupt = false;
   sbiCall: BoardHart['sbiCall'] = null;
   script: ((mem: PhysicalMemory) => void)[] = [];
-  constructor(readonly mem: PhysicalMemory, readonly time: () => number) {}
+  constructor(readonly mem: PhysicalMemory, readonly time: () => number) {
+    super();
+  }
   reset(pc: number) {
     this.pc = pc;
     this.priv = 3;

@@ -1,8 +1,7 @@
 import { VisorError } from '../base/errors.js';
 import type { IrqSink, MmioDevice } from '../base/mmio.js';
-import type { Hart } from '../cpu/hart.js';
 import type { PhysicalMemory } from '../cpu/memory.js';
-import { restoreHartState, saveHartState, type HartState } from '../cpu/state.js';
+import type { HartState } from '../cpu/state.js';
 import { loadKernel, parseKernel, type LoadedKernel } from './boot/kernel.js';
 import { placeBootData } from './boot/layout.js';
 import { buildResetRom, Rom } from './boot/rom.js';
@@ -19,9 +18,8 @@ import { Syscon, type SysconEvent } from './syscon/syscon.js';
 import { Uart16550, type UartState } from './uart/uart.js';
 
 const MiB = 1 << 20;
-export const MIN_MEMORY_MIB = 16;
-export const MAX_MEMORY_MIB = 2048;
-export const DEFAULT_MEMORY_MIB = 512;
+import { DEFAULT_MEMORY_MIB, MAX_MEMORY_MIB, MIN_MEMORY_MIB } from './ram-size.js';
+export { DEFAULT_MEMORY_MIB, MAX_MEMORY_MIB, MIN_MEMORY_MIB };
 /** Where the kernel goes (2 MiB aligned; OpenSBI's fw_jump jumps here). */
 export const KERNEL_LOAD_ADDR = VIRT_MEMMAP.dram.base + 0x20_0000;
 
@@ -336,7 +334,7 @@ export class VirtMachine {
     setReg(hart, REG_A0, 0);
     setReg(hart, REG_A1, dtbAddr);
     setReg(hart, REG_A2, 0);
-    hart.sbiCall = this.sbi!.handle as unknown as BoardHart['sbiCall'];
+    hart.sbiCall = this.sbi!.handle;
     hart.priv = PRIV_S;
   }
 
@@ -362,7 +360,7 @@ export class VirtMachine {
       memoryMiB: this.memoryMiB,
       firmware: (this.cfg.bios ?? 'builtin') === 'builtin' ? 'builtin' : 'external',
       clock: { ticks: this.cfg.clock.nowTicks(), wallNs: this.cfg.clock.wallNs().toString() },
-      hart: saveHartState(this.hart as unknown as Hart),
+      hart: this.hart.saveState(),
       clint: this.clint.saveState(),
       plic: this.plic.saveState(),
       uart: this.uart.saveState(),
@@ -412,7 +410,7 @@ export class VirtMachine {
     const clint = { ...s.clint };
     const rtc = { ...s.rtc };
     // The hart first: the clock may count its retired instructions.
-    restoreHartState(this.hart as unknown as Hart, s.hart);
+    this.hart.restoreState(s.hart);
     if (typeof clint === 'object' && Number.isSafeInteger(clint.mtimeOffset)) {
       clint.mtimeOffset = clint.mtimeOffset + s.clock.ticks - clock.nowTicks();
     }
@@ -436,7 +434,7 @@ export class VirtMachine {
     this.romBytes = rom;
     this.sbiInput = [...s.sbiInput];
     // The built-in SBI answers ecalls from S-mode, as after boot().
-    if (this.sbi) this.hart.sbiCall = this.sbi.handle as unknown as BoardHart['sbiCall'];
+    if (this.sbi) this.hart.sbiCall = this.sbi.handle;
     this.exit = s.exit ?? undefined;
     this.booted = true;
   }

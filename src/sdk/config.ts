@@ -6,14 +6,15 @@ import { access, constants, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
-import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/virt.js';
-import { defaultAccel, type Accel } from '../host/accel.js';
-import { hasVirtioConsole } from './console-kind.js';
+import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/ram-size.js';
+import { defaultAccel } from '../host/accel.js';
+import { DEFAULT_APPEND, DEFAULT_MEMORY_MIB, hasVirtioConsole, VIRTIO_CONSOLE_ARG, VIRTIO_STDIO_ARG, virtioSlotLayout, VIRTIO_SLOTS, type NetSpec, type VmSpec } from '../vm/spec.js';
 import { formatMac, randomMac, stableMac } from '../net/mac.js';
 import { imageMinMemoryMiB } from '../images/recipes.js';
 import { parseFirewallEntry, parsePublish } from '../net/user/spec.js';
 import { DHCP_ARG as DHCP_FLAG } from '../images/init-script.js';
-import type { NetSpec } from '../host/net-attach.js';
+
+export { DEFAULT_MEMORY_MIB, VIRTIO_CONSOLE_ARG, VIRTIO_STDIO_ARG };
 
 const DiskSchema = z.strictObject({
   path: z.string().min(1),
@@ -130,40 +131,13 @@ export const MachineConfigSchema = z.strictObject({
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
 
-/** The config after validation and image resolution: what a machine worker is given. */
-export interface ResolvedConfig {
-  name: string;
-  kernel: string;
-  initrd?: string;
-  append: string;
-  bios: string;
-  memoryMiB: number;
-  disks: { path: string; format?: 'raw' | 'qcow2'; readOnly: boolean }[];
-  /** Each NIC: a switch or a user network; mac "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
-  nets: (NetSpec & { mac?: string })[];
-  rng: boolean;
-  /** Absent in snapshots from before the device existed: no balloon. */
-  balloon?: boolean;
-  vsock?: { cid: number; path: string };
-  deterministic: boolean;
-  accel: Accel;
-  /** Absent in snapshots from before the virtio-console: serial, no agent. */
-  console?: 'serial' | 'virtio';
-  agent?: boolean;
-  /** Absent in older snapshots: the console. */
-  stdio?: 'console' | 'virtio';
-}
+/** The config after validation and image resolution: what a machine worker is given (src/vm/spec.ts). */
+export type ResolvedConfig = VmSpec;
 
 export { hasVirtioConsole };
 
-/** What `console: 'virtio'` adds to the kernel command line (docs/guest-init.md). */
-export const VIRTIO_CONSOLE_ARG = 'visor.console=hvc0';
-/** What `stdio: 'virtio'` adds to the kernel command line. */
-export const VIRTIO_STDIO_ARG = 'visor.stdio=virtio';
-
 export { defaultAccel, type Accel } from '../host/accel.js';
 
-export const DEFAULT_MEMORY_MIB = 512;
 /** What a user network adds to the kernel command line: the image's init asks DHCP. */
 const DHCP_ARG = `${DHCP_FLAG}=1`;
 
@@ -183,7 +157,6 @@ function resolveNet(n: z.output<typeof NetSchema>): NetSpec {
     ...limits,
   };
 }
-const DEFAULT_APPEND = 'console=ttyS0 earlycon';
 
 /** Validates `input` (untrusted) into a config; the error names the first bad field. */
 export function parseMachineConfig(input: unknown): z.output<typeof MachineConfigSchema> {
@@ -213,9 +186,9 @@ async function mustExist(path: string, field: string): Promise<void> {
 /** Image resolution is injected so tests and the CLI decide how images are pulled. */
 export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
 
-/** virtio-mmio slots a machine uses (the board has 8). */
+/** virtio-mmio slots a machine uses (the board has VIRTIO_SLOTS). */
 export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent' | 'stdio'>): number {
-  return c.disks.length + c.nets.length + (c.rng ? 1 : 0) + (c.balloon ? 1 : 0) + (c.vsock ? 1 : 0) + (hasVirtioConsole(c) ? 1 : 0);
+  return virtioSlotLayout(c).length;
 }
 
 /** Validates, resolves the image, and checks every file the machine will open. */
@@ -277,7 +250,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   }
   // visor's init runs its DHCP client when told a DHCP server is there (docs/guest-init.md).
   if (r.nets.some((n) => 'user' in n) && !/(^|\s)visor\.(ip|dhcp)=/.test(r.append)) r.append = `${r.append} ${DHCP_ARG}`.trim();
-  if (virtioSlots(r) > 8) {
+  if (virtioSlots(r) > VIRTIO_SLOTS) {
     throw new VisorError('InvalidConfig', 'machine config: disks, nets, rng, balloon, vsock and the console/agent need more than the 8 virtio slots (agent: false frees one)');
   }
   return r;

@@ -4,7 +4,7 @@
 export { Machine, type MachineStats, type SnapshotInfo, type SnapshotOptions, type StopOptions, type CreateOptions, type RestoreOptions, type MachineEvents } from './machine.js';
 export { MachineConfigSchema, parseMachineConfig, defaultAccel, type Accel, type MachineConfig, type ResolvedConfig, type ImageResolver } from './config.js';
 export { TRANSITIONS, transition, type MachineState, type MachineAction } from './states.js';
-export type { GuestEvent, UntilCondition, StopResult } from './runner.js';
+export type { GuestEvent, UntilCondition, StopResult } from './protocol.js';
 export { VisorError, isVisorError, type VisorErrorCode } from '../base/errors.js';
 export {
   Sandbox,

@@ -15,9 +15,10 @@ import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
-import { DEFAULT_STOP_TIMEOUT_MS, JIT_STAT_KEYS, STAT, type GuestEvent, type StopResult, type UntilCondition } from './runner.js';
+import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
+import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { NET_STAT_KEYS } from '../host/net-attach.js';
+import { NET_STAT_KEYS } from '../vm/stats.js';
 
 export interface MachineStats {
   /** Guest instructions executed since boot (traps count as one). */
@@ -591,7 +592,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       traps: byCause(STAT.traps),
       interrupts: byCause(STAT.interrupts),
       tlbMisses: s[STAT.tlbMisses]!,
-      ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / 256, actualMiB: s[STAT.balloonActualPages]! / 256 } } : {}),
+      ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / BALLOON_PAGES_PER_MIB, actualMiB: s[STAT.balloonActualPages]! / BALLOON_PAGES_PER_MIB } } : {}),
       virtioInterrupts: s[STAT.virtioInterrupts]!,
       net: Object.fromEntries(NET_STAT_KEYS.map((k, i) => [k, s[STAT.net + i]!])) as MachineStats['net'],
       io: {

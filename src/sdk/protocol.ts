@@ -4,7 +4,7 @@
  */
 import { VisorError, type VisorErrorCode } from '../base/errors.js';
 import type { Accel, ResolvedConfig } from './config.js';
-import type { GuestEvent, UntilCondition } from './runner.js';
+import type { PausePoint } from '../vm/driver.js';
 import type { MachineState } from './states.js';
 
 export type WorkerInit =
@@ -61,3 +61,46 @@ export function toWire(err: unknown): WireError {
 export function fromWire(e: WireError): VisorError {
   return new VisorError(e.code, e.message);
 }
+
+export type GuestEvent =
+  /** The guest agent opened (or closed) its port: whether stop() can ask the guest. */
+  | { kind: 'agent'; listening: boolean }
+  | { kind: 'poweroff' }
+  | { kind: 'reboot' }
+  | { kind: 'fail'; code: number }
+  | { kind: 'panic'; line: string };
+
+/**
+ * Where runUntil() pauses: at the end of the first instruction batch in which the guest printed
+ * `output` on its console, or by which `instructions` (since boot) have run. Output counts
+ * from where the previous runUntil matched (or the boot), within the last 64 KiB: text
+ * printed just before the call is found (then the machine pauses where it stands). Batches
+ * sit on the fixed grid, so for a deterministic guest the point is the same however fast the
+ * host runs it.
+ */
+export interface UntilCondition extends PausePoint {
+  /** Machine.runUntil: give up after this long (default 5 minutes), pausing the machine. */
+  timeoutMs?: number;
+}
+
+/** How stop() ended the machine. */
+export interface StopResult {
+  /** The guest shut itself down at the agent's request, before the timeout. */
+  graceful: boolean;
+  /**
+   * Why it was stopped by force instead: 'no-agent' (no agent listened on its port within the
+   * timeout, or the machine has no agent port), 'timeout' (the agent was asked but the guest
+   * had not powered off by the timeout), 'not-running' (created or paused: nobody to ask),
+   * 'requested' (graceful: false).
+   */
+  forced?: 'no-agent' | 'timeout' | 'not-running' | 'requested';
+}
+
+export interface StopRequest {
+  /** Ask the guest first (default true). */
+  graceful?: boolean;
+  /** How long to wait for the agent and then for the guest to power off (default 10 s). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_STOP_TIMEOUT_MS = 10_000;

@@ -1,103 +1,44 @@
 /**
- * One machine, run from Node's event loop: builds the virt board from files (or a snapshot),
- * steps it, pauses it, snapshots it, stops it. The SDK runs one MachineRunner per worker
- * thread (worker-entry.ts); tests may run it in-process.
- *
- * Instructions run in batches on a fixed grid (batch k ends after k·BATCH instructions,
- * counted across snapshots), and every control request (pause, snapshot, stop) waits for the
- * current batch to end rather than cutting it short. Interrupts are taken at batch starts, so
- * a machine paused, snapshotted or restored takes them at the same instructions as one never
- * interrupted. In deterministic mode disk completions are also delivered at the batch
- * boundary after the request (the loop waits for them), and the clock counts instructions.
+ * One machine's lifecycle, run from Node's event loop: opens its host devices, has src/vm/
+ * assemble the board (assembler.ts) and drive it (driver.ts: batches on a fixed grid, idle
+ * sleep, reboots), and answers the API: pause, snapshot, stop, the guest agent, the balloon.
+ * The SDK runs one MachineRunner per worker thread (worker-entry.ts); tests may run it
+ * in-process. Every control request waits for the current batch to end (see driver.ts).
  */
-import { readFile } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { VisorError } from '../base/errors.js';
-import { Hart } from '../cpu/hart.js';
-import type { MachineClock } from '../machine/clock.js';
-import type { BoardHart } from '../machine/hart.js';
-import { InstructionClock } from '../machine/instruction-clock.js';
-import { RNG_SEED_BYTES, VirtMachine, type VirtConfig, type VirtState } from '../machine/virt.js';
-import { closeDisk, openDisk, type OpenedDisk } from '../storage/open.js';
-import { createVirtioBlk, type VirtioBlk } from '../virtio/blk/device.js';
-import { VirtioMmioTransport } from '../virtio/mmio/transport.js';
-import type { VirtioNet } from '../virtio/net/device.js';
+import type { OpenedDisk } from '../storage/open.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
-import { parseMac } from '../net/mac.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
-import { createVirtioRng, type EntropySource } from '../virtio/rng/device.js';
+import type { EntropySource } from '../virtio/rng/device.js';
 import { ConsolePort, VirtioConsole } from '../virtio/console/device.js';
-import { AGENT_PORT_NAME, DATA_PORT_NAME, STDERR_PORT_NAME, STDIN_PORT_NAME, STDOUT_PORT_NAME } from '../images/init-script.js';
-// Not from config.ts: that loads zod, which the worker does not need (console-kind.ts).
-import type { Accel, ResolvedConfig } from './config.js';
-import { inflateInitrd } from '../host/initrd.js';
-import { defaultAccel } from '../host/accel.js';
-import { hasVirtioConsole } from './console-kind.js';
+import { AGENT_PORT_NAME, AGENT_REQUEST, agentRequest, CONSOLE_PORTS, DATA_PORT_NAME, KERNEL_PANIC as PANIC } from '../guest/boot-protocol.js';
+import { STDERR_PORT_NAME, STDIN_PORT_NAME, STDOUT_PORT_NAME } from '../images/init-script.js';
+import { parseMac } from '../net/mac.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { PacedClock } from '../host/clock-host.js';
-import { IdleSleeper } from '../host/idle-sleep.js';
-import { NodeFileOpener, mapFsError } from '../host/file-handle.js';
-import { HostNetworks, isNetSpec, writeNetStats, type NetAttachment } from '../host/net-attach.js';
-import { STORED_CODEC } from '../machine/snapshot/ram.js';
-import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot-file.js';
-import { nodeEntropy } from '../host/virtio-entropy.js';
-import { tuneV8ForJit } from '../host/v8-tuning.js';
-import { warmUp } from '../host/warmup.js';
+import { HostNetworks, writeNetStats, type NetAttachment } from '../host/net-attach.js';
+import { STORED_CODEC } from '../host/snapshot/ram.js';
+import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot/file.js';
+import { snapshotMeta, validateSnapshot, type MachineSnapshotState } from '../host/snapshot/meta.js';
+import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
+import { defaultAccel } from '../host/accel.js';
+import { assembleVm, type AssembledVm } from '../vm/assembler.js';
+import { DTB_SEED_STATE, SeededEntropy } from '../vm/seeded-entropy.js';
+import { VmDriver } from '../vm/driver.js';
+import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
+import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
+import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
-export const BATCH = 20_000;
-/** virtio-balloon counts 4 KiB pages whatever the guest's page size (§5.5.6). */
-const PAGES_PER_MIB = 256;
-const SLICE_MS = 20;
-const PANIC = 'Kernel panic - not syncing';
+export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
+export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
+
 const PANIC_GRACE_MS = 500;
 /** Console output runUntil({ output }) looks back over. */
 const OUTPUT_HISTORY = 64 * 1024;
+/** The stdio ports (stdio: 'virtio'), after hvc0, the agent's and the data port. */
+const STDIO_PORTS = { stdin: 3, stdout: 4, stderr: 5 } as const;
 
-export type GuestEvent =
-  /** The guest agent opened (or closed) its port: whether stop() can ask the guest. */
-  | { kind: 'agent'; listening: boolean }
-  | { kind: 'poweroff' }
-  | { kind: 'reboot' }
-  | { kind: 'fail'; code: number }
-  | { kind: 'panic'; line: string };
-
-/**
- * Where runUntil() pauses: at the end of the first instruction batch in which the guest printed
- * `output` on its console, or by which `instructions` (since boot) have run. Output counts
- * from where the previous runUntil matched (or the boot), within the last 64 KiB: text
- * printed just before the call is found (then the machine pauses where it stands). Batches sit on the fixed grid, so for a deterministic guest the point is the same
- * however fast the host runs it.
- */
-export interface UntilCondition {
-  output?: string;
-  instructions?: number;
-  /** Machine.runUntil: give up after this long (default 5 minutes), pausing the machine. */
-  timeoutMs?: number;
-}
-
-/** How stop() ended the machine. */
-export interface StopResult {
-  /** The guest shut itself down at the agent's request, before the timeout. */
-  graceful: boolean;
-  /**
-   * Why it was stopped by force instead: 'no-agent' (no agent listened on its port within the
-   * timeout, or the machine has no agent port), 'timeout' (the agent was asked but the guest
-   * had not powered off by the timeout), 'not-running' (created or paused: nobody to ask),
-   * 'requested' (graceful: false).
-   */
-  forced?: 'no-agent' | 'timeout' | 'not-running' | 'requested';
-}
-
-export interface StopRequest {
-  /** Ask the guest first (default true). */
-  graceful?: boolean;
-  /** How long to wait for the agent and then for the guest to power off (default 10 s). */
-  timeoutMs?: number;
-}
-
-export const DEFAULT_STOP_TIMEOUT_MS = 10_000;
 
 export interface RunnerEvents {
   output(bytes: Uint8Array): void;
@@ -112,97 +53,6 @@ export interface RunnerEvents {
   error(err: VisorError): void;
 }
 
-/** Offsets in the shared stats array (Float64Array), written after every slice. */
-export const STAT = {
-  instructions: 0,
-  runningMs: 1,
-  idleMs: 2,
-  tlbMisses: 3,
-  blkBytesRead: 4,
-  blkBytesWritten: 5,
-  netRxBytes: 6,
-  netTxBytes: 7,
-  consoleOutBytes: 8,
-  consoleInBytes: 9,
-  virtioInterrupts: 10,
-  blkReads: 11,
-  blkWrites: 12,
-  mips: 13,
-  traps: 16,
-  interrupts: 32,
-  // Tier 1 (JIT) counters, in JIT_STAT_KEYS order; zero under the interpreter.
-  jit: 48,
-  // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
-  balloonTargetPages: 56,
-  balloonActualPages: 57,
-  // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts).
-  net: 58,
-  size: 68,
-} as const;
-
-/** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
-export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
-
-/** What the runner keeps of its own in a snapshot, next to the board's state. */
-export interface RunnerState {
-  version: 1;
-  executed: number;
-  deterministic: boolean;
-  rngState: number[] | null;
-}
-
-export interface SnapshotMeta {
-  format: 'visor-snapshot';
-  visorVersion: string;
-  createdAt: string;
-  config: ResolvedConfig;
-  disks: DiskFingerprint[];
-}
-
-export interface MachineSnapshotState {
-  runner: RunnerState;
-  board: VirtState;
-}
-
-/** xoshiro128** (Blackman & Vigna): a seeded entropy source so deterministic guests repeat. */
-export class SeededEntropy implements EntropySource {
-  s: Uint32Array;
-  constructor(state: readonly number[] = [0x9e3779b9, 0x243f6a88, 0xb7e15162, 0x1234567]) {
-    this.s = Uint32Array.from(state);
-  }
-  private next(): number {
-    const s = this.s;
-    const r = Math.imul(rotl(Math.imul(s[1]!, 5), 7), 9) >>> 0;
-    const t = s[1]! << 9;
-    s[2]! ^= s[0]!;
-    s[3]! ^= s[1]!;
-    s[1]! ^= s[2]!;
-    s[0]! ^= s[3]!;
-    s[2]! ^= t;
-    s[3] = rotl(s[3]!, 11);
-    return r;
-  }
-  fill(buf: Uint8Array): void {
-    for (let i = 0; i < buf.length; i += 4) {
-      const r = this.next();
-      for (let k = 0; k < 4 && i + k < buf.length; k++) buf[i + k] = (r >>> (8 * k)) & 0xff;
-    }
-  }
-}
-/** The state a deterministic machine's /chosen/rng-seed is drawn from. */
-const DTB_SEED_STATE = [0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a];
-function rotl(x: number, k: number): number {
-  return ((x << k) | (x >>> (32 - k))) >>> 0;
-}
-
-async function readInput(path: string, what: string): Promise<Uint8Array> {
-  try {
-    return new Uint8Array(await readFile(path));
-  } catch (err) {
-    const e = mapFsError(err, path);
-    throw new VisorError(e.code, `${what}: ${e.message}`, { cause: err });
-  }
-}
 
 export interface RunnerOptions {
   stats?: Float64Array;
@@ -226,35 +76,23 @@ export interface RunnerOptions {
 
 export class MachineRunner {
   private state: MachineState = 'created';
-  private vm!: VirtMachine;
-  private clock!: MachineClock;
+  /** Runs the board; replaces it on a guest reboot. Set by create()/restore(). */
+  private driver!: VmDriver;
   private disks: OpenedDisk[] = [];
-  private blks: { dev: VirtioBlk; transport: VirtioMmioTransport }[] = [];
   private nets: NetAttachment[] = [];
   /** Kept across reboots (as NICs are): the host side holds on to them. */
   private balloonDev: VirtioBalloon | undefined;
   private vsockDev: VirtioVsock | undefined;
   private vsockListener: VsockListener | undefined;
-  private netDevices: VirtioNet[] = [];
-  private transports: VirtioMmioTransport[] = [];
   private networks: HostNetworks | undefined;
   private ownNetworks = false;
   private rng: SeededEntropy | undefined;
-  private executed = 0;
-  /** Wanted by the API: the loop runs while this is true. */
-  private wantRunning = false;
-  private loopDone: Promise<void> | undefined;
-  private readonly sleeper = new IdleSleeper(() => this.clock);
-  /** CPU limit in percent of one host core (100: none); setCpuLimit. */
-  private cpuLimit = 100;
   private panicLine: string | undefined;
   private lineTail = '';
   private panicTimer: NodeJS.Timeout | undefined;
   private readonly stats: Float64Array;
   private consoleOut = 0;
   private consoleIn = 0;
-  private runningMs = 0;
-  private lastMips = 0;
   private closed = false;
   /** virtio-console: port 0 hvc0, port 1 the agent's, port 2 the user's data channel. */
   private con: VirtioConsole | undefined;
@@ -263,7 +101,8 @@ export class MachineRunner {
   private changed: (() => void)[] = [];
   /** Why the machine stopped ('poweroff' when the guest powered itself off). */
   private lastStop: string | undefined;
-  private until: { cond: UntilCondition; hit: boolean; resolve(): void; reject(e: unknown): void } | undefined;
+  /** A runUntil() in progress (the driver watches for its point). */
+  private until: { cond: UntilCondition; resolve(): void; reject(e: unknown): void } | undefined;
   /**
    * Console output no runUntil has matched yet (latin1, the last OUTPUT_HISTORY bytes): a
    * runUntil({ output }) also finds text printed just before the call.
@@ -292,7 +131,7 @@ export class MachineRunner {
     const r = new MachineRunner(cfg, events, opts);
     try {
       await r.openDevices();
-      await r.buildBoard({ boot: true });
+      r.drive(await r.assemble({ boot: true }), 0);
     } catch (err) {
       await r.close(false);
       throw err;
@@ -322,17 +161,17 @@ export class MachineRunner {
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
       lap('ram-wait');
       await r.openDevices();
-      await r.buildBoard({ boot: false, ram });
+      const m = await r.assemble({ boot: false, ram });
       lap('board');
-      if (ram === undefined) await snap.loadRam(r.vm.bus.ram);
+      if (ram === undefined) await snap.loadRam(m.vm.bus.ram);
       lap('ram');
       try {
-        r.vm.restoreState(state.board);
+        m.vm.restoreState(state.board);
       } catch (err) {
         if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
         throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
       }
-      r.executed = state.runner.executed;
+      r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.state = 'paused';
       r.publishStats();
@@ -345,14 +184,7 @@ export class MachineRunner {
   }
 
   private async openDevices(): Promise<void> {
-    const opener = new NodeFileOpener();
-    for (const d of this.cfg.disks) {
-      try {
-        this.disks.push(await openDisk(opener, d.path, { readOnly: d.readOnly, format: d.format }));
-      } catch (err) {
-        throw err instanceof VisorError ? err : mapFsError(err, d.path);
-      }
-    }
+    this.disks = await openDisks(this.cfg.disks);
     if (this.cfg.nets.length > 0) {
       if (!this.networks) {
         this.networks = new HostNetworks();
@@ -379,8 +211,8 @@ export class MachineRunner {
       const con = new VirtioConsole({ ports: [{ console: true }, { name: AGENT_PORT_NAME }, { name: DATA_PORT_NAME }, ...stdio] });
       const [hvc, agent, data] = con.ports as [ConsolePort, ConsolePort, ConsolePort];
       if (stdio.length > 0) {
-        con.ports[4]!.onOutput = (b) => this.events.stdout?.(b);
-        con.ports[5]!.onOutput = (b) => this.events.stderr?.(b);
+        con.ports[STDIO_PORTS.stdout]!.onOutput = (b) => this.events.stdout?.(b);
+        con.ports[STDIO_PORTS.stderr]!.onOutput = (b) => this.events.stderr?.(b);
       }
       hvc.onOutput = (b) => this.output(b);
       agent.onOutput = (b) => this.agentOutput(b);
@@ -394,79 +226,76 @@ export class MachineRunner {
     }
   }
 
-  /** (Re)builds the board; devices keep their host side across reboots. */
-  private async buildBoard(o: { boot: boolean; ram?: Uint8Array | undefined }): Promise<void> {
+  /** (Re)builds the board (src/vm/assembler.ts); devices keep their host side across reboots. */
+  private async assemble(o: { boot: boolean; ram?: Uint8Array | undefined }): Promise<AssembledVm> {
     const cfg = this.cfg;
-    let clock: MachineClock;
-    if (cfg.deterministic) clock = new InstructionClock();
-    else clock = new PacedClock(); // host time, paced by progress (see PacedClock)
-    const vcfg: VirtConfig = {
-      ...(o.ram ? { ram: o.ram } : {}),
-      kernel: new Uint8Array(0),
-      kernelName: cfg.kernel,
-      append: cfg.append,
-      bios: 'builtin',
-      memoryMiB: cfg.memoryMiB,
-      clock,
-      createHart: (mem, opts) => {
-        if (cfg.accel === 'jit') tuneV8ForJit();
-        return new Hart(mem, { ...opts, accel: cfg.accel }) as unknown as BoardHart;
-      },
-    };
-    if (o.boot) {
-      vcfg.kernel = await readInput(cfg.kernel, 'kernel');
-      if (cfg.initrd) vcfg.initrd = inflateInitrd(await readInput(cfg.initrd, 'initrd'), cfg.memoryMiB * 2 ** 20);
-      // A deterministic machine's seed is fixed too, so its boots repeat (its own source: the
-      // virtio-rng's stream stays as it was).
-      vcfg.rngSeed = new Uint8Array(RNG_SEED_BYTES);
-      (this.cfg.deterministic ? new SeededEntropy(DTB_SEED_STATE) : nodeEntropy).fill(vcfg.rngSeed);
-    }
-    // The firmware kind must match on restore; the bytes only matter for booting.
-    if (cfg.bios !== 'builtin') vcfg.bios = o.boot ? await readInput(cfg.bios, 'bios') : new Uint8Array(1);
+    // A deterministic machine's seed is fixed too, so its boots repeat (its own source: the
+    // virtio-rng's stream stays as it was).
+    const boot = o.boot ? await readBootImage(cfg, cfg.deterministic ? new SeededEntropy(DTB_SEED_STATE) : nodeEntropy) : undefined;
     // A boot meets the interpreter's paths one by one (host/warmup.ts); a restore skips the
     // warm-up: it costs tens of ms in a fresh worker, which a restore's latency target cannot take.
     if (o.boot) warmUp(cfg.accel);
-    const vm = new VirtMachine(vcfg);
-    if (clock instanceof InstructionClock || clock instanceof PacedClock) clock.attach(() => (vm.hart as unknown as Hart).instructionsRetired);
-    this.transports = [];
-    this.blks = [];
-    this.netDevices = [];
-    // Slot order is part of the machine's identity (a snapshot checks it): disks, NICs, rng.
-    let slot = 0;
-    for (const d of this.disks) {
-      const dev = createVirtioBlk({ disk: d.device });
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-      this.blks.push({ dev, transport: t });
-    }
-    for (const n of this.nets) {
-      // A rebuilt board gets the same NIC: reset it through its new transport.
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: n.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-      this.netDevices.push(n.device);
-    }
-    if (this.cfg.rng) {
-      const source = this.rng ?? nodeEntropy;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: createVirtioRng({ source }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    // After rng, so snapshots of machines without them keep their slots.
-    for (const dev of [this.balloonDev, this.vsockDev]) {
-      if (!dev) continue;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: dev, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    if (this.con) {
-      // Last, so machines without it (and their snapshots) keep their slots.
-      const con = this.con;
-      const t = vm.attachVirtio(slot++, (ctx) => new VirtioMmioTransport({ device: con, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) as VirtioMmioTransport;
-      this.transports.push(t);
-    }
-    vm.onConsoleOutput = (b) => this.output(b);
-    vm.plic.onActivity = () => this.wake();
-    if (o.boot) vm.boot();
-    this.vm = vm;
-    this.clock = clock;
+    const entropy: EntropySource = this.rng ?? nodeEntropy;
+    return assembleVm({
+      spec: cfg,
+      backends: {
+        disks: this.disks.map((d) => d.device),
+        nics: this.nets.map((n) => n.device),
+        entropy,
+        ...(this.balloonDev ? { balloon: this.balloonDev } : {}),
+        ...(this.vsockDev ? { vsock: this.vsockDev } : {}),
+        ...(this.con ? { console: this.con } : {}),
+      },
+      clock: clockFor(cfg),
+      tier: hostTier(cfg.accel),
+      ...(boot ? { boot } : {}),
+      ...(o.ram ? { ram: o.ram } : {}),
+    });
+  }
+
+  /** Hands the board to a driver and listens to it. */
+  private drive(m: AssembledVm, executed: number): void {
+    // A guest booted with panic=-1 reboots at once after a panic: the panic is what ended it.
+    const d = new VmDriver(m, { executed, name: this.cfg.name, rebuild: () => this.rebuild(), rebootEnds: () => this.panicLine !== undefined });
+    d.on('output', (b) => this.output(b));
+    d.on('slice', () => this.publishStats());
+    d.on('reboot', () => this.events.guest({ kind: 'reboot' }));
+    d.on('paused', () => {
+      if (this.state === 'running' && !this.closed) {
+        this.setState('paused');
+        this.settleUntil('paused');
+      }
+    });
+    d.on('exit', (exit) => {
+      if (exit.kind === 'reboot' && this.panicLine !== undefined) {
+        if (this.panicTimer) clearTimeout(this.panicTimer);
+        this.panicTimer = undefined;
+        this.events.guest({ kind: 'panic', line: this.panicLine });
+        this.endFromLoop('panic');
+        return;
+      }
+      this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
+      this.endFromLoop(exit.kind);
+    });
+    d.on('error', (err) => {
+      this.events.error(err);
+      this.endFromLoop('error');
+    });
+    this.driver = d;
+  }
+
+  /** A guest reboot: the host side of every device is reset, then a new board from the same files. */
+  private async rebuild(): Promise<AssembledVm> {
+    for (const n of this.nets) n.device.reset();
+    this.balloonDev?.reset();
+    this.vsockDev?.reset();
+    if (this.con?.ports[CONSOLE_PORTS.agent]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
+    this.con?.reset();
+    return this.assemble({ boot: true });
+  }
+
+  private get vm() {
+    return this.driver.machine.vm;
   }
 
   // ------------------------------------------------------------------ console
@@ -475,8 +304,7 @@ export class MachineRunner {
     this.consoleOut += b.length;
     this.watchPanic(b);
     this.outputHistory = (this.outputHistory + Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('latin1')).slice(-OUTPUT_HISTORY);
-    const u = this.until;
-    if (u && !u.hit && this.consumeOutput(u.cond.output)) u.hit = true;
+    if (this.until && this.consumeOutput(this.until.cond.output)) this.driver.hitPoint();
     this.events.output(b);
   }
 
@@ -511,36 +339,36 @@ export class MachineRunner {
     if (this.state === 'stopped') return;
     this.consoleIn += bytes.length;
     // console 'virtio': the guest's shell reads hvc0 (port 0 queues it until the guest reads).
-    if (this.con && this.cfg.console === 'virtio') this.con.ports[0]!.write(bytes);
+    if (this.con && this.cfg.console === 'virtio') this.con.ports[CONSOLE_PORTS.hvc0]!.write(bytes);
     else this.vm.consoleInput(bytes);
-    this.wake();
+    this.driver.wake();
   }
 
   /** Host → guest bytes on the data port (dropped when the machine has no virtio-console). */
   channelInput(bytes: Uint8Array): void {
     if (this.state === 'stopped' || !this.con) return;
-    this.con.ports[2]!.write(bytes);
-    this.wake();
+    this.con.ports[CONSOLE_PORTS.data]!.write(bytes);
+    this.driver.wake();
   }
 
   /** The command's stdin (stdio: 'virtio'); dropped otherwise. */
   stdinInput(bytes: Uint8Array): void {
     if (this.state === 'stopped' || this.cfg.stdio !== 'virtio' || !this.con) return;
     this.consoleIn += bytes.length;
-    this.con.ports[3]!.write(bytes);
-    this.wake();
+    this.con.ports[STDIO_PORTS.stdin]!.write(bytes);
+    this.driver.wake();
   }
 
   /** End of the command's stdin: it reads end-of-file after what was sent. */
   stdinEnd(): void {
     if (this.state === 'stopped' || this.cfg.stdio !== 'virtio' || !this.con) return;
-    this.con.ports[3]!.closeHost();
-    this.wake();
+    this.con.ports[STDIO_PORTS.stdin]!.closeHost();
+    this.driver.wake();
   }
 
   /** The agent is listening: its port is open in the guest. */
   get agentListening(): boolean {
-    return this.con?.ports[1]?.guestOpen === true;
+    return this.con?.ports[CONSOLE_PORTS.agent]?.guestOpen === true;
   }
 
   /** Lines from the agent (docs/guest-init.md "Agent"): only its greeting matters to the host. */
@@ -621,10 +449,14 @@ export class MachineRunner {
     const action: MachineAction = this.state === 'created' ? 'start' : this.state === 'paused' ? 'resume' : 'pause';
     const next = this.check(action);
     const done = new Promise<void>((resolve, reject) => {
-      // Already printed (since the last match): met at once, at the batch boundary we sit on.
-      this.until = { cond, hit: this.consumeOutput(cond.output), resolve, reject };
+      this.until = { cond, resolve, reject };
     });
-    if (this.state !== 'created' && this.untilReached()) {
+    // The runner matches output itself (over its history: text printed just before the call
+    // counts); the driver watches the instruction count.
+    this.driver.pauseAt(cond.instructions !== undefined ? { instructions: cond.instructions } : {});
+    // Already printed (since the last match): met at once, at the batch boundary we sit on.
+    if (this.consumeOutput(cond.output)) this.driver.hitPoint();
+    if (this.state !== 'created' && this.driver.pointReached) {
       // An instruction count already passed (we sit at a batch boundary): pause right here.
       if (this.state === 'running') await this.park();
       this.setState('paused');
@@ -638,209 +470,45 @@ export class MachineRunner {
     return done;
   }
 
-  private untilReached(): boolean {
-    return this.until !== undefined && this.untilReachedBy(this.until);
-  }
-
-  private untilReachedBy(u: { cond: UntilCondition; hit: boolean }): boolean {
-    return u.hit || (u.cond.instructions !== undefined && this.executed >= u.cond.instructions);
-  }
-
   /** Ends a pending runUntil: met if its condition holds, else refused with why it ended. */
   private settleUntil(why: string): void {
     const u = this.until;
     if (!u) return;
     this.until = undefined;
-    if (why !== 'stopped' && this.untilReachedBy(u)) u.resolve();
+    const reached = this.driver?.pointReached === true;
+    this.driver?.pauseAt(undefined);
+    // The driver clears its point when it pauses there.
+    if (why === 'paused' || (why !== 'stopped' && reached)) u.resolve();
     else u.reject(new VisorError('NotAllowed', `runUntil: the machine ${why} before ${u.cond.output !== undefined ? `the guest printed ${JSON.stringify(u.cond.output)}` : `${u.cond.instructions} instructions`}`));
   }
 
   private runLoop(): void {
-    this.wantRunning = true;
-    if (!this.loopDone) {
-      this.loopDone = this.loop().finally(() => {
-        this.loopDone = undefined;
-        if (this.state === 'running' && !this.closed && this.untilReached()) {
-          this.setState('paused');
-          this.settleUntil('paused');
-        }
-      });
-    }
+    void this.driver.run();
   }
 
   private async park(): Promise<void> {
-    this.wantRunning = false;
-    this.wake();
-    await this.loopDone;
+    await this.driver.park();
   }
 
   private wake(): void {
-    this.sleeper.wake();
-  }
-
-  private blkBusy(): boolean {
-    for (const b of this.blks) {
-      const q = b.transport.queues[0];
-      if (q && q.lastAvailIdx !== q.usedIdx) return true;
-    }
-    return false;
-  }
-
-  /** Waits for every disk request in flight to complete (and its interrupt to be raised). */
-  private async drainIo(): Promise<void> {
-    for (let i = 0; i < 1000 && this.blkBusy(); i++) {
-      await Promise.all(this.blks.map((b) => b.dev.whenIdle()));
-      await yieldToEventLoop();
-    }
-  }
-
-  private async loop(): Promise<void> {
-    // A guest reboot replaces the board and the clock: both are re-read after one.
-    let vm = this.vm;
-    let det = this.clock instanceof InstructionClock ? this.clock : undefined;
-    let t0 = performance.now();
-    let mipsStart = t0;
-    let mipsInstr = this.executed;
-    try {
-      while (this.wantRunning && !this.closed) {
-        const sliceStart = performance.now();
-        const sliceEnd = sliceStart + SLICE_MS;
-        do {
-          this.executed += vm.step(BATCH - (this.executed % BATCH));
-          if (this.until && this.untilReached()) break;
-          if (det) {
-            if (this.blkBusy()) break;
-            // Idle time is skipped, not slept: the next timer is due at once.
-            if (vm.idle && !vm.exit) {
-              const d = vm.nextDeadline();
-              if (!Number.isFinite(d)) break;
-              det.advanceTo(d);
-            }
-          }
-        } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
-        const now = performance.now();
-        this.runningMs += now - t0;
-        t0 = now;
-        if (now - mipsStart > 500) {
-          this.lastMips = (this.executed - mipsInstr) / ((now - mipsStart) * 1000);
-          mipsStart = now;
-          mipsInstr = this.executed;
-        }
-        this.publishStats();
-        if (this.until && this.untilReached() && !vm.exit) {
-          // runUntil's point: the loop ends at this batch boundary and runLoop pauses there.
-          this.wantRunning = false;
-          break;
-        }
-        if (vm.exit) {
-          if (!(await this.guestExit())) return;
-          vm = this.vm;
-          det = this.clock instanceof InstructionClock ? this.clock : undefined;
-          continue;
-        }
-        if (det && this.blkBusy()) {
-          await this.drainIo();
-        } else if (vm.idle && this.wantRunning) {
-          // Host clock: sleep until the next timer or an interrupt. Deterministic: only
-          // reached with no timer armed, so wait for input.
-          await this.sleeper.sleepUntil(vm.nextDeadline());
-          t0 = performance.now();
-        } else {
-          // A CPU limit of p% is a duty cycle: after a busy slice of r ms, off for r·(100−p)/p.
-          const ran = now - sliceStart;
-          if (this.cpuLimit < 100 && this.wantRunning) await this.sleeper.pauseFor((ran * (100 - this.cpuLimit)) / this.cpuLimit);
-          else await yieldToEventLoop();
-          t0 = performance.now();
-        }
-      }
-    } catch (err) {
-      const e = err instanceof VisorError ? err : new VisorError('Internal', `machine ${this.cfg.name} failed: ${(err as Error)?.message ?? String(err)}`, { cause: err });
-      this.events.error(e);
-      this.endFromLoop('error');
-    }
-  }
-
-  /**
-   * The guest powered off, failed or asked for a reboot. Returns true when the loop goes on
-   * (reboot: a new board from the same files). Called from the loop: whatever ends the
-   * machine is scheduled, since finish() waits for the loop to return.
-   */
-  private async guestExit(): Promise<boolean> {
-    const exit = this.vm.exit!;
-    if (exit.kind === 'reboot' && this.panicLine !== undefined) {
-      // A guest booted with panic=-1 reboots at once after a panic: the panic is what ended it.
-      if (this.panicTimer) clearTimeout(this.panicTimer);
-      this.panicTimer = undefined;
-      this.events.guest({ kind: 'panic', line: this.panicLine });
-      this.endFromLoop('panic');
-      return false;
-    }
-    if (exit.kind === 'reboot') {
-      this.events.guest({ kind: 'reboot' });
-      try {
-        await this.drainIo();
-        for (const n of this.netDevices) n.reset();
-        this.balloonDev?.reset();
-        this.vsockDev?.reset();
-        if (this.con?.ports[1]?.guestOpen) this.events.guest({ kind: 'agent', listening: false });
-        this.con?.reset();
-        await this.buildBoard({ boot: true });
-        this.executed = 0;
-        return true;
-      } catch (err) {
-        this.events.error(err instanceof VisorError ? err : new VisorError('Internal', String(err), { cause: err }));
-        this.endFromLoop('error');
-        return false;
-      }
-    }
-    this.events.guest(exit.kind === 'fail' ? { kind: 'fail', code: exit.code } : { kind: 'poweroff' });
-    this.endFromLoop(exit.kind);
-    return false;
+    this.driver.wake();
   }
 
   private endFromLoop(reason: string): void {
-    this.wantRunning = false;
     queueMicrotask(() => void this.finish(reason));
   }
 
   publishStats(): void {
-    const s = this.stats;
-    const hart = this.vm.hart as unknown as Hart;
-    s[STAT.instructions] = this.executed;
-    s[STAT.runningMs] = this.runningMs;
-    s[STAT.idleMs] = this.sleeper.idleMs;
-    s[STAT.tlbMisses] = hart.stats.tlbMisses;
-    let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
-    for (const b of this.blks) {
-      rd += b.dev.counters.bytesRead;
-      wr += b.dev.counters.bytesWritten;
-      reads += b.dev.counters.reads;
-      writes += b.dev.counters.writes;
-    }
-    for (const n of this.netDevices) {
-      rx += n.counters.rxBytes;
-      tx += n.counters.txBytes;
-    }
-    for (const t of this.transports) irqs += t.counters.interrupts;
-    s[STAT.blkBytesRead] = rd;
-    s[STAT.blkBytesWritten] = wr;
-    s[STAT.blkReads] = reads;
-    s[STAT.blkWrites] = writes;
-    s[STAT.netRxBytes] = rx;
-    s[STAT.netTxBytes] = tx;
-    writeNetStats(s, STAT.net, this.nets);
-    s[STAT.consoleOutBytes] = this.consoleOut;
-    s[STAT.consoleInBytes] = this.consoleIn;
-    s[STAT.virtioInterrupts] = irqs;
-    s[STAT.mips] = this.lastMips;
-    s[STAT.balloonTargetPages] = this.balloonDev?.target ?? 0;
-    s[STAT.balloonActualPages] = this.balloonDev?.actual ?? 0;
-    for (let i = 0; i < 16; i++) {
-      s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
-      s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
-    }
-    const j = hart.jitStats;
-    if (j) JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
+    const d = this.driver;
+    publishStats(this.stats, d.machine, {
+      executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
+    });
+    writeNetStats(this.stats, STAT.net, this.nets);
+  }
+
+  /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */
+  setCpuLimit(percent: number): void {
+    this.driver.setCpuLimit(percent);
   }
 
   /**
@@ -848,12 +516,6 @@ export class MachineRunner {
    * `targetMiB` of it sits in the balloon (0 deflates it). The guest acts on it on its own
    * time; `actualMiB` is what it has given so far.
    */
-  /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */
-  setCpuLimit(percent: number): void {
-    if (!(percent >= 1 && percent <= 100)) throw new VisorError('InvalidArgument', `CPU limit ${percent}%: give 1-100 (percent of one host core)`);
-    this.cpuLimit = percent;
-  }
-
   balloon(targetMiB: number): { targetMiB: number; actualMiB: number } {
     if (this.state === 'stopped') throw new VisorError('NotAllowed', 'cannot inflate the balloon of a machine that is stopped');
     const dev = this.balloonDev;
@@ -875,23 +537,17 @@ export class MachineRunner {
   async snapshot(path: string, opts: { compress?: boolean } = {}): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
     this.check('snapshot');
     const t0 = performance.now();
-    const wasRunning = this.wantRunning;
+    const wasRunning = this.driver.running;
     await this.park();
     try {
       if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine stopped while the snapshot was being prepared');
-      await this.drainIo();
+      await this.driver.drainIo();
       for (const d of this.disks) await d.device.flush();
       const disks: DiskFingerprint[] = [];
       for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
-      const meta: SnapshotMeta = {
-        format: 'visor-snapshot',
-        visorVersion: VISOR_VERSION,
-        createdAt: new Date().toISOString(),
-        config: this.cfg,
-        disks,
-      };
+      const meta = snapshotMeta(this.cfg, disks);
       const machine: MachineSnapshotState = {
-        runner: { version: 1, executed: this.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? [...this.rng.s] : null },
+        runner: { version: 1, executed: this.driver.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? this.rng.saveState() : null },
         board: this.vm.saveState(),
       };
       const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
@@ -920,7 +576,7 @@ export class MachineRunner {
       // A guest still booting opens the port when its init starts the agent.
       if (!(await this.waitChange(() => this.agentListening || stopped(), deadline))) forced = 'no-agent';
       else if (!stopped()) {
-        this.con.ports[1]!.write(new TextEncoder().encode('POWEROFF\n'));
+        this.con.ports[CONSOLE_PORTS.agent]!.write(agentRequest(AGENT_REQUEST.poweroff));
         this.wake();
         if (!(await this.waitChange(stopped, deadline))) forced = 'timeout';
       }
@@ -936,17 +592,13 @@ export class MachineRunner {
   /** Immediate: no flush, devices closed. */
   async kill(): Promise<void> {
     this.check('kill');
-    this.wantRunning = false;
-    this.wake();
     await this.close(false);
     this.setState('stopped', 'killed');
   }
 
   private async finish(reason: string): Promise<void> {
     if (this.closed) return;
-    this.wantRunning = false;
-    this.wake();
-    if (this.loopDone) await this.loopDone;
+    await this.driver.park();
     await this.close(true);
     this.setState('stopped', reason);
   }
@@ -956,55 +608,14 @@ export class MachineRunner {
     this.closed = true;
     this.settleUntil('stopped');
     if (this.panicTimer) clearTimeout(this.panicTimer);
-    if (flush && this.vm) await this.drainIo().catch(() => {});
-    for (const d of this.disks) {
-      if (flush) await d.device.flush().catch(() => {});
-      await closeDisk(d).catch(() => {});
-    }
+    // Parks for good: the loop ends at its batch boundary and never starts again.
+    const parked = this.driver?.close();
+    if (flush && this.driver) await this.driver.drainIo().catch(() => {});
+    await closeDisks(this.disks, flush);
     for (const n of this.nets) await n.dispose().catch(() => {});
     await this.vsockListener?.close().catch(() => {});
     this.vsockListener = undefined;
     if (this.ownNetworks) this.networks = undefined;
+    await parked;
   }
-}
-
-export const VISOR_VERSION = '0.1.0';
-
-/** Checks the JSON parts of a snapshot before any of it is used. */
-export function validateSnapshot(snap: ReadSnapshot): { meta: SnapshotMeta; state: MachineSnapshotState } {
-  const bad = (what: string): never => {
-    throw new VisorError('CorruptImage', `snapshot: ${what}`);
-  };
-  const meta = snap.meta as SnapshotMeta;
-  if (typeof meta !== 'object' || meta === null || meta.format !== 'visor-snapshot') bad('meta section is not visor snapshot metadata');
-  const c = meta.config as ResolvedConfig;
-  if (typeof c !== 'object' || c === null) bad('no machine config');
-  if (
-    typeof c.name !== 'string' || typeof c.kernel !== 'string' || typeof c.append !== 'string' || typeof c.bios !== 'string' ||
-    !Number.isInteger(c.memoryMiB) || !Array.isArray(c.disks) || !Array.isArray(c.nets) ||
-    typeof c.rng !== 'boolean' || typeof c.deterministic !== 'boolean' ||
-    !c.disks.every((d) => typeof d?.path === 'string' && typeof d.readOnly === 'boolean' && (d.format === undefined || d.format === 'raw' || d.format === 'qcow2')) ||
-    !c.nets.every((n) => isNetSpec(n) && ((n as { mac?: unknown }).mac === undefined || (typeof (n as { mac?: unknown }).mac === 'string' && parseMac((n as { mac: string }).mac) !== null))) ||
-    (c.balloon !== undefined && typeof c.balloon !== 'boolean') ||
-    (c.console !== undefined && c.console !== 'serial' && c.console !== 'virtio') ||
-    (c.agent !== undefined && typeof c.agent !== 'boolean') ||
-    (c.stdio !== undefined && c.stdio !== 'console' && c.stdio !== 'virtio') ||
-    (c.vsock !== undefined && !(typeof c.vsock === 'object' && c.vsock !== null && Number.isInteger(c.vsock.cid) && c.vsock.cid >= 3 && c.vsock.cid <= 0xffff_fffe && typeof c.vsock.path === 'string' && c.vsock.path !== ''))
-  ) {
-    bad('machine config is malformed');
-  }
-  if (!Array.isArray(meta.disks) || meta.disks.length !== c.disks.length) bad('disk fingerprints do not match the disks');
-  meta.disks.forEach((d, i) => {
-    if (typeof d !== 'object' || d === null || d.path !== c.disks[i]!.path || typeof d.size !== 'number' || typeof d.headSha256 !== 'string' || typeof d.mtimeMs !== 'number') {
-      bad(`disk ${i} fingerprint is malformed`);
-    }
-  });
-  const state = snap.machine as MachineSnapshotState;
-  if (typeof state !== 'object' || state === null || typeof state.runner !== 'object' || state.runner === null) bad('machine section is malformed');
-  const r = state.runner;
-  if (r.version !== 1 || !Number.isSafeInteger(r.executed) || r.executed < 0 || r.deterministic !== c.deterministic) bad('runner state is malformed');
-  if (r.rngState !== null && !(Array.isArray(r.rngState) && r.rngState.length === 4 && r.rngState.every((v) => Number.isInteger(v) && v >= 0 && v < 2 ** 32))) {
-    bad('rng state is malformed');
-  }
-  return { meta, state };
 }

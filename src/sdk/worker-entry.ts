@@ -4,7 +4,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
-import { readSnapshotFile, startRamLoad } from '../host/snapshot-file.js';
+import { readSnapshotFile, startRamLoad } from '../host/snapshot/file.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
 import type { RunnerEvents } from './runner.js';

@@ -2,6 +2,8 @@
  * The visor side of the differential test: the same image on visor's hart over the bare
  * machine (RAM, UART stub, syscon).
  */
+import { jitTier } from '../../src/jit/jit.js';
+import type { TierFactory } from '../../src/cpu/tier.js';
 import { Hart } from '../../src/cpu/hart.js';
 import type { PhysicalMemory } from '../../src/cpu/memory.js';
 import { BareMachine } from '../support/bare-machine.js';
@@ -15,7 +17,7 @@ export interface HartLike {
   readonly pc: number;
   readonly priv: number;
 }
-export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number; accel?: 'interp' | 'jit'; jitThreshold?: number }) => HartLike;
+export type HartConstructor = new (memory: PhysicalMemory, options: { hartId: number; timeSource: () => number; accel?: 'interp' | 'jit'; tier?: TierFactory; jitThreshold?: number }) => HartLike;
 
 /** VISOR_ACCEL=jit VISOR_JIT_THRESHOLD=0 run the programs under the JIT (compiled at first execution). */
 function accelFromEnv(): { accel?: 'interp' | 'jit'; jitThreshold?: number } {
@@ -43,7 +45,7 @@ export function runOnVisor(Hart: HartConstructor, image: Uint8Array, maxInstruct
   // Generated programs touch nothing above the image; QEMU has more RAM, which they never see.
   const machine = new BareMachine(IMAGE_SIZE + (128 << 10));
   machine.load(image, RAM_BASE);
-  const hart = new Hart(machine, { ...accelFromEnv(), hartId: 0, timeSource: () => 0 });
+  const hart = new Hart(machine, { ...accelFromEnv(), tier: jitTier, hartId: 0, timeSource: () => 0 });
   machine.onStop = () => hart.requestStop();
   hart.reset(RAM_BASE);
   let executed = 0;

@@ -4,15 +4,13 @@
  * console output and the command's exit status. Used by the in-guest virtio tests and by
  * bench/blk.ts and bench/net.ts.
  */
-import { readFile } from 'node:fs/promises';
-import { PacedClock } from '../../src/host/clock-host.js';
-import { RunLoop } from '../../src/host/run-loop.js';
 import { ConsoleOutputFilter } from '../../src/host/run-output-filter.js';
 import { defaultAccel } from '../../src/host/accel.js';
-import { Hart } from '../../src/cpu/hart.js';
-import type { BoardHart } from '../../src/machine/hart.js';
+import { clockFor, hostTier, readBootImage } from '../../src/host/vm-host.js';
 import { encodeCommand, ensureImage, findImage, type GuestImage } from '../../src/images/index.js';
-import { VirtMachine, type VirtConfig } from '../../src/machine/virt.js';
+import type { VirtMachine } from '../../src/machine/virt.js';
+import * as vmModules from '../../src/vm/index.js';
+import type { Accel, VmSpec } from '../../src/vm/spec.js';
 
 export interface GuestRun {
   output: string;
@@ -34,8 +32,13 @@ export interface GuestOptions {
   onOutput?: (text: string) => void;
   /** Keep the kernel's messages (drops `quiet`). */
   verbose?: boolean;
-  /** The hart (default: the tier VISOR_ACCEL names, else the JIT, as machines get). */
-  createHart?: VirtConfig['createHart'];
+  /** The tier (default: the one VISOR_ACCEL names, else the JIT, as machines get). */
+  accel?: Accel;
+  /**
+   * The vm layer to assemble and drive with (default: this source tree's). Benchmarks pass
+   * the build's (dist/vm/index.js): tsc inlines the hart's opcode enum there, tsx does not.
+   */
+  vm?: typeof vmModules;
 }
 
 /**
@@ -48,56 +51,65 @@ export async function guestImage(o: { pull?: boolean } = {}): Promise<GuestImage
 }
 
 export class GuestVm {
-  readonly vm: VirtMachine;
-  readonly loop: RunLoop;
   private out = '';
   private status: number | undefined;
+  private stopped: string | undefined;
 
-  private constructor(vm: VirtMachine, loop: RunLoop) {
-    this.vm = vm;
-    this.loop = loop;
+  private constructor(readonly driver: vmModules.VmDriver) {}
+
+  /** The board (to reach its devices). */
+  get vm(): VirtMachine {
+    return this.driver.machine.vm;
   }
 
   static async create(img: GuestImage, o: GuestOptions): Promise<GuestVm> {
-    // Host time paced by guest progress (as `visor run` and the SDK do): on a loaded host,
-    // plain host time makes the kernel report soft lockups that are the host's, not ours.
-    const clock = new PacedClock();
     let append = `${img.append} ${encodeCommand(o.command)}`;
     if (o.verbose) append = append.replace(/\bquiet\b/, '');
     if (o.append) append += ` ${o.append}`;
-    const vm = new VirtMachine({
-      kernel: new Uint8Array(await readFile(img.kernel)),
-      initrd: new Uint8Array(await readFile(img.initrd)),
-      append,
-      bios: 'builtin',
-      clock,
-      createHart: o.createHart ?? ((mem, opts) => new Hart(mem, { ...opts, accel: defaultAccel() }) as unknown as BoardHart),
-      ...(o.memoryMiB ? { memoryMiB: o.memoryMiB } : {}),
+    // The spec of a plain machine: no devices but those the test attaches (no virtio-rng).
+    const spec: VmSpec = {
+      name: 'guest', kernel: img.kernel, initrd: img.initrd, append, bios: 'builtin', memoryMiB: o.memoryMiB ?? 512,
+      disks: [], nets: [], rng: false, deterministic: false, accel: o.accel ?? defaultAccel(),
+    };
+    const vm = o.vm ?? vmModules;
+    // Host time paced by guest progress (as `visor run` and the SDK do): on a loaded host,
+    // plain host time makes the kernel report soft lockups that are the host's, not ours.
+    const m = vm.assembleVm({
+      spec, backends: { disks: [], nics: [] }, clock: clockFor(spec), tier: hostTier(spec.accel),
+      boot: await readBootImage(spec), ...(o.attach ? { attachExtra: o.attach } : {}),
     });
-    clock.attach(() => vm.hart.instructionsRetired);
-    o.attach?.(vm);
-    const loop = new RunLoop(vm, { clock });
-    const g = new GuestVm(vm, loop);
-    const filter = new ConsoleOutputFilter({ initStart: () => {}, exitStatus: (s) => (g.status = s), panic: () => loop.stop('panic') }, !o.verbose);
-    vm.onConsoleOutput = (b) => {
+    const g = new GuestVm(new vm.VmDriver(m, { name: 'guest' }));
+    const filter = new ConsoleOutputFilter({ initStart: () => {}, exitStatus: (s) => (g.status = s), panic: () => void g.stop('panic') }, !o.verbose);
+    g.driver.on('output', (b) => {
       const text = new TextDecoder().decode(filter.feed(b));
       g.out += text;
       o.onOutput?.(text);
-    };
-    vm.boot();
+    });
     return g;
   }
 
+  /** Ends the run at the next batch boundary; run() then reports `reason`. */
+  async stop(reason: string): Promise<void> {
+    this.stopped ??= reason;
+    await this.driver.park();
+  }
+
   async run(timeoutMs: number): Promise<GuestRun> {
-    const timer = setTimeout(() => this.loop.stop('timeout'), timeoutMs);
+    const timer = setTimeout(() => void this.stop('timeout'), timeoutMs);
+    let exit: string | undefined;
+    let error: Error | undefined;
+    this.driver.on('exit', (e) => (exit = e.kind));
+    this.driver.on('error', (e) => (error = e));
+    const t0 = performance.now();
     try {
-      const r = await this.loop.run();
+      await this.driver.run();
+      if (error) throw error;
       return {
         output: this.out.replace(/\r/g, ''),
         status: this.status,
-        exit: r.kind === 'stopped' ? r.reason : r.kind,
-        instructions: this.loop.stats.instructions,
-        wallMs: this.loop.stats.wallMs,
+        exit: exit ?? this.stopped ?? 'stopped',
+        instructions: this.driver.executed,
+        wallMs: performance.now() - t0,
       };
     } finally {
       clearTimeout(timer);

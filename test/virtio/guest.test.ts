@@ -178,7 +178,7 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
         },
       });
       const r = await g.run(3_000_000);
-      peer.loop.stop('done');
+      await peer.stop('done');
       const p = await peerRun;
       await new Promise((res) => echo.close(res));
       const fromGuest = await hostEcho;

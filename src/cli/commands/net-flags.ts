@@ -10,7 +10,7 @@
  */
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { parseNetSpec } from '../../host/net-attach.js';
+import { parseNetSpec } from '../flags.js';
 import { parseFirewallEntry, parsePublish, parseRateSpec, type NicRateLimits } from '../../net/user/spec.js';
 import type { MachineConfig } from '../../sdk/index.js';
 

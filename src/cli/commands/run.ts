@@ -1,19 +1,18 @@
 import type { Command } from 'commander';
 import { VisorError } from '../../base/errors.js';
-import { parseDiskSpec, type DiskSpec } from '../../host/run-vm.js';
+import { parseDiskSpec, parseVsockSpec, type DiskSpec } from '../flags.js';
 import { imageMinMemoryMiB } from '../../images/recipes.js';
 import { cacheRoot } from '../../images/cache.js';
 import {
   ROOT_ARG, ROOTINIT_ARG, encodeCommand, ensureImage, ephemeralDisk, findMachine, keepMachine, type GuestImage, type KeptMachine,
 } from '../../images/index.js';
-import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/virt.js';
+import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../../machine/ram-size.js';
+import { DEFAULT_APPEND } from '../../vm/spec.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
 import { runOnTerminal, terminalExitCode } from './terminal.js';
 import { addNetOptions, netsFromFlags, type NetFlags } from './net-flags.js';
 
-/** The command line for a kernel the user brings without --append. */
-const DEFAULT_APPEND = 'console=ttyS0 earlycon';
 
 interface RunFlags extends NetFlags {
   kernel?: string;
@@ -118,15 +117,6 @@ async function rootDiskFor(flags: RunFlags, img: GuestImage, kept: KeptMachine |
   if (flags.keep !== undefined) return { path: (await keepMachine(root, flags.keep, img.name, img.rootfs!)).disk };
   const e = await ephemeralDisk(root, img.rootfs!);
   return { path: e.path, cleanup: e.dispose };
-}
-
-/** Parses `--vsock PATH[,cid=N]`. */
-export function parseVsockSpec(spec: string): { path: string; cid?: number } {
-  const m = /^([^,]+)(?:,cid=(\d{1,10}))?$/.exec(spec);
-  if (!m) throw new VisorError('InvalidArgument', `--vsock: expected PATH[,cid=N], got '${spec}'`);
-  const cid = m[2] === undefined ? undefined : Number(m[2]);
-  if (cid !== undefined && (cid < 3 || cid > 0xffff_fffe)) throw new VisorError('InvalidArgument', `--vsock: the guest CID must be 3-4294967294, got ${cid}`);
-  return cid === undefined ? { path: m[1]! } : { path: m[1]!, cid };
 }
 
 /**

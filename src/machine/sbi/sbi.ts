@@ -1,4 +1,5 @@
 import { regBig, regU, setReg, REG_A0, REG_A1 } from '../hart.js';
+import type { SbiTarget } from '../../cpu/hart.js';
 import { MIP_SSIP } from '../irq.js';
 
 /**
@@ -53,15 +54,8 @@ const CSR_STIMECMP = 0x14d;
 
 export type SbiResetEvent = { kind: 'poweroff' | 'reboot'; reason: number };
 
-export interface SbiHart {
-  regs: Int32Array;
-  readonly hartId?: number;
-  readCsr(num: number): bigint;
-  writeCsr(num: number, value: bigint): void;
-  requestStop(): void;
-  /** Optional TLB / instruction-cache flushes (RFENCE); a single hart flushes itself on sfence.vma. */
-  flushTlb?(): void;
-}
+/** What the SBI sees of the calling hart: cpu/hart.ts declares it (Hart.sbiCall's argument). */
+export type SbiHart = SbiTarget;
 
 export interface SbiEnvironment {
   ram: Uint8Array;

@@ -1,6 +1,7 @@
 import { VisorError } from '../../base/errors.js';
 import { QCOW2_INCOMPAT_CORRUPT } from './format.js';
-import { decodeL2, type Qcow2Device } from './device.js';
+import type { Qcow2Device } from './device.js';
+import { decodeL2 } from './l2-entry.js';
 
 export interface CheckResult {
   /** Clusters whose refcount is lower than their references, or broken metadata. */

@@ -24,7 +24,10 @@ import {
   type Qcow2Header,
   type SnapshotEntry,
 } from './format.js';
+import { decodeL2, encodeStd, HI_COPIED, HI_OFFSET_MASK, LO_OFFSET_MASK, LO_ZERO, type ClusterKind, type Mapping } from './l2-entry.js';
 import { LruCache } from './lru.js';
+
+export { decodeL2, type ClusterKind, type Mapping };
 import { Refcounts, RefcountShadow } from './refcount.js';
 
 /*
@@ -32,24 +35,6 @@ import { Refcounts, RefcountShadow } from './refcount.js';
  * L2 entry → host cluster. Metadata writes follow one ordering rule (see refcount.ts): raise
  * refcounts, write data, link it in, and only then drop references to the old clusters.
  */
-
-// qcow2.txt "Cluster mapping", as 32-bit halves so the hot path stays off BigInt.
-const HI_COPIED = 0x80000000;
-const HI_COMPRESSED = 0x40000000;
-const LO_ZERO = 1;
-const HI_OFFSET_MASK = 0x00ffffff; // bits 32-55 of the offset
-const LO_OFFSET_MASK = 0xfffffe00; // bits 9-31
-
-export type ClusterKind = 'unallocated' | 'zero' | 'normal' | 'compressed';
-
-export interface Mapping {
-  kind: ClusterKind;
-  /** Host byte offset (normal, zero with preallocation, compressed data start); 0 if none. */
-  host: number;
-  copied: boolean;
-  /** Compressed data length in bytes as the descriptor states it (whole sectors). */
-  csize: number;
-}
 
 export interface SnapshotInfo {
   id: string;
@@ -86,27 +71,6 @@ class TrackedFile {
     await this.inner.write(offset, data);
     if (offset + data.length > this.length) this.length = offset + data.length;
   }
-}
-
-export function decodeL2(view: DataView, index: number, g: Geometry): Mapping {
-  const hi = view.getUint32(index * 8);
-  const lo = view.getUint32(index * 8 + 4);
-  if (hi & HI_COMPRESSED) {
-    const e = (BigInt(hi) << 32n) | BigInt(lo);
-    const host = Number(e & g.cOffsetMask);
-    const sectors = Number((e >> BigInt(g.csizeShift)) & BigInt(g.csizeMask)) + 1;
-    return { kind: 'compressed', host, copied: false, csize: sectors * 512 - (host & 511) };
-  }
-  const host = (hi & HI_OFFSET_MASK) * 0x1_0000_0000 + ((lo & LO_OFFSET_MASK) >>> 0);
-  const copied = (hi & HI_COPIED) !== 0;
-  if (lo & LO_ZERO) return { kind: 'zero', host, copied, csize: 0 };
-  return { kind: host === 0 ? 'unallocated' : 'normal', host, copied, csize: 0 };
-}
-
-function encodeStd(host: number, copied: boolean, zero: boolean): [number, number] {
-  const hi = Math.floor(host / 0x1_0000_0000) | (copied ? HI_COPIED : 0);
-  const lo = (host % 0x1_0000_0000) | (zero ? LO_ZERO : 0);
-  return [hi >>> 0, lo >>> 0];
 }
 
 export class Qcow2Device implements BlockDevice {

@@ -1,10 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import * as ref from '../../../test/support/riscv-asm.js';
-import { decode, decoded } from '../../cpu/decoder.js';
-import { Op } from '../../cpu/opcodes.js';
-import { warmUp } from '../../host/warmup.js';
-import { A0, A1, A2, Asm, C, S0, SP, T0, T1, T2, ZERO } from './asm.js';
-import { buildWarmUpImage } from './program.js';
+import * as ref from '../../test/support/riscv-asm.js';
+import { decode, decoded } from '../cpu/decoder.js';
+import { Op } from '../cpu/opcodes.js';
+import { warmUp } from '../host/warmup.js';
+import { A0, A1, A2, Asm, C, S0, SP, T0, T1, T2, ZERO } from '../machine/warmup/asm.js';
+import { buildWarmUpImage } from '../machine/warmup/program.js';
 import { runWarmUp, warmUpHart } from './warmup.js';
 
 const CAUSES = {

@@ -15,15 +15,14 @@
  * machine of its own (its own RAM and devices), so the guest sees nothing of it; it runs once
  * per process and tier.
  */
-import { decode } from '../../cpu/decoder.js';
-import { Hart } from '../../cpu/hart.js';
-import type { JitStats } from '../../jit/jit.js';
-import { buildResetRom, Rom } from '../boot/rom.js';
-import { ManualClock } from '../clock.js';
-import type { BoardHart } from '../hart.js';
-import { VIRT_MEMMAP } from '../memmap.js';
-import { MIN_MEMORY_MIB, VirtMachine } from '../virt.js';
-import { buildWarmUpImage, RAM_BASE, WARMUP_JIT_THRESHOLD } from './program.js';
+import { decode } from '../cpu/decoder.js';
+import type { JitStats } from '../jit/jit.js';
+import { buildResetRom, Rom } from '../machine/boot/rom.js';
+import { ManualClock } from '../machine/clock.js';
+import { VIRT_MEMMAP } from '../machine/memmap.js';
+import { MIN_MEMORY_MIB, VirtMachine } from '../machine/virt.js';
+import { createHart } from './assembler.js';
+import { buildWarmUpImage, RAM_BASE, WARMUP_JIT_THRESHOLD } from '../machine/warmup/program.js';
 
 export interface WarmUpResult {
   /** The program reached its poweroff (it always should; false means a path is broken). */
@@ -70,16 +69,16 @@ export function runWarmUp(accel: 'interp' | 'jit'): WarmUpResult {
     memoryMiB: MIN_MEMORY_MIB,
     kernel: new Uint8Array(0),
     clock,
-    createHart: (mem, opts) => new Hart(mem, { ...opts, accel, jitThreshold: WARMUP_JIT_THRESHOLD }) as unknown as BoardHart,
+    createHart: (mem, opts) => createHart(mem, opts, { accel, jitThreshold: WARMUP_JIT_THRESHOLD }),
   });
   vm.onConsoleOutput = () => {};
   const image = buildWarmUpImage();
   const ram = vm.bus.ram;
   for (const s of image.segments) ram.set(s.bytes, s.ramOffset);
   vm.bus.map(VIRT_MEMMAP.mrom.base, VIRT_MEMMAP.mrom.size, new Rom('mrom', buildResetRom({ firmwareEntry: image.entry, dtbAddr: RAM_BASE, kernelEntry: 0 })));
-  const hart = vm.hart as unknown as Hart;
+  const hart = vm.hart;
   hart.reset(VIRT_MEMMAP.mrom.base);
-  hart.sbiCall = vm.sbi!.handle as unknown as Hart['sbiCall'];
+  hart.sbiCall = vm.sbi!.handle;
   for (let i = 0; i < MAX_BATCHES && vm.exit === undefined; i++) {
     // wfi with nothing pending: let time reach the timer the program set.
     if (hart.waitingForInterrupt) clock.advance(1000);

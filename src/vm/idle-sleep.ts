@@ -1,13 +1,12 @@
-import { performance } from 'node:perf_hooks';
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { TIMEBASE_HZ, type MachineClock } from '../machine/clock.js';
+import { yieldToEventLoop } from './event-loop.js';
 
 const TICKS_PER_MS = TIMEBASE_HZ / 1000;
 /** Longest single sleep: a safety net should a wake-up ever be missed. */
 const MAX_SLEEP_MS = 1000;
 
 /**
- * The idle half of a machine loop (RunLoop and the SDK runner share it): while the hart waits
+ * The idle half of the machine loop (driver.ts): while the hart waits
  * in wfi, sleep until the clock reaches the next timer deadline or until wake() (console input,
  * an I/O completion, a stop request), so an idle guest costs about no host CPU.
  */

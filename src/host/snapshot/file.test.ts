@@ -2,10 +2,10 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { VisorError } from '../base/errors.js';
-import { STORED_CODEC } from '../machine/snapshot/ram.js';
-import { guestMemoryOf } from '../cpu/guest-ram.js';
-import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, startRamLoad, writeSnapshotFile } from './snapshot-file.js';
+import { VisorError } from '../../base/errors.js';
+import { STORED_CODEC } from './ram.js';
+import { guestMemoryOf } from '../../cpu/guest-ram.js';
+import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, startRamLoad, writeSnapshotFile } from './file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-snapfile-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

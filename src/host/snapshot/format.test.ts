@@ -1,9 +1,9 @@
 import { crc32 as zlibCrc32, deflateSync, inflateSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { isVisorError } from '../../src/base/errors.js';
-import { crc32 } from '../../src/machine/snapshot/crc32.js';
-import { decodeSnapshot, encodeSnapshot, HEADER_SIZE, jsonSection, parseJsonSection, SECTION_ENTRY_SIZE } from '../../src/machine/snapshot/format.js';
-import { decodeRam, encodeRam, RAM_CHUNK_PAGES, STORED_CODEC, type RamCodec } from '../../src/machine/snapshot/ram.js';
+import { isVisorError } from '../../base/errors.js';
+import { crc32 } from './crc32.js';
+import { decodeSnapshot, encodeSnapshot, HEADER_SIZE, jsonSection, parseJsonSection, SECTION_ENTRY_SIZE } from './format.js';
+import { decodeRam, encodeRam, RAM_CHUNK_PAGES, STORED_CODEC, type RamCodec } from './ram.js';
 
 const deflate: RamCodec = {
   id: 1,
@@ -118,7 +118,7 @@ describe('RAM section', () => {
 
 describe('RAM section, asynchronous decoding', () => {
   it('gives the same RAM as the synchronous path, and rejects a damaged chunk', async () => {
-    const { decodeRamAsync } = await import('../../src/machine/snapshot/ram.js');
+    const { decodeRamAsync } = await import('./ram.js');
     const { inflate } = await import('node:zlib');
     const asyncCodec: RamCodec = {
       ...deflate,

@@ -1,6 +1,6 @@
 /**
- * Snapshot files on the host: the container and RAM encoding are src/machine/snapshot/
- * (browser-safe); this adds node:zlib compression and CRC-32, atomic writes, and disk
+ * Snapshot files on the host: the container and RAM encoding are format.ts and ram.ts
+ * beside it (they load no node: module); this adds node:zlib compression and CRC-32, atomic writes, and disk
  * fingerprints. Sections:
  *   meta     JSON  SnapshotMeta: what visor wrote it, the machine's config, the disks
  *   machine  JSON  VirtState (hart, devices, virtqueues) and the runner's own state
@@ -10,18 +10,18 @@ import { createHash } from 'node:crypto';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { crc32 as zlibCrc32, deflateSync, inflate, inflateSync } from 'node:zlib';
-import { VisorError } from '../base/errors.js';
+import { VisorError } from '../../base/errors.js';
 import {
   decodeSnapshot, decodeSnapshotTable, encodeSnapshot, HEADER_SIZE, jsonSection, parseJsonSection, requireSection,
   sectionChecksumError, tableBytes, type DecodedSnapshot,
-} from '../machine/snapshot/format.js';
-import { allocateGuestRam } from '../cpu/guest-ram.js';
+} from './format.js';
+import { allocateGuestRam } from '../../cpu/guest-ram.js';
 import {
   decodeRamAsync, encodeRam, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
   type RamCodec, type RamEncodeStats,
-} from '../machine/snapshot/ram.js';
-import { QCOW_MAGIC } from '../storage/qcow2/format.js';
-import { mapFsError } from './file-handle.js';
+} from './ram.js';
+import { QCOW_MAGIC } from '../../storage/qcow2/format.js';
+import { mapFsError } from '../file-handle.js';
 
 /**
  * zlib format (RFC 1950) rather than raw deflate: its Adler-32 catches a damaged chunk that
@@ -71,13 +71,17 @@ const QCOW2_INCOMPAT_OFFSET = 72;
 const QCOW2_HEADER_LENGTH_OFFSET = 100;
 const QCOW2_V2_HEADER_LENGTH = 72;
 
-export async function fingerprintDisk(path: string, format: 'raw' | 'qcow2', readOnly: boolean): Promise<DiskFingerprint> {
-  let fh;
+/** Opens `path` for reading; a failure is the VisorError mapFsError gives. */
+async function openForReading(path: string) {
   try {
-    fh = await open(path, 'r');
+    return await open(path, 'r');
   } catch (err) {
     throw mapFsError(err, path);
   }
+}
+
+export async function fingerprintDisk(path: string, format: 'raw' | 'qcow2', readOnly: boolean): Promise<DiskFingerprint> {
+  const fh = await openForReading(path);
   try {
     const st = await fh.stat();
     const head = new Uint8Array(Math.min(HEAD_BYTES, st.size));
@@ -237,12 +241,7 @@ export async function readSnapshotFile(path: string): Promise<ReadSnapshot> {
  * the table and loading RAM); should it have changed meanwhile, the checksum says so.
  */
 async function loadStoredRam(path: string, size: number, e: { name: string; offset: number; length: number; crc: number }, prefix: Uint8Array, dest: Uint8Array): Promise<void> {
-  let fh;
-  try {
-    fh = await open(path, 'r');
-  } catch (err) {
-    throw mapFsError(err, path);
-  }
+  const fh = await openForReading(path);
   try {
     let layout;
     try {

@@ -1,0 +1,92 @@
+/**
+ * The stats layout: a Float64Array the machine's thread writes after every slice and the
+ * SDK's Machine reads without a message (it is shared with the worker). Offsets are fixed
+ * here only; `vm.stats()` (sdk/machine.ts) reads them back by name.
+ */
+import type { AssembledVm } from './assembler.js';
+
+/** Offsets in the shared stats array (Float64Array), written after every slice. */
+export const STAT = {
+  instructions: 0,
+  runningMs: 1,
+  idleMs: 2,
+  tlbMisses: 3,
+  blkBytesRead: 4,
+  blkBytesWritten: 5,
+  netRxBytes: 6,
+  netTxBytes: 7,
+  consoleOutBytes: 8,
+  consoleInBytes: 9,
+  virtioInterrupts: 10,
+  blkReads: 11,
+  blkWrites: 12,
+  mips: 13,
+  traps: 16,
+  interrupts: 32,
+  // Tier 1 (JIT) counters, in JIT_STAT_KEYS order; zero under the interpreter.
+  jit: 48,
+  // virtio-balloon: the host's target and what the guest gave, in 4 KiB pages.
+  balloonTargetPages: 56,
+  balloonActualPages: 57,
+  // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts writes them).
+  net: 58,
+  size: 68,
+} as const;
+
+/** virtio-balloon counts 4 KiB pages whatever the guest's page size (virtio 1.2 §5.5.6). */
+export const BALLOON_PAGES_PER_MIB = 256;
+
+/** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
+export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
+
+/** The NIC and NAT counters `stats()` publishes at STAT.net (summed over a machine's NICs), in this order (host/net-attach.ts writeNetStats). */
+export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+
+/** What the driver and the console count, beside the devices' own counters. */
+export interface RunCounters {
+  executed: number;
+  runningMs: number;
+  idleMs: number;
+  mips: number;
+  consoleOut: number;
+  consoleIn: number;
+}
+
+/** Writes every counter of `m` into `s` (STAT layout). */
+export function publishStats(s: Float64Array, m: AssembledVm, c: RunCounters): void {
+  const hart = m.vm.hart;
+  s[STAT.instructions] = c.executed;
+  s[STAT.runningMs] = c.runningMs;
+  s[STAT.idleMs] = c.idleMs;
+  s[STAT.tlbMisses] = hart.stats.tlbMisses;
+  let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
+  for (const b of m.blks) {
+    rd += b.dev.counters.bytesRead;
+    wr += b.dev.counters.bytesWritten;
+    reads += b.dev.counters.reads;
+    writes += b.dev.counters.writes;
+  }
+  for (const n of m.nics) {
+    rx += n.counters.rxBytes;
+    tx += n.counters.txBytes;
+  }
+  for (const t of m.transports) irqs += t.counters.interrupts;
+  s[STAT.blkBytesRead] = rd;
+  s[STAT.blkBytesWritten] = wr;
+  s[STAT.blkReads] = reads;
+  s[STAT.blkWrites] = writes;
+  s[STAT.netRxBytes] = rx;
+  s[STAT.netTxBytes] = tx;
+  s[STAT.consoleOutBytes] = c.consoleOut;
+  s[STAT.consoleInBytes] = c.consoleIn;
+  s[STAT.virtioInterrupts] = irqs;
+  s[STAT.mips] = c.mips;
+  s[STAT.balloonTargetPages] = m.balloon?.target ?? 0;
+  s[STAT.balloonActualPages] = m.balloon?.actual ?? 0;
+  for (let i = 0; i < 16; i++) {
+    s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
+    s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
+  }
+  const j = hart.jitStats;
+  if (j) JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
+}
