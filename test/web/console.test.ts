@@ -139,6 +139,25 @@ describe.skipIf(!enabled || !haveChromium)('web console in chromium', () => {
     await page.locator('tr[data-id]', { hasText: 'web-1-fork-' }).waitFor({ timeout: 120_000 });
     expect(await page.locator('tr[data-id]').count()).toBe(2);
 
+    // Phone width: the same pages still work.
+    const phone = await newPage(390, 844);
+    await signIn(phone, adminToken);
+    await phone.screenshot({ path: join(SHOTS, 'machines-phone.png'), fullPage: true });
+    await phone.locator('tr[data-id]', { hasText: 'web-1' }).first().getByRole('link').click();
+    await phone.locator('[data-testid="console-terminal"]').waitFor();
+    await phone.screenshot({ path: join(SHOTS, 'terminal-phone.png') });
+    await phone.getByRole('tab', { name: 'files' }).click();
+    await phone.getByText('hello.txt').waitFor({ timeout: 60_000 });
+    await phone.screenshot({ path: join(SHOTS, 'files-phone.png'), fullPage: true });
+    await phone.getByRole('tab', { name: 'metrics' }).click();
+    await phone.waitForTimeout(3000);
+    await phone.screenshot({ path: join(SHOTS, 'metrics-phone.png'), fullPage: true });
+    await phone.goto(`${daemon.address}/#/admin`);
+    await phone.getByText('Audit log').waitFor();
+    await phone.screenshot({ path: join(SHOTS, 'admin-phone.png'), fullPage: true });
+    await phone.goto(`${daemon.address}/#/signin`);
+    await phone.screenshot({ path: join(SHOTS, 'signin-phone.png') });
+
     // Stop both.
     for (const name of ['web-1', 'web-1-fork-']) {
       const r = page.locator('tr[data-id]', { hasText: name }).first();
@@ -152,15 +171,6 @@ describe.skipIf(!enabled || !haveChromium)('web console in chromium', () => {
     await page.getByText('Audit log').waitFor();
     await page.screenshot({ path: join(SHOTS, 'admin-desktop.png') });
 
-    // Phone width: the same pages still work.
-    const phone = await newPage(390, 844);
-    await signIn(phone, adminToken);
-    await phone.screenshot({ path: join(SHOTS, 'machines-phone.png'), fullPage: true });
-    await phone.locator('tr[data-id]', { hasText: 'web-1' }).first().getByRole('link').click();
-    await phone.locator('[data-testid="console-terminal"]').waitFor();
-    await phone.screenshot({ path: join(SHOTS, 'terminal-phone.png') });
-    await phone.goto(`${daemon.address}/#/signin`);
-    await phone.screenshot({ path: join(SHOTS, 'signin-phone.png') });
   }, 900_000);
 
   it('shows a viewer no create button, and the API refuses a viewer anyway', async () => {
