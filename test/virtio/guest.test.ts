@@ -103,6 +103,14 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       const net = new VirtioNet({ mac: stableMac('guest-test') });
       net.connect(sw.attach((f) => net.receive(f)));
       const balloon = new VirtioBalloon();
+      // What the guest reported while it ran: Linux 6.12 resets virtio devices when it powers
+      // off (the config's `actual` then reads 0), so the value after the run says nothing.
+      let actualSeen = 0;
+      let inflatedSeen = 0;
+      balloon.onActual = (pages) => {
+        actualSeen = Math.max(actualSeen, pages);
+        inflatedSeen = Math.max(inflatedSeen, balloon.inflated.size);
+      };
       const rng = new VirtioRng({ source: nodeEntropy });
       // vsock: the guest's connection to CID 2 port 5000 reaches ${sock}_5000, which echoes.
       const sock = join(dir, 'vsock');
@@ -203,8 +211,10 @@ describe.runIf(enabled)('virtio devices in the Debian guest', () => {
       expect(ping.echo).toBeGreaterThanOrEqual(2);
       expect(net.counters.rxFrames).toBeGreaterThan(0);
       expect(Number(line('MEM_AFTER'))).toBeLessThanOrEqual(Number(line('MEM_BEFORE')) - 32768);
-      expect(balloon.actual).toBe(16384);
-      expect(balloon.inflated.size).toBeGreaterThan(0);
+      // The script ends once MemAvailable dropped by 32 MiB, possibly before all 64 MiB went.
+      expect(actualSeen).toBeGreaterThanOrEqual(8192);
+      expect(actualSeen).toBeLessThanOrEqual(16384);
+      expect(inflatedSeen).toBeGreaterThan(0);
       expect(r.output).toContain('PEER_PING_OK');
       expect(p.output).toContain('PEER_B_PING_OK');
       expect(line('VSOCK_RC')).toBe('0');
