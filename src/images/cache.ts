@@ -19,6 +19,7 @@ import { homedir } from 'node:os';
 import { isAbsolute, join } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
+import { pidAlive } from '../host/pid-alive.js';
 
 export function cacheRoot(env: NodeJS.ProcessEnv = process.env): string {
   const xdg = env.XDG_CACHE_HOME;
@@ -201,15 +202,6 @@ export async function removeImageDir(root: string, name: string): Promise<boolea
   }
   await rm(trash, { recursive: true, force: true });
   return true;
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /**

@@ -18,6 +18,7 @@ import { VisorError } from '../base/errors.js';
 import { NodeFileHandle, NodeFileOpener } from '../host/file-handle.js';
 import { createDisk } from '../storage/open.js';
 import { imagesDir, validImageName } from './cache.js';
+import { pidAlive } from '../host/pid-alive.js';
 
 export const machinesDir = (root: string) => join(root, 'machines');
 
@@ -109,11 +110,3 @@ export async function removeMachine(root: string, name: string): Promise<boolean
   return true;
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}

@@ -17,6 +17,7 @@ import { AgentGuestOps } from './agent-ops.js';
 import type { GuestOps } from './guest-ops.js';
 import type { Images, Limits } from './machines.js';
 import { Store } from './store.js';
+import { pidAlive } from '../host/pid-alive.js';
 
 export interface DaemonOptions {
   stateDir: string;
@@ -52,15 +53,6 @@ export async function defaultImages(): Promise<Images> {
       return { kernel: img.kernel, ...(img.initrd ? { initrd: img.initrd } : {}), ...(img.append ? { append: img.append } : {}) };
     },
   };
-}
-
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
-  }
 }
 
 /** State directories this process holds (the pid file cannot tell: it holds our own pid). */
