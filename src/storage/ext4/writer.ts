@@ -30,7 +30,7 @@ import { defaultInodeCount, dirUsableBytes, planBlocks } from './plan.js';
 import { buildHtree, EXT4_INDEX_FL } from './htree.js';
 import { fsSeed, inodeSeed, sealDirBlock, sealExtentBlock, sealInode, sealXattrBlock } from './crc32c.js';
 import { scanTree, type InodeRecord } from './scan.js';
-import { encodeGroupDescriptors, encodeSuperblock, type GroupCounts } from './superblock.js';
+import { encodeGroupDescriptors, encodeSuperblock, type GroupCounts, type SuperblockFields } from './superblock.js';
 import type { Ext4Node, Ext4Options, Ext4Summary } from './tree.js';
 import { encodeXattrs } from './xattr.js';
 
@@ -319,15 +319,8 @@ async function writeInode(rec: InodeRecord, ctx: WriteContext): Promise<{ fields
   return { fields, dataBytes };
 }
 
-interface MetaFields {
-  uuid: Uint8Array;
-  hashSeed: Uint8Array;
-  label: Uint8Array;
-  timestamp: number;
-  journalIblock: Uint8Array;
-  journalSize: number;
-  csum: boolean;
-}
+/** The superblock's fields the writer knows before counting what is free. */
+type MetaFields = Omit<SuperblockFields, 'geo' | 'freeBlocks' | 'freeInodes'>;
 
 /** Inode tables (only the blocks holding used inodes), bitmaps, descriptors, superblocks. */
 async function writeMetadata(geo: Geometry, out: BlockWriter, alloc: BlockAllocator, itable: Uint8Array, maxIno: number, usedDirs: number[], m: MetaFields): Promise<void> {
