@@ -3,10 +3,8 @@
  * daemon depends on this narrow interface only; the routes and their tests run against a fake.
  *
  * The daemon uses AgentGuestOps (agent-ops.ts): visor's guest agent over each machine's
- * virtio-vsock. `unwiredGuestOps` answers exec and files with Unsupported (501), for daemons
- * started without it.
+ * virtio-vsock; tests pass a fake.
  */
-import { VisorError } from '../base/errors.js';
 import type { Machine } from '../sdk/machine.js';
 
 export interface ExecRequest {
@@ -48,17 +46,3 @@ export interface GuestOps {
   remove(vm: Machine, path: string): Promise<void>;
 }
 
-const notYet = (): never => {
-  throw new VisorError('Unsupported', 'exec and files are not available on this daemon (it was started without a guest agent binding)');
-};
-
-/** Until the Sandbox lands: every call says exec and files are not wired. */
-export const unwiredGuestOps: GuestOps = {
-  exec: async () => notYet(),
-  readFile: async () => notYet(),
-  writeFile: async () => notYet(),
-  list: async () => notYet(),
-  remove: async () => notYet(),
-};
-
-/** The real binding is AgentGuestOps (agent-ops.ts), which the daemon uses unless given another. */
