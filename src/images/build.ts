@@ -12,7 +12,7 @@ import { writeCpio, type CpioEntry } from './cpio.js';
 import { extractDeb, type DebEntry } from './deb.js';
 import { decompressBuffer } from './decompress.js';
 import { agentFiles } from '../guest/agent-files.js';
-import { AGENT_SCRIPT, AGENT_SH, ARGV_AWK, JSON_ARGV_AWK, MODULE_ORDER_FILE, POWER_SCRIPT, POWER_SH, SHUTDOWN_SCRIPT, SHUTDOWN_SH, initScript } from './init-script.js';
+import { AGENT_SCRIPT, AGENT_SH, ARGV_AWK, JSON_ARGV_AWK, MODULE_ORDER_FILE, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SHUTDOWN_SCRIPT, SHUTDOWN_SH, initScript } from './init-script.js';
 import { moduleLoadOrder, moduleName, parseModinfo, type ModuleInfo } from './modinfo.js';
 import { ETC_FILESYSTEMS, MODALIAS_FILE, MODDEPS_FILE, MODPROBE_PATH, MODPROBE_SCRIPT, moduleTables } from './modprobe.js';
 import type { Progress } from './progress.js';
@@ -174,6 +174,7 @@ export async function buildImage(input: BuildInput): Promise<BuildResult> {
     { type: 'file', path: SHUTDOWN_SH, mode: 0o644, data: Buffer.from(SHUTDOWN_SCRIPT) },
     ...agentFiles().map((f): CpioEntry => ({ type: 'file', path: f.path, mode: f.mode, data: Buffer.from(f.data) })),
     { type: 'file', path: POWER_SH, mode: 0o755, data: Buffer.from(POWER_SCRIPT) },
+    { type: 'file', path: 'etc/profile', mode: 0o644, data: Buffer.from(PROFILE_SCRIPT) },
     { type: 'file', path: 'etc/passwd', mode: 0o644, data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') },
     { type: 'file', path: 'etc/group', mode: 0o644, data: Buffer.from('root:x:0:\n') },
     { type: 'file', path: 'etc/hosts', mode: 0o644, data: Buffer.from('127.0.0.1 localhost visor\n') },

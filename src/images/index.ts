@@ -71,8 +71,9 @@ export async function ensureImage(
   let stale: GuestImage | undefined;
   try {
     const found = await findImage(name, env);
-    // An image whose agent is not this visor's is rebuilt too (a new agent ships without a builder bump).
-    if (found && found.manifest.builder >= BUILDER_VERSION && found.manifest.agent === agentSourceHash()) return found;
+    // An image built by another builder version (older or newer: its init may speak another
+    // contract) or holding another agent (a new agent ships without a builder bump) is rebuilt.
+    if (found && found.manifest.builder === BUILDER_VERSION && found.manifest.agent === agentSourceHash()) return found;
     stale = found;
   } catch (err) {
     if (!isVisorError(err, 'CorruptImage')) throw err;
@@ -84,8 +85,8 @@ export async function ensureImage(
   if (opts.keyring !== undefined) pull.keyring = opts.keyring;
   if (stale) {
     warn(
-      stale.manifest.builder < BUILDER_VERSION
-        ? `image '${name}' was built by an older visor (builder ${stale.manifest.builder}, now ${BUILDER_VERSION}): rebuilding it`
+      stale.manifest.builder !== BUILDER_VERSION
+        ? `image '${name}' was built by ${stale.manifest.builder < BUILDER_VERSION ? 'an older' : 'another'} visor (builder ${stale.manifest.builder}, this one ${BUILDER_VERSION}): rebuilding it`
         : `image '${name}' carries another build of the guest agent than this visor's: rebuilding it`,
     );
   }

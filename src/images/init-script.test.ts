@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
+import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SESSION_WRAPPER, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
 
 // The guest runs this awk program under busybox; the host's POSIX awk checks the same
 // program here (the real-image boot test runs it under busybox in QEMU).
@@ -66,6 +66,13 @@ describe('init script', () => {
     expect(script).toContain('setsid cttyhack sh -l\n');
     expect(script).not.toMatch(/trap .* USR1/);
   });
+  it('runs a command under the draining session wrapper, on the serial console and on hvc0', () => {
+    expect(script).toContain(`setsid cttyhack sh -c '${SESSION_WRAPPER}' visor-cmd "$@"`);
+    expect(script).toContain(`setsid -c sh -c '${SESSION_WRAPPER}' visor-cmd "$@"`);
+  });
+  it('starts visor-agent only when a virtio-vsock device (ID 19) is present', () => {
+    expect(script).toMatch(/for d in \/sys\/bus\/virtio\/devices\/\*\/device; do\n\s+if \[ -x \/\S+ \] && \[ "\$\(cat "\$d" 2>\/dev\/null\)" = 0x0013 \]/);
+  });
   it('is valid POSIX shell', () => {
     const r = spawnSync('sh', ['-n'], { input: script });
     expect(r.stderr.toString()).toBe('');
@@ -125,5 +132,37 @@ describe('guest agent', () => {
       expect(r.stderr.toString()).toBe('');
     }
     expect(SHUTDOWN_SCRIPT).toMatch(/sync\numount -a -r 2>\/dev\/null\nsync\npoweroff -f\n$/);
+  });
+});
+
+// The command's session leader (issue 20): output, arguments and status pass through untouched;
+// a command ended by Ctrl-C reports 130 while the wrapper goes on to drain and exit itself.
+describe('session wrapper', () => {
+  const run = (...argv: string[]) => spawnSync('sh', ['-c', SESSION_WRAPPER, 'visor-cmd', ...argv]);
+  it('passes the arguments, the output and the exit status through', () => {
+    const r = run('sh', '-c', 'printf "%s|" "$0" "$1"; printf err >&2; exit 7', "it's", 'a b');
+    expect(r.stdout.toString()).toBe("it's|a b|");
+    expect(r.stderr.toString()).toBe('err');
+    expect(r.status).toBe(7);
+  });
+  it('outlives a command killed by SIGINT and reports 130; the command keeps default signal actions', () => {
+    const r = run('sh', '-c', 'grep -E "^SigIgn" /proc/self/status; kill -INT $$; echo not-reached');
+    expect(r.stdout.toString()).toMatch(/^SigIgn:\s+0+\n$/);
+    expect(r.status).toBe(130);
+    expect(r.signal).toBe(null);
+  });
+});
+
+// Debian's busybox ash runs its applets before PATH: the login shell's profile must route
+// poweroff, halt and reboot to visor's power.sh (issue 20: poweroff typed at the shell did nothing).
+describe('login profile', () => {
+  it('defines poweroff, halt and reboot as functions calling power.sh with their name and arguments', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'visor-profile-'));
+    const fake = join(dir, 'power.sh');
+    await writeFile(fake, '#!/bin/sh\necho "$VISOR_POWER_ACT:$*"\n', { mode: 0o755 });
+    const profile = PROFILE_SCRIPT.replaceAll(`/${POWER_SH}`, fake);
+    expect(profile).not.toBe(PROFILE_SCRIPT);
+    const r = spawnSync('sh', ['-c', `${profile}\npoweroff; halt -d 1; reboot -f`]);
+    expect(r.stdout.toString()).toBe('poweroff:\nhalt:-d 1\nreboot:-f\n');
   });
 });

@@ -146,17 +146,39 @@ poweroff -f
  * foreground (so the shell's children keep default signals and Ctrl-C works), and a shell
  * runs its traps only between commands. So these do the shutdown themselves: poweroff and
  * halt as the agent's graceful one (shutdown.sh), reboot after a sync. With -f they are
- * BusyBox's.
+ * BusyBox's. Init links this script over the applets' names on PATH, and the login shell
+ * gets functions (PROFILE_SCRIPT) since ash runs its applets before anything on PATH.
  */
 export const POWER_SCRIPT = `#!/bin/sh
 # visor: poweroff, halt, reboot (docs/guest-init.md)
-act=\${0##*/}
+act=\${VISOR_POWER_ACT:-\${0##*/}}
 case " $* " in *" -f "*) exec /bin/busybox "$act" "$@" ;; esac
+# Leave the terminal's session first: the shutdown ends the login shell, the session leader,
+# and the kernel then hangs up its terminal, sending SIGHUP to the foreground job (this
+# script) before it reached the poweroff.
+# (Exported on its own line: ash does not pass a prefix assignment of exec on to the program.)
+if [ -z "$VISOR_POWER_DETACHED" ]; then
+  export VISOR_POWER_DETACHED=1
+  exec setsid "$0" "$@"
+fi
+exec </dev/null >/dev/null 2>&1
 if [ "$act" = reboot ]; then
   sync
   exec /bin/busybox reboot -f
 fi
 . /${SHUTDOWN_SH}
+`;
+
+/**
+ * /etc/profile of the initramfs (the login shell reads it). Debian's busybox ash runs its own
+ * applets before any file on PATH, so the poweroff, halt and reboot typed at the shell were
+ * busybox's, which ask PID 1 by signal; visor's init is a script waiting for that shell, and
+ * PID 1 ignores signals it has no handler for: nothing happened. These functions run visor's.
+ */
+export const PROFILE_SCRIPT = `# visor: the login shell's profile (docs/guest-init.md)
+poweroff() { VISOR_POWER_ACT=poweroff /${POWER_SH} "$@"; }
+halt() { VISOR_POWER_ACT=halt /${POWER_SH} "$@"; }
+reboot() { VISOR_POWER_ACT=reboot /${POWER_SH} "$@"; }
 `;
 
 /**
@@ -217,6 +239,18 @@ case "$1" in
     ;;
 esac
 `;
+
+/**
+ * The command's session leader on a terminal (serial or hvc0): runs the command, then waits
+ * until the terminal has sent everything before exiting. When a session leader exits the
+ * kernel hangs up its controlling terminal, and a hangup discards output still queued for
+ * the UART: a command's last lines were lost whenever the guest was busy (e.g. right after
+ * loading ext4). \`stty "$(stty -g)"\` sets the settings the terminal already has, with
+ * TCSADRAIN (busybox's stty), which waits for the output to drain. Ctrl-C and Ctrl-\\ reach
+ * the command (the foreground process group) while this shell waits for it: the traps run
+ * a handler, so the command itself keeps default signal actions.
+ */
+export const SESSION_WRAPPER = 'trap : INT QUIT; "$@"; st=$?; stty "$(stty -g 2>/dev/null)" 2>/dev/null; exit $st';
 
 export interface InitOptions {
   kernelRelease: string;
@@ -294,8 +328,15 @@ fi
 # The agent waits for its virtio-console port in the background and serves visor's requests.
 /bin/sh /${AGENT_SH} </dev/null >/dev/null 2>&1 &
 # visor-agent (src/guest/agent): commands, files and ptys for the SDK's Sandbox on virtio-vsock
-# port 1024 (docs/sandbox.md). Machines without a vsock device: it gives up after ~30 s.
-[ -x /${AGENT_BIN} ] && /${AGENT_BIN} </dev/null >/dev/null 2>&1 &
+# port 1024 (docs/sandbox.md). Only with a virtio-vsock device (ID 19; its driver loaded at
+# coldplug above): without one, each of the agent's retries made the kernel run modprobe for
+# the vsock address family, ~300 shell runs in its first 30 seconds.
+for d in /sys/bus/virtio/devices/*/device; do
+  if [ -x /${AGENT_BIN} ] && [ "$(cat "$d" 2>/dev/null)" = 0x0013 ]; then
+    /${AGENT_BIN} </dev/null >/dev/null 2>&1 &
+    break
+  fi
+done
 
 # ${CONSOLE_ARG}=hvc0: the shell or command gets the virtio console (kernel messages stay on
 # the serial console). The device node appears once the port handshake is done.
@@ -401,10 +442,10 @@ if [ -n "$cmd" ]; then
         status=$?
       elif [ "$on_hvc" = 1 ]; then
         # Its own session with the terminal as controlling tty: Ctrl-C reaches it.
-        setsid -c "$@"
+        setsid -c sh -c '${SESSION_WRAPPER}' visor-cmd "$@"
         status=$?
       else
-        setsid cttyhack "$@"
+        setsid cttyhack sh -c '${SESSION_WRAPPER}' visor-cmd "$@"
         status=$?
       fi
     else

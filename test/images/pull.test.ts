@@ -212,7 +212,7 @@ describe('pullImage with a fake mirror', () => {
     const offline = await ensureImage('tiny', { mirror: 'http://127.0.0.1:9/debian', env, keyring: null, warn });
     expect(offline.manifest.builder).toBe(1);
     expect(warnings).toEqual([
-      expect.stringMatching(/image 'tiny' was built by an older visor \(builder 1, now \d+\): rebuilding it/),
+      expect.stringMatching(/image 'tiny' was built by an older visor \(builder 1, this one \d+\): rebuilding it/),
       expect.stringMatching(/cannot rebuild image 'tiny' now \(cannot fetch .*--mirror URL.*\); using the cached one, which still boots/),
     ]);
     const rebuilt = await ensureImage('tiny', { mirror: mirror.url, env, keyring: null, warn });

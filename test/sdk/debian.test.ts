@@ -194,10 +194,10 @@ describe.skipIf(skip !== undefined)('Debian snapshots', () => {
     }
   });
 
-  // KNOWN BUG (found merging issue 20's init, session 5): `poweroff` typed in the shell on hvc0
-  // no longer powers the machine off (on the serial console it does: test/boot/debian.test.ts).
-  // `it.fails` keeps it visible: this starts failing once the bug is fixed; then make it `it`.
-  it.fails("console: 'virtio': poweroff typed in the hvc0 shell stops the machine", { timeout: TIMEOUT }, async () => {
+  // Found merging issue 20's init (session 5): the shutdown ended the login shell, the kernel
+  // hung up hvc0 and the SIGHUP killed poweroff (the shell's foreground job) before it powered
+  // off. poweroff now leaves the terminal's session first (POWER_SCRIPT).
+  it("console: 'virtio': poweroff typed in the hvc0 shell stops the machine", { timeout: TIMEOUT }, async () => {
     const vm = await Machine.create({
       kernel: image!.kernel, initrd: image!.initrd!, append: image!.append, memoryMiB: 256, console: 'virtio',
     });

@@ -41,6 +41,9 @@ export interface TerminalOptions {
   stdio?: 'console' | 'virtio';
 }
 
+/** Ctrl-D: the terminal's end-of-file character. */
+const EOT = 0x04;
+
 /** What the serial console said last, shown when a run on the stdio ports fails. */
 const SERIAL_TAIL = 4096;
 
@@ -93,10 +96,11 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   const toGuest = (b: Uint8Array) => (ports ? vm.stdin.write(b) : held ? held.push(Buffer.from(b)) : vm.console.write(b));
   term.start({
     input: toGuest,
-    // On the console, the end of piped input is not passed on: a Ctrl-D arriving before the
-    // guest's shell puts its terminal in raw mode reaches it as a NUL, not as end-of-file.
+    // On the console, the end of piped input is a Ctrl-D after it (what a person would type):
+    // the guest's shell, at an empty line, exits and the machine powers off.
     end: () => {
       if (ports) vm.stdin.end();
+      else toGuest(Uint8Array.of(EOT));
     },
     quit: () => stop({ kind: 'quit' }),
     snapshot: () => {
