@@ -7,6 +7,9 @@
  */
 import { spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Machine } from '../../src/sdk/index.js';
 
@@ -74,6 +77,29 @@ describe.skipIf(!ON)('visor run: stdin, stdout and stderr of a guest command (is
       await vm.runUntil({ output: 'after-sleep-130', timeoutMs: 120_000 });
     } finally {
       await vm.kill();
+    }
+  }, TIMEOUT);
+
+  it('poweroff typed at the shell powers off; `visor restore </dev/null` ends: the end of input is a Ctrl-D', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'visor-term-'));
+    const vm = await Machine.create({ image: 'tiny', memoryMiB: 256 });
+    try {
+      await vm.runUntil({ output: "'poweroff' (or exit)" });
+      // Let the shell reach its prompt and wait for input there.
+      await vm.runUntil({ instructions: vm.stats().instructions + 100_000_000 });
+      await vm.snapshot(join(dir, 'shell.snap'));
+      // busybox ash runs its own poweroff applet before PATH; the login profile routes it to
+      // visor's (it used to signal PID 1, which ignored it, and nothing happened).
+      await vm.resume();
+      vm.console.write('poweroff\n');
+      const stopped = await Promise.race([vm.whenStopped().then(() => true), new Promise((r) => setTimeout(() => r(false), 300_000))]);
+      expect(stopped).toBe(true);
+      // A restored shell with no input: the Ctrl-D after it ends the shell, and so the run.
+      const r = await visor(['restore', join(dir, 'shell.snap')]);
+      expect(r.code, r.stderr.toString()).toBe(0);
+    } finally {
+      if (vm.state !== 'stopped') await vm.kill();
+      await rm(dir, { recursive: true, force: true });
     }
   }, TIMEOUT);
 });
