@@ -22,6 +22,7 @@ import { NicShaper, type NicCounters } from '../net/nic-shaper.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import type { FirewallRule } from '../net/user/firewall.js';
 import { UserNet, type UserNetCounters } from '../net/user/user-net.js';
+import type { SavedTcpFlow } from '../net/user/tcp.js';
 import { L2Switch, SwitchRegistry } from '../net/switch.js';
 import { VirtioNet } from '../virtio/net/device.js';
 import { joinSocketSwitch, switchSocketPath, userNetSocketPath, type SocketSwitchMembership } from './net-socket.js';
@@ -42,6 +43,10 @@ export interface NetAttachment {
   readonly device: VirtioNet;
   readonly switchName: string;
   counters(): NetAttachmentCounters;
+  /** This NIC's guest TCP connections through the NAT (for a snapshot); none where another process hosts it. */
+  savedFlows(): SavedTcpFlow[];
+  /** After a restore: resets those connections in the guest (their host sockets are gone). */
+  resetRestored(flows: readonly SavedTcpFlow[]): number;
   dispose(): Promise<void>;
 }
 
@@ -140,6 +145,13 @@ export class HostNetworks {
         if (hosted) c.nat = { ...hosted.net.counters, drops: { ...hosted.net.counters.drops }, activeTcp: hosted.net.activeFlows.tcp, activeUdp: hosted.net.activeFlows.udp };
         return c;
       },
+      savedFlows: () => {
+        if (!hosted) return [];
+        if (privateNet) return hosted.net.savedTcpFlows();
+        const addr = hosted.net.addressOf(mac);
+        return addr === null ? [] : hosted.net.savedTcpFlows(addr);
+      },
+      resetRestored: (flows) => (hosted ? hosted.net.resetRestored(flows, mac) : 0),
       dispose: async () => {
         if (disposed) return;
         disposed = true;
