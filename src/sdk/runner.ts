@@ -512,7 +512,7 @@ export class MachineRunner {
     publishStats(this.stats, d.machine, {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
     });
-    writeNetStats(this.stats, STAT.net, this.nets);
+    writeNetStats(this.stats, this.nets);
   }
 
   /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */

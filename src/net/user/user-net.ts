@@ -9,6 +9,7 @@
  * Everything a guest sends is untrusted: parsing never throws, every table is bounded, and
  * each drop is counted by reason.
  */
+import { DROP_REASONS, type DropReason } from './drop-reasons.js';
 import { DhcpServer, DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from './dhcp.js';
 import { DNS_PORT, dnsResponse, parseDnsQuery, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_OK, RCODE_SERVFAIL, wantsAddress } from './dns.js';
 import { Firewall, type FirewallRule } from './firewall.js';
@@ -77,7 +78,7 @@ export interface UserNetOptions {
   leaseCount?: number;
 }
 
-export type DropReason = 'malformed' | 'checksum' | 'fragment' | 'firewall' | 'flowLimit' | 'unsupported' | 'noRoute' | 'dnsBusy' | 'noArp' | 'internal';
+export { DROP_REASONS, type DropReason };
 
 export interface UserNetCounters {
   framesIn: number;
@@ -140,7 +141,7 @@ export class UserNet implements TcpFlowHost {
     dhcpReplies: 0,
     tcpRetransmits: 0,
     tcpRestoredResets: 0,
-    drops: { malformed: 0, checksum: 0, fragment: 0, firewall: 0, flowLimit: 0, unsupported: 0, noRoute: 0, dnsBusy: 0, noArp: 0, internal: 0 },
+    drops: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
   };
   readonly dhcp: DhcpServer;
   private output: FrameOutput | null = null;
