@@ -27,6 +27,8 @@ const MIB = Number(arg('mib', '64'));
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 const GUEST_PORT = 5001;
+// The hart from the build: tsc inlines its opcode enum, tsx does not (see bench/blk.ts).
+const vmDist = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -111,6 +113,7 @@ if (!argv.includes('--only-qemu')) {
         append: 'visor.dhcp=1',
         timeoutMs: TIMEOUT_MS,
         accel: ACCEL,
+        vm: vmDist,
         onOutput,
         attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: nic.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
       });
