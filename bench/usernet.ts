@@ -6,7 +6,7 @@
  * client run in a child process (bench/usernet-peer.mjs), so neither shares an event loop
  * with a VM. Download is timed between marker lines from the host (wall, and CPU seconds of
  * the emulator), upload by the client from connect to the guest's close.
- * Usage: npm run build && npx tsx bench/usernet.ts [--mib N] [--timeout-s N] [--no-qemu | --only-qemu]
+ * Usage: npm run build && npx tsx bench/usernet.ts [--mib N] [--timeout-s N] [--no-upload] [--no-qemu | --only-qemu]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { cpus, loadavg } from 'node:os';
@@ -27,6 +27,8 @@ const MIB = Number(arg('mib', '64'));
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
 const GUEST_PORT = 5001;
+// The hart from the build: tsc inlines its opcode enum, tsx does not (see bench/blk.ts).
+const vmDist = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
 
 const freePort = () =>
   new Promise<number>((resolve) => {
@@ -42,10 +44,16 @@ function peer(mode: 'serve' | 'upload', port: number): { child: ChildProcess; li
   return { child, line };
 }
 
+// --no-upload: the download alone.
+const UPLOAD = !argv.includes('--no-upload');
 const command = (httpPort: number) => ['sh', '-c', [
   `echo BENCH_D0; wget -q -O /dev/null http://10.0.2.2:${httpPort}/${MIB}MiB; echo BENCH_D1`,
   // nc's stdin stays open (a background job's would be /dev/null, whose EOF ends nc early).
-  `sleep 100000 | nc -l -p ${GUEST_PORT} > /dev/null & sleep 1; echo BENCH_UP_READY; echo BENCH_WAITING; wait $!; echo BENCH_U1; echo BENCH_END`,
+  UPLOAD
+    // nc -e hands the connection to a sink that reads to EOF and exits (busybox nc alone never
+    // exits at the network's EOF: it goes on waiting for its stdin), in cat's large reads.
+    ? `printf '#!/bin/sh\\nexec cat > /dev/null\\n' > /tmp/sink; chmod +x /tmp/sink; nc -l -p ${GUEST_PORT} -e /tmp/sink & sleep 1; echo BENCH_UP_READY; echo BENCH_WAITING; wait $!; echo BENCH_U1; echo BENCH_END`
+    : 'echo BENCH_END',
 ].join('; ')];
 // The line after the last marker: visor's console filter holds a final line back until the
 // exit marker, so a marker must never be the last line.
@@ -88,10 +96,11 @@ async function measure(who: string, start: (httpPort: number, fwdPort: number, o
   });
   clearInterval(keepAlive);
   server.child.kill();
-  if (!upload) throw new Error(`${who}: the guest never got to the upload:\n${out.slice(-3000)}`);
-  const upS = await upload;
+  if (UPLOAD && !upload) throw new Error(`${who}: the guest never got to the upload:\n${out.slice(-3000)}`);
+  if (!m.at.has('BENCH_D1')) throw new Error(`${who}: the download did not finish:\n${out.slice(-3000)}`);
+  const upS = upload ? await upload : NaN;
   const d = m.span('BENCH_D0', 'BENCH_D1');
-  const u = m.span('BENCH_UP_READY', 'BENCH_U1');
+  const u = upload ? m.span('BENCH_UP_READY', 'BENCH_U1') : { wallS: NaN, cpuS: NaN };
   const f = { downWall: d.wallS, downCpu: d.cpuS, upWall: upS, upCpu: u.cpuS };
   console.log(`${who}: download ${MIB} MiB ${f.downWall.toFixed(2)} s (${(MIB / f.downWall).toFixed(1)} MiB/s, ${f.downCpu.toFixed(2)} CPU-s); upload ${f.upWall.toFixed(2)} s (${(MIB / f.upWall).toFixed(1)} MiB/s, ≤${f.upCpu.toFixed(2)} CPU-s incl. 1 s wait)`);
   return f;
@@ -111,10 +120,14 @@ if (!argv.includes('--only-qemu')) {
         append: 'visor.dhcp=1',
         timeoutMs: TIMEOUT_MS,
         accel: ACCEL,
+        vm: vmDist,
         onOutput,
         attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: nic.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
       });
+      // BENCH_VERBOSE: the NIC's and the NAT's counters every 5 s (where a transfer stalls).
+      const watch = process.env.BENCH_VERBOSE ? setInterval(() => console.error(`counters: ${JSON.stringify(nic.counters())} device ${JSON.stringify(nic.device.counters)}`), 5000) : undefined;
       const r = await g.run(TIMEOUT_MS);
+      clearInterval(watch);
       console.log(`visor counters: ${JSON.stringify(nic.counters())} device ${JSON.stringify(nic.device.counters)}`);
       await nic.dispose();
       return r.output;

@@ -22,6 +22,7 @@ import { NicShaper, type NicCounters } from '../net/nic-shaper.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import type { FirewallRule } from '../net/user/firewall.js';
 import { UserNet, type UserNetCounters } from '../net/user/user-net.js';
+import type { SavedTcpFlow } from '../net/user/tcp.js';
 import { L2Switch, SwitchRegistry } from '../net/switch.js';
 import { VirtioNet } from '../virtio/net/device.js';
 import { joinSocketSwitch, switchSocketPath, userNetSocketPath, type SocketSwitchMembership } from './net-socket.js';
@@ -42,6 +43,10 @@ export interface NetAttachment {
   readonly device: VirtioNet;
   readonly switchName: string;
   counters(): NetAttachmentCounters;
+  /** This NIC's guest TCP connections through the NAT (for a snapshot); none where another process hosts it. */
+  savedFlows(): SavedTcpFlow[];
+  /** After a restore: resets those connections in the guest (their host sockets are gone). */
+  resetRestored(flows: readonly SavedTcpFlow[]): number;
   dispose(): Promise<void>;
 }
 
@@ -140,6 +145,13 @@ export class HostNetworks {
         if (hosted) c.nat = { ...hosted.net.counters, drops: { ...hosted.net.counters.drops }, activeTcp: hosted.net.activeFlows.tcp, activeUdp: hosted.net.activeFlows.udp };
         return c;
       },
+      savedFlows: () => {
+        if (!hosted) return [];
+        if (privateNet) return hosted.net.savedTcpFlows();
+        const addr = hosted.net.addressOf(mac);
+        return addr === null ? [] : hosted.net.savedTcpFlows(addr);
+      },
+      resetRestored: (flows) => (hosted ? hosted.net.resetRestored(flows, mac) : 0),
       dispose: async () => {
         if (disposed) return;
         disposed = true;
@@ -187,13 +199,37 @@ export class HostNetworks {
 
 // The NIC and NAT counters' layout is the stats layout's (vm/stats.ts): the SDK reads it
 // without loading the network stack.
-export { NET_STAT_KEYS } from '../vm/stats.js';
-import { NET_STAT_KEYS } from '../vm/stats.js';
+export { NET_STAT_KEYS, NIC_STAT_KEYS } from '../vm/stats.js';
+import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, STAT, type NatDropReason } from '../vm/stats.js';
+import { DROP_REASONS, type DropReason } from '../net/user/drop-reasons.js';
 
-/** Writes NET_STAT_KEYS' values for `nets` into `out` from `at` on. */
-export function writeNetStats(out: Float64Array, at: number, nets: readonly NetAttachment[]): void {
+// The stats layout restates the stack's drop reasons; both directions must type-check.
+const sameReasons: [DropReason[], NatDropReason[]] = [[...NAT_DROP_REASONS], [...DROP_REASONS]];
+void sameReasons;
+
+const NIC_SLOTS = (STAT.size - STAT.nics - 1) / MAX_STAT_NICS;
+
+/** One NIC's NIC_STAT_KEYS values. */
+export function nicStatValues(n: NetAttachment): number[] {
+  const c = n.counters();
+  const d = n.device.counters;
+  const v = [d.rxFrames, d.rxBytes, d.txFrames, d.txBytes, d.rxDropped, d.txErrors, c.nic.rxRateDrops, c.nic.txRateDrops, c.nic.rxDelayed, c.nic.txDelayed];
+  if (c.nat) {
+    const t = c.nat;
+    v.push(1, t.tcpFlowsOpened, t.udpFlowsOpened, t.activeTcp, t.activeUdp, t.dnsQueries, t.dhcpReplies, t.tcpRetransmits, t.tcpRestoredResets, ...NAT_DROP_REASONS.map((r) => t.drops[r]));
+  }
+  while (v.length < NIC_STAT_KEYS.length) v.push(0);
+  return v;
+}
+
+/**
+ * Writes the machine's network counters into the stats array `out` (STAT layout): the sums
+ * over `nets` at STAT.net (NET_STAT_KEYS), and each NIC's own at STAT.nics (NIC_STAT_KEYS).
+ */
+export function writeNetStats(out: Float64Array, nets: readonly NetAttachment[]): void {
   const v = new Array<number>(NET_STAT_KEYS.length).fill(0);
-  for (const n of nets) {
+  out[STAT.nics] = Math.min(nets.length, MAX_STAT_NICS);
+  for (const [i, n] of nets.entries()) {
     const c = n.counters();
     const d = n.device.counters;
     v[0] += d.rxFrames;
@@ -208,8 +244,9 @@ export function writeNetStats(out: Float64Array, at: number, nets: readonly NetA
       v[8] += c.nat.drops.firewall;
       v[9] += Object.values(c.nat.drops).reduce((a, b) => a + b, 0);
     }
+    if (i < MAX_STAT_NICS) nicStatValues(n).forEach((x, k) => (out[STAT.nics + 1 + i * NIC_SLOTS + k] = x));
   }
-  v.forEach((x, i) => (out[at + i] = x));
+  v.forEach((x, i) => (out[STAT.net + i] = x));
 }
 
 /** Checks a NetSpec read back from a snapshot (untrusted); attachSpec validates the rest. */

@@ -1,7 +1,7 @@
 /**
  * visor's public TypeScript API: `import { Machine } from 'visor'`.
  */
-export { Machine, type MachineStats, type SnapshotInfo, type SnapshotOptions, type StopOptions, type CreateOptions, type RestoreOptions, type MachineEvents } from './machine.js';
+export { Machine, type MachineStats, type NicStats, type SnapshotInfo, type SnapshotOptions, type StopOptions, type CreateOptions, type RestoreOptions, type MachineEvents } from './machine.js';
 export { MachineConfigSchema, parseMachineConfig, defaultAccel, type Accel, type MachineConfig, type ResolvedConfig, type ImageResolver } from './config.js';
 export { TRANSITIONS, transition, type MachineState, type MachineAction } from './states.js';
 export type { GuestEvent, UntilCondition, StopResult } from './protocol.js';

@@ -18,7 +18,40 @@ import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './p
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { NET_STAT_KEYS } from '../vm/stats.js';
+import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
+
+/** One NIC's counters (MachineStats.nics). */
+export interface NicStats {
+  /** Frames and bytes at the guest's NIC: rx to the guest, tx from it. */
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /**
+   * Frames dropped at the NIC, by reason: the guest's receive ring was full, a transmit buffer
+   * was malformed, a rate limit's queue overflowed (each direction).
+   */
+  drops: { rxRingFull: number; txMalformed: number; rxRateLimit: number; txRateLimit: number };
+  /** Frames that waited for rate-limit tokens, each direction. */
+  rateDelayed: { rx: number; tx: number };
+  /**
+   * On a user network whose NAT this process hosts: the network's counters (shared by its
+   * NICs in this machine): NAT flows opened and open now, DNS queries, DHCP replies, TCP
+   * retransmissions to the guest, connections reset after a restore, and frames it dropped,
+   * by reason (firewall, flowLimit, checksum, malformed, fragment, ...).
+   */
+  nat?: {
+    tcpFlows: number;
+    udpFlows: number;
+    activeTcp: number;
+    activeUdp: number;
+    dnsQueries: number;
+    dhcpReplies: number;
+    tcpRetransmits: number;
+    restoredResets: number;
+    drops: Record<NatDropReason, number>;
+  };
+}
 
 export interface MachineStats {
   /** Guest instructions executed since boot (traps count as one). */
@@ -42,6 +75,8 @@ export interface MachineStats {
    * NAT flows opened (TCP, UDP), open now, and frames it dropped (firewall, all reasons).
    */
   net: Record<(typeof NET_STAT_KEYS)[number], number>;
+  /** Each NIC's own counters, in the order of the config's `nets` (the first 8). */
+  nics: NicStats[];
   io: {
     blkReads: number;
     blkWrites: number;
@@ -595,6 +630,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / BALLOON_PAGES_PER_MIB, actualMiB: s[STAT.balloonActualPages]! / BALLOON_PAGES_PER_MIB } } : {}),
       virtioInterrupts: s[STAT.virtioInterrupts]!,
       net: Object.fromEntries(NET_STAT_KEYS.map((k, i) => [k, s[STAT.net + i]!])) as MachineStats['net'],
+      nics: readNicStats(s),
       io: {
         blkReads: s[STAT.blkReads]!,
         blkWrites: s[STAT.blkWrites]!,
@@ -614,6 +650,40 @@ export class Machine extends EventEmitter<MachineEvents> {
   whenStopped(): Promise<void> {
     return this.exitedPromise;
   }
+}
+
+/** stats().nics from the shared array (vm/stats.ts NIC_STAT_KEYS). */
+export function readNicStats(s: Float64Array): NicStats[] {
+  const slots = (STAT.size - STAT.nics - 1) / MAX_STAT_NICS;
+  const out: NicStats[] = [];
+  for (let i = 0; i < Math.min(s[STAT.nics]!, MAX_STAT_NICS); i++) {
+    const at = STAT.nics + 1 + i * slots;
+    const v = Object.fromEntries(NIC_STAT_KEYS.map((k, j) => [k, s[at + j]!])) as Record<(typeof NIC_STAT_KEYS)[number], number>;
+    out.push({
+      rxFrames: v.rxFrames,
+      rxBytes: v.rxBytes,
+      txFrames: v.txFrames,
+      txBytes: v.txBytes,
+      drops: { rxRingFull: v.dropRxRingFull, txMalformed: v.dropTxMalformed, rxRateLimit: v.dropRxRateLimit, txRateLimit: v.dropTxRateLimit },
+      rateDelayed: { rx: v.rateDelayedRx, tx: v.rateDelayedTx },
+      ...(v.hasNat
+        ? {
+            nat: {
+              tcpFlows: v.natTcpFlows,
+              udpFlows: v.natUdpFlows,
+              activeTcp: v.natActiveTcp,
+              activeUdp: v.natActiveUdp,
+              dnsQueries: v.natDnsQueries,
+              dhcpReplies: v.natDhcpReplies,
+              tcpRetransmits: v.natTcpRetransmits,
+              restoredResets: v.natRestoredResets,
+              drops: Object.fromEntries(NAT_DROP_REASONS.map((r) => [r, v[`natDrop.${r}`]])) as Record<NatDropReason, number>,
+            },
+          }
+        : {}),
+    });
+  }
+  return out;
 }
 
 function newStats(): SharedArrayBuffer {

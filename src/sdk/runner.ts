@@ -20,7 +20,7 @@ import { transition, type MachineAction, type MachineState } from './states.js';
 import { HostNetworks, writeNetStats, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../host/snapshot/ram.js';
 import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot/file.js';
-import { snapshotMeta, validateSnapshot, type MachineSnapshotState } from '../host/snapshot/meta.js';
+import { snapshotMeta, validateSnapshot, type MachineSnapshotState, type RunnerState } from '../host/snapshot/meta.js';
 import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
 import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
@@ -80,6 +80,8 @@ export class MachineRunner {
   private driver!: VmDriver;
   private disks: OpenedDisk[] = [];
   private nets: NetAttachment[] = [];
+  /** restore(): the snapshot's NAT connections, reset in the guest when it first runs. */
+  private restoredNatFlows: RunnerState['natFlows'] | null = null;
   /** Kept across reboots (as NICs are): the host side holds on to them. */
   private balloonDev: VirtioBalloon | undefined;
   private vsockDev: VirtioVsock | undefined;
@@ -173,6 +175,7 @@ export class MachineRunner {
       }
       r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
+      r.restoredNatFlows = state.runner.natFlows ?? null;
       r.state = 'paused';
       r.publishStats();
       lap('state');
@@ -483,6 +486,12 @@ export class MachineRunner {
   }
 
   private runLoop(): void {
+    if (this.restoredNatFlows) {
+      // The guest's connections through the NAT died with the process that saved it: reset
+      // them as it starts running, so its sockets fail now rather than wait on nobody.
+      this.restoredNatFlows.forEach((flows, i) => this.nets[i]?.resetRestored(flows));
+      this.restoredNatFlows = null;
+    }
     void this.driver.run();
   }
 
@@ -503,7 +512,7 @@ export class MachineRunner {
     publishStats(this.stats, d.machine, {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
     });
-    writeNetStats(this.stats, STAT.net, this.nets);
+    writeNetStats(this.stats, this.nets);
   }
 
   /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */
@@ -547,7 +556,13 @@ export class MachineRunner {
       for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
       const meta = snapshotMeta(this.cfg, disks);
       const machine: MachineSnapshotState = {
-        runner: { version: 1, executed: this.driver.executed, deterministic: this.cfg.deterministic, rngState: this.rng ? this.rng.saveState() : null },
+        runner: {
+          version: 1,
+          executed: this.driver.executed,
+          deterministic: this.cfg.deterministic,
+          rngState: this.rng ? this.rng.saveState() : null,
+          ...(this.nets.length ? { natFlows: this.nets.map((n) => n.savedFlows()) } : {}),
+        },
         board: this.vm.saveState(),
       };
       const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);

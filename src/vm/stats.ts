@@ -30,7 +30,9 @@ export const STAT = {
   balloonActualPages: 57,
   // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts writes them).
   net: 58,
-  size: 68,
+  // Per NIC: the count at STAT.nics, then MAX_STAT_NICS blocks of NIC_STAT_KEYS.
+  nics: 68,
+  size: 69 + 8 * 32,
 } as const;
 
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (virtio 1.2 §5.5.6). */
@@ -41,6 +43,33 @@ export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 
 
 /** The NIC and NAT counters `stats()` publishes at STAT.net (summed over a machine's NICs), in this order (host/net-attach.ts writeNetStats). */
 export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
+
+/**
+ * The user network's drop reasons (net/user/drop-reasons.ts DROP_REASONS), restated: the SDK's
+ * thread reads stats without loading the network stack. host/net-attach.ts checks the two agree.
+ */
+export const NAT_DROP_REASONS = ['malformed', 'checksum', 'fragment', 'firewall', 'flowLimit', 'unsupported', 'noRoute', 'dnsBusy', 'noArp', 'internal'] as const;
+export type NatDropReason = (typeof NAT_DROP_REASONS)[number];
+
+/** NICs whose counters stats().nics carries (a machine may have more; the rest are in the sums). */
+export const MAX_STAT_NICS = 8;
+
+/**
+ * One NIC's counters in stats().nics, in this order (host/net-attach.ts writeNetStats): frames
+ * and bytes at the guest's NIC (rx: to the guest), its drops by reason (receive ring full,
+ * malformed transmit buffers, rate-limit overflow each way), frames that waited for rate
+ * tokens; then, on a user network this process hosts, the network's NAT counters (shared by
+ * its NICs here): flows opened and open, DNS, DHCP, TCP retransmissions, connections reset
+ * after a restore, and its drops by reason (DROP_REASONS).
+ */
+export const NIC_STAT_KEYS = [
+  'rxFrames', 'rxBytes', 'txFrames', 'txBytes',
+  'dropRxRingFull', 'dropTxMalformed', 'dropRxRateLimit', 'dropTxRateLimit',
+  'rateDelayedRx', 'rateDelayedTx',
+  'hasNat', 'natTcpFlows', 'natUdpFlows', 'natActiveTcp', 'natActiveUdp', 'natDnsQueries', 'natDhcpReplies', 'natTcpRetransmits', 'natRestoredResets',
+  ...NAT_DROP_REASONS.map((r) => `natDrop.${r}` as const),
+] as const;
+if (NIC_STAT_KEYS.length > 32 || STAT.size !== STAT.nics + 1 + MAX_STAT_NICS * 32) throw new Error('vm/stats: the per-NIC block outgrew its 32 slots');
 
 /** What the driver and the console count, beside the devices' own counters. */
 export interface RunCounters {

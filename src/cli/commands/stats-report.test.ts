@@ -7,6 +7,7 @@ const base: MachineStats = {
   traps: { 8: 1200, 12: 34_000, 9: 50 }, interrupts: { 5: 9000, 9: 300 }, tlbMisses: 2_300_000, virtioInterrupts: 310,
   net: { rxFrames: 0, txFrames: 0, rxDropped: 0, txDropped: 0, rateDelayed: 0, natTcpFlows: 0, natUdpFlows: 0, natActiveFlows: 0, natFirewallDrops: 0, natDrops: 0 },
   io: { blkReads: 10, blkWrites: 2, blkBytesRead: 2 * 1048576, blkBytesWritten: 8192, netRxBytes: 0, netTxBytes: 0, consoleOutBytes: 40_000, consoleInBytes: 12 },
+  nics: [],
   accel: 'jit',
   jit: { modulesCompiled: 413, blocksCompiled: 12_345, compileMs: 2100, cacheHits: 16_200_000, instructions: 3_734_500_000, invalidations: 120, evictions: 0, stepExits: 2_300_000 },
 };
@@ -16,6 +17,20 @@ describe('--stats report', () => {
     const text = formatStats({ ...base, net: { rxFrames: 1200, txFrames: 800, rxDropped: 3, txDropped: 0, rateDelayed: 5, natTcpFlows: 4, natUdpFlows: 2, natActiveFlows: 1, natFirewallDrops: 7, natDrops: 9 } });
     expect(text).toMatch(/net: 1200 frames in, 800 out; dropped 3 in, 0 out; 5 rate-limited; NAT flows 4 TCP, 2 UDP \(1 open\); NAT drops 9 \(firewall 7\)/);
     expect(formatStats(base)).not.toMatch(/net:/);
+  });
+
+  it('adds a line per NIC: frames, bytes, drops by reason, and its NAT', () => {
+    const zeroDrops = { malformed: 0, checksum: 0, fragment: 0, firewall: 0, flowLimit: 0, unsupported: 0, noRoute: 0, dnsBusy: 0, noArp: 0, internal: 0 };
+    const text = formatStats({
+      ...base,
+      nics: [
+        { rxFrames: 50_000, rxBytes: 70 * 1048576, txFrames: 20_000, txBytes: 1048576, drops: { rxRingFull: 2, txMalformed: 0, rxRateLimit: 0, txRateLimit: 5 }, rateDelayed: { rx: 0, tx: 9 },
+          nat: { tcpFlows: 3, udpFlows: 1, activeTcp: 1, activeUdp: 0, dnsQueries: 4, dhcpReplies: 2, tcpRetransmits: 0, restoredResets: 1, drops: { ...zeroDrops, firewall: 6, checksum: 1 } } },
+        { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, drops: { rxRingFull: 0, txMalformed: 0, rxRateLimit: 0, txRateLimit: 0 }, rateDelayed: { rx: 0, tx: 0 } },
+      ],
+    });
+    expect(text).toMatch(/nic 0: in 50\.0 k frames \(70\.0 MiB\), out 20\.0 k frames \(1\.0 MiB\); drops txRateLimit 5, rxRingFull 2; rate-limited 0 in, 9 out; NAT: flows 3 TCP, 1 UDP \(1 open\), DNS 4, DHCP 2, retransmits 0, reset after restore 1; drops firewall 6, checksum 1\n/);
+    expect(text).toMatch(/nic 1: in 0 frames \(0 B\), out 0 frames \(0 B\); drops none; rate-limited 0 in, 0 out\n/);
   });
 
   it('reads at a glance: counts, the JIT line, traps by name, I/O', () => {

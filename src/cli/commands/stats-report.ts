@@ -2,7 +2,7 @@
  * `--stats`: what the machine did, printed on exit (issue 8): instructions, tier 1's compile
  * work, code-cache hits and invalidations, traps and I/O. Text for people, JSON for scripts.
  */
-import { VisorError, type MachineStats } from '../../sdk/index.js';
+import { VisorError, type MachineStats, type NicStats } from '../../sdk/index.js';
 
 /** Exception causes by number (RISC-V privileged spec, table 3.6), for the traps line. */
 const CAUSES: Record<number, string> = {
@@ -56,7 +56,26 @@ export function formatStats(s: MachineStats): string {
         `NAT flows ${count(n.natTcpFlows)} TCP, ${count(n.natUdpFlows)} UDP (${count(n.natActiveFlows)} open); NAT drops ${count(n.natDrops)} (firewall ${count(n.natFirewallDrops)})`,
     );
   }
+  for (const [i, c] of (s.nics ?? []).entries()) lines.push(formatNic(i, c));
   return lines.map((l) => `visor: ${l}\n`).join('');
+}
+
+/** Reasons with a nonzero count, most first: "firewall 3, checksum 1" (or "none"). */
+const reasons = (m: Record<string, number>) =>
+  Object.entries(m).filter(([, n]) => n > 0).sort((a, b) => b[1] - a[1]).map(([r, n]) => `${r} ${count(n)}`).join(', ') || 'none';
+
+/** One NIC's line (and its user network's NAT, where this process hosts it). */
+function formatNic(i: number, c: NicStats): string {
+  let l =
+    `nic ${i}: in ${count(c.rxFrames)} frames (${bytes(c.rxBytes)}), out ${count(c.txFrames)} frames (${bytes(c.txBytes)}); ` +
+    `drops ${reasons(c.drops)}; rate-limited ${count(c.rateDelayed.rx)} in, ${count(c.rateDelayed.tx)} out`;
+  const n = c.nat;
+  if (n) {
+    l +=
+      `; NAT: flows ${count(n.tcpFlows)} TCP, ${count(n.udpFlows)} UDP (${count(n.activeTcp + n.activeUdp)} open), ` +
+      `DNS ${count(n.dnsQueries)}, DHCP ${count(n.dhcpReplies)}, retransmits ${count(n.tcpRetransmits)}, reset after restore ${count(n.restoredResets)}; drops ${reasons(n.drops)}`;
+  }
+  return l;
 }
 
 /** Parses `--stats [text|json]` (commander gives true for the bare flag). */

@@ -18,6 +18,7 @@ import type { DiskFingerprint, ReadSnapshot } from './file.js';
 export const VISOR_VERSION: string = (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
 
 const u32 = z.number().int().min(0).max(0xffff_ffff);
+const u16 = z.number().int().min(0).max(0xffff);
 
 /** VmSpec as a snapshot stores it; fields newer than the first snapshots are optional. */
 const SpecSchema = z.object({
@@ -76,6 +77,14 @@ export const RunnerStateSchema = z.object({
   deterministic: z.boolean(),
   /** The seeded entropy source's state (deterministic machines with an rng). */
   rngState: z.tuple([u32, u32, u32, u32]).nullable(),
+  /**
+   * Per NIC, the guest's TCP connections through a user network's NAT: a restore resets
+   * them in the guest (host/net-attach.ts). Absent in older snapshots.
+   */
+  natFlows: z
+    .array(z.array(z.object({ guestIp: u32, guestPort: u16, remoteIp: u32, remotePort: u16, seq: u32, ack: u32 })).max(4096))
+    .max(64)
+    .optional(),
 });
 
 const MachineSectionSchema = z.object({

@@ -35,6 +35,17 @@ const GSO_MAX_PAYLOAD = 65535 - 20 - 60;
 const MIN_RTO_MS = 1000;
 const MAX_RTO_MS = 10_000;
 
+/** A guest TCP connection as a snapshot records it (UserNet.resetRestored sends its reset). */
+export interface SavedTcpFlow {
+  guestIp: number;
+  guestPort: number;
+  remoteIp: number;
+  remotePort: number;
+  /** Our next sequence number (what the guest expects next), and the guest's. */
+  seq: number;
+  ack: number;
+}
+
 export type TcpState = 'connecting' | 'syn-rcvd' | 'syn-sent' | 'established' | 'closed';
 
 export interface TcpSegmentOut {
@@ -418,6 +429,16 @@ export class TcpFlow implements TcpSocketEvents {
   /** Bytes held for this flow (memory accounting). */
   get bufferedBytes(): number {
     return this.sendBytes;
+  }
+
+  /**
+   * What a snapshot keeps of this connection: its ends and the sequence numbers the guest's
+   * side holds, enough to reset it in the guest after a restore (the host socket is gone).
+   * Null before the guest has a synchronized connection.
+   */
+  saved(): SavedTcpFlow | null {
+    if (this.state === 'connecting' || this.state === 'closed') return null;
+    return { guestIp: this.guestIp, guestPort: this.guestPort, remoteIp: this.remoteIp, remotePort: this.remotePort, seq: this.sndNxt, ack: this.rcvNxt };
   }
 
   get closing(): boolean {

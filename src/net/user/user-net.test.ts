@@ -237,6 +237,31 @@ describe('user-mode network', () => {
       expect(t.net.activeFlows.tcp).toBe(0);
     });
 
+    it('after a restore, resets the connections the snapshot saved, to the guest\'s MAC, with the sequence it expects', () => {
+      const t = setup();
+      const { sock, ourSeq, guestSeq } = connect(t);
+      sock.events.onData(text('abc'));
+      t.guest.segments();
+      t.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq + 3, TCP_ACK);
+      const saved = t.net.savedTcpFlows();
+      expect(saved).toEqual([{ guestIp: ip4('10.0.2.15'), guestPort: 40000, remoteIp: ip4('93.184.216.34'), remotePort: 80, seq: ourSeq + 3, ack: guestSeq }]);
+      expect(t.net.savedTcpFlows(ip4('10.0.2.16')!)).toEqual([]);
+
+      // A fresh network (the restoring process's) knows neither the flow nor the guest's MAC.
+      const fresh = setup();
+      expect(fresh.net.resetRestored(saved, fresh.guest.mac)).toBe(1);
+      const [rst] = fresh.guest.segments();
+      expect(rst!.flags).toBe(TCP_RST | TCP_ACK);
+      expect(rst!.seq).toBe(ourSeq + 3);
+      expect(rst!.ack).toBe(guestSeq);
+      expect([rst!.src, rst!.srcPort, rst!.dst, rst!.dstPort]).toEqual([ip4('93.184.216.34'), 80, ip4('10.0.2.15'), 40000]);
+      expect(fresh.net.counters.tcpRestoredResets).toBe(1);
+      expect(fresh.sockets.tcp).toHaveLength(0);
+      // Had the guest moved on, its challenge ACK is reset with its own number.
+      fresh.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq + 9, TCP_ACK);
+      expect(fresh.guest.segments()[0]).toMatchObject({ flags: TCP_RST, seq: ourSeq + 9 });
+    });
+
     it('answers a segment for no connection with a reset', () => {
       const t = setup();
       t.guest.tcp('1.1.1.1', 40000, 80, 77, 12345, TCP_ACK, text('stale'));

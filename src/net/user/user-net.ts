@@ -9,6 +9,7 @@
  * Everything a guest sends is untrusted: parsing never throws, every table is bounded, and
  * each drop is counted by reason.
  */
+import { DROP_REASONS, type DropReason } from './drop-reasons.js';
 import { DhcpServer, DHCP_CLIENT_PORT, DHCP_SERVER_PORT } from './dhcp.js';
 import { DNS_PORT, dnsResponse, parseDnsQuery, RCODE_NOTIMP, RCODE_NXDOMAIN, RCODE_OK, RCODE_SERVFAIL, wantsAddress } from './dns.js';
 import { Firewall, type FirewallRule } from './firewall.js';
@@ -38,7 +39,7 @@ import {
   type Ip4,
   type Ipv4Packet,
 } from './packet.js';
-import { TCP_ACK, TCP_RST, TCP_SYN, TcpFlow, type TcpFlowHost, type TcpSegmentIn, type TcpSegmentOut } from './tcp.js';
+import { TCP_ACK, TCP_RST, TCP_SYN, TcpFlow, type SavedTcpFlow, type TcpFlowHost, type TcpSegmentIn, type TcpSegmentOut } from './tcp.js';
 
 export const NETWORK = ip4('10.0.2.0')!;
 export const NETMASK = ip4('255.255.255.0')!;
@@ -77,7 +78,7 @@ export interface UserNetOptions {
   leaseCount?: number;
 }
 
-export type DropReason = 'malformed' | 'checksum' | 'fragment' | 'firewall' | 'flowLimit' | 'unsupported' | 'noRoute' | 'dnsBusy' | 'noArp' | 'internal';
+export { DROP_REASONS, type DropReason };
 
 export interface UserNetCounters {
   framesIn: number;
@@ -90,6 +91,8 @@ export interface UserNetCounters {
   dhcpReplies: number;
   /** Retransmission timeouts of guest-facing TCP (the guest's ring was full or it stalled). */
   tcpRetransmits: number;
+  /** Connections a restored guest held that were reset (resetRestored). */
+  tcpRestoredResets: number;
   drops: Record<DropReason, number>;
 }
 
@@ -137,7 +140,8 @@ export class UserNet implements TcpFlowHost {
     dnsQueries: 0,
     dhcpReplies: 0,
     tcpRetransmits: 0,
-    drops: { malformed: 0, checksum: 0, fragment: 0, firewall: 0, flowLimit: 0, unsupported: 0, noRoute: 0, dnsBusy: 0, noArp: 0, internal: 0 },
+    tcpRestoredResets: 0,
+    drops: Object.fromEntries(DROP_REASONS.map((r) => [r, 0])) as Record<DropReason, number>,
   };
   readonly dhcp: DhcpServer;
   private output: FrameOutput | null = null;
@@ -590,7 +594,7 @@ export class UserNet implements TcpFlowHost {
   }
 
   /** The address a guest NIC has: its DHCP lease, else what ARP saw it use. */
-  private addressOf(mac: Uint8Array): Ip4 | null {
+  addressOf(mac: Uint8Array): Ip4 | null {
     const key = [...mac].map((b) => b.toString(16).padStart(2, '0')).join(':');
     const lease = this.dhcp.leaseTable.get(key);
     if (lease !== undefined) return lease;
@@ -670,6 +674,38 @@ export class UserNet implements TcpFlowHost {
       }
     }
     for (const [port, p] of this.udpPeers) if (now - p.lastActivity > this.udpIdleMs) this.udpPeers.delete(port);
+  }
+
+  /**
+   * The guest-side TCP connections of the guest at `guestIp` (all guests: undefined), for a
+   * snapshot: a restored guest still holds them, but their host sockets are gone.
+   */
+  savedTcpFlows(guestIp?: Ip4): SavedTcpFlow[] {
+    const out: SavedTcpFlow[] = [];
+    for (const f of this.tcp.values()) {
+      const s = f.saved();
+      if (s && (guestIp === undefined || s.guestIp === guestIp)) out.push(s);
+    }
+    return out;
+  }
+
+  /**
+   * After a restore: resets (RFC 9293 §3.10.7) each connection the snapshot's guest held, to
+   * the NIC with MAC `mac`, so the guest's sockets fail at once instead of waiting forever
+   * on a peer that no longer exists. The sequence number is the one the guest expects next;
+   * should it have moved on, the guest answers with a challenge ACK (RFC 5961 §3.2), which
+   * finds no flow here and is reset with the guest's own number (resetUnknown).
+   */
+  resetRestored(flows: readonly SavedTcpFlow[], mac: Uint8Array): number {
+    let n = 0;
+    for (const s of flows) {
+      if (this.tcp.has(`${s.guestIp}:${s.guestPort}>${s.remoteIp}:${s.remotePort}`)) continue;
+      const tmp = new TcpFlow(this.nullHost(mac), '', s.guestIp, s.guestPort, s.remoteIp, s.remotePort, 'connecting', 0);
+      this.emitVia(tmp, mac, { flags: TCP_RST | TCP_ACK, seq: s.seq >>> 0, ack: s.ack >>> 0, window: 0 });
+      this.counters.tcpRestoredResets++;
+      n++;
+    }
+    return n;
   }
 
   get activeFlows(): { tcp: number; udp: number } {
