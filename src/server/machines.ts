@@ -24,7 +24,7 @@ import { createQcow2 } from '../storage/qcow2/create.js';
 import { checkQcow2 } from '../storage/qcow2/check.js';
 import type { EventBus } from './events.js';
 import type { ExecRequest, ExecResult, GuestEntry, GuestOps } from './guest-ops.js';
-import type { MachineCreate, MachineView, ProjectLimits } from './schemas.js';
+import type { DiskLimits, MachineCreate, MachineView, ProjectLimits } from './schemas.js';
 import { effectiveLimits } from './shares.js';
 import type { Store } from './store.js';
 
@@ -52,6 +52,7 @@ interface Spec extends Omit<MachineCreate, 'start'> {
   cpuLimitPercent: number;
   cpuShares: number;
   balloonMiB?: number;
+  diskLimits?: DiskLimits;
   /** Volume names this machine's disks are, in order (its own from diskMiB first). */
   disks: string[];
   networks: string[];
@@ -162,10 +163,11 @@ export class MachineManager {
         cpuShares: spec.cpuShares,
         ...(this.applied.has(r.id) ? { cpuEffectivePercent: this.applied.get(r.id)! } : {}),
         ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}),
+        ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };
@@ -298,6 +300,7 @@ export class MachineManager {
       disks: [],
       networks: body.networks ?? [],
       ...(body.balloon ? { balloon: true } : {}),
+      ...(body.diskLimits ? { diskLimits: body.diskLimits } : {}),
       ...(body.console ? { console: body.console } : {}),
     };
     const now = new Date().toISOString();
@@ -371,6 +374,7 @@ export class MachineManager {
       disks: spec.disks.map((d) => ({ path: this.diskPath(r.project, d), format: 'qcow2' as const })),
       nets: spec.networks.map((n) => ({ switch: `${r.project}.${n}` })),
       ...(spec.balloon ? { balloon: true } : {}),
+      ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       ...(spec.console ? { console: spec.console } : {}),
       // The guest agent's channel (exec, files, pty): a vsock whose host end is a Unix socket.
       ...(this.o.guest.socketPath ? { vsock: { path: this.o.guest.socketPath(r.id) } } : {}),
@@ -570,7 +574,7 @@ export class MachineManager {
     });
   }
 
-  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number }): Promise<MachineView> {
+  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null }): Promise<MachineView> {
     return this.exclusive(id, async () => {
       const r = this.row(project, id);
       const spec = JSON.parse(r.spec) as Spec;
@@ -579,6 +583,9 @@ export class MachineManager {
         if (!spec.balloon) throw new VisorError('NotAllowed', `machine ${r.name} has no balloon (create it with balloon: true)`);
         next.balloonMiB = p.balloonMiB;
       }
+      // Disk limits live in the machine's worker: a running machine gets new ones at its next start.
+      if (p.diskLimits === null) delete next.diskLimits;
+      else if (p.diskLimits !== undefined) next.diskLimits = p.diskLimits;
       const vm = this.live.get(r.id);
       if (vm && next.cpuLimitPercent > spec.cpuLimitPercent) this.admit(project, next, r.id);
       if (vm && p.balloonMiB !== undefined) await vm.balloon(p.balloonMiB);

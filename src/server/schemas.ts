@@ -10,6 +10,15 @@ export const Name = z.string().regex(/^[a-z0-9][a-z0-9-]{0,39}$/, 'lower-case le
 export const ImageName = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/, 'an image name (letters, digits, . _ -)');
 export const Id = z.string().regex(/^[a-z]+-[0-9a-f]{8,32}$/, 'an id as the API returned it');
 
+/** Disk I/O limits for all of a machine's disks together (token buckets, as Firecracker's). */
+export const DiskLimits = z.strictObject({
+  iops: z.number().int().min(1).max(10_000_000).optional().describe('disk requests per second'),
+  bytesPerSec: z.number().int().min(4096).max(1e12).optional().describe('disk bytes (read + written) per second'),
+  iopsBurst: z.number().int().min(1).max(10_000_000).optional().describe('requests the bucket holds (default a tenth of a second\'s worth)'),
+  bytesBurst: z.number().int().min(4096).max(1e12).optional().describe('bytes the bucket holds (default a tenth of a second\'s worth)'),
+});
+export type DiskLimits = z.infer<typeof DiskLimits>;
+
 export const MachineCreate = z.strictObject({
   name: Name,
   image: ImageName.optional().describe('a visor image (default: the daemon\'s default image)'),
@@ -17,6 +26,7 @@ export const MachineCreate = z.strictObject({
   cpuLimitPercent: z.number().int().min(1).max(100).optional().describe('percent of one host core (default 100)'),
   cpuShares: z.number().int().min(1).max(10_000).optional().describe('relative weight when the host is busy (default 100)'),
   diskMiB: z.number().int().min(1).max(1 << 20).optional().describe('a new qcow2 data disk of this size'),
+  diskLimits: DiskLimits.optional().describe('I/O limits of all its disks together (takes effect at the next start when changed)'),
   disks: z.array(Name).max(4).optional().describe('existing volumes to attach'),
   networks: z.array(Name).max(4).optional(),
   balloon: z.boolean().optional(),
@@ -29,6 +39,7 @@ export const MachinePatch = z.strictObject({
   cpuLimitPercent: z.number().int().min(1).max(100).optional(),
   cpuShares: z.number().int().min(1).max(10_000).optional(),
   balloonMiB: z.number().int().min(0).max(16384).optional().describe('memory to take back from the guest (needs balloon: true)'),
+  diskLimits: DiskLimits.nullable().optional().describe('new disk I/O limits (null: none); a running machine gets them at its next start'),
 });
 
 export const StopBody = z.strictObject({
@@ -98,10 +109,10 @@ export const MachineView = z.object({
   reason: z.string().nullable(),
   image: z.string(),
   memoryMiB: z.number(),
-  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional() }),
+  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional(), diskLimits: DiskLimits.optional() }),
   disks: z.array(z.string()),
   networks: z.array(z.string()),
-  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently'), blkBytesRead: z.number(), blkBytesWritten: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
+  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently'), blkBytesRead: z.number(), blkBytesWritten: z.number(), blkThrottled: z.number().describe('disk requests that waited for the disk limits'), blkThrottledMs: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
   startedAt: z.string().optional().describe('when the machine last started running'),
   createdAt: z.string(),
 });
