@@ -18,6 +18,7 @@ import { AuthFailureLimiter, Tokens, roleAllows, type Principal } from './auth.j
 import { EventBus } from './events.js';
 import type { GuestOps } from './guest-ops.js';
 import { MachineManager, type Images, type Limits } from './machines.js';
+import { DaemonNetworks } from './networks.js';
 import { DaemonMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { Operations } from './operations.js';
@@ -45,6 +46,7 @@ export interface AppOptions {
 export interface App {
   fastify: FastifyInstance;
   machines: MachineManager;
+  networks: DaemonNetworks;
   tokens: Tokens;
   audit: AuditLog;
   events: EventBus;
@@ -104,10 +106,11 @@ export async function createApp(o: AppOptions): Promise<App> {
   const tokens = new Tokens(o.store);
   const audit = new AuditLog(o.store);
   const ops = new Operations(o.store, events);
-  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, limits: o.limits ?? {}, ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}) });
+  const networks = new DaemonNetworks(o.stateDir);
+  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, networks, limits: o.limits ?? {}, ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}) });
   const limiter = new AuthFailureLimiter(o.authFailures?.max ?? 10, o.authFailures?.windowMs ?? 60_000);
   const version = o.version ?? '0';
-  const routes = buildRoutes({ store: o.store, machines, ops, tokens, audit, images: o.images, version });
+  const routes = buildRoutes({ store: o.store, machines, networks, ops, tokens, audit, images: o.images, version });
   const metrics = new DaemonMetrics(machines, ops);
 
   const fastify = Fastify({
@@ -359,7 +362,7 @@ export async function createApp(o: AppOptions): Promise<App> {
 
   ops.recover();
   return {
-    fastify, machines, tokens, audit, events, ops, routes,
+    fastify, machines, networks, tokens, audit, events, ops, routes,
     async close() {
       for (const ws of sockets) ws.terminate();
       wss.close();

@@ -3,6 +3,7 @@
  * keys rejected), and the OpenAPI document (openapi.ts) is generated from the same objects.
  */
 import { z } from 'zod';
+import { parseFirewallEntry } from '../net/user/spec.js';
 import { ROLES } from './auth.js';
 
 /** Names of machines, disks, snapshots, networks and projects: safe in a path, a URL and a switch name. */
@@ -66,15 +67,41 @@ export const FilesQuery = z.strictObject({ path: GuestPath });
 export const DiskCreate = z.strictObject({ name: Name, sizeMiB: z.number().int().min(1).max(1 << 20) });
 
 export const Forward = z.strictObject({
-  hostPort: z.number().int().min(1024).max(65535),
+  hostPort: z.number().int().min(1024).max(65535).describe('listened on at 127.0.0.1 while a machine of the network runs'),
   guestPort: z.number().int().min(1).max(65535),
   protocol: z.enum(['tcp', 'udp']).optional(),
+  machine: Name.optional().describe('the machine it reaches (its NIC on this network); none: the first DHCP lease, 10.0.2.15'),
 });
-export const NetworkCreate = z.strictObject({
-  name: Name,
+
+/** A rule's text for the firewall (src/net/user/firewall.ts): `allow out:tcp:10.0.0.0/8:80`. */
+export function ruleText(r: { action: string; direction?: string | undefined; protocol?: string | undefined; cidr: string; port?: number | undefined; ports?: string | undefined }): string {
+  const ports = r.ports ?? (r.port !== undefined ? String(r.port) : undefined);
+  return `${r.action} ${r.direction ?? 'out'}:${r.protocol ?? 'any'}:${r.cidr}${ports !== undefined ? `:${ports}` : ''}`;
+}
+
+/** A firewall rule; the first that matches a flow decides, none matching allows it. */
+export const NetworkRule = z.strictObject({
+  action: z.enum(['allow', 'deny']),
+  direction: z.enum(['out', 'in']).optional().describe('out (guest to world, default) or in (through a forward, by client address)'),
+  protocol: z.enum(['tcp', 'udp', 'icmp', 'any']).optional().describe('default any'),
+  cidr: z.string().max(64).describe("a CIDR or address, 'any', or 'host' (the gateway and the host's own addresses)"),
+  port: z.number().int().min(1).max(65535).optional(),
+  ports: z.string().regex(/^\d{1,5}(-\d{1,5})?$/).optional().describe('N or N-M'),
+}).superRefine((r, ctx) => {
+  const parsed = parseFirewallEntry(ruleText(r));
+  if (typeof parsed === 'string') ctx.addIssue({ code: 'custom', message: parsed });
+  if (r.port !== undefined && r.ports !== undefined) ctx.addIssue({ code: 'custom', message: 'give port or ports, not both' });
+});
+export type NetworkRule = z.infer<typeof NetworkRule>;
+
+/** What a network is: forwards, rules, and whether guests may reach the host itself. */
+export const NetworkSpec = z.strictObject({
   forwards: z.array(Forward).max(32).optional(),
-  rules: z.array(z.strictObject({ action: z.enum(['allow', 'deny']), cidr: z.string().max(64), port: z.number().int().min(1).max(65535).optional() })).max(64).optional(),
+  rules: z.array(NetworkRule).max(64).optional(),
+  hostAccess: z.boolean().optional().describe('guests may reach the host itself (10.0.2.2, its addresses); default false'),
 });
+export const NetworkCreate = NetworkSpec.extend({ name: Name });
+export type NetworkSpec = { forwards: z.infer<typeof Forward>[]; rules: NetworkRule[]; hostAccess?: boolean };
 
 export const TokenCreate = z.strictObject({ name: z.string().min(1).max(64), role: z.enum(ROLES), project: Name });
 

@@ -124,6 +124,8 @@ function cases(): Record<string, Case> {
     'DELETE /v1/snapshots/:name': { make: () => ({ url: `/v1/snapshots/${newSnapshot()}` }), own: 204, scoped: true },
     'GET /v1/networks': { make: () => ({ url: '/v1/networks' }), own: 200, scoped: false },
     'POST /v1/networks': { make: () => ({ url: '/v1/networks', body: { name: uniq('n-'), forwards: [{ hostPort: 8080, guestPort: 80 }] } }), own: 201, scoped: false },
+    'GET /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}` }), own: 200, scoped: true },
+    'PUT /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}`, body: { rules: [{ action: 'deny', cidr: '10.0.0.0/8' }] } }), own: 200, scoped: true },
     'DELETE /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}` }), own: 204, scoped: true },
     'GET /v1/resources': { make: () => ({ url: '/v1/resources' }), own: 200, scoped: false },
     'PUT /v1/projects/:name/limits': { make: () => ({ url: '/v1/projects/gamma/limits', body: { maxMachines: 3 } }), own: 200, scoped: false },
