@@ -19,6 +19,7 @@ import { EventBus } from './events.js';
 import type { GuestOps } from './guest-ops.js';
 import { MachineManager, type Images, type Limits } from './machines.js';
 import { DaemonNetworks } from './networks.js';
+import { attachExecSocket } from './exec-ws.js';
 import { DaemonMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { Operations } from './operations.js';
@@ -54,6 +55,14 @@ export interface App {
   routes: RouteDef[];
   close(): Promise<void>;
 }
+
+/** The WebSockets, for the OpenAPI document, the docs and the authorization matrix test. */
+export const WS_ROUTES = [
+  { path: '/v1/events', role: 'viewer', summary: 'WebSocket: lifecycle and operation events of the project (audit entries for admins)' },
+  { path: '/v1/machines/{id}/console', role: 'viewer', summary: 'WebSocket: the machine\'s console, binary frames both ways (a viewer\'s input is dropped); the last 64 KiB replayed on connect' },
+  { path: '/v1/machines/{id}/pty', role: 'operator', summary: 'WebSocket: a root shell on a pty through the guest agent; binary frames are keystrokes, {"type":"resize","cols","rows"} resizes' },
+  { path: '/v1/machines/{id}/exec', role: 'operator', summary: 'WebSocket: streaming exec. Send {cmd, cwd?, envs?, timeoutMs?, stdin?}; receive {"type":"started","pid"}, binary output frames (first byte 1 stdout, 2 stderr), then {"type":"exit","exitCode","signal"}; binary frames are stdin, {"type":"eof"} ends it, {"type":"signal","signal":N} signals' },
+] as const;
 
 /** JSON request bodies: at most 1 MiB. Uploads have their own bound (MAX_UPLOAD). */
 export const MAX_JSON_BODY = 1024 * 1024;
@@ -206,7 +215,7 @@ export async function createApp(o: AppOptions): Promise<App> {
     });
   }
 
-  fastify.get('/openapi.json', async () => openApiDocument(routes, version));
+  fastify.get('/openapi.json', async () => openApiDocument(routes, version, WS_ROUTES));
   fastify.get('/metrics', async (req, reply) => {
     const p = authenticate(req.headers.authorization, req.ip);
     req.principal = p;
@@ -261,6 +270,7 @@ export async function createApp(o: AppOptions): Promise<App> {
     }
     const consolePath = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
     const pty = /^\/v1\/machines\/([^/]+)\/pty$/.exec(url.pathname);
+    const exec = /^\/v1\/machines\/([^/]+)\/exec$/.exec(url.pathname);
     let attach: (ws: WebSocket) => void;
     if (url.pathname === '/v1/events') {
       attach = (ws) => {
@@ -349,8 +359,22 @@ export async function createApp(o: AppOptions): Promise<App> {
           })
           .catch((err) => ws.close(1011, toVisorError(err).message.slice(0, 120)));
       };
+    } else if (exec) {
+      // Streaming exec (exec-ws.ts): as POST .../exec, operators only.
+      if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', `a ${principal.role} token cannot exec in a machine (needs operator)`));
+      let vm: Machine;
+      try {
+        const id = machines.resolveId(principal.project, decodeURIComponent(exec[1]!));
+        const m = machines.console(principal.project, id).machine;
+        if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running: exec needs it running`);
+        vm = m;
+      } catch (err) {
+        const e = toVisorError(err);
+        return refuse(socket, e.httpStatus, e);
+      }
+      attach = (ws) => attachExecSocket(ws, vm, o.guest);
     } else {
-      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (/v1/events, /v1/machines/{id}/console, /v1/machines/{id}/pty)`));
+      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (${WS_ROUTES.map((w) => w.path).join(', ')})`));
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);

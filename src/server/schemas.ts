@@ -59,6 +59,8 @@ export const ExecBody = z.strictObject({
   timeoutMs: z.number().int().min(1).max(3_600_000).optional(),
 });
 export type ExecBody = z.infer<typeof ExecBody>;
+/** The first message on `WS /v1/machines/{id}/exec`. */
+export const ExecStreamStart = ExecBody.extend({ stdin: z.boolean().optional().describe('keep stdin open: binary frames are its bytes, {"type":"eof"} ends it') });
 
 /** A path in the guest: absolute, no NUL. It names a guest file; the host never opens it. */
 export const GuestPath = z.string().min(1).max(4096).regex(/^\/[^\0]*$/, 'an absolute path in the guest');
