@@ -103,6 +103,15 @@ function toVisorError(err: unknown): VisorError {
   return new VisorError('Internal', 'internal error (the daemon log has the details)', { cause: err });
 }
 
+/** A path segment of a WebSocket's URL, decoded; bad percent-encoding is the client's error. */
+function pathParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new VisorError('InvalidArgument', `bad percent-encoding in the path: '${raw.slice(0, 100)}'`);
+  }
+}
+
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
@@ -285,7 +294,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       let id: string;
       let con: ReturnType<MachineManager['console']>;
       try {
-        id = machines.resolveId(principal.project, decodeURIComponent(consolePath[1]!));
+        id = machines.resolveId(principal.project, pathParam(consolePath[1]!));
         con = machines.console(principal.project, id);
       } catch (err) {
         const e = toVisorError(err);
@@ -322,7 +331,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', 'a shell in a machine needs the operator role'));
       let vm: Machine;
       try {
-        const id = machines.resolveId(principal.project, decodeURIComponent(pty[1]!));
+        const id = machines.resolveId(principal.project, pathParam(pty[1]!));
         const m = machines.console(principal.project, id).machine;
         if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running`);
         if (!o.guest.openPty) throw new VisorError('Unsupported', 'this daemon has no guest agent binding for shells');
@@ -364,7 +373,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', `a ${principal.role} token cannot exec in a machine (needs operator)`));
       let vm: Machine;
       try {
-        const id = machines.resolveId(principal.project, decodeURIComponent(exec[1]!));
+        const id = machines.resolveId(principal.project, pathParam(exec[1]!));
         const m = machines.console(principal.project, id).machine;
         if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running: exec needs it running`);
         vm = m;

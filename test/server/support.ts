@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { counterGuest, echoGuest, spinGuest } from '../sdk/guest.js';
 import type { Machine } from '../../src/sdk/machine.js';
 import { VisorError } from '../../src/base/errors.js';
-import type { ExecStreamHandle, ExecStreamHandlers, GuestEntry, GuestOps } from '../../src/server/guest-ops.js';
+import type { ExecStreamHandle, ExecStreamHandlers, GuestEntry, GuestOps, PtyHandle } from '../../src/server/guest-ops.js';
 import type { Images } from '../../src/server/machines.js';
 
 export function tempDir(prefix = 'visord-'): { dir: string; cleanup(): void } {
@@ -48,6 +48,11 @@ export class FakeGuest implements GuestOps {
   readonly files = new Map<Machine, Map<string, Uint8Array>>();
   readonly signals: { cmd: string; signo: number }[] = [];
   private nextPid = 100;
+
+  /** A pty whose shell echoes what is typed. */
+  async openPty(_vm: Machine, _size: { cols: number; rows: number }, onData: (d: Uint8Array) => void, onExit: (code: number) => void): Promise<PtyHandle> {
+    return { write: async (d) => onData(d.slice()), resize: async () => {}, close: async () => onExit(129) };
+  }
 
   async execStream(_vm: Machine, req: { cmd: string; stdin: boolean }, h: ExecStreamHandlers): Promise<ExecStreamHandle> {
     const enc = new TextEncoder();
