@@ -2,7 +2,7 @@
  * The daemon with a real guest (the 'tiny' image) and the real guest agent: streaming exec
  * over `WS /v1/machines/{id}/exec` (stdout, stderr, stdin, exit code); a network made through
  * the API whose rule blocks one host port and lets another through, and whose forward reaches
- * a server in the guest; disk reads held to the machine's disk limit.
+ * a server in the guest; disk reads held under the machine's disk limit.
  * Opt-in (VISOR_GUEST_TESTS=1): one boot, a few CPU-minutes.
  */
 import { createServer, connect, type Server } from 'node:net';
@@ -133,7 +133,11 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     await srv;
   });
 
-  it('holds disk reads to the machine\'s limit (1 MiB/s), within 10%', { timeout: T }, async () => {
+  // The limit is a ceiling: the guest reads no faster than it (10% slack for the bucket's burst
+  // and timing), and its requests waited for tokens. How close it comes to the limit depends on
+  // the guest getting the CPU to ask that fast (on a busy host it does not); the rate itself is
+  // measured within 10% in the virtio-blk path (src/virtio/blk/throttle.test.ts).
+  it('holds disk reads to the machine\'s limit (1 MiB/s)', { timeout: T }, async () => {
     const before = (await api('GET', `/v1/machines/${id}`)).json.stats;
     const t0 = performance.now();
     const r = await exec('dd if=/dev/vda of=/dev/null bs=64k count=64 2>&1');
@@ -145,7 +149,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     expect(r.exitCode).toBe(0);
     expect(bytes).toBeGreaterThanOrEqual(4 * MiB);
     expect(rate / MiB).toBeLessThan(1.1);
-    expect(rate / MiB).toBeGreaterThan(0.9);
     expect(after.blkThrottled).toBeGreaterThan(before.blkThrottled);
+    expect(after.blkThrottledMs).toBeGreaterThan(before.blkThrottledMs + 1000);
   });
 });

@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Starts test/server/daemon-main.ts; resolves with its address once it listens. */
-export function spawnDaemon(stateDir: string, imagesDir: string): Promise<{ p: ChildProcess; url: string; exited: Promise<number | null> }> {
-  const p = spawn(process.execPath, ['--import', 'tsx', 'test/server/daemon-main.ts', stateDir, imagesDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnDaemon(stateDir: string, imagesDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ p: ChildProcess; url: string; exited: Promise<number | null> }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', 'test/server/daemon-main.ts', stateDir, imagesDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
   return new Promise((res, rej) => {
     let out = '';
