@@ -8,7 +8,7 @@
  *   on loopback, each sending its next request when the last is answered, for S seconds per
  *   phase (default 60): GET /v1/machines, then POST /v1/machines/{id}/exec {cmd: 'true'}.
  *   Without --agent exec goes to a fake agent (the daemon's path: auth, schema, audit, routing);
- *   with --agent the machines run the 'tiny' image (one boot, the rest forks of it, 64 MiB
+ *   with --agent the machines run the 'tiny' image (one boot, the rest forks of it, 128 MiB
  *   each) and exec runs `sh -c true` in the guest through the real agent over vsock.
  * cpu: one machine spinning a busy loop on its worker, unlimited and then limited to 25%
  *   (and 50%) of a core with Machine.setCpuLimit: the CPU seconds of the machine's own thread
@@ -65,7 +65,7 @@ async function load(): Promise<void> {
   const t0 = performance.now();
   if (AGENT) {
     // One boot; the others continue from it (fork: a snapshot restored), each with its own agent channel.
-    const first = (await http(d.url, token, 'POST', '/v1/machines', { name: 'm0', image: 'tiny', memoryMiB: 64 })).json.id;
+    const first = (await http(d.url, token, 'POST', '/v1/machines', { name: 'm0', image: 'tiny', memoryMiB: 128 })).json.id;
     const op = await act(d.url, token, `/v1/machines/${first}/start`);
     if (op.status !== 'success') throw new Error(JSON.stringify(op));
     for (let i = 0; i < 20; i++) if ((await http(d.url, token, 'POST', `/v1/machines/${first}/exec`, { cmd: 'true' })).status === 200) break;
@@ -87,7 +87,7 @@ async function load(): Promise<void> {
       ids.push(id);
     }
   }
-  console.log(`daemon ${d.url}: ${MACHINES} machines running (${AGENT ? "'tiny' image, the real guest agent, 64 MiB" : 'counter guest, fake agent, 16 MiB'}) after ${((performance.now() - t0) / 1000).toFixed(0)} s; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  console.log(`daemon ${d.url}: ${MACHINES} machines running (${AGENT ? "'tiny' image, the real guest agent, 128 MiB" : 'counter guest, fake agent, 16 MiB'}) after ${((performance.now() - t0) / 1000).toFixed(0)} s; load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
   const headers = { authorization: `Bearer ${token}` };
   await phase('GET /v1/machines', DURATION, async () => {
     const r = await fetch(`${d.url}/v1/machines`, { headers });
