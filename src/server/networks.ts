@@ -58,7 +58,9 @@ interface Hosted {
 }
 
 export class DaemonNetworks {
+  /** Networks being hosted or hosted (the promise), and those hosted (settled). */
   private readonly hosted = new Map<string, Promise<Hosted>>();
+  private readonly settled = new Map<string, Hosted>();
 
   /**
    * @param stateDir makes the networks' socket names this daemon's own.
@@ -88,8 +90,6 @@ export class DaemonNetworks {
   counters(project: string, network: string): UserNet['counters'] | undefined {
     return this.settled.get(this.key(project, network))?.net.counters;
   }
-
-  private readonly settled = new Map<string, Hosted>();
 
   /**
    * Hosts the network (if not yet) and opens the forwards that go to `member`; call before
