@@ -66,12 +66,12 @@ async function load(): Promise<void> {
   if (AGENT) {
     // One boot; the others continue from it (fork: a snapshot restored), each with its own agent channel.
     const first = (await http(d.url, token, 'POST', '/v1/machines', { name: 'm0', image: 'tiny', memoryMiB: 128 })).json.id;
-    const op = await act(d.url, token, `/v1/machines/${first}/start`);
+    const op = await act(d.url, token, `/v1/machines/${first}/start`, {}, 600_000);
     if (op.status !== 'success') throw new Error(JSON.stringify(op));
     for (let i = 0; i < 20; i++) if ((await http(d.url, token, 'POST', `/v1/machines/${first}/exec`, { cmd: 'true' })).status === 200) break;
     ids.push(first);
     for (let i = 1; i < MACHINES; i++) {
-      const f = await act(d.url, token, `/v1/machines/${first}/fork`, { name: `m${i}` });
+      const f = await act(d.url, token, `/v1/machines/${first}/fork`, { name: `m${i}` }, 600_000);
       if (f.status !== 'success') throw new Error(JSON.stringify(f));
       ids.push(f.result.id);
     }

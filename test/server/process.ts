@@ -31,8 +31,8 @@ export async function http(url: string, token: string, method: string, path: str
 }
 
 /** Runs an operation-returning request and waits for the operation. */
-export async function act(url: string, token: string, path: string, body: unknown = {}): Promise<any> {
+export async function act(url: string, token: string, path: string, body: unknown = {}, timeoutMs = 30_000): Promise<any> {
   const r = await http(url, token, 'POST', path, body);
   if (r.status !== 202) throw new Error(`${path}: ${r.status} ${JSON.stringify(r.json)}`);
-  return (await http(url, token, 'GET', `${r.headers.get('location')}/wait?timeoutMs=30000`)).json;
+  return (await http(url, token, 'GET', `${r.headers.get('location')}/wait?timeoutMs=${timeoutMs}`)).json;
 }
