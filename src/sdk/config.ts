@@ -102,6 +102,16 @@ export const MachineConfigSchema = z.strictObject({
   rng: z.boolean().optional(),
   /** Attach a virtio-balloon (default false): `vm.balloon(targetMiB)` asks the guest for memory. */
   balloon: z.boolean().optional(),
+  /**
+   * Disk I/O limits for all of the machine's disks together (token buckets, Firecracker's
+   * model): requests per second and bytes per second, each with an optional burst.
+   */
+  diskLimits: z.strictObject({
+    iops: z.number().positive().optional(),
+    bytesPerSec: z.number().positive().optional(),
+    iopsBurst: z.number().positive().optional(),
+    bytesBurst: z.number().positive().optional(),
+  }).optional(),
   /** Attach a virtio-vsock mapped to Unix sockets on the host. */
   vsock: VsockSchema.optional(),
   /** Guest time follows retired instructions instead of the host clock (issue 7). */
@@ -240,6 +250,7 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   };
   if (initrd !== undefined) r.initrd = initrd;
   if (c.balloon) r.balloon = true;
+  if (c.diskLimits && (c.diskLimits.iops !== undefined || c.diskLimits.bytesPerSec !== undefined)) r.diskLimits = { ...c.diskLimits };
   if (c.vsock) r.vsock = { cid: c.vsock.cid ?? 3, path: resolve(c.vsock.path) };
   r.console = c.console ?? 'serial';
   r.agent = c.agent ?? fromImage;

@@ -82,6 +82,9 @@ export interface MachineStats {
     blkWrites: number;
     blkBytesRead: number;
     blkBytesWritten: number;
+    /** Disk requests that waited for the machine's disk limits (config diskLimits), and how long in total. */
+    blkThrottled: number;
+    blkThrottledMs: number;
     netRxBytes: number;
     netTxBytes: number;
     consoleOutBytes: number;
@@ -636,6 +639,8 @@ export class Machine extends EventEmitter<MachineEvents> {
         blkWrites: s[STAT.blkWrites]!,
         blkBytesRead: s[STAT.blkBytesRead]!,
         blkBytesWritten: s[STAT.blkBytesWritten]!,
+        blkThrottled: s[STAT.blkThrottled]!,
+        blkThrottledMs: s[STAT.blkThrottledMs]!,
         netRxBytes: s[STAT.netRxBytes]!,
         netTxBytes: s[STAT.netTxBytes]!,
         consoleOutBytes: s[STAT.consoleOutBytes]!,

@@ -8,6 +8,7 @@
 import { performance } from 'node:perf_hooks';
 import { VisorError } from '../base/errors.js';
 import type { OpenedDisk } from '../storage/open.js';
+import { DiskThrottle, ThrottledDevice } from '../storage/throttle.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
 import { VirtioVsock } from '../virtio/vsock/device.js';
 import { listenVsockUnix, unixVsockBackend, type VsockListener } from '../host/vsock-unix.js';
@@ -79,6 +80,7 @@ export class MachineRunner {
   /** Runs the board; replaces it on a guest reboot. Set by create()/restore(). */
   private driver!: VmDriver;
   private disks: OpenedDisk[] = [];
+  private diskThrottle: DiskThrottle | undefined;
   private nets: NetAttachment[] = [];
   /** restore(): the snapshot's NAT connections, reset in the guest when it first runs. */
   private restoredNatFlows: RunnerState['natFlows'] | null = null;
@@ -188,6 +190,7 @@ export class MachineRunner {
 
   private async openDevices(): Promise<void> {
     this.disks = await openDisks(this.cfg.disks);
+    if (this.cfg.diskLimits) this.diskThrottle = new DiskThrottle(this.cfg.diskLimits);
     if (this.cfg.nets.length > 0) {
       if (!this.networks) {
         this.networks = new HostNetworks();
@@ -242,7 +245,8 @@ export class MachineRunner {
     return assembleVm({
       spec: cfg,
       backends: {
-        disks: this.disks.map((d) => d.device),
+        // The guest's disks go through the machine's I/O limit; the host's own flushes (snapshots, shutdown) do not.
+        disks: this.disks.map((d) => (this.diskThrottle ? new ThrottledDevice(d.device, this.diskThrottle) : d.device)),
         nics: this.nets.map((n) => n.device),
         entropy,
         ...(this.balloonDev ? { balloon: this.balloonDev } : {}),
@@ -513,6 +517,8 @@ export class MachineRunner {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
     });
     writeNetStats(this.stats, this.nets);
+    this.stats[STAT.blkThrottled] = this.diskThrottle?.counters.throttled ?? 0;
+    this.stats[STAT.blkThrottledMs] = this.diskThrottle?.counters.waitedMs ?? 0;
   }
 
   /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */

@@ -10,7 +10,7 @@ import { VisorError } from '../base/errors.js';
 import { connectAgent } from '../guest/connect.js';
 import type { AgentSession } from '../guest/session.js';
 import type { Machine } from '../sdk/machine.js';
-import type { ExecRequest, ExecResult, GuestEntry, GuestOps, PtyHandle } from './guest-ops.js';
+import type { ExecRequest, ExecResult, ExecStreamHandle, ExecStreamHandlers, GuestEntry, GuestOps, PtyHandle } from './guest-ops.js';
 
 /** What exec keeps of a command's stdout and stderr each (the rest is cut, and said so). */
 const MAX_OUTPUT = 4 * 1024 * 1024;
@@ -83,6 +83,23 @@ export class AgentGuestOps implements GuestOps {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  async execStream(vm: Machine, req: Omit<ExecRequest, 'timeoutMs'> & { stdin: boolean }, handlers: ExecStreamHandlers): Promise<ExecStreamHandle> {
+    const session = await this.session(vm);
+    const env = Object.entries(req.envs ?? {}).map(([k, v]) => `${k}=${v}`);
+    const h = session.exec(
+      { argv: ['/bin/sh', '-c', req.cmd], env, cwd: req.cwd ?? '', user: 'root', stdin: req.stdin },
+      { onStdout: (d) => handlers.onStdout(d), onStderr: (d) => handlers.onStderr(d) },
+    );
+    const pid = await h.started;
+    return {
+      pid,
+      exited: h.exited.then((e) => ({ exitCode: e.signal ? 128 + e.signal : e.exitCode, signal: e.signal })),
+      write: (d) => h.sendStdin(d),
+      closeStdin: () => h.closeStdin(),
+      signal: (n) => h.signal(n),
+    };
   }
 
   async readFile(vm: Machine, path: string): Promise<Uint8Array> {

@@ -18,6 +18,8 @@ import { AuthFailureLimiter, Tokens, roleAllows, type Principal } from './auth.j
 import { EventBus } from './events.js';
 import type { GuestOps } from './guest-ops.js';
 import { MachineManager, type Images, type Limits } from './machines.js';
+import { DaemonNetworks } from './networks.js';
+import { attachExecSocket } from './exec-ws.js';
 import { DaemonMetrics } from './metrics.js';
 import { openApiDocument } from './openapi.js';
 import { Operations } from './operations.js';
@@ -45,6 +47,7 @@ export interface AppOptions {
 export interface App {
   fastify: FastifyInstance;
   machines: MachineManager;
+  networks: DaemonNetworks;
   tokens: Tokens;
   audit: AuditLog;
   events: EventBus;
@@ -52,6 +55,14 @@ export interface App {
   routes: RouteDef[];
   close(): Promise<void>;
 }
+
+/** The WebSockets, for the OpenAPI document, the docs and the authorization matrix test. */
+export const WS_ROUTES = [
+  { path: '/v1/events', role: 'viewer', summary: 'WebSocket: lifecycle and operation events of the project (audit entries for admins)' },
+  { path: '/v1/machines/{id}/console', role: 'viewer', summary: 'WebSocket: the machine\'s console, binary frames both ways (a viewer\'s input is dropped); the last 64 KiB replayed on connect' },
+  { path: '/v1/machines/{id}/pty', role: 'operator', summary: 'WebSocket: a root shell on a pty through the guest agent; binary frames are keystrokes, {"type":"resize","cols","rows"} resizes' },
+  { path: '/v1/machines/{id}/exec', role: 'operator', summary: 'WebSocket: streaming exec. Send {cmd, cwd?, envs?, timeoutMs?, stdin?}; receive {"type":"started","pid"}, binary output frames (first byte 1 stdout, 2 stderr), then {"type":"exit","exitCode","signal"}; binary frames are stdin, {"type":"eof"} ends it, {"type":"signal","signal":N} signals' },
+] as const;
 
 /** JSON request bodies: at most 1 MiB. Uploads have their own bound (MAX_UPLOAD). */
 export const MAX_JSON_BODY = 1024 * 1024;
@@ -92,6 +103,15 @@ function toVisorError(err: unknown): VisorError {
   return new VisorError('Internal', 'internal error (the daemon log has the details)', { cause: err });
 }
 
+/** A path segment of a WebSocket's URL, decoded; bad percent-encoding is the client's error. */
+function pathParam(raw: string): string {
+  try {
+    return decodeURIComponent(raw);
+  } catch {
+    throw new VisorError('InvalidArgument', `bad percent-encoding in the path: '${raw.slice(0, 100)}'`);
+  }
+}
+
 const CONTENT_TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.mjs': 'text/javascript; charset=utf-8',
   '.css': 'text/css; charset=utf-8', '.json': 'application/json', '.svg': 'image/svg+xml', '.png': 'image/png',
@@ -104,10 +124,11 @@ export async function createApp(o: AppOptions): Promise<App> {
   const tokens = new Tokens(o.store);
   const audit = new AuditLog(o.store);
   const ops = new Operations(o.store, events);
-  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, limits: o.limits ?? {}, ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}) });
+  const networks = new DaemonNetworks(o.stateDir);
+  const machines = new MachineManager({ store: o.store, stateDir: o.stateDir, images: o.images, events, guest: o.guest, networks, limits: o.limits ?? {}, ...(o.cpuCapacityPercent ? { cpuCapacityPercent: o.cpuCapacityPercent } : {}) });
   const limiter = new AuthFailureLimiter(o.authFailures?.max ?? 10, o.authFailures?.windowMs ?? 60_000);
   const version = o.version ?? '0';
-  const routes = buildRoutes({ store: o.store, machines, ops, tokens, audit, images: o.images, version });
+  const routes = buildRoutes({ store: o.store, machines, networks, ops, tokens, audit, images: o.images, version });
   const metrics = new DaemonMetrics(machines, ops);
 
   const fastify = Fastify({
@@ -203,7 +224,7 @@ export async function createApp(o: AppOptions): Promise<App> {
     });
   }
 
-  fastify.get('/openapi.json', async () => openApiDocument(routes, version));
+  fastify.get('/openapi.json', async () => openApiDocument(routes, version, WS_ROUTES));
   fastify.get('/metrics', async (req, reply) => {
     const p = authenticate(req.headers.authorization, req.ip);
     req.principal = p;
@@ -258,6 +279,7 @@ export async function createApp(o: AppOptions): Promise<App> {
     }
     const consolePath = /^\/v1\/machines\/([^/]+)\/console$/.exec(url.pathname);
     const pty = /^\/v1\/machines\/([^/]+)\/pty$/.exec(url.pathname);
+    const exec = /^\/v1\/machines\/([^/]+)\/exec$/.exec(url.pathname);
     let attach: (ws: WebSocket) => void;
     if (url.pathname === '/v1/events') {
       attach = (ws) => {
@@ -272,7 +294,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       let id: string;
       let con: ReturnType<MachineManager['console']>;
       try {
-        id = machines.resolveId(principal.project, decodeURIComponent(consolePath[1]!));
+        id = machines.resolveId(principal.project, pathParam(consolePath[1]!));
         con = machines.console(principal.project, id);
       } catch (err) {
         const e = toVisorError(err);
@@ -309,7 +331,7 @@ export async function createApp(o: AppOptions): Promise<App> {
       if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', 'a shell in a machine needs the operator role'));
       let vm: Machine;
       try {
-        const id = machines.resolveId(principal.project, decodeURIComponent(pty[1]!));
+        const id = machines.resolveId(principal.project, pathParam(pty[1]!));
         const m = machines.console(principal.project, id).machine;
         if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running`);
         if (!o.guest.openPty) throw new VisorError('Unsupported', 'this daemon has no guest agent binding for shells');
@@ -346,8 +368,22 @@ export async function createApp(o: AppOptions): Promise<App> {
           })
           .catch((err) => ws.close(1011, toVisorError(err).message.slice(0, 120)));
       };
+    } else if (exec) {
+      // Streaming exec (exec-ws.ts): as POST .../exec, operators only.
+      if (!roleAllows(principal.role, 'operator')) return refuse(socket, 403, new VisorError('Forbidden', `a ${principal.role} token cannot exec in a machine (needs operator)`));
+      let vm: Machine;
+      try {
+        const id = machines.resolveId(principal.project, pathParam(exec[1]!));
+        const m = machines.console(principal.project, id).machine;
+        if (!m || m.state !== 'running') throw new VisorError('NotAllowed', `machine ${id} is not running: exec needs it running`);
+        vm = m;
+      } catch (err) {
+        const e = toVisorError(err);
+        return refuse(socket, e.httpStatus, e);
+      }
+      attach = (ws) => attachExecSocket(ws, vm, o.guest);
     } else {
-      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (/v1/events, /v1/machines/{id}/console, /v1/machines/{id}/pty)`));
+      return refuse(socket, 404, new VisorError('NotFound', `${url.pathname}: no WebSocket here (${WS_ROUTES.map((w) => w.path).join(', ')})`));
     }
     wss.handleUpgrade(req, socket, head, (ws) => {
       sockets.add(ws);
@@ -359,7 +395,7 @@ export async function createApp(o: AppOptions): Promise<App> {
 
   ops.recover();
   return {
-    fastify, machines, tokens, audit, events, ops, routes,
+    fastify, machines, networks, tokens, audit, events, ops, routes,
     async close() {
       for (const ws of sockets) ws.terminate();
       wss.close();

@@ -33,6 +33,24 @@ export interface PtyHandle {
   close(): Promise<void>;
 }
 
+/** A command whose output streams as it comes (`WS /v1/machines/{id}/exec`). */
+export interface ExecStreamHandle {
+  /** Its pid in the guest. */
+  pid: number;
+  /** Resolves when it ended: its exit code, or the signal that ended it (then exitCode is 128 + signal). */
+  exited: Promise<{ exitCode: number; signal: number }>;
+  /** Bytes for its stdin (when started with stdin). */
+  write(data: Uint8Array): Promise<void>;
+  /** End of its stdin. */
+  closeStdin(): Promise<void>;
+  signal(signo: number): Promise<void>;
+}
+
+export interface ExecStreamHandlers {
+  onStdout(data: Uint8Array): void;
+  onStderr(data: Uint8Array): void;
+}
+
 export interface GuestOps {
   /** The host end of a machine's agent channel (a vsock's Unix socket), where the ops need one. */
   socketPath?(machineId: string): string;
@@ -40,6 +58,8 @@ export interface GuestOps {
   bindMachine?(vm: Machine, machineId: string): void;
   openPty?(vm: Machine, size: { cols: number; rows: number }, onData: (d: Uint8Array) => void, onExit: (code: number) => void): Promise<PtyHandle>;
   exec(vm: Machine, req: ExecRequest): Promise<ExecResult>;
+  /** Starts a command whose stdout and stderr stream to `h`; resolves once it started. */
+  execStream?(vm: Machine, req: Omit<ExecRequest, 'timeoutMs'> & { stdin: boolean }, h: ExecStreamHandlers): Promise<ExecStreamHandle>;
   readFile(vm: Machine, path: string): Promise<Uint8Array>;
   writeFile(vm: Machine, path: string, data: Uint8Array): Promise<void>;
   list(vm: Machine, path: string): Promise<GuestEntry[]>;

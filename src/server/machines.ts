@@ -23,8 +23,9 @@ import { Qcow2Device } from '../storage/qcow2/device.js';
 import { createQcow2 } from '../storage/qcow2/create.js';
 import { checkQcow2 } from '../storage/qcow2/check.js';
 import type { EventBus } from './events.js';
+import type { DaemonNetworks } from './networks.js';
 import type { ExecRequest, ExecResult, GuestEntry, GuestOps } from './guest-ops.js';
-import type { MachineCreate, MachineView, ProjectLimits } from './schemas.js';
+import type { DiskLimits, MachineCreate, MachineView, NetworkSpec, ProjectLimits } from './schemas.js';
 import { effectiveLimits } from './shares.js';
 import type { Store } from './store.js';
 
@@ -52,6 +53,7 @@ interface Spec extends Omit<MachineCreate, 'start'> {
   cpuLimitPercent: number;
   cpuShares: number;
   balloonMiB?: number;
+  diskLimits?: DiskLimits;
   /** Volume names this machine's disks are, in order (its own from diskMiB first). */
   disks: string[];
   networks: string[];
@@ -92,6 +94,8 @@ export interface ManagerOptions {
   images: Images;
   events: EventBus;
   guest: GuestOps;
+  /** The user-mode networks the daemon hosts for its machines (networks.ts). */
+  networks: DaemonNetworks;
   limits: Limits;
   /** Project limits when the project has none of its own. */
   defaultProjectLimits?: ProjectLimits;
@@ -162,10 +166,11 @@ export class MachineManager {
         cpuShares: spec.cpuShares,
         ...(this.applied.has(r.id) ? { cpuEffectivePercent: this.applied.get(r.id)! } : {}),
         ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}),
+        ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };
@@ -298,6 +303,7 @@ export class MachineManager {
       disks: [],
       networks: body.networks ?? [],
       ...(body.balloon ? { balloon: true } : {}),
+      ...(body.diskLimits ? { diskLimits: body.diskLimits } : {}),
       ...(body.console ? { console: body.console } : {}),
     };
     const now = new Date().toISOString();
@@ -369,12 +375,36 @@ export class MachineManager {
       image: spec.image,
       memoryMiB: spec.memoryMiB,
       disks: spec.disks.map((d) => ({ path: this.diskPath(r.project, d), format: 'qcow2' as const })),
-      nets: spec.networks.map((n) => ({ switch: `${r.project}.${n}` })),
+      // Each network is a user network the daemon hosts (netsUp): the worker's NIC joins it as a member.
+      nets: spec.networks.map((n) => ({ user: this.o.networks.switchName(r.project, n) })),
       ...(spec.balloon ? { balloon: true } : {}),
+      ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       ...(spec.console ? { console: spec.console } : {}),
       // The guest agent's channel (exec, files, pty): a vsock whose host end is a Unix socket.
       ...(this.o.guest.socketPath ? { vsock: { path: this.o.guest.socketPath(r.id) } } : {}),
     };
+  }
+
+  /** Hosts the machine's networks (their rules and its forwards) before its worker joins them. */
+  private async netsUp(r: Pick<Row, 'id' | 'project' | 'name' | 'spec'>): Promise<void> {
+    const nets = (JSON.parse(r.spec) as Spec).networks;
+    const done: string[] = [];
+    try {
+      for (const [nic, n] of nets.entries()) {
+        const row = this.store.get<{ spec: string }>('SELECT spec FROM networks WHERE project = ? AND name = ?', [r.project, n]);
+        if (!row) throw new VisorError('NotFound', `network ${n}: no such network (machine ${r.name} names it)`);
+        const s = JSON.parse(row.spec) as Partial<NetworkSpec>;
+        await this.o.networks.up(r.project, n, { forwards: s.forwards ?? [], rules: s.rules ?? [], ...(s.hostAccess !== undefined ? { hostAccess: s.hostAccess } : {}) }, { id: r.id, name: r.name, nic });
+        done.push(n);
+      }
+    } catch (err) {
+      for (const n of done) await this.o.networks.down(r.project, n, r.id);
+      throw err;
+    }
+  }
+
+  private async netsDown(r: Pick<Row, 'id' | 'project' | 'spec'>): Promise<void> {
+    for (const n of (JSON.parse(r.spec) as Spec).networks) await this.o.networks.down(r.project, n, r.id).catch(() => {});
   }
 
   /** Takes a new live Machine into the daemon: its state changes, its console, its limits. */
@@ -394,6 +424,7 @@ export class MachineManager {
         this.live.delete(r.id);
         this.started.delete(r.id);
         void this.rebalance().catch(() => {});
+        void this.netsDown(r);
       }
       try {
         this.setState(r, s, reason ?? null);
@@ -440,13 +471,21 @@ export class MachineManager {
       if (r.state === 'running' || r.state === 'paused') throw new VisorError('NotAllowed', `machine ${r.name} is ${r.state}: cannot start it`);
       if (this.closing) throw new VisorError('NotAllowed', 'the daemon is shutting down');
       this.admit(project, JSON.parse(r.spec) as Spec);
-      const vm = await Machine.create(this.machineConfig(r), { resolveImage: this.o.images.resolve });
+      await this.netsUp(r);
+      let vm: Machine;
+      try {
+        vm = await Machine.create(this.machineConfig(r), { resolveImage: this.o.images.resolve });
+      } catch (err) {
+        await this.netsDown(r);
+        throw err;
+      }
       try {
         await this.adopt(r, vm);
         await vm.start();
       } catch (err) {
         this.live.delete(r.id);
         await vm.kill().catch(() => {});
+        await this.netsDown(r);
         throw err;
       }
       this.setState(r, 'running', null);
@@ -536,7 +575,14 @@ export class MachineManager {
         old.removeAllListeners('state');
         await old.kill().catch(() => {});
       }
-      const vm = await Machine.restore(this.snapshotPath(r, s.id), { start: true });
+      await this.netsUp(r);
+      let vm: Machine;
+      try {
+        vm = await Machine.restore(this.snapshotPath(r, s.id), { start: true });
+      } catch (err) {
+        await this.netsDown(r);
+        throw err;
+      }
       await this.adopt(r, vm);
       this.setState(r, 'running', `restored from snapshot ${snapshot}`);
       return this.get(project, id);
@@ -550,6 +596,7 @@ export class MachineManager {
       const vm = this.mustLive(r);
       const spec = JSON.parse(r.spec) as Spec;
       if (spec.disks.length > 0) throw new VisorError('Unsupported', `machine ${r.name} has writable disks: forking would share them (fork a machine without disks)`);
+      if (spec.networks.length > 0) throw new VisorError('Unsupported', `machine ${r.name} is on networks: its fork would have the same MAC and address there (fork a machine without networks)`);
       if (this.store.get('SELECT id FROM machines WHERE project = ? AND name = ?', [project, name])) throw new VisorError('AlreadyExists', `machine ${name} already exists in project ${project}`);
       const childSpec: Spec = { ...spec, name };
       this.admit(project, childSpec);
@@ -561,7 +608,11 @@ export class MachineManager {
       const child: Row = { id: childId, project, name, spec: JSON.stringify(childSpec), state: 'running', reason: `forked from ${r.name}`, resume_snapshot: null, created_at: now };
       // The child's agent channel is its own socket (the parent's is in use).
       const vsockPath = this.o.guest.socketPath?.(childId);
-      const cvm = await Machine.restore(tmp, { start: r.state === 'running', ...(vsockPath ? { vsockPath } : {}) });
+      await this.netsUp(child);
+      const cvm = await Machine.restore(tmp, { start: r.state === 'running', ...(vsockPath ? { vsockPath } : {}) }).catch(async (err) => {
+        await this.netsDown(child);
+        throw err;
+      });
       rmSync(tmp, { force: true });
       this.store.run('INSERT INTO machines (id, project, name, spec, state, reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)', [childId, project, name, child.spec, cvm.state === 'paused' ? 'paused' : 'running', child.reason, now, now]);
       await this.adopt(child, cvm);
@@ -570,7 +621,7 @@ export class MachineManager {
     });
   }
 
-  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number }): Promise<MachineView> {
+  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null }): Promise<MachineView> {
     return this.exclusive(id, async () => {
       const r = this.row(project, id);
       const spec = JSON.parse(r.spec) as Spec;
@@ -579,6 +630,9 @@ export class MachineManager {
         if (!spec.balloon) throw new VisorError('NotAllowed', `machine ${r.name} has no balloon (create it with balloon: true)`);
         next.balloonMiB = p.balloonMiB;
       }
+      // Disk limits live in the machine's worker: a running machine gets new ones at its next start.
+      if (p.diskLimits === null) delete next.diskLimits;
+      else if (p.diskLimits !== undefined) next.diskLimits = p.diskLimits;
       const vm = this.live.get(r.id);
       if (vm && next.cpuLimitPercent > spec.cpuLimitPercent) this.admit(project, next, r.id);
       if (vm && p.balloonMiB !== undefined) await vm.balloon(p.balloonMiB);
@@ -665,7 +719,11 @@ export class MachineManager {
       if (r.resume_snapshot) {
         const { path, state } = JSON.parse(r.resume_snapshot) as { path: string; state: 'running' | 'paused' };
         try {
-          const vm = await Machine.restore(path, { start: state === 'running' });
+          await this.netsUp(r);
+          const vm = await Machine.restore(path, { start: state === 'running' }).catch(async (err) => {
+            await this.netsDown(r);
+            throw err;
+          });
           this.store.run('UPDATE machines SET resume_snapshot = NULL WHERE id = ?', [r.id]);
           await this.adopt(r, vm);
           this.setState(r, state, 'resumed after the daemon restarted');
@@ -775,5 +833,6 @@ export class MachineManager {
       }
     }));
     this.live.clear();
+    await this.o.networks.close();
   }
 }

@@ -37,6 +37,9 @@ export class DaemonMetrics {
     const balloon = g('visor_machine_balloon_bytes', 'memory the guest has given back through the balloon');
     const diskBytes = g('visor_machine_disk_bytes_total', 'disk bytes', ['direction']);
     const diskOps = g('visor_machine_disk_ops_total', 'disk requests', ['direction']);
+    const diskThrottled = g('visor_machine_disk_throttled_total', 'disk requests that waited for the machine\'s disk limits');
+    const diskThrottledSeconds = g('visor_machine_disk_throttled_seconds_total', 'time disk requests waited for the machine\'s disk limits');
+    const diskLimit = g('visor_machine_disk_limit', 'disk I/O limit (absent: none)', ['kind']);
     const netBytes = g('visor_machine_net_bytes_total', 'network bytes', ['direction']);
     const cpuLimit = g('visor_machine_cpu_limit_percent', 'CPU limit, percent of one host core');
     const shares = g('visor_machine_cpu_shares', 'CPU shares (relative weight)');
@@ -47,10 +50,12 @@ export class DaemonMetrics {
       if (project !== undefined && r.project !== project) continue;
       const l = { machine: r.id, name: r.name, project: r.project };
       for (const s of ['created', 'running', 'paused', 'stopped']) state.set({ ...l, state: s }, r.state === s ? 1 : 0);
-      const spec = JSON.parse(r.spec) as { memoryMiB: number; cpuLimitPercent: number; cpuShares: number };
+      const spec = JSON.parse(r.spec) as { memoryMiB: number; cpuLimitPercent: number; cpuShares: number; diskLimits?: { iops?: number; bytesPerSec?: number } };
       mem.set(l, spec.memoryMiB * 1048576);
       cpuLimit.set(l, spec.cpuLimitPercent);
       shares.set(l, spec.cpuShares);
+      if (spec.diskLimits?.iops) diskLimit.set({ ...l, kind: 'iops' }, spec.diskLimits.iops);
+      if (spec.diskLimits?.bytesPerSec) diskLimit.set({ ...l, kind: 'bytes_per_second' }, spec.diskLimits.bytesPerSec);
       const vm = this.machines.liveMachine(r.id);
       if (!vm) continue;
       const st = vm.stats();
@@ -62,6 +67,8 @@ export class DaemonMetrics {
       diskBytes.set({ ...l, direction: 'write' }, st.io.blkBytesWritten);
       diskOps.set({ ...l, direction: 'read' }, st.io.blkReads);
       diskOps.set({ ...l, direction: 'write' }, st.io.blkWrites);
+      diskThrottled.set(l, st.io.blkThrottled);
+      diskThrottledSeconds.set(l, st.io.blkThrottledMs / 1000);
       netBytes.set({ ...l, direction: 'rx' }, st.io.netRxBytes);
       netBytes.set({ ...l, direction: 'tx' }, st.io.netTxBytes);
     }

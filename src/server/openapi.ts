@@ -10,7 +10,7 @@ function jsonSchema(s: z.ZodType): unknown {
   return z.toJSONSchema(s, { io: 'input', unrepresentable: 'any' });
 }
 
-export function openApiDocument(routes: RouteDef[], version: string): unknown {
+export function openApiDocument(routes: RouteDef[], version: string, sockets: readonly { path: string; role: string; summary: string }[] = []): unknown {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const r of routes) {
     const path = r.url.replace(/:([A-Za-z]+)/g, '{$1}');
@@ -30,6 +30,21 @@ export function openApiDocument(routes: RouteDef[], version: string): unknown {
       responses: {
         '2XX': { description: 'success (202 with Location: /v1/operations/{id} for operations)' },
         default: { description: 'error', content: { 'application/json': { schema: jsonSchema(ErrorBody) } } },
+      },
+    };
+  }
+  // WebSockets: a GET with Upgrade: websocket (OpenAPI has no better way to say it); x-visor-websocket marks them.
+  for (const w of sockets) {
+    const params = [...w.path.matchAll(/\{([A-Za-z]+)\}/g)].map((m) => ({ name: m[1], in: 'path', required: true, schema: { type: 'string' } }));
+    paths[w.path] ??= {};
+    paths[w.path]!.get = {
+      summary: w.summary,
+      'x-visor-websocket': true,
+      'x-visor-role': w.role,
+      parameters: [...params, { name: 'token', in: 'query', required: false, schema: { type: 'string' }, description: 'the token, for clients that cannot set headers (browsers)' }],
+      responses: {
+        '101': { description: 'switching to the WebSocket protocol' },
+        default: { description: 'error (before the upgrade)', content: { 'application/json': { schema: jsonSchema(ErrorBody) } } },
       },
     };
   }

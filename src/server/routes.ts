@@ -3,11 +3,13 @@
  * it changes state (audited) and its handler. The server registers exactly these, the OpenAPI
  * document is generated from them, and the authorization matrix test walks them.
  */
+import { randomBytes } from 'node:crypto';
 import type { z } from 'zod';
 import { VisorError } from '../base/errors.js';
 import type { AuditLog } from './audit.js';
 import type { Principal, Role, Tokens } from './auth.js';
 import type { MachineManager } from './machines.js';
+import type { DaemonNetworks } from './networks.js';
 import type { OperationView, Operations } from './operations.js';
 import * as S from './schemas.js';
 import type { Store } from './store.js';
@@ -46,6 +48,7 @@ export interface RouteDef {
 export interface RouteDeps {
   store: Store;
   machines: MachineManager;
+  networks: DaemonNetworks;
   ops: Operations;
   tokens: Tokens;
   audit: AuditLog;
@@ -81,7 +84,7 @@ export function buildRoutes(d: RouteDeps): RouteDef[] {
       },
     },
     { method: 'GET', url: '/v1/machines/:id', role: 'viewer', summary: 'one machine, its resources and counters', handler: (c) => ({ body: d.machines.get(project(c), mid(c)) }) },
-    { method: 'PATCH', url: '/v1/machines/:id', role: 'operator', summary: 'change CPU limit, shares, balloon target', body: S.MachinePatch, handler: async (c) => ({ body: await d.machines.patch(project(c), mid(c), c.body as z.infer<typeof S.MachinePatch>) }) },
+    { method: 'PATCH', url: '/v1/machines/:id', role: 'operator', summary: 'change CPU limit, shares, balloon target, disk limits (disk limits apply from the next start)', body: S.MachinePatch, handler: async (c) => ({ body: await d.machines.patch(project(c), mid(c), c.body as z.infer<typeof S.MachinePatch>) }) },
     { method: 'DELETE', url: '/v1/machines/:id', role: 'operator', summary: 'delete a stopped machine, its own disk and snapshots', handler: async (c) => { await d.machines.delete(project(c), mid(c)); return { status: 204 }; } },
     { method: 'POST', url: '/v1/machines/:id/start', role: 'operator', summary: 'boot (an operation)', body: S.EmptyBody, handler: (c) => { const id = mid(c); return op(c, 'start', id, () => d.machines.start(project(c), id)); } },
     { method: 'POST', url: '/v1/machines/:id/stop', role: 'operator', summary: 'shut down (graceful unless force; an operation)', body: S.StopBody, handler: (c) => { const id = mid(c); return op(c, 'stop', id, () => d.machines.stop(project(c), id, c.body as z.infer<typeof S.StopBody>)); } },
@@ -113,21 +116,33 @@ export function buildRoutes(d: RouteDeps): RouteDef[] {
     { method: 'DELETE', url: '/v1/disks/:name', role: 'operator', summary: 'delete a volume no machine uses', handler: (c) => { d.machines.deleteDisk(project(c), c.params.name!); return { status: 204 }; } },
     { method: 'GET', url: '/v1/snapshots', role: 'viewer', summary: 'the project\'s snapshots', handler: (c) => ({ body: { snapshots: d.machines.listSnapshots(project(c)) } }) },
     { method: 'DELETE', url: '/v1/snapshots/:name', role: 'operator', summary: 'delete a snapshot', handler: (c) => { d.machines.deleteSnapshot(project(c), c.params.name!); return { status: 204 }; } },
-    { method: 'GET', url: '/v1/networks', role: 'viewer', summary: 'the project\'s networks', handler: (c) => ({ body: { networks: listNetworks(d.store, project(c)) } }) },
+    { method: 'GET', url: '/v1/networks', role: 'viewer', summary: 'the project\'s networks, their forwards and rules, and which machines use them now', handler: (c) => ({ body: { networks: listNetworks(d, project(c)) } }) },
+    { method: 'GET', url: '/v1/networks/:name', role: 'viewer', summary: 'one network', handler: (c) => ({ body: oneNetwork(d, project(c), c.params.name!) }) },
     {
-      method: 'POST', url: '/v1/networks', role: 'operator', summary: 'create a network (a switch with forwards and rules)', body: S.NetworkCreate,
+      method: 'POST', url: '/v1/networks', role: 'operator', summary: 'create a user-mode network (NAT, DHCP, DNS) with forwards and firewall rules', body: S.NetworkCreate,
       handler: (c) => {
         const b = c.body as z.infer<typeof S.NetworkCreate>;
         if (d.store.get('SELECT id FROM networks WHERE project = ? AND name = ?', [project(c), b.name])) throw new VisorError('AlreadyExists', `network ${b.name} already exists`);
-        d.store.run('INSERT INTO networks (id, project, name, spec, created_at) VALUES (?, ?, ?, ?, ?)', [`n-${Date.now().toString(16)}${Math.floor(Math.random() * 1e6).toString(16)}`, project(c), b.name, JSON.stringify({ forwards: b.forwards ?? [], rules: b.rules ?? [] }), new Date().toISOString()]);
-        return { status: 201, body: listNetworks(d.store, project(c)).find((n) => n.name === b.name) };
+        d.store.run('INSERT INTO networks (id, project, name, spec, created_at) VALUES (?, ?, ?, ?, ?)', [`n-${randomBytes(6).toString('hex')}`, project(c), b.name, JSON.stringify(networkSpec(b)), new Date().toISOString()]);
+        return { status: 201, body: oneNetwork(d, project(c), b.name), headers: { location: `/v1/networks/${b.name}` } };
+      },
+    },
+    {
+      method: 'PUT', url: '/v1/networks/:name', role: 'operator', summary: 'replace a network\'s forwards, rules and host access (while none of its machines runs)', body: S.NetworkSpec,
+      handler: (c) => {
+        const name = c.params.name!;
+        oneNetwork(d, project(c), name);
+        const running = d.networks.status(project(c), name).machines;
+        if (running.length) throw new VisorError('NotAllowed', `network ${name} is in use by ${running.length} running machine(s): stop them, change it, start them again`);
+        d.store.run('UPDATE networks SET spec = ? WHERE project = ? AND name = ?', [JSON.stringify(networkSpec(c.body as z.infer<typeof S.NetworkSpec>)), project(c), name]);
+        return { body: oneNetwork(d, project(c), name) };
       },
     },
     {
       method: 'DELETE', url: '/v1/networks/:name', role: 'operator', summary: 'delete a network no machine uses',
       handler: (c) => {
         const name = c.params.name!;
-        if (!d.store.get('SELECT id FROM networks WHERE project = ? AND name = ?', [project(c), name])) throw new VisorError('NotFound', `network ${name}: no such network`);
+        oneNetwork(d, project(c), name);
         const users = d.machines.list(project(c)).filter((m) => m.networks.includes(name));
         if (users.length) throw new VisorError('NotAllowed', `network ${name} is used by ${users.map((m) => m.name).join(', ')}`);
         d.store.run('DELETE FROM networks WHERE project = ? AND name = ?', [project(c), name]);
@@ -148,8 +163,36 @@ export function buildRoutes(d: RouteDeps): RouteDef[] {
   ];
 }
 
-function listNetworks(store: Store, project: string): { name: string; forwards: unknown[]; rules: unknown[]; createdAt: string }[] {
-  return store.all<{ name: string; spec: string; created_at: string }>('SELECT name, spec, created_at FROM networks WHERE project = ? ORDER BY name', [project]).map((n) => ({
-    name: n.name, ...(JSON.parse(n.spec) as { forwards: unknown[]; rules: unknown[] }), createdAt: n.created_at,
-  }));
+function networkSpec(b: z.infer<typeof S.NetworkSpec>): S.NetworkSpec {
+  return { forwards: b.forwards ?? [], rules: b.rules ?? [], ...(b.hostAccess !== undefined ? { hostAccess: b.hostAccess } : {}) };
+}
+
+interface NetworkView extends S.NetworkSpec {
+  name: string;
+  hostAccess: boolean;
+  /** Whether the daemon hosts it now, the running machines on it, and its NAT's firewall drops. */
+  active: boolean;
+  machines: string[];
+  firewallDrops?: number;
+  createdAt: string;
+}
+
+function toView(d: RouteDeps, project: string, n: { name: string; spec: string; created_at: string }): NetworkView {
+  const spec = JSON.parse(n.spec) as Partial<S.NetworkSpec>;
+  const st = d.networks.status(project, n.name);
+  const counters = d.networks.counters(project, n.name);
+  return {
+    name: n.name, forwards: spec.forwards ?? [], rules: spec.rules ?? [], hostAccess: spec.hostAccess ?? false,
+    active: st.active, machines: st.machines, ...(counters ? { firewallDrops: counters.drops.firewall } : {}), createdAt: n.created_at,
+  };
+}
+
+function listNetworks(d: RouteDeps, project: string): NetworkView[] {
+  return d.store.all<{ name: string; spec: string; created_at: string }>('SELECT name, spec, created_at FROM networks WHERE project = ? ORDER BY name', [project]).map((n) => toView(d, project, n));
+}
+
+function oneNetwork(d: RouteDeps, project: string, name: string): NetworkView {
+  const n = d.store.get<{ name: string; spec: string; created_at: string }>('SELECT name, spec, created_at FROM networks WHERE project = ? AND name = ?', [project, name]);
+  if (!n) throw new VisorError('NotFound', `network ${name}: no such network`);
+  return toView(d, project, n);
 }

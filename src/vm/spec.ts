@@ -6,6 +6,7 @@
  */
 import { DEFAULT_MEMORY_MIB } from '../machine/ram-size.js';
 import type { NicRateLimits } from '../net/user/spec.js';
+import type { DiskLimits } from '../storage/throttle.js';
 
 /** The CPU tier: 'jit' compiles hot guest pages to WebAssembly, 'interp' interprets only. */
 export type Accel = 'interp' | 'jit';
@@ -38,6 +39,8 @@ export interface VmSpec {
   bios: string;
   memoryMiB: number;
   disks: VmDiskSpec[];
+  /** I/O limits shared by all the disks (storage/throttle.ts); absent: unlimited. */
+  diskLimits?: DiskLimits;
   /** Each NIC: a switch or a user network; mac "aa:bb:cc:dd:ee:ff", fixed at creation so a snapshot keeps it (absent in older snapshots: from the name). */
   nets: (NetSpec & { mac?: string })[];
   rng: boolean;

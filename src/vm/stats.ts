@@ -21,6 +21,9 @@ export const STAT = {
   blkReads: 11,
   blkWrites: 12,
   mips: 13,
+  // Disk requests that waited for their I/O limit's tokens, and the milliseconds they waited.
+  blkThrottled: 14,
+  blkThrottledMs: 15,
   traps: 16,
   interrupts: 32,
   // Tier 1 (JIT) counters, in JIT_STAT_KEYS order; zero under the interpreter.

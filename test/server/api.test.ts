@@ -150,6 +150,28 @@ describe('visord API', () => {
     await waitOp(await api('POST', `/v1/machines/${b.body.id}/stop`, { body: { force: true } }));
   }, 30_000);
 
+  it('keeps disk limits in the spec, shows them and their counters, and exports them as metrics', async () => {
+    const limits = { iops: 500, bytesPerSec: 8 << 20 };
+    const a = await api('POST', '/v1/machines', { body: { name: 'disk-a', memoryMiB: 16, diskMiB: 1, diskLimits: limits } });
+    expect(a.status).toBe(201);
+    expect(a.body.resources.diskLimits).toEqual(limits);
+    expect((await waitOp(await api('POST', `/v1/machines/${a.body.id}/start`, { body: {} }))).status).toBe('success');
+    const g = (await api('GET', '/v1/machines/disk-a')).body;
+    expect(g.resources.diskLimits).toEqual(limits);
+    expect(g.stats).toMatchObject({ blkThrottled: 0, blkThrottledMs: 0 });
+    const text = await (await fetch(`${d.address}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
+    expect(text).toMatch(/visor_machine_disk_limit\{[^}]*name="disk-a"[^}]*kind="iops"\} 500/);
+    expect(text).toMatch(/visor_machine_disk_limit\{[^}]*name="disk-a"[^}]*kind="bytes_per_second"\} 8388608/);
+    expect(text).toMatch(/visor_machine_disk_throttled_total\{[^}]*name="disk-a"[^}]*\} 0/);
+    const bad = await api('POST', '/v1/machines', { body: { name: 'disk-b', diskLimits: { iops: 0 } } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/diskLimits\.iops/);
+    const p = await api('PATCH', '/v1/machines/disk-a', { body: { diskLimits: null } });
+    expect(p.status).toBe(200);
+    expect(p.body.resources.diskLimits).toBeUndefined();
+    await waitOp(await api('POST', `/v1/machines/${a.body.id}/stop`, { body: { force: true } }));
+  }, 30_000);
+
   it('answers bad input with a 4xx and a reason', async () => {
     const r1 = await api('POST', '/v1/machines', { body: { name: 'x', bogus: 1 } });
     expect(r1.status).toBe(400);

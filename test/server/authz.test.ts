@@ -8,7 +8,8 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App } from '../../src/server/app.js';
+import WebSocket from 'ws';
+import { createApp, WS_ROUTES, type App } from '../../src/server/app.js';
 import { ROLES, type Role } from '../../src/server/auth.js';
 import { Store } from '../../src/server/store.js';
 import { bareImages, FakeGuest, tempDir } from './support.js';
@@ -124,6 +125,8 @@ function cases(): Record<string, Case> {
     'DELETE /v1/snapshots/:name': { make: () => ({ url: `/v1/snapshots/${newSnapshot()}` }), own: 204, scoped: true },
     'GET /v1/networks': { make: () => ({ url: '/v1/networks' }), own: 200, scoped: false },
     'POST /v1/networks': { make: () => ({ url: '/v1/networks', body: { name: uniq('n-'), forwards: [{ hostPort: 8080, guestPort: 80 }] } }), own: 201, scoped: false },
+    'GET /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}` }), own: 200, scoped: true },
+    'PUT /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}`, body: { rules: [{ action: 'deny', cidr: '10.0.0.0/8' }] } }), own: 200, scoped: true },
     'DELETE /v1/networks/:name': { make: () => ({ url: `/v1/networks/${newNetwork()}` }), own: 204, scoped: true },
     'GET /v1/resources': { make: () => ({ url: '/v1/resources' }), own: 200, scoped: false },
     'PUT /v1/projects/:name/limits': { make: () => ({ url: '/v1/projects/gamma/limits', body: { maxMachines: 3 } }), own: 200, scoped: false },
@@ -157,6 +160,42 @@ describe('authorization matrix', () => {
           const expected = !allowed ? 403 : project === 'beta' && c.scoped ? 404 : c.own;
           got.push(`${key} ${role}@${project === 'alpha' ? 'own' : 'other'} → ${status}`);
           want.push(`${key} ${role}@${project === 'alpha' ? 'own' : 'other'} → ${expected}`);
+        }
+      }
+    }
+    expect(got).toEqual(want);
+  }, 60_000);
+
+  it('gives each WebSocket × role × project the status the rules say (101: upgraded)', async () => {
+    const address = await app.fastify.listen({ host: '127.0.0.1', port: 0 });
+    const upgrade = (path: string, token?: string) => new Promise<number>((resolve) => {
+      const ws = new WebSocket(address.replace('http', 'ws') + path, token ? { headers: { authorization: `Bearer ${token}` } } : {});
+      ws.once('open', () => {
+        ws.terminate();
+        resolve(101);
+      });
+      ws.once('unexpected-response', (_req, res) => {
+        let body = '';
+        res.on('data', (c) => (body += c));
+        res.on('end', () => {
+          expect(JSON.parse(body).error.message.length).toBeGreaterThan(0);
+          resolve(res.statusCode ?? 0);
+        });
+      });
+      ws.once('error', () => {});
+    });
+    const got: string[] = [];
+    const want: string[] = [];
+    for (const w of WS_ROUTES) {
+      const path = w.path.replace('{id}', fixture.alpha!.running);
+      const scoped = w.path.includes('{id}');
+      got.push(`${w.path} anonymous → ${await upgrade(path)}`);
+      want.push(`${w.path} anonymous → 401`);
+      for (const role of ROLES) {
+        for (const project of ['alpha', 'beta'] as const) {
+          const allowed = ROLES.indexOf(role) >= ROLES.indexOf(w.role);
+          got.push(`${w.path} ${role}@${project === 'alpha' ? 'own' : 'other'} → ${await upgrade(path, tokens[project]![role])}`);
+          want.push(`${w.path} ${role}@${project === 'alpha' ? 'own' : 'other'} → ${!allowed ? 403 : project === 'beta' && scoped ? 404 : 101}`);
         }
       }
     }

@@ -7,7 +7,8 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createApp, type App } from '../../src/server/app.js';
+import WebSocket from 'ws';
+import { createApp, WS_ROUTES, type App } from '../../src/server/app.js';
 import { Store } from '../../src/server/store.js';
 import { bareImages, FakeGuest, tempDir } from './support.js';
 
@@ -111,5 +112,64 @@ describe('fuzzed API input', () => {
     const h = await app.fastify.inject({ method: 'GET', url: '/v1/health' });
     expect(h.statusCode).toBe(200);
     expect(app.audit.verify().ok).toBe(true);
+  }, 120_000);
+
+  it(`answers junk on the WebSockets with an error, never a crash (seed ${SEED})`, async () => {
+    const r = rng(SEED ^ 0x5eed);
+    const pick = <T>(a: readonly T[]): T => a[Math.floor(r() * a.length)]!;
+    // The HTTP fuzz may have deleted or stopped `target`: a machine of this test's own.
+    const running = (await app.machines.create('default', { name: 'ws-target', memoryMiB: 16 })).id;
+    await app.machines.start('default', running);
+    const address = (await app.fastify.listen({ host: '127.0.0.1', port: 0 })).replace('http', 'ws');
+    const junk = (): string | Buffer => pick<() => string | Buffer>([
+      () => 'not json', () => '{', () => 'null', () => '[]', () => '"cmd"', () => JSON.stringify({ cmd: 'x'.repeat(70_000) }),
+      () => JSON.stringify({ cmd: 'echo', envs: { 'A=B': 'x' } }), () => JSON.stringify({ cmd: 'cat', stdin: 'yes' }), () => JSON.stringify({ cmd: 'sleep', timeoutMs: -5 }),
+      () => JSON.stringify({ cmd: pick(['echo', 'cat', 'sleep', 'fail']), stdin: r() < 0.5, ...(r() < 0.3 ? { timeoutMs: 20 } : {}) }),
+      () => JSON.stringify({ type: 'signal', signal: pick([0, 9, 15, 99, -1, 'x']) }), () => JSON.stringify({ type: 'eof' }), () => JSON.stringify({ type: 'resize', cols: 1e9 }),
+      () => Buffer.alloc(Math.floor(r() * 3000), 0x41), () => JSON.stringify({ __proto__: { cmd: 'x' } }), () => '\u0000',
+    ])();
+    const bad: string[] = [];
+    const rounds = Math.max(20, Math.floor(N / 5));
+    for (let i = 0; i < rounds; i++) {
+      const path = r() < 0.85 ? `/v1/machines/${pick([running, 'ws-target', 'target', 'nosuch', '%2e%2e', 'x'.repeat(300)])}/exec` : pick([...WS_ROUTES.map((w) => w.path.replace('{id}', running)), '/v1/nowhere', '/v1/machines//exec', '/v1/machines/%zz/exec']);
+      const msgs = Array.from({ length: 1 + Math.floor(r() * 4) }, junk);
+      const what = `${path.slice(0, 60)} ${msgs.map((m) => (typeof m === 'string' ? m.slice(0, 30) : `<${m.length} bytes>`)).join(' | ')}`;
+      await new Promise<void>((done) => {
+        const ws = new WebSocket(address + path, { headers: { authorization: `Bearer ${token}` } });
+        const timer = setTimeout(() => { ws.terminate(); done(); }, 2000);
+        ws.once('unexpected-response', (_req, res) => {
+          let body = '';
+          res.on('data', (c) => (body += c));
+          res.on('end', () => {
+            if ((res.statusCode ?? 500) >= 500 && res.statusCode !== 501) bad.push(`${what}: upgrade answered ${res.statusCode}`);
+            try {
+              if (!JSON.parse(body).error?.message) bad.push(`${what}: no error message`);
+            } catch {
+              bad.push(`${what}: not JSON: ${body.slice(0, 80)}`);
+            }
+            clearTimeout(timer);
+            done();
+          });
+        });
+        ws.once('open', () => {
+          for (const m of msgs) ws.send(m);
+          setTimeout(() => ws.close(), 50);
+        });
+        ws.on('message', (data, isBinary) => {
+          if (isBinary || !path.endsWith('/exec')) return;
+          try {
+            const m = JSON.parse(String(data));
+            if (!['started', 'exit', 'error'].includes(m.type) || (m.type === 'error' && !(m.code && m.message))) bad.push(`${what}: odd message ${String(data).slice(0, 80)}`);
+            if (m.type === 'error' && m.code === 'Internal') bad.push(`${what}: internal error ${m.message}`);
+          } catch {
+            bad.push(`${what}: not JSON: ${String(data).slice(0, 80)}`);
+          }
+        });
+        ws.once('close', () => { clearTimeout(timer); done(); });
+        ws.once('error', () => {});
+      });
+    }
+    expect(bad).toEqual([]);
+    expect((await app.fastify.inject({ method: 'GET', url: '/v1/health' })).statusCode).toBe(200);
   }, 120_000);
 });

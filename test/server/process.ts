@@ -4,8 +4,8 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 
 /** Starts test/server/daemon-main.ts; resolves with its address once it listens. */
-export function spawnDaemon(stateDir: string, imagesDir: string): Promise<{ p: ChildProcess; url: string; exited: Promise<number | null> }> {
-  const p = spawn(process.execPath, ['--import', 'tsx', 'test/server/daemon-main.ts', stateDir, imagesDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+export function spawnDaemon(stateDir: string, imagesDir: string, env: NodeJS.ProcessEnv = process.env): Promise<{ p: ChildProcess; url: string; exited: Promise<number | null> }> {
+  const p = spawn(process.execPath, ['--import', 'tsx', 'test/server/daemon-main.ts', stateDir, imagesDir], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'], env });
   const exited = new Promise<number | null>((r) => p.once('exit', (code) => r(code)));
   return new Promise((res, rej) => {
     let out = '';
@@ -31,8 +31,8 @@ export async function http(url: string, token: string, method: string, path: str
 }
 
 /** Runs an operation-returning request and waits for the operation. */
-export async function act(url: string, token: string, path: string, body: unknown = {}): Promise<any> {
+export async function act(url: string, token: string, path: string, body: unknown = {}, timeoutMs = 30_000): Promise<any> {
   const r = await http(url, token, 'POST', path, body);
   if (r.status !== 202) throw new Error(`${path}: ${r.status} ${JSON.stringify(r.json)}`);
-  return (await http(url, token, 'GET', `${r.headers.get('location')}/wait?timeoutMs=30000`)).json;
+  return (await http(url, token, 'GET', `${r.headers.get('location')}/wait?timeoutMs=${timeoutMs}`)).json;
 }

@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { counterGuest, echoGuest, spinGuest } from '../sdk/guest.js';
 import type { Machine } from '../../src/sdk/machine.js';
 import { VisorError } from '../../src/base/errors.js';
-import type { GuestEntry, GuestOps } from '../../src/server/guest-ops.js';
+import type { ExecStreamHandle, ExecStreamHandlers, GuestEntry, GuestOps, PtyHandle } from '../../src/server/guest-ops.js';
 import type { Images } from '../../src/server/machines.js';
 
 export function tempDir(prefix = 'visord-'): { dir: string; cleanup(): void } {
@@ -38,9 +38,46 @@ export function bareImages(dir: string): Images {
   };
 }
 
-/** A guest agent that is a map of files per machine; exec echoes its command. */
+/**
+ * A guest agent that is a map of files per machine; exec echoes its command. Streaming exec:
+ * `cat` echoes stdin until its end; `sleep` runs until a signal; `fail` says 'bad' on stderr
+ * and exits 3; anything else prints itself on stdout and 'done' on stderr, and exits 0.
+ * Every signal sent is recorded in `signals`.
+ */
 export class FakeGuest implements GuestOps {
   readonly files = new Map<Machine, Map<string, Uint8Array>>();
+  readonly signals: { cmd: string; signo: number }[] = [];
+  private nextPid = 100;
+
+  /** A pty whose shell echoes what is typed. */
+  async openPty(_vm: Machine, _size: { cols: number; rows: number }, onData: (d: Uint8Array) => void, onExit: (code: number) => void): Promise<PtyHandle> {
+    return { write: async (d) => onData(d.slice()), resize: async () => {}, close: async () => onExit(129) };
+  }
+
+  async execStream(_vm: Machine, req: { cmd: string; stdin: boolean }, h: ExecStreamHandlers): Promise<ExecStreamHandle> {
+    const enc = new TextEncoder();
+    let end!: (e: { exitCode: number; signal: number }) => void;
+    let ended = false;
+    const exited = new Promise<{ exitCode: number; signal: number }>((r) => (end = (e) => { if (!ended) { ended = true; r(e); } }));
+    const later = (fn: () => void) => setTimeout(fn, 5);
+    if (req.cmd === 'fail') later(() => { h.onStderr(enc.encode('bad\n')); end({ exitCode: 3, signal: 0 }); });
+    else if (req.cmd !== 'cat' && req.cmd !== 'sleep') later(() => { h.onStdout(enc.encode(`${req.cmd}\n`)); h.onStderr(enc.encode('done\n')); end({ exitCode: 0, signal: 0 }); });
+    return {
+      pid: this.nextPid++,
+      exited,
+      write: async (d) => {
+        if (req.cmd === 'cat' && !ended) h.onStdout(d.slice());
+      },
+      closeStdin: async () => {
+        if (req.cmd === 'cat') later(() => end({ exitCode: 0, signal: 0 }));
+      },
+      signal: async (signo) => {
+        this.signals.push({ cmd: req.cmd, signo });
+        if (req.cmd === 'sleep' || req.cmd === 'cat') end({ exitCode: 128 + signo, signal: signo });
+      },
+    };
+  }
+
   private fs(vm: Machine): Map<string, Uint8Array> {
     let m = this.files.get(vm);
     if (!m) this.files.set(vm, (m = new Map()));
