@@ -14,6 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
+import type { TierCode } from '../cpu/tier.js';
 import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
@@ -117,6 +118,13 @@ export interface RestoreOptions {
    * saved machine's: each of several machines restored from one snapshot needs its own.
    */
   vsockPath?: string;
+  /**
+   * Compiled code of a machine with the same memory size (Machine.exportCode): a restored
+   * guest runs the code its snapshot's machine ran, so it starts with that machine's compiled
+   * pages instead of interpreting until its JIT has compiled them again. Each page's module is
+   * used only if the page still holds the bytes it was compiled from.
+   */
+  code?: TierCode;
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -315,7 +323,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -559,6 +567,19 @@ export class Machine extends EventEmitter<MachineEvents> {
     if (!this.exited) await this.worker.terminate();
     await this.exitedPromise;
     this.setState('stopped', 'killed');
+  }
+
+  /**
+   * The JIT's compiled pages now (undefined under the interpreter), for RestoreOptions.code of
+   * machines restored from this one's snapshots. The modules are shared, not copied: cheap.
+   */
+  async exportCode(): Promise<TierCode | undefined> {
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ op: 'exportCode', id } satisfies Command);
+    });
   }
 
   /**

@@ -6,6 +6,7 @@
  * in-process. Every control request waits for the current batch to end (see driver.ts).
  */
 import { performance } from 'node:perf_hooks';
+import type { TierCode } from '../cpu/tier.js';
 import { VisorError } from '../base/errors.js';
 import type { OpenedDisk } from '../storage/open.js';
 import { VirtioBalloon } from '../virtio/balloon/device.js';
@@ -72,6 +73,8 @@ export interface RunnerOptions {
    * loads the rest of visor). Used when its size is the snapshot machine's; else RAM is loaded here.
    */
   preloadedRam?: Promise<Uint8Array>;
+  /** restore(): compiled pages of a machine with the same RAM layout (CompiledTier.importCode). */
+  code?: TierCode;
 }
 
 export class MachineRunner {
@@ -171,6 +174,7 @@ export class MachineRunner {
         if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
         throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
       }
+      if (opts.code) m.vm.hart.jit?.importCode?.(opts.code);
       r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.state = 'paused';
@@ -504,6 +508,12 @@ export class MachineRunner {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
     });
     writeNetStats(this.stats, STAT.net, this.nets);
+  }
+
+  /** The JIT's compiled pages (none under the interpreter), for RunnerOptions.code of a later restore. */
+  exportCode(): TierCode | undefined {
+    if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine is stopped');
+    return this.vm.hart.jit?.exportCode?.();
   }
 
   /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */

@@ -17,6 +17,7 @@ import { VisorError } from '../base/errors.js';
 import { connectAgent, type AgentConnection } from '../guest/connect.js';
 import { DATA_CHUNK, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
 import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
+import type { TierCode } from '../cpu/tier.js';
 import { Machine } from './machine.js';
 import { ensureTemplate, socketDir } from './sandbox-template.js';
 
@@ -168,6 +169,17 @@ export interface FilesystemEvent {
 }
 
 const live = new Map<string, Sandbox>();
+
+/**
+ * Compiled guest code shared by this process's sandboxes, by memory size (docs/sandbox.md
+ * "Warm code"): every sandbox of a template runs the same kernel and programs at the same
+ * physical pages, so a new sandbox or a fork starts with the JIT modules an earlier one built
+ * (Machine.exportCode, RestoreOptions.code) instead of interpreting its first command while
+ * compiling them again. The largest set seen is kept; pages whose bytes differ are not used.
+ */
+const sharedCode = new Map<number, TierCode>();
+/** A sandbox offers its code again once its JIT has compiled this many more modules. */
+const SHARE_CODE_EVERY = 16;
 /** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
 let warmTarget = 0;
 
@@ -223,6 +235,9 @@ export class Sandbox {
   private readonly handles = new Map<number, CommandHandle>();
   private killed = false;
   private paused = false;
+  /** modulesCompiled when this sandbox last offered its code (shareCode). */
+  private codeSharedAt = 0;
+  private sharing: Promise<void> | undefined;
 
   private constructor(
     readonly machine: Machine,
@@ -280,7 +295,8 @@ export class Sandbox {
     const sock = join(dir, 'v.sock');
     let vm: Machine | undefined;
     try {
-      vm = await Machine.restore(path, { vsockPath: sock });
+      const code = sharedCode.get(opts.memoryMiB ?? 256);
+      vm = await Machine.restore(path, { vsockPath: sock, ...(code ? { code } : {}) });
       const t1 = performance.now();
       if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
       const stopped = new AbortController();
@@ -295,6 +311,23 @@ export class Sandbox {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Offers this sandbox's compiled code to later creates and forks, when it has grown (sharedCode). */
+  private shareCode(force = false): Promise<void> {
+    if (this.sharing || this.killed || this.machine.state === 'stopped') return this.sharing ?? Promise.resolve();
+    const compiled = this.machine.stats().jit.modulesCompiled;
+    if (!force && compiled < this.codeSharedAt + SHARE_CODE_EVERY) return Promise.resolve();
+    this.codeSharedAt = compiled;
+    const key = this.opts.memoryMiB ?? 256;
+    this.sharing = this.machine
+      .exportCode()
+      .then((code) => {
+        if (code && code.pages.length > (sharedCode.get(key)?.pages.length ?? 0)) sharedCode.set(key, code);
+      })
+      .catch(() => {}) // stopped meanwhile: nothing to share
+      .finally(() => (this.sharing = undefined));
+    return this.sharing;
   }
 
   private armTimeout(ms: number): void {
@@ -367,6 +400,7 @@ export class Sandbox {
     const exited = exec.exited.finally(() => {
       clearTimeout(timer);
       this.handles.delete(pid);
+      void this.shareCode();
     });
     handle = new CommandHandle(exec, pid, exited, timeoutKill);
     for (const [w, s] of early) handle.append(w, s, max);
@@ -529,6 +563,7 @@ export class Sandbox {
     const dir = await socketDir();
     const snap = join(dir, 'fork.snap');
     const t0 = performance.now();
+    await this.shareCode(true); // the children run this code next
     try {
       await this.machine.pause();
       try {
