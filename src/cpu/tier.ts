@@ -101,6 +101,35 @@ export interface CompiledTier {
   readonly exitSteps: number;
   /** A RAM page was written: drop its code. */
   invalidatePage(pg: number): void;
+  /** The compiled pages, for another hart over the same RAM layout (TierCode). */
+  exportCode?(): TierCode;
+  /** Offers another hart's compiled pages; each is used only while its page still holds the bytes it was compiled from. Returns the pages taken. */
+  importCode?(code: TierCode): number;
+}
+
+/**
+ * Compiled pages kept warm across restores and forks: a machine restored from a snapshot runs
+ * the same code at the same physical pages as the machine it came from, so that machine's
+ * modules (a WebAssembly.Module is shared between threads without recompiling) can serve it.
+ * A module is a function of its page's bytes, its page number, its table slot and the hart's
+ * memory layout, all recorded here and checked before use.
+ */
+export interface TierCode {
+  /** The hart's memory layout the modules were built for (slot base, RAM offset, entry maps, RAM pages). */
+  readonly layout: string;
+  readonly pages: readonly PageCode[];
+}
+
+export interface PageCode {
+  readonly pg: number;
+  /** Function-table slot the module was built for (its in-page indirect jumps read that slot's entry map). */
+  readonly slot: number;
+  /** The page's 4096 bytes the module was compiled from. */
+  readonly content: Uint8Array;
+  readonly module: WebAssembly.Module;
+  /** Entry offsets in the module's order (entry map value i + 1). */
+  readonly dispatch: readonly number[];
+  readonly midBlock: Uint8Array;
 }
 
 /** Makes a hart's compiled tier (src/jit/jit.ts jitTier). */

@@ -47,6 +47,11 @@ export interface NetAttachment {
   savedFlows(): SavedTcpFlow[];
   /** After a restore: resets those connections in the guest (their host sockets are gone). */
   resetRestored(flows: readonly SavedTcpFlow[]): number;
+  /**
+   * A port forward added while the machine runs (a user network this process hosts; else
+   * undefined). Rejects with the host's error (the port in use, …).
+   */
+  addForward?(f: ForwardSpec): Promise<void>;
   dispose(): Promise<void>;
 }
 
@@ -137,9 +142,19 @@ export class HostNetworks {
     device.connect({ send: (f) => shaper.fromGuest(f) });
     this.users.set(key, (this.users.get(key) ?? 0) + 1);
     let disposed = false;
+    const addForward = hosted
+      ? async (f: ForwardSpec): Promise<void> => {
+          try {
+            await hosted.net.addForward({ ...f, guestMac: mac });
+          } catch (err) {
+            throw new VisorError('NetworkError', `cannot publish ${f.hostAddress}:${f.hostPort} (${f.proto}): ${(err as Error).message}`, { cause: err });
+          }
+        }
+      : undefined;
     return {
       device,
       switchName: key,
+      ...(addForward ? { addForward } : {}),
       counters: () => {
         const c: NetAttachmentCounters = { nic: { ...shaper.counters } };
         if (hosted) c.nat = { ...hosted.net.counters, drops: { ...hosted.net.counters.drops }, activeTcp: hosted.net.activeFlows.tcp, activeUdp: hosted.net.activeFlows.udp };

@@ -305,6 +305,41 @@ describe('jit', () => {
     expect(s.evictions).toBeGreaterThanOrEqual(2);
   });
 
+  it('runs another hart\'s compiled pages (exportCode → importCode) without compiling, only over the same bytes', () => {
+    const loop = (limit: number) => {
+      const a = new Asm(RAM_BASE);
+      a.li(t0, 0).li(t3, limit).li(t1, 1).li(a0, 0);
+      a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1), I.mul(a1, a0, t0));
+      a.bne(t0, t3, 'l');
+      return finish(a);
+    };
+    const { jit: source } = bothTiers(loop(50_000), 8);
+    const code = source.hart.jit!.exportCode!();
+    expect(code.pages.length).toBeGreaterThanOrEqual(1);
+    // A threshold no run reaches: whatever runs compiled came from the import.
+    const cold = { accel: 'jit', jitThreshold: 1e9 } as const;
+    const same = machine(loop(50_000), cold);
+    expect(same.hart.jit!.importCode!(code)).toBe(code.pages.length);
+    const interp = machine(loop(50_000), { accel: 'interp' });
+    expect(same.run()).toBe(interp.run());
+    expect([...same.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+    expect(same.hart.jitStats!.modulesCompiled).toBe(0);
+    expect(same.hart.jitStats!.instructions).toBeGreaterThan(0.9 * interp.hart.instructionsRetired);
+
+    // Other bytes at the page (another loop count): the module is not used; results stay right.
+    const other = machine(loop(40_000), cold);
+    other.hart.jit!.importCode!(code);
+    const interp2 = machine(loop(40_000), { accel: 'interp' });
+    expect(other.run()).toBe(interp2.run());
+    expect([...other.hart.regs.subarray(0, 64)]).toEqual([...interp2.hart.regs.subarray(0, 64)]);
+    expect(other.hart.jitStats!.instructions).toBe(0);
+
+    // Another memory layout (RAM size): nothing is taken.
+    const ram = allocateGuestRam(2 << 20);
+    const bigger = new Hart({ ramBase: RAM_BASE, ram, mmioRead: () => undefined, mmioWrite: () => false }, { hartId: 0, tier: jitTier, ...cold });
+    expect(bigger.jit!.importCode!(code)).toBe(0);
+  });
+
   it('falls back to the interpreter when RAM is not in a WebAssembly.Memory', () => {
     const a = new Asm(RAM_BASE);
     a.li(a0, 5).emit(I.addi(a0, a0, 1));

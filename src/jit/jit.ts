@@ -16,7 +16,7 @@ import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type PageFn } from './c
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 import { SLOT_FCSR_MIRROR } from './fp-emit.js';
 
-import type { CompiledTier, JitHost, JitOptions, JitStats, TierFactory } from '../cpu/tier.js';
+import type { CompiledTier, JitHost, JitOptions, JitStats, PageCode, TierCode, TierFactory } from '../cpu/tier.js';
 // What the hart and the JIT share (options, host, stats) is declared in cpu/tier.ts.
 export type { JitHost, JitOptions, JitStats } from '../cpu/tier.js';
 
@@ -36,6 +36,9 @@ class PageRecord {
   arrivals = 0;
   /** The module's CompiledPage.midBlock, while it has one. */
   midBlock: Uint8Array | undefined;
+  /** The module and its entry offsets, while it has one (exportCode hands them on). */
+  module: WebAssembly.Module | undefined;
+  dispatch: readonly number[] = [];
   compiles = 0;
   invalidations = 0;
 }
@@ -73,6 +76,10 @@ export class Jit implements CompiledTier {
   private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
   private readonly fcsrMirror: Int32Array;
+  /** Compiled pages offered by importCode, by page, until first entered (or found stale). */
+  private readonly offered = new Map<number, PageCode>();
+  /** Pages taken from importCode (a counter for benchmarks; not among the published stats). */
+  imported = 0;
 
   constructor(private readonly host: JitHost, options: JitOptions = {}) {
     // Measured on a Debian boot (docs/benchmarks.md "JIT"): at 32, compiling run-once init
@@ -174,6 +181,7 @@ export class Jit implements CompiledTier {
 
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
   private count(page: PageRecord, pg: number, off: number): boolean {
+    if (page.slot === 0 && this.offered.size > 0 && this.offered.has(pg) && this.install(page, pg)) return true;
     if (page.compiles >= MAX_COMPILES_PER_PAGE || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE) return false;
     const c = (page.hits.get(off) ?? 0) + 1;
     page.hits.set(off, c);
@@ -207,9 +215,12 @@ export class Jit implements CompiledTier {
         if (fresh) this.freeSlots.push(slot);
         return false;
       }
-      const instance = new WebAssembly.Instance(new WebAssembly.Module(out.bytes), this.imports);
+      const module = new WebAssembly.Module(out.bytes);
+      const instance = new WebAssembly.Instance(module, this.imports);
       run = instance.exports['run'] as PageFn;
       dispatch = out.dispatch;
+      page.module = module;
+      page.dispatch = dispatch;
       page.midBlock = out.midBlock;
       this.stats.blocksCompiled += out.blocks;
       this.stats.instructionsCompiled += out.instructions;
@@ -256,6 +267,7 @@ export class Jit implements CompiledTier {
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
     this.pageMap[pg] = 0;
+    page.module = undefined;
     this.table.set(page.slot, null as never);
     this.entryMap(page.slot).fill(0);
     this.freeSlots.push(page.slot);
@@ -263,6 +275,89 @@ export class Jit implements CompiledTier {
     page.midBlock = undefined;
     page.arrivals = 0;
     this.stats.liveModules--;
+  }
+
+  /** This hart's memory layout, as far as compiled modules depend on it (TierCode.layout). */
+  private get layout(): string {
+    const h = this.host;
+    return `${h.slotBase}:${h.ramOffset}:${h.entryMapBase}:${h.ramPages}`;
+  }
+
+  exportCode(): TierCode {
+    const ram = new Uint8Array(this.host.memory.buffer, this.host.ramOffset, this.host.ramPages * 4096);
+    const pages: PageCode[] = [];
+    for (const pg of this.live) {
+      const page = this.pages[pg];
+      if (page === undefined || page.slot === 0 || page.module === undefined || page.midBlock === undefined) continue;
+      // A live module's page holds the bytes it was compiled from: a write to it drops the
+      // module (protectCodePage, invalidatePage), so the page's bytes now are those bytes.
+      pages.push({ pg, slot: page.slot, content: ram.slice(pg * 4096, (pg + 1) * 4096), module: page.module, dispatch: [...page.dispatch], midBlock: page.midBlock.slice() });
+    }
+    return { layout: this.layout, pages };
+  }
+
+  /**
+   * Takes compiled pages from another hart with this layout. Nothing is installed yet: a page's
+   * module goes in when the hart first arrives at the page without code, if the page still
+   * holds the bytes it was compiled from. Their table slots are kept for them (a module reads
+   * its own slot's entry map), so this hart's own compiles take others.
+   */
+  importCode(code: TierCode): number {
+    if (code.layout !== this.layout || this.live.length > 0 || this.nextSlot !== 1) return 0;
+    let top = 0;
+    for (const p of code.pages) {
+      if (!Number.isInteger(p.pg) || p.pg < 0 || p.pg >= this.host.ramPages || !Number.isInteger(p.slot) || p.slot < 1 || p.slot > this.maxModules) continue;
+      if (p.content.length !== 4096 || p.midBlock.length !== 2048 || p.dispatch.length > 255 || this.offered.has(p.pg)) continue;
+      this.offered.set(p.pg, p);
+      top = Math.max(top, p.slot);
+    }
+    // Slots up to the highest offered are the offered pages' (or free, once one is found stale).
+    const taken = new Set([...this.offered.values()].map((p) => p.slot));
+    if (taken.size !== this.offered.size) {
+      // Two pages for one slot: not from one hart; take none.
+      this.offered.clear();
+      return 0;
+    }
+    for (let s = top; s >= 1; s--) if (!taken.has(s)) this.freeSlots.push(s);
+    this.nextSlot = top + 1;
+    return this.offered.size;
+  }
+
+  /** Installs the offered module of `pg` if the page still holds its bytes; its slot is freed otherwise. */
+  private install(page: PageRecord, pg: number): boolean {
+    const p = this.offered.get(pg)!;
+    this.offered.delete(pg);
+    const ram = new Uint8Array(this.host.memory.buffer, this.host.ramOffset + pg * 4096, 4096);
+    let same = true;
+    for (let i = 0; i < 4096; i++) if (ram[i] !== p.content[i]) { same = false; break; }
+    if (!same) {
+      this.freeSlots.push(p.slot);
+      return false;
+    }
+    let run: PageFn;
+    try {
+      run = new WebAssembly.Instance(p.module, this.imports).exports['run'] as PageFn;
+    } catch {
+      this.freeSlots.push(p.slot);
+      return false;
+    }
+    if (this.live.length >= this.maxModules) this.evictOldest();
+    this.host.protectCodePage(pg);
+    const map = this.entryMap(p.slot);
+    map.fill(0);
+    p.dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
+    // Its entries count as seen: a later recompile for a new entry keeps them.
+    for (const off of p.dispatch) page.hits.set(off, Math.max(2, page.hits.get(off) ?? 0));
+    page.slot = p.slot;
+    page.module = p.module;
+    page.dispatch = p.dispatch;
+    page.midBlock = p.midBlock;
+    this.live.push(pg);
+    this.stats.liveModules++;
+    this.imported++;
+    this.table.set(p.slot, run as unknown as WebAssembly.ExportValue as never);
+    this.pageMap[pg] = p.slot;
+    return true;
   }
 
   private evictOldest(): void {

@@ -1,6 +1,6 @@
 import type { HartStats, SbiTarget } from '../cpu/hart.js';
 import type { HartState } from '../cpu/state.js';
-import type { JitStats } from '../cpu/tier.js';
+import type { CompiledTier, JitStats } from '../cpu/tier.js';
 import type { InterruptTarget } from './irq.js';
 
 /**
@@ -33,6 +33,8 @@ export interface BoardHart extends InterruptTarget {
   readonly stats: HartStats;
   /** Tier 1's counters, when the hart runs the JIT. */
   readonly jitStats: JitStats | undefined;
+  /** Tier 1 itself (its compiled pages move between machines: CompiledTier.exportCode). */
+  readonly jit?: CompiledTier | null;
 }
 
 /** Reads x[i] as an unsigned Number (exact below 2^53). */

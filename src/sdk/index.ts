@@ -19,5 +19,7 @@ export {
   type FilesystemEvent,
   type FilesystemEventType,
   type ForkOptions,
+  type SandboxNetwork,
 } from './sandbox.js';
+export type { TierCode } from '../cpu/tier.js';
 export { agentFiles, type AgentFile } from '../guest/agent-files.js';

@@ -14,7 +14,10 @@ import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
-import { fromWire, type Command, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { z } from 'zod';
+import type { TierCode } from '../cpu/tier.js';
+import { parseFirewallEntry } from '../net/user/spec.js';
+import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
@@ -155,6 +158,19 @@ export interface RestoreOptions {
    * saved machine's: each of several machines restored from one snapshot needs its own.
    */
   vsockPath?: string;
+  /**
+   * Compiled code of a machine with the same memory size (Machine.exportCode): a restored
+   * guest runs the code its snapshot's machine ran, so it starts with that machine's compiled
+   * pages instead of interpreting until its JIT has compiled them again. Each page's module is
+   * used only if the page still holds the bytes it was compiled from.
+   */
+  code?: TierCode;
+  /**
+   * Firewall rules (`allow|deny DIR:PROTO:TARGET[:PORTS]`) and host access for the restored
+   * machine's user-network NICs, instead of the saved machine's; the saved machine's port
+   * forwards are then not bound (add them with addForward).
+   */
+  netPolicy?: { firewall?: string[]; hostAccess?: boolean };
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -353,7 +369,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -600,6 +616,34 @@ export class Machine extends EventEmitter<MachineEvents> {
   }
 
   /**
+   * Forwards `hostAddress:hostPort` (default 127.0.0.1) on the host to the guest's `guestPort`
+   * while the machine runs, through its first user-network NIC (`nets: [{ user: true }]`).
+   * Rejects with NetworkError when the host port cannot be bound.
+   */
+  async addForward(f: { guestPort: number; hostPort: number; hostAddress?: string; proto?: 'tcp' | 'udp' }): Promise<void> {
+    const forward = ForwardSchema.parse({ proto: f.proto ?? 'tcp', hostAddress: f.hostAddress ?? '127.0.0.1', hostPort: f.hostPort, guestPort: f.guestPort });
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    await new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ op: 'forward', id, forward } satisfies Command);
+    });
+  }
+
+  /**
+   * The JIT's compiled pages now (undefined under the interpreter), for RestoreOptions.code of
+   * machines restored from this one's snapshots. The modules are shared, not copied: cheap.
+   */
+  async exportCode(): Promise<TierCode | undefined> {
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve: resolve as (v: unknown) => void, reject });
+      this.worker.postMessage({ op: 'exportCode', id } satisfies Command);
+    });
+  }
+
+  /**
    * Limits the machine to `percent` (1-100) of one host core: its run loop works a slice, then
    * rests in proportion (a duty cycle), so a busy guest gets that share of a core. 100 lifts it.
    */
@@ -689,6 +733,23 @@ export function readNicStats(s: Float64Array): NicStats[] {
     });
   }
   return out;
+}
+
+const ForwardSchema = z.strictObject({
+  proto: z.enum(['tcp', 'udp']),
+  hostAddress: z.ipv4(),
+  hostPort: z.number().int().min(1).max(65535),
+  guestPort: z.number().int().min(1).max(65535),
+});
+
+/** Checks a restore's network policy (each firewall entry as the config's are). */
+function netPolicyOf(p: { firewall?: string[]; hostAccess?: boolean }): NetPolicy {
+  const firewall = p.firewall ?? [];
+  for (const t of firewall) {
+    const r = typeof t === 'string' ? parseFirewallEntry(t) : 'not a string';
+    if (typeof r === 'string') throw new VisorError('InvalidConfig', `netPolicy: firewall: ${r}`);
+  }
+  return { firewall, hostAccess: p.hostAccess ?? true };
 }
 
 function newStats(): SharedArrayBuffer {

@@ -3,6 +3,8 @@
  * they cross postMessage. Errors travel as { code, message } and become VisorErrors again.
  */
 import { VisorError, type VisorErrorCode } from '../base/errors.js';
+import type { TierCode } from '../cpu/tier.js';
+import type { ForwardSpec } from '../vm/spec.js';
 import type { Accel, ResolvedConfig } from './config.js';
 import type { PausePoint } from '../vm/driver.js';
 import type { MachineState } from './states.js';
@@ -10,7 +12,13 @@ import type { MachineState } from './states.js';
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string };
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy };
+
+/** A restored machine's user-network policy, instead of the saved machine's (RestoreOptions.netPolicy). */
+export interface NetPolicy {
+  firewall: string[];
+  hostAccess: boolean;
+}
 
 export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'kill'; id: number }
@@ -21,6 +29,10 @@ export type Command =
   | { op: 'balloon'; id: number; targetMiB: number }
   /** Resource limits (not a lifecycle action): percent of one host core. */
   | { op: 'cpuLimit'; id: number; percent: number }
+  /** The JIT's compiled pages, for machines restored from this one's snapshots (RestoreOptions.code). */
+  | { op: 'exportCode'; id: number }
+  /** A port forward into the guest, added while it runs (its first user-network NIC). */
+  | { op: 'forward'; id: number; forward: ForwardSpec }
   | { op: 'input'; bytes: Uint8Array }
   /** Host → guest bytes on the data port. */
   | { op: 'channel'; bytes: Uint8Array }

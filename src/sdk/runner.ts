@@ -6,6 +6,7 @@
  * in-process. Every control request waits for the current batch to end (see driver.ts).
  */
 import { performance } from 'node:perf_hooks';
+import type { TierCode } from '../cpu/tier.js';
 import { VisorError } from '../base/errors.js';
 import type { OpenedDisk } from '../storage/open.js';
 import { DiskThrottle, ThrottledDevice } from '../storage/throttle.js';
@@ -29,6 +30,8 @@ import { DTB_SEED_STATE, SeededEntropy } from '../vm/seeded-entropy.js';
 import { VmDriver } from '../vm/driver.js';
 import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
 import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
+import type { NetPolicy } from './protocol.js';
+import type { ForwardSpec } from '../vm/spec.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
 export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
@@ -73,6 +76,10 @@ export interface RunnerOptions {
    * loads the rest of visor). Used when its size is the snapshot machine's; else RAM is loaded here.
    */
   preloadedRam?: Promise<Uint8Array>;
+  /** restore(): compiled pages of a machine with the same RAM layout (CompiledTier.importCode). */
+  code?: TierCode;
+  /** restore(): firewall and host access for the user-network NICs, instead of the saved machine's. */
+  netPolicy?: NetPolicy;
 }
 
 export class MachineRunner {
@@ -159,7 +166,11 @@ export class MachineRunner {
     lap('disks');
     // Snapshots from before the tier was configurable carry no accel; it is chosen here anyway.
     const vsock = meta.config.vsock && opts.vsockPath ? { vsock: { ...meta.config.vsock, path: opts.vsockPath } } : {};
-    const r = new MachineRunner({ ...meta.config, ...vsock, accel: opts.accel ?? defaultAccel() }, events, opts);
+    // With a policy of its own, the machine binds none of the saved one's port forwards (a
+    // template restored many times would take the same host ports): it adds its own (addForward).
+    const policy = opts.netPolicy;
+    const nets = policy ? { nets: meta.config.nets.map((n) => ('user' in n ? { ...n, publish: [], firewall: [...policy.firewall], hostAccess: policy.hostAccess } : n)) } : {};
+    const r = new MachineRunner({ ...meta.config, ...vsock, ...nets, accel: opts.accel ?? defaultAccel() }, events, opts);
     try {
       let ram = opts.preloadedRam ? await opts.preloadedRam : undefined;
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
@@ -175,6 +186,7 @@ export class MachineRunner {
         if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
         throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
       }
+      if (opts.code) m.vm.hart.jit?.importCode?.(opts.code);
       r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.restoredNatFlows = state.runner.natFlows ?? null;
@@ -519,6 +531,20 @@ export class MachineRunner {
     writeNetStats(this.stats, this.nets);
     this.stats[STAT.blkThrottled] = this.diskThrottle?.counters.throttled ?? 0;
     this.stats[STAT.blkThrottledMs] = this.diskThrottle?.counters.waitedMs ?? 0;
+  }
+
+  /** A port forward into the running guest, on its first user-network NIC this process hosts. */
+  async addForward(f: ForwardSpec): Promise<void> {
+    if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine is stopped');
+    const nic = this.nets.find((n) => n.addForward !== undefined);
+    if (!nic?.addForward) throw new VisorError('NotAllowed', 'port forwarding needs a user-network NIC (nets: [{ user: true }]) hosted by this process');
+    await nic.addForward(f);
+  }
+
+  /** The JIT's compiled pages (none under the interpreter), for RunnerOptions.code of a later restore. */
+  exportCode(): TierCode | undefined {
+    if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine is stopped');
+    return this.vm.hart.jit?.exportCode?.();
   }
 
   /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the run loop. */

@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { VisorError } from '../base/errors.js';
 import { connectAgent } from '../guest/connect.js';
 import { agentSourceHash } from '../guest/agent-files.js';
 import { Machine } from './machine.js';
@@ -27,6 +28,15 @@ export interface Template {
 
 /** The guest's vsock CID in every sandbox (each machine has its own device: no clash). */
 export const SANDBOX_CID = 3;
+/**
+ * Every sandbox has one NIC on a private user network of its own (NAT, DHCP, DNS: src/net/user),
+ * already configured in the template; each restore attaches a fresh network with the sandbox's
+ * policy (RestoreOptions.netPolicy). The template itself may not reach the host.
+ */
+export const TEMPLATE_NET = { user: true, hostAccess: false } as const;
+/** Seconds the template's guest may take to get its DHCP lease once the agent answers. */
+const NET_READY_S = 300;
+const NET_READY = `i=0; until ip -4 addr show dev eth0 | grep -q 'inet '; do i=$((i+1)); [ $i -gt ${NET_READY_S} ] && exit 1; sleep 1; done`;
 /** How long the template's first boot may take before the agent answers. */
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 
@@ -47,7 +57,7 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
   const { cacheRoot } = await import('../images/cache.js');
   const img = await ensureImage(spec.image);
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 1, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), append: img.append, agent: agentSourceHash() }))
+    .update(JSON.stringify({ v: 3, net: TEMPLATE_NET, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), append: img.append, agent: agentSourceHash() }))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheRoot(), 'templates');
@@ -64,12 +74,20 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
     await mkdir(dir, { recursive: true });
     const t0 = performance.now();
     const sock = await socketDir();
-    const vm = await Machine.create({ image: spec.image, memoryMiB: spec.memoryMiB, vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } });
+    const vm = await Machine.create({ image: spec.image, memoryMiB: spec.memoryMiB, nets: [TEMPLATE_NET], vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } });
     try {
       await vm.start();
       const stopped = new AbortController();
       vm.once('state', (s) => s === 'stopped' && stopped.abort());
       const c = await connectAgent(join(sock, 'v.sock'), { timeoutMs: BOOT_TIMEOUT_MS, signal: stopped.signal });
+      // The guest's DHCP client goes to the background when its lease is slow (a loaded host):
+      // wait for eth0's address, so that every sandbox starts with its network up.
+      const wait = c.session.exec(
+        { argv: ['/bin/sh', '-c', NET_READY], env: [], cwd: '', user: 'root', stdin: false },
+        { onStdout: () => {}, onStderr: () => {} },
+      );
+      const up = await wait.exited;
+      if (up.exitCode !== 0) throw new VisorError('GuestGone', `template ${spec.image}: the guest's network did not come up (no DHCP lease on eth0 within ${NET_READY_S} s)`);
       // The agent answers: the guest is ready. Save it without our connection (a restored
       // guest would reset it anyway) — writeSnapshotFile is atomic, so racing processes are fine.
       c.socket.destroy();

@@ -11,13 +11,18 @@
  *   await sbx.kill();
  */
 import { randomBytes } from 'node:crypto';
-import { rm, unlink } from 'node:fs/promises';
+import { createServer, type AddressInfo } from 'node:net';
+import { existsSync } from 'node:fs';
+import { mkdtemp, rm, unlink } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import { connectAgent, type AgentConnection } from '../guest/connect.js';
 import { DATA_CHUNK, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
 import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
+import type { TierCode } from '../cpu/tier.js';
 import { Machine } from './machine.js';
+import { parseFirewallEntry } from '../net/user/spec.js';
 import { ensureTemplate, socketDir } from './sandbox-template.js';
 
 export interface SandboxOptions {
@@ -30,13 +35,45 @@ export interface SandboxOptions {
   onTimeout?: 'kill' | 'pause';
   /** Environment for every command (a command's own envs win). */
   envs?: Record<string, string>;
-  /** Network policy: not available yet (port forwarding and NAT come with issue 12's network). */
-  network?: { allowOut?: string[]; denyOut?: string[]; denyHost?: boolean };
+  /**
+   * The sandbox's own network (a private user-mode NAT: 10.0.2.15 behind gateway 10.0.2.2,
+   * DNS 10.0.2.3). Outgoing traffic is allowed unless `denyOut` names it (CIDRs, or 'any'),
+   * `allowOut` wins over `denyOut`; `denyHost` (default true) keeps the guest from the host
+   * itself (10.0.2.2 and the host's own addresses), whatever allowOut says.
+   */
+  network?: SandboxNetwork;
   metadata?: Record<string, string>;
   /** How long a files.* request may take (default 60 000). */
   requestTimeoutMs?: number;
   /** How long the restored guest's agent may take to answer (default 120 000: a loaded host starves guests). */
   startTimeoutMs?: number;
+}
+
+export interface SandboxNetwork {
+  allowOut?: string[];
+  denyOut?: string[];
+  denyHost?: boolean;
+}
+
+/** A sandbox's network options as the user network's firewall rules (src/net/user/firewall.ts). */
+export function sandboxNetPolicy(n: SandboxNetwork = {}): { firewall: string[]; hostAccess: boolean } {
+  const target = (what: string, t: unknown): string => {
+    if (t === '0.0.0.0/0') return 'any';
+    // A CIDR or an address ('any' too); no ':' that would add a protocol or ports to the rule.
+    if (typeof t === 'string' && !t.includes(':') && typeof parseFirewallEntry(`deny out:any:${t}`) !== 'string') return t;
+    throw new VisorError('InvalidArgument', `network.${what}: expected IPv4 addresses or CIDRs (10.0.0.0/8) or 'any', got ${JSON.stringify(t)} (host names are not supported)`);
+  };
+  const list = (what: 'allowOut' | 'denyOut'): string[] => {
+    const v = n[what];
+    if (v === undefined) return [];
+    if (!Array.isArray(v) || v.length > 100) throw new VisorError('InvalidArgument', `network.${what}: expected an array of at most 100 CIDRs`);
+    return v.map((t) => target(what, t));
+  };
+  if (n.denyHost !== undefined && typeof n.denyHost !== 'boolean') throw new VisorError('InvalidArgument', 'network.denyHost: expected a boolean');
+  const unknown = Object.keys(n).filter((k) => !['allowOut', 'denyOut', 'denyHost'].includes(k));
+  if (unknown.length > 0) throw new VisorError('InvalidArgument', `network: unknown option ${unknown.join(', ')} (allowOut, denyOut, denyHost)`);
+  // The first matching rule decides; the host rule (hostAccess false) comes before all of them.
+  return { firewall: [...list('allowOut').map((t) => `allow out:any:${t}`), ...list('denyOut').map((t) => `deny out:any:${t}`)], hostAccess: !(n.denyHost ?? true) };
 }
 
 export interface CommandResult {
@@ -168,8 +205,31 @@ export interface FilesystemEvent {
 }
 
 const live = new Map<string, Sandbox>();
+
+/**
+ * Compiled guest code shared by this process's sandboxes, by memory size (docs/sandbox.md
+ * "Warm code"): every sandbox of a template runs the same kernel and programs at the same
+ * physical pages, so a new sandbox or a fork starts with the JIT modules an earlier one built
+ * (Machine.exportCode, RestoreOptions.code) instead of interpreting its first command while
+ * compiling them again. The largest set seen is kept; pages whose bytes differ are not used.
+ */
+const sharedCode = new Map<number, TierCode>();
+/** A sandbox offers its code again once its JIT has compiled this many more modules. */
+const SHARE_CODE_EVERY = 16;
 /** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
 let warmTarget = 0;
+
+/** A TCP port on 127.0.0.1 nobody listens on now. */
+function freeLoopbackPort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen({ host: '127.0.0.1', port: 0 }, () => {
+      const { port } = s.address() as AddressInfo;
+      s.close(() => resolve(port));
+    });
+  });
+}
 
 function toBytes(s: string | Uint8Array): Uint8Array {
   return typeof s === 'string' ? new TextEncoder().encode(s) : s;
@@ -223,6 +283,11 @@ export class Sandbox {
   private readonly handles = new Map<number, CommandHandle>();
   private killed = false;
   private paused = false;
+  /** modulesCompiled when this sandbox last offered its code (shareCode). */
+  private codeSharedAt = 0;
+  private sharing: Promise<void> | undefined;
+  /** getHost's forwards, by guest port. */
+  private readonly hosts = new Map<number, Promise<string>>();
 
   private constructor(
     readonly machine: Machine,
@@ -245,7 +310,7 @@ export class Sandbox {
 
   /** Starts a sandbox from the image's template (built on first use: one boot). */
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
-    if (opts.network) throw new NotSupportedError('Sandbox network options need port forwarding and NAT policy (issue 12), which visor does not have yet');
+    sandboxNetPolicy(opts.network); // a bad option fails before anything starts
     const t0 = performance.now();
     const tpl = await ensureTemplate({ image: opts.image ?? 'tiny', memoryMiB: opts.memoryMiB ?? 256 });
     const t1 = performance.now();
@@ -280,7 +345,8 @@ export class Sandbox {
     const sock = join(dir, 'v.sock');
     let vm: Machine | undefined;
     try {
-      vm = await Machine.restore(path, { vsockPath: sock });
+      const code = sharedCode.get(opts.memoryMiB ?? 256);
+      vm = await Machine.restore(path, { vsockPath: sock, netPolicy: sandboxNetPolicy(opts.network), ...(code ? { code } : {}) });
       const t1 = performance.now();
       if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
       const stopped = new AbortController();
@@ -295,6 +361,23 @@ export class Sandbox {
       await rm(dir, { recursive: true, force: true });
       throw err;
     }
+  }
+
+  /** Offers this sandbox's compiled code to later creates and forks, when it has grown (sharedCode). */
+  private shareCode(force = false): Promise<void> {
+    if (this.sharing || this.killed || this.machine.state === 'stopped') return this.sharing ?? Promise.resolve();
+    const compiled = this.machine.stats().jit.modulesCompiled;
+    if (!force && compiled < this.codeSharedAt + SHARE_CODE_EVERY) return Promise.resolve();
+    this.codeSharedAt = compiled;
+    const key = this.opts.memoryMiB ?? 256;
+    this.sharing = this.machine
+      .exportCode()
+      .then((code) => {
+        if (code && code.pages.length > (sharedCode.get(key)?.pages.length ?? 0)) sharedCode.set(key, code);
+      })
+      .catch(() => {}) // stopped meanwhile: nothing to share
+      .finally(() => (this.sharing = undefined));
+    return this.sharing;
   }
 
   private armTimeout(ms: number): void {
@@ -367,6 +450,7 @@ export class Sandbox {
     const exited = exec.exited.finally(() => {
       clearTimeout(timer);
       this.handles.delete(pid);
+      void this.shareCode();
     });
     handle = new CommandHandle(exec, pid, exited, timeoutKill);
     for (const [w, s] of early) handle.append(w, s, max);
@@ -475,9 +559,39 @@ export class Sandbox {
     },
   };
 
-  /** A host address forwarding to the guest's port: needs port forwarding (issue 12). */
-  getHost(port: number): string {
-    throw new NotSupportedError(`getHost(${port}): port forwarding into a sandbox needs visor's user-mode network (issue 12), not available yet`);
+  /**
+   * `127.0.0.1:PORT`: a host address forwarding TCP to the guest's `port` (fetch(`http://${host}/`)).
+   * Unlike E2B's, it is async: binding a loopback port is. One forward per guest port, kept
+   * until the sandbox ends; a fork makes its own.
+   */
+  getHost(port: number): Promise<string> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) return Promise.reject(new VisorError('InvalidArgument', `getHost: port must be an integer from 1 to 65535, got ${port}`));
+    try {
+      this.alive();
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    let host = this.hosts.get(port);
+    if (!host) {
+      host = this.forward(port);
+      this.hosts.set(port, host);
+      host.catch(() => this.hosts.delete(port));
+    }
+    return host;
+  }
+
+  private async forward(guestPort: number): Promise<string> {
+    // The machine's worker binds the port; a free one is found here first. Should another
+    // process take it in between, the next one is tried.
+    for (let attempt = 0; ; attempt++) {
+      const hostPort = await freeLoopbackPort();
+      try {
+        await this.machine.addForward({ guestPort, hostPort });
+        return `127.0.0.1:${hostPort}`;
+      } catch (err) {
+        if (!(err instanceof VisorError && err.code === 'NetworkError') || attempt >= 4) throw err;
+      }
+    }
   }
 
   /** Stops the guest where it is; files and processes stay (resume(), or Sandbox.connect(id)). */
@@ -526,9 +640,12 @@ export class Sandbox {
     this.alive();
     const count = o.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new VisorError('InvalidArgument', 'fork: count must be an integer from 1 to 64');
-    const dir = await socketDir();
+    // The snapshot lives only until the children have read it: in memory (/dev/shm) where the
+    // host has it, so neither writing nor the fsync of an atomic write waits for a disk.
+    const dir = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'visor-fork-'));
     const snap = join(dir, 'fork.snap');
     const t0 = performance.now();
+    await this.shareCode(true); // the children run this code next
     try {
       await this.machine.pause();
       try {

@@ -5,7 +5,8 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError } from '../../src/base/errors.js';
-import { CommandExitError, NotSupportedError, Sandbox, TimeoutError } from '../../src/sdk/index.js';
+import { createServer, type AddressInfo } from 'node:net';
+import { CommandExitError, Sandbox, TimeoutError } from '../../src/sdk/index.js';
 
 const ENABLED = process.env.VISOR_GUEST_TESTS === '1';
 if (!ENABLED) console.log('test/sdk/sandbox-guest.test.ts skipped: set VISOR_GUEST_TESTS=1 to run sandboxes on the tiny image');
@@ -160,8 +161,7 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
     expect((await sbx.commands.run('echo parent-alive')).stdout).toBe('parent-alive\n');
   });
 
-  it('a dead guest is a typed error, never a hang; getHost is not supported yet', { timeout: T }, async () => {
-    expect(() => sbx.getHost(8080)).toThrow(NotSupportedError);
+  it('a dead guest is a typed error, never a hang', { timeout: T }, async () => {
     const [c] = await sbx.fork();
     // settled into values at once: they reject while kill() runs, before any expect() awaits them
     const long = c!.commands.run('sleep 100', { timeoutMs: 0 }).then(() => 'finished', (e: unknown) => e);
@@ -176,5 +176,59 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
     await new Promise((r) => setTimeout(r, 1500));
     expect(await d!.isRunning()).toBe(false);
     await expect(d!.commands.run('true')).rejects.toSatisfy((x) => isVisorError(x, 'GuestGone'));
+  });
+
+  it('getHost: the host fetches from a server in the guest through 127.0.0.1', { timeout: T }, async () => {
+    const body = 'hello from the sandbox';
+    // busybox nc answers one connection with a whole HTTP response, again and again.
+    const srv = await sbx.commands.run(`while true; do printf 'HTTP/1.0 200 OK\\r\\nContent-Length: ${body.length}\\r\\n\\r\\n${body}' | nc -l -p 8080; done`, { background: true, timeoutMs: 0 });
+    try {
+      const host = await sbx.getHost(8080);
+      expect(host).toMatch(/^127\.0\.0\.1:\d+$/);
+      expect(await sbx.getHost(8080)).toBe(host); // one forward per guest port
+      let text = '';
+      for (let i = 0; i < 30 && text === ''; i++) {
+        text = await fetch(`http://${host}/`).then((r) => r.text(), () => '');
+        if (text === '') await new Promise((r) => setTimeout(r, 500)); // nc not listening yet
+      }
+      expect(text).toBe(body);
+      await expect(sbx.getHost(0)).rejects.toSatisfy((x) => isVisorError(x, 'InvalidArgument'));
+    } finally {
+      await srv.kill();
+    }
+  });
+
+  it('network: the host itself is denied by default (denyHost), allowed on request; bad options are refused', { timeout: T }, async () => {
+    let reached = 0;
+    const server = createServer((s) => {
+      reached++;
+      s.end('HOST_REPLY\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const port = (server.address() as AddressInfo).port;
+    // 10.0.2.2 is the host's loopback as the guest sees it (QEMU's user-mode addresses).
+    const dial = `nc -w 3 10.0.2.2 ${port} </dev/null; echo "rc=$?"`;
+    const open = await Sandbox.create({ image: 'tiny', network: { denyHost: false } });
+    try {
+      const denied = await sbx.commands.run(dial, { timeoutMs: 30_000 });
+      expect(denied.stdout).not.toContain('HOST_REPLY');
+      expect(reached).toBe(0);
+      const allowed = await open.commands.run(dial, { timeoutMs: 30_000 });
+      expect(allowed.stdout).toContain('HOST_REPLY');
+      expect(reached).toBe(1);
+      const [child] = await open.fork(); // a fork keeps its parent's policy
+      expect((await child!.commands.run(dial, { timeoutMs: 30_000 })).stdout).toContain('HOST_REPLY');
+      await child!.kill();
+      expect(reached).toBe(2);
+      const fenced = await Sandbox.create({ image: 'tiny', network: { denyHost: false, denyOut: ['10.0.2.0/24'] } });
+      const out = await fenced.commands.run(dial, { timeoutMs: 30_000 }).finally(() => fenced.kill());
+      expect(out.stdout).not.toContain('HOST_REPLY');
+      expect(reached).toBe(2);
+    } finally {
+      await open.kill();
+      server.close();
+    }
+    const noSandbox = await Sandbox.create({ image: 'tiny', network: { denyOut: ['not-a-cidr'] } }).catch((x) => x);
+    expect(isVisorError(noSandbox, 'InvalidArgument')).toBe(true);
   });
 });
