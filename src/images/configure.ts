@@ -24,6 +24,8 @@ export interface ConfigureInput {
 
 export interface ConfigureResult {
   seconds: number;
+  /** The slowest steps (a package being set up, a trigger, a script phase), longest first. */
+  slowest: { step: string; seconds: number }[];
   /** The guest's console output (kept for the error message and debugging). */
   log: string;
 }
@@ -101,6 +103,7 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
   let setUp = 0;
   let failed: string | undefined;
   const failRe = new RegExp(`^${CONFIGURE_STEP} FAILED (.*)$`);
+  const steps = new StepClock();
   let r: { status: number; log: string };
   try {
     r = await runGuestCommand({
@@ -108,6 +111,7 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
       disks: [{ path: input.disk, format: 'qcow2' }], memoryMiB: input.memoryMiB ?? 1024,
       ...(input.signal ? { signal: input.signal } : {}),
       onLine: (line) => {
+        steps.line(line);
         if (/^Setting up \S+/.test(line)) task.update(++setUp);
         const m = failRe.exec(line);
         if (m) failed = m[1];
@@ -125,5 +129,41 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
     throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
   }
   task.finish(`${setUp} packages set up`);
-  return { seconds: (performance.now() - t0) / 1000, log: r.log };
+  return { seconds: (performance.now() - t0) / 1000, slowest: steps.slowest(15), log: r.log };
+}
+
+const STEP_RE = new RegExp(`^(?:Setting up (\\S+)|Processing triggers for (\\S+)|${CONFIGURE_STEP} (\\S+))`);
+
+/**
+ * Attributes the host's wall time to what the guest said it was doing: from one "Setting up
+ * P", "Processing triggers for P" or configure-step line to the next. Where the pull's time goes.
+ */
+export class StepClock {
+  private current = 'boot';
+  private since = performance.now();
+  private readonly spent = new Map<string, number>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {
+    this.since = now();
+  }
+
+  line(line: string): void {
+    const m = STEP_RE.exec(line);
+    if (!m) return;
+    const step = m[1] ? m[1].replace(/:\S+$/, '') : m[2] ? `triggers:${m[2].replace(/:\S+$/, '')}` : `step:${m[3]}`;
+    this.switchTo(step);
+  }
+
+  private switchTo(step: string): void {
+    const t = this.now();
+    this.spent.set(this.current, (this.spent.get(this.current) ?? 0) + (t - this.since) / 1000);
+    this.current = step;
+    this.since = t;
+  }
+
+  slowest(n: number): { step: string; seconds: number }[] {
+    this.switchTo('end');
+    return [...this.spent].map(([step, seconds]) => ({ step, seconds: Math.round(seconds * 10) / 10 }))
+      .sort((a, b) => b.seconds - a.seconds).slice(0, n);
+  }
 }

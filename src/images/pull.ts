@@ -246,6 +246,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   }
 
   const tDownload = performance.now();
+  const cpu0 = process.cpuUsage();
   const rootDebs = new Map<string, string>();
   if (plan) {
     // A few downloads at once: most .debs are small, and one connection idles between them.
@@ -287,6 +288,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       rootfs = {
         requested: plan.requested, packageCount: plan.packages.length, files: r.files, bytes: r.bytes,
         seconds: { download, unpack: r.times.unpack, write: r.times.write, configure: conf.seconds },
+        cpuSeconds: cpuSecondsSince(cpu0), slowest: conf.slowest,
       };
     }
     const manifest: ImageManifest = {
@@ -323,6 +325,11 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   } finally {
     if (buildDir) await rm(buildDir, { recursive: true, force: true });
   }
+}
+
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1e6;
 }
 
 function wrapFs(err: unknown, root: string): unknown {
