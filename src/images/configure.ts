@@ -123,13 +123,38 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
     }
     throw err;
   }
-  if (r.status !== 0) {
-    const what = failed ? `the step '${failed}' failed` : `the configure script exited with status ${r.status}`;
-    const tail = r.log.split('\n').slice(-25).join('\n');
-    throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
-  }
+  if (r.status !== 0) throw configureFailure(r.log, failed, r.status);
   task.finish(`${setUp} packages set up`);
   return { seconds: (performance.now() - t0) / 1000, slowest: steps.slowest(15), log: r.log };
+}
+
+/**
+ * The error for a configure run that failed, naming the package whose maintainer script
+ * failed (from dpkg's "error processing package P" lines, or the script's own step name for
+ * a preinst) and what the script said, with what to do.
+ */
+export function configureFailure(log: string, step: string | undefined, status: number): VisorError {
+  const lines = log.replace(/\r/g, '').split('\n');
+  const pkgs = new Set<string>();
+  const reasons: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^dpkg: error processing package (\S+) \(--(\S+)\):/.exec(lines[i]!);
+    if (!m) continue;
+    pkgs.add(m[1]!.replace(/:\S+$/, ''));
+    const why = lines[i + 1]?.trim();
+    if (why) reasons.push(`${m[1]}: ${why}`);
+  }
+  const pre = step && /^preinst:(\S+)$/.exec(step);
+  if (pre) pkgs.add(pre[1]!);
+  if (/No space left on device/.test(log)) reasons.push('the root filesystem is full');
+  const tail = lines.slice(-25).join('\n');
+  const what = pkgs.size
+    ? `the maintainer script of ${[...pkgs].join(', ')} failed${reasons.length ? ` (${reasons.slice(0, 3).join('; ')})` : ''}`
+    : step ? `the step '${step}' failed` : `the configure script exited with status ${status}`;
+  const todo = pkgs.size
+    ? `leave ${[...pkgs].join(', ')} (or the package that pulled it in) out of --packages, or pull again later (the archive may have fixed it)`
+    : 'pull again (VISOR_DEBUG_CONFIGURE=1 shows the guest\'s console)';
+  return new VisorError('BadImage', `configuring the image: ${what}; nothing was cached; ${todo}. Last output:\n${tail}`);
 }
 
 const STEP_RE = new RegExp(`^(?:Setting up (\\S+)|Processing triggers for (\\S+)|${CONFIGURE_STEP} (\\S+))`);
