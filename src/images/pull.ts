@@ -46,6 +46,8 @@ export interface PullOptions {
   as?: string;
   /** Writes the ext4 root disk (tests and dev scripts inject one; default: visor's writer). */
   rootDiskWriter?: RootDiskWriter;
+  /** Configures the written root disk (tests inject one; default: maintainer scripts in a guest). */
+  configure?: typeof configureInGuest;
 }
 
 export interface PullResult {
@@ -280,7 +282,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       if (!busybox) throw new VisorError('BadImage', `${busyboxDeb} has no bin/busybox`);
       const writer = opts.rootDiskWriter ?? (await defaultRootDiskWriter());
       const r = await buildRootfs({ plan, debs: rootDebs, busybox, mirror: mirror.url, suite: recipe.suite, component: recipe.component, outDir: buildDir, writer, progress });
-      const conf = await configureInGuest({
+      const conf = await (opts.configure ?? configureInGuest)({
         kernel: join(buildDir, built.files.kernel.name), initrd: join(buildDir, built.files.initrd.name), append: recipe.append,
         disk: join(buildDir, ROOTFS_FILE), packageCount: plan.packages.length, progress, ...(opts.signal ? { signal: opts.signal } : {}),
       });
