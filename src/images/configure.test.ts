@@ -1,5 +1,10 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { configureFailure, StepClock } from './configure.js';
+import { MAINTSCRIPT_HELPER_SHIM } from './root-init.js';
 
 // What dpkg prints when a postinst fails (dpkg 1.22, trixie), as the guest's console shows it.
 const DPKG_FAILED = `Setting up libfoo1:riscv64 (1.0-1) ...
@@ -57,5 +62,29 @@ describe('StepClock', () => {
       { step: 'boot', seconds: 2 },
     ]);
     expect(c.slowest(10).map((s) => s.step)).toContain('triggers:libc-bin');
+  });
+});
+
+describe('the dpkg-maintscript-helper shim of the configure run', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'visor-shim-'));
+  const shim = join(dir, 'shim');
+  const real = join(dir, 'real');
+  writeFileSync(shim, MAINTSCRIPT_HELPER_SHIM, { mode: 0o755 });
+  writeFileSync(real, '#!/bin/sh\necho "REAL $*"\n', { mode: 0o755 });
+  const run = (...args: string[]) => {
+    const r = spawnSync('sh', [shim, ...args], { encoding: 'utf8', env: { ...process.env, VISOR_REAL_HELPER: real } });
+    return `${r.status} ${r.stdout.trim()}`;
+  };
+
+  it('skips the conffile and symlink commands on a fresh install or configure, runs everything else', () => {
+    expect(run('rm_conffile', '/etc/x', '1.0~', '--', 'install')).toBe('0 ');
+    expect(run('rm_conffile', '/etc/x', '1.0~', '--', 'configure', '')).toBe('0 ');
+    expect(run('dir_to_symlink', '/usr/share/doc/x', 'y', '2.0', '--', 'install')).toBe('0 ');
+    // An upgrade (an old version given), another action, another command: the real helper.
+    expect(run('rm_conffile', '/etc/x', '1.0~', '--', 'install', '0.9')).toBe('0 REAL rm_conffile /etc/x 1.0~ -- install 0.9');
+    expect(run('rm_conffile', '/etc/x', '1.0~', '--', 'upgrade', '0.9')).toBe('0 REAL rm_conffile /etc/x 1.0~ -- upgrade 0.9');
+    expect(run('rm_conffile', '/etc/x', '1.0~', '--', 'abort-install')).toBe('0 REAL rm_conffile /etc/x 1.0~ -- abort-install');
+    expect(run('rm_conffile', '/etc/x')).toBe('0 REAL rm_conffile /etc/x');
+    expect(run('supports', 'rm_conffile')).toBe('0 REAL supports rm_conffile');
   });
 });
