@@ -246,6 +246,17 @@ describe('pullImage with a fake mirror', () => {
     await expect(pullImage('debian-nothing', { mirror: mirror.url, env, keyring: null })).rejects.toMatchObject({ code: 'ImageNotFound' });
   });
 
+  it('debian: an unresolvable dependency names the package that needs it and what to do; nothing is cached', async () => {
+    const extra = await fakeRootfsPackages(DEBIAN_DEFAULT_PACKAGES);
+    extra.get('curl')!.depends = 'libcurl9 (>= 9.0)';
+    mirror = await startMirror({ extra });
+    const env = await freshEnv();
+    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'DependencyError', message: expect.stringMatching(/cannot resolve curl 1\.0 \(requested\): it depends on libcurl9 \(>= 9\.0\), which no package in the archive provides;.*drop the package that needs it from --packages/) });
+    expect(debHits(mirror)).toBe(0);
+    expect((await tree(cacheRoot(env))).filter((f) => f.startsWith('images/'))).toEqual([]);
+  });
+
   it('debian: a failed maintainer script is an error naming the package and what to do; nothing is cached', async () => {
     mirror = await startMirror({ extra: await fakeRootfsPackages(DEBIAN_DEFAULT_PACKAGES) });
     const env = await freshEnv();
