@@ -37,9 +37,15 @@ const t0 = performance.now();
 const img = await ensureImage('debian', { progress: true });
 const pullWall = (performance.now() - t0) / 1000;
 const m = img.manifest;
-if (tmpCache) {
+const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
+{
+  // The phases of the pull that made the cached image (this run's when the cache was empty).
   const s = m.rootfs!.seconds;
-  console.log(`first pull (empty cache): ${pullWall.toFixed(0)} s wall; download ${s.download.toFixed(1)} s, unpack ${s.unpack.toFixed(1)} s, ext4 write ${s.write.toFixed(1)} s, configure in a guest ${s.configure.toFixed(0)} s`);
+  const cpu = m.rootfs!.cpuSeconds;
+  console.log(`${tmpCache ? 'first pull (empty cache)' : `pull that built the cached image (${m.created})`}: ${tmpCache ? `${pullWall.toFixed(0)} s wall, ` : ''}` +
+    `download ${s.download.toFixed(1)} s, unpack ${s.unpack.toFixed(1)} s, ext4 write ${s.write.toFixed(1)} s, configure in a guest ${s.configure.toFixed(0)} s` +
+    `${cpu !== undefined ? `; ${cpu.toFixed(0)} CPU s in all` : ''}; load now ${load()}`);
+  if (m.rootfs!.slowest) console.log(`configure, slowest steps (wall s): ${m.rootfs!.slowest.map((x) => `${x.step} ${x.seconds}`).join(', ')}`);
 }
 console.log(`base image: ${formatBytes(m.files.rootfs!.size)} qcow2; ${m.rootfs!.packageCount} packages, ${m.rootfs!.files} files, ${formatBytes(m.rootfs!.bytes)} of file data unpacked`);
 
@@ -53,30 +59,47 @@ if (idx) {
   console.log(`installed size ${formatBytes(total * 1024)}; largest: ${top.map((p) => `${p.name} ${formatBytes(p.installedSize * 1024)}`).join(', ')}`);
 }
 
-function wall(cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ s: number; out: string; code: number | null }> {
+/** Wall seconds and the child's CPU seconds (user + system, from /usr/bin/time). */
+function wall(cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ s: number; cpu: number; out: string; code: number | null }> {
   return new Promise((resolve, reject) => {
     const t = performance.now();
-    const p = spawn(cmd, argv, { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('/usr/bin/time', ['-f', 'VISOR_BENCH_CPU %U %S', cmd, ...argv], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
+    let err = '';
     p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr.on('data', () => {});
+    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
     p.on('error', reject);
-    p.on('exit', (code) => resolve({ s: (performance.now() - t) / 1000, out, code }));
+    p.on('exit', (code) => {
+      const m = /VISOR_BENCH_CPU ([\d.]+) ([\d.]+)/.exec(err);
+      resolve({ s: (performance.now() - t) / 1000, cpu: m ? Number(m[1]) + Number(m[2]) : NaN, out, code });
+    });
   });
 }
 
-// Cached `visor run -- true`, through the CLI as a user runs it (an ephemeral overlay each time).
-const runs: number[] = [];
-for (let i = 0; i < 2; i++) {
-  const r = await wall(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', 'run', '--', 'true']);
-  if (r.code !== 0) throw new Error(`visor run -- true exited ${r.code}: ${r.out}`);
-  runs.push(r.s);
-}
-console.log(`visor run -- true (cached, CLI): ${runs.map((s) => s.toFixed(2)).join(' s, ')} s`);
-
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0 && spawnSync('qemu-img', ['--version']).status === 0;
 const fw = img.firmwareDynamic ?? img.firmware;
-if (haveQemu && fw) {
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+const rounds = Number(/^--rounds=(\d+)$/.exec(args.find((a) => a.startsWith('--rounds=')) ?? '')?.[1] ?? 3);
+const visorRuns: { s: number; cpu: number }[] = [];
+const qemuRuns: { s: number; cpu: number }[] = [];
+// Alternated: `visor run -- true` through the CLI as a user runs it (an ephemeral overlay each
+// time), then QEMU on the same image, `rounds` times; medians of each.
+for (let i = 0; i < rounds; i++) {
+  const r = await wall(process.execPath, ['--import', 'tsx', '-e', "import('./src/cli/main.ts').then((m) => m.main(['run', '--image', 'debian', '--', 'true']))"]);
+  if (r.code !== 0) throw new Error(`visor run -- true exited ${r.code}: ${r.out}`);
+  visorRuns.push(r);
+  const q = haveQemu && fw ? await qemuRun() : undefined;
+  if (q) qemuRuns.push(q);
+}
+const fmt = (rs: { s: number; cpu: number }[]) => `median ${median(rs.map((r) => r.s)).toFixed(2)} s wall, ${median(rs.map((r) => r.cpu)).toFixed(2)} CPU s (runs: ${rs.map((r) => r.s.toFixed(1)).join(', ')})`;
+console.log(`visor run -- true (cached, CLI, JIT): ${fmt(visorRuns)}; load ${load()}`);
+if (qemuRuns.length) {
+  console.log(`qemu TCG, same image (OpenSBI fw_dynamic, -- true): ${fmt(qemuRuns)}; visor/qemu ${(median(visorRuns.map((r) => r.s)) / median(qemuRuns.map((r) => r.s))).toFixed(2)}x wall`);
+} else {
+  console.log('qemu: not measured (qemu-system-riscv64/qemu-img not installed or --no-qemu)');
+}
+
+async function qemuRun(): Promise<{ s: number; cpu: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'visor-bench-qemu-'));
   const overlay = join(dir, 'root.qcow2');
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', img.rootfs!, overlay], { stdio: 'inherit' });
@@ -84,13 +107,11 @@ if (haveQemu && fw) {
   const initrd = join(dir, 'initramfs.cpio');
   writeFileSync(initrd, inflateInitrd(readFileSync(img.initrd), 512 * 2 ** 20));
   const append = `${img.append} ${ROOT_ARG}=/dev/vda ${encodeCommand(['true'])}`;
-  const q = await wall('qemu-system-riscv64', ['-M', 'virt', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-bios', fw,
+  const q = await wall('qemu-system-riscv64', ['-M', 'virt', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-bios', fw!,
     '-kernel', img.kernel, '-initrd', initrd, '-append', append,
     '-drive', `file=${overlay},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-device,drive=d0']);
   rmSync(dir, { recursive: true, force: true });
-  if (!/VISOR_EXIT=0/.test(q.out)) console.log(`qemu: the guest did not report VISOR_EXIT=0:\n${q.out.slice(-2000)}`);
-  console.log(`qemu TCG, same image (OpenSBI fw_dynamic, -- true): ${q.s.toFixed(2)} s; visor/qemu ${(Math.min(...runs) / q.s).toFixed(2)}x`);
-} else {
-  console.log('qemu: not measured (qemu-system-riscv64/qemu-img not installed or --no-qemu)');
+  if (!/VISOR_EXIT=0/.test(q.out)) throw new Error(`qemu: the guest did not report VISOR_EXIT=0:\n${q.out.slice(-2000)}`);
+  return q;
 }
 if (tmpCache) rmSync(tmpCache, { recursive: true, force: true });

@@ -62,6 +62,10 @@ export const ManifestSchema = z.strictObject({
     files: z.number().int(),
     bytes: z.number().int(),
     seconds: z.strictObject({ download: z.number(), unpack: z.number(), write: z.number(), configure: z.number() }),
+    /** CPU seconds of the pull's host process (the guest's CPU included: it runs in a worker). */
+    cpuSeconds: z.number().optional(),
+    /** The configure step's slowest parts (a package's postinst, a trigger), host wall seconds. */
+    slowest: z.array(z.strictObject({ step: z.string(), seconds: z.number() })).optional(),
   }).optional(),
 });
 

@@ -24,6 +24,8 @@ export interface ConfigureInput {
 
 export interface ConfigureResult {
   seconds: number;
+  /** The slowest steps (a package being set up, a trigger, a script phase), longest first. */
+  slowest: { step: string; seconds: number }[];
   /** The guest's console output (kept for the error message and debugging). */
   log: string;
 }
@@ -101,6 +103,7 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
   let setUp = 0;
   let failed: string | undefined;
   const failRe = new RegExp(`^${CONFIGURE_STEP} FAILED (.*)$`);
+  const steps = new StepClock();
   let r: { status: number; log: string };
   try {
     r = await runGuestCommand({
@@ -108,6 +111,7 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
       disks: [{ path: input.disk, format: 'qcow2' }], memoryMiB: input.memoryMiB ?? 1024,
       ...(input.signal ? { signal: input.signal } : {}),
       onLine: (line) => {
+        steps.line(line);
         if (/^Setting up \S+/.test(line)) task.update(++setUp);
         const m = failRe.exec(line);
         if (m) failed = m[1];
@@ -119,11 +123,72 @@ export async function configureInGuest(input: ConfigureInput): Promise<Configure
     }
     throw err;
   }
-  if (r.status !== 0) {
-    const what = failed ? `the step '${failed}' failed` : `the configure script exited with status ${r.status}`;
-    const tail = r.log.split('\n').slice(-25).join('\n');
-    throw new VisorError('BadImage', `configuring the image: ${what} (a maintainer script's error is above); pull again, or leave the package out of --packages. Last output:\n${tail}`);
-  }
+  if (r.status !== 0) throw configureFailure(r.log, failed, r.status);
   task.finish(`${setUp} packages set up`);
-  return { seconds: (performance.now() - t0) / 1000, log: r.log };
+  return { seconds: (performance.now() - t0) / 1000, slowest: steps.slowest(15), log: r.log };
+}
+
+/**
+ * The error for a configure run that failed, naming the package whose maintainer script
+ * failed (from dpkg's "error processing package P" lines, or the script's own step name for
+ * a preinst) and what the script said, with what to do.
+ */
+export function configureFailure(log: string, step: string | undefined, status: number): VisorError {
+  const lines = log.replace(/\r/g, '').split('\n');
+  const pkgs = new Set<string>();
+  const reasons: string[] = [];
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^dpkg: error processing package (\S+) \(--(\S+)\):/.exec(lines[i]!);
+    if (!m) continue;
+    pkgs.add(m[1]!.replace(/:\S+$/, ''));
+    const why = lines[i + 1]?.trim();
+    if (why) reasons.push(`${m[1]}: ${why}`);
+  }
+  const pre = step && /^preinst:(\S+)$/.exec(step);
+  if (pre) pkgs.add(pre[1]!);
+  if (/No space left on device/.test(log)) reasons.push('the root filesystem is full');
+  const tail = lines.slice(-25).join('\n');
+  const what = pkgs.size
+    ? `the maintainer script of ${[...pkgs].join(', ')} failed${reasons.length ? ` (${reasons.slice(0, 3).join('; ')})` : ''}`
+    : step ? `the step '${step}' failed` : `the configure script exited with status ${status}`;
+  const todo = pkgs.size
+    ? `leave ${[...pkgs].join(', ')} (or the package that pulled it in) out of --packages, or pull again later (the archive may have fixed it)`
+    : 'pull again (VISOR_DEBUG_CONFIGURE=1 shows the guest\'s console)';
+  return new VisorError('BadImage', `configuring the image: ${what}; nothing was cached; ${todo}. Last output:\n${tail}`);
+}
+
+const STEP_RE = new RegExp(`^(?:Setting up (\\S+)|Processing triggers for (\\S+)|${CONFIGURE_STEP} (\\S+))`);
+
+/**
+ * Attributes the host's wall time to what the guest said it was doing: from one "Setting up
+ * P", "Processing triggers for P" or configure-step line to the next. Where the pull's time goes.
+ */
+export class StepClock {
+  private current = 'boot';
+  private since = performance.now();
+  private readonly spent = new Map<string, number>();
+
+  constructor(private readonly now: () => number = () => performance.now()) {
+    this.since = now();
+  }
+
+  line(line: string): void {
+    const m = STEP_RE.exec(line);
+    if (!m) return;
+    const step = m[1] ? m[1].replace(/:\S+$/, '') : m[2] ? `triggers:${m[2].replace(/:\S+$/, '')}` : `step:${m[3]}`;
+    this.switchTo(step);
+  }
+
+  private switchTo(step: string): void {
+    const t = this.now();
+    this.spent.set(this.current, (this.spent.get(this.current) ?? 0) + (t - this.since) / 1000);
+    this.current = step;
+    this.since = t;
+  }
+
+  slowest(n: number): { step: string; seconds: number }[] {
+    this.switchTo('end');
+    return [...this.spent].map(([step, seconds]) => ({ step, seconds: Math.round(seconds * 10) / 10 }))
+      .sort((a, b) => b.seconds - a.seconds).slice(0, n);
+  }
 }

@@ -46,6 +46,8 @@ export interface PullOptions {
   as?: string;
   /** Writes the ext4 root disk (tests and dev scripts inject one; default: visor's writer). */
   rootDiskWriter?: RootDiskWriter;
+  /** Configures the written root disk (tests inject one; default: maintainer scripts in a guest). */
+  configure?: typeof configureInGuest;
 }
 
 export interface PullResult {
@@ -246,6 +248,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   }
 
   const tDownload = performance.now();
+  const cpu0 = process.cpuUsage();
   const rootDebs = new Map<string, string>();
   if (plan) {
     // A few downloads at once: most .debs are small, and one connection idles between them.
@@ -279,7 +282,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       if (!busybox) throw new VisorError('BadImage', `${busyboxDeb} has no bin/busybox`);
       const writer = opts.rootDiskWriter ?? (await defaultRootDiskWriter());
       const r = await buildRootfs({ plan, debs: rootDebs, busybox, mirror: mirror.url, suite: recipe.suite, component: recipe.component, outDir: buildDir, writer, progress });
-      const conf = await configureInGuest({
+      const conf = await (opts.configure ?? configureInGuest)({
         kernel: join(buildDir, built.files.kernel.name), initrd: join(buildDir, built.files.initrd.name), append: recipe.append,
         disk: join(buildDir, ROOTFS_FILE), packageCount: plan.packages.length, progress, ...(opts.signal ? { signal: opts.signal } : {}),
       });
@@ -287,6 +290,7 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
       rootfs = {
         requested: plan.requested, packageCount: plan.packages.length, files: r.files, bytes: r.bytes,
         seconds: { download, unpack: r.times.unpack, write: r.times.write, configure: conf.seconds },
+        cpuSeconds: cpuSecondsSince(cpu0), slowest: conf.slowest,
       };
     }
     const manifest: ImageManifest = {
@@ -323,6 +327,11 @@ async function pullLocked(name: string, recipe: ImageRecipe, root: string, opts:
   } finally {
     if (buildDir) await rm(buildDir, { recursive: true, force: true });
   }
+}
+
+function cpuSecondsSince(start: NodeJS.CpuUsage): number {
+  const u = process.cpuUsage(start);
+  return (u.user + u.system) / 1e6;
 }
 
 function wrapFs(err: unknown, root: string): unknown {

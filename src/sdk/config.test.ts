@@ -129,6 +129,21 @@ describe('machine config', () => {
     expect((await error({ kernel, disks: seven, agent: true })).message).toMatch(/8 virtio slots \(agent: false frees one\)/);
   });
 
+  it('an image with a root disk: the machine\'s overlay is vda, the initramfs is told to switch to it; init systemd', async () => {
+    const disposed: string[] = [];
+    const resolver = async () => ({ kernel, append: 'console=ttyS0', rootDisk: { path: kernel, dispose: async () => { disposed.push('root'); } } });
+    const disposers: (() => Promise<void>)[] = [];
+    const c = await resolveMachineConfig({ image: 'debian', disks: [{ path: kernel, readOnly: true }] }, resolver, disposers);
+    expect(c.disks).toEqual([{ path: kernel, format: 'qcow2', readOnly: false }, { path: kernel, readOnly: true }]);
+    expect(c.append).toBe('console=ttyS0 visor.root=/dev/vda');
+    await Promise.all(disposers.map((d) => d()));
+    expect(disposed).toEqual(['root']);
+    const sd = await resolveMachineConfig({ image: 'debian', init: 'systemd' }, resolver);
+    expect(sd.append).toBe('console=ttyS0 visor.root=/dev/vda visor.init=/lib/systemd/systemd');
+    await expect(resolveMachineConfig({ image: 'tiny', init: 'systemd' }, async () => ({ kernel }))).rejects.toThrow(/init: needs an image with a root disk \(debian\); 'tiny' has none/);
+    expect((await error({ kernel, init: 'upstart' })).message).toMatch(/init/);
+  });
+
   it('picks the execution tier: the config, else VISOR_ACCEL, else the default; rejects others', async () => {
     expect((await resolveMachineConfig({ kernel, accel: 'jit' })).accel).toBe('jit');
     expect((await resolveMachineConfig({ kernel, accel: 'interp' })).accel).toBe('interp');

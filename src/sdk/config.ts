@@ -12,7 +12,7 @@ import { DEFAULT_APPEND, DEFAULT_MEMORY_MIB, hasVirtioConsole, VIRTIO_CONSOLE_AR
 import { formatMac, randomMac, stableMac } from '../net/mac.js';
 import { imageMinMemoryMiB } from '../images/recipes.js';
 import { parseFirewallEntry, parsePublish } from '../net/user/spec.js';
-import { DHCP_ARG as DHCP_FLAG } from '../images/init-script.js';
+import { DHCP_ARG as DHCP_FLAG, ROOT_ARG, ROOTINIT_ARG } from '../images/init-script.js';
 
 export { DEFAULT_MEMORY_MIB, VIRTIO_CONSOLE_ARG, VIRTIO_STDIO_ARG };
 
@@ -84,9 +84,9 @@ export const MachineConfigSchema = z.strictObject({
   /** Shown in errors and logs; also seeds the NICs' stable MAC addresses (without it each NIC gets a random one). */
   name: z.string().min(1).max(64).optional(),
   /**
-   * A visor image name (default 'tiny' when no kernel is given). The SDK boots an image's
-   * kernel and initramfs; booting the full Debian image's root disk (an overlay per machine)
-   * is `visor run`'s today (src/cli/commands/run.ts), so the SDK's default stays the busybox image.
+   * A visor image name (default 'tiny' when no kernel is given). An image with a root disk
+   * (debian) boots it as `visor run` does: the machine gets its own qcow2 overlay on the
+   * cached base as vda (deleted when the machine stops) and the initramfs switches to it.
    */
   image: z.string().min(1).optional(),
   kernel: z.string().min(1).optional(),
@@ -137,6 +137,8 @@ export const MachineConfigSchema = z.strictObject({
    * `vm.stdin.end()` is end-of-file for the command; docs/guest-init.md).
    */
   stdio: z.enum(['console', 'virtio']).optional(),
+  /** PID 1 on an image's root disk: visor's init (default, fast) or 'systemd'. */
+  init: z.enum(['visor', 'systemd']).optional(),
 });
 
 export type MachineConfig = z.input<typeof MachineConfigSchema>;
@@ -194,7 +196,18 @@ async function mustExist(path: string, field: string): Promise<void> {
 }
 
 /** Image resolution is injected so tests and the CLI decide how images are pulled. */
-export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<{ kernel: string; initrd?: string; append?: string }>;
+export type ImageResolver = (name: string, opts: { mirror?: string }) => Promise<ResolvedImage>;
+
+export interface ResolvedImage {
+  kernel: string;
+  initrd?: string;
+  append?: string;
+  /** The machine's own root disk (an overlay on the image's base); `dispose` deletes it. */
+  rootDisk?: { path: string; dispose?: () => Promise<void> };
+}
+
+/** The systemd binary visor's initramfs hands PID 1 to with `init: 'systemd'`. */
+export const SYSTEMD_INIT = '/lib/systemd/systemd';
 
 /** virtio-mmio slots a machine uses (the board has VIRTIO_SLOTS). */
 export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | 'balloon' | 'vsock' | 'console' | 'agent' | 'stdio'>): number {
@@ -202,8 +215,9 @@ export function virtioSlots(c: Pick<ResolvedConfig, 'disks' | 'nets' | 'rng' | '
 }
 
 /** Validates, resolves the image, and checks every file the machine will open. */
-export async function resolveMachineConfig(input: unknown, resolveImage?: ImageResolver): Promise<ResolvedConfig> {
+export async function resolveMachineConfig(input: unknown, resolveImage?: ImageResolver, disposers: (() => Promise<void>)[] = []): Promise<ResolvedConfig> {
   const c = parseMachineConfig(input);
+  let rootDisk: string | undefined;
   let kernel = c.kernel;
   let initrd = c.initrd;
   let append = c.append;
@@ -218,6 +232,10 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
     kernel = img.kernel;
     initrd ??= img.initrd;
     append ??= img.append;
+    if (img.rootDisk) {
+      rootDisk = img.rootDisk.path;
+      if (img.rootDisk.dispose) disposers.push(img.rootDisk.dispose);
+    }
   } else if (c.image !== undefined) {
     throw new VisorError('InvalidConfig', 'machine config: image: give an image or a kernel, not both');
   }
@@ -227,7 +245,16 @@ export async function resolveMachineConfig(input: unknown, resolveImage?: ImageR
   if (initrd !== undefined) await mustExist(initrd, 'initrd');
   const bios = c.bios === undefined || c.bios === 'builtin' ? 'builtin' : resolve(c.bios);
   if (bios !== 'builtin') await mustExist(bios, 'bios');
+  if (c.init !== undefined && rootDisk === undefined) {
+    throw new VisorError('InvalidConfig', `machine config: init: needs an image with a root disk (debian)${c.image ? `; '${c.image}' has none` : ''}`);
+  }
   const disks = (c.disks ?? []).map((d) => ({ ...d, path: resolve(d.path) }));
+  if (rootDisk !== undefined) {
+    // The root disk is vda: the initramfs mounts it and hands PID 1 to its init.
+    disks.unshift({ path: rootDisk, format: 'qcow2' as const, readOnly: false });
+    append = `${append ?? DEFAULT_APPEND} ${ROOT_ARG}=/dev/vda`;
+    if (c.init === 'systemd') append = `${append} ${ROOTINIT_ARG}=${SYSTEMD_INIT}`;
+  }
   for (const [i, d] of disks.entries()) {
     await mustExist(d.path, `disks.${i}.path`);
     const st = await stat(d.path);

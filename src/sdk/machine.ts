@@ -181,9 +181,15 @@ export interface MachineEvents {
 }
 
 const defaultResolveImage: ImageResolver = async (name, opts) => {
-  const { ensureImage } = await import('../images/index.js');
+  const { ensureImage, ephemeralDisk } = await import('../images/index.js');
+  const { cacheRoot } = await import('../images/cache.js');
   const img = await ensureImage(name, opts);
-  return { kernel: img.kernel, ...(img.initrd ? { initrd: img.initrd } : {}), ...(img.append ? { append: img.append } : {}) };
+  // An image with a root disk: this machine's own overlay on the base, as `visor run` makes.
+  const rootDisk = img.rootfs ? await ephemeralDisk(cacheRoot(), img.rootfs) : undefined;
+  return {
+    kernel: img.kernel, ...(img.initrd ? { initrd: img.initrd } : {}), ...(img.append ? { append: img.append } : {}),
+    ...(rootDisk ? { rootDisk: { path: rootDisk.path, dispose: rootDisk.dispose } } : {}),
+  };
 };
 
 /**
@@ -356,8 +362,19 @@ export class Machine extends EventEmitter<MachineEvents> {
 
   /** Validates `config`, resolves the image, opens devices and loads the kernel (state 'created'). */
   static async create(config: MachineConfig, opts: CreateOptions = {}): Promise<Machine> {
-    const resolved = await resolveMachineConfig(config, opts.resolveImage ?? defaultResolveImage);
-    return Machine.spawn({ mode: 'create', config: resolved, stats: newStats() });
+    const disposers: (() => Promise<void>)[] = [];
+    const dispose = () => Promise.all(disposers.map((d) => d().catch(() => {}))).then(() => {});
+    let vm: Machine;
+    try {
+      const resolved = await resolveMachineConfig(config, opts.resolveImage ?? defaultResolveImage, disposers);
+      vm = await Machine.spawn({ mode: 'create', config: resolved, stats: newStats() });
+    } catch (err) {
+      await dispose();
+      throw err;
+    }
+    // The machine's own root overlay goes once its worker (which holds the disk open) is gone.
+    if (disposers.length) void vm.exitedPromise.then(dispose);
+    return vm;
   }
 
   /**

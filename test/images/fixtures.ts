@@ -72,10 +72,10 @@ export async function makeTar(files: TarFile[]): Promise<Buffer> {
 }
 
 /** A .deb with gzip-compressed members (the codec is chosen by member name, as dpkg does). */
-export async function makeDeb(files: TarFile[], opts: { compress?: (b: Buffer) => Buffer; ext?: string } = {}): Promise<Buffer> {
+export async function makeDeb(files: TarFile[], opts: { compress?: (b: Buffer) => Buffer; ext?: string; control?: string } = {}): Promise<Buffer> {
   const compress = opts.compress ?? ((b: Buffer) => gzipSync(b));
   const ext = opts.ext ?? '.gz';
-  const control = gzipSync(await makeTar([{ path: 'control', data: Buffer.from('Package: fake\nVersion: 1\n') }]));
+  const control = gzipSync(await makeTar([{ path: 'control', data: Buffer.from(opts.control ?? 'Package: fake\nVersion: 1\n') }]));
   return Buffer.from(buildAr([
     { name: 'debian-binary', data: Buffer.from('2.0\n') },
     { name: 'control.tar.gz', data: control },
@@ -155,8 +155,25 @@ export function releaseText(files: Map<string, Buffer>, suite = 'trixie'): strin
 }
 
 /** Starts a fake mirror on 127.0.0.1. `inRelease` may transform the Release text (signing). */
-export async function startMirror(opts: { inRelease?: (release: string) => string | Buffer; suite?: string } = {}): Promise<FakeMirror> {
+/**
+ * The packages the debian recipe asks for, each a one-file .deb with a real control file
+ * (Essential, so the configure order has a required set), for pulls that reach the
+ * unpack, ext4 and configure steps.
+ */
+export async function fakeRootfsPackages(names: string[]): Promise<Awaited<ReturnType<typeof fakePackages>>> {
+  const out: Awaited<ReturnType<typeof fakePackages>> = new Map();
+  for (const name of names) {
+    const deb = await makeDeb([{ path: `usr/share/doc/${name}/copyright`, data: Buffer.from(`${name}\n`) }], {
+      control: `Package: ${name}\nVersion: 1.0\nArchitecture: riscv64\nEssential: yes\nMaintainer: t <t@example.org>\nDescription: fake ${name}\n`,
+    });
+    out.set(name, { version: '1.0', deb, filename: `pool/main/f/${name}/${name}_1.0_riscv64.deb` });
+  }
+  return out;
+}
+
+export async function startMirror(opts: { inRelease?: (release: string) => string | Buffer; suite?: string; extra?: Awaited<ReturnType<typeof fakePackages>> } = {}): Promise<FakeMirror> {
   const pkgs = await fakePackages();
+  for (const [n, p] of opts.extra ?? []) pkgs.set(n, p);
   const files = new Map<string, Buffer>();
   for (const p of pkgs.values()) files.set(`/${p.filename}`, p.deb);
   const packagesGz = gzipSync(Buffer.from(packagesText(pkgs)));

@@ -16,7 +16,10 @@ import { pullImage } from '../../src/images/pull.js';
 import { ensureImage } from '../../src/images/index.js';
 import { BUILDER_VERSION } from '../../src/images/recipes.js';
 import type { Progress } from '../../src/images/progress.js';
-import { KREL, fakeKernelImage, startMirror, type FakeMirror } from './fixtures.js';
+import { KREL, fakeKernelImage, fakeRootfsPackages, startMirror, type FakeMirror } from './fixtures.js';
+import { configureFailure, type ConfigureInput } from '../../src/images/configure.js';
+import { DEBIAN_DEFAULT_PACKAGES } from '../../src/images/recipes.js';
+import { existsSync } from 'node:fs';
 
 let mirror: FakeMirror | undefined;
 afterEach(async () => {
@@ -241,5 +244,50 @@ describe('pullImage with a fake mirror', () => {
     expect(await readImage(cacheRoot(env), 'debian')).toBeUndefined();
     await expect(pullImage('tiny', { mirror: mirror.url, env, keyring: null, packages: ['gcc'] })).rejects.toMatchObject({ code: 'InvalidArgument' });
     await expect(pullImage('debian-nothing', { mirror: mirror.url, env, keyring: null })).rejects.toMatchObject({ code: 'ImageNotFound' });
+  });
+
+  it('debian: an unresolvable dependency names the package that needs it and what to do; nothing is cached', async () => {
+    const extra = await fakeRootfsPackages(DEBIAN_DEFAULT_PACKAGES);
+    extra.get('curl')!.depends = 'libcurl9 (>= 9.0)';
+    mirror = await startMirror({ extra });
+    const env = await freshEnv();
+    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'DependencyError', message: expect.stringMatching(/cannot resolve curl 1\.0 \(requested\): it depends on libcurl9 \(>= 9\.0\), which no package in the archive provides;.*drop the package that needs it from --packages/) });
+    expect(debHits(mirror)).toBe(0);
+    expect((await tree(cacheRoot(env))).filter((f) => f.startsWith('images/'))).toEqual([]);
+  });
+
+  it('debian: a failed maintainer script is an error naming the package and what to do; nothing is cached', async () => {
+    mirror = await startMirror({ extra: await fakeRootfsPackages(DEBIAN_DEFAULT_PACKAGES) });
+    const env = await freshEnv();
+    let disk: string | undefined;
+    // The guest's side is faked: dpkg's console output for curl's postinst failing.
+    const configure = async (input: ConfigureInput): Promise<never> => {
+      disk = input.disk;
+      expect(existsSync(disk)).toBe(true); // the ext4 root disk was written and is what a guest would boot
+      throw configureFailure('Setting up curl (1.0) ...\ndpkg: error processing package curl (--configure):\n installed curl package post-installation script subprocess returned error exit status 2\nErrors were encountered while processing:\n curl\n', 'dpkg --configure -a', 1);
+    };
+    const err = await pullImage('debian', { mirror: mirror.url, env, keyring: null, configure }).catch((e) => e);
+    expect(err).toMatchObject({ code: 'BadImage', message: expect.stringMatching(/maintainer script of curl failed .*exit status 2.*nothing was cached; leave curl .* out of --packages/s) });
+    expect(disk).toBeDefined();
+    expect(existsSync(disk!)).toBe(false);
+    expect(await readImage(cacheRoot(env), 'debian')).toBeUndefined();
+    expect((await tree(cacheRoot(env))).filter((f) => f.startsWith('images/'))).toEqual([]);
+  });
+
+  it('debian: a pull interrupted while configuring leaves no image and no build directory', async () => {
+    mirror = await startMirror({ extra: await fakeRootfsPackages(DEBIAN_DEFAULT_PACKAGES) });
+    const env = await freshEnv();
+    const ac = new AbortController();
+    const configure = (input: ConfigureInput) => new Promise<never>((_, reject) => {
+      input.signal!.addEventListener('abort', () => reject(new Error('the guest was stopped')));
+      ac.abort(); // Ctrl-C in the middle of the configure step
+    });
+    await expect(pullImage('debian', { mirror: mirror.url, env, keyring: null, configure, signal: ac.signal })).rejects.toThrow(/the guest was stopped/);
+    expect(await readImage(cacheRoot(env), 'debian')).toBeUndefined();
+    expect((await tree(cacheRoot(env))).filter((f) => f.startsWith('images/'))).toEqual([]);
+    // The next pull starts over and builds it.
+    const ok = await pullImage('debian', { mirror: mirror.url, env, keyring: null, configure: async () => ({ seconds: 0, slowest: [], log: '' }) });
+    expect(ok.manifest.rootfs?.packageCount).toBe(DEBIAN_DEFAULT_PACKAGES.length);
   });
 });
