@@ -971,44 +971,13 @@ export class Hart {
               // tval may be 0 or the pc (Priv §3.1.16); 0 matches QEMU, our reference.
               this.raise(CAUSE_BREAKPOINT, 0, 0);
               break;
-            case Op.MRET: {
-              if (this.priv !== PRV_M) this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x30200073, 0);
-              let s = this.mstatus;
-              const mpp = (s & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
-              s = (s & ~MSTATUS_MIE) | ((s & MSTATUS_MPIE) >>> 4);
-              s |= MSTATUS_MPIE;
-              s &= ~MSTATUS_MPP;
-              if (mpp !== PRV_M) s &= ~MSTATUS_MPRV;
-              this.mstatus = s;
-              this.priv = mpp as Privilege;
-              pc = this.mepcHi * TWO32 + (this.mepcLo >>> 0);
-              this.afterContextChange();
+            case Op.MRET: case Op.SRET:
+              pc = this.trapReturn((w & 0xff) === Op.MRET);
               fpBase = NO_FETCH_PAGE;
               this.pc = pc;
               if (this.checkInterrupts()) pc = this.pc;
               budget = this.budget;
               continue;
-            }
-            case Op.SRET: {
-              if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TSR) !== 0)) {
-                this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10200073, 0);
-              }
-              let s = this.mstatus;
-              const spp = (s & MSTATUS_SPP) >>> 8;
-              s = (s & ~MSTATUS_SIE) | ((s & MSTATUS_SPIE) >>> 4);
-              s |= MSTATUS_SPIE;
-              s &= ~MSTATUS_SPP;
-              s &= ~MSTATUS_MPRV; // returning to S or U (Priv §3.1.6.1)
-              this.mstatus = s;
-              this.priv = spp as Privilege;
-              pc = this.sepcHi * TWO32 + (this.sepcLo >>> 0);
-              this.afterContextChange();
-              fpBase = NO_FETCH_PAGE;
-              this.pc = pc;
-              if (this.checkInterrupts()) pc = this.pc;
-              budget = this.budget;
-              continue;
-            }
             case Op.WFI: {
               if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TW) !== 0)) {
                 this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10500073, 0);
@@ -1067,6 +1036,28 @@ export class Hart {
         budget = this.budget;
       }
     }
+  }
+
+  /** mret (`m`) or sret (Priv §3.3.2): back to the privilege and pc trap entry saved. Returns that pc. */
+  private trapReturn(m: boolean): number {
+    const p = this.priv;
+    if (m ? p !== PRV_M : p === PRV_U || (p === PRV_S && (this.mstatus & MSTATUS_TSR) !== 0)) {
+      this.raise(CAUSE_ILLEGAL_INSTRUCTION, m ? 0x30200073 : 0x10200073, 0);
+    }
+    let s = this.mstatus;
+    let prev: number;
+    if (m) {
+      prev = (s & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+      s = (s & ~(MSTATUS_MIE | MSTATUS_MPP)) | ((s & MSTATUS_MPIE) >>> 4) | MSTATUS_MPIE;
+    } else {
+      prev = (s & MSTATUS_SPP) >>> 8;
+      s = (s & ~(MSTATUS_SIE | MSTATUS_SPP)) | ((s & MSTATUS_SPIE) >>> 4) | MSTATUS_SPIE;
+    }
+    if (prev !== PRV_M) s &= ~MSTATUS_MPRV; // returning to S or U (Priv §3.1.6.1)
+    this.mstatus = s;
+    this.priv = prev as Privilege;
+    this.afterContextChange();
+    return m ? this.mepcHi * TWO32 + (this.mepcLo >>> 0) : this.sepcHi * TWO32 + (this.sepcLo >>> 0);
   }
 
   /** Zicsr (Unpriv ch. 9) with the access rules of Priv §2.1. */
