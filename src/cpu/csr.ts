@@ -6,6 +6,7 @@
  */
 import type { Hart } from './hart.js';
 import { Op } from './opcodes.js';
+import { PMP_ENTRIES } from './pmp.js';
 import {
   CSR_CYCLE, CSR_FCSR, CSR_FFLAGS, CSR_FRM, CSR_HPMCOUNTER3, CSR_HPMCOUNTER31, CSR_INSTRET,
   CSR_MARCHID, CSR_MCAUSE, CSR_MCONFIGPTR, CSR_MCOUNTEREN, CSR_MCOUNTINHIBIT, CSR_MCYCLE,
@@ -71,7 +72,6 @@ export function csrWrites(w: number): boolean {
 const TWO32 = 4294967296;
 /** medeleg: every exception but ecall from M (11) and the reserved codes 10 and 14. */
 const MEDELEG_WRITABLE = 0xb3ff;
-const PMP_ENTRIES = 16;
 
 function set(lo: number, hi: number): true {
   csrValue.lo = lo | 0;
@@ -131,13 +131,11 @@ export function csrRead(hart: Hart, csr: number): boolean {
     return set(0, 0); // no hardware performance counters: read as zero
   }
   if (csr === CSR_PMPCFG0 || csr === CSR_PMPCFG0 + 2) {
-    const base = (csr - CSR_PMPCFG0) * 4; // pmpcfg0 holds entries 0-7, pmpcfg2 entries 8-15
-    const c = hart.pmpcfg;
-    return set(c[base]! | (c[base + 1]! << 8) | (c[base + 2]! << 16) | (c[base + 3]! << 24),
-      c[base + 4]! | (c[base + 5]! << 8) | (c[base + 6]! << 16) | (c[base + 7]! << 24));
+    hart.pmp.readCfg(csr - CSR_PMPCFG0, csrValue);
+    return true;
   }
   if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + PMP_ENTRIES) {
-    return set(hart.pmpaddrLo[csr - CSR_PMPADDR0]!, hart.pmpaddrHi[csr - CSR_PMPADDR0]!);
+    return set(hart.pmp.addrLo[csr - CSR_PMPADDR0]!, hart.pmp.addrHi[csr - CSR_PMPADDR0]!);
   }
   return false;
 }
@@ -223,28 +221,12 @@ export function csrWrite(hart: Hart, csr: number, lo: number, hi: number): boole
     return true; // read-only zero counters: writes are ignored
   }
   if (csr === CSR_PMPCFG0 || csr === CSR_PMPCFG0 + 2) {
-    const base = (csr - CSR_PMPCFG0) * 4;
-    for (let i = 0; i < 8; i++) {
-      const byte = (i < 4 ? lo >>> (8 * i) : hi >>> (8 * (i - 4))) & 0xff;
-      if (hart.pmpcfg[base + i]! & 0x80) continue; // locked
-      let cfg = byte & 0x9f; // bits 6:5 are reserved
-      if ((cfg & 3) === 2) cfg &= ~3; // W without R is reserved: legalise to no access
-      hart.pmpcfg[base + i] = cfg;
-    }
-    hart.recomputePmp();
+    hart.pmp.writeCfg(csr - CSR_PMPCFG0, lo, hi);
     hart.flushTlb();
     return true;
   }
   if (csr >= CSR_PMPADDR0 && csr < CSR_PMPADDR0 + PMP_ENTRIES) {
-    const i = csr - CSR_PMPADDR0;
-    const locked = (hart.pmpcfg[i]! & 0x80) !== 0 ||
-      (i + 1 < PMP_ENTRIES && (hart.pmpcfg[i + 1]! & 0x80) !== 0 && ((hart.pmpcfg[i + 1]! >> 3) & 3) === 1);
-    if (!locked) {
-      hart.pmpaddrLo[i] = lo;
-      hart.pmpaddrHi[i] = hi & 0x3fffff; // 54 bits: address bits 55:2
-      hart.recomputePmp();
-      hart.flushTlb();
-    }
+    if (hart.pmp.writeAddr(csr - CSR_PMPADDR0, lo, hi)) hart.flushTlb();
     return true;
   }
   return false;

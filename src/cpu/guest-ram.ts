@@ -18,13 +18,19 @@ export const TLB_BITS = 10;
 export const TLB_SIZE = 1 << TLB_BITS;
 /** TLB sets: one per translation context (U, S, S with SUM, M), so switching costs nothing. */
 export const TLB_SETS = 4;
+/**
+ * A TLB entry's RAM offset when the page is not RAM to access directly (MMIO, or a page whose
+ * stores must take the slow path). Offsets are page-aligned and held as int32 bits (read back
+ * `>>> 0`: RAM may be 2 GiB or more), so a value with its low bits set is never one: probes
+ * test bit 0 (compiled code) or compare with -1.
+ */
+export const TLB_NO_RAM = -1;
 const TLB_ARRAY_BYTES = 4 * TLB_SIZE * TLB_SETS;
 
 export const HART_SLOT_BYTES = 256 * 1024; // SLOT_END rounded up to whole wasm pages
 export const MAX_HART_SLOTS = 16;
 export const GUEST_RAM_OFFSET = 0;
 const WASM_PAGE = 65536;
-const MAX_WASM_PAGES = 65536;
 
 /** Byte offsets inside a hart slot. */
 export const SLOT_REGS = 0; // x registers: 66 int32 (pairs; 64/65 are the x0 discard slot)
@@ -55,6 +61,28 @@ export const JIT_MAX_MODULES = 4096;
 export const ENTRY_MAP_BYTES = 2048;
 const ENTRY_MAPS_BYTES = (JIT_MAX_MODULES + 1) * ENTRY_MAP_BYTES;
 
+/** Where everything goes in the memory for `ramBytes` of guest RAM (see the file comment). */
+function layout(ramBytes: number): { slotsBase: number; mapsBase: number; mapBytes: number; entryMapsBase: number; pages: number } {
+  const slotsBase = Math.ceil(ramBytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
+  const mapsBase = slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS;
+  const mapBytes = Math.ceil((ramBytes / 4096) * PAGE_MAP_ENTRY_BYTES / 8) * 8;
+  const entryMapsBase = mapsBase + mapBytes * MAX_HART_SLOTS;
+  const pages = Math.ceil((entryMapsBase + ENTRY_MAPS_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
+  return { slotsBase, mapsBase, mapBytes, entryMapsBase, pages };
+}
+
+/**
+ * The WebAssembly pages a memory for `ramBytes` of guest RAM takes: RAM, the hart slots, their
+ * page maps and entry maps. Untouched parts of a WebAssembly.Memory take no physical memory: a
+ * hart's entry maps are 8 MiB of address space, of which a boot touches ~1 MiB.
+ */
+export function guestMemoryPages(ramBytes: number): number {
+  return layout(ramBytes).pages;
+}
+
+/** The most pages one 32-bit WebAssembly memory holds (4 GiB). */
+export const MAX_WASM_PAGES = 65536;
+
 export interface GuestMemory {
   readonly memory: WebAssembly.Memory;
   /** Byte offset of ram[0] in the memory, or -1 when RAM lives elsewhere. */
@@ -78,13 +106,7 @@ const registry = new WeakMap<ArrayBufferLike, GuestMemory>();
  */
 export function allocateGuestRam(bytes: number): Uint8Array {
   if (bytes <= 0 || bytes % 4096 !== 0) throw new RangeError(`guest RAM must be a positive multiple of 4096 bytes, got ${bytes}`);
-  const slotsBase = Math.ceil(bytes / HART_SLOT_BYTES) * HART_SLOT_BYTES;
-  const mapsBase = slotsBase + HART_SLOT_BYTES * MAX_HART_SLOTS;
-  const mapBytes = Math.ceil((bytes / 4096) * PAGE_MAP_ENTRY_BYTES / 8) * 8;
-  const entryMapsBase = mapsBase + mapBytes * MAX_HART_SLOTS;
-  // Untouched parts of a WebAssembly.Memory take no physical memory: a hart's entry maps are
-  // 8 MiB of address space, of which a boot touches ~1 MiB.
-  const pages = Math.ceil((entryMapsBase + ENTRY_MAPS_BYTES * MAX_HART_SLOTS) / WASM_PAGE);
+  const { slotsBase, mapsBase, mapBytes, entryMapsBase, pages } = layout(bytes);
   // A 32-bit WebAssembly memory holds at most 4 GiB: larger RAM is a plain array (no JIT).
   if (pages > MAX_WASM_PAGES) return new Uint8Array(bytes);
   let memory: WebAssembly.Memory;

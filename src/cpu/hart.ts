@@ -30,13 +30,10 @@ import { decode, decoded } from './decoder.js';
 import { Op } from './opcodes.js';
 import {
   CAUSE_BREAKPOINT, CAUSE_FETCH_ACCESS, CAUSE_FETCH_PAGE_FAULT, CAUSE_ILLEGAL_INSTRUCTION,
-  CAUSE_LOAD_ACCESS, CAUSE_LOAD_PAGE_FAULT, CAUSE_MACHINE_ECALL, CAUSE_MISALIGNED_LOAD,
-  CAUSE_MISALIGNED_STORE, CAUSE_STORE_ACCESS, CAUSE_STORE_PAGE_FAULT, CAUSE_SUPERVISOR_ECALL,
-  CAUSE_USER_ECALL, MENVCFG_HI_STCE, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP,
-  MSTATUS_FS, MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV,
-  MSTATUS_MXR, MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP, MSTATUS_SUM, MSTATUS_TSR, MSTATUS_TVM,
-  MSTATUS_TW, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X,
-  SATP_MODE_BARE, SATP_MODE_SV39, SATP_MODE_SV48, type Privilege,
+  CAUSE_MACHINE_ECALL, CAUSE_SUPERVISOR_ECALL, CAUSE_USER_ECALL, MENVCFG_HI_STCE, MIP_MEIP,
+  MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP, MSTATUS_FS, MSTATUS_MIE, MSTATUS_MPIE,
+  MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV, MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP,
+  MSTATUS_TSR, MSTATUS_TVM, MSTATUS_TW, PRV_M, PRV_S, PRV_U, SATP_MODE_BARE, type Privilege,
 } from './constants.js';
 import {
   csrNewValue, csrRead, csrValue, csrWrite, csrWrites, jitCsrAccess, JIT_CSR_CLEAR_SIE, JIT_CSR_FP, JIT_CSR_NONE, JIT_CSR_READ,
@@ -44,10 +41,9 @@ import {
 import {
   div64, divu64, divuw, divw, mul64, mulh64, mulhsu64, mulhu64, r64, rem64, remu64, remuw, remw,
 } from './int64.js';
-import {
-  allocateHartState, SLOT_FREGS, SLOT_R_OFF, SLOT_R_TAG_HI, SLOT_R_TAG_LO, SLOT_REGS, SLOT_W_OFF, SLOT_W_TAG_HI,
-  SLOT_W_TAG_LO, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SETS, TLB_SIZE,
-} from './guest-ram.js';
+import { allocateHartState, SLOT_FREGS, SLOT_REGS, TLB_NO_RAM, TLB_SIZE } from './guest-ram.js';
+import { ACCESS_FETCH, Mmu } from './mmu.js';
+import { Pmp } from './pmp.js';
 import { EXIT_CHAIN, EXIT_STEP, FP_DIRTY, FP_ENABLED, type CompiledTier, type JitStats, type TierFactory } from './tier.js';
 
 export interface HartOptions {
@@ -76,24 +72,8 @@ export interface HartOptions {
 /** Thrown (never allocated anew) to unwind from a faulting access to the interpreter loop. */
 const TRAP = { trap: true };
 
-const ACCESS_FETCH = 0;
-const ACCESS_LOAD = 1;
-const ACCESS_STORE = 2;
-
 const TLB_MASK = TLB_SIZE - 1;
-/** TLB sets (TLB_SETS): one per translation context so that switching context costs nothing. */
-const SET_U = 0, SET_S = 1, SET_S_SUM = 2, SET_M = 3;
-/**
- * The low tag of an empty TLB entry: tags are (vpn = lo >>> 12, hi), and a vpn is never
- * negative, so no access matches it. (The high word cannot mark an entry empty: a
- * non-canonical address can have any high word, and one that matched a stale entry's would
- * have used that entry's page instead of raising its page fault.)
- */
-const TAG_INVALID_LO = -1;
-
 const TWO32 = 4294967296;
-/** 2^(9·level): pages a PTE at that level spans (a variable `**` compiles to a slow pow call). */
-const LEVEL_SPAN = [1, 512, 262144, 134217728];
 /** Sentinel fetch-page base: makes the next fetch look the page up again. */
 const NO_FETCH_PAGE = -1e300;
 
@@ -163,14 +143,8 @@ export class Hart {
   mcounteren = 0;
   scounteren = 0;
   mcountinhibit = 0;
-  readonly pmpcfg = new Uint8Array(16);
-  /** pmpaddr registers (54 bits: address bits 55:2), as lo/hi pairs: 2^54 exceeds a double's exact range. */
-  readonly pmpaddrLo = new Int32Array(16);
-  readonly pmpaddrHi = new Int32Array(16);
-  /** Decoded PMP ranges [start, end) per entry; end 0 = entry off. */
-  readonly pmpStart = new Float64Array(16);
-  readonly pmpEnd = new Float64Array(16);
-  pmpActive = 0;
+  /** PMP: pmpcfg and pmpaddr, and the check translation makes (pmp.ts). */
+  readonly pmp = new Pmp();
 
   /** Instructions retired before the current run() call. */
   instret = 0;
@@ -205,31 +179,14 @@ export class Hart {
   private trapTvalLo = 0;
   private trapTvalHi = 0;
 
-  // --- Memory fast paths ---
-  private readonly ram8: Uint8Array;
-  private readonly ram16: Int16Array;
-  private readonly ram32: Int32Array;
+  /**
+   * Translation, the TLBs (probed inline by execute() and by compiled code) and the slow
+   * paths of loads and stores (mmu.ts).
+   */
+  readonly mmu: Mmu;
   private readonly ramBase: number;
   private readonly ramSize: number;
   private readonly ramPages: number;
-  // TLBs: tags are (vpn = lo >>> 12, hi); off = RAM byte offset of the page or -1 (slow path).
-  // The read and write TLBs are in the shared memory: compiled code probes them inline.
-  private readonly rTagLo: Int32Array;
-  private readonly rTagHi: Int32Array;
-  private readonly rOff: Int32Array;
-  private readonly wTagLo: Int32Array;
-  private readonly wTagHi: Int32Array;
-  private readonly wOff: Int32Array;
-  /** Fetch TLB, in the shared memory too: the JIT's dispatcher probes it. */
-  readonly xTagLo: Int32Array;
-  readonly xTagHi: Int32Array;
-  readonly xOff: Int32Array;
-  /** Physical page address for every entry (used for MMIO pages, whose off is -1). */
-  private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
-  private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
-  /** Base index of the data and fetch TLB sets for the current context. */
-  private dBase = SET_M * TLB_SIZE;
-  private xBase = SET_M * TLB_SIZE;
 
   // --- Decode cache ---
   private readonly decodePages: (Int32Array | undefined)[];
@@ -262,27 +219,14 @@ export class Hart {
     }
     const slot = allocateHartState(ram);
     const buf = slot.memory.buffer;
-    const tlbEntries = TLB_SIZE * TLB_SETS;
     this.regs = new Int32Array(buf, slot.base + SLOT_REGS, 66);
     this.fregs = new Int32Array(buf, slot.base + SLOT_FREGS, 64);
-    this.rTagLo = new Int32Array(buf, slot.base + SLOT_R_TAG_LO, tlbEntries);
-    this.rTagHi = new Int32Array(buf, slot.base + SLOT_R_TAG_HI, tlbEntries);
-    this.rOff = new Int32Array(buf, slot.base + SLOT_R_OFF, tlbEntries);
-    this.wTagLo = new Int32Array(buf, slot.base + SLOT_W_TAG_LO, tlbEntries);
-    this.wTagHi = new Int32Array(buf, slot.base + SLOT_W_TAG_HI, tlbEntries);
-    this.wOff = new Int32Array(buf, slot.base + SLOT_W_OFF, tlbEntries);
-    this.xTagLo = new Int32Array(buf, slot.base + SLOT_X_TAG_LO, tlbEntries);
-    this.xTagHi = new Int32Array(buf, slot.base + SLOT_X_TAG_HI, tlbEntries);
-    this.xOff = new Int32Array(buf, slot.base + SLOT_X_OFF, tlbEntries);
-    this.ram8 = ram;
-    // Unsigned shifts: RAM may be 2 GiB, whose length is negative as an int32.
-    this.ram16 = new Int16Array(ram.buffer, ram.byteOffset, ram.length >>> 1);
-    this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >>> 2);
     this.ramBase = memory.ramBase;
     this.ramSize = ram.length;
     this.ramPages = ram.length >>> 12;
     this.decodePages = new Array(this.ramPages);
     this.codePage = new Uint8Array(this.ramPages);
+    this.mmu = new Mmu({ hart: this, memory, pmp: this.pmp, codePage: this.codePage, buffer: buf, slotBase: slot.base });
     this.fpu = new Fpu(this.fregs);
     this.flushTlb();
     if ((options.accel ?? 'interp') === 'jit') {
@@ -296,7 +240,7 @@ export class Hart {
         this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,
-          xTagLo: this.xTagLo, xTagHi: this.xTagHi, xOff: this.xOff,
+          xTagLo: this.mmu.xTagLo, xTagHi: this.mmu.xTagHi, xOff: this.mmu.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
           fp: (w, imm) => this.jitFp(w, imm),
           sys: (w, imm) => this.jitSys(w, imm),
@@ -340,10 +284,7 @@ export class Hart {
     this.menvcfgLo = this.menvcfgHi = this.senvcfg = 0;
     this.stimecmpLo = this.stimecmpHi = -1;
     this.mcounteren = this.scounteren = this.mcountinhibit = 0;
-    this.pmpcfg.fill(0);
-    this.pmpaddrLo.fill(0);
-    this.pmpaddrHi.fill(0);
-    this.recomputePmp();
+    this.pmp.reset();
     this.reservation = -1;
     this.waitingForInterrupt = false;
     this.instret = 0;
@@ -507,360 +448,32 @@ export class Hart {
 
   /** Recomputes which TLB sets the current privilege and mstatus select. */
   afterContextChange(): void {
-    const p = this.priv;
-    this.xBase = (p === PRV_U ? SET_U : p === PRV_S ? SET_S : SET_M) * TLB_SIZE;
-    let dp: number = p;
-    if (p === PRV_M && (this.mstatus & MSTATUS_MPRV) !== 0) dp = (this.mstatus & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
-    this.dBase = (dp === PRV_U ? SET_U : dp === PRV_S ? ((this.mstatus & MSTATUS_SUM) !== 0 ? SET_S_SUM : SET_S) : SET_M) * TLB_SIZE;
+    this.mmu.selectContext(this.priv, this.mstatus);
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
-  // ---------------------------------------------------------------- TLB and translation
+  // ---------------------------------------------------------------- TLB flushes (mmu.ts)
 
   flushTlb(): void {
-    this.rTagLo.fill(TAG_INVALID_LO);
-    this.wTagLo.fill(TAG_INVALID_LO);
-    this.xTagLo.fill(TAG_INVALID_LO);
+    this.mmu.flush();
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
   flushDataTlb(): void {
-    this.rTagLo.fill(TAG_INVALID_LO);
-    this.wTagLo.fill(TAG_INVALID_LO);
+    this.mmu.flushData();
   }
 
   /** sfence.vma with an address: drop that page from every set. */
   private flushTlbPage(lo: number, hi: number): void {
-    const vpn = lo >>> 12;
-    for (let set = 0; set < TLB_SETS; set++) {
-      const i = set * TLB_SIZE + (vpn & TLB_MASK);
-      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) this.rTagLo[i] = TAG_INVALID_LO;
-      if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) this.wTagLo[i] = TAG_INVALID_LO;
-      if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) this.xTagLo[i] = TAG_INVALID_LO;
-    }
+    this.mmu.flushPage(lo, hi);
     this.fetchPageBase = NO_FETCH_PAGE;
-  }
-
-  /** satp's mode field (bits 63:60). */
-  private satpMode(): number {
-    return this.satpHi >>> 28;
-  }
-
-  /**
-   * Translates a virtual address for an access of `size` bytes and checks PMP. Returns the
-   * physical address; raises the guest fault otherwise. Fills the TLB when the whole page
-   * has one outcome.
-   */
-  translate(lo: number, hi: number, access: number, size: number): number {
-    let priv: number = this.priv;
-    if (access !== ACCESS_FETCH && priv === PRV_M && (this.mstatus & MSTATUS_MPRV) !== 0) {
-      priv = (this.mstatus & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
-    }
-    this.stats.tlbMisses++;
-    let pagePa: number;
-    let writable = true;
-    const mode = this.satpMode();
-    if (priv === PRV_M || mode === SATP_MODE_BARE) {
-      pagePa = (hi >>> 0) * TWO32 + ((lo >>> 12) << 12 >>> 0);
-    } else {
-      pagePa = this.walk(lo, hi, access, priv, mode);
-      writable = this.walkDirty;
-    }
-    const pa = pagePa + (lo & 0xfff);
-    // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
-    const pmp = this.pmpCheck(pa, size, access, priv);
-    if (pmp === 0) {
-      this.raise(access === ACCESS_FETCH ? CAUSE_FETCH_ACCESS : access === ACCESS_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, lo, hi);
-    }
-    if (pmp === 2) this.fillTlb(lo, hi, access, pagePa, writable);
-    return pa;
-  }
-
-  private walkDirty = false;
-
-  /** Sv39/Sv48 page walk (Priv §4.3.2) with hardware A/D updates, as QEMU does. */
-  private walk(lo: number, hi: number, access: number, priv: number, mode: number): number {
-    const pageFault = access === ACCESS_FETCH ? CAUSE_FETCH_PAGE_FAULT : access === ACCESS_LOAD ? CAUSE_LOAD_PAGE_FAULT : CAUSE_STORE_PAGE_FAULT;
-    const accessFault = access === ACCESS_FETCH ? CAUSE_FETCH_ACCESS : access === ACCESS_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS;
-    let levels: number;
-    if (mode === SATP_MODE_SV39) {
-      levels = 3;
-      const top = hi >> 6; // bits 63:38 must all equal bit 38
-      if (top !== 0 && top !== -1) this.raise(pageFault, lo, hi);
-    } else if (mode === SATP_MODE_SV48) {
-      levels = 4;
-      const top = hi >> 15;
-      if (top !== 0 && top !== -1) this.raise(pageFault, lo, hi);
-    } else {
-      this.raise(pageFault, lo, hi); // unreachable: satp accepts only bare, Sv39, Sv48
-    }
-    // VPN[i] = va bits 12+9i .. 20+9i
-    const vpnAll = (hi & 0xffff) * 1048576 + (lo >>> 12); // va bits 47:12 as a Number
-    let base = ((this.satpHi & 0xfff) * TWO32 + (this.satpLo >>> 0)) * 4096;
-    for (let level = levels - 1; level >= 0; level--) {
-      const vpn = Math.floor(vpnAll / LEVEL_SPAN[level]!) % 512;
-      const pteAddr = base + vpn * 8;
-      const off = pteAddr - this.ramBase;
-      if (off < 0 || off + 8 > this.ramSize || this.pmpCheck(pteAddr, 8, ACCESS_LOAD, PRV_S) === 0) {
-        this.raise(accessFault, lo, hi);
-      }
-      const pteLo = this.ram32[off >>> 2]!;
-      const pteHi = this.ram32[(off >>> 2) + 1]!;
-      if ((pteLo & PTE_V) === 0 || (pteLo & (PTE_R | PTE_W)) === PTE_W) this.raise(pageFault, lo, hi);
-      // Bits 63 (N, Svnapot) and 62:61 (PBMT, Svpbmt) are reserved here: not implemented.
-      if ((pteHi & 0xe0000000) !== 0) this.raise(pageFault, lo, hi);
-      const ppn = (pteHi & 0x3fffff) * 4194304 + (pteLo >>> 10);
-      if ((pteLo & (PTE_R | PTE_X)) === 0) {
-        if (level === 0) this.raise(pageFault, lo, hi);
-        base = ppn * 4096;
-        continue;
-      }
-      // Leaf: permission checks.
-      if (priv === PRV_U) {
-        if ((pteLo & PTE_U) === 0) this.raise(pageFault, lo, hi);
-      } else if ((pteLo & PTE_U) !== 0) {
-        if (access === ACCESS_FETCH || (this.mstatus & MSTATUS_SUM) === 0) this.raise(pageFault, lo, hi);
-      }
-      if (access === ACCESS_FETCH) {
-        if ((pteLo & PTE_X) === 0) this.raise(pageFault, lo, hi);
-      } else if (access === ACCESS_LOAD) {
-        if ((pteLo & PTE_R) === 0 && !((this.mstatus & MSTATUS_MXR) !== 0 && (pteLo & PTE_X) !== 0)) {
-          this.raise(pageFault, lo, hi);
-        }
-      } else if ((pteLo & PTE_W) === 0) {
-        this.raise(pageFault, lo, hi);
-      }
-      const span = LEVEL_SPAN[level]!;
-      if (ppn % span !== 0) this.raise(pageFault, lo, hi); // misaligned superpage
-      let newLo = pteLo | PTE_A;
-      if (access === ACCESS_STORE) newLo |= PTE_D;
-      if (newLo !== pteLo) {
-        this.ram32[off >>> 2] = newLo;
-        const pg = off >>> 12;
-        if (this.codePage[pg]) this.dropCode(pg);
-      }
-      // A page is cached as writable only once D is set, so the first store still walks.
-      this.walkDirty = (newLo & PTE_D) !== 0 && (newLo & PTE_W) !== 0;
-      return (ppn + (vpnAll % span)) * 4096;
-    }
-    return this.raise(pageFault, lo, hi);
-  }
-
-  /** Recomputes the PMP ranges after a pmpcfg/pmpaddr write (Priv §3.7.1). */
-  recomputePmp(): void {
-    let active = 0;
-    for (let i = 0; i < 16; i++) {
-      const cfg = this.pmpcfg[i]!;
-      const a = (cfg >> 3) & 3;
-      const lo = this.pmpaddrLo[i]!, hi = this.pmpaddrHi[i]!;
-      // Byte addresses (pmpaddr · 4) as Numbers: exact below 2^53, which covers all we map.
-      const addr = ((hi >>> 0) * TWO32 + (lo >>> 0)) * 4;
-      let start = 0, end = 0;
-      if (a === 1) { // TOR
-        start = i === 0 ? 0 : ((this.pmpaddrHi[i - 1]! >>> 0) * TWO32 + (this.pmpaddrLo[i - 1]! >>> 0)) * 4;
-        end = addr;
-        if (end <= start) end = start; // empty range
-      } else if (a === 2) { // NA4
-        start = addr;
-        end = start + 4;
-      } else if (a === 3) { // NAPOT: t trailing ones encode a 2^(t+3)-byte region
-        const t = lo === -1 ? 32 + countTrailingOnes(hi) : countTrailingOnes(lo);
-        const size = 2 ** (t + 3);
-        start = addr - (addr % size);
-        end = start + size;
-      }
-      if (a !== 0) active++;
-      this.pmpStart[i] = start;
-      this.pmpEnd[i] = a === 0 ? 0 : end;
-    }
-    this.pmpActive = active;
-  }
-
-  /**
-   * 0 = denied, 1 = allowed for this access only, 2 = allowed for the whole 4 KiB page
-   * (cacheable in the TLB).
-   */
-  private pmpCheck(pa: number, size: number, access: number, priv: number): number {
-    if (this.pmpActive === 0) return priv === PRV_M ? 2 : 0;
-    const perm = access === ACCESS_FETCH ? 4 : access === ACCESS_LOAD ? 1 : 2;
-    const pageStart = pa - (pa % 4096);
-    const pageEnd = pageStart + 4096;
-    let pageClean = true; // no higher-priority entry overlaps the page partially
-    for (let i = 0; i < 16; i++) {
-      const end = this.pmpEnd[i]!;
-      if (end === 0) continue;
-      const start = this.pmpStart[i]!;
-      const overlapsPage = start < pageEnd && end > pageStart;
-      if (pa >= start && pa < end) {
-        if (pa + size > end) return 0; // straddles the entry's end
-        const cfg = this.pmpcfg[i]!;
-        const locked = (cfg & 0x80) !== 0;
-        const ok = priv === PRV_M && !locked ? true : (cfg & perm) !== 0;
-        if (!ok) return 0;
-        return pageClean && start <= pageStart && end >= pageEnd ? 2 : 1;
-      }
-      if (pa + size > start && pa < end) return 0; // partially overlaps from below
-      if (overlapsPage) pageClean = false;
-    }
-    if (priv === PRV_M) return pageClean ? 2 : 1;
-    return 0;
-  }
-
-  private fillTlb(lo: number, hi: number, access: number, pagePa: number, writable: boolean): void {
-    const vpn = lo >>> 12;
-    const ramOff = pagePa - this.ramBase;
-    const inRam = ramOff >= 0 && ramOff < this.ramSize;
-    if (access === ACCESS_FETCH) {
-      const i = this.xBase + (vpn & TLB_MASK);
-      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : -1;
-      return;
-    }
-    const i = this.dBase + (vpn & TLB_MASK);
-    if (access === ACCESS_LOAD) {
-      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : -1; this.rPa[i] = pagePa;
-    } else if (writable) {
-      this.wTagLo[i] = vpn; this.wTagHi[i] = hi;
-      // Pages holding decoded code stay on the slow path so stores can drop the decodings.
-      this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : -1;
-      this.wPa[i] = pagePa;
-    }
-  }
-
-  // ---------------------------------------------------------------- slow memory paths
-
-  /** Physical address of a data access (TLB hit or full translation). */
-  private dataPa(lo: number, hi: number, access: number, size: number): number {
-    const vpn = lo >>> 12;
-    const i = this.dBase + (vpn & TLB_MASK);
-    if (access === ACCESS_LOAD) {
-      if (this.rTagLo[i] === vpn && this.rTagHi[i] === hi) return this.rPa[i]! + (lo & 0xfff);
-    } else if (this.wTagLo[i] === vpn && this.wTagHi[i] === hi) {
-      return this.wPa[i]! + (lo & 0xfff);
-    }
-    return this.translate(lo, hi, access, size);
-  }
-
-  private physRead(pa: number, size: 1 | 2 | 4, lo: number, hi: number): number {
-    const off = pa - this.ramBase;
-    if (off >= 0 && off + size <= this.ramSize) {
-      if (size === 1) return this.ram8[off]!;
-      if (size === 2) return this.ram8[off]! | (this.ram8[off + 1]! << 8);
-      return this.ram8[off]! | (this.ram8[off + 1]! << 8) | (this.ram8[off + 2]! << 16) | (this.ram8[off + 3]! << 24);
-    }
-    const v = this.memory.mmioRead(pa, size);
-    if (v === undefined) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
-    return v;
-  }
-
-  private physWrite(pa: number, size: 1 | 2 | 4, value: number, lo: number, hi: number): void {
-    const off = pa - this.ramBase;
-    if (off >= 0 && off + size <= this.ramSize) {
-      const pg = off >>> 12;
-      if (this.codePage[pg]) this.dropCode(pg);
-      this.ram8[off] = value;
-      if (size >= 2) this.ram8[off + 1] = value >>> 8;
-      if (size === 4) { this.ram8[off + 2] = value >>> 16; this.ram8[off + 3] = value >>> 24; }
-      return;
-    }
-    if (!this.memory.mmioWrite(pa, size, value)) this.raise(CAUSE_STORE_ACCESS, lo, hi);
-  }
-
-  /** Load slow path: returns the low 32 bits (zero-extended for size < 4); high word in r64.hi. */
-  loadSlow(lo: number, hi: number, size: number): number {
-    const pageOff = lo & 0xfff;
-    if (pageOff + size > 4096) {
-      // Misaligned across a page: byte by byte, each byte translated.
-      let vlo = 0, vhi = 0;
-      for (let k = 0; k < size; k++) {
-        const alo = (lo + k) | 0;
-        const ahi = (hi + ((alo >>> 0) < (lo >>> 0) ? 1 : 0)) | 0;
-        const pa = this.dataPa(alo, ahi, ACCESS_LOAD, 1);
-        const b = this.physRead(pa, 1, alo, ahi);
-        if (k < 4) vlo |= b << (8 * k); else vhi |= b << (8 * (k - 4));
-      }
-      r64.hi = vhi;
-      return vlo;
-    }
-    const pa = this.dataPa(lo, hi, ACCESS_LOAD, size);
-    if (size === 8) {
-      const off = pa - this.ramBase;
-      if (off >= 0 && off + 8 <= this.ramSize) {
-        const v = this.physRead(pa, 4, lo, hi);
-        r64.hi = this.physRead(pa + 4, 4, lo, hi);
-        return v;
-      }
-      // MMIO: two 4-byte accesses, low word first (src/base/mmio.ts).
-      if ((pa & 7) !== 0) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
-      const v = this.physRead(pa, 4, lo, hi);
-      r64.hi = this.physRead(pa + 4, 4, lo, hi);
-      return v;
-    }
-    if (size === 4 || size === 2 || size === 1) {
-      const off = pa - this.ramBase;
-      if (!(off >= 0 && off + size <= this.ramSize) && (pa & (size - 1)) !== 0) this.raise(CAUSE_LOAD_ACCESS, lo, hi);
-      r64.hi = 0;
-      return this.physRead(pa, size as 1 | 2 | 4, lo, hi);
-    }
-    return 0;
-  }
-
-  /** Store slow path: value is (vlo, vhi) of which `size` bytes are written. */
-  storeSlow(lo: number, hi: number, size: number, vlo: number, vhi: number): void {
-    const pageOff = lo & 0xfff;
-    if (pageOff + size > 4096) {
-      // Translate every byte first so a fault on the second page writes nothing.
-      const pas = this.crossPas;
-      for (let k = 0; k < size; k++) {
-        const alo = (lo + k) | 0;
-        const ahi = (hi + ((alo >>> 0) < (lo >>> 0) ? 1 : 0)) | 0;
-        pas[k] = this.dataPa(alo, ahi, ACCESS_STORE, 1);
-      }
-      for (let k = 0; k < size; k++) {
-        const b = k < 4 ? vlo >>> (8 * k) : vhi >>> (8 * (k - 4));
-        this.physWrite(pas[k]!, 1, b & 0xff, lo, hi);
-      }
-      return;
-    }
-    const pa = this.dataPa(lo, hi, ACCESS_STORE, size);
-    const off = pa - this.ramBase;
-    const inRam = off >= 0 && off + size <= this.ramSize;
-    if (!inRam && (pa & (size - 1)) !== 0) this.raise(CAUSE_STORE_ACCESS, lo, hi);
-    if (size === 8) {
-      this.physWrite(pa, 4, vlo, lo, hi);
-      this.physWrite(pa + 4, 4, vhi, lo, hi);
-    } else {
-      this.physWrite(pa, size as 1 | 2 | 4, vlo, lo, hi);
-    }
-    // A page that held code keeps its write-TLB entry on this slow path (fillTlb, protectCode);
-    // once a store has dropped the code, put the entry back on the fast path, or every later
-    // store to the page would come here (and leave compiled code) until the entry is evicted.
-    if (inRam) {
-      const vpn = lo >>> 12;
-      const i = this.dBase + (vpn & TLB_MASK);
-      const pageOff = off - (off & 0xfff);
-      if (this.wOff[i]! < 0 && this.wTagLo[i] === vpn && this.wTagHi[i] === hi && this.wPa[i] === pa - (pa & 0xfff)
-        && !this.codePage[pageOff >>> 12]) this.wOff[i] = pageOff;
-    }
-  }
-  private readonly crossPas = new Float64Array(8);
-
-  /** RAM offset for an AMO/LR/SC (aligned, in RAM, with store permission for all but LR). */
-  private atomicOffset(lo: number, hi: number, size: number, isLoad: boolean): number {
-    if ((lo & (size - 1)) !== 0) this.raise(isLoad ? CAUSE_MISALIGNED_LOAD : CAUSE_MISALIGNED_STORE, lo, hi);
-    const pa = this.dataPa(lo, hi, isLoad ? ACCESS_LOAD : ACCESS_STORE, size);
-    const off = pa - this.ramBase;
-    if (off < 0 || off + size > this.ramSize) this.raise(isLoad ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, lo, hi);
-    if (!isLoad) {
-      const pg = off >>> 12;
-      if (this.codePage[pg]) this.dropCode(pg);
-    }
-    return off;
   }
 
   // ---------------------------------------------------------------- decode cache
 
-  private dropCode(pg: number): void {
+  /** Drops the decodings (and compiled code) of RAM page `pg`: a store or DMA wrote it. */
+  dropCode(pg: number): void {
     const dc = this.decodePages[pg];
     if (dc) dc.fill(0);
     this.codePage[pg] = 0;
@@ -871,9 +484,7 @@ export class Hart {
   /** Marks a RAM page as holding decoded code: drop write-TLB entries that point at it. */
   private protectCode(pg: number): void {
     this.codePage[pg] = 1;
-    const off = pg * 4096;
-    const wOff = this.wOff;
-    for (let i = 0; i < wOff.length; i++) if (wOff[i] === off) wOff[i] = -1;
+    this.mmu.unmapWrites(pg);
   }
 
   /** Looks up the fetch page for `pc`; may raise a fetch fault. */
@@ -881,14 +492,16 @@ export class Hart {
     const lo = pc | 0;
     const hi = Math.floor(pc / TWO32) | 0;
     const vpn = lo >>> 12;
-    const i = this.xBase + (vpn & TLB_MASK);
+    const mmu = this.mmu;
+    const i = mmu.xBase + (vpn & TLB_MASK);
     let ramOff: number;
     let pagePa: number;
-    if (this.xTagLo[i] === vpn && this.xTagHi[i] === hi) {
-      ramOff = this.xOff[i]!;
-      pagePa = ramOff >= 0 ? ramOff + this.ramBase : this.translate(lo, hi, ACCESS_FETCH, 2) - (lo & 0xfff);
+    const e = mmu.xOff[i]!;
+    if (mmu.xTagLo[i] === vpn && mmu.xTagHi[i] === hi && e !== TLB_NO_RAM) {
+      ramOff = e >>> 0;
+      pagePa = ramOff + this.ramBase;
     } else {
-      pagePa = this.translate(lo, hi, ACCESS_FETCH, 2) - (lo & 0xfff);
+      pagePa = mmu.translate(lo, hi, ACCESS_FETCH, 2) - (lo & 0xfff);
       ramOff = pagePa - this.ramBase;
       if (ramOff < 0 || ramOff >= this.ramSize) ramOff = -1;
     }
@@ -915,7 +528,7 @@ export class Hart {
     let inst: number;
     const ramOff = this.fetchRamOff;
     if (ramOff >= 0) {
-      inst = this.ram16[(ramOff + pageOff) >>> 1]! & 0xffff;
+      inst = this.mmu.ram16[(ramOff + pageOff) >>> 1]! & 0xffff;
     } else {
       const v = this.memory.mmioRead(this.fetchPa + pageOff, 2);
       if (v === undefined) this.raiseAt(CAUSE_FETCH_ACCESS, pc);
@@ -931,16 +544,16 @@ export class Hart {
         const next = pc + 2;
         const nlo = next | 0;
         const nhi = Math.floor(next / TWO32) | 0;
-        const pa = this.translate(nlo, nhi, ACCESS_FETCH, 2);
+        const pa = this.mmu.translate(nlo, nhi, ACCESS_FETCH, 2);
         const off = pa - this.ramBase;
-        if (off >= 0 && off < this.ramSize) upper = this.ram16[off >>> 1]! & 0xffff;
+        if (off >= 0 && off < this.ramSize) upper = this.mmu.ram16[off >>> 1]! & 0xffff;
         else {
           const v = this.memory.mmioRead(pa, 2);
           if (v === undefined) this.raise(CAUSE_FETCH_ACCESS, nlo, nhi);
           upper = v & 0xffff;
         }
       } else if (ramOff >= 0) {
-        upper = this.ram16[(ramOff + pageOff + 2) >>> 1]! & 0xffff;
+        upper = this.mmu.ram16[(ramOff + pageOff + 2) >>> 1]! & 0xffff;
       } else {
         const v = this.memory.mmioRead(this.fetchPa + pageOff + 2, 2);
         if (v === undefined) this.raiseAt(CAUSE_FETCH_ACCESS, pc + 2);
@@ -986,11 +599,12 @@ export class Hart {
 
   private execute(): number {
     const regs = this.regs;
-    const ram8 = this.ram8;
-    const ram16 = this.ram16;
-    const ram32 = this.ram32;
-    const rTagLo = this.rTagLo, rTagHi = this.rTagHi, rOff = this.rOff;
-    const wTagLo = this.wTagLo, wTagHi = this.wTagHi, wOff = this.wOff;
+    const mmu = this.mmu;
+    const ram8 = mmu.ram8;
+    const ram16 = mmu.ram16;
+    const ram32 = mmu.ram32;
+    const rTagLo = mmu.rTagLo, rTagHi = mmu.rTagHi, rOff = mmu.rOff;
+    const wTagLo = mmu.wTagLo, wTagHi = mmu.wTagHi, wOff = mmu.wOff;
     let pc = this.pc;
     let n = 0;
     let faults = 0;
@@ -1012,7 +626,7 @@ export class Hart {
             const jit = this.jit;
             if (jit !== null) {
               const fs = this.mstatus & MSTATUS_FS;
-              n += jit.enter(pc, this.limit - n, this.dBase, this.xBase, fs === MSTATUS_FS ? FP_DIRTY | FP_ENABLED : fs !== 0 ? FP_ENABLED : 0);
+              n += jit.enter(pc, this.limit - n, mmu.dBase, mmu.xBase, fs === MSTATUS_FS ? FP_DIRTY | FP_ENABLED : fs !== 0 ? FP_ENABLED : 0);
               pc = jit.exitPc;
               const reason = jit.exitReason;
               // CHAIN: look again at once; STEP: interpret exactly the exiting instruction;
@@ -1079,7 +693,7 @@ export class Hart {
               if (thi > 0x1fffff || thi < -0x200000) {
                 // Not representable as our pc: every such address faults on fetch.
                 this.pc = pc;
-                const bare = this.priv === PRV_M || this.satpMode() === SATP_MODE_BARE;
+                const bare = this.priv === PRV_M || (this.satpHi >>> 28) === SATP_MODE_BARE;
                 this.takeTrapExact(bare ? CAUSE_FETCH_ACCESS : CAUSE_FETCH_PAGE_FAULT, false, tlo, thi, tlo, thi);
                 this.stats.traps[bare ? CAUSE_FETCH_ACCESS : CAUSE_FETCH_PAGE_FAULT]!++;
                 faults++;
@@ -1124,49 +738,50 @@ export class Hart {
               const lo = (alo + imm) | 0;
               const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
               const vpn = lo >>> 12;
-              const t = this.dBase + (vpn & TLB_MASK);
+              const t = mmu.dBase + (vpn & TLB_MASK);
               const op = w & 0xff;
               let off: number;
-              if (rTagLo[t] === vpn && rTagHi[t] === hi && (off = rOff[t]!) >= 0) {
-                off += lo & 0xfff;
+              // RAM offsets are int32 bits (RAM may be 2 GiB or more): unsigned from here on.
+              if (rTagLo[t] === vpn && rTagHi[t] === hi && (off = rOff[t]!) !== TLB_NO_RAM) {
+                off = (off + (lo & 0xfff)) >>> 0;
                 switch (op) {
                   case Op.LB: { const v = (ram8[off]! << 24) >> 24; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
                   case Op.LBU: regs[rd] = ram8[off]!; regs[rd + 1] = 0; break;
                   case Op.LH: case Op.LHU: {
                     let v: number;
-                    if ((off & 1) === 0) v = ram16[off >> 1]!;
+                    if ((off & 1) === 0) v = ram16[off >>> 1]!;
                     else if ((off & 0xfff) !== 0xfff) v = ((ram8[off]! | (ram8[off + 1]! << 8)) << 16) >> 16;
-                    else { v = (this.loadSlow(lo, hi, 2) << 16) >> 16; }
+                    else { v = (mmu.loadSlow(lo, hi, 2) << 16) >> 16; }
                     if (op === Op.LHU) { regs[rd] = v & 0xffff; regs[rd + 1] = 0; } else { regs[rd] = v; regs[rd + 1] = v >> 31; }
                     break;
                   }
                   case Op.LW: case Op.LWU: {
                     let v: number;
-                    if ((off & 3) === 0) v = ram32[off >> 2]!;
+                    if ((off & 3) === 0) v = ram32[off >>> 2]!;
                     else if ((off & 0xfff) <= 0xffc) v = ram8[off]! | (ram8[off + 1]! << 8) | (ram8[off + 2]! << 16) | (ram8[off + 3]! << 24);
-                    else v = this.loadSlow(lo, hi, 4);
+                    else v = mmu.loadSlow(lo, hi, 4);
                     regs[rd] = v; regs[rd + 1] = op === Op.LWU ? 0 : v >> 31;
                     break;
                   }
                   default: { // LD
-                    if ((off & 7) === 0) { const k = off >> 2; regs[rd] = ram32[k]!; regs[rd + 1] = ram32[k + 1]!; }
+                    if ((off & 7) === 0) { const k = off >>> 2; regs[rd] = ram32[k]!; regs[rd + 1] = ram32[k + 1]!; }
                     else if ((off & 0xfff) <= 0xff8) {
                       regs[rd] = ram8[off]! | (ram8[off + 1]! << 8) | (ram8[off + 2]! << 16) | (ram8[off + 3]! << 24);
                       regs[rd + 1] = ram8[off + 4]! | (ram8[off + 5]! << 8) | (ram8[off + 6]! << 16) | (ram8[off + 7]! << 24);
-                    } else { const v = this.loadSlow(lo, hi, 8); regs[rd] = v; regs[rd + 1] = r64.hi; }
+                    } else { const v = mmu.loadSlow(lo, hi, 8); regs[rd] = v; regs[rd + 1] = r64.hi; }
                   }
                 }
                 break;
               }
               this.pc = pc;
               switch (op) {
-                case Op.LB: { const v = (this.loadSlow(lo, hi, 1) << 24) >> 24; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
-                case Op.LBU: { const v = this.loadSlow(lo, hi, 1) & 0xff; regs[rd] = v; regs[rd + 1] = 0; break; }
-                case Op.LH: { const v = (this.loadSlow(lo, hi, 2) << 16) >> 16; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
-                case Op.LHU: { const v = this.loadSlow(lo, hi, 2) & 0xffff; regs[rd] = v; regs[rd + 1] = 0; break; }
-                case Op.LW: { const v = this.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
-                case Op.LWU: { const v = this.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = 0; break; }
-                default: { const v = this.loadSlow(lo, hi, 8) | 0; regs[rd] = v; regs[rd + 1] = r64.hi; }
+                case Op.LB: { const v = (mmu.loadSlow(lo, hi, 1) << 24) >> 24; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LBU: { const v = mmu.loadSlow(lo, hi, 1) & 0xff; regs[rd] = v; regs[rd + 1] = 0; break; }
+                case Op.LH: { const v = (mmu.loadSlow(lo, hi, 2) << 16) >> 16; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LHU: { const v = mmu.loadSlow(lo, hi, 2) & 0xffff; regs[rd] = v; regs[rd + 1] = 0; break; }
+                case Op.LW: { const v = mmu.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = v >> 31; break; }
+                case Op.LWU: { const v = mmu.loadSlow(lo, hi, 4) | 0; regs[rd] = v; regs[rd + 1] = 0; break; }
+                default: { const v = mmu.loadSlow(lo, hi, 8) | 0; regs[rd] = v; regs[rd + 1] = r64.hi; }
               }
               budget = this.budget;
               break;
@@ -1178,20 +793,20 @@ export class Hart {
               const lo = (alo + imm) | 0;
               const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
               const vpn = lo >>> 12;
-              const t = this.dBase + (vpn & TLB_MASK);
+              const t = mmu.dBase + (vpn & TLB_MASK);
               const op = w & 0xff;
               const size = op === Op.SB ? 1 : op === Op.SH ? 2 : op === Op.SW ? 4 : 8;
               let off: number;
-              if (wTagLo[t] === vpn && wTagHi[t] === hi && (off = wOff[t]!) >= 0 && ((off = off + (lo & 0xfff)) & (size - 1)) === 0) {
+              if (wTagLo[t] === vpn && wTagHi[t] === hi && (off = wOff[t]!) !== TLB_NO_RAM && ((off = (off + (lo & 0xfff)) >>> 0) & (size - 1)) === 0) {
                 const v = regs[rs2]!;
                 if (size === 1) ram8[off] = v;
-                else if (size === 2) ram16[off >> 1] = v;
-                else if (size === 4) ram32[off >> 2] = v;
-                else { ram32[off >> 2] = v; ram32[(off >> 2) + 1] = regs[rs2 + 1]!; }
+                else if (size === 2) ram16[off >>> 1] = v;
+                else if (size === 4) ram32[off >>> 2] = v;
+                else { ram32[off >>> 2] = v; ram32[(off >>> 2) + 1] = regs[rs2 + 1]!; }
                 break;
               }
               this.pc = pc;
-              this.storeSlow(lo, hi, size, regs[rs2]!, regs[rs2 + 1]!);
+              mmu.storeSlow(lo, hi, size, regs[rs2]!, regs[rs2 + 1]!);
               budget = this.budget;
               break;
             }
@@ -1279,21 +894,21 @@ export class Hart {
               const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
               const size = (w & 0xff) === Op.LR_W ? 4 : 8;
               this.pc = pc;
-              this.loadReserved(this.atomicOffset(lo, hi, size, true), size, rd);
+              this.loadReserved(mmu.atomicOffset(lo, hi, size, true), size, rd);
               break;
             }
             case Op.SC_W: case Op.SC_D: {
               const lo = regs[rs1]!, hi = regs[rs1 + 1]!;
               const size = (w & 0xff) === Op.SC_W ? 4 : 8;
               this.pc = pc;
-              this.storeConditional(this.atomicOffset(lo, hi, size, false), size, rd, rs2);
+              this.storeConditional(mmu.atomicOffset(lo, hi, size, false), size, rd, rs2);
               break;
             }
             case Op.AMOSWAP_W: case Op.AMOADD_W: case Op.AMOXOR_W: case Op.AMOAND_W: case Op.AMOOR_W:
             case Op.AMOMIN_W: case Op.AMOMAX_W: case Op.AMOMINU_W: case Op.AMOMAXU_W: {
               this.pc = pc;
-              const off = this.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 4, false);
-              const k = off >> 2;
+              const off = mmu.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 4, false);
+              const k = off >>> 2;
               const old = ram32[k]!;
               const b = regs[rs2]!;
               let v: number;
@@ -1315,8 +930,8 @@ export class Hart {
             case Op.AMOSWAP_D: case Op.AMOADD_D: case Op.AMOXOR_D: case Op.AMOAND_D: case Op.AMOOR_D:
             case Op.AMOMIN_D: case Op.AMOMAX_D: case Op.AMOMINU_D: case Op.AMOMAXU_D: {
               this.pc = pc;
-              const off = this.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 8, false);
-              const k = off >> 2;
+              const off = mmu.atomicOffset(regs[rs1]!, regs[rs1 + 1]!, 8, false);
+              const k = off >>> 2;
               const olo = ram32[k]!, ohi = ram32[k + 1]!;
               const blo = regs[rs2]!, bhi = regs[rs2 + 1]!;
               let vlo: number, vhi: number;
@@ -1356,44 +971,13 @@ export class Hart {
               // tval may be 0 or the pc (Priv §3.1.16); 0 matches QEMU, our reference.
               this.raise(CAUSE_BREAKPOINT, 0, 0);
               break;
-            case Op.MRET: {
-              if (this.priv !== PRV_M) this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x30200073, 0);
-              let s = this.mstatus;
-              const mpp = (s & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
-              s = (s & ~MSTATUS_MIE) | ((s & MSTATUS_MPIE) >>> 4);
-              s |= MSTATUS_MPIE;
-              s &= ~MSTATUS_MPP;
-              if (mpp !== PRV_M) s &= ~MSTATUS_MPRV;
-              this.mstatus = s;
-              this.priv = mpp as Privilege;
-              pc = this.mepcHi * TWO32 + (this.mepcLo >>> 0);
-              this.afterContextChange();
+            case Op.MRET: case Op.SRET:
+              pc = this.trapReturn((w & 0xff) === Op.MRET);
               fpBase = NO_FETCH_PAGE;
               this.pc = pc;
               if (this.checkInterrupts()) pc = this.pc;
               budget = this.budget;
               continue;
-            }
-            case Op.SRET: {
-              if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TSR) !== 0)) {
-                this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10200073, 0);
-              }
-              let s = this.mstatus;
-              const spp = (s & MSTATUS_SPP) >>> 8;
-              s = (s & ~MSTATUS_SIE) | ((s & MSTATUS_SPIE) >>> 4);
-              s |= MSTATUS_SPIE;
-              s &= ~MSTATUS_SPP;
-              s &= ~MSTATUS_MPRV; // returning to S or U (Priv §3.1.6.1)
-              this.mstatus = s;
-              this.priv = spp as Privilege;
-              pc = this.sepcHi * TWO32 + (this.sepcLo >>> 0);
-              this.afterContextChange();
-              fpBase = NO_FETCH_PAGE;
-              this.pc = pc;
-              if (this.checkInterrupts()) pc = this.pc;
-              budget = this.budget;
-              continue;
-            }
             case Op.WFI: {
               if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TW) !== 0)) {
                 this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x10500073, 0);
@@ -1452,6 +1036,28 @@ export class Hart {
         budget = this.budget;
       }
     }
+  }
+
+  /** mret (`m`) or sret (Priv §3.3.2): back to the privilege and pc trap entry saved. Returns that pc. */
+  private trapReturn(m: boolean): number {
+    const p = this.priv;
+    if (m ? p !== PRV_M : p === PRV_U || (p === PRV_S && (this.mstatus & MSTATUS_TSR) !== 0)) {
+      this.raise(CAUSE_ILLEGAL_INSTRUCTION, m ? 0x30200073 : 0x10200073, 0);
+    }
+    let s = this.mstatus;
+    let prev: number;
+    if (m) {
+      prev = (s & MSTATUS_MPP) >>> MSTATUS_MPP_SHIFT;
+      s = (s & ~(MSTATUS_MIE | MSTATUS_MPP)) | ((s & MSTATUS_MPIE) >>> 4) | MSTATUS_MPIE;
+    } else {
+      prev = (s & MSTATUS_SPP) >>> 8;
+      s = (s & ~(MSTATUS_SIE | MSTATUS_SPP)) | ((s & MSTATUS_SPIE) >>> 4) | MSTATUS_SPIE;
+    }
+    if (prev !== PRV_M) s &= ~MSTATUS_MPRV; // returning to S or U (Priv §3.1.6.1)
+    this.mstatus = s;
+    this.priv = prev as Privilege;
+    this.afterContextChange();
+    return m ? this.mepcHi * TWO32 + (this.mepcLo >>> 0) : this.sepcHi * TWO32 + (this.sepcLo >>> 0);
   }
 
   /** Zicsr (Unpriv ch. 9) with the access rules of Priv §2.1. */
@@ -1518,7 +1124,7 @@ export class Hart {
     switch (op) {
       case Op.LR_W: case Op.LR_D: {
         const size = op === Op.LR_W ? 4 : 8;
-        const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, false);
+        const off = this.mmu.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, false);
         if (off < 0) return 1;
         this.loadReserved(off, size, rd);
         return 0;
@@ -1526,7 +1132,7 @@ export class Hart {
       case Op.SC_W: case Op.SC_D: {
         const size = op === Op.SC_W ? 4 : 8;
         // The write TLB maps no page holding code (protectCode), so no code to drop here.
-        const off = this.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, true);
+        const off = this.mmu.atomicTlbOffset(regs[rs1]!, regs[rs1 + 1]!, size, true);
         if (off < 0) return 1;
         this.storeConditional(off, size, rd, rs2);
         return 0;
@@ -1544,9 +1150,9 @@ export class Hart {
 
   /** LR.W/LR.D at RAM offset `off` (checked): rd (a pair index) gets the value, the hart the reservation. */
   private loadReserved(off: number, size: number, rd: number): void {
-    const ram32 = this.ram32, regs = this.regs;
-    const vlo = ram32[off >> 2]!;
-    const vhi = size === 4 ? vlo >> 31 : ram32[(off >> 2) + 1]!;
+    const ram32 = this.mmu.ram32, regs = this.regs;
+    const vlo = ram32[off >>> 2]!;
+    const vhi = size === 4 ? vlo >> 31 : ram32[(off >>> 2) + 1]!;
     this.reservation = off + this.ramBase;
     this.reservedLo = vlo;
     this.reservedHi = size === 4 ? 0 : vhi;
@@ -1559,8 +1165,8 @@ export class Hart {
    * reservation ends either way.
    */
   private storeConditional(off: number, size: number, rd: number, rs2: number): void {
-    const ram32 = this.ram32, regs = this.regs;
-    const k = off >> 2;
+    const ram32 = this.mmu.ram32, regs = this.regs;
+    const k = off >>> 2;
     const ok = this.reservation === off + this.ramBase && ram32[k] === this.reservedLo &&
       (size === 4 || ram32[k + 1] === this.reservedHi);
     this.reservation = -1;
@@ -1569,21 +1175,6 @@ export class Hart {
       if (size === 8) ram32[k + 1] = regs[rs2 + 1]!;
     }
     regs[rd] = ok ? 0 : 1; regs[rd + 1] = 0;
-  }
-
-  /** RAM offset for an LR/SC at (lo, hi) from the data TLB alone, or -1 (misaligned, a miss, not RAM). */
-  private atomicTlbOffset(lo: number, hi: number, size: number, store: boolean): number {
-    if ((lo & (size - 1)) !== 0) return -1;
-    const vpn = lo >>> 12;
-    const i = this.dBase + (vpn & TLB_MASK);
-    if (store) {
-      if (this.wTagLo[i] !== vpn || this.wTagHi[i] !== hi) return -1;
-      const off = this.wOff[i]!;
-      return off < 0 ? -1 : off + (lo & 0xfff);
-    }
-    if (this.rTagLo[i] !== vpn || this.rTagHi[i] !== hi) return -1;
-    const off = this.rOff[i]!;
-    return off < 0 ? -1 : off + (lo & 0xfff);
   }
 
   /**
@@ -1645,10 +1236,10 @@ export class Hart {
         const lo = (alo + imm) | 0;
         const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
         if (op === Op.FLW) {
-          const v = this.loadSlow(lo, hi, 4);
+          const v = this.mmu.loadSlow(lo, hi, 4);
           this.fregs[2 * frd] = v; this.fregs[2 * frd + 1] = -1;
         } else {
-          const v = this.loadSlow(lo, hi, 8);
+          const v = this.mmu.loadSlow(lo, hi, 8);
           this.fregs[2 * frd] = v; this.fregs[2 * frd + 1] = r64.hi;
         }
         break;
@@ -1657,7 +1248,7 @@ export class Hart {
         const alo = regs[rs1]!;
         const lo = (alo + imm) | 0;
         const hi = (regs[rs1 + 1]! + (imm >> 31) + ((lo >>> 0) < (alo >>> 0) ? 1 : 0)) | 0;
-        this.storeSlow(lo, hi, op === Op.FSW ? 4 : 8, this.fregs[2 * f2]!, this.fregs[2 * f2 + 1]!);
+        this.mmu.storeSlow(lo, hi, op === Op.FSW ? 4 : 8, this.fregs[2 * f2]!, this.fregs[2 * f2 + 1]!);
         dirty = false;
         break;
       }
@@ -1738,21 +1329,18 @@ export class Hart {
   private fpRaw(_w: number, _imm: number, pc: number): number {
     try {
       const lo = pc | 0, hi = Math.floor(pc / TWO32) | 0;
-      const pa = this.translate(lo, hi, ACCESS_FETCH, 2);
+      const pa = this.mmu.translate(lo, hi, ACCESS_FETCH, 2);
       const off = pa - this.ramBase;
       if (off < 0 || off + 2 > this.ramSize) return 0;
-      const low = this.ram16[off >>> 1]! & 0xffff;
+      const ram16 = this.mmu.ram16;
+      const low = ram16[off >>> 1]! & 0xffff;
       if ((low & 3) !== 3) return low;
       if ((off & 0xfff) === 0xffe) return low; // straddling: keep the low half only
-      return low | (this.ram16[(off >>> 1) + 1]! << 16);
+      return low | (ram16[(off >>> 1) + 1]! << 16);
     } catch {
       return 0;
     }
   }
-}
-
-function countTrailingOnes(v: number): number {
-  return v === -1 ? 32 : 31 - Math.clz32(~v & (v + 1));
 }
 
 /** Highest-priority interrupt in a pending set: MEI, MSI, MTI, SEI, SSI, STI. */

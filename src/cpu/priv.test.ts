@@ -34,6 +34,22 @@ function allowAllPmp(a: Asm): void {
   a.li(t0, 0x3fffffffffffffn).emit(I.csrw(I.CSR.pmpaddr0, t0)).li(t0, 0x1f).emit(I.csrw(I.CSR.pmpcfg0, t0));
 }
 
+/**
+ * The M-mode prologue of the paging tests: trap handler 'mh' (and 'sh' for S with
+ * `sHandler`), PMP open, page faults delegated to S (`delegatePageFaults`), Sv39 rooted at
+ * RAM_BASE + `root`; then mret into S-mode at the label 'smode', which it places.
+ */
+function enterSv39(a: Asm, root: number, o: { sHandler?: boolean; delegatePageFaults?: boolean } = {}): void {
+  a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+  if (o.sHandler) a.la(t0, 'sh').emit(I.csrw(I.CSR.stvec, t0));
+  allowAllPmp(a);
+  if (o.delegatePageFaults) a.li(t0, (1 << 12) | (1 << 13) | (1 << 15)).emit(I.csrw(I.CSR.medeleg, t0));
+  a.li(t0, (8n << 60n) | BigInt((RAM_BASE + root) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+  a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0)); // MPP = S
+  a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+  a.label('smode');
+}
+
 function runUntilFinished(code: Uint8Array, setup?: (ram: Uint8Array) => void, time = () => 0) {
   const m = makeHart(2 << 20, time);
   m.ram.set(code);
@@ -62,13 +78,7 @@ describe('Sv39 translation', () => {
 
   it('walks, sets A/D, enforces R/W/U/SUM and reports page faults with the address', () => {
     const a = new Asm(RAM_BASE);
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0)).la(t0, 'sh').emit(I.csrw(I.CSR.stvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (1 << 12) | (1 << 13) | (1 << 15)).emit(I.csrw(I.CSR.medeleg, t0)); // page faults → S
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0)); // MPP = S
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode');
+    enterSv39(a, ROOT, { sHandler: true, delegatePageFaults: true });
     a.li(a0, 0x4000_0000).emit(I.sd(a0, a0, 0), I.ld(a1, a0, 0)); // ok, sets A and D
     a.li(a0, 0x4000_1000).emit(I.ld(t1, a0, 0), I.sd(a0, a0, 0)); // read ok; store → 15
     a.li(a0, 0x4000_2000).emit(I.ld(t1, a0, 0)); // U page from S without SUM → 13
@@ -94,13 +104,7 @@ describe('Sv39 translation', () => {
     // this address (vpn 0) then hit an empty entry and stored through a stale page (CI seed
     // 1795400000, program 166: a store access fault where the spec has a page fault).
     const a = new Asm(RAM_BASE);
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0)).la(t0, 'sh').emit(I.csrw(I.CSR.stvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (1 << 12) | (1 << 13) | (1 << 15)).emit(I.csrw(I.CSR.medeleg, t0));
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode');
+    enterSv39(a, ROOT, { sHandler: true, delegatePageFaults: true });
     a.li(a0, 0x7fff_ffff_0000_00e0n).emit(I.sd(a0, a0, 0), I.ld(t1, a0, 8));
     a.emit(I.ecall());
     handler(a, 'sh', 's');
@@ -112,12 +116,7 @@ describe('Sv39 translation', () => {
 
   it('sfence.vma makes a changed PTE visible', () => {
     const a = new Asm(RAM_BASE);
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode');
+    enterSv39(a, ROOT);
     a.li(a0, 0x4000_0000).emit(I.ld(a1, a0, 0)); // caches the translation to 0x20000
     // Point the PTE at the user page's frame (0x22000) instead, then flush.
     a.li(t1, RAM_BASE + L0).li(t0, pte(RAM_BASE + 0x22000, PTE_V | PTE_R | PTE_W | PTE_A | PTE_D)).emit(I.sd(t0, t1, 0));
@@ -278,12 +277,8 @@ describe('exception causes', () => {
   it('raises an instruction page fault for a page without X, in S-mode', () => {
     const ROOT = 0x10000;
     const a = new Asm(RAM_BASE);
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode').li(a0, 0x4000_0000).emit(I.jalr(0, a0, 0));
+    enterSv39(a, ROOT);
+    a.li(a0, 0x4000_0000).emit(I.jalr(0, a0, 0));
     a.label('mh').emit(I.csrr(a1, I.CSR.mcause), I.csrr(a2, I.CSR.mtval));
     finish(a);
     const m = runUntilFinished(a.bytes(), (ram) => {

@@ -49,7 +49,7 @@ export function saveHartState(h: Hart): HartState {
     f.push(pair(h.fregs[2 * i]!, h.fregs[2 * i + 1]!));
   }
   const pmpaddr: Pair[] = [];
-  for (let i = 0; i < 16; i++) pmpaddr.push(pair(h.pmpaddrLo[i]!, h.pmpaddrHi[i]!));
+  for (let i = 0; i < 16; i++) pmpaddr.push(pair(h.pmp.addrLo[i]!, h.pmp.addrHi[i]!));
   return {
     version: HART_STATE_VERSION,
     pc: pair(h.pc % TWO32, Math.floor(h.pc / TWO32)),
@@ -67,7 +67,7 @@ export function saveHartState(h: Hart): HartState {
       satp: pair(h.satpLo, h.satpHi), menvcfg: pair(h.menvcfgLo, h.menvcfgHi),
       senvcfg: h.senvcfg, stimecmp: pair(h.stimecmpLo, h.stimecmpHi),
       mcounteren: h.mcounteren, scounteren: h.scounteren, mcountinhibit: h.mcountinhibit,
-      pmpcfg: [...h.pmpcfg], pmpaddr,
+      pmpcfg: [...h.pmp.cfg], pmpaddr,
     },
     instret: h.instret,
     reservation: h.reservation,
@@ -128,10 +128,10 @@ export function restoreHartState(h: Hart, s: HartState): void {
   [h.stimecmpLo, h.stimecmpHi] = c.stimecmp;
   h.mcounteren = c.mcounteren | 0; h.scounteren = c.scounteren | 0; h.mcountinhibit = c.mcountinhibit | 0;
   for (let i = 0; i < 16; i++) {
-    h.pmpcfg[i] = c.pmpcfg[i]!;
-    h.pmpaddrLo[i] = c.pmpaddr[i]![0]; h.pmpaddrHi[i] = c.pmpaddr[i]![1];
+    h.pmp.cfg[i] = c.pmpcfg[i]!;
+    h.pmp.addrLo[i] = c.pmpaddr[i]![0]; h.pmp.addrHi[i] = c.pmpaddr[i]![1];
   }
-  h.recomputePmp();
+  h.pmp.recompute();
   h.instret = s.instret;
   h.reservation = s.reservation;
   [h.reservedLo, h.reservedHi] = s.reserved;

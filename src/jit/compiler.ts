@@ -292,7 +292,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
    * with STEP before instruction `idx` unless the entry at va's index holds the page of the
    * access's *last* byte (so an access crossing into the next page misses; misaligned is fine
    * within the page: wasm accesses need no alignment, and the interpreter allows it too; a
-   * Debian boot made ~300 k of them) and a RAM offset (not -1: MMIO, or a page whose stores
+   * Debian boot made ~300 k of them) and a RAM offset (not TLB_NO_RAM: MMIO, or a page whose stores
    * must take the slow path), which it leaves in L_T; `aligned`: the access must also be
    * naturally aligned (AMOs: the interpreter raises the misaligned fault). The tests are xors
    * and ors under one branch: Liftoff compiles `ne` to cmp, setcc and a zero-extension, and
@@ -304,7 +304,9 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     if (size > 1) f.i32(size - 1).op(W.i32_add);
     f.i32(12).op(W.i32_shr_u).op(W.i32_xor);
     f.get(L_TI).mem(W.i32_load, 2, t[1]!).get(L_VA).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).op(W.i32_xor).op(W.i32_or);
-    f.get(L_TI).mem(W.i32_load, 2, t[2]!).tee(L_T).i32(31).op(W.i32_shr_u).op(W.i32_or);
+    // The RAM offset: page-aligned (RAM may reach past 2 GiB: wasm addresses are unsigned) or
+    // TLB_NO_RAM (-1), told apart by bit 0.
+    f.get(L_TI).mem(W.i32_load, 2, t[2]!).tee(L_T).i32(1).op(W.i32_and).op(W.i32_or);
     if (aligned && size > 1) f.get(L_LO).i32(size - 1).op(W.i32_and).op(W.i32_or);
     exitStepIf(off, idx, len);
   };

@@ -63,11 +63,12 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   f.block(); // $out: no code to run at lo/hi, reason $why
   f.block(); // $miss: the page has code, but no block starts at this offset
   f.loop(); // $next
-  // Fetch TLB: index (xBase + (vpn & mask)) · 4, tag (vpn, hi); off < 0 is not RAM.
+  // Fetch TLB: index (xBase + (vpn & mask)) · 4, tag (vpn, hi); an odd off (TLB_NO_RAM) is not
+  // RAM, an even one the page's RAM offset (unsigned: RAM may reach past 2 GiB).
   f.get(lo).i32(12).op(W.i32_shr_u).i32(TLB_MASK).op(W.i32_and).get(xBase).op(W.i32_add).i32(2).op(W.i32_shl).set(i);
   f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_LO).get(lo).i32(12).op(W.i32_shr_u).op(W.i32_xor);
   f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_TAG_HI).get(hi).op(W.i32_xor).op(W.i32_or);
-  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_OFF).tee(t).i32(31).op(W.i32_shr_u).op(W.i32_or);
+  f.get(i).mem(W.i32_load, 2, slotBase + SLOT_X_OFF).tee(t).i32(1).op(W.i32_and).op(W.i32_or);
   f.brIf(2);
   // Page map: the table slot of the RAM page's code.
   f.get(t).i32(12).op(W.i32_shr_u).i32(1).op(W.i32_shl).mem(W.i32_load16_u, 1, pageMapBase).tee(t).op(W.i32_eqz).brIf(2);

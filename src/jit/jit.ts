@@ -11,7 +11,7 @@
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
-import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_SIZE } from '../cpu/guest-ram.js';
+import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_NO_RAM, TLB_SIZE } from '../cpu/guest-ram.js';
 import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type PageFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 import { SLOT_FCSR_MIRROR } from './fp-emit.js';
@@ -159,7 +159,7 @@ export class Jit implements CompiledTier {
     const host = this.host;
     if (host.xTagLo[i] !== vpn || host.xTagHi[i] !== hi) return false;
     const ramOff = host.xOff[i]!;
-    if (ramOff < 0) return false;
+    if (ramOff === TLB_NO_RAM) return false;
     const pg = ramOff >>> 12;
     const off = lo & 0xfff;
     let page = this.pages[pg];

@@ -1,3 +1,4 @@
+import { MAX_MEMORY_MIB } from '../machine/ram-size.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -73,6 +74,7 @@ describe('machine config', () => {
     expect(e1.message).toMatch(/memoryMib: unknown key/);
     expect((await error({ kernel, memoryMiB: 8 })).message).toMatch(/memoryMiB/);
     expect((await error({ kernel, memoryMiB: 100.5 })).message).toMatch(/memoryMiB/);
+    expect((await error({ kernel, memoryMiB: MAX_MEMORY_MIB + 1 })).message).toMatch(new RegExp(`memoryMiB: must be from 16 to ${MAX_MEMORY_MIB} MiB`));
     expect((await error({ kernel, disks: [{ path: join(dir, 'nope.img') }] })).message).toMatch(/disks\.0\.path: no such readable file/);
     expect((await error({ kernel, disks: [{ path: kernel, format: 'vmdk' }] })).message).toMatch(/disks\.0\.format/);
     expect((await error({ kernel, disks: [{ path: kernel, readonly: true }] })).message).toMatch(/disks\.0\.readonly: unknown key/);

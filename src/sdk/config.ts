@@ -7,6 +7,8 @@ import { resolve } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
 import { MAX_MEMORY_MIB, MIN_MEMORY_MIB } from '../machine/ram-size.js';
+
+const MEMORY_RANGE = `must be from ${MIN_MEMORY_MIB} to ${MAX_MEMORY_MIB} MiB (the most one WebAssembly memory holds beside the JIT's state)`;
 import { defaultAccel } from '../host/accel.js';
 import { DEFAULT_APPEND, DEFAULT_MEMORY_MIB, hasVirtioConsole, VIRTIO_CONSOLE_ARG, VIRTIO_STDIO_ARG, virtioSlotLayout, VIRTIO_SLOTS, type NetSpec, type VmSpec } from '../vm/spec.js';
 import { formatMac, randomMac, stableMac } from '../net/mac.js';
@@ -95,7 +97,8 @@ export const MachineConfigSchema = z.strictObject({
   append: z.string().optional(),
   /** 'builtin' (visor's SBI, default) or an M-mode firmware file. */
   bios: z.string().min(1).optional(),
-  memoryMiB: z.number().int().min(MIN_MEMORY_MIB).max(MAX_MEMORY_MIB).optional(),
+  /** Guest RAM in MiB, MIN_MEMORY_MIB to MAX_MEMORY_MIB (machine/ram-size.ts). */
+  memoryMiB: z.number().int().min(MIN_MEMORY_MIB, MEMORY_RANGE).max(MAX_MEMORY_MIB, MEMORY_RANGE).optional(),
   disks: z.array(DiskSchema).max(7).optional(),
   nets: z.array(NetSchema).max(7).optional(),
   /** Attach a virtio-rng (default true). Deterministic machines get a seeded generator. */

@@ -91,16 +91,7 @@ export class DirectoryPool {
 
   async create(name: string, size: number, format: DiskFormat = 'qcow2'): Promise<VolumeInfo> {
     checkName(name);
-    const file = await this.store.createFile(name);
-    try {
-      await createDisk(this.store.opener, this.store.path(name), file, { format, size });
-    } catch (err) {
-      await file.close();
-      await this.store.remove(name);
-      throw err;
-    }
-    await file.close();
-    return this.volume(name);
+    return this.make(name, { format, size });
   }
 
   /** Linked clone: a new qcow2 volume whose backing file is `source` (by relative name). */
@@ -108,9 +99,14 @@ export class DirectoryPool {
     checkName(source);
     checkName(name);
     const src = await this.volume(source);
+    return this.make(name, { format: 'qcow2', backingFile: source, backingFormat: src.format });
+  }
+
+  /** Creates volume `name` as `opts` say; a failure leaves no file behind. */
+  private async make(name: string, opts: Parameters<typeof createDisk>[3]): Promise<VolumeInfo> {
     const file = await this.store.createFile(name);
     try {
-      await createDisk(this.store.opener, this.store.path(name), file, { format: 'qcow2', backingFile: source, backingFormat: src.format });
+      await createDisk(this.store.opener, this.store.path(name), file, opts);
     } catch (err) {
       await file.close();
       await this.store.remove(name);

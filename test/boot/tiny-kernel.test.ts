@@ -7,6 +7,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
+import { MAX_MEMORY_MIB } from '../../src/machine/ram-size.js';
 import { Asm, CSR, X, addi, add, beq, csrr, csrs, csrw, ecall, jal, lbu, sb, wfi, andi } from '../support/riscv-asm.js';
 
 const ROOT = resolve(__dirname, '..', '..');
@@ -99,6 +100,9 @@ describe('visor run with a tiny kernel', () => {
     expect(j.err).toMatch(/is not a RISC-V kernel: found a gzip-compressed file/);
     const m = await visor(['run', '--kernel', k, '--memory', '8']);
     expect(m.code).toBe(64);
-    expect(m.err).toMatch(/--memory must be a number of MiB from 16 to 2048/);
+    expect(m.err).toMatch(new RegExp(`--memory must be a number of MiB from 16 to ${MAX_MEMORY_MIB}, got '8'`));
+    const big = await visor(['run', '--kernel', k, '--memory', String(MAX_MEMORY_MIB + 1)]);
+    expect(big.code).toBe(64);
+    expect(big.err).toMatch(new RegExp(`from 16 to ${MAX_MEMORY_MIB}, got '${MAX_MEMORY_MIB + 1}'`));
   });
 });

@@ -4,7 +4,8 @@ import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { VisorError } from '../../base/errors.js';
 import { STORED_CODEC } from './ram.js';
-import { guestMemoryOf } from '../../cpu/guest-ram.js';
+import { allocateGuestRam, guestMemoryOf } from '../../cpu/guest-ram.js';
+import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import { DEFLATE_CODEC, parseSnapshot, readSnapshotFile, startRamLoad, writeSnapshotFile } from './file.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'visor-snapfile-'));
@@ -116,4 +117,20 @@ describe('startRamLoad (a restoring worker fills RAM while it loads the runner)'
     await writeSnapshotFile(path, { meta: { config: { memoryMiB: 32 } }, machine: {}, ram }, STORED_CODEC);
     await expect(startRamLoad(await readSnapshotFile(path))).rejects.toMatchObject({ code: 'InvalidConfig' });
   });
+
+  it(`round-trips the largest RAM (${MAX_MEMORY_MIB} MiB), pages past 2 GiB and 3 GiB included`, async () => {
+    const bytes = MAX_MEMORY_MIB * 2 ** 20;
+    const ram = allocateGuestRam(bytes);
+    const spots = [0, 2 ** 31 - 1, 2 ** 31, 2 ** 31 + 4095, 3 * 2 ** 30 + 12345, bytes - 4096, bytes - 1];
+    spots.forEach((off, i) => { ram[off] = 0x5a ^ i; });
+    const path = join(dir, 'max.snap');
+    const written = await writeSnapshotFile(path, { meta: { config: { memoryMiB: MAX_MEMORY_MIB } }, machine: {}, ram }, DEFLATE_CODEC);
+    // The pages holding the spots, and no other: 2^31 and 2^31 + 4095 share one, so do the last two.
+    expect(written.ram).toMatchObject({ pages: bytes / 4096, presentPages: 5 });
+    const loaded = await startRamLoad(await readSnapshotFile(path));
+    expect(loaded).toBeDefined();
+    expect(guestMemoryOf(loaded!)).toBeDefined();
+    expect(loaded!.length).toBe(bytes);
+    expect(spots.map((off) => loaded![off])).toEqual(spots.map((_, i) => 0x5a ^ i));
+  }, 300_000); // a few CPU-s: the encoder scans 3.9 GB of (mostly untouched) RAM for zero pages
 });

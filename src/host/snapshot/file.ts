@@ -16,6 +16,7 @@ import {
   sectionChecksumError, tableBytes, type DecodedSnapshot,
 } from './format.js';
 import { allocateGuestRam } from '../../cpu/guest-ram.js';
+import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import {
   decodeRamAsync, encodeRam, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
   type RamCodec, type RamEncodeStats,
@@ -362,8 +363,8 @@ export function parseSnapshot(file: Uint8Array): ReadSnapshot {
  */
 export function startRamLoad(snap: ReadSnapshot): Promise<Uint8Array> | undefined {
   const mib = (snap.meta as { config?: { memoryMiB?: unknown } } | null)?.config?.memoryMiB;
-  // 2048: VirtMachine's MAX_MEMORY_MIB (not imported: this runs before the board's modules load).
-  if (typeof mib !== 'number' || !Number.isInteger(mib) || mib < 1 || mib > 2048) return undefined;
+  // ram-size.ts imports nothing: reading it loads none of the board's modules.
+  if (typeof mib !== 'number' || !Number.isInteger(mib) || mib < 1 || mib > MAX_MEMORY_MIB) return undefined;
   const ram = allocateGuestRam(mib * 2 ** 20);
   const p = snap.loadRam(ram).then(() => ram);
   p.catch(() => {}); // awaited (and reported) by the runner; not unhandled meanwhile

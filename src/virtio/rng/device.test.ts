@@ -30,4 +30,14 @@ describe('virtio-rng', () => {
     expect(x).not.toEqual(collect(b!));
     expect(new Set(x).size).toBeGreaterThan(20);
   });
+
+  it('works on rings and buffers past 2 GiB of RAM (DMA offsets beyond an int32)', () => {
+    const rng = new VirtioRng({ source: { fill: (b) => b.fill(0xa5) } });
+    const { driver } = MockDriver.create(rng, 3 * 2 ** 30, 2 ** 31 + 0x1000);
+    driver.probe(1);
+    driver.add(0, [], [16, 4096]);
+    const [u] = driver.used(0);
+    expect(u!.len).toBe(16 + 4096);
+    expect(collect(u!).every((b) => b === 0xa5)).toBe(true);
+  });
 });

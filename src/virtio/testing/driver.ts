@@ -109,12 +109,15 @@ export class MockDriver {
     this.heap = heapStart;
   }
 
-  /** Builds a transport over `device` with a fresh recorder, and a driver for it. */
-  static create(device: VirtioDevice, ramBytes = 4 << 20): { driver: MockDriver; transport: VirtioMmioTransport } {
+  /**
+   * Builds a transport over `device` with a fresh recorder, and a driver for it whose rings
+   * and buffers start at RAM offset `heapStart`.
+   */
+  static create(device: VirtioDevice, ramBytes = 4 << 20, heapStart = 0x1000): { driver: MockDriver; transport: VirtioMmioTransport } {
     const ram = new Uint8Array(ramBytes);
     const irq = new IrqRecorder();
     const transport = new VirtioMmioTransport({ device, ram: { ram, ramBase: TEST_RAM_BASE }, irq, irqSource: 1 });
-    return { driver: new MockDriver(transport, ram, TEST_RAM_BASE, irq), transport };
+    return { driver: new MockDriver(transport, ram, TEST_RAM_BASE, irq, heapStart), transport };
   }
 
   // --- registers -----------------------------------------------------------------------
