@@ -35,7 +35,7 @@ import {
   CAUSE_USER_ECALL, MENVCFG_HI_STCE, MIP_MEIP, MIP_MSIP, MIP_MTIP, MIP_SEIP, MIP_SSIP, MIP_STIP,
   MSTATUS_FS, MSTATUS_MIE, MSTATUS_MPIE, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV,
   MSTATUS_MXR, MSTATUS_SIE, MSTATUS_SPIE, MSTATUS_SPP, MSTATUS_SUM, MSTATUS_TSR, MSTATUS_TVM,
-  MSTATUS_TW, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X,
+  MSTATUS_TW, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_G, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X,
   SATP_MODE_BARE, SATP_MODE_SV39, SATP_MODE_SV48, type Privilege,
 } from './constants.js';
 import {
@@ -227,6 +227,15 @@ export class Hart {
   /** Physical page address for every entry (used for MMIO pages, whose off is -1). */
   private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
   private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
+  /**
+   * Per entry, 1 when the translation stays valid in every address space: the leaf PTE was
+   * global (G), or no translation was involved (M-mode). A satp write or an ASID-specific
+   * sfence.vma keeps these (Priv §4.1.11, §4.2.1), so a context switch does not make the
+   * kernel walk its own mappings again.
+   */
+  private readonly rGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
+  private readonly wGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
+  private readonly xGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
   /** Base index of the data and fetch TLB sets for the current context. */
   private dBase = SET_M * TLB_SIZE;
   private xBase = SET_M * TLB_SIZE;
@@ -524,6 +533,20 @@ export class Hart {
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
+  /**
+   * Drops every entry but the global ones: a satp write (same translation mode) or
+   * sfence.vma with rs1 = x0 and rs2 != x0, which need not order global mappings (Priv §4.2.1).
+   */
+  flushTlbNonGlobal(): void {
+    const { rTagLo, wTagLo, xTagLo, rGlobal, wGlobal, xGlobal } = this;
+    for (let i = 0; i < rTagLo.length; i++) {
+      if (rGlobal[i] === 0) rTagLo[i] = TAG_INVALID_LO;
+      if (wGlobal[i] === 0) wTagLo[i] = TAG_INVALID_LO;
+      if (xGlobal[i] === 0) xTagLo[i] = TAG_INVALID_LO;
+    }
+    this.fetchPageBase = NO_FETCH_PAGE;
+  }
+
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
   flushDataTlb(): void {
     this.rTagLo.fill(TAG_INVALID_LO);
@@ -560,12 +583,15 @@ export class Hart {
     this.stats.tlbMisses++;
     let pagePa: number;
     let writable = true;
+    // M-mode's identity mapping does not depend on satp; bare S/U mode's ends with it.
+    let global = priv === PRV_M;
     const mode = this.satpMode();
     if (priv === PRV_M || mode === SATP_MODE_BARE) {
       pagePa = (hi >>> 0) * TWO32 + ((lo >>> 12) << 12 >>> 0);
     } else {
       pagePa = this.walk(lo, hi, access, priv, mode);
       writable = this.walkDirty;
+      global = this.walkGlobal;
     }
     const pa = pagePa + (lo & 0xfff);
     // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
@@ -573,11 +599,13 @@ export class Hart {
     if (pmp === 0) {
       this.raise(access === ACCESS_FETCH ? CAUSE_FETCH_ACCESS : access === ACCESS_LOAD ? CAUSE_LOAD_ACCESS : CAUSE_STORE_ACCESS, lo, hi);
     }
-    if (pmp === 2) this.fillTlb(lo, hi, access, pagePa, writable);
+    if (pmp === 2) this.fillTlb(lo, hi, access, pagePa, writable, global);
     return pa;
   }
 
   private walkDirty = false;
+  /** The last walk's leaf PTE had G set (a G on a non-leaf level only is not counted: conservative). */
+  private walkGlobal = false;
 
   /** Sv39/Sv48 page walk (Priv §4.3.2) with hardware A/D updates, as QEMU does. */
   private walk(lo: number, hi: number, access: number, priv: number, mode: number): number {
@@ -642,6 +670,7 @@ export class Hart {
       }
       // A page is cached as writable only once D is set, so the first store still walks.
       this.walkDirty = (newLo & PTE_D) !== 0 && (newLo & PTE_W) !== 0;
+      this.walkGlobal = (newLo & PTE_G) !== 0;
       return (ppn + (vpnAll % span)) * 4096;
     }
     return this.raise(pageFault, lo, hi);
@@ -707,20 +736,21 @@ export class Hart {
     return 0;
   }
 
-  private fillTlb(lo: number, hi: number, access: number, pagePa: number, writable: boolean): void {
+  private fillTlb(lo: number, hi: number, access: number, pagePa: number, writable: boolean, global: boolean): void {
+    const g = global ? 1 : 0;
     const vpn = lo >>> 12;
     const ramOff = pagePa - this.ramBase;
     const inRam = ramOff >= 0 && ramOff < this.ramSize;
     if (access === ACCESS_FETCH) {
       const i = this.xBase + (vpn & TLB_MASK);
-      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : -1;
+      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : -1; this.xGlobal[i] = g;
       return;
     }
     const i = this.dBase + (vpn & TLB_MASK);
     if (access === ACCESS_LOAD) {
-      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : -1; this.rPa[i] = pagePa;
+      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : -1; this.rPa[i] = pagePa; this.rGlobal[i] = g;
     } else if (writable) {
-      this.wTagLo[i] = vpn; this.wTagHi[i] = hi;
+      this.wTagLo[i] = vpn; this.wTagHi[i] = hi; this.wGlobal[i] = g;
       // Pages holding decoded code stay on the slow path so stores can drop the decodings.
       this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : -1;
       this.wPa[i] = pagePa;
@@ -1412,6 +1442,7 @@ export class Hart {
                 this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x12000073 | (((w >> 14) & 31) << 15) | (((w >> 19) & 31) << 20), 0);
               }
               if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+              else if (rs2 !== 0) this.flushTlbNonGlobal(); // one address space: globals stay
               else this.flushTlb();
               fpBase = NO_FETCH_PAGE;
               break;
@@ -1534,6 +1565,7 @@ export class Hart {
       case Op.SFENCE_VMA:
         if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TVM) !== 0)) return 1;
         if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+        else if (rs2 !== 0) this.flushTlbNonGlobal(); // one address space: globals stay
         else this.flushTlb();
         return 2;
       case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI:
