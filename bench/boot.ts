@@ -17,6 +17,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { cpus, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { pathToFileURL } from 'node:url';
 import { encodeCommand, ensureImage, INIT_START_MARKER } from '../src/images/index.js';
 import { inflateInitrd } from '../src/host/initrd.js';
 import type { Machine as MachineClass } from '../src/sdk/index.js';
@@ -24,9 +25,9 @@ import { runMachine } from '../test/support/run-machine.js';
 import { processCpuSeconds } from './guest-qemu.js';
 
 // The SDK's Machine from the build: the path `visor run` takes (a worker thread running src/vm/).
-const { Machine } = (await import('../dist/sdk/index.js' as string)) as { Machine: typeof MachineClass };
+const builtMachine = async () => ((await import('../dist/sdk/index.js' as string)) as { Machine: typeof MachineClass }).Machine;
 
-interface BootTimes {
+export interface BootTimes {
   init: number;
   poweroff: number;
   /** CPU seconds of the emulator process at /init (all threads). */
@@ -34,20 +35,14 @@ interface BootTimes {
   instructions?: number;
 }
 
-const args = process.argv.slice(2);
-const useOpensbi = args.includes('--opensbi');
-const envAccel = process.env['VISOR_ACCEL'];
-const accel = args.includes('--interp') ? 'interp' as const : args.includes('--jit') ? 'jit' as const
-  : envAccel === 'jit' || envAccel === 'interp' ? envAccel : undefined;
-const thrIdx = args.indexOf('--threshold');
-// The machine's worker reads it (src/host/vm-host.ts hostTier).
-if (thrIdx >= 0) process.env['VISOR_JIT_THRESHOLD'] = args[thrIdx + 1];
-const showStats = args.includes('--stats');
-const initOnly = args.includes('--init-only');
-const cmdIdx = args.indexOf('--cmd');
-const guestArgv = cmdIdx >= 0 ? ['sh', '-c', args[cmdIdx + 1]!] : ['true'];
-const memIdx = args.indexOf('--memory');
-const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
+export interface BootOptions {
+  accel?: 'interp' | 'jit';
+  /** Print the hart's and the JIT's counters at /init and at the end. */
+  stats?: boolean;
+  /** Stop visor at /init. */
+  initOnly?: boolean;
+  memoryMiB?: number;
+}
 
 /**
  * CPU seconds of this process's threads (Linux /proc): the main thread, and V8's worker
@@ -69,7 +64,9 @@ function threadCpu(): { main: number; workers: number } | undefined {
   return { main, workers };
 }
 
-async function bootVisor(kernel: string, initrd: string, append: string, bios: string): Promise<BootTimes> {
+export async function bootVisor(kernel: string, initrd: string, append: string, bios: string, o: BootOptions = {}): Promise<BootTimes> {
+  const { accel, stats: showStats = false, initOnly = false, memoryMiB = 512 } = o;
+  const Machine = await builtMachine();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
   let init = NaN;
@@ -109,7 +106,20 @@ async function bootVisor(kernel: string, initrd: string, append: string, bios: s
   return { init, initCpu, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }
 
-function bootQemu(kernel: string, initrd: string, append: string, bios: string): Promise<BootTimes> {
+/**
+ * QEMU gets the initramfs as visor's guest does: visor inflates a gzip'd initramfs on the host
+ * when the guest has room (src/host/initrd.ts), so both guests do the same work. Returns the
+ * path of an uncompressed copy and a function removing it.
+ */
+export function inflatedInitrdForQemu(initrd: string, memoryMiB = 512): { path: string; remove(): void } {
+  const path = join(mkdtempSync(join(tmpdir(), 'visor-bench-')), 'initramfs.cpio');
+  writeFileSync(path, inflateInitrd(readFileSync(initrd), memoryMiB * 2 ** 20));
+  return { path, remove: () => rmSync(dirname(path), { recursive: true, force: true }) };
+}
+
+/** Boots QEMU TCG to poweroff; `init` is when the guest printed the /init marker. */
+export function bootQemu(kernel: string, initrd: string, append: string, bios: string, o: BootOptions = {}): Promise<BootTimes> {
+  const memoryMiB = o.memoryMiB ?? 512;
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
     let init = NaN;
@@ -133,30 +143,46 @@ function bootQemu(kernel: string, initrd: string, append: string, bios: string):
   });
 }
 
-const img = await ensureImage('tiny');
-const append = `${img.append} ${encodeCommand(guestArgv)}`;
-const fw = img.firmwareDynamic ?? img.firmware;
-console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, Node ${process.version}`);
-console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, command ${JSON.stringify(guestArgv.at(-1))} then poweroff`);
+async function main(): Promise<void> {
+  const args = process.argv.slice(2);
+  const useOpensbi = args.includes('--opensbi');
+  const envAccel = process.env['VISOR_ACCEL'];
+  const accel = args.includes('--interp') ? 'interp' as const : args.includes('--jit') ? 'jit' as const
+    : envAccel === 'jit' || envAccel === 'interp' ? envAccel : undefined;
+  const thrIdx = args.indexOf('--threshold');
+  // The machine's worker reads it (src/host/vm-host.ts hostTier).
+  if (thrIdx >= 0) process.env['VISOR_JIT_THRESHOLD'] = args[thrIdx + 1];
+  const cmdIdx = args.indexOf('--cmd');
+  const guestArgv = cmdIdx >= 0 ? ['sh', '-c', args[cmdIdx + 1]!] : ['true'];
+  const memIdx = args.indexOf('--memory');
+  const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
+  const o: BootOptions = { ...(accel ? { accel } : {}), stats: args.includes('--stats'), initOnly: args.includes('--init-only'), memoryMiB };
+  const img = await ensureImage('tiny');
+  const append = `${img.append} ${encodeCommand(guestArgv)}`;
+  const fw = img.firmwareDynamic ?? img.firmware;
+  console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, Node ${process.version}`);
+  console.log(`guest: Debian ${img.manifest.kernelRelease}, ${memoryMiB} MiB, command ${JSON.stringify(guestArgv.at(-1))} then poweroff`);
 
-const visorBios = useOpensbi ? fw! : 'builtin';
-// --twice: boot once first in the same process, so the timed boot runs with V8's feedback and
-// compiled JavaScript warm (separates V8's warm-up from the guest's own cost).
-if (args.includes('--twice')) await bootVisor(img.kernel, img.initrd, append, visorBios);
-const v = await bootVisor(img.kernel, img.initrd, append, visorBios);
-const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
-console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s (${v.initCpu?.toFixed(2)} CPU-s), poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
+  const visorBios = useOpensbi ? fw! : 'builtin';
+  // --twice: boot once first in the same process, so the timed boot runs with V8's feedback and
+  // compiled JavaScript warm (separates V8's warm-up from the guest's own cost).
+  if (args.includes('--twice')) await bootVisor(img.kernel, img.initrd, append, visorBios, o);
+  const v = await bootVisor(img.kernel, img.initrd, append, visorBios, o);
+  const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
+  console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s (${v.initCpu?.toFixed(2)} CPU-s), poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
 
-const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
-if (haveQemu && fw) {
-  // visor inflates a gzip'd initramfs on the host when the guest has room (src/host/initrd.ts);
-  // QEMU gets the archive in the same form, so both guests do the same work.
-  const raw = join(mkdtempSync(join(tmpdir(), 'visor-bench-')), 'initramfs.cpio');
-  writeFileSync(raw, inflateInitrd(readFileSync(img.initrd), memoryMiB * 2 ** 20));
-  const q = await bootQemu(img.kernel, raw, append, fw);
-  rmSync(dirname(raw), { recursive: true, force: true });
-  console.log(`qemu TCG (OpenSBI fw_dynamic): /init ${q.init.toFixed(2)} s (${q.initCpu?.toFixed(2)} CPU-s), poweroff ${q.poweroff.toFixed(2)} s`);
-  console.log(`ratio visor/qemu: /init ${(v.init / q.init).toFixed(1)}x wall, ${(v.initCpu! / q.initCpu!).toFixed(1)}x CPU-s; poweroff ${(v.poweroff / q.poweroff).toFixed(1)}x wall`);
-} else {
-  console.log('qemu: not measured (qemu-system-riscv64 not installed or --no-qemu)');
+  const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
+  if (haveQemu && fw) {
+    // visor inflates a gzip'd initramfs on the host when the guest has room (src/host/initrd.ts);
+    // QEMU gets the archive in the same form, so both guests do the same work.
+    const raw = inflatedInitrdForQemu(img.initrd, memoryMiB);
+    const q = await bootQemu(img.kernel, raw.path, append, fw, o);
+    raw.remove();
+    console.log(`qemu TCG (OpenSBI fw_dynamic): /init ${q.init.toFixed(2)} s (${q.initCpu?.toFixed(2)} CPU-s), poweroff ${q.poweroff.toFixed(2)} s`);
+    console.log(`ratio visor/qemu: /init ${(v.init / q.init).toFixed(1)}x wall, ${(v.initCpu! / q.initCpu!).toFixed(1)}x CPU-s; poweroff ${(v.poweroff / q.poweroff).toFixed(1)}x wall`);
+  } else {
+    console.log('qemu: not measured (qemu-system-riscv64 not installed or --no-qemu)');
+  }
 }
+
+if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) await main();

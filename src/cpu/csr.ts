@@ -180,8 +180,12 @@ export function csrWrite(hart: Hart, csr: number, lo: number, hi: number): boole
       const mode = hi >>> 28;
       // Priv §4.1.11: a write with an unsupported MODE has no effect at all.
       if (mode !== SATP_MODE_BARE && mode !== SATP_MODE_SV39 && mode !== SATP_MODE_SV48) return true;
+      // Without ASID tags every other entry may belong to the old address space; global ones
+      // are the same in all (Priv §4.3.1) while the translation mode stays.
+      const sameMode = (hart.satpHi >>> 28) === mode;
       hart.satpLo = lo; hart.satpHi = hi;
-      hart.flushTlb();
+      if (sameMode) hart.flushTlbNonGlobal();
+      else hart.flushTlb();
       return true;
     }
     case CSR_MSTATUS: {

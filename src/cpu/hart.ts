@@ -459,6 +459,15 @@ export class Hart {
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
+  /**
+   * Drops every entry but the global ones: a satp write (same translation mode) or
+   * sfence.vma with rs1 = x0 and rs2 != x0, which need not order global mappings (Priv §4.2.1).
+   */
+  flushTlbNonGlobal(): void {
+    this.mmu.flushNonGlobal();
+    this.fetchPageBase = NO_FETCH_PAGE;
+  }
+
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
   flushDataTlb(): void {
     this.mmu.flushData();
@@ -996,6 +1005,7 @@ export class Hart {
                 this.raise(CAUSE_ILLEGAL_INSTRUCTION, 0x12000073 | (((w >> 14) & 31) << 15) | (((w >> 19) & 31) << 20), 0);
               }
               if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+              else if (rs2 !== 0) this.flushTlbNonGlobal(); // one address space: globals stay
               else this.flushTlb();
               fpBase = NO_FETCH_PAGE;
               break;
@@ -1140,6 +1150,7 @@ export class Hart {
       case Op.SFENCE_VMA:
         if (this.priv === PRV_U || (this.priv === PRV_S && (this.mstatus & MSTATUS_TVM) !== 0)) return 1;
         if (rs1 !== 0) this.flushTlbPage(regs[rs1]!, regs[rs1 + 1]!);
+        else if (rs2 !== 0) this.flushTlbNonGlobal(); // one address space: globals stay
         else this.flushTlb();
         return 2;
       case Op.CSRRW: case Op.CSRRS: case Op.CSRRC: case Op.CSRRWI: case Op.CSRRSI: case Op.CSRRCI:

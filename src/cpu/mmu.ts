@@ -16,7 +16,7 @@ import type { PhysicalMemory } from './memory.js';
 import {
   CAUSE_FETCH_ACCESS, CAUSE_FETCH_PAGE_FAULT, CAUSE_LOAD_ACCESS, CAUSE_LOAD_PAGE_FAULT, CAUSE_MISALIGNED_LOAD,
   CAUSE_MISALIGNED_STORE, CAUSE_STORE_ACCESS, CAUSE_STORE_PAGE_FAULT, MSTATUS_MPP, MSTATUS_MPP_SHIFT, MSTATUS_MPRV,
-  MSTATUS_MXR, MSTATUS_SUM, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, SATP_MODE_BARE,
+  MSTATUS_MXR, MSTATUS_SUM, PRV_M, PRV_S, PRV_U, PTE_A, PTE_D, PTE_G, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X, SATP_MODE_BARE,
   SATP_MODE_SV39, SATP_MODE_SV48,
 } from './constants.js';
 import { r64 } from './int64.js';
@@ -84,6 +84,15 @@ export class Mmu {
   /** Physical page address for every entry (used for MMIO pages, whose off is TLB_NO_RAM). */
   private readonly rPa = new Float64Array(TLB_SIZE * TLB_SETS);
   private readonly wPa = new Float64Array(TLB_SIZE * TLB_SETS);
+  /**
+   * Per entry, 1 when the translation holds in every address space: the leaf PTE was global
+   * (G), or no translation was involved (M-mode's identity mapping). A satp write in the same
+   * mode and an ASID-specific sfence.vma keep these (Priv §4.1.11, §4.2.1), so a context
+   * switch does not make the kernel walk its own mappings again. Only fill() writes entries.
+   */
+  private readonly rGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
+  private readonly wGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
+  private readonly xGlobal = new Uint8Array(TLB_SIZE * TLB_SETS);
   /** Index of the first entry of the data and fetch TLB sets for the current context. */
   dBase = SET_M * TLB_SIZE;
   xBase = SET_M * TLB_SIZE;
@@ -101,6 +110,8 @@ export class Mmu {
   private readonly codePage: Uint8Array;
   /** Set by walk(): the leaf allows stores and is dirty, so the page may be cached as writable. */
   private walkDirty = false;
+  /** Set by walk(): the leaf PTE has G (a G only on a non-leaf level is not counted: conservative). */
+  private walkGlobal = false;
   private readonly crossPas = new Float64Array(8);
 
   constructor(o: MmuOptions) {
@@ -145,6 +156,19 @@ export class Mmu {
     this.xTagLo.fill(TAG_INVALID_LO);
   }
 
+  /**
+   * Drops every entry but the global ones: a satp write in the same translation mode, or
+   * sfence.vma with rs1 = x0 and rs2 != x0, which need not order global mappings (Priv §4.2.1).
+   */
+  flushNonGlobal(): void {
+    const { rTagLo, wTagLo, xTagLo, rGlobal, wGlobal, xGlobal } = this;
+    for (let i = 0; i < rTagLo.length; i++) {
+      if (rGlobal[i] === 0) rTagLo[i] = TAG_INVALID_LO;
+      if (wGlobal[i] === 0) wTagLo[i] = TAG_INVALID_LO;
+      if (xGlobal[i] === 0) xTagLo[i] = TAG_INVALID_LO;
+    }
+  }
+
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
   flushData(): void {
     this.rTagLo.fill(TAG_INVALID_LO);
@@ -185,18 +209,21 @@ export class Mmu {
     h.stats.tlbMisses++;
     let pagePa: number;
     let writable = true;
+    // M-mode's identity mapping does not depend on satp; bare S/U mode's ends with it.
+    let global = priv === PRV_M;
     const mode = h.satpHi >>> 28;
     if (priv === PRV_M || mode === SATP_MODE_BARE) {
       pagePa = (hi >>> 0) * TWO32 + ((lo >>> 12) << 12 >>> 0);
     } else {
       pagePa = this.walk(lo, hi, access, priv, mode);
       writable = this.walkDirty;
+      global = this.walkGlobal;
     }
     const pa = pagePa + (lo & 0xfff);
     // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
     const pmp = this.pmp.check(pa, size, access, priv);
     if (pmp === PMP_DENIED) h.raise(accessFault(access), lo, hi);
-    if (pmp === PMP_PAGE) this.fill(lo, hi, access, pagePa, writable);
+    if (pmp === PMP_PAGE) this.fill(lo, hi, access, pagePa, writable, global);
     return pa;
   }
 
@@ -264,26 +291,28 @@ export class Mmu {
       }
       // A page is cached as writable only once D is set, so the first store still walks.
       this.walkDirty = (newLo & PTE_D) !== 0 && (newLo & PTE_W) !== 0;
+      this.walkGlobal = (newLo & PTE_G) !== 0;
       return (ppn + (vpnAll % span)) * 4096;
     }
     return h.raise(pageFault, lo, hi);
   }
 
-  private fill(lo: number, hi: number, access: number, pagePa: number, writable: boolean): void {
+  private fill(lo: number, hi: number, access: number, pagePa: number, writable: boolean, global: boolean): void {
+    const g = global ? 1 : 0;
     const vpn = lo >>> 12;
     const ramOff = pagePa - this.ramBase;
     const inRam = ramOff >= 0 && ramOff < this.ramSize;
     // Offsets of 2 GiB and more are stored as their int32 bits (the typed array wraps them).
     if (access === ACCESS_FETCH) {
       const i = this.xBase + (vpn & TLB_MASK);
-      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : TLB_NO_RAM;
+      this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : TLB_NO_RAM; this.xGlobal[i] = g;
       return;
     }
     const i = this.dBase + (vpn & TLB_MASK);
     if (access === ACCESS_LOAD) {
-      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : TLB_NO_RAM; this.rPa[i] = pagePa;
+      this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : TLB_NO_RAM; this.rPa[i] = pagePa; this.rGlobal[i] = g;
     } else if (writable) {
-      this.wTagLo[i] = vpn; this.wTagHi[i] = hi;
+      this.wTagLo[i] = vpn; this.wTagHi[i] = hi; this.wGlobal[i] = g;
       // Pages holding decoded code stay on the slow path so stores can drop the decodings.
       this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : TLB_NO_RAM;
       this.wPa[i] = pagePa;

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import * as I from '../../test/support/riscv-asm.js';
 import { Asm } from '../../test/support/riscv-asm.js';
 import { makeHart, FINISHER, RAM_BASE } from './testing/run-program.js';
-import { MIP_MTIP, PTE_A, PTE_D, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from './constants.js';
+import { MIP_MTIP, PTE_A, PTE_D, PTE_G, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from './constants.js';
 
 const { a0, a1, a2, t0, t1, t2, s0, s1 } = I;
 const LOG = 0x18000; // RAM offset of the trap log: [count, (cause, tval)...]
@@ -126,6 +126,70 @@ describe('Sv39 translation', () => {
     const m = runUntilFinished(a.bytes(), tables);
     expect(m.hart.getX(11)).toBe(0n);
     expect(m.hart.getX(12)).toBe(0x1234n);
+  });
+
+  it('a satp write drops non-global translations and keeps global ones (no ASID tags)', () => {
+    // Root B maps VA 0x4000_0000 to another frame than root A (not global) and VA 0x4000_5000
+    // to another frame too, but as a global page, which software must keep identical in every
+    // address space (Priv §4.3.1): a hart may serve it from its TLB after the switch, and
+    // visor does, so the kernel's own mappings survive a context switch.
+    const ROOT_B = 0x13000, L1_B = 0x14000, L0_B = 0x15000;
+    const both = (ram: Uint8Array) => {
+      tables(ram);
+      const v = new DataView(ram.buffer);
+      const put = (table: number, i: number, value: bigint) => v.setBigUint64(table + 8 * i, value, true);
+      put(L0, 5, pte(RAM_BASE + 0x25000, PTE_V | PTE_R | PTE_A | PTE_G));
+      put(ROOT_B, 2, pte(RAM_BASE, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D));
+      put(ROOT_B, 1, pte(RAM_BASE + L1_B, PTE_V));
+      put(L1_B, 0, pte(RAM_BASE + L0_B, PTE_V));
+      put(L0_B, 0, pte(RAM_BASE + 0x22000, PTE_V | PTE_R | PTE_A));
+      put(L0_B, 5, pte(RAM_BASE + 0x26000, PTE_V | PTE_R | PTE_A | PTE_G));
+      v.setBigUint64(0x20000, 0x1111n, true);
+      v.setBigUint64(0x25000, 0x5555n, true);
+      v.setBigUint64(0x26000, 0x6666n, true);
+    };
+    const a = new Asm(RAM_BASE);
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(a0, 0x4000_0000).li(s1, 0x4000_5000).emit(I.ld(a1, a0, 0), I.ld(a2, s1, 0));
+    a.li(t0, (8n << 60n) | (1n << 44n) | BigInt((RAM_BASE + ROOT_B) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.emit(I.ld(t1, a0, 0), I.ld(s0, s1, 0), I.ecall());
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), both);
+    expect([m.hart.getX(11), m.hart.getX(12)]).toEqual([0x1111n, 0x5555n]);
+    expect(m.hart.getX(6)).toBe(0x1234n); // root B's frame: the old translation was dropped
+    expect(m.hart.getX(8)).toBe(0x5555n); // the global translation was kept
+  });
+
+  it('sfence.vma with rs1 = x0 and an ASID register keeps global translations; with both x0 it drops them', () => {
+    const a = new Asm(RAM_BASE);
+    const withGlobal = (ram: Uint8Array) => {
+      tables(ram);
+      const v = new DataView(ram.buffer);
+      v.setBigUint64(L0 + 8 * 5, pte(RAM_BASE + 0x25000, PTE_V | PTE_R | PTE_A | PTE_G), true);
+      v.setBigUint64(0x25000, 0x5555n, true);
+      v.setBigUint64(0x26000, 0x6666n, true);
+    };
+    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
+    allowAllPmp(a);
+    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
+    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
+    a.label('smode');
+    a.li(s1, 0x4000_5000).emit(I.ld(a1, s1, 0)); // cached: frame 0x25000
+    // Repoint the global PTE at frame 0x26000.
+    a.li(s0, RAM_BASE + L0 + 8 * 5).li(t0, pte(RAM_BASE + 0x26000, PTE_V | PTE_R | PTE_A | PTE_G)).emit(I.sd(t0, s0, 0));
+    a.li(a0, 1).emit(I.sfence_vma(0, a0), I.ld(a2, s1, 0)); // one ASID: the global entry stays
+    a.emit(I.sfence_vma(0, 0), I.ld(t1, s1, 0), I.ecall()); // everything: the new frame
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), withGlobal);
+    expect([m.hart.getX(11), m.hart.getX(12), m.hart.getX(6)]).toEqual([0x5555n, 0x5555n, 0x6666n]);
   });
 });
 
