@@ -29,6 +29,12 @@ function visor(args: string[], input?: Buffer): Promise<{ code: number | null; s
   return new Promise((resolve) => p.on('close', (code) => resolve({ code, stdout: Buffer.concat(out), stderr: Buffer.concat(err) })));
 }
 
+/** Lets the machine run for `ms` of wall time (it goes on running). */
+async function runFor(vm: Machine, ms: number): Promise<void> {
+  if (vm.state === 'paused') await vm.resume();
+  await new Promise((r) => setTimeout(r, ms));
+}
+
 describe.skipIf(!ON)('visor run: stdin, stdout and stderr of a guest command (issue 20)', () => {
   it('end of input reaches the command and piped input is not echoed', async () => {
     const r = await visor(['run', '--image', 'tiny', '--', 'head', '-1'], Buffer.from('hi\nthere\n'));
@@ -66,11 +72,11 @@ describe.skipIf(!ON)('visor run: stdin, stdout and stderr of a guest command (is
       // A child of the login shell: no signal ignored (SigIgn 6 was SIGINT and SIGQUIT).
       vm.console.write('grep SigIgn /proc/self/status; sleep 100\n');
       await vm.runUntil({ output: 'SigIgn:\t0000000000000000' });
-      // Let the shell start the sleep (a Ctrl-C before it would interrupt grep instead).
-      await vm.runUntil({ instructions: vm.stats().instructions + 50_000_000 });
-      await vm.resume();
+      // Let the shell start the sleep (a Ctrl-C before it would interrupt grep instead). Wall
+      // time, not an instruction count: an idle guest (in sleep, at a prompt) retires few.
+      await runFor(vm, 5_000);
       vm.console.write('\x03');
-      await vm.runUntil({ instructions: vm.stats().instructions + 100_000_000 });
+      await runFor(vm, 5_000);
       // The shell is back at its prompt well before the 100 s, and the sleep died of SIGINT
       // (an interactive shell drops the rest of a line Ctrl-C interrupted, so ask afterwards).
       vm.console.write('echo after-sleep-$?\n');
@@ -86,7 +92,8 @@ describe.skipIf(!ON)('visor run: stdin, stdout and stderr of a guest command (is
     try {
       await vm.runUntil({ output: "'poweroff' (or exit)" });
       // Let the shell reach its prompt and wait for input there.
-      await vm.runUntil({ instructions: vm.stats().instructions + 100_000_000 });
+      await runFor(vm, 5_000);
+      await vm.pause();
       await vm.snapshot(join(dir, 'shell.snap'));
       // busybox ash runs its own poweroff applet before PATH; the login profile routes it to
       // visor's (it used to signal PID 1, which ignored it, and nothing happened).
