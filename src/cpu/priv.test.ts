@@ -149,12 +149,7 @@ describe('Sv39 translation', () => {
       v.setBigUint64(0x26000, 0x6666n, true);
     };
     const a = new Asm(RAM_BASE);
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode');
+    enterSv39(a, ROOT);
     a.li(a0, 0x4000_0000).li(s1, 0x4000_5000).emit(I.ld(a1, a0, 0), I.ld(a2, s1, 0));
     a.li(t0, (8n << 60n) | (1n << 44n) | BigInt((RAM_BASE + ROOT_B) / 4096)).emit(I.csrw(I.CSR.satp, t0));
     a.emit(I.ld(t1, a0, 0), I.ld(s0, s1, 0), I.ecall());
@@ -175,12 +170,7 @@ describe('Sv39 translation', () => {
       v.setBigUint64(0x25000, 0x5555n, true);
       v.setBigUint64(0x26000, 0x6666n, true);
     };
-    a.la(t0, 'mh').emit(I.csrw(I.CSR.mtvec, t0));
-    allowAllPmp(a);
-    a.li(t0, (8n << 60n) | BigInt((RAM_BASE + ROOT) / 4096)).emit(I.csrw(I.CSR.satp, t0));
-    a.li(t0, 1 << 11).emit(I.csrw(I.CSR.mstatus, t0));
-    a.la(t0, 'smode').emit(I.csrw(I.CSR.mepc, t0), I.mret());
-    a.label('smode');
+    enterSv39(a, ROOT);
     a.li(s1, 0x4000_5000).emit(I.ld(a1, s1, 0)); // cached: frame 0x25000
     // Repoint the global PTE at frame 0x26000.
     a.li(s0, RAM_BASE + L0 + 8 * 5).li(t0, pte(RAM_BASE + 0x26000, PTE_V | PTE_R | PTE_A | PTE_G)).emit(I.sd(t0, s0, 0));
