@@ -80,8 +80,11 @@ export class GuestVm {
     });
     const g = new GuestVm(new vm.VmDriver(m, { name: 'guest' }));
     const filter = new ConsoleOutputFilter({ initStart: () => {}, exitStatus: (s) => (g.status = s), panic: () => void g.stop('panic') }, !o.verbose);
+    // One streaming decoder: a UTF-8 character split across two output chunks must not
+    // turn into two U+FFFD (the ext4 guest test's 'grüße' failed in CI that way).
+    const decoder = new TextDecoder();
     g.driver.on('output', (b) => {
-      const text = new TextDecoder().decode(filter.feed(b));
+      const text = decoder.decode(filter.feed(b), { stream: true });
       g.out += text;
       o.onOutput?.(text);
     });
