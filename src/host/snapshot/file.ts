@@ -19,7 +19,7 @@ import { allocateGuestRam } from '../../cpu/guest-ram.js';
 import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import {
   decodeRamAsync, encodeRam, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
-  type RamCodec, type RamEncodeStats,
+  type RamCodec, type RamEncodeStats, type ZeroPageTest,
 } from './ram.js';
 import { QCOW_MAGIC } from '../../storage/qcow2/format.js';
 import { mapFsError } from '../file-handle.js';
@@ -132,6 +132,14 @@ export async function verifyDisk(saved: DiskFingerprint): Promise<void> {
   }
 }
 
+const ZERO_PAGE = new Uint8Array(RAM_PAGE_SIZE);
+
+/** encodeRam's zero-page test as one memcmp per page (~5 times faster than a JS loop over 256 MiB). */
+function nativeZeroTest(ram: Uint8Array): ZeroPageTest {
+  const b = Buffer.from(ram.buffer, ram.byteOffset, ram.length);
+  return (_ram, page) => b.compare(ZERO_PAGE, 0, RAM_PAGE_SIZE, page * RAM_PAGE_SIZE, (page + 1) * RAM_PAGE_SIZE) === 0;
+}
+
 export interface SnapshotContents {
   meta: unknown;
   machine: unknown;
@@ -146,7 +154,7 @@ export interface WrittenSnapshot {
 /** Writes a snapshot atomically: to a temporary file beside `path`, fsynced, then renamed. */
 export async function writeSnapshotFile(path: string, c: SnapshotContents, codec: RamCodec = DEFLATE_CODEC): Promise<WrittenSnapshot> {
   const ramStats: RamEncodeStats = { pages: 0, presentPages: 0, bytes: 0 };
-  const ram = encodeRam(c.ram, codec, ramStats);
+  const ram = encodeRam(c.ram, codec, ramStats, nativeZeroTest(c.ram));
   const parts = encodeSnapshot([jsonSection('meta', c.meta), jsonSection('machine', c.machine), { name: 'ram', data: ram }], crc32);
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   let bytes = 0;

@@ -44,10 +44,21 @@ function corrupt(what: string, cause?: unknown): VisorError {
   return new VisorError('CorruptImage', `snapshot RAM section is damaged: ${what}`, cause === undefined ? undefined : { cause });
 }
 
+/**
+ * Whether a page of guest RAM is all zero. The scan covers all of RAM (a 256 MiB guest that
+ * touched 40 MiB is mostly zero pages, each read to its end), so it is most of a snapshot's
+ * CPU: the host layer passes a native comparison (file.ts); this is the portable one.
+ */
+export type ZeroPageTest = (ram: Uint8Array, page: number) => boolean;
+
 function isZeroPage(words: Int32Array, first: number): boolean {
+  // OR eight words at a time and test once: about twice as fast as a test per word.
   const end = first + RAM_PAGE_SIZE / 4;
-  for (let i = first; i < end; i++) if (words[i] !== 0) return false;
-  return true;
+  let acc = 0;
+  for (let i = first; i < end; i += 8) {
+    acc |= words[i]! | words[i + 1]! | words[i + 2]! | words[i + 3]! | words[i + 4]! | words[i + 5]! | words[i + 6]! | words[i + 7]!;
+  }
+  return acc === 0;
 }
 
 export interface RamEncodeStats {
@@ -57,7 +68,7 @@ export interface RamEncodeStats {
 }
 
 /** Encodes guest RAM (its length a multiple of 4096 and 4-byte aligned). */
-export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeStats): Uint8Array {
+export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeStats, isZero?: ZeroPageTest): Uint8Array {
   if (ram.length % RAM_PAGE_SIZE !== 0 || ram.byteOffset % 4 !== 0) throw new VisorError('Internal', 'RAM must be whole 4 KiB pages');
   const pages = ram.length / RAM_PAGE_SIZE;
   const words = new Int32Array(ram.buffer, ram.byteOffset, ram.length / 4);
@@ -65,7 +76,7 @@ export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeSta
   const bitmap = new Uint8Array(bitmapBytes);
   const present: number[] = [];
   for (let p = 0; p < pages; p++) {
-    if (!isZeroPage(words, p * (RAM_PAGE_SIZE / 4))) {
+    if (!(isZero ? isZero(ram, p) : isZeroPage(words, p * (RAM_PAGE_SIZE / 4)))) {
       bitmap[p >> 3]! |= 1 << (p & 7);
       present.push(p);
     }
