@@ -423,14 +423,16 @@ async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'memoryM
 /**
  * Run in a fork's child: the guest takes its new MAC (the NIC shows it already) and a lease
  * for it from its own network's DHCP server, replacing the parent's udhcpc (which would renew
- * with the old address). `read` and `kill` are shell builtins: only ip and udhcpc are started.
- * udhcpc -n exits non-zero without a lease; with one, it goes to the background to renew it.
+ * with the old address) with one started as init starts it. udhcpc -n exits non-zero without
+ * a lease; with one, it goes to the background to renew it. About 0.4 s of guest time (the
+ * DHCP exchange and the lease script's `ip` commands); killall scans /proc in C, a shell loop
+ * over it took 0.15 s.
  */
 function renewScript(mac: string): string {
   return [
     `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; } || exit 3`,
-    `for p in /proc/[0-9]*; do read -r c 2>/dev/null < "$p/comm" && [ "$c" = udhcpc ] && kill "\${p#/proc/}"; done`,
-    `exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1`,
+    'killall -q udhcpc',
+    'exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1',
   ].join('\n');
 }
 

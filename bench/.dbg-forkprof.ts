@@ -1,0 +1,22 @@
+import type * as Sdk from '../src/sdk/index.js';
+const { Sandbox, Machine } = (await import('../dist/sdk/index.js' as string)) as typeof Sdk;
+const mono = () => Number(process.hrtime.bigint() / 1000n);
+const s = await Sandbox.create({ timeoutMs: 0 });
+for (let i = 0; i < 5; i++) await s.commands.run('true');
+const [w] = await s.fork(); await w!.commands.run('true'); await w!.kill(); // warm the shared code for udhcpc paths
+Machine.prewarm(1);
+await new Promise((r) => setTimeout(r, 6000));
+const c0 = process.cpuUsage();
+const t0 = mono();
+const [c] = await s.fork();
+const t1 = mono();
+const st1 = c!.machine.stats();
+await c!.commands.run('true');
+const t2 = mono();
+const st2 = c!.machine.stats();
+console.log(JSON.stringify({ atFork: { instr: st1.instructions, jit: st1.jit, runningMs: st1.runningMs, idleMs: st1.idleMs, traps: st1.traps, interrupts: st1.interrupts }, afterFirst: { instr: st2.instructions, jit: st2.jit, runningMs: st2.runningMs, idleMs: st2.idleMs } }));
+const ps = s.machine.stats();
+console.log('parent', ps.instructions, ps.jit);
+const cpu = process.cpuUsage(c0);
+console.log(JSON.stringify({ t0, t1, t2, cpuMs: (cpu.user + cpu.system) / 1000, timings: c!.timings, worker: c!.machine.startTimings }));
+await c!.kill(); await s.kill();

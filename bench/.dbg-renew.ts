@@ -1,0 +1,10 @@
+import type * as Sdk from '../src/sdk/index.js';
+const { Sandbox } = (await import('../dist/sdk/index.js' as string)) as typeof Sdk;
+const s = await Sandbox.create({ timeoutMs: 0 });
+await s.commands.run('true');
+const [c] = await s.fork();
+console.log('timings', c!.timings, 'dhcp', c!.machine.stats().nics[0]!.nat!.dhcpReplies);
+const r = await c!.commands.run('cat /sys/class/net/eth0/address; ip -4 addr show dev eth0; t0=$(cat /proc/uptime); udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -q -f 2>&1; cat /proc/uptime; echo $t0; ps', { timeoutMs: 60000 }).catch((e) => e.result ?? e);
+console.log(r);
+console.log('dhcp', c!.machine.stats().nics[0]!.nat!.dhcpReplies);
+await c!.kill(); await s.kill();
