@@ -219,7 +219,10 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
     expect(isVisorError(await long, 'GuestGone')).toBe(true);
     expect(isVisorError(await files, 'GuestGone')).toBe(true);
     await expect(c!.commands.run('true')).rejects.toSatisfy((x) => isVisorError(x, 'GuestGone'));
-    const [d] = await sbx.fork();
+    const [d] = await sbx.fork({ newAddress: false }); // the parent's MAC, no new lease
+    expect(d!.machine.config.nets[0]!.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(d!.machine.config.nets[0]!.mac).toBe(sbx.machine.config.nets[0]!.mac);
+    expect(d!.timings.renew).toBe(0);
     await d!.setTimeout(300);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await d!.isRunning()).toBe(false);
