@@ -866,8 +866,9 @@ export class Sandbox {
       await rm(dir, { recursive: true, force: true });
     }
     const t2 = performance.now();
+    const renew = o.newAddress ?? true;
     try {
-      if (o.newAddress ?? true) await Promise.all(kids.map((k) => k.takeAddress()));
+      if (renew) await Promise.all(kids.map((k) => k.takeAddress()));
     } catch (err) {
       await Promise.all(kids.map((k) => k.kill()));
       throw err;
@@ -875,7 +876,7 @@ export class Sandbox {
     const t3 = performance.now();
     for (const k of kids) {
       k.timings.forkSnapshot = t1 - t0;
-      k.timings.renew = t3 - t2;
+      if (renew) k.timings.renew = t3 - t2;
       k.timings.fork = t3 - t0;
     }
     return kids;
