@@ -194,10 +194,7 @@ export class HostNetworks {
       },
       ...(privateNet
         ? {
-            setPolicy: (firewall: readonly string[], hostAccess: boolean) => {
-              privateNet.net.setPolicy({ rules: parseRules(firewall), hostAccess });
-              privateNet.policy = JSON.stringify([firewall, hostAccess]);
-            },
+            setPolicy: (firewall: readonly string[], hostAccess: boolean) => privateNet.net.setPolicy({ rules: parseRules(firewall), hostAccess }),
           }
         : {}),
       dispose: async () => {
