@@ -15,7 +15,7 @@ import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type * as Sdk from '../src/sdk/index.js';
 
-const { Sandbox } = (await import('../dist/sdk/index.js' as string)) as typeof Sdk;
+const { Sandbox, Machine } = (await import('../dist/sdk/index.js' as string)) as typeof Sdk;
 
 const args = process.argv.slice(2);
 const opt = (name: string, dflt: string) => {
@@ -43,24 +43,34 @@ const cpuMs = (from: NodeJS.CpuUsage) => {
   const u = process.cpuUsage(from);
   return (u.user + u.system) / 1000;
 };
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 let sbx: Sdk.Sandbox | undefined;
-for (const warm of [false, true]) {
-  if (warm) {
-    Sandbox.prewarm(1);
-    await new Promise((r) => setTimeout(r, 5000)); // let the warm worker finish its warm-up
-  }
-  for (let i = 0; i < 3; i++) {
+// fresh: nothing prewarmed; warm worker: Machine.prewarm (modules loaded, interpreter warmed);
+// reserved: Sandbox.prewarm (the template restored, its agent connected, paused).
+for (const mode of ['fresh worker', 'warm worker', 'reserved'] as const) {
+  // The reserve's warm-up runs `sh -c :`: a 4th reserved create runs another first command.
+  for (let i = 0; i < (mode === 'reserved' ? 4 : 3); i++) {
+    const first = i === 3 ? 'ls -l /bin | wc -l' : 'true';
     await sbx?.kill();
-    if (warm) await new Promise((r) => setTimeout(r, 3000)); // the refill
+    if (mode === 'warm worker') {
+      Machine.prewarm(1);
+      await sleep(5000); // its modules and warm-up
+    }
+    if (mode === 'reserved') {
+      await Sandbox.prewarm(1, { image, memoryMiB });
+      await sleep(2000); // the warm worker it also keeps, settled
+    }
+    const load1 = loadavg()[0]!.toFixed(2);
     const c = process.cpuUsage();
     const t = performance.now();
     sbx = await Sandbox.create({ image, memoryMiB, timeoutMs: 0 });
     const made = performance.now() - t;
-    await sbx.commands.run('true');
+    await sbx.commands.run(first);
     const wall = performance.now() - t;
-    console.log(`create → first command${warm ? ' (prewarmed worker)' : ''}: ${ms(wall)}, CPU ${ms(cpuMs(c))} (created ${made.toFixed(0)}: ${Object.entries(sbx.timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}; first command ${(wall - made).toFixed(0)})`);
+    console.log(`create → first command '${first}' (${mode}): ${ms(wall)}, CPU ${ms(cpuMs(c))} (created ${made.toFixed(0)}: ${Object.entries(sbx.timings).map(([k, v]) => `${k} ${v.toFixed(0)}`).join(', ')}; first command ${(wall - made).toFixed(0)}); load ${load1}`);
   }
 }
+await Sandbox.prewarm(0, { image, memoryMiB });
 const s = sbx!;
 
 for (let i = 0; i < 10; i++) await s.commands.run('true');
@@ -89,12 +99,25 @@ await fileBox.files.remove('/tmp/bench.bin');
 if (fileBox !== s) await fileBox.kill();
 
 {
+  // Children restore on warm workers (what Sandbox.prewarm keeps for forks); their RSS counts.
   const before = rssMiB();
+  Machine.prewarm(1);
+  await sleep(5000);
   t = performance.now();
   const c = process.cpuUsage();
   const [one] = await s.fork();
   await one!.commands.run('true');
-  console.log(`fork ×1: ${ms(performance.now() - t)} to the child's first command, CPU ${ms(cpuMs(c))} (snapshot ${ms(one!.timings.forkSnapshot!)}, restore ${ms(one!.timings.restore!)}, connect ${ms(one!.timings.connect!)})`);
+  console.log(`fork ×1: ${ms(performance.now() - t)} to the child's first command, CPU ${ms(cpuMs(c))} (snapshot ${ms(one!.timings.forkSnapshot!)}, restore ${ms(one!.timings.restore!)}, connect ${ms(one!.timings.connect!)}, new address ${ms(one!.timings.renew!)}); load ${loadavg()[0]!.toFixed(2)}`);
+  Machine.prewarm(1);
+  await sleep(5000);
+  t = performance.now();
+  const c1 = process.cpuUsage();
+  const [same] = await s.fork({ newAddress: false });
+  await same!.commands.run('true');
+  console.log(`fork ×1, newAddress: false: ${ms(performance.now() - t)} to the child's first command, CPU ${ms(cpuMs(c1))} (snapshot ${ms(same!.timings.forkSnapshot!)}, restore ${ms(same!.timings.restore!)}, connect ${ms(same!.timings.connect!)}); load ${loadavg()[0]!.toFixed(2)}`);
+  await same!.kill();
+  Machine.prewarm(forks);
+  await sleep(8000);
   t = performance.now();
   const c2 = process.cpuUsage();
   const kids = await s.fork({ count: forks });

@@ -35,4 +35,26 @@ describe('HostNetworks', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('a private user network takes a new policy and a NIC a new MAC; a switch has no policy of its own', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'visor-netattach-'));
+    try {
+      const nets = new HostNetworks({ socketDir: dir, crossProcess: false });
+      const nic = await nets.attachSpec({ user: null, publish: [], firewall: [], hostAccess: false }, 'vm-a');
+      expect(nic.setPolicy).toBeTypeOf('function');
+      nic.setPolicy!(['deny out:any:any'], true);
+      expect(() => nic.setPolicy!(['deny sideways:any:any'], true)).toThrow(/firewall/);
+      const mac = Uint8Array.of(0x02, 1, 2, 3, 4, 5);
+      nic.setMac(mac);
+      expect(nic.device.mac).toEqual(mac);
+      expect(nic.device.readConfig(0, 4)).toBe(0x03020102);
+      expect(nic.device.saveState().mac).toBe('02:01:02:03:04:05');
+      const sw = await nets.attach('lab', 'vm-b');
+      expect(sw.setPolicy).toBeUndefined();
+      await sw.dispose();
+      await nic.dispose();
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -52,6 +52,17 @@ export interface NetAttachment {
    * undefined). Rejects with the host's error (the port in use, …).
    */
   addForward?(f: ForwardSpec): Promise<void>;
+  /**
+   * Gives the NIC another address (VirtioNet.setMac: a fork's child must not share its
+   * parent's); forwards find the guest by it from now on. Resets of restored connections
+   * still go to the address the NIC was opened with: the guest has it until it is told.
+   */
+  setMac(mac: Uint8Array): void;
+  /**
+   * A private user network's new firewall rules (`allow|deny DIR:PROTO:TARGET[:PORTS]`) and
+   * host access (UserNet.setPolicy); undefined on other networks, whose policy is the network's.
+   */
+  setPolicy?(firewall: readonly string[], hostAccess: boolean): void;
   dispose(): Promise<void>;
 }
 
@@ -60,6 +71,14 @@ interface HostedUserNet {
   policy: string;
   timer: ReturnType<typeof setInterval>;
   detach(): void;
+}
+
+function parseRules(firewall: readonly string[]): FirewallRule[] {
+  return firewall.map((t) => {
+    const r = parseFirewallEntry(t);
+    if (typeof r === 'string') throw new VisorError('InvalidConfig', `firewall: ${r}`);
+    return r;
+  });
 }
 
 /** Ticks (retransmissions, idle timeouts) of a user network. */
@@ -142,10 +161,12 @@ export class HostNetworks {
     device.connect({ send: (f) => shaper.fromGuest(f) });
     this.users.set(key, (this.users.get(key) ?? 0) + 1);
     let disposed = false;
+    /** The NIC's address now (setMac); `mac` stays the one it was opened with. */
+    let current = mac;
     const addForward = hosted
       ? async (f: ForwardSpec): Promise<void> => {
           try {
-            await hosted.net.addForward({ ...f, guestMac: mac });
+            await hosted.net.addForward({ ...f, guestMac: current });
           } catch (err) {
             throw new VisorError('NetworkError', `cannot publish ${f.hostAddress}:${f.hostPort} (${f.proto}): ${(err as Error).message}`, { cause: err });
           }
@@ -163,10 +184,19 @@ export class HostNetworks {
       savedFlows: () => {
         if (!hosted) return [];
         if (privateNet) return hosted.net.savedTcpFlows();
-        const addr = hosted.net.addressOf(mac);
+        const addr = hosted.net.addressOf(current);
         return addr === null ? [] : hosted.net.savedTcpFlows(addr);
       },
       resetRestored: (flows) => (hosted ? hosted.net.resetRestored(flows, mac) : 0),
+      setMac: (m) => {
+        device.setMac(m);
+        current = m.slice();
+      },
+      ...(privateNet
+        ? {
+            setPolicy: (firewall: readonly string[], hostAccess: boolean) => privateNet.net.setPolicy({ rules: parseRules(firewall), hostAccess }),
+          }
+        : {}),
       dispose: async () => {
         if (disposed) return;
         disposed = true;
@@ -188,12 +218,7 @@ export class HostNetworks {
   }
 
   private hostUserNet(key: string, sw: L2Switch | null, spec: Extract<NetSpec, { user: string | null }>): HostedUserNet {
-    const rules: FirewallRule[] = spec.firewall.map((t) => {
-      const r = parseFirewallEntry(t);
-      if (typeof r === 'string') throw new VisorError('InvalidConfig', `firewall: ${r}`);
-      return r;
-    });
-    const net = new UserNet({ sockets: this.opts.sockets ?? new NodeHostSockets(), rules, hostAccess: spec.hostAccess });
+    const net = new UserNet({ sockets: this.opts.sockets ?? new NodeHostSockets(), rules: parseRules(spec.firewall), hostAccess: spec.hostAccess });
     const port = sw?.attach((f) => net.receive(f), 'nat');
     if (port) net.connect((f) => port.send(f));
     const timer = setInterval(() => net.tick(), USERNET_TICK_MS);

@@ -17,6 +17,7 @@ import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, typ
 import { z } from 'zod';
 import type { TierCode } from '../cpu/tier.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
+import { parseMac } from '../net/mac.js';
 import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
@@ -171,6 +172,13 @@ export interface RestoreOptions {
    * forwards are then not bound (add them with addForward).
    */
   netPolicy?: { firewall?: string[]; hostAccess?: boolean };
+  /**
+   * New MAC addresses ("aa:bb:cc:dd:ee:ff") for the first NICs, instead of the saved
+   * machine's: machines restored from one snapshot onto one network must not share an
+   * address. The NIC shows the new one at once; the guest's driver keeps the address it read
+   * at boot until the guest is told (`ip link set dev eth0 address …`, then renew its lease).
+   */
+  macs?: string[];
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -392,7 +400,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -669,6 +677,30 @@ export class Machine extends EventEmitter<MachineEvents> {
   }
 
   /**
+   * New firewall rules (`allow|deny DIR:PROTO:TARGET[:PORTS]`) and host access for the
+   * machine's private user networks (`nets: [{ user: true }]`), as RestoreOptions.netPolicy
+   * gives a restore. New connections follow them; connections already open stay.
+   */
+  async setNetPolicy(policy: { firewall?: string[]; hostAccess?: boolean }): Promise<void> {
+    const checked = netPolicyOf(policy);
+    if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
+    const id = this.nextId++;
+    await new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      this.worker.postMessage({ op: 'netPolicy', id, policy: checked } satisfies Command);
+    });
+  }
+
+  /**
+   * Whether this machine keeps the process alive (default true, as a running timer does).
+   * A machine held in reserve (Sandbox.prewarm) does not.
+   */
+  keepProcessAlive(on: boolean): void {
+    if (on) this.worker.ref();
+    else this.worker.unref();
+  }
+
+  /**
    * The JIT's compiled pages now (undefined under the interpreter), for RestoreOptions.code of
    * machines restored from this one's snapshots. The modules are shared, not copied: cheap.
    */
@@ -788,6 +820,16 @@ function netPolicyOf(p: { firewall?: string[]; hostAccess?: boolean }): NetPolic
     if (typeof r === 'string') throw new VisorError('InvalidConfig', `netPolicy: firewall: ${r}`);
   }
   return { firewall, hostAccess: p.hostAccess ?? true };
+}
+
+/** Checks a restore's MAC addresses: unicast, "aa:bb:cc:dd:ee:ff", at most one per slot. */
+function macsOf(macs: string[]): string[] {
+  if (!Array.isArray(macs) || macs.length > 8) throw new VisorError('InvalidArgument', 'macs: expected an array of at most 8 MAC addresses');
+  return macs.map((m) => {
+    const b = typeof m === 'string' ? parseMac(m) : null;
+    if (!b || (b[0]! & 1) !== 0) throw new VisorError('InvalidArgument', `macs: ${JSON.stringify(m)} is not a unicast MAC address (aa:bb:cc:dd:ee:ff)`);
+    return m.toLowerCase();
+  });
 }
 
 function newStats(): SharedArrayBuffer {

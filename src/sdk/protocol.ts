@@ -12,7 +12,7 @@ import type { MachineState } from './states.js';
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy };
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[] };
 
 /** A restored machine's user-network policy, instead of the saved machine's (RestoreOptions.netPolicy). */
 export interface NetPolicy {
@@ -31,6 +31,8 @@ export type Command =
   | { op: 'cpuLimit'; id: number; percent: number }
   /** The JIT's compiled pages, for machines restored from this one's snapshots (RestoreOptions.code). */
   | { op: 'exportCode'; id: number }
+  /** New firewall rules and host access for the machine's private user networks. */
+  | { op: 'netPolicy'; id: number; policy: NetPolicy }
   /** A port forward into the guest, added while it runs (its first user-network NIC). */
   | { op: 'forward'; id: number; forward: ForwardSpec }
   | { op: 'input'; bytes: Uint8Array }

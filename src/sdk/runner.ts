@@ -80,6 +80,12 @@ export interface RunnerOptions {
   code?: TierCode;
   /** restore(): firewall and host access for the user-network NICs, instead of the saved machine's. */
   netPolicy?: NetPolicy;
+  /**
+   * restore(): new MAC addresses for the first NICs ("aa:bb:cc:dd:ee:ff"), instead of the saved
+   * machine's (a fork's children must not share their parent's). The guest keeps using the
+   * old address until it is told (Sandbox.fork runs `ip link set … address` in it).
+   */
+  macs?: string[];
 }
 
 export class MachineRunner {
@@ -121,7 +127,7 @@ export class MachineRunner {
   private outputHistory = '';
 
   private constructor(
-    private readonly cfg: ResolvedConfig,
+    private cfg: ResolvedConfig,
     private readonly events: RunnerEvents,
     opts: RunnerOptions,
   ) {
@@ -186,6 +192,7 @@ export class MachineRunner {
         if (err instanceof VisorError && err.code !== 'InvalidArgument') throw err;
         throw new VisorError('CorruptImage', `the snapshot's machine state does not validate: ${(err as Error).message}`, { cause: err });
       }
+      if (opts.macs) r.readdress(opts.macs);
       if (opts.code) m.vm.hart.jit?.importCode?.(opts.code);
       r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
@@ -242,6 +249,33 @@ export class MachineRunner {
       data.onOutput = (b) => this.events.channel?.(b);
       this.con = con;
     }
+  }
+
+  /**
+   * New addresses for the first NICs, once the saved state has validated against the old
+   * ones; the config records them, so a snapshot of this machine restores with them.
+   */
+  private readdress(macs: readonly string[]): void {
+    if (macs.length > this.nets.length) throw new VisorError('InvalidArgument', `restore: ${macs.length} MAC addresses for ${this.nets.length} NICs`);
+    const parsed = macs.map((m) => {
+      const b = parseMac(m);
+      if (!b || (b[0]! & 1) !== 0) throw new VisorError('InvalidArgument', `restore: ${JSON.stringify(m)} is not a unicast MAC address (aa:bb:cc:dd:ee:ff)`);
+      return b;
+    });
+    parsed.forEach((b, i) => this.nets[i]!.setMac(b));
+    this.cfg = { ...this.cfg, nets: this.cfg.nets.map((n, i) => (i < macs.length ? { ...n, mac: macs[i]!.toLowerCase() } : n)) };
+  }
+
+  /**
+   * New firewall rules and host access for the machine's private user networks (a sandbox
+   * taken from a pool of restored machines gets its own policy); the config records them.
+   */
+  setNetPolicy(policy: NetPolicy): void {
+    if (this.state === 'stopped') throw new VisorError('NotAllowed', 'the machine is stopped');
+    const privateNets = this.nets.filter((n) => n.setPolicy !== undefined);
+    if (privateNets.length === 0) throw new VisorError('NotAllowed', 'a network policy needs a private user network (nets: [{ user: true }]) hosted by this process');
+    for (const n of privateNets) n.setPolicy!(policy.firewall, policy.hostAccess);
+    this.cfg = { ...this.cfg, nets: this.cfg.nets.map((n) => ('user' in n && n.user === null ? { ...n, firewall: [...policy.firewall], hostAccess: policy.hostAccess } : n)) };
   }
 
   /** (Re)builds the board (src/vm/assembler.ts); devices keep their host side across reboots. */

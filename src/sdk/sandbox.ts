@@ -10,9 +10,9 @@
  *   const [child] = await sbx.fork();
  *   await sbx.kill();
  */
-import { randomBytes } from 'node:crypto';
+import { randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, unlink } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,6 +23,7 @@ import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
 import type { TierCode } from '../cpu/tier.js';
 import { Machine } from './machine.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
+import { formatMac, randomMac } from '../net/mac.js';
 import { ensureTemplate, socketDir } from './sandbox-template.js';
 
 export interface SandboxOptions {
@@ -219,6 +220,140 @@ const SHARE_CODE_EVERY = 16;
 /** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
 let warmTarget = 0;
 
+/**
+ * Sandboxes restored ahead of need (Sandbox.prewarm), by template ("image:memoryMiB"): the
+ * template restored, its agent connected and greeted (fresh entropy each), then paused. A
+ * create takes one, gives its network the sandbox's policy and resumes it: no restore, no
+ * worker start-up, no connect on its path (E2B keeps sandboxes warm the same way).
+ */
+interface Reserve {
+  target: number;
+  spec: { image: string; memoryMiB: number };
+  ready: Restored[];
+  filling: number;
+  /** A refill waits after a take: the new sandbox's first command goes first (refillAfter). */
+  refill: NodeJS.Timeout | undefined;
+  /** Settles when the reserve holds `target` (or a fill failed: the error). */
+  waiters: { resolve(): void; reject(e: unknown): void }[];
+}
+const reserves = new Map<string, Reserve>();
+/**
+ * After a take, the reserve refills once the new sandbox's first command has ended, or this
+ * long after the take (a refill is a restore: on a busy host it would share the CPU with that
+ * command and double its time).
+ */
+const RESERVE_REFILL_AFTER_MS = 5000;
+const RESERVE_WARM_RUNS = 3;
+/** A reserved guest reaches nothing until a sandbox's policy replaces this. */
+const RESERVE_POLICY = { firewall: ['deny out:any:any'], hostAccess: false };
+
+/** A restored machine with its agent connected (not yet a Sandbox). */
+interface Restored {
+  vm: Machine;
+  conn: AgentConnection;
+  dir: string;
+  timings: Record<string, number>;
+  /** Ends its life in a reserve (it stopped, or was taken). */
+  unwatch?: () => void;
+}
+
+const reserveKey = (image: string, memoryMiB: number) => `${image}:${memoryMiB}`;
+
+function settleReserve(r: Reserve, err?: unknown): void {
+  if (err === undefined && r.ready.length + r.filling < r.target && r.target > 0) return;
+  if (err === undefined && r.filling > 0) return;
+  for (const w of r.waiters.splice(0)) err === undefined ? w.resolve() : w.reject(err);
+}
+
+/** Restores into `r` until it holds its target (one restore at a time: each is ~1-2 s of CPU). */
+function fillReserve(r: Reserve): void {
+  if (r.filling > 0 || r.ready.length >= r.target) return settleReserve(r);
+  r.filling++;
+  void (async () => {
+    try {
+      const tpl = await ensureTemplate(r.spec);
+      const got = await restoreTemplate(tpl.path, { memoryMiB: r.spec.memoryMiB, startTimeoutMs: 120_000 }, RESERVE_POLICY, 1);
+      await warmReserved(got, r.spec.memoryMiB);
+      await got.vm.pause();
+      got.vm.keepProcessAlive(false);
+      got.conn.socket.unref();
+      const onState = (s: string) => {
+        if (s !== 'stopped') return;
+        const i = r.ready.indexOf(got);
+        if (i >= 0) r.ready.splice(i, 1);
+        void rm(got.dir, { recursive: true, force: true });
+      };
+      got.vm.on('state', onState);
+      got.unwatch = () => got.vm.off('state', onState);
+      if (r.target === 0) await discard(got);
+      else r.ready.push(got);
+      r.filling--;
+      fillReserve(r);
+    } catch (err) {
+      r.filling--;
+      settleReserve(r, err);
+    }
+  })();
+}
+
+/**
+ * Runs a few empty commands (`:` in a shell, started as commands.run starts any) in a reserved
+ * machine: its JIT compiles the paths every command takes (the agent's fork and exec, the
+ * kernel's, the shell's start-up) before a create needs them, and offers its code to the
+ * process (sharedCode). The guest keeps nothing of them but a higher next pid.
+ */
+async function warmReserved(got: Restored, memoryMiB: number): Promise<void> {
+  for (let i = 0; i < RESERVE_WARM_RUNS; i++) {
+    const e = got.conn.session.exec({ argv: ['/bin/sh', '-c', ':'], env: [], cwd: '', user: 'root', stdin: false }, {});
+    await e.exited;
+  }
+  await offerCode(got.vm, memoryMiB);
+}
+
+/** Offers a machine's compiled code to later creates and forks of its memory size, if it has more pages (sharedCode). */
+async function offerCode(vm: Machine, memoryMiB: number): Promise<void> {
+  const code = await vm.exportCode().catch(() => undefined); // stopped meanwhile: nothing to share
+  if (code && code.pages.length > (sharedCode.get(memoryMiB)?.pages.length ?? 0)) sharedCode.set(memoryMiB, code);
+}
+
+async function discard(got: Restored): Promise<void> {
+  got.unwatch?.();
+  got.conn.socket.destroy();
+  await got.vm.kill().catch(() => {});
+  await rm(got.dir, { recursive: true, force: true });
+}
+
+/**
+ * A reserved sandbox of this template, ready to go, if there is one, and the refill to call
+ * once its first command has ended (it also comes RESERVE_REFILL_AFTER_MS after the take).
+ */
+function takeReserved(image: string, memoryMiB: number): { got: Restored | undefined; refill: () => void } {
+  const r = reserves.get(reserveKey(image, memoryMiB));
+  const none = { got: undefined, refill: () => {} };
+  if (!r) return none;
+  let got: Restored | undefined;
+  while ((got = r.ready.shift()) && (got.vm.state !== 'paused' || got.conn.session.closed)) void discard(got);
+  const refill = () => {
+    clearTimeout(r.refill);
+    r.refill = undefined;
+    fillReserve(r);
+  };
+  if (r.target > 0 && !r.refill) {
+    r.refill = setTimeout(refill, got ? RESERVE_REFILL_AFTER_MS : 0);
+    r.refill.unref();
+  }
+  if (!got) return none;
+  got.unwatch?.();
+  got.vm.keepProcessAlive(true);
+  got.conn.socket.ref();
+  return { got, refill };
+}
+
+// Reserved machines do not keep the process alive; their socket directories go with it.
+process.once('exit', () => {
+  for (const r of reserves.values()) for (const got of r.ready) rmSync(got.dir, { recursive: true, force: true });
+});
+
 /** A TCP port on 127.0.0.1 nobody listens on now. */
 function freeLoopbackPort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -272,6 +407,51 @@ function watchType(mask: number): FilesystemEventType {
 export interface ForkOptions {
   /** Children to start (default 1). */
   count?: number;
+  /**
+   * Give each child a MAC address of its own and have its guest take a DHCP lease for it
+   * (default true; docs/sandbox.md "Network"). false keeps the parent's address: each child is
+   * alone on a private network, so nothing collides there, and the fork skips ~0.4 s of guest
+   * work per child (the lease exchange and its `ip` commands).
+   */
+  newAddress?: boolean;
+}
+
+/** Restores a sandbox's machine from `path` with its own vsock socket and connects to its agent. */
+async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, mac?: string): Promise<Restored> {
+  const t0 = performance.now();
+  const dir = await socketDir();
+  const sock = join(dir, 'v.sock');
+  let vm: Machine | undefined;
+  try {
+    const code = sharedCode.get(opts.memoryMiB ?? 256);
+    vm = await Machine.restore(path, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}) });
+    const t1 = performance.now();
+    if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
+    const stopped = new AbortController();
+    vm.once('state', (s) => s === 'stopped' && stopped.abort());
+    const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
+    return { vm, conn, dir, timings: { restore: t1 - t0, connect: performance.now() - t1 } };
+  } catch (err) {
+    await vm?.kill().catch(() => {});
+    await rm(dir, { recursive: true, force: true });
+    throw err;
+  }
+}
+
+/**
+ * Run in a fork's child: the guest takes its new MAC (the NIC shows it already) and a lease
+ * for it from its own network's DHCP server, replacing the parent's udhcpc (which would renew
+ * with the old address) with one started as init starts it. udhcpc -n exits non-zero without
+ * a lease; with one, it goes to the background to renew it. About 0.4 s of guest time (the
+ * DHCP exchange and the lease script's `ip` commands); killall scans /proc in C, a shell loop
+ * over it took 0.15 s.
+ */
+function renewScript(mac: string): string {
+  return [
+    `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; } || exit 3`,
+    'killall -q udhcpc',
+    'exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1',
+  ].join('\n');
 }
 
 export class Sandbox {
@@ -288,6 +468,8 @@ export class Sandbox {
   private sharing: Promise<void> | undefined;
   /** getHost's forwards, by guest port. */
   private readonly hosts = new Map<number, Promise<string>>();
+  /** Called once when this sandbox's first command ends (a reserve's refill waits for it). */
+  private afterFirstCommand: (() => void) | undefined;
 
   private constructor(
     readonly machine: Machine,
@@ -308,11 +490,27 @@ export class Sandbox {
     this.armTimeout(opts.timeoutMs ?? 300_000);
   }
 
-  /** Starts a sandbox from the image's template (built on first use: one boot). */
+  /** Starts a sandbox from the image's template (built on first use: one boot), or takes one prewarmed. */
   static async create(opts: SandboxOptions = {}): Promise<Sandbox> {
-    sandboxNetPolicy(opts.network); // a bad option fails before anything starts
+    const policy = sandboxNetPolicy(opts.network); // a bad option fails before anything starts
+    const image = opts.image ?? 'tiny';
+    const memoryMiB = opts.memoryMiB ?? 256;
     const t0 = performance.now();
-    const tpl = await ensureTemplate({ image: opts.image ?? 'tiny', memoryMiB: opts.memoryMiB ?? 256 });
+    const { got, refill } = takeReserved(image, memoryMiB);
+    if (got) {
+      try {
+        await got.vm.setNetPolicy(policy);
+        await got.vm.resume();
+        const sb = new Sandbox(got.vm, got.conn, got.dir, opts);
+        sb.afterFirstCommand = refill;
+        Object.assign(sb.timings, got.timings, { reserved: 1, take: performance.now() - t0 });
+        return sb;
+      } catch {
+        await discard(got); // it died in reserve: start one the usual way
+        refill();
+      }
+    }
+    const tpl = await ensureTemplate({ image, memoryMiB });
     const t1 = performance.now();
     const sb = await Sandbox.fromSnapshot(tpl.path, opts, 1);
     sb.timings.template = t1 - t0;
@@ -321,14 +519,30 @@ export class Sandbox {
   }
 
   /**
-   * Keeps `count` machine workers started ahead of need, their modules loaded and the hart's
-   * interpreter warmed (Machine.prewarm): a create or fork then skips worker start-up and its
-   * guest's first command does not run on a cold interpreter. Each idle worker costs memory
-   * (tens of MiB) and its start-up CPU once; 0 stops refilling.
+   * Keeps `count` sandboxes of a template (`image`, default 'tiny', and `memoryMiB`, default
+   * 256) restored ahead of need: its agent connected, the guest paused and reaching nothing.
+   * A create for that template takes one (its network policy applied as it resumes) and the
+   * reserve refills once that sandbox's first command has ended (or 5 s later). Also keeps
+   * `count` machine workers started, their modules loaded and the hart's interpreter warmed
+   * (Machine.prewarm), which forks use. Each reserved
+   * sandbox costs what an idle sandbox does (~90 MiB for tiny) and a restore's CPU once.
+   * Resolves when the reserve is full; 0 empties it. Reserved sandboxes do not keep the
+   * process alive.
    */
-  static prewarm(count = 1): void {
+  static prewarm(count = 1, opts: { image?: string; memoryMiB?: number } = {}): Promise<void> {
+    if (!Number.isInteger(count) || count < 0 || count > 64) return Promise.reject(new VisorError('InvalidArgument', 'prewarm: count must be an integer from 0 to 64'));
     warmTarget = count;
     if (count > 0) Machine.prewarm(count);
+    const spec = { image: opts.image ?? 'tiny', memoryMiB: opts.memoryMiB ?? 256 };
+    const key = reserveKey(spec.image, spec.memoryMiB);
+    let r = reserves.get(key);
+    if (!r) reserves.set(key, (r = { target: 0, spec, ready: [], filling: 0, refill: undefined, waiters: [] }));
+    r.target = count;
+    for (const extra of r.ready.splice(count)) void discard(extra);
+    const full = new Promise<void>((resolve, reject) => r.waiters.push({ resolve, reject }));
+    full.catch(() => {}); // a caller that does not wait is not told (the next create restores as usual)
+    fillReserve(r);
+    return full;
   }
 
   /** A live sandbox of this process, resumed if paused (E2B's connect). */
@@ -339,28 +553,11 @@ export class Sandbox {
     return sb;
   }
 
-  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number): Promise<Sandbox> {
-    const t0 = performance.now();
-    const dir = await socketDir();
-    const sock = join(dir, 'v.sock');
-    let vm: Machine | undefined;
-    try {
-      const code = sharedCode.get(opts.memoryMiB ?? 256);
-      vm = await Machine.restore(path, { vsockPath: sock, netPolicy: sandboxNetPolicy(opts.network), ...(code ? { code } : {}) });
-      const t1 = performance.now();
-      if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
-      const stopped = new AbortController();
-      vm.once('state', (s) => s === 'stopped' && stopped.abort());
-      const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
-      const sb = new Sandbox(vm, conn, dir, opts);
-      sb.timings.restore = t1 - t0;
-      sb.timings.connect = performance.now() - t1;
-      return sb;
-    } catch (err) {
-      await vm?.kill().catch(() => {});
-      await rm(dir, { recursive: true, force: true });
-      throw err;
-    }
+  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number, mac?: string): Promise<Sandbox> {
+    const got = await restoreTemplate(path, opts, sandboxNetPolicy(opts.network), firstId, mac);
+    const sb = new Sandbox(got.vm, got.conn, got.dir, opts);
+    Object.assign(sb.timings, got.timings);
+    return sb;
   }
 
   /** Offers this sandbox's compiled code to later creates and forks, when it has grown (sharedCode). */
@@ -369,14 +566,7 @@ export class Sandbox {
     const compiled = this.machine.stats().jit.modulesCompiled;
     if (!force && compiled < this.codeSharedAt + SHARE_CODE_EVERY) return Promise.resolve();
     this.codeSharedAt = compiled;
-    const key = this.opts.memoryMiB ?? 256;
-    this.sharing = this.machine
-      .exportCode()
-      .then((code) => {
-        if (code && code.pages.length > (sharedCode.get(key)?.pages.length ?? 0)) sharedCode.set(key, code);
-      })
-      .catch(() => {}) // stopped meanwhile: nothing to share
-      .finally(() => (this.sharing = undefined));
+    this.sharing = offerCode(this.machine, this.opts.memoryMiB ?? 256).finally(() => (this.sharing = undefined));
     return this.sharing;
   }
 
@@ -451,6 +641,9 @@ export class Sandbox {
       clearTimeout(timer);
       this.handles.delete(pid);
       void this.shareCode();
+      const first = this.afterFirstCommand;
+      this.afterFirstCommand = undefined;
+      first?.();
     });
     handle = new CommandHandle(exec, pid, exited, timeoutKill);
     for (const [w, s] of early) handle.append(w, s, max);
@@ -640,11 +833,14 @@ export class Sandbox {
     this.alive();
     const count = o.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new VisorError('InvalidArgument', 'fork: count must be an integer from 1 to 64');
+    if (o.newAddress !== undefined && typeof o.newAddress !== 'boolean') throw new VisorError('InvalidArgument', 'fork: newAddress must be a boolean');
     // The snapshot lives only until the children have read it: in memory (/dev/shm) where the
     // host has it, so neither writing nor the fsync of an atomic write waits for a disk.
     const dir = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'visor-fork-'));
     const snap = join(dir, 'fork.snap');
     const t0 = performance.now();
+    let t1 = t0;
+    let kids: Sandbox[] = [];
     await this.shareCode(true); // the children run this code next
     try {
       await this.machine.pause();
@@ -653,18 +849,47 @@ export class Sandbox {
       } finally {
         await this.machine.resume();
       }
-      const t1 = performance.now();
+      t1 = performance.now();
       // The children's agents still run this session's commands under its ids: start after them.
       const firstId = this.session.nextRequestId + 1_000_000;
-      const kids = await Promise.all(Array.from({ length: count }, () => Sandbox.fromSnapshot(snap, this.opts, firstId)));
-      for (const k of kids) {
-        k.timings.forkSnapshot = t1 - t0;
-        k.timings.fork = performance.now() - t0;
-      }
-      return kids;
+      // Each child a MAC of its own (and so a lease of its own): forks never collide.
+      const newMac = () => ((o.newAddress ?? true) ? formatMac(randomMac((b) => randomFillSync(b))) : undefined);
+      const made = await Promise.allSettled(Array.from({ length: count }, () => Sandbox.fromSnapshot(snap, this.opts, firstId, newMac())));
+      kids = made.flatMap((m) => (m.status === 'fulfilled' ? [m.value] : []));
+      const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+      if (failed) throw failed.reason;
+    } catch (err) {
+      await Promise.all(kids.map((k) => k.kill()));
+      throw err;
     } finally {
       await unlink(snap).catch(() => {});
       await rm(dir, { recursive: true, force: true });
     }
+    const t2 = performance.now();
+    const renew = o.newAddress ?? true;
+    try {
+      if (renew) await Promise.all(kids.map((k) => k.takeAddress()));
+    } catch (err) {
+      await Promise.all(kids.map((k) => k.kill()));
+      throw err;
+    }
+    const t3 = performance.now();
+    for (const k of kids) {
+      k.timings.forkSnapshot = t1 - t0;
+      if (renew) k.timings.renew = t3 - t2;
+      k.timings.fork = t3 - t0;
+    }
+    return kids;
+  }
+
+  /** A fork's child: the guest takes its NIC's new MAC and a DHCP lease for it (renewScript). */
+  private async takeAddress(): Promise<void> {
+    const mac = this.machine.config.nets[0]?.mac;
+    if (mac === undefined) return;
+    const r = await this.commands.run(renewScript(mac), { timeoutMs: 60_000 }).catch((err: unknown) => err);
+    if (r instanceof CommandExitError) {
+      throw new VisorError('NetworkError', `fork: the child's guest did not take its new address ${mac} (exit ${r.exitCode}${r.result.exitCode === 1 ? ': no DHCP lease' : ''})`, { cause: r });
+    }
+    if (r instanceof Error) throw r;
   }
 }

@@ -107,7 +107,7 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
-      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}), ...(init.code ? { code: init.code } : {}), ...(init.netPolicy ? { netPolicy: init.netPolicy } : {}) });
+      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}), ...(init.code ? { code: init.code } : {}), ...(init.netPolicy ? { netPolicy: init.netPolicy } : {}), ...(init.macs ? { macs: init.macs } : {}) });
     }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
@@ -145,6 +145,7 @@ async function main(): Promise<void> {
         case 'cpuLimit': return runner.setCpuLimit(c.percent);
         case 'exportCode': return runner.exportCode();
         case 'forward': return runner.addForward(c.forward);
+        case 'netPolicy': return runner.setNetPolicy(c.policy);
       }
     };
     run().then(

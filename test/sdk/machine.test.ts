@@ -395,6 +395,35 @@ describe('network devices', () => {
   });
 });
 
+describe('restored NIC addresses and network policy', () => {
+  it('a restore takes new MACs (kept by its own snapshots) and a private network takes a new policy', async () => {
+    const a = await Machine.create({ name: 'mac-a', kernel: spin, memoryMiB: 16, rng: false, nets: [{ user: true }] });
+    await a.start();
+    const path = join(dir, 'mac.snap');
+    await a.snapshot(path);
+    const old = a.config.nets[0]!.mac!;
+    await a.stop();
+    expect(await code(Machine.restore(path, { macs: ['03:00:00:00:00:01'] }))).toMatch(/^InvalidArgument: macs: .* not a unicast MAC/);
+    expect(await code(Machine.restore(path, { macs: ['02:00:00:00:00:01', '02:00:00:00:00:02'] }))).toMatch(/^InvalidArgument: restore: 2 MAC addresses for 1 NICs/);
+    const b = await Machine.restore(path, { macs: ['02:AA:00:00:00:01'] });
+    expect(b.config.nets[0]!.mac).toBe('02:aa:00:00:00:01');
+    expect(old).not.toBe('02:aa:00:00:00:01');
+    await b.setNetPolicy({ firewall: ['deny out:any:any'], hostAccess: false });
+    expect(await code(b.setNetPolicy({ firewall: ['sideways'] }))).toMatch(/^InvalidConfig: netPolicy: firewall/);
+    const again = join(dir, 'mac2.snap');
+    await b.snapshot(again);
+    await b.stop();
+    // The NIC's saved state names the new address: its snapshot restores (the check would refuse a mismatch).
+    const c = await Machine.restore(again);
+    expect(c.config.nets[0]!.mac).toBe('02:aa:00:00:00:01');
+    await waitFor(() => c.stats().instructions > 0);
+    await c.stop();
+    const sw = await Machine.create({ name: 'mac-sw', kernel: spin, memoryMiB: 16, rng: false, nets: [{ switch: `sdk-pol-${process.pid}` }] });
+    expect(await code(sw.setNetPolicy({ hostAccess: false }))).toMatch(/^NotAllowed: a network policy needs a private user network/);
+    await sw.stop();
+  });
+});
+
 describe('several machines', () => {
   it('run side by side, each on its own worker; one crashing leaves the others running', async () => {
     const vms = await Promise.all([0, 1, 2].map(() => Machine.create({ kernel: spin, memoryMiB: 16, rng: false })));

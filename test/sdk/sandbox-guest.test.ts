@@ -154,11 +154,59 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
       const rand = (s: Sandbox) => s.commands.run('head -c 16 /dev/urandom | od -An -tx1').then((r) => r.stdout);
       expect(await rand(a!)).not.toBe(await rand(b!));
       expect(a!.sandboxId).not.toBe(b!.sandboxId);
+      // each child a MAC of its own, and a lease for it from its own network's DHCP server
+      const macOf = (s: Sandbox) => s.commands.run('cat /sys/class/net/eth0/address').then((r) => r.stdout.trim());
+      const macs = [await macOf(sbx), await macOf(a!), await macOf(b!)];
+      expect(new Set(macs).size).toBe(3);
+      expect(macs[1]).toBe(a!.machine.config.nets[0]!.mac);
+      expect(macs[2]).toBe(b!.machine.config.nets[0]!.mac);
+      for (const k of [a!, b!]) {
+        expect(k.machine.stats().nics[0]!.nat!.dhcpReplies).toBeGreaterThanOrEqual(2); // offer and ack
+        expect((await k.commands.run('ip -4 addr show dev eth0')).stdout).toContain('inet 10.0.2.15/24');
+        // the network answers the new address (ARP, then an echo from its DNS address)
+        expect((await k.commands.run('ping -c 1 -W 10 10.0.2.3', { timeoutMs: 30_000 })).stdout).toContain('1 packets received');
+      }
     } finally {
       await a?.kill();
       await b?.kill();
     }
     expect((await sbx.commands.run('echo parent-alive')).stdout).toBe('parent-alive\n');
+  });
+
+  it('prewarm: a create takes a reserved sandbox and gives it its own network policy', { timeout: T }, async () => {
+    let reached = 0;
+    const server = createServer((s) => {
+      reached++;
+      s.end('HOST_REPLY\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const dial = `nc -w 3 10.0.2.2 ${(server.address() as AddressInfo).port} </dev/null; echo "rc=$?"`;
+    try {
+      await Sandbox.prewarm(1);
+      const open = await Sandbox.create({ image: 'tiny', network: { denyHost: false } });
+      try {
+        expect(open.timings.reserved).toBe(1);
+        // reserved with a policy that reaches nothing; this sandbox's own reaches the host
+        expect((await open.commands.run(dial, { timeoutMs: 30_000 })).stdout).toContain('HOST_REPLY');
+        expect(reached).toBe(1);
+        await Sandbox.prewarm(1); // refilled
+        const fenced = await Sandbox.create({ image: 'tiny' });
+        try {
+          expect(fenced.timings.reserved).toBe(1);
+          expect((await fenced.commands.run(dial, { timeoutMs: 30_000 })).stdout).not.toContain('HOST_REPLY');
+          expect(reached).toBe(1);
+          const rand = (s: Sandbox) => s.commands.run('head -c 16 /dev/urandom | od -An -tx1').then((r) => r.stdout);
+          expect(await rand(open)).not.toBe(await rand(fenced));
+        } finally {
+          await fenced.kill();
+        }
+      } finally {
+        await open.kill();
+      }
+    } finally {
+      await Sandbox.prewarm(0);
+      server.close();
+    }
   });
 
   it('a dead guest is a typed error, never a hang', { timeout: T }, async () => {
@@ -171,7 +219,10 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
     expect(isVisorError(await long, 'GuestGone')).toBe(true);
     expect(isVisorError(await files, 'GuestGone')).toBe(true);
     await expect(c!.commands.run('true')).rejects.toSatisfy((x) => isVisorError(x, 'GuestGone'));
-    const [d] = await sbx.fork();
+    const [d] = await sbx.fork({ newAddress: false }); // the parent's MAC, no new lease
+    expect(d!.machine.config.nets[0]!.mac).toMatch(/^([0-9a-f]{2}:){5}[0-9a-f]{2}$/);
+    expect(d!.machine.config.nets[0]!.mac).toBe(sbx.machine.config.nets[0]!.mac);
+    expect(d!.timings.renew).toBeUndefined();
     await d!.setTimeout(300);
     await new Promise((r) => setTimeout(r, 1500));
     expect(await d!.isRunning()).toBe(false);

@@ -7,6 +7,7 @@
  *   ram      bin   sparse, compressed guest RAM
  */
 import { createHash } from 'node:crypto';
+import { closeSync, fsyncSync, openSync, writevSync } from 'node:fs';
 import { open, rename, rm, stat } from 'node:fs/promises';
 import { promisify } from 'node:util';
 import { crc32 as zlibCrc32, deflateSync, inflate, inflateSync } from 'node:zlib';
@@ -18,8 +19,8 @@ import {
 import { allocateGuestRam } from '../../cpu/guest-ram.js';
 import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import {
-  decodeRamAsync, encodeRam, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
-  type RamCodec, type RamEncodeStats,
+  decodeRamAsync, encodeRamParts, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
+  type RamCodec, type RamEncodeStats, type ZeroPageTest,
 } from './ram.js';
 import { QCOW_MAGIC } from '../../storage/qcow2/format.js';
 import { mapFsError } from '../file-handle.js';
@@ -132,6 +133,14 @@ export async function verifyDisk(saved: DiskFingerprint): Promise<void> {
   }
 }
 
+const ZERO_PAGE = new Uint8Array(RAM_PAGE_SIZE);
+
+/** encodeRam's zero-page test as one memcmp per page (~5 times faster than a JS loop over 256 MiB). */
+function nativeZeroTest(ram: Uint8Array): ZeroPageTest {
+  const b = Buffer.from(ram.buffer, ram.byteOffset, ram.length);
+  return (_ram, page) => b.compare(ZERO_PAGE, 0, RAM_PAGE_SIZE, page * RAM_PAGE_SIZE, (page + 1) * RAM_PAGE_SIZE) === 0;
+}
+
 export interface SnapshotContents {
   meta: unknown;
   machine: unknown;
@@ -143,23 +152,26 @@ export interface WrittenSnapshot {
   ram: RamEncodeStats;
 }
 
-/** Writes a snapshot atomically: to a temporary file beside `path`, fsynced, then renamed. */
+/**
+ * Writes a snapshot atomically: to a temporary file beside `path`, fsynced, then renamed.
+ * Synchronously: stored RAM goes from guest RAM to the file without a copy (encodeRamParts),
+ * and a device may write guest RAM (a frame arriving) as soon as this thread yields, which
+ * would put a different RAM in the file than its checksum and the saved device state expect.
+ * The machine is parked meanwhile, so blocking its thread costs it nothing.
+ */
 export async function writeSnapshotFile(path: string, c: SnapshotContents, codec: RamCodec = DEFLATE_CODEC): Promise<WrittenSnapshot> {
   const ramStats: RamEncodeStats = { pages: 0, presentPages: 0, bytes: 0 };
-  const ram = encodeRam(c.ram, codec, ramStats);
+  const ram = encodeRamParts(c.ram, codec, ramStats, nativeZeroTest(c.ram));
   const parts = encodeSnapshot([jsonSection('meta', c.meta), jsonSection('machine', c.machine), { name: 'ram', data: ram }], crc32);
   const tmp = `${path}.tmp-${process.pid}-${Date.now()}`;
   let bytes = 0;
   try {
-    const fh = await open(tmp, 'w');
+    const fd = openSync(tmp, 'w');
     try {
-      for (const p of parts) {
-        await fh.write(p);
-        bytes += p.length;
-      }
-      await fh.sync();
+      bytes = writeAllSync(fd, parts);
+      fsyncSync(fd);
     } finally {
-      await fh.close();
+      closeSync(fd);
     }
     await rename(tmp, path);
   } catch (err) {
@@ -168,6 +180,31 @@ export async function writeSnapshotFile(path: string, c: SnapshotContents, codec
   }
   return { bytes, ram: ramStats };
 }
+
+/** writev of every part, in batches the kernel takes (IOV_MAX), resuming after short writes. */
+function writeAllSync(fd: number, parts: readonly Uint8Array[]): number {
+  let total = 0;
+  let i = 0;
+  let skip = 0; // bytes of parts[i] already written
+  while (i < parts.length) {
+    const batch: Uint8Array[] = [];
+    for (let k = i; k < parts.length && batch.length < WRITEV_MAX; k++) batch.push(k === i && skip > 0 ? parts[k]!.subarray(skip) : parts[k]!);
+    let n = writevSync(fd, batch);
+    if (n <= 0) throw new VisorError('IoError', 'writing the snapshot: the file system took no bytes');
+    total += n;
+    // Advance past what was written (a short write stops inside a part).
+    while (i < parts.length && n >= parts[i]!.length - skip) {
+      n -= parts[i]!.length - skip;
+      skip = 0;
+      i++;
+    }
+    skip += n;
+  }
+  return total;
+}
+
+/** Linux's IOV_MAX. */
+const WRITEV_MAX = 1024;
 
 export interface ReadSnapshot {
   meta: unknown;

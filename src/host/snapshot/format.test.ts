@@ -101,6 +101,21 @@ describe('RAM section', () => {
     });
   }
 
+  it('finds a page whose only non-zero byte is at any offset', () => {
+    // Page p holds one byte in word p (byte p & 3): every word position of the unrolled test.
+    const ram = new Uint8Array(1024 * 4096);
+    for (let p = 0; p < 1024; p++) ram[p * 4096 + p * 4 + (p & 3)] = 0x80;
+    const stats = { pages: 0, presentPages: 0, bytes: 0 };
+    encodeRam(ram, STORED_CODEC, stats);
+    expect(stats.presentPages).toBe(1024);
+    const injected = { pages: 0, presentPages: 0, bytes: 0 };
+    const enc = encodeRam(ram, STORED_CODEC, injected, (r, p) => r.subarray(p * 4096, (p + 1) * 4096).every((b) => b === 0));
+    expect(injected.presentPages).toBe(1024);
+    const back = new Uint8Array(ram.length);
+    decodeRam(enc, back, []);
+    expect(Buffer.compare(back, ram)).toBe(0);
+  });
+
   it('rejects a size mismatch, an unknown codec and damaged chunks', () => {
     const ram = guestRam(1024);
     const enc = encodeRam(ram, deflate);

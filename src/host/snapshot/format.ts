@@ -29,8 +29,11 @@ export const MAX_SECTIONS = 64;
 
 export interface SnapshotSection {
   name: string;
-  data: Uint8Array;
+  /** The payload, or its pieces in order (a stored RAM section: views of guest RAM, not copied). */
+  data: Uint8Array | readonly Uint8Array[];
 }
+
+const pieces = (d: SnapshotSection['data']): readonly Uint8Array[] => (d instanceof Uint8Array ? [d] : d);
 
 export type Crc32 = (data: Uint8Array, crc?: number) => number;
 
@@ -63,13 +66,19 @@ export function encodeSnapshot(sections: readonly SnapshotSection[], crc32: Crc3
     for (let k = 0; k < s.name.length; k++) head[e + k] = s.name.charCodeAt(k);
     v.setUint32(e + 16, offset % TWO32, true);
     v.setUint32(e + 20, Math.floor(offset / TWO32), true);
-    v.setUint32(e + 24, s.data.length % TWO32, true);
-    v.setUint32(e + 28, Math.floor(s.data.length / TWO32), true);
-    v.setUint32(e + 32, crc32(s.data), true);
-    offset += s.data.length;
+    let length = 0;
+    let crc = 0;
+    for (const p of pieces(s.data)) {
+      length += p.length;
+      crc = crc32(p, crc);
+    }
+    v.setUint32(e + 24, length % TWO32, true);
+    v.setUint32(e + 28, Math.floor(length / TWO32), true);
+    v.setUint32(e + 32, crc, true);
+    offset += length;
   });
   v.setUint32(16, crc32(head), true);
-  return [head, ...sections.map((s) => s.data)];
+  return [head, ...sections.flatMap((s) => pieces(s.data))];
 }
 
 export interface DecodeOptions {

@@ -44,10 +44,21 @@ function corrupt(what: string, cause?: unknown): VisorError {
   return new VisorError('CorruptImage', `snapshot RAM section is damaged: ${what}`, cause === undefined ? undefined : { cause });
 }
 
+/**
+ * Whether a page of guest RAM is all zero. The scan covers all of RAM (a 256 MiB guest that
+ * touched 40 MiB is mostly zero pages, each read to its end), so it is most of a snapshot's
+ * CPU: the host layer passes a native comparison (file.ts); this is the portable one.
+ */
+export type ZeroPageTest = (ram: Uint8Array, page: number) => boolean;
+
 function isZeroPage(words: Int32Array, first: number): boolean {
+  // OR eight words at a time and test once: about twice as fast as a test per word.
   const end = first + RAM_PAGE_SIZE / 4;
-  for (let i = first; i < end; i++) if (words[i] !== 0) return false;
-  return true;
+  let acc = 0;
+  for (let i = first; i < end; i += 8) {
+    acc |= words[i]! | words[i + 1]! | words[i + 2]! | words[i + 3]! | words[i + 4]! | words[i + 5]! | words[i + 6]! | words[i + 7]!;
+  }
+  return acc === 0;
 }
 
 export interface RamEncodeStats {
@@ -56,8 +67,27 @@ export interface RamEncodeStats {
   bytes: number;
 }
 
-/** Encodes guest RAM (its length a multiple of 4096 and 4-byte aligned). */
-export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeStats): Uint8Array {
+/** Encodes guest RAM (its length a multiple of 4096 and 4-byte aligned) as one array. */
+export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeStats, isZero?: ZeroPageTest): Uint8Array {
+  const parts = encodeRamParts(ram, codec, stats, isZero);
+  if (parts.length === 1) return parts[0]!;
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/**
+ * Encodes guest RAM as the section's pieces in order: the header, bitmap and chunk table, then
+ * the chunks. Stored (uncompressed) chunks are views of `ram` itself, one per run of
+ * consecutive pages: nothing is copied, so the caller must write them before guest RAM can
+ * change (file.ts writes them synchronously). Copying a 60 MiB section into a fresh buffer
+ * cost ~190 ms of page faults and copying per fork on this host.
+ */
+export function encodeRamParts(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeStats, isZero?: ZeroPageTest): Uint8Array[] {
   if (ram.length % RAM_PAGE_SIZE !== 0 || ram.byteOffset % 4 !== 0) throw new VisorError('Internal', 'RAM must be whole 4 KiB pages');
   const pages = ram.length / RAM_PAGE_SIZE;
   const words = new Int32Array(ram.buffer, ram.byteOffset, ram.length / 4);
@@ -65,50 +95,60 @@ export function encodeRam(ram: Uint8Array, codec: RamCodec, stats?: RamEncodeSta
   const bitmap = new Uint8Array(bitmapBytes);
   const present: number[] = [];
   for (let p = 0; p < pages; p++) {
-    if (!isZeroPage(words, p * (RAM_PAGE_SIZE / 4))) {
+    if (!(isZero ? isZero(ram, p) : isZeroPage(words, p * (RAM_PAGE_SIZE / 4)))) {
       bitmap[p >> 3]! |= 1 << (p & 7);
       present.push(p);
     }
   }
-  const chunks: Uint8Array[] = [];
+  const payload: Uint8Array[] = [];
   const chunkPages: number[] = [];
-  const buf = new Uint8Array(RAM_CHUNK_PAGES * RAM_PAGE_SIZE);
+  const chunkBytes: number[] = [];
+  const stored = codec.id === STORED_CODEC.id;
+  const buf = stored ? undefined : new Uint8Array(RAM_CHUNK_PAGES * RAM_PAGE_SIZE);
   for (let i = 0; i < present.length; i += RAM_CHUNK_PAGES) {
     const n = Math.min(RAM_CHUNK_PAGES, present.length - i);
-    for (let k = 0; k < n; k++) {
-      const p = present[i + k]!;
-      buf.set(ram.subarray(p * RAM_PAGE_SIZE, (p + 1) * RAM_PAGE_SIZE), k * RAM_PAGE_SIZE);
+    if (!buf) {
+      for (let k = 0; k < n;) {
+        const first = present[i + k]!;
+        let run = 1;
+        while (k + run < n && present[i + k + run] === first + run) run++;
+        payload.push(ram.subarray(first * RAM_PAGE_SIZE, (first + run) * RAM_PAGE_SIZE));
+        k += run;
+      }
+      chunkBytes.push(n * RAM_PAGE_SIZE);
+    } else {
+      for (let k = 0; k < n; k++) {
+        const p = present[i + k]!;
+        buf.set(ram.subarray(p * RAM_PAGE_SIZE, (p + 1) * RAM_PAGE_SIZE), k * RAM_PAGE_SIZE);
+      }
+      const c = codec.compress(buf.subarray(0, n * RAM_PAGE_SIZE));
+      payload.push(c);
+      chunkBytes.push(c.length);
     }
-    chunks.push(codec.compress(buf.subarray(0, n * RAM_PAGE_SIZE)));
     chunkPages.push(n);
   }
-  const tableBytes = 8 * chunks.length;
-  let total = FIXED + bitmapBytes + tableBytes;
-  for (const c of chunks) total += c.length;
-  const out = new Uint8Array(total);
-  const v = new DataView(out.buffer);
+  const tableBytes = 8 * chunkPages.length;
+  const head = new Uint8Array(FIXED + bitmapBytes + tableBytes);
+  const v = new DataView(head.buffer);
   v.setUint32(0, RAM_SECTION_VERSION, true);
   v.setUint32(4, RAM_PAGE_SIZE, true);
   v.setUint32(8, pages, true);
   v.setUint32(12, codec.id, true);
-  v.setUint32(16, chunks.length, true);
+  v.setUint32(16, chunkPages.length, true);
   v.setUint32(20, present.length, true);
-  out.set(bitmap, FIXED);
+  head.set(bitmap, FIXED);
   let t = FIXED + bitmapBytes;
-  let d = t + tableBytes;
-  chunks.forEach((c, i) => {
-    v.setUint32(t, chunkPages[i]!, true);
-    v.setUint32(t + 4, c.length, true);
+  chunkPages.forEach((n, i) => {
+    v.setUint32(t, n, true);
+    v.setUint32(t + 4, chunkBytes[i]!, true);
     t += 8;
-    out.set(c, d);
-    d += c.length;
   });
   if (stats) {
     stats.pages = pages;
     stats.presentPages = present.length;
-    stats.bytes = total;
+    stats.bytes = head.length + chunkBytes.reduce((a, b) => a + b, 0);
   }
-  return out;
+  return [head, ...payload];
 }
 
 export interface RamLayout {

@@ -432,6 +432,23 @@ describe('user-mode network', () => {
       expect(u.sockets.tcp.map((s) => s.port)).toEqual([80]);
     });
 
+    it('setPolicy replaces the rules and host access for new flows; open ones stay', () => {
+      const t = setup({ rules: rules(['deny', 'out:any:any']), hostAccess: false });
+      t.guest.tcp('198.51.100.9', 40000, 80, 1, 0, TCP_SYN);
+      expect(t.sockets.tcp).toHaveLength(0);
+      t.net.setPolicy({ rules: rules(['deny', 'out:tcp:203.0.113.0/24']), hostAccess: true });
+      t.guest.tcp('198.51.100.9', 40001, 80, 1, 0, TCP_SYN);
+      t.guest.tcp('203.0.113.5', 40002, 80, 1, 0, TCP_SYN);
+      t.guest.tcp('10.0.2.2', 40003, 22, 1, 0, TCP_SYN);
+      expect(t.sockets.tcp.map((s) => s.address)).toEqual(['198.51.100.9', '127.0.0.1']);
+      expect(t.net.counters.drops.firewall).toBe(2);
+      // Back to no host access: it comes before every rule again, allow rules included.
+      t.net.setPolicy({ rules: rules(['allow', 'out:any:any']), hostAccess: false });
+      t.guest.tcp('10.0.2.2', 40004, 22, 1, 0, TCP_SYN);
+      expect(t.sockets.tcp).toHaveLength(2);
+      expect(t.net.counters.drops.firewall).toBe(3);
+    });
+
     it('inbound rules filter port-forward clients', async () => {
       const t = setup({ rules: rules(['allow', 'in:tcp:127.0.0.1:80'], ['deny', 'in:any:any']) });
       await t.net.addForward({ proto: 'tcp', hostPort: 8080, guestPort: 80 });

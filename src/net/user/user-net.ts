@@ -148,7 +148,7 @@ export class UserNet implements TcpFlowHost {
   private gsoOk: () => boolean = () => false;
   private readonly sockets: HostSockets;
   readonly now: Clock;
-  private readonly firewall: Firewall;
+  private firewall: Firewall;
   private readonly hostAddrs: Set<Ip4>;
   private readonly arp = new Map<Ip4, Uint8Array>();
   private readonly tcp = new Map<string, TcpFlow>();
@@ -171,10 +171,7 @@ export class UserNet implements TcpFlowHost {
     this.tcpIdleMs = opts.tcpIdleMs ?? 2 * 3600_000;
     this.udpIdleMs = opts.udpIdleMs ?? 60_000;
     this.hostAddrs = new Set(opts.sockets.hostAddresses().map(ip4).filter((a): a is Ip4 => a !== null));
-    const rules: FirewallRule[] = [];
-    if (opts.hostAccess === false) rules.push({ action: 'deny', dir: 'out', proto: 'any', target: 'host' });
-    rules.push(...(opts.rules ?? []));
-    this.firewall = new Firewall(rules, (a) => this.isHost(a));
+    this.firewall = this.firewallFor(opts);
     this.dhcp = new DhcpServer({ gateway: GATEWAY, dns: DNS_SERVER, netmask: NETMASK, firstLease: FIRST_LEASE, leaseCount: Math.min(opts.leaseCount ?? 64, 239), leaseSeconds: 86400, mtu: MTU });
     this.iss = (this.now() * 2654435761) >>> 0;
   }
@@ -192,6 +189,23 @@ export class UserNet implements TcpFlowHost {
   /** TcpFlowHost */
   gso(): boolean {
     return this.gsoOk();
+  }
+
+  /** The host rule (hostAccess false) comes before all others: no allow rule reopens the host. */
+  private firewallFor(opts: Pick<UserNetOptions, 'rules' | 'hostAccess'>): Firewall {
+    const rules: FirewallRule[] = [];
+    if (opts.hostAccess === false) rules.push({ action: 'deny', dir: 'out', proto: 'any', target: 'host' });
+    rules.push(...(opts.rules ?? []));
+    return new Firewall(rules, (a) => this.isHost(a));
+  }
+
+  /**
+   * Replaces the firewall rules and host access (a sandbox taken from a pool of restored
+   * machines gets its own policy). It decides new flows and forwarded connections from now
+   * on; flows already open stay open.
+   */
+  setPolicy(opts: Pick<UserNetOptions, 'rules' | 'hostAccess'>): void {
+    this.firewall = this.firewallFor(opts);
   }
 
   private isHost(a: Ip4): boolean {

@@ -96,7 +96,7 @@ export class VirtioNet implements VirtioDevice {
    */
   readonly maxChainBytes: number;
   readonly counters: NetCounters = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxDropped: 0, txErrors: 0 };
-  readonly mac: Uint8Array;
+  private macBytes: Uint8Array;
   private readonly config = new Uint8Array(8);
   private ctx: DeviceContext | null = null;
   private backend: FrameSink | null = null;
@@ -106,15 +106,31 @@ export class VirtioNet implements VirtioDevice {
 
   constructor(opts: NetOptions) {
     if (opts.mac.length !== 6) throw new RangeError('MAC must be 6 bytes');
-    this.mac = opts.mac.slice();
+    this.macBytes = opts.mac.slice();
     this.queueSizes = [opts.queueSize ?? 256, opts.queueSize ?? 256];
     this.features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_STATUS);
     if (opts.offloads) {
       this.features |= bit(VIRTIO_NET_F_CSUM) | bit(VIRTIO_NET_F_GUEST_CSUM) | bit(VIRTIO_NET_F_HOST_TSO4) | bit(VIRTIO_NET_F_GUEST_TSO4) | bit(VIRTIO_NET_F_MRG_RXBUF);
     }
     this.maxChainBytes = opts.offloads ? 128 * 1024 : VIRTIO_NET_HDR_SIZE + MAX_FRAME;
-    this.config.set(this.mac, 0);
+    this.config.set(this.macBytes, 0);
     this.config[6] = VIRTIO_NET_S_LINK_UP;
+  }
+
+  /** The NIC's address (config space). */
+  get mac(): Uint8Array {
+    return this.macBytes;
+  }
+
+  /**
+   * Gives the NIC another address (a fork's child must not share its parent's): config space
+   * shows it from now on and snapshots record it. The guest's driver read the old one at
+   * probe time and keeps using it until the guest is told (ip link set … address).
+   */
+  setMac(mac: Uint8Array): void {
+    if (mac.length !== 6) throw new RangeError('MAC must be 6 bytes');
+    this.macBytes = mac.slice();
+    this.config.set(this.macBytes, 0);
   }
 
   /** Connects the NIC to a network (a switch port). */
