@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VisorError } from '../base/errors.js';
 import { NodeFileHandle } from '../host/file-handle.js';
-import { Machine } from '../sdk/machine.js';
+import { Machine, type MachineStats } from '../sdk/machine.js';
 import type { ImageResolver, MachineConfig } from '../sdk/config.js';
 import { Qcow2Device } from '../storage/qcow2/device.js';
 import { createQcow2 } from '../storage/qcow2/create.js';
@@ -105,6 +105,14 @@ export interface ManagerOptions {
 
 const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
 
+/**
+ * A machine's CPU seconds: its thread's own CPU time where the host tells it (what a CPU limit
+ * counts), else the wall time its loop was busy (runningMs: sleeps are not in it).
+ */
+export function machineCpuSeconds(s: Pick<MachineStats, 'threadCpuMs' | 'runningMs'>): number {
+  return (s.threadCpuMs ?? s.runningMs) / 1000;
+}
+
 export class MachineManager {
   private readonly live = new Map<string, Machine>();
   /** The CPU limit each live machine runs under now (its own, or less by shares on a busy host). */
@@ -170,7 +178,7 @@ export class MachineManager {
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: machineCpuSeconds(s), cpuPercent: this.cpuPercent(r.id, machineCpuSeconds(s)), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };

@@ -4,7 +4,7 @@
  * scrape time from the live machines, and for a non-admin token only from its project.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
-import type { MachineManager } from './machines.js';
+import { machineCpuSeconds, type MachineManager } from './machines.js';
 import type { Operations } from './operations.js';
 
 export class DaemonMetrics {
@@ -31,7 +31,7 @@ export class DaemonMetrics {
     const state = g('visor_machine_state', '1 for the machine\'s current state', ['state']);
     const instr = g('visor_machine_instructions_total', 'guest instructions executed since boot');
     const mips = g('visor_machine_mips', 'guest MIPS over the last half second');
-    const cpu = g('visor_machine_cpu_seconds_total', 'host CPU seconds the machine ran (not idle)');
+    const cpu = g('visor_machine_cpu_seconds_total', 'host CPU seconds of the machine\'s thread (Linux; elsewhere its busy wall time)');
     const mem = g('visor_machine_memory_bytes', 'guest memory size');
     const rss = new Gauge({ name: 'visor_daemon_rss_bytes', help: 'the daemon process\'s resident set (all machines share it)', registers: [reg] });
     const balloon = g('visor_machine_balloon_bytes', 'memory the guest has given back through the balloon');
@@ -61,7 +61,7 @@ export class DaemonMetrics {
       const st = vm.stats();
       instr.set(l, st.instructions);
       mips.set(l, st.recentMips);
-      cpu.set(l, Math.max(0, st.runningMs - st.idleMs) / 1000);
+      cpu.set(l, machineCpuSeconds(st));
       if (st.balloon) balloon.set(l, st.balloon.actualMiB * 1048576);
       diskBytes.set({ ...l, direction: 'read' }, st.io.blkBytesRead);
       diskBytes.set({ ...l, direction: 'write' }, st.io.blkBytesWritten);

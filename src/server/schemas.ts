@@ -141,7 +141,7 @@ export const MachineView = z.object({
   resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional(), diskLimits: DiskLimits.optional() }),
   disks: z.array(z.string()),
   networks: z.array(z.string()),
-  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently'), blkBytesRead: z.number(), blkBytesWritten: z.number(), blkThrottled: z.number().describe('disk requests that waited for the disk limits'), blkThrottledMs: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
+  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number().describe("CPU seconds of the machine's thread (Linux; elsewhere busy wall time)"), cpuPercent: z.number().describe('share of one host core recently, in percent'), blkBytesRead: z.number(), blkBytesWritten: z.number(), blkThrottled: z.number().describe('disk requests that waited for the disk limits'), blkThrottledMs: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
   startedAt: z.string().optional().describe('when the machine last started running'),
   createdAt: z.string(),
 });
