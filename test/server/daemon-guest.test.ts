@@ -3,7 +3,8 @@
  * over `WS /v1/machines/{id}/exec` (stdout, stderr, stdin, exit code); a network made through
  * the API whose rule blocks one host port and lets another through, and whose forward reaches
  * a server in the guest; disk reads held under the machine's disk limit.
- * Opt-in (VISOR_GUEST_TESTS=1): one boot, a few CPU-minutes.
+ * The network tests wait for the guest's DHCP lease first: the agent answers before eth0 has its
+ * address (init starts the agent, then udhcpc; tens of seconds apart on a busy host). Opt-in (VISOR_GUEST_TESTS=1): one boot, a few CPU-minutes.
  */
 import { createServer, connect, type Server } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -40,6 +41,24 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     return r.json as { exitCode: number; stdout: string; stderr: string };
   };
+  /**
+   * Resolves once the guest's eth0 has its lease. The agent answers before the network is
+   * up: init starts it first and runs udhcpc after, which on a busy host takes tens of seconds
+   * more (its address appears when the lease script has run), so the network tests wait here.
+   */
+  let leased: Promise<string> | undefined;
+  const lease = () => (leased ??= (async () => {
+    const end = Date.now() + 5 * 60_000;
+    let last = '';
+    while (Date.now() < end) {
+      const r = await exec('ip -4 addr show dev eth0');
+      last = r.stdout;
+      const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(last);
+      if (m) return m[1]!;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    throw new Error(`the guest's eth0 got no DHCP lease in 5 minutes: ${last}`);
+  })());
   const httpServer = async (reply: string) => {
     const s = createServer((c) => {
       const port = (s.address() as { port: number }).port;
@@ -107,6 +126,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
   });
 
   it('applies the network\'s rule: one host port reachable, the denied one not', { timeout: T }, async () => {
+    expect(await lease()).toBe('10.0.2.15');
     const ok = await exec(`wget -q -T 5 -O - http://10.0.2.2:${allowed}/`);
     expect(ok.stdout).toBe('ok-allowed');
     const no = await exec(`wget -q -T 5 -O - http://10.0.2.2:${denied}/; echo "exit $?"`);
@@ -116,6 +136,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
   });
 
   it('forwards a host port from the API to a server in the guest', { timeout: T }, async () => {
+    await lease();
     const srv = exec('echo FWD_REPLY | nc -l -p 8080', 60_000);
     let got = '';
     for (let i = 0; i < 60 && !got.includes('FWD_REPLY'); i++) {
