@@ -4,11 +4,14 @@
  * own CPU time, read here from the kernel (/proc/self/task/TID/schedstat, not the daemon's
  * numbers), over a window of wall time, while other processes keep every core busy.
  *
- * The load is the test's own: one spinning process per core, each in a session of its own
- * (detached: a scheduler autogroup of its own, as another user's work would be). First the
- * machine runs unlimited to show what the host gives its thread; a limit can only be shown
- * below that, so when the host gives it less than 35 % (a host busier than this test makes
- * it), the test cannot measure the limit: it fails under CI=true, else it says why and skips.
+ * On a host with cores to spare the test makes the load itself: one spinning process per
+ * core, each in a session of its own (detached: a scheduler autogroup of its own, as another
+ * user's work would be); a host whose load average is at its core count already is loaded
+ * enough. Either way the machine's thread waits for a core while it runs, which a limit
+ * counted in wall time would charge to it (it got ~p/100 of its unlimited share that way).
+ * First the machine runs unlimited to show what the host gives its thread; a limit can only
+ * be shown below that, so when the host gives it less than 30 %, the test cannot measure the
+ * limit: it fails under CI=true, else it says why and skips.
  * Linux only (the thread's CPU time comes from /proc). Opt-in: VISOR_CPU_LIMIT_TESTS=1
  * (~20 s of wall time, ~2 cores busy throughout).
  */
@@ -78,8 +81,8 @@ describe.skipIf(!ENABLED || !LINUX)('a machine\'s CPU limit, measured', () => {
   });
 
   it('holds a spinning guest to 25 % ± 5 % of a core in its thread\'s CPU time, with every core busy', { timeout: 120_000 }, async (ctx) => {
-    for (let i = 0; i < cpus().length; i++) {
-      load.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { detached: true, stdio: 'ignore' }));
+    if (loadavg()[0]! < cpus().length) {
+      for (let i = 0; i < cpus().length; i++) load.push(spawn(process.execPath, ['-e', 'for (;;) {}'], { detached: true, stdio: 'ignore' }));
     }
     const before = new Set(threadCpu().keys());
     const created = await api('POST', '/v1/machines', { name: 'spin', image: 'spin', memoryMiB: 16, start: true });
@@ -97,8 +100,8 @@ describe.skipIf(!ENABLED || !LINUX)('a machine\'s CPU limit, measured', () => {
     expect(tid, 'no new busy thread in /proc/self/task').toBeDefined();
 
     const free = await measure(tid!, id);
-    console.log(`unlimited: the machine's thread used ${free.share.toFixed(1)} % of a core (daemon reports ${free.reported.toFixed(1)} %), ${load.length} spinning processes beside it, load average ${loadavg()[0]!.toFixed(2)}`);
-    if (free.share < 35) {
+    console.log(`unlimited: the machine's thread used ${free.share.toFixed(1)} % of a core (daemon reports ${free.reported.toFixed(1)} %), ${load.length} spinning processes of the test's beside it, load average ${loadavg()[0]!.toFixed(2)}`);
+    if (free.share < 30) {
       const why = `the host gave the machine's thread only ${free.share.toFixed(1)} % of a core unlimited: a 25 % limit cannot be told apart from that (load average ${loadavg()[0]!.toFixed(2)} on ${cpus().length} cores)`;
       if (process.env.CI === 'true') throw new Error(why);
       console.log(`cpu-limit test skipped: ${why}`);
