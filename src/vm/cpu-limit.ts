@@ -39,11 +39,6 @@ export class CpuLimiter {
     private readonly now: () => number = () => performance.now(),
   ) {}
 
-  /** Whether the machine's CPU is counted in thread CPU time (else in busy wall time). */
-  get threadTime(): boolean {
-    return this.clock !== undefined;
-  }
-
   get percent(): number {
     return this.percentValue;
   }

@@ -152,10 +152,6 @@ export class VmDriver {
     this.limiter.set(percent);
   }
 
-  /** Whether the CPU limit counts the thread's own CPU time (else busy wall time). */
-  get cpuLimitInThreadTime(): boolean {
-    return this.limiter.threadTime;
-  }
 
   /** Marks the pause point reached (its owner matched it itself, e.g. output printed before it was set). */
   hitPoint(): void {
