@@ -152,7 +152,6 @@ export class VmDriver {
     this.limiter.set(percent);
   }
 
-
   /** Marks the pause point reached (its owner matched it itself, e.g. output printed before it was set). */
   hitPoint(): void {
     if (this.point) this.point.hit = true;
