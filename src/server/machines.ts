@@ -25,7 +25,7 @@ import { checkQcow2 } from '../storage/qcow2/check.js';
 import type { EventBus } from './events.js';
 import type { DaemonNetworks } from './networks.js';
 import type { ExecRequest, ExecResult, GuestEntry, GuestOps } from './guest-ops.js';
-import type { DiskLimits, MachineCreate, MachineView, NetworkSpec, ProjectLimits } from './schemas.js';
+import type { DiskLimits, MachineCreate, MachineView, NetLimits, NetworkSpec, ProjectLimits } from './schemas.js';
 import { effectiveLimits } from './shares.js';
 import type { Store } from './store.js';
 
@@ -175,10 +175,11 @@ export class MachineManager {
         ...(this.applied.has(r.id) ? { cpuEffectivePercent: this.applied.get(r.id)! } : {}),
         ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}),
         ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
+        ...(spec.netLimits ? { netLimits: spec.netLimits } : {}),
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: machineCpuSeconds(s), cpuPercent: this.cpuPercent(r.id, machineCpuSeconds(s)), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: machineCpuSeconds(s), cpuPercent: this.cpuPercent(r.id, machineCpuSeconds(s)), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes, netRateDelayed: s.net.rateDelayed } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };
@@ -312,6 +313,7 @@ export class MachineManager {
       networks: body.networks ?? [],
       ...(body.balloon ? { balloon: true } : {}),
       ...(body.diskLimits ? { diskLimits: body.diskLimits } : {}),
+      ...(body.netLimits ? { netLimits: body.netLimits } : {}),
       ...(body.console ? { console: body.console } : {}),
     };
     const now = new Date().toISOString();
@@ -384,7 +386,8 @@ export class MachineManager {
       memoryMiB: spec.memoryMiB,
       disks: spec.disks.map((d) => ({ path: this.diskPath(r.project, d), format: 'qcow2' as const })),
       // Each network is a user network the daemon hosts (netsUp): the worker's NIC joins it as a member.
-      nets: spec.networks.map((n) => ({ user: this.o.networks.switchName(r.project, n) })),
+      // The NIC rate limits apply to each NIC on its own (src/net/nic-shaper.ts, in the worker).
+      nets: spec.networks.map((n) => ({ user: this.o.networks.switchName(r.project, n), ...(spec.netLimits ? { rateLimit: spec.netLimits } : {}) })),
       ...(spec.balloon ? { balloon: true } : {}),
       ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       ...(spec.console ? { console: spec.console } : {}),
@@ -629,7 +632,7 @@ export class MachineManager {
     });
   }
 
-  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null }): Promise<MachineView> {
+  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null; netLimits?: NetLimits | null }): Promise<MachineView> {
     return this.exclusive(id, async () => {
       const r = this.row(project, id);
       const spec = JSON.parse(r.spec) as Spec;
@@ -638,9 +641,11 @@ export class MachineManager {
         if (!spec.balloon) throw new VisorError('NotAllowed', `machine ${r.name} has no balloon (create it with balloon: true)`);
         next.balloonMiB = p.balloonMiB;
       }
-      // Disk limits live in the machine's worker: a running machine gets new ones at its next start.
+      // Disk and NIC limits live in the machine's worker: a running machine gets new ones at its next start.
       if (p.diskLimits === null) delete next.diskLimits;
       else if (p.diskLimits !== undefined) next.diskLimits = p.diskLimits;
+      if (p.netLimits === null) delete next.netLimits;
+      else if (p.netLimits !== undefined) next.netLimits = p.netLimits;
       const vm = this.live.get(r.id);
       if (vm && next.cpuLimitPercent > spec.cpuLimitPercent) this.admit(project, next, r.id);
       if (vm && p.balloonMiB !== undefined) await vm.balloon(p.balloonMiB);
