@@ -92,6 +92,39 @@ describe('user network over Node sockets (127.0.0.1 only)', () => {
     expect(u!.dstPort).toBe(33333);
   });
 
+  // Node's resetAndDestroy() right after end() fails with EINVAL and leaks the handle: no
+  // 'close' ever, and a worker holding it spins forever in its teardown (Machine.kill hung).
+  it('a host socket destroyed right after end() still closes (no leaked handle)', async () => {
+    const srv = createServer((s) => {
+      s.on('error', () => {});
+      s.write('x');
+    });
+    await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r));
+    cleanup.push(() => srv.close());
+    for (const when of ['connecting', 'same tick as end()'] as const) {
+      let closed = false;
+      let connected = false;
+      const sock = new NodeHostSockets().connectTcp('127.0.0.1', (srv.address() as AddressInfo).port, {
+        onConnect: () => {
+          connected = true;
+          if (when === 'same tick as end()') {
+            sock.end();
+            sock.destroy();
+          }
+        },
+        onData() {},
+        onEnd() {},
+        onClose: () => (closed = true),
+        onDrain() {},
+      });
+      if (when === 'connecting') sock.destroy();
+      else await until(() => connected);
+      await until(() => closed, 3000).catch(() => {
+        throw new Error(`the socket destroyed ${when} never closed`);
+      });
+    }
+  });
+
   it('resolves localhost with the host resolver', async () => {
     expect(await new NodeHostSockets().resolve('localhost', 4)).toContain('127.0.0.1');
   });

@@ -35,8 +35,16 @@ function wrapTcp(sock: Socket, events: { current: TcpSocketEvents | null }): Hos
       if (!closed) sock.end();
     },
     destroy: () => {
-      // resetAndDestroy sends RST where the peer should see an abort (Node 16.17+).
-      if (!closed) (sock.resetAndDestroy ? sock.resetAndDestroy() : sock.destroy());
+      if (closed) return;
+      // resetAndDestroy sends RST where the peer should see an abort (Node 16.17+). Not after
+      // end(): while that shutdown is in flight libuv refuses the reset (EINVAL), and Node then
+      // drops the handle without closing it. The socket never closes, and a worker holding it
+      // never finishes terminating: its teardown spins at 100 % CPU waiting for that handle
+      // (Machine.kill() hung so in the user-network guest test when a guest's FIN and the
+      // kill came together). Nor while connecting, where it waits for a connect that may never
+      // come. Both get a plain destroy: after a FIN the peer has the end it needs.
+      if (sock.writableEnded || sock.connecting || !sock.resetAndDestroy) sock.destroy();
+      else sock.resetAndDestroy();
     },
     pause: () => void sock.pause(),
     resume: () => void sock.resume(),

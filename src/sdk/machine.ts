@@ -238,6 +238,8 @@ export const DEFAULT_RUN_UNTIL_TIMEOUT_MS = 300_000;
 
 /** How long a forced stop (flushing and closing devices) may take before the worker is killed. */
 const FORCED_STOP_MS = 10_000;
+/** How long kill() waits for a terminated worker to end before abandoning it. */
+const WORKER_EXIT_MS = 10_000;
 
 function takeWorker(init: WorkerInit): Worker {
   const w = warm.shift();
@@ -297,6 +299,8 @@ export class Machine extends EventEmitter<MachineEvents> {
   private readonly statsView: Float64Array;
   private exited = false;
   private readonly exitedPromise: Promise<void>;
+  /** Settles everything waiting on the worker (its 'exit', or kill() giving up on it). */
+  private workerGone!: (code: number | string) => void;
 
   private constructor(
     private readonly worker: Worker,
@@ -344,7 +348,8 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.channel.on('error', () => {});
     worker.on('message', (m: WorkerMessage) => this.onMessage(m));
     this.exitedPromise = new Promise((resolve) => {
-      worker.once('exit', (code) => {
+      this.workerGone = (code) => {
+        if (this.exited) return;
         this.exited = true;
         const err = new VisorError('Internal', `machine ${config.name}: its worker exited (code ${code})`);
         for (const p of this.pending.values()) p.reject(err);
@@ -357,7 +362,8 @@ export class Machine extends EventEmitter<MachineEvents> {
         this.stdout.push(null);
         this.stderr.push(null);
         resolve();
-      });
+      };
+      worker.once('exit', (code) => this.workerGone(code));
     });
     worker.on('error', (err) => {
       // An exception escaped the worker: this machine is gone, the process and others are not.
@@ -632,7 +638,22 @@ export class Machine extends EventEmitter<MachineEvents> {
     const timer = setTimeout(() => void this.worker.terminate(), 1000);
     await Promise.race([done, this.exitedPromise]);
     clearTimeout(timer);
-    if (!this.exited) await this.worker.terminate();
+    if (!this.exited) {
+      // terminate() resolves once the worker's environment is torn down, and Node's teardown
+      // waits for every native handle to close: a handle Node itself lost track of (see
+      // host/usernet-sockets.ts) made it spin forever. Past WORKER_EXIT_MS the thread is
+      // given up on (it may go on using CPU: said as an 'error'), so kill() always returns.
+      let waited: NodeJS.Timeout | undefined;
+      const gaveUp = await Promise.race([
+        this.worker.terminate().then(() => false),
+        new Promise<boolean>((r) => (waited = setTimeout(() => r(true), WORKER_EXIT_MS))),
+      ]);
+      clearTimeout(waited);
+      if (gaveUp && !this.exited) {
+        this.emitError(new VisorError('Internal', `machine ${this.name}: its worker thread did not end ${WORKER_EXIT_MS / 1000} s after terminate(); it is abandoned and may still use CPU (please report this)`));
+        this.workerGone('abandoned');
+      }
+    }
     await this.exitedPromise;
     this.setState('stopped', 'killed');
   }

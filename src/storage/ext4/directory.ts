@@ -26,6 +26,20 @@ export function entrySize(nameLength: number): number {
   return (8 + nameLength + 3) & ~3;
 }
 
+/**
+ * Writes one entry at `off` of a directory block, its rec_len its own size (the caller
+ * stretches a block's last entry to the block's end); returns the size.
+ */
+export function writeDirEntry(block: Uint8Array, view: DataView, off: number, e: DirEntry): number {
+  const size = entrySize(e.name.length);
+  view.setUint32(off, e.ino, true);
+  view.setUint16(off + 4, size, true);
+  block[off + 6] = e.name.length;
+  block[off + 7] = e.type;
+  block.set(e.name, off + 8);
+  return size;
+}
+
 /** How many blocks a directory with entries of these name lengths takes (same packing as below). */
 /** `usable`: bytes per block for entries (less than a block when a checksum tail ends it). */
 export function directoryBlocks(nameLengths: Iterable<number>, minBlocks = 1, usable = BLOCK_SIZE): number {
@@ -58,13 +72,8 @@ export function packDirectory(self: number, parent: number, entries: readonly Di
       view = new DataView(block.buffer);
       used = 0;
     }
-    view.setUint32(used, e.ino, true);
-    view.setUint16(used + 4, size, true);
-    block[used + 6] = e.name.length;
-    block[used + 7] = e.type;
-    block.set(e.name, used + 8);
     lastOff = used;
-    used += size;
+    used += writeDirEntry(block, view, used, e);
   };
   put({ name: DOT, ino: self, type: FT_DIR });
   put({ name: DOTDOT, ino: parent, type: FT_DIR });

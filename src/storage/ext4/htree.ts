@@ -7,7 +7,7 @@
  * The hash is ext4's half-MD4 over the name, signed-char variant (the superblock says so).
  */
 import { BLOCK_SIZE } from './layout.js';
-import { entrySize, FT_DIR, type DirEntry } from './directory.js';
+import { entrySize, FT_DIR, writeDirEntry, type DirEntry } from './directory.js';
 import { crc32c } from './crc32c.js';
 
 export const EXT4_INDEX_FL = 0x1000;
@@ -165,14 +165,8 @@ function packLeaf(entries: DirEntry[], usable: number): Uint8Array {
   let off = 0;
   let last = 0;
   for (const e of entries) {
-    const size = entrySize(e.name.length);
-    v.setUint32(off, e.ino, true);
-    v.setUint16(off + 4, size, true);
-    block[off + 6] = e.name.length;
-    block[off + 7] = e.type;
-    block.set(e.name, off + 8);
     last = off;
-    off += size;
+    off += writeDirEntry(block, v, off, e);
   }
   v.setUint16(last + 4, usable - last, true);
   return block;
