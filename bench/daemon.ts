@@ -39,9 +39,22 @@ function pct(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))]!;
 }
 
-async function phase(name: string, seconds: number, one: () => Promise<number>): Promise<void> {
+/** CPU seconds (user + system) of process `pid` from /proc (Linux; NaN elsewhere). */
+function processCpu(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / 100; // utime, stime in USER_HZ ticks
+  } catch {
+    return NaN;
+  }
+}
+
+async function phase(name: string, seconds: number, one: () => Promise<number>, daemonPid?: number): Promise<void> {
   const lat: number[] = [];
   let errors = 0;
+  const d0 = daemonPid !== undefined ? processCpu(daemonPid) : NaN;
+  const c0 = process.cpuUsage();
   const end = performance.now() + seconds * 1000;
   const t0 = performance.now();
   await Promise.all(Array.from({ length: CLIENTS }, async () => {
@@ -53,8 +66,11 @@ async function phase(name: string, seconds: number, one: () => Promise<number>):
     }
   }));
   const wall = (performance.now() - t0) / 1000;
+  const c = process.cpuUsage(c0);
+  const daemonCpu = daemonPid !== undefined ? processCpu(daemonPid) - d0 : NaN;
   lat.sort((a, b) => a - b);
   console.log(`${name}: ${lat.length} requests in ${wall.toFixed(1)} s = ${(lat.length / wall).toFixed(0)} req/s, p50 ${pct(lat, 50).toFixed(1)} ms, p99 ${pct(lat, 99).toFixed(1)} ms, errors ${errors} (${CLIENTS} clients), load average ${loadavg()[0]!.toFixed(2)}`);
+  console.log(`  CPU: daemon ${daemonCpu.toFixed(1)} s (${(daemonCpu / wall).toFixed(2)} cores), clients ${((c.user + c.system) / 1e6).toFixed(1)} s, over ${wall.toFixed(1)} s of wall time`);
 }
 
 async function load(): Promise<void> {
@@ -93,7 +109,7 @@ async function load(): Promise<void> {
     const r = await fetch(`${d.url}/v1/machines`, { headers });
     await r.arrayBuffer();
     return r.status;
-  });
+  }, d.p.pid);
   let k = 0;
   const body = JSON.stringify({ cmd: 'true' });
   await phase(`POST /v1/machines/{id}/exec true (${AGENT ? 'real agent' : 'fake agent'})`, DURATION, async () => {
@@ -101,7 +117,7 @@ async function load(): Promise<void> {
     const r = await fetch(`${d.url}/v1/machines/${id}/exec`, { method: 'POST', headers: { ...headers, 'content-type': 'application/json' }, body });
     await r.arrayBuffer();
     return r.status;
-  });
+  }, d.p.pid);
   d.p.kill('SIGKILL');
   await d.exited;
 }

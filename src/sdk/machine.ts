@@ -66,6 +66,11 @@ export interface MachineStats {
   /** Wall time spent running, and asleep in it because the guest idled (wfi). */
   runningMs: number;
   idleMs: number;
+  /**
+   * CPU time of the machine's thread (ms): its instructions, devices and event loop, not time
+   * spent waiting for a core. Absent where the host cannot tell (host/thread-cpu.ts: Linux or Node ≥ 23.9).
+   */
+  threadCpuMs?: number;
   /** Exceptions and interrupts taken, by cause number (privileged spec tables 3.6 / 4.2). */
   traps: Record<number, number>;
   interrupts: Record<number, number>;
@@ -715,7 +720,10 @@ export class Machine extends EventEmitter<MachineEvents> {
 
   /**
    * Limits the machine to `percent` (1-100) of one host core: its run loop works a slice, then
-   * rests in proportion (a duty cycle), so a busy guest gets that share of a core. 100 lifts it.
+   * rests until its thread's CPU time is back to that share of wall time (src/vm/cpu-limit.ts),
+   * so a busy guest gets that share of a core when the host has it to give. On hosts without a
+   * per-thread CPU clock (not Linux, Node < 23.9) busy wall time stands in for CPU time, and a
+   * busy host then gives the machine less. 100 lifts it.
    */
   async setCpuLimit(percent: number): Promise<void> {
     if (this.exited || this._state === 'stopped') throw new VisorError('NotAllowed', `machine ${this.name} is stopped`);
@@ -741,6 +749,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       recentMips: s[STAT.mips]!,
       runningMs,
       idleMs: s[STAT.idleMs]!,
+      ...(s[STAT.threadCpuMs]! >= 0 ? { threadCpuMs: s[STAT.threadCpuMs]! } : {}),
       traps: byCause(STAT.traps),
       interrupts: byCause(STAT.interrupts),
       tlbMisses: s[STAT.tlbMisses]!,

@@ -28,6 +28,7 @@ import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
 import { DTB_SEED_STATE, SeededEntropy } from '../vm/seeded-entropy.js';
 import { VmDriver } from '../vm/driver.js';
+import type { CpuClock } from '../vm/cpu-limit.js';
 import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
 import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
 import type { NetPolicy } from './protocol.js';
@@ -86,6 +87,11 @@ export interface RunnerOptions {
    * old address until it is told (Sandbox.fork runs `ip link set … address` in it).
    */
   macs?: string[];
+  /**
+   * The CPU time of the thread this runner runs on (host/thread-cpu.ts), for the CPU limit
+   * and stats().threadCpuMs; given by the worker, whose thread is the machine's alone.
+   */
+  cpuClock?: CpuClock;
 }
 
 export class MachineRunner {
@@ -108,6 +114,7 @@ export class MachineRunner {
   private lineTail = '';
   private panicTimer: NodeJS.Timeout | undefined;
   private readonly stats: Float64Array;
+  private readonly cpuClock: CpuClock | undefined;
   private consoleOut = 0;
   private consoleIn = 0;
   private closed = false;
@@ -133,6 +140,7 @@ export class MachineRunner {
   ) {
     this.stats = opts.stats ?? new Float64Array(STAT.size);
     this.networks = opts.networks;
+    this.cpuClock = opts.cpuClock;
   }
 
   get currentState(): MachineState {
@@ -309,7 +317,7 @@ export class MachineRunner {
   /** Hands the board to a driver and listens to it. */
   private drive(m: AssembledVm, executed: number): void {
     // A guest booted with panic=-1 reboots at once after a panic: the panic is what ended it.
-    const d = new VmDriver(m, { executed, name: this.cfg.name, rebuild: () => this.rebuild(), rebootEnds: () => this.panicLine !== undefined });
+    const d = new VmDriver(m, { executed, name: this.cfg.name, rebuild: () => this.rebuild(), rebootEnds: () => this.panicLine !== undefined, ...(this.cpuClock ? { cpuClock: this.cpuClock } : {}) });
     d.on('output', (b) => this.output(b));
     d.on('slice', () => this.publishStats());
     d.on('reboot', () => this.events.guest({ kind: 'reboot' }));
@@ -561,6 +569,7 @@ export class MachineRunner {
     const d = this.driver;
     publishStats(this.stats, d.machine, {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
+      ...(this.cpuClock ? { threadCpuMs: this.cpuClock() } : {}),
     });
     writeNetStats(this.stats, this.nets);
     this.stats[STAT.blkThrottled] = this.diskThrottle?.counters.throttled ?? 0;

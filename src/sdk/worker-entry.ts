@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { readSnapshotFile, startRamLoad } from '../host/snapshot/file.js';
+import { threadCpuClock } from '../host/thread-cpu.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
 import type { RunnerEvents } from './runner.js';
@@ -95,10 +96,13 @@ async function main(): Promise<void> {
   marks.init = now();
   let runner: Awaited<ReturnType<(typeof import('./runner.js'))['MachineRunner']['create']>>;
   const timings: Record<string, number> = {};
+  // This thread runs this machine alone: its CPU time is the machine's (the CPU limit counts it).
+  const clock = threadCpuClock();
+  const cpu = clock ? { cpuClock: clock } : {};
   try {
     if (init.mode === 'create') {
       const { MachineRunner, STAT } = await runnerModule;
-      runner = await MachineRunner.create(init.config, events, { stats: new Float64Array(init.stats, 0, STAT.size) });
+      runner = await MachineRunner.create(init.config, events, { stats: new Float64Array(init.stats, 0, STAT.size), ...cpu });
     } else {
       // The worker reads the file itself: nothing to copy or transfer between threads.
       const snap = await readSnapshotFile(init.path);
@@ -107,7 +111,7 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
-      runner = await MachineRunner.restore(snap, events, { stats, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}), ...(init.code ? { code: init.code } : {}), ...(init.netPolicy ? { netPolicy: init.netPolicy } : {}), ...(init.macs ? { macs: init.macs } : {}) });
+      runner = await MachineRunner.restore(snap, events, { stats, ...cpu, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}), ...(init.code ? { code: init.code } : {}), ...(init.netPolicy ? { netPolicy: init.netPolicy } : {}), ...(init.macs ? { macs: init.macs } : {}) });
     }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });

@@ -17,7 +17,7 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { VisorError } from '../base/errors.js';
 import { NodeFileHandle } from '../host/file-handle.js';
-import { Machine } from '../sdk/machine.js';
+import { Machine, type MachineStats } from '../sdk/machine.js';
 import type { ImageResolver, MachineConfig } from '../sdk/config.js';
 import { Qcow2Device } from '../storage/qcow2/device.js';
 import { createQcow2 } from '../storage/qcow2/create.js';
@@ -25,7 +25,7 @@ import { checkQcow2 } from '../storage/qcow2/check.js';
 import type { EventBus } from './events.js';
 import type { DaemonNetworks } from './networks.js';
 import type { ExecRequest, ExecResult, GuestEntry, GuestOps } from './guest-ops.js';
-import type { DiskLimits, MachineCreate, MachineView, NetworkSpec, ProjectLimits } from './schemas.js';
+import type { DiskLimits, MachineCreate, MachineView, NetLimits, NetworkSpec, ProjectLimits } from './schemas.js';
 import { effectiveLimits } from './shares.js';
 import type { Store } from './store.js';
 
@@ -105,6 +105,14 @@ export interface ManagerOptions {
 
 const newId = (prefix: string) => `${prefix}-${randomBytes(6).toString('hex')}`;
 
+/**
+ * A machine's CPU seconds: its thread's own CPU time where the host tells it (what a CPU limit
+ * counts), else the wall time its loop was busy (runningMs: sleeps are not in it).
+ */
+export function machineCpuSeconds(s: Pick<MachineStats, 'threadCpuMs' | 'runningMs'>): number {
+  return (s.threadCpuMs ?? s.runningMs) / 1000;
+}
+
 export class MachineManager {
   private readonly live = new Map<string, Machine>();
   /** The CPU limit each live machine runs under now (its own, or less by shares on a busy host). */
@@ -167,10 +175,11 @@ export class MachineManager {
         ...(this.applied.has(r.id) ? { cpuEffectivePercent: this.applied.get(r.id)! } : {}),
         ...(spec.balloonMiB !== undefined ? { balloonMiB: spec.balloonMiB } : {}),
         ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
+        ...(spec.netLimits ? { netLimits: spec.netLimits } : {}),
       },
       disks: spec.disks,
       networks: spec.networks,
-      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: (s.runningMs - s.idleMs) / 1000, cpuPercent: this.cpuPercent(r.id, (s.runningMs - s.idleMs) / 1000), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes } } : {}),
+      ...(s ? { stats: { instructions: s.instructions, mips: s.recentMips, cpuSeconds: machineCpuSeconds(s), cpuPercent: this.cpuPercent(r.id, machineCpuSeconds(s)), blkBytesRead: s.io.blkBytesRead, blkBytesWritten: s.io.blkBytesWritten, blkThrottled: s.io.blkThrottled, blkThrottledMs: Math.round(s.io.blkThrottledMs), netRxBytes: s.io.netRxBytes, netTxBytes: s.io.netTxBytes, netRateDelayed: s.net.rateDelayed } } : {}),
       ...(this.started.has(r.id) ? { startedAt: this.started.get(r.id)! } : {}),
       createdAt: r.created_at,
     };
@@ -304,6 +313,7 @@ export class MachineManager {
       networks: body.networks ?? [],
       ...(body.balloon ? { balloon: true } : {}),
       ...(body.diskLimits ? { diskLimits: body.diskLimits } : {}),
+      ...(body.netLimits ? { netLimits: body.netLimits } : {}),
       ...(body.console ? { console: body.console } : {}),
     };
     const now = new Date().toISOString();
@@ -376,7 +386,8 @@ export class MachineManager {
       memoryMiB: spec.memoryMiB,
       disks: spec.disks.map((d) => ({ path: this.diskPath(r.project, d), format: 'qcow2' as const })),
       // Each network is a user network the daemon hosts (netsUp): the worker's NIC joins it as a member.
-      nets: spec.networks.map((n) => ({ user: this.o.networks.switchName(r.project, n) })),
+      // The NIC rate limits apply to each NIC on its own (src/net/nic-shaper.ts, in the worker).
+      nets: spec.networks.map((n) => ({ user: this.o.networks.switchName(r.project, n), ...(spec.netLimits ? { rateLimit: spec.netLimits } : {}) })),
       ...(spec.balloon ? { balloon: true } : {}),
       ...(spec.diskLimits ? { diskLimits: spec.diskLimits } : {}),
       ...(spec.console ? { console: spec.console } : {}),
@@ -621,7 +632,7 @@ export class MachineManager {
     });
   }
 
-  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null }): Promise<MachineView> {
+  async patch(project: string, id: string, p: { cpuLimitPercent?: number; cpuShares?: number; balloonMiB?: number; diskLimits?: DiskLimits | null; netLimits?: NetLimits | null }): Promise<MachineView> {
     return this.exclusive(id, async () => {
       const r = this.row(project, id);
       const spec = JSON.parse(r.spec) as Spec;
@@ -630,9 +641,11 @@ export class MachineManager {
         if (!spec.balloon) throw new VisorError('NotAllowed', `machine ${r.name} has no balloon (create it with balloon: true)`);
         next.balloonMiB = p.balloonMiB;
       }
-      // Disk limits live in the machine's worker: a running machine gets new ones at its next start.
+      // Disk and NIC limits live in the machine's worker: a running machine gets new ones at its next start.
       if (p.diskLimits === null) delete next.diskLimits;
       else if (p.diskLimits !== undefined) next.diskLimits = p.diskLimits;
+      if (p.netLimits === null) delete next.netLimits;
+      else if (p.netLimits !== undefined) next.netLimits = p.netLimits;
       const vm = this.live.get(r.id);
       if (vm && next.cpuLimitPercent > spec.cpuLimitPercent) this.admit(project, next, r.id);
       if (vm && p.balloonMiB !== undefined) await vm.balloon(p.balloonMiB);

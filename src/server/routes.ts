@@ -84,7 +84,7 @@ export function buildRoutes(d: RouteDeps): RouteDef[] {
       },
     },
     { method: 'GET', url: '/v1/machines/:id', role: 'viewer', summary: 'one machine, its resources and counters', handler: (c) => ({ body: d.machines.get(project(c), mid(c)) }) },
-    { method: 'PATCH', url: '/v1/machines/:id', role: 'operator', summary: 'change CPU limit, shares, balloon target, disk limits (disk limits apply from the next start)', body: S.MachinePatch, handler: async (c) => ({ body: await d.machines.patch(project(c), mid(c), c.body as z.infer<typeof S.MachinePatch>) }) },
+    { method: 'PATCH', url: '/v1/machines/:id', role: 'operator', summary: 'change CPU limit, shares, balloon target, disk and NIC limits (these two apply from the next start)', body: S.MachinePatch, handler: async (c) => ({ body: await d.machines.patch(project(c), mid(c), c.body as z.infer<typeof S.MachinePatch>) }) },
     { method: 'DELETE', url: '/v1/machines/:id', role: 'operator', summary: 'delete a stopped machine, its own disk and snapshots', handler: async (c) => { await d.machines.delete(project(c), mid(c)); return { status: 204 }; } },
     { method: 'POST', url: '/v1/machines/:id/start', role: 'operator', summary: 'boot (an operation)', body: S.EmptyBody, handler: (c) => { const id = mid(c); return op(c, 'start', id, () => d.machines.start(project(c), id)); } },
     { method: 'POST', url: '/v1/machines/:id/stop', role: 'operator', summary: 'shut down (graceful unless force; an operation)', body: S.StopBody, handler: (c) => { const id = mid(c); return op(c, 'stop', id, () => d.machines.stop(project(c), id, c.body as z.infer<typeof S.StopBody>)); } },

@@ -20,6 +20,19 @@ export const DiskLimits = z.strictObject({
 });
 export type DiskLimits = z.infer<typeof DiskLimits>;
 
+/** One direction of a NIC's rate limit: token buckets, as the SDK's `rateLimit` (src/net/nic-shaper.ts). */
+const NetRate = z.strictObject({
+  bytesPerSec: z.number().int().min(4096).max(1e12).optional().describe('bytes per second'),
+  bytesBurst: z.number().int().min(4096).max(1e12).optional().describe('bytes the bucket holds (default a tenth of a second\'s worth)'),
+  packetsPerSec: z.number().int().min(1).max(10_000_000).optional().describe('frames per second'),
+  packetsBurst: z.number().int().min(1).max(10_000_000).optional().describe('frames the bucket holds'),
+});
+export const NetLimits = z.strictObject({
+  tx: NetRate.optional().describe('guest → network'),
+  rx: NetRate.optional().describe('network → guest'),
+});
+export type NetLimits = z.infer<typeof NetLimits>;
+
 export const MachineCreate = z.strictObject({
   name: Name,
   image: ImageName.optional().describe('a visor image (default: the daemon\'s default image)'),
@@ -28,6 +41,7 @@ export const MachineCreate = z.strictObject({
   cpuShares: z.number().int().min(1).max(10_000).optional().describe('relative weight when the host is busy (default 100)'),
   diskMiB: z.number().int().min(1).max(1 << 20).optional().describe('a new qcow2 data disk of this size'),
   diskLimits: DiskLimits.optional().describe('I/O limits of all its disks together (takes effect at the next start when changed)'),
+  netLimits: NetLimits.optional().describe('rate limits of each of its NICs (takes effect at the next start when changed)'),
   disks: z.array(Name).max(4).optional().describe('existing volumes to attach'),
   networks: z.array(Name).max(4).optional(),
   balloon: z.boolean().optional(),
@@ -41,6 +55,7 @@ export const MachinePatch = z.strictObject({
   cpuShares: z.number().int().min(1).max(10_000).optional(),
   balloonMiB: z.number().int().min(0).max(16384).optional().describe('memory to take back from the guest (needs balloon: true)'),
   diskLimits: DiskLimits.nullable().optional().describe('new disk I/O limits (null: none); a running machine gets them at its next start'),
+  netLimits: NetLimits.nullable().optional().describe('new NIC rate limits (null: none); a running machine gets them at its next start'),
 });
 
 export const StopBody = z.strictObject({
@@ -138,10 +153,10 @@ export const MachineView = z.object({
   reason: z.string().nullable(),
   image: z.string(),
   memoryMiB: z.number(),
-  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional(), diskLimits: DiskLimits.optional() }),
+  resources: z.object({ cpuLimitPercent: z.number(), cpuShares: z.number(), cpuEffectivePercent: z.number().optional(), balloonMiB: z.number().optional(), diskLimits: DiskLimits.optional(), netLimits: NetLimits.optional() }),
   disks: z.array(z.string()),
   networks: z.array(z.string()),
-  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number(), cpuPercent: z.number().describe('busy share of one host core recently'), blkBytesRead: z.number(), blkBytesWritten: z.number(), blkThrottled: z.number().describe('disk requests that waited for the disk limits'), blkThrottledMs: z.number(), netRxBytes: z.number(), netTxBytes: z.number() }).optional(),
+  stats: z.object({ instructions: z.number(), mips: z.number(), cpuSeconds: z.number().describe("CPU seconds of the machine's thread (Linux; elsewhere busy wall time)"), cpuPercent: z.number().describe('share of one host core recently, in percent'), blkBytesRead: z.number(), blkBytesWritten: z.number(), blkThrottled: z.number().describe('disk requests that waited for the disk limits'), blkThrottledMs: z.number(), netRxBytes: z.number(), netTxBytes: z.number(), netRateDelayed: z.number().describe('frames that waited for the NIC rate limits') }).optional(),
   startedAt: z.string().optional().describe('when the machine last started running'),
   createdAt: z.string(),
 });

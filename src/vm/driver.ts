@@ -15,6 +15,7 @@ import { VisorError } from '../base/errors.js';
 import { InstructionClock } from '../machine/instruction-clock.js';
 import type { MachineExit } from '../machine/virt.js';
 import type { AssembledVm } from './assembler.js';
+import { CpuLimiter, type CpuClock } from './cpu-limit.js';
 import { yieldToEventLoop } from './event-loop.js';
 import { IdleSleeper } from './idle-sleep.js';
 
@@ -71,6 +72,12 @@ export interface DriverOptions {
    * after a kernel panic: the panic is what ended it.
    */
   rebootEnds?: () => boolean;
+  /**
+   * The CPU time of the thread running this driver (ms), which a CPU limit counts against
+   * (cpu-limit.ts); absent, the limit counts busy slices' wall time, which on a busy host
+   * also charges the machine for the time it waited for a core.
+   */
+  cpuClock?: CpuClock;
 }
 
 export class VmDriver {
@@ -87,12 +94,13 @@ export class VmDriver {
   runningMs = 0;
   /** Guest instructions per host microsecond over the last half second or so. */
   mips = 0;
-  /** CPU limit in percent of one host core (100: none); setCpuLimit. */
-  private cpuLimit = 100;
+  /** The CPU limit (percent of one host core; 100: none), setCpuLimit. */
+  private readonly limiter: CpuLimiter;
 
   constructor(m: AssembledVm, private readonly o: DriverOptions = {}) {
     this.m = m;
     this.executed = o.executed ?? 0;
+    this.limiter = new CpuLimiter(o.cpuClock);
     this.hook(m);
   }
 
@@ -135,10 +143,13 @@ export class VmDriver {
     this.emit('output', b);
   }
 
-  /** Limits the machine to `percent` (1-100) of one host core by duty-cycling the loop. */
+  /**
+   * Limits the machine to `percent` (1-100) of one host core: the loop rests between slices
+   * so that its thread's CPU time stays at that share of wall time (cpu-limit.ts).
+   */
   setCpuLimit(percent: number): void {
     if (!(percent >= 1 && percent <= 100)) throw new VisorError('InvalidArgument', `CPU limit ${percent}%: give 1-100 (percent of one host core)`);
-    this.cpuLimit = percent;
+    this.limiter.set(percent);
   }
 
   /** Marks the pause point reached (its owner matched it itself, e.g. output printed before it was set). */
@@ -261,14 +272,21 @@ export class VmDriver {
           await this.drainIo();
         } else if (vm.idle && this.wantRunning) {
           // Host clock: sleep until the next timer or an interrupt. Deterministic: only
-          // reached with no timer armed, so wait for input.
+          // reached with no timer armed, so wait for input. The slice still counts against a
+          // CPU limit; the sleep pays off what it went over.
+          this.limiter.restAfter(now - sliceStart);
           await this.sleeper.sleepUntil(vm.nextDeadline());
           t0 = performance.now();
         } else {
-          // A CPU limit of p% is a duty cycle: after a busy slice of r ms, off for r·(100−p)/p.
-          const ran = now - sliceStart;
-          if (this.cpuLimit < 100 && this.wantRunning) await this.sleeper.pauseFor((ran * (100 - this.cpuLimit)) / this.cpuLimit);
-          else await yieldToEventLoop();
+          // A CPU limit of p%: rest until the thread's CPU time is back to p% of wall time.
+          // A rest is at most a second (pauseFor), and a wake-up (I/O, a host request) ends it
+          // early: rest again until the debt is paid, or the machine is parked.
+          let rest = this.limiter.restAfter(now - sliceStart);
+          if (rest < 1) await yieldToEventLoop();
+          while (rest >= 1 && this.wantRunning) {
+            await this.sleeper.pauseFor(rest);
+            rest = this.limiter.restAfter(0);
+          }
           t0 = performance.now();
         }
       }

@@ -33,9 +33,11 @@ export const STAT = {
   balloonActualPages: 57,
   // NICs and user networks, in NET_STAT_KEYS order (host/net-attach.ts writes them).
   net: 58,
+  // The machine thread's own CPU time in ms (host/thread-cpu.ts); -1 where the host cannot tell.
+  threadCpuMs: 68,
   // Per NIC: the count at STAT.nics, then MAX_STAT_NICS blocks of NIC_STAT_KEYS.
-  nics: 68,
-  size: 69 + 8 * 32,
+  nics: 69,
+  size: 70 + 8 * 32,
 } as const;
 
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (virtio 1.2 §5.5.6). */
@@ -82,6 +84,8 @@ export interface RunCounters {
   mips: number;
   consoleOut: number;
   consoleIn: number;
+  /** The thread's CPU time (ms), or undefined where the host has no clock for it. */
+  threadCpuMs?: number;
 }
 
 /** Writes every counter of `m` into `s` (STAT layout). */
@@ -90,6 +94,7 @@ export function publishStats(s: Float64Array, m: AssembledVm, c: RunCounters): v
   s[STAT.instructions] = c.executed;
   s[STAT.runningMs] = c.runningMs;
   s[STAT.idleMs] = c.idleMs;
+  s[STAT.threadCpuMs] = c.threadCpuMs ?? -1;
   s[STAT.tlbMisses] = hart.stats.tlbMisses;
   let rd = 0, wr = 0, reads = 0, writes = 0, irqs = 0, rx = 0, tx = 0;
   for (const b of m.blks) {

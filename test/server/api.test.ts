@@ -172,6 +172,27 @@ describe('visord API', () => {
     await waitOp(await api('POST', `/v1/machines/${a.body.id}/stop`, { body: { force: true } }));
   }, 30_000);
 
+  it('keeps NIC rate limits in the spec, changes them, and exports them as metrics', async () => {
+    const limits = { rx: { bytesPerSec: 1 << 20, bytesBurst: 65536 }, tx: { packetsPerSec: 1000 } };
+    const a = await api('POST', '/v1/machines', { body: { name: 'net-a', memoryMiB: 16, netLimits: limits } });
+    expect(a.status).toBe(201);
+    expect(a.body.resources.netLimits).toEqual(limits);
+    const text = await (await fetch(`${d.address}/metrics`, { headers: { authorization: `Bearer ${admin}` } })).text();
+    expect(text).toMatch(/visor_machine_net_limit\{[^}]*name="net-a"[^}]*direction="rx",kind="bytes_per_second"\} 1048576/);
+    expect(text).toMatch(/visor_machine_net_limit\{[^}]*name="net-a"[^}]*direction="tx",kind="packets_per_second"\} 1000/);
+    const bad = await api('POST', '/v1/machines', { body: { name: 'net-b', netLimits: { rx: { bytesPerSec: 10 } } } });
+    expect(bad.status).toBe(400);
+    expect(bad.body.error.message).toMatch(/netLimits\.rx\.bytesPerSec/);
+    const odd = await api('POST', '/v1/machines', { body: { name: 'net-b', netLimits: { up: {} } } });
+    expect(odd.status).toBe(400);
+    const p = await api('PATCH', '/v1/machines/net-a', { body: { netLimits: { tx: { bytesPerSec: 65536 } } } });
+    expect(p.status).toBe(200);
+    expect(p.body.resources.netLimits).toEqual({ tx: { bytesPerSec: 65536 } });
+    const cleared = await api('PATCH', '/v1/machines/net-a', { body: { netLimits: null } });
+    expect(cleared.body.resources.netLimits).toBeUndefined();
+    expect((await api('DELETE', '/v1/machines/net-a')).status).toBeLessThan(300);
+  });
+
   it('answers bad input with a 4xx and a reason', async () => {
     const r1 = await api('POST', '/v1/machines', { body: { name: 'x', bogus: 1 } });
     expect(r1.status).toBe(400);

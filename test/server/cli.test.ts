@@ -43,9 +43,12 @@ describe('visor CLI and the daemon', () => {
     expect(err).toContain(`the admin token is in ${join(state, 'admin.token')}`);
     const token = readFileSync(join(state, 'admin.token'), 'utf8').trim();
     const env = { VISOR_REMOTE: url, VISOR_TOKEN: token };
-    const c = await visor(['create', 'one', '--memory', '64', '--json'], env);
+    const c = await visor(['create', 'one', '--memory', '64', '--net-rate', 'rx=1M,tx-pps=500', '--json'], env);
     expect(c.code, c.err).toBe(0);
-    expect(JSON.parse(c.out)).toMatchObject({ name: 'one', state: 'created', memoryMiB: 64, image: 'tiny' });
+    expect(JSON.parse(c.out)).toMatchObject({ name: 'one', state: 'created', memoryMiB: 64, image: 'tiny', resources: { netLimits: { rx: { bytesPerSec: 1_000_000 }, tx: { packetsPerSec: 500 } } } });
+    const badRate = await visor(['create', 'odd', '--net-rate', 'up=1'], env);
+    expect(badRate.code).not.toBe(0);
+    expect(badRate.err).toMatch(/--net-rate: expected tx=BYTES/);
     const t = await visor(['token', 'create', 'ro', '--role', 'viewer', '--project', 'default', '--json'], env);
     const viewer = JSON.parse(t.out).token as string;
     const refused = await visor(['create', 'two'], { VISOR_REMOTE: url, VISOR_TOKEN: viewer });

@@ -2,8 +2,10 @@
  * The daemon with a real guest (the 'tiny' image) and the real guest agent: streaming exec
  * over `WS /v1/machines/{id}/exec` (stdout, stderr, stdin, exit code); a network made through
  * the API whose rule blocks one host port and lets another through, and whose forward reaches
- * a server in the guest; disk reads held under the machine's disk limit.
- * Opt-in (VISOR_GUEST_TESTS=1): one boot, a few CPU-minutes.
+ * a server in the guest; a download held under the machine's NIC limit; disk reads held under
+ * the machine's disk limit.
+ * The network tests wait for the guest's DHCP lease first: the agent answers before eth0 has its
+ * address (init starts the agent, then udhcpc; tens of seconds apart on a busy host). Opt-in (VISOR_GUEST_TESTS=1): one boot, a few CPU-minutes.
  */
 import { createServer, connect, type Server } from 'node:net';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
@@ -29,6 +31,10 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
   let allowed = 0;
   let denied = 0;
   let forward = 0;
+  let big = 0;
+  /** The machine's NIC receives at most this (netLimits.rx), after a burst of RX_BURST. */
+  const RX_LIMIT = 256 * 1024;
+  const RX_BURST = 64 * 1024;
 
   const api = async (method: string, path: string, body?: unknown): Promise<{ status: number; json: any; location: string | null }> => {
     const r = await fetch(d.address + path, { method, headers: { authorization: `Bearer ${token}`, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) }, ...(body !== undefined ? { body: JSON.stringify(body) } : {}) });
@@ -40,11 +46,32 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     expect(r.status, JSON.stringify(r.json)).toBe(200);
     return r.json as { exitCode: number; stdout: string; stderr: string };
   };
-  const httpServer = async (reply: string) => {
+  /**
+   * Resolves once the guest's eth0 has its lease. The agent answers before the network is
+   * up: init starts it first and runs udhcpc after, which on a busy host takes tens of seconds
+   * more (its address appears when the lease script has run), so the network tests wait here.
+   */
+  let leased: Promise<string> | undefined;
+  const lease = () => (leased ??= (async () => {
+    const end = Date.now() + 5 * 60_000;
+    let last = '';
+    while (Date.now() < end) {
+      const r = await exec('ip -4 addr show dev eth0');
+      last = r.stdout;
+      const m = /inet (\d+\.\d+\.\d+\.\d+)/.exec(last);
+      if (m) return m[1]!;
+      await new Promise((r) => setTimeout(r, 2000));
+    }
+    throw new Error(`the guest's eth0 got no DHCP lease in 5 minutes: ${last}`);
+  })());
+  const httpServer = async (reply: string | Buffer) => {
     const s = createServer((c) => {
       const port = (s.address() as { port: number }).port;
       hits.set(port, (hits.get(port) ?? 0) + 1);
-      c.once('data', () => c.end(`HTTP/1.0 200 OK\r\nContent-Length: ${reply.length}\r\n\r\n${reply}`));
+      c.once('data', () => {
+        c.write(`HTTP/1.0 200 OK\r\nContent-Length: ${reply.length}\r\n\r\n`);
+        c.end(reply);
+      });
       c.on('error', () => {});
     });
     servers.push(s);
@@ -57,6 +84,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     token = readFileSync(d.adminTokenFile!, 'utf8').trim();
     allowed = await httpServer('ok-allowed');
     denied = await httpServer('ok-denied');
+    big = await httpServer(Buffer.alloc(MiB, 'x'));
     const probe = createServer();
     await new Promise<void>((r) => probe.listen(0, '127.0.0.1', () => r()));
     forward = (probe.address() as { port: number }).port;
@@ -67,7 +95,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
       forwards: [{ hostPort: forward, guestPort: 8080, machine: 'g' }],
     });
     expect(n.status).toBe(201);
-    const m = await api('POST', '/v1/machines', { name: 'g', image: 'tiny', memoryMiB: 128, networks: ['lan'], diskMiB: 16, diskLimits: { bytesPerSec: MiB }, start: true });
+    const m = await api('POST', '/v1/machines', { name: 'g', image: 'tiny', memoryMiB: 128, networks: ['lan'], diskMiB: 16, diskLimits: { bytesPerSec: MiB }, netLimits: { rx: { bytesPerSec: RX_LIMIT, bytesBurst: RX_BURST } }, start: true });
     expect(m.status).toBe(202);
     const op = await api('GET', `${m.location}/wait?timeoutMs=600000`);
     expect(op.json.status, JSON.stringify(op.json)).toBe('success');
@@ -107,6 +135,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
   });
 
   it('applies the network\'s rule: one host port reachable, the denied one not', { timeout: T }, async () => {
+    expect(await lease()).toBe('10.0.2.15');
     const ok = await exec(`wget -q -T 5 -O - http://10.0.2.2:${allowed}/`);
     expect(ok.stdout).toBe('ok-allowed');
     const no = await exec(`wget -q -T 5 -O - http://10.0.2.2:${denied}/; echo "exit $?"`);
@@ -116,6 +145,7 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
   });
 
   it('forwards a host port from the API to a server in the guest', { timeout: T }, async () => {
+    await lease();
     const srv = exec('echo FWD_REPLY | nc -l -p 8080', 60_000);
     let got = '';
     for (let i = 0; i < 60 && !got.includes('FWD_REPLY'); i++) {
@@ -131,6 +161,28 @@ describe.skipIf(!ENABLED)('visord with a real guest', () => {
     }
     expect(got).toContain('FWD_REPLY');
     await srv;
+  });
+
+  // As the disk limit below: a ceiling, and frames waited for it.
+  it('holds what the guest receives to its NIC limit (256 KiB/s)', { timeout: T }, async () => {
+    await lease();
+    const before = (await api('GET', `/v1/machines/${id}`)).json.stats;
+    // Timed on the host around the whole exec (its own cost only makes the rate look lower).
+    // Not by the guest's clock: on a busy host it runs behind the host's (host/clock-host.ts);
+    // nor by the server's socket, which the NAT may close once it has read all of it.
+    const t0 = performance.now();
+    const r = await exec(`wget -q -O /tmp/big http://10.0.2.2:${big}/ && wc -c < /tmp/big; rm -f /tmp/big`);
+    const seconds = (performance.now() - t0) / 1000;
+    const after = (await api('GET', `/v1/machines/${id}`)).json.stats;
+    const size = Number(r.stdout.trim());
+    // Past the bucket's burst, the rest comes at the limit.
+    const rate = (size - RX_BURST) / seconds;
+    console.log(`NIC rx limit ${RX_LIMIT / 1024} KiB/s after ${RX_BURST / 1024} KiB: ${size} bytes in ${seconds.toFixed(2)} s = ${(rate / 1024).toFixed(1)} KiB/s past the burst; ${after.netRateDelayed - before.netRateDelayed} frames waited for tokens`);
+    expect(size).toBe(MiB);
+    expect(after.netRxBytes - before.netRxBytes).toBeGreaterThanOrEqual(MiB);
+    expect(rate).toBeLessThan(RX_LIMIT * 1.1);
+    expect(after.netRateDelayed).toBeGreaterThan(before.netRateDelayed);
+    expect((await api('GET', `/v1/machines/${id}`)).json.resources.netLimits).toEqual({ rx: { bytesPerSec: RX_LIMIT, bytesBurst: RX_BURST } });
   });
 
   // The limit is a ceiling: the guest reads no faster than it (10% slack for the bucket's burst

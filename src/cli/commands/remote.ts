@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import type { Command } from 'commander';
 import WebSocket from 'ws';
 import { VisorError } from '../../base/errors.js';
+import { parseRateSpec } from '../../net/user/spec.js';
 import { remoteFrom, type RemoteClient } from '../../server/client.js';
 
 const out = (s: string): void => void process.stdout.write(`${s}\n`);
@@ -66,8 +67,11 @@ export function registerRemoteCommands(program: Command): void {
     .option('--cpu-limit <percent>', 'percent of one host core', Number)
     .option('--disk <MiB>', 'a new qcow2 data disk of this size', Number)
     .option('--network <name...>', 'networks to join')
+    .option('--net-rate <spec>', 'rate limits of each NIC, as for visor run: tx=BYTES,rx=BYTES,tx-pps=N,rx-pps=N,tx-burst=BYTES,rx-burst=BYTES (K/M/G)')
     .option('--start', 'start it at once')
-    .action(async (name: string, f: RemoteFlags & { image?: string; memory?: number; cpuLimit?: number; disk?: number; network?: string[]; start?: boolean }) => {
+    .action(async (name: string, f: RemoteFlags & { image?: string; memory?: number; cpuLimit?: number; disk?: number; network?: string[]; netRate?: string; start?: boolean }) => {
+      const netLimits = f.netRate !== undefined ? parseRateSpec(f.netRate) : undefined;
+      if (typeof netLimits === 'string') throw new VisorError('InvalidArgument', `--net-rate: ${netLimits}`);
       const c = remoteFrom(f);
       const body = {
         name,
@@ -76,6 +80,7 @@ export function registerRemoteCommands(program: Command): void {
         ...(f.cpuLimit !== undefined ? { cpuLimitPercent: f.cpuLimit } : {}),
         ...(f.disk !== undefined ? { diskMiB: f.disk } : {}),
         ...(f.network ? { networks: f.network } : {}),
+        ...(netLimits ? { netLimits } : {}),
         ...(f.start ? { start: true } : {}),
       };
       await c.act('POST', '/v1/machines', body);
