@@ -6,7 +6,8 @@
  * before any package is configured and whatever the user removes.
  */
 import {
-  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STOPPING_FLAG,
+  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STDIO_ARG,
+  STDIO_PORTS_SH, STOPPING_FLAG,
 } from './init-script.js';
 import type { ExtraFile } from './rootfs.js';
 
@@ -17,7 +18,7 @@ export const CONFIGURE_SCRIPT = `/${VISOR_DIR}/configure`;
 export const AGENT_PROGRAM = `/${VISOR_DIR}/visor-agent`;
 /** Busybox applets visor's init and agent use, linked in /usr/lib/visor/bin. */
 const APPLETS = ['sh', 'mount', 'umount', 'mkdir', 'cat', 'sleep', 'setsid', 'cttyhack', 'sync', 'kill', 'poweroff', 'reboot', 'halt',
-  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep'];
+  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep', 'mkfifo'];
 /** Printed by the configure script before each step, for the host's progress bar. */
 export const CONFIGURE_STEP = 'VISOR_CONFIGURE';
 
@@ -59,9 +60,11 @@ cmd=
 ip=
 con=
 on_hvc=
+stdio=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
+    ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
     ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
@@ -100,6 +103,7 @@ elif [ -e /sys/class/net/eth0 ]; then
     echo "visor-init: no DHCP answer on eth0; networking is down" >&2
 fi
 
+${STDIO_PORTS_SH}
 export PATH=$USER_PATH
 if [ -n "$cmd" ]; then
   echo 1 > /proc/sys/kernel/printk
@@ -108,13 +112,13 @@ if [ -n "$cmd" ]; then
     . /run/visor-argv.sh
     if [ $# -gt 0 ]; then
       cd /root
-      "$@"
+      if [ "$stdio" = virtio ]; then run_on_ports "$@"; else "$@"; fi
       status=$?
     else
-      echo "visor-init: visor.cmd is an empty command" >&2
+      say_err "visor-init: visor.cmd is an empty command"
     fi
   else
-    echo "visor-init: cannot decode visor.cmd" >&2
+    say_err "visor-init: cannot decode visor.cmd"
   fi
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
