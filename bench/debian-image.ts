@@ -34,15 +34,19 @@ if (!args.includes('--cached')) {
 console.log(`machine: ${cpus()[0]?.model ?? 'unknown CPU'} x${cpus().length}, Node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}`);
 
 const t0 = performance.now();
+const startedAt = Date.now();
 const img = await ensureImage('debian', { progress: true });
 const pullWall = (performance.now() - t0) / 1000;
 const m = img.manifest;
+// Built by this run: on an empty cache, or with --cached when the cached image was stale.
+const built = Date.parse(m.created) >= startedAt;
 const load = () => loadavg().map((l) => l.toFixed(1)).join(' ');
 {
   // The phases of the pull that made the cached image (this run's when the cache was empty).
   const s = m.rootfs!.seconds;
   const cpu = m.rootfs!.cpuSeconds;
-  console.log(`${tmpCache ? 'first pull (empty cache)' : `pull that built the cached image (${m.created})`}: ${tmpCache ? `${pullWall.toFixed(0)} s wall, ` : ''}` +
+  const what = tmpCache ? 'first pull (empty cache)' : built ? `pull (this run, cached downloads and index)` : `pull that built the cached image (${m.created})`;
+  console.log(`${what}: ${built ? `${pullWall.toFixed(0)} s wall, ` : ''}` +
     `download ${s.download.toFixed(1)} s, unpack ${s.unpack.toFixed(1)} s, ext4 write ${s.write.toFixed(1)} s, configure in a guest ${s.configure.toFixed(0)} s` +
     `${cpu !== undefined ? `; ${cpu.toFixed(0)} CPU s in all` : ''}; load now ${load()}`);
   if (m.rootfs!.slowest) console.log(`configure, slowest steps (wall s): ${m.rootfs!.slowest.map((x) => `${x.step} ${x.seconds}`).join(', ')}`);

@@ -252,6 +252,62 @@ esac
  */
 export const SESSION_WRAPPER = 'trap : INT QUIT; "$@"; st=$?; stty "$(stty -g 2>/dev/null)" 2>/dev/null; exit $st';
 
+/**
+ * The command's stdio on virtio-console ports (${STDIO_ARG}=virtio), for visor's init in the
+ * initramfs and on a Debian root: \`vport\`, \`say_err\`, \`run_on_ports\`, then the wait for
+ * the three ports when \$cmd is set and \$stdio is virtio (falling back to the console). Needs
+ * sh, cat, mkfifo, kill and sleep.
+ */
+export const STDIO_PORTS_SH = `# Sets $port to the device node of the virtio-console port named $1 (no udev: sysfs).
+vport() {
+  for p in /sys/class/virtio-ports/*; do
+    n=
+    [ -r "$p/name" ] && read -r n < "$p/name"
+    [ "$n" = "$1" ] && [ -c "/dev/\${p##*/}" ] && { port="/dev/\${p##*/}"; return 0; }
+  done
+  return 1
+}
+
+# An error of init's about the command goes where the command's stderr would.
+say_err() {
+  if [ -n "$err_port" ]; then echo "$1" > "$err_port"; else echo "$1" >&2; fi
+}
+
+# ${STDIO_ARG}=virtio: the command's stdio are the ports ${STDIN_PORT_NAME}, ${STDOUT_PORT_NAME}
+# and ${STDERR_PORT_NAME}. A port opens once at a time, so cat relays each through a FIFO
+# (the command may reopen /dev/stdin, /dev/stdout, /dev/stderr). The host ending the stdin
+# port is end-of-file for the command; init waits for the output relays before reporting.
+run_on_ports() {
+  mkfifo /run/visor-in /run/visor-out /run/visor-err || return 127
+  cat "$in_port" > /run/visor-in &
+  in_relay=$!
+  cat /run/visor-out > "$out_port" &
+  out_relay=$!
+  cat /run/visor-err > "$err_port" &
+  err_relay=$!
+  "$@" < /run/visor-in > /run/visor-out 2> /run/visor-err
+  st=$?
+  wait "$out_relay" "$err_relay"
+  kill "$in_relay" 2>/dev/null
+  return $st
+}
+
+err_port=
+if [ -n "$cmd" ] && [ "$stdio" = virtio ]; then
+  i=0
+  until vport ${STDIN_PORT_NAME} && in_port=$port && vport ${STDOUT_PORT_NAME} && out_port=$port && vport ${STDERR_PORT_NAME} && err_port=$port; do
+    err_port=
+    i=$((i + 1))
+    if [ "$i" -ge 300 ]; then
+      echo "visor-init: the stdio ports did not appear; the command runs on the console" >&2
+      stdio=
+      break
+    fi
+    sleep 0.1 2>/dev/null || sleep 1
+  done
+fi
+`;
+
 export interface InitOptions {
   kernelRelease: string;
 }
@@ -378,55 +434,7 @@ ${UDHCPC_SCRIPT}VISOR_UDHCPC
   udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -b -S >/dev/null 2>&1
 fi
 
-# Sets $port to the device node of the virtio-console port named $1 (no udev: sysfs).
-vport() {
-  for p in /sys/class/virtio-ports/*; do
-    n=
-    [ -r "$p/name" ] && read -r n < "$p/name"
-    [ "$n" = "$1" ] && [ -c "/dev/\${p##*/}" ] && { port="/dev/\${p##*/}"; return 0; }
-  done
-  return 1
-}
-
-# An error of init's about the command goes where the command's stderr would.
-say_err() {
-  if [ -n "$err_port" ]; then echo "$1" > "$err_port"; else echo "$1" >&2; fi
-}
-
-# ${STDIO_ARG}=virtio: the command's stdio are the ports ${STDIN_PORT_NAME}, ${STDOUT_PORT_NAME}
-# and ${STDERR_PORT_NAME}. A port opens once at a time, so cat relays each through a FIFO
-# (the command may reopen /dev/stdin, /dev/stdout, /dev/stderr). The host ending the stdin
-# port is end-of-file for the command; init waits for the output relays before reporting.
-run_on_ports() {
-  mkfifo /run/visor-in /run/visor-out /run/visor-err || return 127
-  cat "$in_port" > /run/visor-in &
-  in_relay=$!
-  cat /run/visor-out > "$out_port" &
-  out_relay=$!
-  cat /run/visor-err > "$err_port" &
-  err_relay=$!
-  "$@" < /run/visor-in > /run/visor-out 2> /run/visor-err
-  st=$?
-  wait "$out_relay" "$err_relay"
-  kill "$in_relay" 2>/dev/null
-  return $st
-}
-
-err_port=
-if [ -n "$cmd" ] && [ "$stdio" = virtio ]; then
-  i=0
-  until vport ${STDIN_PORT_NAME} && in_port=$port && vport ${STDOUT_PORT_NAME} && out_port=$port && vport ${STDERR_PORT_NAME} && err_port=$port; do
-    err_port=
-    i=$((i + 1))
-    if [ "$i" -ge 300 ]; then
-      echo "visor-init: the stdio ports did not appear; the command runs on the console" >&2
-      stdio=
-      break
-    fi
-    sleep 0.1 2>/dev/null || sleep 1
-  done
-fi
-
+${STDIO_PORTS_SH}
 if [ -n "$cmd" ]; then
   # Kernel messages would interleave with the command's output: keep only emergencies.
   echo 1 > /proc/sys/kernel/printk

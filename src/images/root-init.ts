@@ -6,7 +6,8 @@
  * before any package is configured and whatever the user removes.
  */
 import {
-  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STOPPING_FLAG,
+  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STDIO_ARG,
+  STDIO_PORTS_SH, STOPPING_FLAG,
 } from './init-script.js';
 import type { ExtraFile } from './rootfs.js';
 
@@ -17,7 +18,7 @@ export const CONFIGURE_SCRIPT = `/${VISOR_DIR}/configure`;
 export const AGENT_PROGRAM = `/${VISOR_DIR}/visor-agent`;
 /** Busybox applets visor's init and agent use, linked in /usr/lib/visor/bin. */
 const APPLETS = ['sh', 'mount', 'umount', 'mkdir', 'cat', 'sleep', 'setsid', 'cttyhack', 'sync', 'kill', 'poweroff', 'reboot', 'halt',
-  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep'];
+  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep', 'mkfifo'];
 /** Printed by the configure script before each step, for the host's progress bar. */
 export const CONFIGURE_STEP = 'VISOR_CONFIGURE';
 
@@ -59,9 +60,11 @@ cmd=
 ip=
 con=
 on_hvc=
+stdio=
 for arg in $(cat /proc/cmdline); do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
+    ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
     ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
@@ -100,6 +103,7 @@ elif [ -e /sys/class/net/eth0 ]; then
     echo "visor-init: no DHCP answer on eth0; networking is down" >&2
 fi
 
+${STDIO_PORTS_SH}
 export PATH=$USER_PATH
 if [ -n "$cmd" ]; then
   echo 1 > /proc/sys/kernel/printk
@@ -108,13 +112,13 @@ if [ -n "$cmd" ]; then
     . /run/visor-argv.sh
     if [ $# -gt 0 ]; then
       cd /root
-      "$@"
+      if [ "$stdio" = virtio ]; then run_on_ports "$@"; else "$@"; fi
       status=$?
     else
-      echo "visor-init: visor.cmd is an empty command" >&2
+      say_err "visor-init: visor.cmd is an empty command"
     fi
   else
-    echo "visor-init: cannot decode visor.cmd" >&2
+    say_err "visor-init: cannot decode visor.cmd"
   fi
   [ -e ${STOPPING_FLAG} ] && while :; do sleep 3600; done
   sync
@@ -187,6 +191,90 @@ exec "\${VISOR_REAL_HELPER:-/usr/bin/dpkg-maintscript-helper}" "$@"
 `;
 
 /**
+ * deb-systemd-helper (perl: seconds to start in an emulated guest) for the configure run: the
+ * two calls dh_installsystemd's postinst snippet makes before \`enable\` are answered here when
+ * their answer on a fresh system is certain, exactly as the real helper would give it:
+ * \`unmask U\` does nothing when /etc/systemd/system/U does not exist and no masked-state
+ * directory exists (the helper would find nothing to unmask and no directory to tidy), and
+ * \`was-enabled U\` is true when U has no state file (no recorded links: the helper's "was
+ * enabled" default). Anything else, any option but a leading --quiet, or a call from outside
+ * dpkg goes to the real helper. Paths honour DPKG_ROOT as the helper's do.
+ */
+export const DEB_SYSTEMD_HELPER_SHIM = `#!/bin/sh
+certain() {
+  quiet=
+  [ "$1" = --quiet ] && { quiet=1; shift; }
+  action=$1
+  shift
+  case "$action" in unmask|was-enabled) [ $# -gt 0 ] || return 1 ;; *) return 1 ;; esac
+  for u; do
+    case "$u" in ''|-*|*/*) return 1 ;; esac
+    if [ "$action" = unmask ]; then
+      [ ! -e "$DPKG_ROOT/etc/systemd/system/$u" ] || return 1
+    else
+      [ ! -e "$DPKG_ROOT/var/lib/systemd/deb-systemd-helper-enabled/$u.dsh-also" ] || return 1
+    fi
+  done
+  if [ "$action" = unmask ]; then
+    [ ! -e "$DPKG_ROOT/var/lib/systemd/deb-systemd-helper-masked" ] &&
+      [ ! -e "$DPKG_ROOT/var/lib/systemd/deb-systemd-user-helper-masked" ]
+  else
+    [ -n "$quiet" ] || for u; do echo enabled >&2; done
+  fi
+}
+[ -n "$DPKG_MAINTSCRIPT_PACKAGE" ] && certain "$@" && exit 0
+exec "\${VISOR_REAL_DSH:-/usr/bin/deb-systemd-helper}" "$@"
+`;
+
+/**
+ * Python's byte-compiling is left out of the configure run; python compiles a module the first
+ * time it is imported instead, and the run ends by importing the interpreter's start-up modules
+ * and a few common ones so that \`python3\` starts fast. Safe because the .pyc files are a
+ * cache, never part of a package (Debian Python Policy: they are made after installation and
+ * removed by py3clean): CPython checks each one against its source's mtime and size and
+ * rewrites what is missing or stale, a later install or upgrade runs the package's real
+ * byte-compiling, and py3clean removes a package's pycs on removal whoever wrote them. The
+ * cost moves to the first import of a module that is not precompiled (in an ephemeral \`visor
+ * run\` on every run, since its overlay is discarded; in a kept machine once).
+ *
+ * How: \`py3compile\` (what dh_python3's postinst snippets call, through PATH) is a no-op here,
+ * and each /usr/lib/python3.X/py_compile.py (which python3.X's and python3.X-minimal's
+ * postinsts run by full path over the whole standard library) is diverted with a local
+ * dpkg-divert to this stub for the run, then the diversion is removed (the real file renamed
+ * back, untouched). Run as a script the stub does nothing; imported, it is the real module.
+ */
+export const PY_COMPILE_STUB = `# visor: byte-compiling is skipped while the image is configured (see /usr/lib/visor/configure)
+if __name__ == '__main__':
+    raise SystemExit(0)
+with open(__file__ + '.visor-configure', 'rb') as _real:
+    exec(compile(_real.read(), __file__ + '.visor-configure', 'exec'))
+`;
+
+/**
+ * Shell for the configure script (which defines \`fail\`): divert each py_compile.py to the
+ * stub, and undo it. Paths under $DPKG_ROOT (empty in the guest; a test's directory), as
+ * dpkg-divert takes them.
+ */
+export const PYTHON_COMPILE_OFF = `for f in "$DPKG_ROOT"/usr/lib/python3.*/py_compile.py; do
+  [ -f "$f" ] || continue
+  p=\${f#"$DPKG_ROOT"}
+  dpkg-divert --quiet --local --rename --divert "$p.visor-configure" --add "$p" || fail "dpkg-divert $p"
+  cat > "$f" <<'STUB'
+${PY_COMPILE_STUB}STUB
+done
+`;
+export const PYTHON_COMPILE_ON = `for f in "$DPKG_ROOT"/usr/lib/python3.*/py_compile.py.visor-configure; do
+  [ -f "$f" ] || continue
+  p=\${f#"$DPKG_ROOT"}
+  rm -f "\${f%.visor-configure}"
+  dpkg-divert --quiet --local --rename --divert "$p" --remove "\${p%.visor-configure}" || fail "dpkg-divert --remove \${p%.visor-configure}"
+done
+`;
+
+/** Imported once at the end of the configure run, so these are byte-compiled in the base. */
+export const PYTHON_WARM_IMPORTS = ['argparse', 'dataclasses', 'datetime', 'json', 'logging', 'pathlib', 're', 'shutil', 'subprocess', 'tempfile', 'typing'];
+
+/**
  * The second stage, run once in a guest during the pull (debootstrap's second stage on a
  * target whose packages are unpacked): preinst scripts, then the required packages, then
  * everything, with services kept from starting. Any failure names the package and ends with
@@ -195,7 +283,8 @@ exec "\${VISOR_REAL_HELPER:-/usr/bin/dpkg-maintscript-helper}" "$@"
  * Made for speed in an emulated guest, without changing what ends up configured: the root
  * filesystem without write barriers (each dpkg database update is an fsync, a host fsync
  * through virtio-blk; the host flushes the disk when the guest is done, and a failed build is
- * discarded), dpkg without its own fsyncs, and the maintscript-helper no-ops skipped.
+ * discarded), dpkg without its own fsyncs, the maintscript-helper no-ops and deb-systemd-helper's
+ * certain answers skipped, and python's byte-compiling left to first imports (PY_COMPILE_STUB).
  */
 export function configureScript(files: RootFiles): string {
   return `#!/bin/sh
@@ -206,11 +295,14 @@ mount -o remount,barrier=0 / 2>/dev/null
 mkdir -p /run/visor-configure
 cat > /run/visor-configure/dpkg-maintscript-helper <<'SHIM'
 ${MAINTSCRIPT_HELPER_SHIM}SHIM
-chmod 755 /run/visor-configure/dpkg-maintscript-helper
+cat > /run/visor-configure/deb-systemd-helper <<'SHIM'
+${DEB_SYSTEMD_HELPER_SHIM}SHIM
+printf '#!/bin/sh\\nexit 0\\n' > /run/visor-configure/py3compile
+chmod 755 /run/visor-configure/*
 echo force-unsafe-io > /etc/dpkg/dpkg.cfg.d/visor-configure
 printf '#!/bin/sh\\nexit 101\\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
 ldconfig || fail ldconfig
-arch=$(dpkg --print-architecture)
+${PYTHON_COMPILE_OFF}arch=$(dpkg --print-architecture)
 for p in ${files.order.join(' ')}; do
   f=/var/lib/dpkg/info/$p.preinst
   if [ -x "$f" ]; then
@@ -222,6 +314,10 @@ echo "${CONFIGURE_STEP} required"
 dpkg --configure --force-configure-any --force-depends ${files.required.join(' ')} </dev/null || fail "dpkg --configure (required packages)"
 echo "${CONFIGURE_STEP} all"
 dpkg --configure -a </dev/null || fail "dpkg --configure -a"
+${PYTHON_COMPILE_ON}if command -v python3 >/dev/null; then
+  echo "${CONFIGURE_STEP} python-warm"
+  python3 -c 'import ${PYTHON_WARM_IMPORTS.join(', ')}' </dev/null || fail "python3 (byte-compiling its start-up modules)"
+fi
 echo "${CONFIGURE_STEP} audit"
 dpkg --audit >/run/audit 2>&1; if [ -s /run/audit ]; then cat /run/audit; fail "dpkg --audit"; fi
 rm -f /usr/sbin/policy-rc.d /etc/dpkg/dpkg.cfg.d/visor-configure
