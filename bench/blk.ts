@@ -21,6 +21,7 @@ import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { guestImage, runGuest } from '../test/virtio/guest-vm.js';
 import { SETTLE, type Span } from './guest-cpu.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
+import { benchArg } from './args.js';
 
 // The hart from the build (`npm run build`): tsc inlines its opcode enum, which tsx does not
 // (the interpreter runs many times slower from sources; see src/sdk/machine.ts).
@@ -104,10 +105,7 @@ export async function blkQemu(img: GuestImage, path: string, o: BlkOptions): Pro
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1]! : def;
-  };
+  const arg = (name: string, def: string): string => benchArg(name, def);
   const MIB = Number(arg('size', '256'));
   const o: BlkOptions = { mib: MIB, write: true, timeoutMs: Number(arg('timeout-s', '3600')) * 1000, accel: arg('accel', defaultAccel()) as 'interp' | 'jit' };
   interface Figures { write: number; read: number; writeCpu: number; readCpu: number; guestWrite: number; guestRead: number }

@@ -22,11 +22,9 @@ import { performance } from 'node:perf_hooks';
 import { Machine } from '../src/sdk/machine.js';
 import { spinGuest } from '../test/sdk/guest.js';
 import { act, http, spawnDaemon } from '../test/server/process.js';
+import { benchArg } from './args.js';
 
-const arg = (name: string, def: string) => {
-  const i = process.argv.indexOf(`--${name}`);
-  return i >= 0 ? process.argv[i + 1]! : def;
-};
+const arg = (name: string, def: string): string => benchArg(name, def);
 const DURATION = Number(arg('duration', '60'));
 const CLIENTS = Number(arg('clients', '50'));
 const MACHINES = Number(arg('machines', '10'));

@@ -15,12 +15,10 @@ import type { BlockDevice } from '../src/storage/block-device.js';
 import { createDisk, openDisk, type DiskFormat } from '../src/storage/open.js';
 import { Qcow2Device } from '../src/storage/qcow2/device.js';
 import { rng } from '../src/storage/testing.js';
+import { benchArg } from './args.js';
 
 const argv = process.argv.slice(2);
-const arg = (name: string, def: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : def;
-};
+const arg = (name: string, def: string): string => benchArg(name, def);
 const SIZE = Number(arg('size', '256')) << 20;
 const OPS = Number(arg('ops', '20000'));
 const dir = mkdtempSync(join(arg('dir', tmpdir()), 'visor-bench-'));

@@ -16,12 +16,10 @@ import { NodeFileHandle, NodeFileOpener } from '../src/host/file-handle.js';
 import { closeDisk, createDisk, openDisk } from '../src/storage/open.js';
 import { dirNode, planExt4Size, writeExt4, type Ext4DirNode, type Ext4Meta, type Ext4Node } from '../src/storage/ext4/index.js';
 import { rng } from '../src/storage/testing.js';
+import { benchArg } from './args.js';
 
 const argv = process.argv.slice(2);
-const arg = (name: string, def: string): string => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : def;
-};
+const arg = (name: string, def: string): string => benchArg(name, def);
 const FILES = Number(arg('files', '30000'));
 const TOTAL = Number(arg('mb', '400')) * 1e6;
 const dir = mkdtempSync(join(arg('dir', tmpdir()), 'visor-bench-ext4-'));

@@ -15,6 +15,7 @@ import type { Machine as MachineClass } from '../src/sdk/index.js';
 import { runMachine } from '../test/support/run-machine.js';
 import { encodeCommand, findImage, type GuestImage } from '../src/images/index.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
+import { benchArg } from './args.js';
 
 /** One timed phase of the guest script: a shell command between two marker lines. */
 export interface CpuPhase {
@@ -136,10 +137,7 @@ export async function cpuPhasesQemu(img: GuestImage, phases: CpuPhase[], o: CpuR
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1]! : def;
-  };
+  const arg = (name: string, def: string): string => benchArg(name, def);
   const MIB = Number(arg('mib', '32'));
   const LOOPS = Number(arg('loops', '100000'));
   const FLOAT = Number(arg('float', '200000'));

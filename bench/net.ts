@@ -19,6 +19,7 @@ import { VirtioNet } from '../src/virtio/net/device.js';
 import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
 import { SETTLE, type Span } from './guest-cpu.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
+import { benchArg } from './args.js';
 
 // The hart from the build: tsc inlines its opcode enum, tsx does not (see bench/blk.ts).
 const builtVm = async () => (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
@@ -97,10 +98,7 @@ export async function netQemu(img: GuestImage, o: NetOptions): Promise<Span> {
 
 async function main(): Promise<void> {
   const argv = process.argv.slice(2);
-  const arg = (name: string, def: string) => {
-    const i = argv.indexOf(`--${name}`);
-    return i >= 0 ? argv[i + 1]! : def;
-  };
+  const arg = (name: string, def: string): string => benchArg(name, def);
   const MIB = Number(arg('mib', '16'));
   const o: NetOptions = { mib: MIB, timeoutMs: Number(arg('timeout-s', '3600')) * 1000, accel: arg('accel', defaultAccel()) as 'interp' | 'jit' };
   const figures = (s: Span) => ({ wall: MIB / s.wallS, cpu: MIB / s.cpuS, guest: MIB / Math.max(s.guestS, 0.01) });

@@ -27,15 +27,13 @@ import { blkQemu, blkVisor, scratchDisk } from './blk.js';
 import { cpuPhasesQemu, cpuPhasesVisor, floatPhase, shaPhase, shellPhase, type CpuPhase } from './guest-cpu.js';
 import { haveQemu } from './guest-qemu.js';
 import { netQemu, netVisor } from './net.js';
+import { benchArg } from './args.js';
 
 const ALL_ROWS = ['boot', 'shell', 'sha256', 'float', 'blk', 'net'] as const;
 type Row = (typeof ALL_ROWS)[number];
 
 const argv = process.argv.slice(2);
-const arg = (name: string, def: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : def;
-};
+const arg = (name: string, def: string): string => benchArg(name, def);
 const rows = arg('rows', ALL_ROWS.join(',')).split(',').map((r) => r.trim()) as Row[];
 for (const r of rows) if (!ALL_ROWS.includes(r)) throw new Error(`unknown row ${r}: the rows are ${ALL_ROWS.join(', ')}`);
 const RUNS = Number(arg('runs', '3'));

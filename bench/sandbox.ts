@@ -14,14 +14,11 @@
 import { cpus, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import type * as Sdk from '../src/sdk/index.js';
+import { benchArg } from './args.js';
 
 const { Sandbox, Machine } = (await import('../dist/sdk/index.js' as string)) as typeof Sdk;
 
-const args = process.argv.slice(2);
-const opt = (name: string, dflt: string) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? args[i + 1]! : dflt;
-};
+const opt = (name: string, def: string): string => benchArg(name, def);
 const image = opt('image', 'tiny');
 const memoryMiB = Number(opt('memory', '256'));
 const many = Number(opt('many', '20'));

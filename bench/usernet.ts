@@ -17,12 +17,10 @@ import { ensureImage } from '../src/images/index.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { GuestVm } from '../test/virtio/guest-vm.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
+import { benchArg } from './args.js';
 
 const argv = process.argv.slice(2);
-const arg = (name: string, def: string) => {
-  const i = argv.indexOf(`--${name}`);
-  return i >= 0 ? argv[i + 1]! : def;
-};
+const arg = (name: string, def: string): string => benchArg(name, def);
 const MIB = Number(arg('mib', '64'));
 const TIMEOUT_MS = Number(arg('timeout-s', '1800')) * 1000;
 const ACCEL = arg('accel', defaultAccel()) as 'interp' | 'jit';
