@@ -6,12 +6,18 @@
  *   npx tsx bench/debian-image.ts --cached   use the cache XDG_CACHE_HOME points at
  *
  * Prints: the pull's phases (download, unpack, ext4 write, configure in a guest), the base
- * image's size and the biggest packages in it, a cached `visor run -- true` (CLI, wall time to
- * its exit), and the same image booted by QEMU TCG in the same run (same kernel, initramfs and
- * command line; the root disk a qcow2 overlay on the same base, on virtio-blk).
+ * image's size and the biggest packages in it, a cached `visor run -- true` (the built CLI, as
+ * users run it: `npm run build` first; wall time to its exit), and the same image booted by
+ * QEMU TCG in the same run (same kernel, initramfs and command line; the root disk a qcow2
+ * overlay on the same base, on virtio-blk), once with the disk alone and once with visor's
+ * other devices (virtio-net on user networking, virtio-rng). Then each run's phases: start-up,
+ * kernel to /init, initramfs, root init + command, way out (medians; visor's with the guest's
+ * instructions and the machine thread's CPU seconds from `visor run --verbose`).
+ *
+ *   --rounds=N   alternated rounds (default 3)    --no-qemu   visor alone
  */
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -63,59 +69,123 @@ if (idx) {
   console.log(`installed size ${formatBytes(total * 1024)}; largest: ${top.map((p) => `${p.name} ${formatBytes(p.installedSize * 1024)}`).join(', ')}`);
 }
 
-/** Wall seconds and the child's CPU seconds (user + system, from /usr/bin/time). */
-function wall(cmd: string, argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<{ s: number; cpu: number; out: string; code: number | null }> {
-  return new Promise((resolve, reject) => {
-    const t = performance.now();
-    const p = spawn('/usr/bin/time', ['-f', 'VISOR_BENCH_CPU %U %S', cmd, ...argv], { cwd: repo, env, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    p.stdout.on('data', (d: Buffer) => { out += d.toString(); });
-    p.stderr.on('data', (d: Buffer) => { err += d.toString(); });
-    p.on('error', reject);
-    p.on('exit', (code) => {
-      const m = /VISOR_BENCH_CPU ([\d.]+) ([\d.]+)/.exec(err);
-      resolve({ s: (performance.now() - t) / 1000, cpu: m ? Number(m[1]) + Number(m[2]) : NaN, out, code });
-    });
-  });
-}
-
 const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0 && spawnSync('qemu-img', ['--version']).status === 0;
 const fw = img.firmwareDynamic ?? img.firmware;
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 const rounds = Number(/^--rounds=(\d+)$/.exec(args.find((a) => a.startsWith('--rounds=')) ?? '')?.[1] ?? 3);
-const visorRuns: { s: number; cpu: number }[] = [];
-const qemuRuns: { s: number; cpu: number }[] = [];
-// Alternated: `visor run -- true` through the CLI as a user runs it (an ephemeral overlay each
-// time), then QEMU on the same image, `rounds` times; medians of each.
-for (let i = 0; i < rounds; i++) {
-  const r = await wall(process.execPath, ['--import', 'tsx', '-e', "import('./src/cli/main.ts').then((m) => m.main(['run', '--image', 'debian', '--', 'true']))"]);
-  if (r.code !== 0) throw new Error(`visor run -- true exited ${r.code}: ${r.out}`);
-  visorRuns.push(r);
-  const q = haveQemu && fw ? await qemuRun() : undefined;
-  if (q) qemuRuns.push(q);
-}
-const fmt = (rs: { s: number; cpu: number }[]) => `median ${median(rs.map((r) => r.s)).toFixed(2)} s wall, ${median(rs.map((r) => r.cpu)).toFixed(2)} CPU s (runs: ${rs.map((r) => r.s.toFixed(1)).join(', ')})`;
-console.log(`visor run -- true (cached, CLI, JIT): ${fmt(visorRuns)}; load ${load()}`);
-if (qemuRuns.length) {
-  console.log(`qemu TCG, same image (OpenSBI fw_dynamic, -- true): ${fmt(qemuRuns)}; visor/qemu ${(median(visorRuns.map((r) => r.s)) / median(qemuRuns.map((r) => r.s))).toFixed(2)}x wall`);
-} else {
-  console.log('qemu: not measured (qemu-system-riscv64/qemu-img not installed or --no-qemu)');
+
+/**
+ * The phases of a run, from the guest's console lines stamped as they reach the host: start-up
+ * until the machine exists (visor only: CLI, image, overlay, worker), the kernel until the
+ * initramfs's /init (its VISOR_INIT_START), the initramfs (modules, the root's mount,
+ * switch_root) until the root's init prints its own, the root's init until the command's
+ * VISOR_EXIT, and the way out (poweroff, overlay removed, process gone).
+ */
+const PHASES = ['start-up', 'kernel to /init', 'initramfs', 'root init + command', 'way out'] as const;
+interface Run { s: number; cpu: number; phases: number[]; instr?: number[]; machineCpu?: number[] }
+
+/** Runs a command, stamping each output line (stdout and stderr) on arrival; wall and CPU seconds (/usr/bin/time). */
+function stamped(cmd: string, argv: string[]): Promise<{ s: number; cpu: number; lines: { t: number; text: string }[]; code: number | null }> {
+  return new Promise((resolve, reject) => {
+    const t0 = performance.now();
+    const p = spawn('/usr/bin/time', ['-f', 'VISOR_BENCH_CPU %U %S', cmd, ...argv], { cwd: repo, stdio: ['ignore', 'pipe', 'pipe'] });
+    const lines: { t: number; text: string }[] = [];
+    const tails = ['', ''];
+    const feed = (i: number) => (d: Buffer) => {
+      const parts = (tails[i] + d.toString('latin1')).split('\n');
+      tails[i] = parts.pop()!;
+      const t = (performance.now() - t0) / 1000;
+      for (const text of parts) lines.push({ t, text: text.replace(/\r$/, '') });
+    };
+    p.stdout.on('data', feed(0));
+    p.stderr.on('data', feed(1));
+    p.on('error', reject);
+    p.on('exit', (code) => {
+      const s = (performance.now() - t0) / 1000;
+      const m = lines.map((l) => /VISOR_BENCH_CPU ([\d.]+) ([\d.]+)/.exec(l.text)).find((x) => x);
+      resolve({ s, cpu: m ? Number(m[1]) + Number(m[2]) : NaN, lines, code });
+    });
+  });
 }
 
-async function qemuRun(): Promise<{ s: number; cpu: number }> {
+/** Phase boundaries (host seconds) from the marker lines; throws when one is missing. */
+function phasesOf(lines: { t: number; text: string }[], s: number, created: number, what: string): { phases: number[]; at: number[] } {
+  const inits = lines.filter((l) => /VISOR_INIT_START\s*$/.test(l.text));
+  const exit = lines.find((l) => /VISOR_EXIT=0\s*$/.test(l.text));
+  if (inits.length < 2 || !exit) throw new Error(`${what}: the console did not show both VISOR_INIT_STARTs and VISOR_EXIT=0:\n${lines.slice(-30).map((l) => l.text).join('\n')}`);
+  const at = [0, created, inits[0]!.t, inits[1]!.t, exit.t, s];
+  return { phases: PHASES.map((_, i) => at[i + 1]! - at[i]!), at };
+}
+
+/**
+ * `visor run --image debian -- true` as a user runs it: the built CLI (bin/visor.js; run
+ * `npm run build` first), a fresh ephemeral overlay each time, with --verbose so the console's
+ * lines carry the guest's instructions and the machine thread's CPU seconds.
+ */
+async function visorRun(): Promise<Run> {
+  const r = await stamped(process.execPath, [join(repo, 'bin', 'visor.js'), 'run', '--verbose', '--image', 'debian', '--', 'true']);
+  if (r.code !== 0) throw new Error(`visor run -- true exited ${r.code}:\n${r.lines.slice(-30).map((l) => l.text).join('\n')}`);
+  // --verbose lines: "[  12.345 1234 Mi 5.6 s] text"; visor's stamps are its own clock, the bench's are used.
+  const parsed = r.lines.map((l) => ({ ...l, m: /^\[\s*[\d.]+ (\d+) Mi ([\d.]+) s\] (.*)$/.exec(l.text) }));
+  const created = parsed.find((l) => l.m?.[3] === 'visor: machine created');
+  if (!created) throw new Error('visor run --verbose printed no "machine created" line');
+  const { phases, at } = phasesOf(r.lines.map((l, i) => ({ t: l.t, text: parsed[i]!.m?.[3] ?? l.text })), r.s, created.t, 'visor');
+  // Instructions and machine-thread CPU at each boundary (the last line stands for the end).
+  const counters = at.map((t) => {
+    const upTo = parsed.filter((l) => l.m && l.t <= t);
+    const last = upTo.at(-1)?.m;
+    return last ? { mi: Number(last[1]), cpu: Number(last[2]) } : { mi: 0, cpu: 0 };
+  });
+  counters[counters.length - 1] = (() => { const m = parsed.filter((l) => l.m).at(-1)!.m!; return { mi: Number(m[1]), cpu: Number(m[2]) }; })();
+  return {
+    s: r.s, cpu: r.cpu, phases,
+    instr: PHASES.map((_, i) => counters[i + 1]!.mi - counters[i]!.mi),
+    machineCpu: PHASES.map((_, i) => counters[i + 1]!.cpu - counters[i]!.cpu),
+  };
+}
+
+/**
+ * QEMU TCG on the same image: kernel, initramfs (inflated, as visor boots it), command line,
+ * OpenSBI, the root disk a qcow2 overlay on the same base on virtio-blk. `sameDevices` adds
+ * what `visor run` attaches besides the disk: a virtio-net NIC on user-mode networking (the
+ * root's init then asks DHCP, as in visor) and a virtio-rng (their drivers load too).
+ */
+async function qemuRun(sameDevices: boolean): Promise<Run> {
   const dir = mkdtempSync(join(tmpdir(), 'visor-bench-qemu-'));
   const overlay = join(dir, 'root.qcow2');
   spawnSync('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'qcow2', '-b', img.rootfs!, overlay], { stdio: 'inherit' });
-  // The same initramfs form visor boots (inflated on the host for a 512 MiB guest).
   const initrd = join(dir, 'initramfs.cpio');
   writeFileSync(initrd, inflateInitrd(readFileSync(img.initrd), 512 * 2 ** 20));
   const append = `${img.append} ${ROOT_ARG}=/dev/vda ${encodeCommand(['true'])}`;
-  const q = await wall('qemu-system-riscv64', ['-M', 'virt', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-bios', fw!,
+  const devices = sameDevices ? ['-netdev', 'user,id=n0', '-device', 'virtio-net-device,netdev=n0', '-device', 'virtio-rng-device'] : ['-nic', 'none'];
+  const q = await stamped('qemu-system-riscv64', ['-M', 'virt', '-m', '512', '-smp', '1', '-nographic', '-no-reboot', '-bios', fw!,
     '-kernel', img.kernel, '-initrd', initrd, '-append', append,
-    '-drive', `file=${overlay},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-device,drive=d0']);
+    '-drive', `file=${overlay},if=none,id=d0,format=qcow2`, '-device', 'virtio-blk-device,drive=d0', ...devices]);
   rmSync(dir, { recursive: true, force: true });
-  if (!/VISOR_EXIT=0/.test(q.out)) throw new Error(`qemu: the guest did not report VISOR_EXIT=0:\n${q.out.slice(-2000)}`);
-  return q;
+  return { s: q.s, cpu: q.cpu, phases: phasesOf(q.lines, q.s, 0, 'qemu').phases };
 }
+
+if (!existsSync(join(repo, 'dist', 'cli', 'main.js'))) throw new Error('bench/debian-image runs the built CLI, as users do: run `npm run build` first');
+const runs: Record<'visor' | 'qemu' | 'qemuDevices', Run[]> = { visor: [], qemu: [], qemuDevices: [] };
+// Alternated, `rounds` times; medians of each.
+for (let i = 0; i < rounds; i++) {
+  runs.visor.push(await visorRun());
+  if (haveQemu && fw) {
+    runs.qemu.push(await qemuRun(false));
+    runs.qemuDevices.push(await qemuRun(true));
+  }
+}
+const fmt = (rs: Run[]) => `median ${median(rs.map((r) => r.s)).toFixed(2)} s wall, ${median(rs.map((r) => r.cpu)).toFixed(2)} CPU s (runs: ${rs.map((r) => r.s.toFixed(1)).join(', ')})`;
+console.log(`visor run -- true (cached, built CLI, JIT): ${fmt(runs.visor)}; load ${load()}`);
+if (runs.qemu.length) {
+  console.log(`qemu TCG, same image, disk only (OpenSBI fw_dynamic, -- true): ${fmt(runs.qemu)}; visor/qemu ${(median(runs.visor.map((r) => r.s)) / median(runs.qemu.map((r) => r.s))).toFixed(2)}x wall`);
+  console.log(`qemu TCG, same image, visor's devices (+ virtio-net on user networking, virtio-rng): ${fmt(runs.qemuDevices)}`);
+} else {
+  console.log('qemu: not measured (qemu-system-riscv64/qemu-img not installed or --no-qemu)');
+}
+const col = (rs: Run[], f: (r: Run) => number | undefined, d = 1) => (rs.length ? median(rs.map((r) => f(r) ?? NaN)).toFixed(d) : '-');
+console.log('\nphase (medians)              visor wall s  machine CPU s  guest Mi  | qemu wall s  qemu+devices wall s');
+PHASES.forEach((p, i) => {
+  console.log(`${p.padEnd(28)} ${col(runs.visor, (r) => r.phases[i]).padStart(12)} ${col(runs.visor, (r) => r.machineCpu?.[i]).padStart(14)} ${col(runs.visor, (r) => r.instr?.[i], 0).padStart(9)}  | ${col(runs.qemu, (r) => r.phases[i]).padStart(11)} ${col(runs.qemuDevices, (r) => r.phases[i]).padStart(20)}`);
+});
 if (tmpCache) rmSync(tmpCache, { recursive: true, force: true });

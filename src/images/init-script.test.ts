@@ -1,9 +1,9 @@
-import { spawnSync } from 'node:child_process';
-import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
+import { mkdir, mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SESSION_WRAPPER, SHUTDOWN_SCRIPT, encodeCommand, initScript } from './init-script.js';
+import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SESSION_WRAPPER, SHUTDOWN_SCRIPT, STDIO_PORTS_SH, encodeCommand, initScript } from './init-script.js';
 
 // The guest runs this awk program under busybox; the host's POSIX awk checks the same
 // program here (the real-image boot test runs it under busybox in QEMU).
@@ -165,4 +165,64 @@ describe('login profile', () => {
     const r = spawnSync('sh', ['-c', `${profile}\npoweroff; halt -d 1; reboot -f`]);
     expect(r.stdout.toString()).toBe('poweroff:\nhalt:-d 1\nreboot:-f\n');
   });
+});
+
+// The guest's shell is busybox ash (the initramfs's, and /usr/lib/visor/busybox on a Debian
+// root): the host's busybox runs the real run_on_ports here, the virtio ports stood in for
+// by FIFOs the test holds and a file.
+const BUSYBOX = spawnSync('busybox', ['sh', '-c', 'exit 0']).status === 0;
+if (!BUSYBOX && process.env.CI === 'true') throw new Error('busybox is needed for the stdio-ports test in CI (apt-get install busybox)');
+if (!BUSYBOX) console.warn('skipping the stdio-ports test: no busybox on this machine (apt-get install busybox)');
+
+describe.runIf(BUSYBOX)('the command on the stdio ports (run_on_ports, under busybox sh)', () => {
+  it('runs the command when the stdin relay ends while the command\'s stdout FIFO is still opening', async () => {
+    // The hang of `visor run --image debian -- true` with stdin at end of file: init blocked
+    // opening the stdout FIFO (its relay not yet there) when the stdin relay, finding end of
+    // input at once, exited; its SIGCHLD interrupted the open ("can't create
+    // /run/visor-out: Interrupted system call"), the command never ran, and init waited
+    // forever for a relay that waited for a writer.
+    const dir = await mkdtemp(join(tmpdir(), 'visor-ports-'));
+    execFileSync('mkfifo', [join(dir, 'in-port'), join(dir, 'out-port')]);
+    const script = `${STDIO_PORTS_SH.replaceAll('/run/visor-', `${dir}/visor-`)}
+in_port=${dir}/in-port out_port=${dir}/out-port err_port=${dir}/err-port
+run_on_ports sh -c 'echo out; echo err >&2; exit 3'
+echo "status=$?"
+`;
+    // Its own process group: a relay left waiting is killed with it, and a read of ours ends.
+    const sh = spawn('busybox', ['sh', '-c', script], { stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+    const killAll = () => {
+      try {
+        process.kill(-sh.pid!, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    };
+    const exited = new Promise<number | null>((resolve) => sh.on('exit', resolve));
+    let log = '';
+    sh.stdout.on('data', (b: Buffer) => (log += b.toString()));
+    sh.stderr.on('data', (b: Buffer) => (log += b.toString()));
+    // Without the fix the shell never ends: give up on it after 10 s (the assertions then fail).
+    const deadline = setTimeout(killAll, 10_000);
+    try {
+      // The stdin "port" opens once its relay has opened the command's stdin FIFO; the stdout
+      // "port" is not opened yet, so its relay (and the command's open of its FIFO) waits.
+      const stdin = await open(join(dir, 'in-port'), 'w');
+      // Let the command's side reach its blocking open of the stdout FIFO, then end the input:
+      // the stdin relay exits now (had this shell been opening a FIFO, the open failed).
+      await new Promise((r) => setTimeout(r, 200));
+      await stdin.close();
+      await new Promise((r) => setTimeout(r, 200));
+      const stdout = await open(join(dir, 'out-port'), 'r');
+      const out = await stdout.readFile('utf8');
+      await stdout.close();
+      expect(log).not.toMatch(/Interrupted system call/);
+      expect(await exited).toBe(0);
+      expect(log).toBe('status=3\n');
+      expect(out).toBe('out\n');
+    } finally {
+      clearTimeout(deadline);
+      killAll();
+    }
+    expect(await readFile(join(dir, 'err-port'), 'utf8')).toBe('err\n');
+  }, 20_000);
 });

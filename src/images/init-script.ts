@@ -277,6 +277,13 @@ say_err() {
 # and ${STDERR_PORT_NAME}. A port opens once at a time, so cat relays each through a FIFO
 # (the command may reopen /dev/stdin, /dev/stdout, /dev/stderr). The host ending the stdin
 # port is end-of-file for the command; init waits for the output relays before reporting.
+# The command's ends of the FIFOs are opened in a subshell, not here: opening a FIFO blocks
+# until its relay opens the other end, and busybox ash lets a signal interrupt that open
+# (EINTR, not restarted), so the SIGCHLD of this shell's own children (the stdin relay ending
+# at once on an empty stdin, the agent) failed the redirection: the command never ran and
+# init waited for the relays forever. The subshell has no children while it opens them.
+# Should an open fail all the same, a relay still waiting in its own open gets a writer that
+# closes at once (<> on a FIFO does not block), so init is never left waiting for it.
 run_on_ports() {
   mkfifo /run/visor-in /run/visor-out /run/visor-err || return 127
   cat "$in_port" > /run/visor-in &
@@ -285,8 +292,10 @@ run_on_ports() {
   out_relay=$!
   cat /run/visor-err > "$err_port" &
   err_relay=$!
-  "$@" < /run/visor-in > /run/visor-out 2> /run/visor-err
+  (exec < /run/visor-in > /run/visor-out 2> /run/visor-err && "$@")
   st=$?
+  : <> /run/visor-out
+  : <> /run/visor-err
   wait "$out_relay" "$err_relay"
   kill "$in_relay" 2>/dev/null
   return $st

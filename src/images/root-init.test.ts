@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { describe, expect, it } from 'vitest';
 import { STDIO_ARG, STDIO_PORTS_SH, initScript } from './init-script.js';
-import { rootInitScript } from './root-init.js';
+import { DEBIAN_COMMAND, rootInitScript } from './root-init.js';
 
 // A piped `visor run --image debian -- CMD` asks for the command's stdio on virtio ports (the
 // CLI's stdio: 'virtio'); the Debian root's init once ignored that and the output was lost.
@@ -19,5 +19,25 @@ describe('visor init on a Debian root', () => {
     // The ports are found before the command runs, with the plumbing's PATH (busybox applets).
     expect(init.indexOf(STDIO_PORTS_SH)).toBeLessThan(init.indexOf('export PATH=$USER_PATH'));
     expect(init).toMatch(/if \[ "\$stdio" = virtio \]; then run_on_ports "\$@"; else "\$@"; fi\n\s+status=\$\?/);
+  });
+
+  it('runs the command with Debian\'s programs, not busybox applets of the same name', () => {
+    expect(init).toMatch(new RegExp(`cd /root\\n\\s+${DEBIAN_COMMAND.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\n\\s+if \\[ "\\$stdio" = virtio \\]`));
+    // Under busybox sh (the guest's init shell, which prefers its applets) the command goes
+    // to the host's /bin/sh, which finds the host's own program on PATH.
+    const busybox = spawnSync('busybox', ['sh', '-c', 'exit 0']);
+    if (busybox.status !== 0) {
+      if (process.env.CI === 'true') throw new Error('busybox is needed for this test in CI (apt-get install busybox)');
+      console.warn('skipping the busybox half of this test: no busybox on this machine');
+      return;
+    }
+    const viaInit = (...argv: string[]) => spawnSync('busybox', ['sh', '-c', `${DEBIAN_COMMAND}\n"$@"`, 'init', ...argv]);
+    const own = spawnSync('/bin/sh', ['-c', 'exec ls --version']).stdout.toString();
+    expect(spawnSync('busybox', ['sh', '-c', 'ls --version']).stdout.toString()).not.toBe(own); // busybox's ls, the bug
+    expect(viaInit('ls', '--version').stdout.toString()).toBe(own);
+    expect(viaInit('sh', '-c', 'echo "$1:$2"', 'x', 'a b', 'c').stdout.toString()).toBe('a b:c\n');
+    const missing = viaInit('no-such-command-here');
+    expect(missing.status).toBe(127);
+    expect(missing.stderr.toString()).toMatch(/no-such-command-here/);
   });
 });

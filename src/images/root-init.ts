@@ -35,6 +35,15 @@ export interface RootFiles {
   required: string[];
 }
 
+/**
+ * Hands the command (the positional parameters) to Debian's /bin/sh, which finds it on PATH.
+ * This script runs under busybox ash, which runs its own applet for a command name it knows
+ * (sh, ls, tar, grep...) before any file on PATH: \`visor run --image debian -- sh -c 'tar
+ * ...'\` ran busybox's sh and tar, not Debian's (\`visor cp\` failed on Debian machines:
+ * busybox tar has no --same-owner). \`exec\` keeps the command's status (127: not found).
+ */
+export const DEBIAN_COMMAND = `[ -x /bin/sh ] && set -- /bin/sh -c 'exec "$@"' visor-cmd "$@"`;
+
 /** PID 1 on the Debian root: the contract of docs/guest-init.md, on a real userland. */
 export function rootInitScript(): string {
   const v = `/${VISOR_DIR}`;
@@ -112,6 +121,7 @@ if [ -n "$cmd" ]; then
     . /run/visor-argv.sh
     if [ $# -gt 0 ]; then
       cd /root
+      ${DEBIAN_COMMAND}
       if [ "$stdio" = virtio ]; then run_on_ports "$@"; else "$@"; fi
       status=$?
     else

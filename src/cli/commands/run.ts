@@ -11,6 +11,7 @@ import { DEFAULT_APPEND } from '../../vm/spec.js';
 import { Machine, type MachineConfig } from '../../sdk/index.js';
 import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.js';
 import { runOnTerminal, terminalExitCode } from './terminal.js';
+import { ConsoleLineStamper } from '../../host/console-trace.js';
 import { addNetOptions, netsFromFlags, type NetFlags } from './net-flags.js';
 
 
@@ -33,6 +34,7 @@ interface RunFlags extends NetFlags {
   console: string;
   keep?: string;
   init?: string;
+  verbose?: boolean;
 }
 
 export interface ResolvedRun {
@@ -150,12 +152,21 @@ export function registerRunCommand(program: Command): void {
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
     .option('--console <serial|hvc>', 'the guest\'s console: the serial port, or the virtio console (hvc0; visor\'s images run the shell there)', 'serial')
     .option('--accel <interp|jit>', ACCEL_HELP)
+    .option('--verbose', 'show the guest\'s serial console on stderr as it comes, each line stamped with seconds since visor started, the guest\'s instructions (millions) and the machine thread\'s CPU seconds; visor\'s own steps too')
     .option('--stats [text|json]', 'on exit, print to stderr what the machine did: instructions, JIT compiles, cache hits, invalidations, traps, I/O');
   addNetOptions(cmd, netRules)
     .action(async (command: string[], flags: RunFlags) => {
       const accel = parseAccel(flags.accel);
       const stats = statsFormat(flags.stats);
+      let vm: Machine | undefined;
+      const trace = flags.verbose ? new ConsoleLineStamper((l) => process.stderr.write(`${l}\n`), () => performance.now() / 1000, () => {
+        if (!vm) return '-';
+        const s = vm.stats();
+        return `${(s.instructions / 1e6).toFixed(0)} Mi ${((s.threadCpuMs ?? 0) / 1000).toFixed(1)} s`;
+      }) : undefined;
+      trace?.note('resolving the image and its disk');
       const run = await resolveRun(flags, command);
+      trace?.note(`booting ${run.kernel} (${run.append})`);
       const commandMode = run.command !== undefined;
       // visor run is a client of the SDK: the machine runs on its own worker thread.
       const config: MachineConfig = {
@@ -184,7 +195,8 @@ export function registerRunCommand(program: Command): void {
       if (stdio === 'virtio') config.stdio = 'virtio';
       let code: number;
       try {
-        const vm = await Machine.create(config);
+        vm = await Machine.create(config);
+        trace?.note('machine created');
         const res = await runOnTerminal(vm, {
           snapshotPath: flags.snapshotFile,
           commandMode,
@@ -192,11 +204,14 @@ export function registerRunCommand(program: Command): void {
           stdio,
           // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
           holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
+          ...(trace ? { trace } : {}),
         });
+        trace?.note(`machine stopped (${res.kind})`);
         if (stats) printStats(vm.stats(), stats);
         code = terminalExitCode(res, commandMode);
       } finally {
         await run.cleanup?.(); // an ephemeral root overlay goes with the run
+        trace?.note('done');
       }
       // stdin may still hold the event loop; the run is over.
       process.exit(code);

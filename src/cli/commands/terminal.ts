@@ -6,6 +6,7 @@
 import { constants } from 'node:os';
 import { VisorError } from '../../base/errors.js';
 import { StdioConsole } from '../../host/console-stdio.js';
+import type { ConsoleLineStamper } from '../../host/console-trace.js';
 import { ConsoleOutputFilter } from '../../host/run-output-filter.js';
 import type { GuestEvent, Machine } from '../../sdk/index.js';
 
@@ -39,6 +40,8 @@ export interface TerminalOptions {
    * 'console' (default): the console is the terminal.
    */
   stdio?: 'console' | 'virtio';
+  /** --verbose: every byte of the console (markers included) also goes here, as stamped lines. */
+  trace?: ConsoleLineStamper;
 }
 
 /** Ctrl-D: the terminal's end-of-file character. */
@@ -70,6 +73,7 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     exitStatus: (s) => (guestStatus = s),
   }, o.commandMode ?? false);
   vm.console.on('data', (d: Buffer) => {
+    o.trace?.feed(d);
     const shown = filter.feed(d);
     if (!ports) return term.write(shown);
     serialTail = (serialTail + Buffer.from(shown).toString('latin1')).slice(-SERIAL_TAIL);
@@ -143,6 +147,7 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     await stopping; // its report comes after the machine stopped
   } finally {
     for (const s of signals) process.off(s, onSignal);
+    o.trace?.flush();
     const rest = filter.flush();
     if (ports) serialTail += Buffer.from(rest).toString('latin1');
     else term.write(rest);
