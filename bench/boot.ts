@@ -80,7 +80,13 @@ export async function bootVisor(kernel: string, initrd: string, append: string, 
     const st = vm.stats();
     console.log(`-- at ${when}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU${split}, ${st.instructions} instructions`);
     console.log('hart:', JSON.stringify({ traps: st.traps, interrupts: st.interrupts, tlbMisses: st.tlbMisses }));
-    if (accel !== 'interp') console.log('jit:', JSON.stringify(st.jit, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+    if (accel !== 'interp') {
+      console.log('jit:', JSON.stringify(st.jit, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+      const j = st.jit as { modulesCompiled: number; wasmBytes?: number; instructionsCompiled?: number };
+      if (j.wasmBytes !== undefined && j.modulesCompiled > 0) {
+        console.log(`wasm: ${(j.wasmBytes / 1e6).toFixed(2)} MB emitted, ${Math.round(j.wasmBytes / j.modulesCompiled)} bytes per module, ${(j.wasmBytes / (j.instructionsCompiled || 1)).toFixed(1)} per guest instruction compiled`);
+      }
+    }
   };
   const res = await runMachine(Machine, {
     ...(accel ? { accel } : {}),
@@ -101,7 +107,9 @@ export async function bootVisor(kernel: string, initrd: string, append: string, 
     },
   });
   if (initOnly && res.kind === 'stopped') return { init, initCpu, poweroff: NaN, instructions: res.stats.instructions };
-  if (showStats) console.log('at the end:', JSON.stringify(res.stats.jit));
+  if (showStats) {
+    report('the end', { stats: () => res.stats });
+  }
   if (res.kind !== 'poweroff') throw new Error(`visor boot ended with ${res.kind}`);
   return { init, initCpu, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }

@@ -78,10 +78,12 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
 /**
  * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts). VISOR_JIT_THRESHOLD (entries
  * into a page before it compiles; 0 compiles at first execution) is a knob for measurements
- * and the differential tests, not a setting machines keep.
+ * and the differential tests, not a setting machines keep; so is VISOR_JIT_BACKGROUND=0
+ * (modules compiled on the machine's thread, as before background compiles).
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
-  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
+  const jitBackground = process.env['VISOR_JIT_BACKGROUND'] !== '0';
+  return { accel, beforeJit: tuneV8ForJit, jitBackground, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
 }
 
 function thresholdFromEnv(v: string | undefined): number | undefined {

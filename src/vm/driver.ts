@@ -246,6 +246,9 @@ export class VmDriver {
               det.advanceTo(d);
             }
           }
+          // The JIT's background compiles are installed from the event loop (JitOptions.background):
+          // end the slice so that a module ready is put in at the next turn, not 20 ms later.
+          if (vm.hart.jit?.pendingCompiles) break;
         } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
         const now = performance.now();
         this.runningMs += now - t0;
