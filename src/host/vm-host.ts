@@ -78,11 +78,14 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
 /**
  * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts). VISOR_JIT_THRESHOLD (entries
  * into a page before it compiles; 0 compiles at first execution) is a knob for measurements
- * and the differential tests, not a setting machines keep; so is VISOR_JIT_BACKGROUND=0
- * (modules compiled on the machine's thread, as before background compiles).
+ * and the differential tests, not a setting machines keep; so is VISOR_JIT_BACKGROUND=1
+ * (V8 compiles the JIT's modules off the machine's thread: JitOptions.background). It is off
+ * by default: on the 2-core machines it was measured on, with both cores busy, it gained
+ * nothing (docs/benchmarks.md "The boot's compile cost"); where a core is idle it takes
+ * the compiles' latency off the guest's path.
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
-  const jitBackground = process.env['VISOR_JIT_BACKGROUND'] !== '0';
+  const jitBackground = process.env['VISOR_JIT_BACKGROUND'] === '1';
   return { accel, beforeJit: tuneV8ForJit, jitBackground, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
 }
 

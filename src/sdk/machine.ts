@@ -125,6 +125,8 @@ export interface MachineStats {
     backgroundCompiles: number;
     /** Of those: dropped unused because their page was written, or its code dropped, meanwhile. */
     staleCompiles: number;
+    /** Modules in use now (modulesCompiled less those replaced by a recompile, invalidated or evicted). */
+    liveModules: number;
   };
 }
 
