@@ -37,6 +37,11 @@ export interface JitOptions {
    * default false: compiles finish before enter() returns.
    */
   background?: boolean;
+  /**
+   * Pages half way to the compile threshold compiled along with one that reaches it, at most
+   * this many (0-8, default 0): compiles back to back cost less each (caches warm).
+   */
+  companions?: number;
 }
 
 /** What a compiled tier needs of the hart (src/cpu/hart.ts builds it). */
@@ -80,6 +85,8 @@ export interface JitStats {
   backgroundCompiles: number;
   /** Of backgroundCompiles: not installed, because their page was written or its code dropped meanwhile. */
   staleCompiles: number;
+  /** Compiles of warm pages along with a hot one (JitOptions.companions). */
+  companionCompiles: number;
   /** Entries into compiled pages (by the dispatcher). */
   cacheHits: number;
   /** Calls from the hart into the dispatcher (JS-to-wasm transitions). */

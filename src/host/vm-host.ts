@@ -86,8 +86,19 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
   const jitBackground = process.env['VISOR_JIT_BACKGROUND'] === '1';
-  return { accel, beforeJit: tuneV8ForJit, jitBackground, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
+  const jitCompanions = thresholdFromEnv(process.env['VISOR_JIT_COMPANIONS']) ?? JIT_COMPANIONS;
+  return { accel, beforeJit: tuneV8ForJit, jitBackground, jitCompanions, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
 }
+
+/**
+ * Warm pages (half way to the compile threshold) a machine's JIT compiles along with each page
+ * that gets hot (JitOptions.companions; VISOR_JIT_COMPANIONS=N, at most 8, for measurements):
+ * a compile right after another costs V8 and the emitter a fraction of one between guest
+ * instructions, whose memory traffic has evicted their code and data. None by default: at 3,
+ * a boot's compile time fell ~19 % but its CPU in all did not measurably (docs/benchmarks.md
+ * "The boot's compile cost"); to be measured again on a quiet machine.
+ */
+export const JIT_COMPANIONS = 0;
 
 function thresholdFromEnv(v: string | undefined): number | undefined {
   if (v === undefined || !/^\d{1,9}$/.test(v)) return undefined;

@@ -209,6 +209,35 @@ describe('jit', () => {
     expect((after - before) % 7n).toBe(0n); // only the new instruction ran after the write
   });
 
+  it('compiles warm pages along with one that gets hot (companions), with the interpreter\'s results', () => {
+    const a = new Asm(RAM_BASE);
+    // A loop on page 0 calling a function on each of pages 1-3 (f3 only in the first 6 iterations).
+    a.li(I.s1, 0).li(t3, 50).li(I.t4, 6);
+    a.label('loop').jal(1, 'f1').jal(1, 'f2').bge(I.s1, I.t4, 'skip').jal(1, 'f3').label('skip').emit(I.addi(I.s1, I.s1, 1)).bne(I.s1, t3, 'loop');
+    a.j('done');
+    a.align(4096, true).label('f1').emit(I.addi(a0, a0, 1), I.jalr(0, 1, 0));
+    a.align(4096, true).label('f2').emit(I.addi(a1, a1, 3), I.jalr(0, 1, 0));
+    a.align(4096, true).label('f3').emit(I.addi(a2, a2, 5), I.jalr(0, 1, 0));
+    a.align(4096, true).label('done');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const n = interp.run();
+    const run = (companions: number) => {
+      const m = machine(code, { accel: 'jit', jitThreshold: 8, jitCompanions: companions });
+      expect(m.run()).toBe(n);
+      expect(m.finished).toBe(true);
+      expect([...m.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+      return m.hart.jitStats!;
+    };
+    const alone = run(0);
+    const along = run(2);
+    expect(alone.companionCompiles).toBe(0);
+    expect(along.companionCompiles).toBeGreaterThanOrEqual(1);
+    // Pages compiled sooner: at least as much of the run in compiled code, in no more modules.
+    expect(along.instructions).toBeGreaterThanOrEqual(alone.instructions);
+    expect(along.modulesCompiled).toBeLessThanOrEqual(alone.modulesCompiled + 1);
+  });
+
   describe('background compiles (JitOptions.background)', () => {
     const BG: HartOptions = { accel: 'jit', jitThreshold: 0, jitBackground: true };
     /** Event-loop turns until `done` holds (a background compile settles a turn or more after it began). */

@@ -32,6 +32,8 @@ const TLB_MASK = TLB_SIZE - 1;
 const MAX_COMPILES_PER_PAGE = 16;
 /** Invalidations of one page before it stays interpreted (code and hot data share it). */
 const MAX_INVALIDATIONS_PER_PAGE = 64;
+/** Warm pages remembered as companions for the next compile (the oldest are forgotten). */
+const MAX_WARM_PAGES = 64;
 
 class PageRecord {
   /** Function-table slot of the page's code, 0 for none (its entry map says where it can be entered). */
@@ -63,7 +65,7 @@ export const jitTier: TierFactory = (host, options) => new Jit(host, options);
 
 export class Jit implements CompiledTier {
   readonly stats: JitStats = {
-    modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, wasmBytes: 0, backgroundCompiles: 0, staleCompiles: 0, cacheHits: 0,
+    modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, wasmBytes: 0, backgroundCompiles: 0, staleCompiles: 0, companionCompiles: 0, cacheHits: 0,
     dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, missExits: 0, invalidations: 0, evictions: 0, liveModules: 0,
     failures: 0,
   };
@@ -79,6 +81,10 @@ export class Jit implements CompiledTier {
   private readonly threshold: number;
   private readonly maxModules: number;
   private readonly background: boolean;
+  /** Warm pages compiled along with a page that got hot (JitOptions.companions). */
+  private readonly companions: number;
+  /** Pages half way to their first compile, oldest first. */
+  private readonly warm = new Set<number>();
   /** Background compiles in flight (CompiledTier.pendingCompiles). */
   pendingCompiles = 0;
   /** Of those, for fresh pages: table slots reserved beside the live modules'. */
@@ -107,6 +113,7 @@ export class Jit implements CompiledTier {
     this.threshold = options.threshold ?? 1000;
     this.maxModules = Math.min(JIT_MAX_MODULES, Math.max(1, options.maxModules ?? JIT_MAX_MODULES));
     this.background = options.background === true && typeof WebAssembly.compile === 'function';
+    this.companions = Math.max(0, Math.min(8, options.companions ?? 0));
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
@@ -210,8 +217,38 @@ export class Jit implements CompiledTier {
     // A page without code compiles once it has been entered `threshold` times in all (a warm
     // page whose entries are spread over many offsets got there as surely as one with a single
     // hot loop); a compiled page recompiles for a new entry once that entry alone is that hot.
-    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) return false;
-    return this.compile(page, pg);
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) {
+      if (page.slot === 0 && page.arrivals === this.threshold >> 1 && this.companions > 0) this.noteWarm(pg);
+      return false;
+    }
+    this.warm.delete(pg);
+    const ok = this.compile(page, pg);
+    if (this.companions > 0 && this.warm.size > 0) this.compileCompanions();
+    return ok;
+  }
+
+  /** A page half way to its first compile: a companion for the next compile (compileCompanions). */
+  private noteWarm(pg: number): void {
+    if (this.warm.size >= MAX_WARM_PAGES) this.warm.delete(this.warm.values().next().value!);
+    this.warm.add(pg);
+  }
+
+  /**
+   * Compiles up to `companions` warm pages right after a compile, most recently warmed first.
+   * A compile right after another costs a fraction of one between guest instructions (V8's
+   * compiler and ours find their code and data in the caches: docs/benchmarks.md "The boot's
+   * compile cost"), and most pages half way to the threshold get there.
+   */
+  private compileCompanions(): void {
+    const picked = [...this.warm].slice(-this.companions);
+    for (const pg of picked) {
+      this.warm.delete(pg);
+      const page = this.pages[pg];
+      if (page === undefined || page.slot !== 0 || page.pending !== undefined || page.compiles >= MAX_COMPILES_PER_PAGE
+        || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE || page.hits.size === 0) continue;
+      this.stats.companionCompiles++;
+      this.compile(page, pg);
+    }
   }
 
   private compile(page: PageRecord, pg: number): boolean {
@@ -457,6 +494,7 @@ export class Jit implements CompiledTier {
     const page = this.pages[pg];
     if (page === undefined) return;
     this.cancelPending(page); // built from the bytes before this write
+    this.warm.delete(pg);
     if (page.slot !== 0) {
       this.drop(pg, page);
       this.stats.invalidations++;

@@ -127,6 +127,8 @@ export interface MachineStats {
     staleCompiles: number;
     /** Modules in use now (modulesCompiled less those replaced by a recompile, invalidated or evicted). */
     liveModules: number;
+    /** Of modulesCompiled: warm pages compiled along with a hot one. */
+    companionCompiles: number;
   };
 }
 

@@ -31,6 +31,8 @@ export interface HartTier {
   beforeJit?: () => void;
   /** V8 compiles the JIT's modules off the machine's thread (HartOptions.jitBackground; the driver turns the event loop for them). */
   jitBackground?: boolean;
+  /** Warm pages compiled along with a hot one (HartOptions.jitCompanions). */
+  jitCompanions?: number;
 }
 
 /** The hart, as the board sees it. Every machine's hart is made here. */
@@ -39,6 +41,7 @@ export function createHart(memory: PhysicalMemory, opts: { hartId: number; timeS
   return new Hart(memory, {
     ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}),
     ...(tier.jitBackground === true ? { jitBackground: true } : {}),
+    ...(tier.jitCompanions !== undefined ? { jitCompanions: tier.jitCompanions } : {}),
   });
 }
 
