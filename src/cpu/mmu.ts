@@ -244,11 +244,11 @@ export class Mmu {
       h.raise(pageFault, lo, hi); // unreachable: satp accepts only bare, Sv39, Sv48
     }
     const mstatus = h.mstatus;
-    // VPN[i] = va bits 12+9i .. 20+9i
-    const vpnAll = (hi & 0xffff) * 1048576 + (lo >>> 12); // va bits 47:12 as a Number
     let base = ((h.satpHi & 0xfff) * TWO32 + (h.satpLo >>> 0)) * 4096;
     for (let level = levels - 1; level >= 0; level--) {
-      const vpn = Math.floor(vpnAll / LEVEL_SPAN[level]!) % 512;
+      // VPN[i] = va bits 12+9i .. 20+9i, in int32 arithmetic (a walk is on every TLB miss).
+      const vpn = level === 0 ? (lo >>> 12) & 511 : level === 1 ? (lo >>> 21) & 511
+        : level === 2 ? ((lo >>> 30) | (hi << 2)) & 511 : (hi >>> 7) & 511;
       const pteAddr = base + vpn * 8;
       const off = pteAddr - this.ramBase;
       if (off < 0 || off + 8 > this.ramSize || this.pmp.check(pteAddr, 8, ACCESS_LOAD, PRV_S) === PMP_DENIED) {
@@ -280,8 +280,10 @@ export class Mmu {
       } else if ((pteLo & PTE_W) === 0) {
         h.raise(pageFault, lo, hi);
       }
-      const span = LEVEL_SPAN[level]!;
-      if (ppn % span !== 0) h.raise(pageFault, lo, hi); // misaligned superpage
+      // A superpage's low PPN bits must be zero; the page inside it comes from the va (both
+      // masks are below 2^27: the lowest 27 bits of the PPN and va bits 38:12).
+      const spanMask = LEVEL_SPAN[level]! - 1;
+      if ((((pteLo >>> 10) | ((pteHi & 0x1f) << 22)) & spanMask) !== 0) h.raise(pageFault, lo, hi); // misaligned superpage
       let newLo = pteLo | PTE_A;
       if (access === ACCESS_STORE) newLo |= PTE_D;
       if (newLo !== pteLo) {
@@ -292,7 +294,7 @@ export class Mmu {
       // A page is cached as writable only once D is set, so the first store still walks.
       this.walkDirty = (newLo & PTE_D) !== 0 && (newLo & PTE_W) !== 0;
       this.walkGlobal = (newLo & PTE_G) !== 0;
-      return (ppn + (vpnAll % span)) * 4096;
+      return (ppn + (((lo >>> 12) | ((hi & 0x7f) << 20)) & spanMask)) * 4096;
     }
     return h.raise(pageFault, lo, hi);
   }

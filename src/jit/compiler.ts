@@ -312,6 +312,45 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   };
 
   /**
+   * Pushes the i32 RAM address, less the RAM base, of the `size`-byte access at rs1 + imm
+   * through TLB `t`; leaves with STEP before instruction `idx` when compiled code cannot make it
+   * (probe). Returns what to add to the access's constant offset. Through a base register
+   * already probed in this block (KnownPage) the address is that probe's plus the difference of
+   * the immediates when that stays in the page (else STEP); the first access through a
+   * register makes the full probe, whose result later accesses then reuse.
+   */
+  const ramAddress = (t: readonly number[], rs1: number, imm: number, size: number, off: number, idx: number, len: number): number => {
+    const k = rs1 === 0 || !loaded[rs1] ? undefined : known.find((e) => e.tlb === t && e.reg === rs1);
+    if (k !== undefined) {
+      const delta = imm - k.imm; // both 12-bit immediates: |delta| < 4096
+      // Out of the page (or before it: the sum wrapped): STEP, as on a TLB miss. A branch to a
+      // full probe there instead (an if/else around every known access, whose merge Liftoff
+      // meets with spills) ran bench/cpu.ts's copy loop at 835 MIPS per CPU-s, this at 1940.
+      f.get(k.pageOff);
+      if (delta !== 0) f.i32(delta).op(W.i32_add);
+      f.i32(4096 - size).op(W.i32_gt_u);
+      exitStepIf(off, idx, len);
+      f.get(k.addr);
+      if (delta < 0) { f.i32(delta).op(W.i32_add); return 0; }
+      return delta;
+    }
+    getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
+    probe(t, size, false, off, idx, len);
+    if (rs1 === 0 || known.length >= MAX_KNOWN) {
+      f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
+      return 0;
+    }
+    // A pair of locals no other known page of this block holds.
+    let pair = 0;
+    while (known.some((e) => e.pageOff === knownLocals[2 * pair])) pair++;
+    while (knownLocals.length < 2 * (pair + 1)) knownLocals.push(f.local(I32));
+    const pageOff = knownLocals[2 * pair]!, addr = knownLocals[2 * pair + 1]!;
+    f.get(L_LO).i32(0xfff).op(W.i32_and).tee(pageOff).get(L_T).op(W.i32_add).tee(addr);
+    known.push({ tlb: t, reg: rs1, imm, pageOff, addr });
+    return 0;
+  };
+
+  /**
    * Pushes the address of the page (pc of offset 0) as an i64. It is stored in the hart's slot
    * on entry and loaded where needed rather than kept in a local: TurboFan hoists every
    * `local + constant` out of the dispatch loop, so a page with thirty pc-relative constants
@@ -408,7 +447,28 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     const l = localOf(r);
     f.set(l).i32(0).get(l).mem(W.i64_store, 3, SB + regs + 8 * r);
     loaded[r] = 1;
+    forgetProbes(r);
   };
+  /**
+   * Probes already made in the current block, by TLB and base register: a later access
+   * through the same unchanged register, with another immediate, is in the same page when its
+   * page offset stays inside it (one add and one compare), so it needs neither the TLB index
+   * nor the entry's three loads. Stack frames (sp), structures (one pointer, many fields) and
+   * unrolled copies (memcpy's eight loads and eight stores per iteration) are most accesses.
+   * Valid to the block's end: inside a block nothing changes the TLB (only the hart fills or
+   * flushes it, between runs or in the calls below, which forget everything) and the base
+   * register's value is the one probed until something writes it (setReg forgets it).
+   */
+  interface KnownPage { tlb: readonly number[]; reg: number; imm: number; pageOff: number; addr: number }
+  const known: KnownPage[] = [];
+  /** i32 locals for KnownPage (pageOff, addr pairs), reused by every block. */
+  const knownLocals: number[] = [];
+  const MAX_KNOWN = 4;
+  function forgetProbes(r?: number): void {
+    if (known.length === 0) return;
+    if (r === undefined) { known.length = 0; return; }
+    for (let j = known.length - 1; j >= 0; j--) if (known[j]!.reg === r) known.splice(j, 1);
+  }
   /**
    * STEP exit before instruction `idx` of a block of `len` (count and pc exact at it): one
    * constant packs the page offset and the instructions of the block not run, which the
@@ -449,6 +509,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
     loaded.fill(0);
     regLocal.fill(-1);
     poolUsed = 0;
+    known.length = 0;
     const list = blocks[cur]!;
     const len = list.length;
     if (dispatch.has(list[0]!.off)) {
@@ -478,7 +539,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
           getReg, setReg, fallback: () => { extra = top + 1; callFpu(); extra = top; },
         });
         if (!inline) callFpu();
-        if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) loaded[rd] = 0;
+        if (fpIntDest(i.op) && rd !== X_DISCARD && rd !== 0) { loaded[rd] = 0; forgetProbes(rd); }
         continue;
       }
       if (k === Kind.Sys) {
@@ -490,6 +551,7 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         pcBase().i64(i.off + i.len, 0).op(W.i64_add).set(L_NPC).i32(EXIT_CHAIN).set(L_REASON).br(dExitAbs());
         f.end(); extra = top;
         if (rd !== X_DISCARD && rd !== 0) loaded[rd] = 0; // the hart wrote it in memory
+        forgetProbes(); // an LR/SC or CSR access: the hart ran it
         continue;
       }
       if (k === Kind.Amo) {
@@ -527,30 +589,28 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
         if (fpMem) { f.get(P_FPOK).i32(store ? FP_ENABLED : FP_DIRTY).op(W.i32_and).op(W.i32_eqz); exitStepIf(i.off, idx, len); }
         const size = memSize(i.op);
         const t = store ? tlbW : tlbR;
-        // va = rs1 + imm, probed in the data TLB set dBase (the hart's current context).
-        getReg(rs1); f.i64(imm, imm >> 31).op(W.i64_add).tee(L_VA).op(W.i32_wrap_i64).set(L_LO);
-        probe(t, size, false, i.off, idx, len);
-        // RAM address: page offset from the TLB + offset in page, biased by the RAM base.
-        f.get(L_T).get(L_LO).i32(0xfff).op(W.i32_and).op(W.i32_add);
+        // RAM address (less the RAM base, which is in the access's offset with `delta`).
+        const delta = ramAddress(t, rs1, imm, size, i.off, idx, len);
+        const memOff = ramOffset + delta;
         if (fpMem) {
           // f registers as raw bits; a single is NaN-boxed (Unpriv §12.2).
           const fr = (store ? rs2 : rd) & 31;
           if (store) {
             f.i32(0).mem(W.i64_load, 3, SB + fregs + 8 * fr);
-            f.mem(size === 4 ? W.i64_store32 : W.i64_store, Math.log2(size), ramOffset);
+            f.mem(size === 4 ? W.i64_store32 : W.i64_store, Math.log2(size), memOff);
           } else {
-            f.mem(size === 4 ? W.i64_load32_u : W.i64_load, Math.log2(size), ramOffset);
+            f.mem(size === 4 ? W.i64_load32_u : W.i64_load, Math.log2(size), memOff);
             if (size === 4) f.i64(0, -1).op(W.i64_or);
             f.set(L_T64).i32(0).get(L_T64).mem(W.i64_store, 3, SB + fregs + 8 * fr);
           }
         } else if (store) {
           getReg(rs2);
           const o = size === 1 ? W.i64_store8 : size === 2 ? W.i64_store16 : size === 4 ? W.i64_store32 : W.i64_store;
-          f.mem(o, Math.log2(size), ramOffset);
+          f.mem(o, Math.log2(size), memOff);
         } else {
           const o = i.op === Op.LB ? W.i64_load8_s : i.op === Op.LBU ? W.i64_load8_u : i.op === Op.LH ? W.i64_load16_s
             : i.op === Op.LHU ? W.i64_load16_u : i.op === Op.LW ? W.i64_load32_s : i.op === Op.LWU ? W.i64_load32_u : W.i64_load;
-          f.mem(o, Math.log2(size), ramOffset);
+          f.mem(o, Math.log2(size), memOff);
           setReg(rd);
         }
         continue;

@@ -336,6 +336,59 @@ describe('jit', () => {
     });
   });
 
+  it('reuses a probed page for later accesses through the same register, probing again across a page or after the register changes', () => {
+    const a = new Asm(RAM_BASE);
+    // a2 is 8 bytes below a page boundary: through it, +0 stays in the page, +8 and +16 are in
+    // the next page (the known page must not be used), -2040 is back in the first. a2 is then
+    // moved a page on (addi) and reloaded from memory (ld into itself): accesses after each
+    // must see the new page; so must a load after a2 moved by -8 within the page. Stores go
+    // through the same register and are read back.
+    a.li(t0, 0).li(t3, 3000).li(a2, RAM_BASE + 0x8ff8).li(t1, 0x1122334455667788n).li(a0, 0);
+    a.li(I.a3, RAM_BASE + 0xa000).li(I.a4, RAM_BASE + 0x8ff8).emit(I.sd(I.a4, I.a3, 0)); // *(0xa000) = 0x8ff8 + base
+    a.label('l');
+    a.emit(I.sd(t1, a2, 0), I.sd(t1, a2, 8), I.sw(t0, a2, 16), I.sh(t0, a2, -2040));
+    a.emit(I.ld(a1, a2, 0), I.add(a0, a0, a1), I.ld(a1, a2, 8), I.xor(a0, a0, a1), I.lw(a1, a2, 16), I.add(a0, a0, a1));
+    a.emit(I.lhu(a1, a2, -2040), I.add(a0, a0, a1), I.lbu(a1, a2, 7), I.add(a0, a0, a1));
+    a.emit(I.addi(a2, a2, -8), I.ld(a1, a2, 0), I.add(a0, a0, a1), I.addi(a2, a2, 8)); // 0x8ff0: not the probed 0x8ff8
+    a.emit(I.addi(a2, a2, 2047), I.ld(a1, a2, 9), I.add(a0, a0, a1), I.sd(a0, a2, 17)); // a2 moved: 0x97f7 + 9 = 0x9800
+    a.emit(I.ld(a2, I.a3, 0), I.ld(a1, a2, 0), I.xor(a0, a0, a1)); // a2 reloaded: 0x8ff8 again
+    a.emit(I.slli(t2, t1, 5), I.xor(t1, t1, t2), I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    // A threshold of 100: lower ones make a block start at nearly every place a run() batch or
+    // an exit once ended, which would leave few accesses after a first one in their block.
+    const { interp, jit } = bothTiers(code, 100);
+    expect(jit.hart.getX(10)).toBe(interp.hart.getX(10));
+    expect(Buffer.compare(jit.ram.subarray(0x8000, 0xb000), interp.ram.subarray(0x8000, 0xb000))).toBe(0);
+  });
+
+  it('does not carry a known page into the next virtual page, which maps elsewhere (Sv39)', () => {
+    const a = new Asm(RAM_BASE);
+    // Data accesses translate under Sv39 (MPRV, MPP = S) through tables built here: VA
+    // 0x4000_0000 maps to RAM + 0x20000 and the next page to RAM + 0x30000, not to the page
+    // after RAM + 0x20000 (which holds a decoy). Code stays at M's physical addresses.
+    const a3 = I.a3, a4 = I.a4, a5 = 15;
+    const pte = (pa: number, leaf: boolean) => BigInt(((pa / 4096) * 1024) + (leaf ? 0xcf : 0x01)); // V R W X A D / V
+    const root = RAM_BASE + 0x40000, l1 = RAM_BASE + 0x41000, l0 = RAM_BASE + 0x42000;
+    const store = (addr: number, v: bigint) => a.li(a3, addr).li(a4, v).emit(I.sd(a4, a3, 0));
+    store(root + 8 * 2, pte(0x8000_0000, true)); // the code's and tables' gigapage, identity
+    store(root + 8 * 1, pte(l1, false));
+    store(l1, pte(l0, false));
+    store(l0, pte(RAM_BASE + 0x20000, true));
+    store(l0 + 8, pte(RAM_BASE + 0x30000, true));
+    store(RAM_BASE + 0x20ff8, 0x1111n);
+    store(RAM_BASE + 0x30000, 0x2222n);
+    store(RAM_BASE + 0x21000, 0x9999n); // where a known page carried over would read
+    a.li(a3, -1).emit(I.csrw(I.CSR.pmpaddr0, a3)).li(a3, 0x1f).emit(I.csrw(I.CSR.pmpcfg0, a3)); // S may access all (NAPOT)
+    a.li(a3, (8n << 60n) | BigInt(root / 4096)).emit(I.csrw(I.CSR.satp, a3));
+    a.li(a3, (1 << 17) | (1 << 11)).emit(I.csrs(I.CSR.mstatus, a3)); // MPRV, MPP = S
+    a.li(t0, 0).li(t3, 3000).li(a5, 0x4000_0ff8).li(a0, 0);
+    a.label('l').emit(I.ld(a1, a5, 0), I.add(a0, a0, a1), I.ld(a1, a5, 8), I.add(a0, a0, a1), I.ld(a1, a5, -8), I.add(a0, a0, a1));
+    a.emit(I.addi(t0, t0, 1)).bne(t0, t3, 'l');
+    a.li(a3, 1 << 17).emit(I.csrc(I.CSR.mstatus, a3));
+    const { jit } = bothTiers(finish(a), 100); // the threshold: see the test above
+    expect(jit.hart.getX(10)).toBe(3000n * (0x1111n + 0x2222n));
+  });
+
   it('leaves compiled code for MMIO accesses and counts exactly to the budget', () => {
     const a = new Asm(RAM_BASE);
     a.li(t0, 0).li(t3, 500).li(a2, UART);
