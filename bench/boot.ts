@@ -4,10 +4,11 @@
  * installed, QEMU TCG on the same kernel and initramfs in the same run, with the ratio.
  *
  *   npm run bench:boot -- [--opensbi] [--jit | --interp] [--threshold N] [--stats] [--init-only] [--twice]
- *                          [--cmd 'shell command'] [--no-qemu] [--memory MiB]
+ *                          [--cmd 'shell command'] [--no-qemu] [--memory MiB] [--deterministic]
  *   (--jit / --interp pick the CPU tier, else VISOR_ACCEL, else the hart's default;
  *    --stats prints the hart's and the JIT's counters at /init and at the end;
- *    --init-only stops visor at /init)
+ *    --init-only stops visor at /init; --deterministic runs visor's guest on the instruction
+ *    clock, so that two runs, or two trees, execute exactly the same guest instructions)
  *
  * It runs the built package (dist/): tsc inlines the hart's opcode enum there, which tsx's
  * per-file esbuild transform cannot do (the interpreter would run ~20× slower).
@@ -42,6 +43,8 @@ export interface BootOptions {
   /** Stop visor at /init. */
   initOnly?: boolean;
   memoryMiB?: number;
+  /** The guest's clock counts instructions (MachineConfig.deterministic): the same guest work every run. */
+  deterministic?: boolean;
 }
 
 /**
@@ -65,7 +68,7 @@ function threadCpu(): { main: number; workers: number } | undefined {
 }
 
 export async function bootVisor(kernel: string, initrd: string, append: string, bios: string, o: BootOptions = {}): Promise<BootTimes> {
-  const { accel, stats: showStats = false, initOnly = false, memoryMiB = 512 } = o;
+  const { accel, stats: showStats = false, initOnly = false, memoryMiB = 512, deterministic = false } = o;
   const Machine = await builtMachine();
   const t0 = performance.now();
   const c0 = process.cpuUsage();
@@ -80,7 +83,13 @@ export async function bootVisor(kernel: string, initrd: string, append: string, 
     const st = vm.stats();
     console.log(`-- at ${when}: ${((performance.now() - t0) / 1000).toFixed(2)} s wall, ${((cpu.user + cpu.system) / 1e6).toFixed(2)} s CPU${split}, ${st.instructions} instructions`);
     console.log('hart:', JSON.stringify({ traps: st.traps, interrupts: st.interrupts, tlbMisses: st.tlbMisses }));
-    if (accel !== 'interp') console.log('jit:', JSON.stringify(st.jit, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+    if (accel !== 'interp') {
+      console.log('jit:', JSON.stringify(st.jit, (_k, v: unknown) => typeof v === 'number' && !Number.isInteger(v) ? Math.round(v) : v));
+      const j = st.jit as { modulesCompiled: number; wasmBytes?: number; instructionsCompiled?: number };
+      if (j.wasmBytes !== undefined && j.modulesCompiled > 0) {
+        console.log(`wasm: ${(j.wasmBytes / 1e6).toFixed(2)} MB emitted, ${Math.round(j.wasmBytes / j.modulesCompiled)} bytes per module, ${(j.wasmBytes / (j.instructionsCompiled || 1)).toFixed(1)} per guest instruction compiled`);
+      }
+    }
   };
   const res = await runMachine(Machine, {
     ...(accel ? { accel } : {}),
@@ -89,6 +98,7 @@ export async function bootVisor(kernel: string, initrd: string, append: string, 
     append,
     bios,
     memoryMiB,
+    ...(deterministic ? { deterministic } : {}),
   }, {
     signal: abort.signal,
     commandMode: true,
@@ -101,7 +111,9 @@ export async function bootVisor(kernel: string, initrd: string, append: string, 
     },
   });
   if (initOnly && res.kind === 'stopped') return { init, initCpu, poweroff: NaN, instructions: res.stats.instructions };
-  if (showStats) console.log('at the end:', JSON.stringify(res.stats.jit));
+  if (showStats) {
+    report('the end', { stats: () => res.stats });
+  }
   if (res.kind !== 'poweroff') throw new Error(`visor boot ended with ${res.kind}`);
   return { init, initCpu, poweroff: (performance.now() - t0) / 1000, instructions: res.stats.instructions };
 }
@@ -156,7 +168,9 @@ async function main(): Promise<void> {
   const guestArgv = cmdIdx >= 0 ? ['sh', '-c', args[cmdIdx + 1]!] : ['true'];
   const memIdx = args.indexOf('--memory');
   const memoryMiB = memIdx >= 0 ? Number(args[memIdx + 1]) : 512;
-  const o: BootOptions = { ...(accel ? { accel } : {}), stats: args.includes('--stats'), initOnly: args.includes('--init-only'), memoryMiB };
+  const o: BootOptions = {
+    ...(accel ? { accel } : {}), stats: args.includes('--stats'), initOnly: args.includes('--init-only'), memoryMiB, deterministic: args.includes('--deterministic'),
+  };
   const img = await ensureImage('tiny');
   const append = `${img.append} ${encodeCommand(guestArgv)}`;
   const fw = img.firmwareDynamic ?? img.firmware;
@@ -169,7 +183,7 @@ async function main(): Promise<void> {
   if (args.includes('--twice')) await bootVisor(img.kernel, img.initrd, append, visorBios, o);
   const v = await bootVisor(img.kernel, img.initrd, append, visorBios, o);
   const mips = v.instructions ? v.instructions / 1e6 / v.poweroff : 0;
-  console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}): /init ${v.init.toFixed(2)} s (${v.initCpu?.toFixed(2)} CPU-s), poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
+  console.log(`visor (${accel ?? 'default tier'}, ${useOpensbi ? 'OpenSBI fw_dynamic' : 'built-in SBI'}${o.deterministic ? `, deterministic: ${v.instructions} instructions` : ''}): /init ${v.init.toFixed(2)} s (${v.initCpu?.toFixed(2)} CPU-s), poweroff ${v.poweroff.toFixed(2)} s, ${(v.instructions! / 1e9).toFixed(2)} G instructions, ${mips.toFixed(1)} MIPS`);
 
   const haveQemu = !args.includes('--no-qemu') && spawnSync('qemu-system-riscv64', ['--version']).status === 0;
   if (haveQemu && fw) {

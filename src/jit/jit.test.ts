@@ -209,6 +209,133 @@ describe('jit', () => {
     expect((after - before) % 7n).toBe(0n); // only the new instruction ran after the write
   });
 
+  it('compiles warm pages along with one that gets hot (companions), with the interpreter\'s results', () => {
+    const a = new Asm(RAM_BASE);
+    // A loop on page 0 calling a function on each of pages 1-3 (f3 only in the first 6 iterations).
+    a.li(I.s1, 0).li(t3, 50).li(I.t4, 6);
+    a.label('loop').jal(1, 'f1').jal(1, 'f2').bge(I.s1, I.t4, 'skip').jal(1, 'f3').label('skip').emit(I.addi(I.s1, I.s1, 1)).bne(I.s1, t3, 'loop');
+    a.j('done');
+    a.align(4096, true).label('f1').emit(I.addi(a0, a0, 1), I.jalr(0, 1, 0));
+    a.align(4096, true).label('f2').emit(I.addi(a1, a1, 3), I.jalr(0, 1, 0));
+    a.align(4096, true).label('f3').emit(I.addi(a2, a2, 5), I.jalr(0, 1, 0));
+    a.align(4096, true).label('done');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const n = interp.run();
+    const run = (companions: number) => {
+      const m = machine(code, { accel: 'jit', jitThreshold: 8, jitCompanions: companions });
+      expect(m.run()).toBe(n);
+      expect(m.finished).toBe(true);
+      expect([...m.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+      return m.hart.jitStats!;
+    };
+    const alone = run(0);
+    const along = run(2);
+    expect(alone.companionCompiles).toBe(0);
+    expect(along.companionCompiles).toBeGreaterThanOrEqual(1);
+    // Pages compiled sooner: at least as much of the run in compiled code, in no more modules.
+    expect(along.instructions).toBeGreaterThanOrEqual(alone.instructions);
+    expect(along.modulesCompiled).toBeLessThanOrEqual(alone.modulesCompiled + 1);
+  });
+
+  describe('background compiles (JitOptions.background)', () => {
+    const BG: HartOptions = { accel: 'jit', jitThreshold: 0, jitBackground: true };
+    /** Event-loop turns until `done` holds (a background compile settles a turn or more after it began). */
+    const settle = async (done: () => boolean) => {
+      for (let i = 0; i < 2000 && !done(); i++) await new Promise((r) => setTimeout(r, 1));
+      expect(done()).toBe(true);
+    };
+
+    it('runs the page in the interpreter until its module is in, then in compiled code', async () => {
+      const a = new Asm(RAM_BASE);
+      a.label('top').emit(I.addi(a0, a0, 1), I.addi(a1, a1, 2)).j('top');
+      const m = machine(a.bytes(), BG);
+      expect(m.run(3000)).toBe(3000);
+      const s = m.hart.jitStats!;
+      // Compiling, not compiled: no thread switch happened inside run().
+      expect(s.backgroundCompiles).toBe(1);
+      expect(m.hart.jit!.pendingCompiles).toBe(1);
+      expect(s.modulesCompiled).toBe(0);
+      expect(s.instructions).toBe(0);
+      await settle(() => m.hart.jit!.pendingCompiles === 0);
+      expect(s.modulesCompiled).toBe(1);
+      expect(s.staleCompiles).toBe(0);
+      expect(s.wasmBytes).toBeGreaterThan(0);
+      expect(m.run(30_000)).toBe(30_000);
+      expect(s.instructions).toBeGreaterThan(29_000);
+      expect(m.hart.getX(10)).toBe(11_000n);
+      expect(m.hart.getX(11)).toBe(22_000n);
+    });
+
+    it('never installs a module for bytes a DMA rewrote while it compiled', async () => {
+      const a = new Asm(RAM_BASE);
+      a.label('top').label('patch').emit(I.addi(a0, a0, 1), I.addi(a1, a1, 1)).j('top');
+      const m = machine(a.bytes(), BG);
+      m.run(300);
+      expect(m.hart.jit!.pendingCompiles).toBe(1);
+      const s = m.hart.jitStats!;
+      const off = a.addr('patch') - RAM_BASE;
+      new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(off, I.addi(a0, a0, 7) >>> 0, true);
+      m.hart.invalidateCode(RAM_BASE + off, 4);
+      expect(m.hart.jit!.pendingCompiles).toBe(0); // cancelled at once
+      await settle(() => s.staleCompiles === 1);
+      expect(s.modulesCompiled).toBe(0); // the stale module was not installed
+      const [a0Before, a1Before] = [m.hart.getX(10), m.hart.getX(11)];
+      // The next arrival compiles the new bytes; until that settles the interpreter runs them.
+      m.run(3000);
+      await settle(() => m.hart.jit!.pendingCompiles === 0);
+      expect(s.modulesCompiled).toBe(1);
+      m.run(30_000);
+      expect(s.instructions).toBeGreaterThan(29_000);
+      const loops = m.hart.getX(11) - a1Before;
+      expect(loops).toBeGreaterThan(10_000n);
+      expect(m.hart.getX(10) - a0Before).toBe(7n * loops); // only the new instruction ever ran
+    });
+
+    it('never installs a module for bytes the guest rewrote while it compiled', async () => {
+      const a = new Asm(RAM_BASE);
+      // The page starts compiling at its first entry; the guest then patches its own loop, and the
+      // budget stops run() right after the fence, with the compile of the old bytes in flight.
+      a.li(t1, I.addi(a0, a0, 100)).la(t2, 'patch').emit(I.sw(t1, t2, 0), I.fence_i());
+      a.label('l').label('patch').emit(I.addi(a0, a0, 1), I.addi(t0, t0, 1)).j('l');
+      const m = machine(a.bytes(), BG);
+      const s = m.hart.jitStats!;
+      const upToFence = (a.addr('l') - RAM_BASE) / 4; // every instruction before the loop is 4 bytes
+      expect(m.run(upToFence)).toBe(upToFence);
+      expect(s.backgroundCompiles).toBeGreaterThanOrEqual(1);
+      await settle(() => m.hart.jit!.pendingCompiles === 0 && s.staleCompiles >= 1);
+      m.run(3000);
+      await settle(() => m.hart.jit!.pendingCompiles === 0);
+      m.run(30_000);
+      expect(s.modulesCompiled).toBeGreaterThanOrEqual(1);
+      expect(s.instructions).toBeGreaterThan(25_000);
+      expect(m.hart.getX(10)).toBe(100n * m.hart.getX(5)); // every iteration added 100
+    });
+
+    it('drops a recompile in flight when the page\'s module is dropped meanwhile', async () => {
+      const a = new Asm(RAM_BASE);
+      a.label('top').label('patch').emit(I.addi(a0, a0, 1)).j('top');
+      a.label('other').emit(I.addi(a1, a1, 1)).j('other');
+      const m = machine(a.bytes(), BG);
+      const s = m.hart.jitStats!;
+      m.run(100);
+      await settle(() => m.hart.jit!.pendingCompiles === 0);
+      expect(s.modulesCompiled).toBe(1);
+      // A new entry (threshold 0: compiled at once) starts a recompile of the live page ...
+      m.hart.pc = a.addr('other');
+      m.run(100);
+      expect(m.hart.jit!.pendingCompiles).toBe(1);
+      // ... which a DMA write to the page cancels: the old module goes, the new one never comes.
+      const off = a.addr('patch') - RAM_BASE;
+      new DataView(m.ram.buffer, m.ram.byteOffset).setUint32(off, I.addi(a0, a0, 5) >>> 0, true);
+      m.hart.invalidateCode(RAM_BASE + off, 4);
+      expect(s.liveModules).toBe(0);
+      await settle(() => s.staleCompiles === 1);
+      expect(s.liveModules).toBe(0);
+      expect(s.modulesCompiled).toBe(1);
+    });
+  });
+
   it('reuses a probed page for later accesses through the same register, probing again across a page or after the register changes', () => {
     const a = new Asm(RAM_BASE);
     // a2 is 8 bytes below a page boundary: through it, +0 stays in the page, +8 and +16 are in

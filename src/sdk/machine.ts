@@ -20,7 +20,7 @@ import { parseFirewallEntry } from '../net/user/spec.js';
 import { parseMac } from '../net/mac.js';
 import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
-import { BALLOON_PAGES_PER_MIB, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
+import { BALLOON_PAGES_PER_MIB, JIT_MORE_STAT_KEYS, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
 
@@ -115,6 +115,20 @@ export interface MachineStats {
     evictions: number;
     /** Exits from compiled code to interpret one instruction. */
     stepExits: number;
+    /** WebAssembly bytes of the modules compiled. */
+    wasmBytes: number;
+    /** Guest instructions in the modules compiled. */
+    instructionsCompiled: number;
+    /** Of compileMs: building the modules' bytes (the rest is V8 compiling them). */
+    emitMs: number;
+    /** Modules compiled off the machine's thread (WebAssembly.compile). */
+    backgroundCompiles: number;
+    /** Of those: dropped unused because their page was written, or its code dropped, meanwhile. */
+    staleCompiles: number;
+    /** Modules in use now (modulesCompiled less those replaced by a recompile, invalidated or evicted). */
+    liveModules: number;
+    /** Of modulesCompiled: warm pages compiled along with a hot one. */
+    companionCompiles: number;
   };
 }
 
@@ -770,7 +784,10 @@ export class Machine extends EventEmitter<MachineEvents> {
         consoleInBytes: s[STAT.consoleInBytes]!,
       },
       accel: this.config.accel,
-      jit: Object.fromEntries(JIT_STAT_KEYS.map((k, i) => [k, s[STAT.jit + i]!])) as MachineStats['jit'],
+      jit: Object.fromEntries([
+        ...JIT_STAT_KEYS.map((k, i) => [k, s[STAT.jit + i]!]),
+        ...JIT_MORE_STAT_KEYS.map((k, i) => [k, s[STAT.jitMore + i]!]),
+      ]) as MachineStats['jit'],
     };
   }
 

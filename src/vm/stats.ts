@@ -35,9 +35,11 @@ export const STAT = {
   net: 58,
   // The machine thread's own CPU time in ms (host/thread-cpu.ts); -1 where the host cannot tell.
   threadCpuMs: 68,
+  // More tier 1 counters, in JIT_MORE_STAT_KEYS order (room for 8).
+  jitMore: 69,
   // Per NIC: the count at STAT.nics, then MAX_STAT_NICS blocks of NIC_STAT_KEYS.
-  nics: 69,
-  size: 70 + 8 * 32,
+  nics: 77,
+  size: 78 + 8 * 32,
 } as const;
 
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (virtio 1.2 §5.5.6). */
@@ -45,6 +47,8 @@ export const BALLOON_PAGES_PER_MIB = 256;
 
 /** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
 export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
+/** The JitStats counters published at STAT.jitMore onwards (vm.stats().jit has them too). */
+export const JIT_MORE_STAT_KEYS = ['wasmBytes', 'instructionsCompiled', 'emitMs', 'backgroundCompiles', 'staleCompiles', 'liveModules', 'companionCompiles'] as const;
 
 /** The NIC and NAT counters `stats()` publishes at STAT.net (summed over a machine's NICs), in this order (host/net-attach.ts writeNetStats). */
 export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;
@@ -125,5 +129,8 @@ export function publishStats(s: Float64Array, m: AssembledVm, c: RunCounters): v
     s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;
   }
   const j = hart.jitStats;
-  if (j) JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
+  if (j) {
+    JIT_STAT_KEYS.forEach((k, i) => (s[STAT.jit + i] = j[k]));
+    JIT_MORE_STAT_KEYS.forEach((k, i) => (s[STAT.jitMore + i] = j[k]));
+  }
 }
