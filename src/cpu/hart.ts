@@ -67,10 +67,6 @@ export interface HartOptions {
   jitThreshold?: number;
   /** Live compiled pages at most. */
   jitMaxModules?: number;
-  /** The JIT compiles off this thread (JitOptions.background): only for a hart run from an event loop. */
-  jitBackground?: boolean;
-  /** Warm pages the JIT compiles along with a hot one (JitOptions.companions). */
-  jitCompanions?: number;
 }
 
 /** Thrown (never allocated anew) to unwind from a faulting access to the interpreter loop. */
@@ -240,9 +236,7 @@ export class Hart {
         this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
-          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}),
-          ...(options.jitBackground === true ? { background: true } : {}),
-          ...(options.jitCompanions !== undefined ? { companions: options.jitCompanions } : {}) };
+          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
         this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,

@@ -29,19 +29,6 @@ export interface JitOptions {
   threshold?: number;
   /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */
   maxModules?: number;
-  /**
-   * Compile modules off the hart's thread (WebAssembly.compile): the interpreter runs a hot
-   * page until its module is ready, which is installed from a later event-loop turn unless the
-   * page was written (or its code dropped) meanwhile. Only for a hart driven from an event loop
-   * that turns while compiles are pending (CompiledTier.pendingCompiles; src/vm/driver.ts);
-   * default false: compiles finish before enter() returns.
-   */
-  background?: boolean;
-  /**
-   * Pages half way to the compile threshold compiled along with one that reaches it, at most
-   * this many (0-8, default 0): compiles back to back cost less each (caches warm).
-   */
-  companions?: number;
 }
 
 /** What a compiled tier needs of the hart (src/cpu/hart.ts builds it). */
@@ -75,18 +62,11 @@ export interface JitStats {
   blocksCompiled: number;
   /** Guest instructions compiled. */
   instructionsCompiled: number;
-  /** Time the hart's thread spent compiling (with background compiles: building and installing modules). */
   compileMs: number;
   /** Of compileMs: building the module bytes (the rest is V8 compiling and instantiating). */
   emitMs: number;
   /** WebAssembly bytes of the modules built. */
   wasmBytes: number;
-  /** Modules compiled off the hart's thread (JitOptions.background). */
-  backgroundCompiles: number;
-  /** Of backgroundCompiles: not installed, because their page was written or its code dropped meanwhile. */
-  staleCompiles: number;
-  /** Compiles of warm pages along with a hot one (JitOptions.companions). */
-  companionCompiles: number;
   /** Entries into compiled pages (by the dispatcher). */
   cacheHits: number;
   /** Calls from the hart into the dispatcher (JS-to-wasm transitions). */
@@ -123,8 +103,6 @@ export interface CompiledTier {
   readonly exitSteps: number;
   /** A RAM page was written: drop its code. */
   invalidatePage(pg: number): void;
-  /** Background compiles not yet installed or dropped (JitOptions.background): the event loop should turn soon. */
-  readonly pendingCompiles?: number;
   /** The compiled pages, for another hart over the same RAM layout (TierCode). */
   exportCode?(): TierCode;
   /** Offers another hart's compiled pages; each is used only while its page still holds the bytes it was compiled from. Returns the pages taken. */

@@ -78,27 +78,11 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
 /**
  * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts). VISOR_JIT_THRESHOLD (entries
  * into a page before it compiles; 0 compiles at first execution) is a knob for measurements
- * and the differential tests, not a setting machines keep; so is VISOR_JIT_BACKGROUND=1
- * (V8 compiles the JIT's modules off the machine's thread: JitOptions.background). It is off
- * by default: on the 2-core machines it was measured on, with both cores busy, it gained
- * nothing (docs/benchmarks.md "The boot's compile cost"); where a core is idle it takes
- * the compiles' latency off the guest's path.
+ * and the differential tests, not a setting machines keep.
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
-  const jitBackground = process.env['VISOR_JIT_BACKGROUND'] === '1';
-  const jitCompanions = thresholdFromEnv(process.env['VISOR_JIT_COMPANIONS']) ?? JIT_COMPANIONS;
-  return { accel, beforeJit: tuneV8ForJit, jitBackground, jitCompanions, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
+  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
 }
-
-/**
- * Warm pages (half way to the compile threshold) a machine's JIT compiles along with each page
- * that gets hot (JitOptions.companions; VISOR_JIT_COMPANIONS=N, at most 8, for measurements):
- * a compile right after another costs V8 and the emitter a fraction of one between guest
- * instructions, whose memory traffic has evicted their code and data. None by default: at 3,
- * a boot's compile time fell ~19 % but its CPU in all did not measurably (docs/benchmarks.md
- * "The boot's compile cost"); to be measured again on a quiet machine.
- */
-export const JIT_COMPANIONS = 0;
 
 function thresholdFromEnv(v: string | undefined): number | undefined {
   if (v === undefined || !/^\d{1,9}$/.test(v)) return undefined;

@@ -455,9 +455,10 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
    * page offset stays inside it (one add and one compare), so it needs neither the TLB index
    * nor the entry's three loads. Stack frames (sp), structures (one pointer, many fields) and
    * unrolled copies (memcpy's eight loads and eight stores per iteration) are most accesses.
-   * Valid to the block's end: inside a block nothing changes the TLB (only the hart fills or
-   * flushes it, between runs or in the calls below, which forget everything) and the base
-   * register's value is the one probed until something writes it (setReg forgets it).
+   * Valid to the block's end: inside a block only the hart's Sys calls (LR/SC, CSR accesses,
+   * sfence.vma) can fill or flush the TLB, and everything is forgotten after one; the base
+   * register's value is the one probed until something writes it (setReg forgets it, and so
+   * does an F/D call that writes an x register).
    */
   interface KnownPage { tlb: readonly number[]; reg: number; imm: number; pageOff: number; addr: number }
   const known: KnownPage[] = [];

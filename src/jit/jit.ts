@@ -10,15 +10,9 @@
  * so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
- *
- * With JitOptions.background, V8 compiles a module off the hart's thread (WebAssembly.compile)
- * while the interpreter goes on running the page; the module is installed when its promise
- * settles (an event-loop turn later), unless the page's compile was cancelled meanwhile: a
- * write to the page (its bytes were read when the compile began, and the page is protected
- * from then on, so any later store or DMA reaches invalidatePage), or its code dropped.
  */
 import { ENTRY_MAP_BYTES, JIT_MAX_MODULES, SLOT_EXIT, TLB_NO_RAM, TLB_SIZE } from '../cpu/guest-ram.js';
-import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type CompiledPage, type PageFn } from './compiler.js';
+import { compilePage, EXIT_MISS, EXIT_NOCODE, EXIT_STEP, type PageFn } from './compiler.js';
 import { buildDispatcher, EXIT_CALLS, type DispatchFn } from './dispatch.js';
 import { SLOT_FCSR_MIRROR } from './fp-emit.js';
 
@@ -32,8 +26,6 @@ const TLB_MASK = TLB_SIZE - 1;
 const MAX_COMPILES_PER_PAGE = 16;
 /** Invalidations of one page before it stays interpreted (code and hot data share it). */
 const MAX_INVALIDATIONS_PER_PAGE = 64;
-/** Warm pages remembered as companions for the next compile (the oldest are forgotten). */
-const MAX_WARM_PAGES = 64;
 
 class PageRecord {
   /** Function-table slot of the page's code, 0 for none (its entry map says where it can be entered). */
@@ -49,15 +41,6 @@ class PageRecord {
   dispatch: readonly number[] = [];
   compiles = 0;
   invalidations = 0;
-  /** A background compile in flight for the page (JitOptions.background); cancelled: undefined. */
-  pending: PendingCompile | undefined;
-}
-
-/** A module V8 is compiling off the hart's thread, for `slot` (a fresh page's slot is reserved for it). */
-interface PendingCompile {
-  readonly slot: number;
-  readonly fresh: boolean;
-  readonly out: CompiledPage;
 }
 
 /** The JIT as a hart's compiled tier (HartOptions.tier). */
@@ -65,7 +48,7 @@ export const jitTier: TierFactory = (host, options) => new Jit(host, options);
 
 export class Jit implements CompiledTier {
   readonly stats: JitStats = {
-    modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, wasmBytes: 0, backgroundCompiles: 0, staleCompiles: 0, companionCompiles: 0, cacheHits: 0,
+    modulesCompiled: 0, blocksCompiled: 0, instructionsCompiled: 0, compileMs: 0, emitMs: 0, wasmBytes: 0, cacheHits: 0,
     dispatches: 0, instructions: 0, stepExits: 0, noCodeExits: 0, missExits: 0, invalidations: 0, evictions: 0, liveModules: 0,
     failures: 0,
   };
@@ -80,15 +63,6 @@ export class Jit implements CompiledTier {
 
   private readonly threshold: number;
   private readonly maxModules: number;
-  private readonly background: boolean;
-  /** Warm pages compiled along with a page that got hot (JitOptions.companions). */
-  private readonly companions: number;
-  /** Pages half way to their first compile, oldest first. */
-  private readonly warm = new Set<number>();
-  /** Background compiles in flight (CompiledTier.pendingCompiles). */
-  pendingCompiles = 0;
-  /** Of those, for fresh pages: table slots reserved beside the live modules'. */
-  private reserved = 0;
   private readonly pages: (PageRecord | undefined)[];
   private readonly live: number[] = [];
   private readonly exit: Int32Array;
@@ -112,8 +86,6 @@ export class Jit implements CompiledTier {
     // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
     this.threshold = options.threshold ?? 1000;
     this.maxModules = Math.min(JIT_MAX_MODULES, Math.max(1, options.maxModules ?? JIT_MAX_MODULES));
-    this.background = options.background === true && typeof WebAssembly.compile === 'function';
-    this.companions = Math.max(0, Math.min(8, options.companions ?? 0));
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
@@ -210,45 +182,14 @@ export class Jit implements CompiledTier {
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
   private count(page: PageRecord, pg: number, off: number): boolean {
     if (page.slot === 0 && this.offered.size > 0 && this.offered.has(pg) && this.install(page, pg)) return true;
-    if (page.pending !== undefined) return false; // its module is on the way
     if (page.compiles >= MAX_COMPILES_PER_PAGE || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE) return false;
     const c = (page.hits.get(off) ?? 0) + 1;
     page.hits.set(off, c);
     // A page without code compiles once it has been entered `threshold` times in all (a warm
     // page whose entries are spread over many offsets got there as surely as one with a single
     // hot loop); a compiled page recompiles for a new entry once that entry alone is that hot.
-    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) {
-      if (page.slot === 0 && page.arrivals === this.threshold >> 1 && this.companions > 0) this.noteWarm(pg);
-      return false;
-    }
-    this.warm.delete(pg);
-    const ok = this.compile(page, pg);
-    if (this.companions > 0 && this.warm.size > 0) this.compileCompanions();
-    return ok;
-  }
-
-  /** A page half way to its first compile: a companion for the next compile (compileCompanions). */
-  private noteWarm(pg: number): void {
-    if (this.warm.size >= MAX_WARM_PAGES) this.warm.delete(this.warm.values().next().value!);
-    this.warm.add(pg);
-  }
-
-  /**
-   * Compiles up to `companions` warm pages right after a compile, most recently warmed first.
-   * A compile right after another costs a fraction of one between guest instructions (V8's
-   * compiler and ours find their code and data in the caches: docs/benchmarks.md "The boot's
-   * compile cost"), and most pages half way to the threshold get there.
-   */
-  private compileCompanions(): void {
-    const picked = [...this.warm].slice(-this.companions);
-    for (const pg of picked) {
-      this.warm.delete(pg);
-      const page = this.pages[pg];
-      if (page === undefined || page.slot !== 0 || page.pending !== undefined || page.compiles >= MAX_COMPILES_PER_PAGE
-        || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE || page.hits.size === 0) continue;
-      this.stats.companionCompiles++;
-      this.compile(page, pg);
-    }
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) return false;
+    return this.compile(page, pg);
   }
 
   private compile(page: PageRecord, pg: number): boolean {
@@ -259,96 +200,41 @@ export class Jit implements CompiledTier {
     const fresh = page.slot === 0;
     let slot = page.slot;
     if (fresh) {
-      if (this.live.length + this.reserved >= this.maxModules) this.evictOldest();
-      if (this.live.length + this.reserved >= this.maxModules) return false; // every slot awaits a background compile
+      if (this.live.length >= this.maxModules) this.evictOldest();
       slot = this.freeSlots.pop() ?? this.nextSlot++;
     }
-    let out: CompiledPage | undefined;
-    let module: WebAssembly.Module | undefined;
+    let run: PageFn;
+    let dispatch: number[];
     try {
-      out = compilePage({
+      const out = compilePage({
         ram16: this.ram16, pageRamOff: pg * 4096, entries: this.entriesOf(page), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
         entryMapAddr: this.host.entryMapBase + slot * ENTRY_MAP_BYTES,
       });
       this.stats.emitMs += performance.now() - t0;
-      if (out !== undefined) {
-        this.stats.wasmBytes += out.bytes.length;
-        if (!this.background) module = new WebAssembly.Module(out.bytes);
+      if (out === undefined) {
+        if (fresh) this.freeSlots.push(slot);
+        return false;
       }
+      this.stats.wasmBytes += out.bytes.length;
+      const module = new WebAssembly.Module(out.bytes);
+      const instance = new WebAssembly.Instance(module, this.imports);
+      run = instance.exports['run'] as PageFn;
+      dispatch = out.dispatch;
+      page.module = module;
+      page.dispatch = dispatch;
+      page.midBlock = out.midBlock;
+      this.stats.blocksCompiled += out.blocks;
+      this.stats.instructionsCompiled += out.instructions;
     } catch (e) {
-      this.failed(page, pg, slot, fresh, e);
+      // A bug in the compiler must not take the guest down: the page stays interpreted.
+      if (fresh) this.freeSlots.push(slot);
+      this.stats.failures++;
+      page.compiles = MAX_COMPILES_PER_PAGE;
+      if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
       return false;
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
-    if (out === undefined) {
-      if (fresh) this.freeSlots.push(slot);
-      return false;
-    }
-    if (module !== undefined) return this.installCompiled(page, pg, slot, fresh, out, module);
-    // Off this thread: the interpreter runs the page until the module is in.
-    const job: PendingCompile = { slot, fresh, out };
-    page.pending = job;
-    this.pendingCompiles++;
-    if (fresh) this.reserved++;
-    this.stats.backgroundCompiles++;
-    WebAssembly.compile(out.bytes).then(
-      (m) => this.settle(page, pg, job, m, undefined),
-      (e: unknown) => this.settle(page, pg, job, undefined, e),
-    );
-    return false;
-  }
-
-  /** A background compile settled: installs its module if the page's compile was not cancelled meanwhile. */
-  private settle(page: PageRecord, pg: number, job: PendingCompile, module: WebAssembly.Module | undefined, err: unknown): void {
-    if (page.pending !== job) {
-      this.stats.staleCompiles++; // cancelled (and counted out) by cancelPending
-      return;
-    }
-    this.endPending(page, job);
-    const t0 = performance.now();
-    if (module === undefined) this.failed(page, pg, job.slot, job.fresh, err);
-    else this.installCompiled(page, pg, job.slot, job.fresh, job.out, module);
-    this.stats.compileMs += performance.now() - t0;
-  }
-
-  private endPending(page: PageRecord, job: PendingCompile): void {
-    page.pending = undefined;
-    this.pendingCompiles--;
-    if (job.fresh) this.reserved--;
-  }
-
-  /** Forgets the page's compile in flight (its module, when it comes, is not used) and frees a slot reserved for it. */
-  private cancelPending(page: PageRecord): void {
-    const job = page.pending;
-    if (job === undefined) return;
-    this.endPending(page, job);
-    if (job.fresh) this.freeSlots.push(job.slot);
-  }
-
-  /** A bug in the compiler must not take the guest down: the page stays interpreted. */
-  private failed(page: PageRecord, pg: number, slot: number, fresh: boolean, e: unknown): void {
-    if (fresh) this.freeSlots.push(slot);
-    this.stats.failures++;
-    page.compiles = MAX_COMPILES_PER_PAGE;
-    if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error)?.message ?? String(e)}`);
-  }
-
-  /** Instantiates a page's new module and puts it in its table slot (the page's old module, if any, is replaced). */
-  private installCompiled(page: PageRecord, pg: number, slot: number, fresh: boolean, out: CompiledPage, module: WebAssembly.Module): boolean {
-    let run: PageFn;
-    try {
-      run = new WebAssembly.Instance(module, this.imports).exports['run'] as PageFn;
-    } catch (e) {
-      this.failed(page, pg, slot, fresh, e);
-      return false;
-    }
-    const dispatch = out.dispatch;
-    page.module = module;
-    page.dispatch = dispatch;
-    page.midBlock = out.midBlock;
-    this.stats.blocksCompiled += out.blocks;
-    this.stats.instructionsCompiled += out.instructions;
     this.stats.modulesCompiled++;
     const map = this.entryMap(slot);
     map.fill(0);
@@ -381,7 +267,6 @@ export class Jit implements CompiledTier {
 
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
-    this.cancelPending(page); // a recompile in flight was built for the slot freed here
     this.pageMap[pg] = 0;
     page.module = undefined;
     this.table.set(page.slot, null as never);
@@ -477,7 +362,7 @@ export class Jit implements CompiledTier {
   }
 
   private evictOldest(): void {
-    while (this.live.length > 0 && this.live.length + this.reserved >= this.maxModules) {
+    while (this.live.length >= this.maxModules) {
       const pg = this.live.shift()!;
       const page = this.pages[pg];
       if (page !== undefined && page.slot !== 0) {
@@ -493,8 +378,6 @@ export class Jit implements CompiledTier {
   invalidatePage(pg: number): void {
     const page = this.pages[pg];
     if (page === undefined) return;
-    this.cancelPending(page); // built from the bytes before this write
-    this.warm.delete(pg);
     if (page.slot !== 0) {
       this.drop(pg, page);
       this.stats.invalidations++;

@@ -121,14 +121,8 @@ export interface MachineStats {
     instructionsCompiled: number;
     /** Of compileMs: building the modules' bytes (the rest is V8 compiling them). */
     emitMs: number;
-    /** Modules compiled off the machine's thread (WebAssembly.compile). */
-    backgroundCompiles: number;
-    /** Of those: dropped unused because their page was written, or its code dropped, meanwhile. */
-    staleCompiles: number;
     /** Modules in use now (modulesCompiled less those replaced by a recompile, invalidated or evicted). */
     liveModules: number;
-    /** Of modulesCompiled: warm pages compiled along with a hot one. */
-    companionCompiles: number;
   };
 }
 

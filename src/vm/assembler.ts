@@ -29,20 +29,12 @@ export interface HartTier {
   jitThreshold?: number;
   /** Called once per JIT hart before any page compiles (the host's V8 tuning). */
   beforeJit?: () => void;
-  /** V8 compiles the JIT's modules off the machine's thread (HartOptions.jitBackground; the driver turns the event loop for them). */
-  jitBackground?: boolean;
-  /** Warm pages compiled along with a hot one (HartOptions.jitCompanions). */
-  jitCompanions?: number;
 }
 
 /** The hart, as the board sees it. Every machine's hart is made here. */
 export function createHart(memory: PhysicalMemory, opts: { hartId: number; timeSource: () => number }, tier: HartTier): BoardHart {
   if (tier.accel === 'jit') tier.beforeJit?.();
-  return new Hart(memory, {
-    ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}),
-    ...(tier.jitBackground === true ? { jitBackground: true } : {}),
-    ...(tier.jitCompanions !== undefined ? { jitCompanions: tier.jitCompanions } : {}),
-  });
+  return new Hart(memory, { ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}) });
 }
 
 /** What a boot reads from files (a restore passes none of it: its state comes from the snapshot). */

@@ -23,12 +23,6 @@ import { IdleSleeper } from './idle-sleep.js';
 export const BATCH = 20_000;
 /** Wall time to run before yielding to the event loop (console input, disk I/O). */
 export const SLICE_MS = 20;
-/**
- * The same while the JIT compiles in the background (JitOptions.background): its modules are
- * installed from the event loop, so a module ready goes in at the next turn rather than up to
- * 20 ms later (V8 takes ~1-3 ms for a page's module); a turn costs some tens of µs.
- */
-export const COMPILING_SLICE_MS = 1;
 
 /**
  * Where the driver pauses by itself: at the end of the first batch in which the guest printed
@@ -252,7 +246,7 @@ export class VmDriver {
               det.advanceTo(d);
             }
           }
-        } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < (vm.hart.jit?.pendingCompiles ? sliceStart + COMPILING_SLICE_MS : sliceEnd));
+        } while (!vm.exit && this.wantRunning && !vm.idle && performance.now() < sliceEnd);
         const now = performance.now();
         this.runningMs += now - t0;
         t0 = now;

@@ -48,7 +48,7 @@ export const BALLOON_PAGES_PER_MIB = 256;
 /** The JitStats counters published at STAT.jit onwards (vm.stats().jit reads them back by name). */
 export const JIT_STAT_KEYS = ['modulesCompiled', 'blocksCompiled', 'compileMs', 'cacheHits', 'instructions', 'invalidations', 'evictions', 'stepExits'] as const;
 /** The JitStats counters published at STAT.jitMore onwards (vm.stats().jit has them too). */
-export const JIT_MORE_STAT_KEYS = ['wasmBytes', 'instructionsCompiled', 'emitMs', 'backgroundCompiles', 'staleCompiles', 'liveModules', 'companionCompiles'] as const;
+export const JIT_MORE_STAT_KEYS = ['wasmBytes', 'instructionsCompiled', 'emitMs', 'liveModules'] as const;
 
 /** The NIC and NAT counters `stats()` publishes at STAT.net (summed over a machine's NICs), in this order (host/net-attach.ts writeNetStats). */
 export const NET_STAT_KEYS = ['rxFrames', 'txFrames', 'rxDropped', 'txDropped', 'rateDelayed', 'natTcpFlows', 'natUdpFlows', 'natActiveFlows', 'natFirewallDrops', 'natDrops'] as const;

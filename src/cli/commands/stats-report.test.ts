@@ -9,7 +9,7 @@ const base: MachineStats = {
   io: { blkReads: 10, blkWrites: 2, blkBytesRead: 2 * 1048576, blkBytesWritten: 8192, blkThrottled: 0, blkThrottledMs: 0, netRxBytes: 0, netTxBytes: 0, consoleOutBytes: 40_000, consoleInBytes: 12 },
   nics: [],
   accel: 'jit',
-  jit: { modulesCompiled: 413, blocksCompiled: 12_345, compileMs: 2100, cacheHits: 16_200_000, instructions: 3_734_500_000, invalidations: 120, evictions: 0, stepExits: 2_300_000, wasmBytes: 10_300_000, instructionsCompiled: 210_000, emitMs: 150, backgroundCompiles: 413, staleCompiles: 2, liveModules: 300, companionCompiles: 40 },
+  jit: { modulesCompiled: 413, blocksCompiled: 12_345, compileMs: 2100, cacheHits: 16_200_000, instructions: 3_734_500_000, invalidations: 120, evictions: 0, stepExits: 2_300_000, wasmBytes: 10_300_000, instructionsCompiled: 210_000, emitMs: 150, liveModules: 300 },
 };
 
 describe('--stats report', () => {
