@@ -33,7 +33,11 @@ describe('visor init on a Debian root', () => {
     }
     const viaInit = (...argv: string[]) => spawnSync('busybox', ['sh', '-c', `${DEBIAN_COMMAND}\n"$@"`, 'init', ...argv]);
     const own = spawnSync('/bin/sh', ['-c', 'exec ls --version']).stdout.toString();
-    expect(spawnSync('busybox', ['sh', '-c', 'ls --version']).stdout.toString()).not.toBe(own); // busybox's ls, the bug
+    // The guest's busybox prefers its applets, so a bare `ls` there was busybox's (the bug). Debian's
+    // host busybox package is built without FEATURE_PREFER_APPLETS, so there the bug does not
+    // reproduce and the check below only shows the command still reaches the host's program.
+    const bareLs = spawnSync('busybox', ['sh', '-c', 'ls --version']).stdout.toString();
+    if (bareLs === own) console.info('host busybox sh does not prefer its applets: the bug itself cannot show here');
     expect(viaInit('ls', '--version').stdout.toString()).toBe(own);
     expect(viaInit('sh', '-c', 'echo "$1:$2"', 'x', 'a b', 'c').stdout.toString()).toBe('a b:c\n');
     const missing = viaInit('no-such-command-here');
