@@ -78,6 +78,19 @@ export interface DriverOptions {
    * also charges the machine for the time it waited for a core.
    */
   cpuClock?: CpuClock;
+  /**
+   * Where the guest spends its instructions: the pc every `every` instructions is counted in
+   * `counts` (the caller's map, read when it likes; bench/guest-profile.ts symbolizes it). The
+   * batches are cut into steps of `every`, so a sampled run is slower and its interrupts land
+   * at other points than an unsampled one's: for profiles, not for timings.
+   */
+  pcSamples?: PcSamples;
+}
+
+export interface PcSamples {
+  every: number;
+  /** pc (as the hart holds it: sign-extended, so kernel addresses are negative) → samples. */
+  counts: Map<number, number>;
 }
 
 export class VmDriver {
@@ -223,6 +236,19 @@ export class VmDriver {
     }
   }
 
+  /** vm.step(room) in steps of samples.every, counting the pc after each. */
+  private stepSampled(vm: AssembledVm['vm'], room: number, samples: PcSamples): number {
+    let done = 0;
+    while (done < room && !vm.exit) {
+      const n = vm.step(Math.min(room - done, samples.every));
+      done += n;
+      const pc = vm.hart.pc;
+      samples.counts.set(pc, (samples.counts.get(pc) ?? 0) + 1);
+      if (n === 0 || vm.idle) break;
+    }
+    return done;
+  }
+
   private async loop(): Promise<LoopEnd> {
     // A guest reboot replaces the board and the clock: both are re-read after one.
     let vm = this.m.vm;
@@ -235,7 +261,8 @@ export class VmDriver {
         const sliceStart = performance.now();
         const sliceEnd = sliceStart + SLICE_MS;
         do {
-          this.executed += vm.step(BATCH - (this.executed % BATCH));
+          const room = BATCH - (this.executed % BATCH);
+          this.executed += this.o.pcSamples ? this.stepSampled(vm, room, this.o.pcSamples) : vm.step(room);
           if (this.point && this.pointReached) break;
           if (det) {
             if (this.blkBusy()) break;

@@ -5,6 +5,6 @@
  * out the counters. docs/ARCHITECTURE.md "A machine's life" walks through them.
  */
 export { assembleVm, createHart, type AssembledVm, type AssembleOptions, type BootImage, type HartTier, type VmBackends } from './assembler.js';
-export { BATCH, SLICE_MS, VmDriver, type DriverEvents, type DriverExit, type DriverOptions, type PausePoint } from './driver.js';
+export { BATCH, SLICE_MS, VmDriver, type DriverEvents, type DriverExit, type DriverOptions, type PausePoint, type PcSamples } from './driver.js';
 export { virtioSlotLayout, type Accel, type VmSpec } from './spec.js';
 export { publishStats, STAT, JIT_STAT_KEYS } from './stats.js';

@@ -39,6 +39,8 @@ export interface GuestOptions {
    * the build's (dist/vm/index.js): tsc inlines the hart's opcode enum there, tsx does not.
    */
   vm?: typeof vmModules;
+  /** Sample the pc (VmDriver's pcSamples; bench/guest-profile.ts). */
+  pcSamples?: vmModules.PcSamples;
 }
 
 /**
@@ -78,7 +80,7 @@ export class GuestVm {
       spec, backends: { disks: [], nics: [] }, clock: clockFor(spec), tier: hostTier(spec.accel),
       boot: await readBootImage(spec), ...(o.attach ? { attachExtra: o.attach } : {}),
     });
-    const g = new GuestVm(new vm.VmDriver(m, { name: 'guest' }));
+    const g = new GuestVm(new vm.VmDriver(m, { name: 'guest', ...(o.pcSamples ? { pcSamples: o.pcSamples } : {}) }));
     const filter = new ConsoleOutputFilter({ initStart: () => {}, exitStatus: (s) => (g.status = s), panic: () => void g.stop('panic') }, !o.verbose);
     // One streaming decoder: a UTF-8 character split across two output chunks must not
     // turn into two U+FFFD (the ext4 guest test's 'grüße' failed in CI that way).

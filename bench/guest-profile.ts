@@ -1,0 +1,71 @@
+/**
+ * Where a guest spends its instructions, by kernel function: boots the `tiny` image on the
+ * build's vm layer with the driver sampling the pc every N instructions (VmDriver's
+ * pcSamples), runs the command, then prints /proc/kallsyms from the same boot and charges each
+ * sample to its symbol (bench/guest-symbols.ts). The samples stop at the command's end, so the
+ * table listing is not in the profile. This is how the module signature checks and the crypto
+ * self-tests were found to be most of a boot (docs/benchmarks.md, "Guest work cut from every
+ * boot").
+ *
+ *   npm run build && npx tsx bench/guest-profile.ts [--cmd 'sh -c "..."'] [--every 997]
+ *     [--top 40] [--append 'extra kernel args'] [--initrd FILE] [--json]
+ *
+ * A sampled run is slower than a plain one (the batches are cut into steps): read shares of
+ * instructions here, and time with the other benches.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
+import { benchArg } from './args.js';
+import { parseKallsyms, profileBySymbol } from './guest-symbols.js';
+
+const args = process.argv.slice(2);
+const cmd = benchArg('cmd', 'true');
+const every = Number(benchArg('every', '997'));
+const top = Number(benchArg('top', '40'));
+const extra = benchArg('append', '');
+const initrd = benchArg('initrd', '');
+const json = args.includes('--json');
+if (!Number.isInteger(every) || every < 1) throw new Error('--every: a positive whole number of instructions');
+
+const END = 'VISOR-PROFILE-END';
+const vm = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
+const img = await guestImage();
+if (!img) throw new Error('no tiny image in the cache: run `npx visor image pull tiny` first');
+const image = initrd ? { ...img, initrd } : img;
+if (initrd) readFileSync(initrd); // a missing file fails here, with its name
+
+const counts = new Map<number, number>();
+let frozen: Map<number, number> | undefined;
+let out = '';
+const g = await GuestVm.create(image, {
+  command: ['sh', '-c', `${cmd}; echo ${END}; cat /proc/kallsyms`],
+  timeoutMs: 600_000,
+  vm,
+  append: extra,
+  pcSamples: { every, counts },
+  onOutput: (text) => {
+    out += text;
+    if (frozen === undefined && out.includes(END)) frozen = new Map(counts);
+  },
+});
+const t0 = performance.now();
+const r = await g.run(600_000);
+const ms = performance.now() - t0;
+if (frozen === undefined) throw new Error(`the command did not finish (${r.exit}): ${out.slice(-500)}`);
+const table = out.slice(out.indexOf(END) + END.length);
+const rows = profileBySymbol(frozen, parseKallsyms(table));
+const samples = [...frozen.values()].reduce((s, n) => s + n, 0);
+if (json) {
+  console.log(JSON.stringify({ cmd, every, samples, instructions: r.instructions, wallMs: ms, rows: rows.slice(0, top) }, null, 2));
+} else {
+  console.log(`${cmd}: ${samples} samples, one every ${every} instructions (~${((samples * every) / 1e6).toFixed(0)} M instructions to the command's end); ${(ms / 1000).toFixed(1)} s sampled run`);
+  const byModule = new Map<string, number>();
+  for (const row of rows) {
+    const where = row.module || (row.name.startsWith('(') ? row.name : 'kernel');
+    byModule.set(where, (byModule.get(where) ?? 0) + row.share);
+  }
+  console.log(`by module: ${[...byModule].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([m, s]) => `${m} ${(100 * s).toFixed(1)}%`).join(', ')}`);
+  for (const row of rows.slice(0, top)) console.log(`${(100 * row.share).toFixed(2).padStart(6)}%  ${row.name}${row.module ? ` [${row.module}]` : ''}`);
+}
+
