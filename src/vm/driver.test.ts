@@ -147,4 +147,28 @@ describe('VmDriver', () => {
     expect(reboots).toBe(2);
     expect(boards).toBe(3);
   });
+  it('samples the pc every N instructions when asked, without changing what runs', async () => {
+    const { vm, hart, clock } = setup();
+    // A busy guest: every instruction advances the pc by 4; it powers off after 100 000.
+    let left = 100_000;
+    hart.run = (budget: number) => {
+      if (left === 0) {
+        hart.mem.mmioWrite(0x10_0000, 4, 0x5555);
+        return 1;
+      }
+      const n = Math.min(budget, left);
+      left -= n;
+      hart.pc += 4 * n;
+      return n;
+    };
+    const counts = new Map<number, number>();
+    const pc0 = hart.pc;
+    const driver = new VmDriver({ vm, clock, transports: [], blks: [], nics: [], balloon: undefined }, { pcSamples: { every: 1000, counts } });
+    expect(await runToEnd(driver)).toEqual({ kind: 'poweroff' });
+    expect(left).toBe(0);
+    // One sample per 1000 instructions, each at the pc reached then: pc0 + 4000, + 8000, ...
+    expect([...counts.values()].reduce((a, b) => a + b, 0)).toBeGreaterThanOrEqual(100);
+    for (let k = 1; k < 100; k++) expect(counts.get(pc0 + 4000 * k), `sample ${k}`).toBe(1);
+    expect(counts.get(pc0 + 400_000)).toBeGreaterThanOrEqual(1); // and the poweroff step's, at the same pc
+  });
 });
