@@ -10,7 +10,6 @@
  */
 import { EventEmitter } from 'node:events';
 import { Duplex, Readable, Writable } from 'node:stream';
-import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
@@ -20,6 +19,7 @@ import { parseFirewallEntry } from '../net/user/spec.js';
 import { parseMac } from '../net/mac.js';
 import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
+import { prewarmWorkers, takeWorker } from './worker-pool.js';
 import { BALLOON_PAGES_PER_MIB, JIT_MORE_STAT_KEYS, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
@@ -213,42 +213,6 @@ const defaultResolveImage: ImageResolver = async (name, opts) => {
   };
 };
 
-/**
- * Module loader hooks for running from TypeScript sources: inline the hart's opcode numbers
- * (each member of the `Op` const enum becomes its number) in what tsx produced, as tsc does for the build and vitest.config.ts does
- * for tests. Without it V8 compiles the interpreter's switch to a chain of comparisons and the
- * hart runs ~20× slower in the worker.
- */
-function opcodeHooks(opcodesFile: string): string {
-  return `
-import { readFileSync } from 'node:fs';
-const text = readFileSync(${JSON.stringify(opcodesFile)}, 'utf8');
-const head = 'export const enum Op {';
-const start = text.indexOf(head) + head.length;
-const body = text.slice(start, text.indexOf('\\n}', start));
-const values = new Map();
-let next = 0;
-for (const raw of body.replace(/\\/\\/.*$/gm, '').replace(/\\/\\*[\\s\\S]*?\\*\\//g, '').split(',')) {
-  const m = /^([A-Z0-9_]+)\\s*(?:=\\s*(\\d+))?$/.exec(raw.trim());
-  if (!m) continue;
-  next = m[2] !== undefined ? Number(m[2]) : next;
-  values.set(m[1], next++);
-}
-export async function load(url, context, nextLoad) {
-  const r = await nextLoad(url, context);
-  if (!url.includes('/src/') || !url.endsWith('.ts') || r.source == null) return r;
-  const src = typeof r.source === 'string' ? r.source : new TextDecoder().decode(r.source);
-  if (!src.includes('Op.')) return r;
-  return { ...r, source: src.replace(/\\bOp\\.([A-Z0-9_]+)\\b/g, (w, n) => (values.has(n) ? String(values.get(n)) : w)) };
-}`;
-}
-
-/**
- * Workers started ahead of need (Machine.prewarm): loading visor's modules is most of a
- * worker's start-up, so a warm one takes a machine at once. They do not keep the process alive.
- */
-const warm: Worker[] = [];
-
 /** runUntil's default timeout. */
 export const DEFAULT_RUN_UNTIL_TIMEOUT_MS = 300_000;
 
@@ -256,32 +220,6 @@ export const DEFAULT_RUN_UNTIL_TIMEOUT_MS = 300_000;
 const FORCED_STOP_MS = 10_000;
 /** How long kill() waits for a terminated worker to end before abandoning it. */
 const WORKER_EXIT_MS = 10_000;
-
-function takeWorker(init: WorkerInit): Worker {
-  const w = warm.shift();
-  if (!w) return spawnWorker(init);
-  w.removeAllListeners('exit');
-  w.removeAllListeners('error');
-  w.ref();
-  w.postMessage({ op: 'init', init } satisfies Command);
-  return w;
-}
-
-/** The worker script, as TypeScript under tsx (tests, development) or as built JavaScript. */
-function spawnWorker(workerData: WorkerInit | null): Worker {
-  const here = import.meta.url;
-  if (here.endsWith('.ts')) {
-    const entry = new URL('./worker-entry.ts', here).href;
-    const hooks = 'data:text/javascript,' + encodeURIComponent(opcodeHooks(fileURLToPath(new URL('../cpu/opcodes.ts', here))));
-    const boot = `import('tsx/esm/api').then(async (m) => {
-      m.register();
-      (await import('node:module')).register(${JSON.stringify(hooks)});
-      return import(${JSON.stringify(entry)});
-    })`;
-    return new Worker(boot, { eval: true, workerData });
-  }
-  return new Worker(new URL('./worker-entry.js', here), { workerData });
-}
 
 export class Machine extends EventEmitter<MachineEvents> {
   /**
@@ -423,18 +361,9 @@ export class Machine extends EventEmitter<MachineEvents> {
    * start-up (most of a restore's latency). Idle warm workers do not keep the process alive.
    */
   static prewarm(count = 1): void {
-    while (warm.length < count) {
-      const w = spawnWorker(null);
-      w.unref();
-      const drop = () => {
-        const i = warm.indexOf(w);
-        if (i >= 0) warm.splice(i, 1);
-      };
-      w.on('error', drop);
-      w.on('exit', drop);
-      warm.push(w);
-    }
+    prewarmWorkers(count);
   }
+
 
   private static spawn(init: WorkerInit): Promise<Machine> {
     const t0 = performance.timeOrigin + performance.now();
