@@ -14,6 +14,7 @@ import { decompressBuffer } from './decompress.js';
 import { agentFiles } from '../guest/agent-files.js';
 import { AGENT_SCRIPT, AGENT_SH, ARGV_AWK, JSON_ARGV_AWK, MODULE_ORDER_FILE, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SHUTDOWN_SCRIPT, SHUTDOWN_SH, initScript } from './init-script.js';
 import { stripModuleSignature } from './module-signature.js';
+import { unnameAssemblerLabels } from './module-symbols.js';
 import { moduleLoadOrder, moduleName, parseModinfo, type ModuleInfo } from './modinfo.js';
 import { ETC_FILESYSTEMS, MODALIAS_FILE, MODDEPS_FILE, MODPROBE_PATH, MODPROBE_SCRIPT, moduleTables } from './modprobe.js';
 import type { Progress } from './progress.js';
@@ -126,9 +127,12 @@ class ModuleSet {
     return this.plain.get(name)!;
   }
 
-  /** The module as the initramfs carries it: without its appended signature (module-signature.ts). */
-  unsigned(name: string): Uint8Array {
-    return stripModuleSignature(this.data(name), `${name}.ko`);
+  /**
+   * The module as the initramfs carries it: without its appended signature
+   * (module-signature.ts) and with its assembler labels unnamed (module-symbols.ts).
+   */
+  forInitramfs(name: string): Uint8Array {
+    return unnameAssemblerLabels(stripModuleSignature(this.data(name), `${name}.ko`), `${name}.ko`).ko;
   }
 }
 
@@ -184,7 +188,7 @@ export async function buildImage(input: BuildInput): Promise<BuildResult> {
     { type: 'file', path: 'etc/passwd', mode: 0o644, data: Buffer.from('root:x:0:0:root:/root:/bin/sh\n') },
     { type: 'file', path: 'etc/group', mode: 0o644, data: Buffer.from('root:x:0:\n') },
     { type: 'file', path: 'etc/hosts', mode: 0o644, data: Buffer.from('127.0.0.1 localhost visor\n') },
-    ...plan.order.map((m): CpioEntry => ({ type: 'file', path: `${moddir}/${m}.ko`, mode: 0o644, data: mods.unsigned(m) })),
+    ...plan.order.map((m): CpioEntry => ({ type: 'file', path: `${moddir}/${m}.ko`, mode: 0o644, data: mods.forInitramfs(m) })),
     { type: 'file', path: `${moddir}/${MODULE_ORDER_FILE}`, mode: 0o644, data: Buffer.from(plan.order.join('\n') + '\n') },
     { type: 'file', path: `${moddir}/${MODALIAS_FILE}`, mode: 0o644, data: Buffer.from(tables.alias) },
     { type: 'file', path: `${moddir}/${MODDEPS_FILE}`, mode: 0o644, data: Buffer.from(tables.deps) },
