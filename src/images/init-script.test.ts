@@ -3,7 +3,7 @@ import { mkdir, mkdtemp, open, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SESSION_WRAPPER, SHUTDOWN_SCRIPT, STDIO_PORTS_SH, encodeCommand, initScript } from './init-script.js';
+import { AGENT_PORT_NAME, AGENT_SCRIPT, DATA_PORT_NAME, JSON_ARGV_AWK, POWER_SCRIPT, POWER_SH, PROFILE_SCRIPT, SESSION_WRAPPER, SHUTDOWN_SCRIPT, STDIO_PORTS_SH, encodeCommand, initScript, udhcpcScript } from './init-script.js';
 
 // The guest runs this awk program under busybox; the host's POSIX awk checks the same
 // program here (the real-image boot test runs it under busybox in QEMU).
@@ -225,4 +225,38 @@ echo "status=$?"
     }
     expect(await readFile(join(dir, 'err-port'), 'utf8')).toBe('err\n');
   }, 20_000);
+});
+
+describe('udhcpc hook', () => {
+  /** Runs the hook for `event` with udhcpc's environment; returns the `ip` commands it ran. */
+  async function hookRunner() {
+    const dir = await mkdtemp(join(tmpdir(), 'visor-udhcpc-'));
+    const log = join(dir, 'ip.log');
+    await writeFile(join(dir, 'ip'), `#!/bin/sh\necho "ip $*" >> ${log}\n`, { mode: 0o755 });
+    const script = join(dir, 'hook.sh');
+    await writeFile(script, udhcpcScript(`#!/bin/sh\nPATH=${dir}:/usr/bin:/bin`, join(dir, 'lease')), { mode: 0o755 });
+    return async (event: string, env: Record<string, string> = {}): Promise<string[]> => {
+      await writeFile(log, '');
+      const r = spawnSync(script, [event], { env: { interface: 'eth0', ...env } });
+      expect(r.status, r.stderr.toString()).toBe(0);
+      return (await readFile(log, 'utf8')).split('\n').filter(Boolean);
+    };
+  }
+
+  it('is valid POSIX shell', () => {
+    expect(spawnSync('sh', ['-n'], { input: udhcpcScript('#!/bin/sh', '/run/x') }).stderr.toString()).toBe('');
+  });
+
+  it('runs ip only when the lease changes: nothing before a lease or on a renewal of the same one', async () => {
+    const hook = await hookRunner();
+    const lease = { ip: '10.0.2.15', mask: '24', router: '10.0.2.2' };
+    expect(await hook('deconfig')).toEqual([]); // udhcpc's start: init brought eth0 up, no address yet
+    expect(await hook('bound', lease)).toEqual(['ip addr add 10.0.2.15/24 dev eth0', 'ip route replace default via 10.0.2.2 dev eth0']);
+    expect(await hook('renew', lease)).toEqual([]); // the same lease: the address (and its connections) stay
+    expect(await hook('renew', { ...lease, ip: '10.0.2.16' })).toEqual([
+      'ip -4 addr flush dev eth0', 'ip addr add 10.0.2.16/24 dev eth0', 'ip route replace default via 10.0.2.2 dev eth0',
+    ]);
+    expect(await hook('deconfig')).toEqual(['ip -4 addr flush dev eth0']); // the lease lost
+    expect(await hook('bound', lease)).toEqual(['ip addr add 10.0.2.15/24 dev eth0', 'ip route replace default via 10.0.2.2 dev eth0']);
+  });
 });

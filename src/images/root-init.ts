@@ -7,7 +7,7 @@
  */
 import {
   AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STDIO_ARG,
-  STDIO_PORTS_SH, STOPPING_FLAG,
+  STDIO_PORTS_SH, STOPPING_FLAG, udhcpcScript,
 } from './init-script.js';
 import type { ExtraFile } from './rootfs.js';
 
@@ -155,22 +155,9 @@ while :; do sleep 3600; done
 `;
 }
 
-/** busybox udhcpc's hook (udhcpc(8) "-s"): configures eth0 from the lease. */
-export const UDHCPC_SCRIPT = `#!/${VISOR_DIR}/busybox sh
-PATH=/${VISOR_DIR}/bin
-case "$1" in
-  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
-  bound|renew)
-    ip -4 addr flush dev "$interface"
-    ip addr add "$ip/\${mask:-24}" dev "$interface"
-    for r in $router; do ip route replace default via "$r" dev "$interface"; break; done
-    if [ -n "$dns" ]; then
-      : > /etc/resolv.conf
-      for d in $dns; do echo "nameserver $d" >> /etc/resolv.conf; done
-    fi ;;
-esac
-exit 0
-`;
+/** The Debian root init's udhcpc hook (init-script.ts udhcpcScript), on visor's busybox. */
+export const UDHCPC_SCRIPT = udhcpcScript(`#!/${VISOR_DIR}/busybox sh
+PATH=/${VISOR_DIR}/bin`);
 
 /** \`poweroff\` etc. for the user: systemd's when it runs, else signal visor's init. */
 function powerWrapper(action: 'poweroff' | 'reboot' | 'halt'): string {
