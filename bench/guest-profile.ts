@@ -13,7 +13,7 @@
  * A sampled run is slower than a plain one (the batches are cut into steps): read shares of
  * instructions here, and time with the other benches.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
 import { benchArg } from './args.js';
@@ -32,13 +32,14 @@ const END = 'VISOR-PROFILE-END';
 const vm = (await import('../dist/vm/index.js' as string)) as typeof import('../src/vm/index.js');
 const img = await guestImage();
 if (!img) throw new Error('no tiny image in the cache: run `npx visor image pull tiny` first');
+if (initrd && !existsSync(initrd)) throw new Error(`--initrd ${initrd}: no such file`);
 const image = initrd ? { ...img, initrd } : img;
-if (initrd) readFileSync(initrd); // a missing file fails here, with its name
 
 const counts = new Map<number, number>();
 let frozen: Map<number, number> | undefined;
+let instructionsAtEnd = 0;
 let out = '';
-const g = await GuestVm.create(image, {
+const g: GuestVm = await GuestVm.create(image, {
   command: ['sh', '-c', `${cmd}; echo ${END}; cat /proc/kallsyms`],
   timeoutMs: 600_000,
   vm,
@@ -46,7 +47,10 @@ const g = await GuestVm.create(image, {
   pcSamples: { every, counts },
   onOutput: (text) => {
     out += text;
-    if (frozen === undefined && out.includes(END)) frozen = new Map(counts);
+    if (frozen === undefined && out.includes(END)) {
+      frozen = new Map(counts);
+      instructionsAtEnd = g.driver.executed;
+    }
   },
 });
 const t0 = performance.now();
@@ -55,11 +59,10 @@ const ms = performance.now() - t0;
 if (frozen === undefined) throw new Error(`the command did not finish (${r.exit}): ${out.slice(-500)}`);
 const table = out.slice(out.indexOf(END) + END.length);
 const rows = profileBySymbol(frozen, parseKallsyms(table));
-const samples = [...frozen.values()].reduce((s, n) => s + n, 0);
 if (json) {
-  console.log(JSON.stringify({ cmd, every, samples, instructions: r.instructions, wallMs: ms, rows: rows.slice(0, top) }, null, 2));
+  console.log(JSON.stringify({ cmd, every, instructions: instructionsAtEnd, wallMs: ms, rows: rows.slice(0, top) }, null, 2));
 } else {
-  console.log(`${cmd}: ${samples} samples, one every ${every} instructions (~${((samples * every) / 1e6).toFixed(0)} M instructions to the command's end); ${(ms / 1000).toFixed(1)} s sampled run`);
+  console.log(`${cmd}: ${(instructionsAtEnd / 1e6).toFixed(0)} M instructions to the command's end, the pc sampled every ${every} (or where the hart went idle); ${(ms / 1000).toFixed(1)} s sampled run`);
   const byModule = new Map<string, number>();
   for (const row of rows) {
     const where = row.module || (row.name.startsWith('(') ? row.name : 'kernel');

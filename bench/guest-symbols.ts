@@ -1,6 +1,7 @@
 /**
- * Turns guest pc samples (VmDriver's pcSamples) into a profile by kernel function, with the
- * symbol table the guest prints in /proc/kallsyms (its modules' symbols included, `[ext4]`).
+ * Turns guest pc samples (VmDriver's pcSamples: instructions charged to a pc) into a profile by
+ * kernel function, with the symbol table the guest prints in /proc/kallsyms (its modules'
+ * symbols included, `[ext4]`).
  * User-space pcs (below the kernel's half of the address space) are one bucket: their
  * symbols live in each process's own binaries.
  */
@@ -10,7 +11,8 @@ export interface ProfileRow {
   name: string;
   /** The module that holds it (`ext4`), '' for the kernel image. */
   module: string;
-  samples: number;
+  /** Instructions charged to it (VmDriver pcSamples). */
+  instructions: number;
   share: number;
 }
 
@@ -46,8 +48,8 @@ export function profileBySymbol(counts: ReadonlyMap<number, number>, symbols: re
   let total = 0;
   const add = (name: string, module: string, n: number) => {
     const key = `${name}\0${module}`;
-    const r = rows.get(key) ?? { name, module, samples: 0, share: 0 };
-    r.samples += n;
+    const r = rows.get(key) ?? { name, module, instructions: 0, share: 0 };
+    r.instructions += n;
     rows.set(key, r);
   };
   for (const [pc, n] of counts) {
@@ -64,6 +66,6 @@ export function profileBySymbol(counts: ReadonlyMap<number, number>, symbols: re
     else add(s.name, s.module, n);
   }
   const list = [...rows.values()];
-  for (const r of list) r.share = total > 0 ? r.samples / total : 0;
-  return list.sort((x, y) => y.samples - x.samples);
+  for (const r of list) r.share = total > 0 ? r.instructions / total : 0;
+  return list.sort((x, y) => y.instructions - x.instructions);
 }

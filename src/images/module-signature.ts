@@ -37,14 +37,15 @@ export function stripModuleSignature(ko: Uint8Array, name: string): Uint8Array {
   if (!hasModuleSignature(ko)) return ko;
   const infoEnd = ko.length - MODULE_SIGNATURE_MAGIC.length;
   const infoStart = infoEnd - SIGNATURE_INFO_SIZE;
-  if (infoStart < 0) throw badTrailer(name, 'too short for its signature trailer');
+  if (infoStart < 0) throw badModule(name, 'too short for its signature trailer');
   const sigLen = new DataView(ko.buffer, ko.byteOffset + infoEnd - 4, 4).getUint32(0, false);
   const end = infoStart - sigLen;
-  if (end < ELF_MAGIC.length) throw badTrailer(name, `its signature claims ${sigLen} bytes, more than the file holds`);
-  if (ELF_MAGIC.some((b, i) => ko[i] !== b)) throw badTrailer(name, 'no ELF object before the signature');
+  if (end < ELF_MAGIC.length) throw badModule(name, `its signature claims ${sigLen} bytes, more than the file holds`);
+  if (ELF_MAGIC.some((b, i) => ko[i] !== b)) throw badModule(name, 'no ELF object before the signature');
   return ko.subarray(0, end);
 }
 
-function badTrailer(name: string, what: string): VisorError {
+/** The error for a module the builder cannot read (module-symbols.ts uses it too). */
+export function badModule(name: string, what: string): VisorError {
   return new VisorError('BadImage', `kernel module ${name}: ${what}; the kernel package may be corrupt (pull the image again)`);
 }

@@ -11,7 +11,7 @@
  * (is_core_symbol). Measured on `visor run --image debian -- true`: 52 M fewer guest
  * instructions in the initramfs (235 → 183 M), docs/benchmarks.md "Session 9".
  */
-import { VisorError } from '../base/errors.js';
+import { badModule } from './module-signature.js';
 
 const SHT_SYMTAB = 2;
 const STB_LOCAL = 0;
@@ -23,7 +23,7 @@ const ELF64_SYM_SIZE = 24;
  * `name` is for the error when the file is not a well-formed little-endian ELF64 object.
  */
 export function unnameAssemblerLabels(ko: Uint8Array, name: string): { ko: Uint8Array; unnamed: number } {
-  const bad = (what: string) => new VisorError('BadImage', `kernel module ${name}: ${what}; the kernel package may be corrupt (pull the image again)`);
+  const bad = (what: string) => badModule(name, what);
   if (ko.length < 64 || ko[0] !== 0x7f || ko[1] !== 0x45 || ko[2] !== 0x4c || ko[3] !== 0x46) throw bad('not an ELF object');
   if (ko[4] !== 2 || ko[5] !== 1) throw bad('not a little-endian 64-bit ELF object (riscv64 modules are)');
   const view = new DataView(ko.buffer, ko.byteOffset, ko.byteLength);

@@ -79,7 +79,8 @@ export interface DriverOptions {
    */
   cpuClock?: CpuClock;
   /**
-   * Where the guest spends its instructions: the pc every `every` instructions is counted in
+   * Where the guest spends its instructions: every `every` instructions (or sooner, where the
+   * hart went idle) the instructions of that step are charged to the pc it ended at, in
    * `counts` (the caller's map, read when it likes; bench/guest-profile.ts symbolizes it). The
    * batches are cut into steps of `every`, so a sampled run is slower and its interrupts land
    * at other points than an unsampled one's: for profiles, not for timings.
@@ -89,7 +90,7 @@ export interface DriverOptions {
 
 export interface PcSamples {
   every: number;
-  /** pc (as the hart holds it: sign-extended, so kernel addresses are negative) → samples. */
+  /** pc (as the hart holds it: sign-extended, so kernel addresses are negative) → instructions. */
   counts: Map<number, number>;
 }
 
@@ -236,14 +237,14 @@ export class VmDriver {
     }
   }
 
-  /** vm.step(room) in steps of samples.every, counting the pc after each. */
+  /** vm.step(room) in steps of samples.every, charging each step's instructions to the pc after it. */
   private stepSampled(vm: AssembledVm['vm'], room: number, samples: PcSamples): number {
     let done = 0;
     while (done < room && !vm.exit) {
       const n = vm.step(Math.min(room - done, samples.every));
       done += n;
       const pc = vm.hart.pc;
-      samples.counts.set(pc, (samples.counts.get(pc) ?? 0) + 1);
+      samples.counts.set(pc, (samples.counts.get(pc) ?? 0) + n);
       if (n === 0 || vm.idle) break;
     }
     return done;

@@ -27,7 +27,7 @@ describe('guest profile symbols', () => {
       [pc(0xffffffff70000000n), 1], // below every symbol
     ]);
     const rows = profileBySymbol(counts, parseKallsyms(KALLSYMS));
-    expect(rows.map((r) => [r.name, r.module, r.samples])).toEqual([
+    expect(rows.map((r) => [r.name, r.module, r.instructions])).toEqual([
       ['sha256_transform_blocks', '', 8],
       ['(user space)', '', 6],
       ['ext4_fill_super', 'ext4', 4],
