@@ -14,6 +14,17 @@ export const EXIT_PREFIX = `${EXIT_MARKER}=`;
 /** The kernel's panic line; the host stops the machine shortly after it (the backtrace first). */
 export const KERNEL_PANIC = 'Kernel panic - not syncing';
 
+/**
+ * Boot snapshots (docs/guest-init.md "Boot snapshots"): with `visor.bootwait=1` on its command
+ * line, /init stops once the drivers are loaded, before anything of the run is decided or
+ * written, prints BOOT_WAIT_MARKER alone on a line and reads one line from the console:
+ * `VISOR_ARGS <unix seconds> <hex entropy> [visor.* arguments of this run]`. The host saves
+ * the machine there once and restores it for later runs, each sending its own line.
+ */
+export const BOOT_WAIT_ARG = 'visor.bootwait';
+export const BOOT_WAIT_MARKER = 'VISOR_BOOT_WAIT';
+export const BOOT_ARGS_TAG = 'VISOR_ARGS';
+
 /** Kernel arguments /init reads. */
 export const CMD_ARG = 'visor.cmd';
 export const IP_ARG = 'visor.ip';

@@ -5,6 +5,7 @@ function run(chunks: string[], holdNewline = false) {
   const events: string[] = [];
   const f = new ConsoleOutputFilter({
     initStart: () => events.push('init'),
+    bootWait: () => events.push('wait'),
     exitStatus: (s) => events.push(`exit ${s}`),
     panic: (l) => events.push(`panic ${l}`),
   }, holdNewline);
@@ -19,6 +20,13 @@ describe('ConsoleOutputFilter', () => {
     const r = run(['boot\r\nVISOR_IN', 'IT_START\r\nhello\r\n\r\nVISOR_EX', 'IT=3\r\n']);
     expect(r.out).toBe('boot\r\nhello\r\n\r\n');
     expect(r.events).toEqual(['init', 'exit 3']);
+  });
+
+  it('strips the boot-wait marker and reports it, in order with the others; a look-alike passes', () => {
+    const r = run(['VISOR_BOOT', '_WAIT\r\n', 'VISOR_INIT_START\r\nok\r\n']);
+    expect(r).toEqual({ out: 'ok\r\n', events: ['wait', 'init'] });
+    expect(run(['VISOR_BOOT_WAITING\r\n']).out).toBe('VISOR_BOOT_WAITING\r\n');
+    expect(run(['say VISOR_BOOT_WAIT\r\n']).out).toBe('say VISOR_BOOT_WAIT\r\n');
   });
 
   it('swallows the newline before the exit marker in command mode', () => {

@@ -1,17 +1,23 @@
 /**
  * Watches the guest console on its way to the user: strips visor's init markers
- * (VISOR_INIT_START, VISOR_EXIT=<status>; see docs/guest-init.md) and spots kernel panics.
+ * (VISOR_INIT_START, VISOR_BOOT_WAIT, VISOR_EXIT=<status>; see docs/guest-init.md) and spots
+ * kernel panics.
  * Bytes pass through as latin1 so the output is byte-for-byte what the guest wrote.
  */
-import { EXIT_PREFIX, INIT_START_MARKER as INIT_START, KERNEL_PANIC as PANIC } from '../guest/boot-protocol.js';
+import { BOOT_WAIT_MARKER as BOOT_WAIT, EXIT_PREFIX, INIT_START_MARKER as INIT_START, KERNEL_PANIC as PANIC } from '../guest/boot-protocol.js';
 
 export { EXIT_PREFIX, INIT_START };
 
 export interface OutputEvents {
   initStart?(): void;
+  /** /init waits for its run's arguments (a boot snapshot's point: src/sdk/boot-snapshot.ts). */
+  bootWait?(): void;
   exitStatus?(status: number): void;
   panic?(line: string): void;
 }
+
+/** Markers that are a whole line, without a value. */
+const LINE_MARKERS = [INIT_START, BOOT_WAIT] as const;
 
 export class ConsoleOutputFilter {
   /** Withheld text that may still turn out to be a marker line. */
@@ -86,8 +92,10 @@ export class ConsoleOutputFilter {
     const q = this.body(p);
     if (q === undefined) return false;
     if (q === '') return true;
-    if (INIT_START.startsWith(q)) return true;
-    if (q.startsWith(INIT_START)) return q.length === INIT_START.length || q === INIT_START + '\r';
+    for (const m of LINE_MARKERS) {
+      if (m.startsWith(q)) return true;
+      if (q.startsWith(m)) return q.length === m.length || q === m + '\r';
+    }
     if (EXIT_PREFIX.startsWith(q)) return true;
     return q.startsWith(EXIT_PREFIX) && /^\d{0,4}\r?$/.test(q.slice(EXIT_PREFIX.length));
   }
@@ -97,6 +105,10 @@ export class ConsoleOutputFilter {
     if (q === undefined) return false;
     if (q === INIT_START + '\n' || q === INIT_START + '\r\n') {
       this.events.initStart?.();
+      return true;
+    }
+    if (q === BOOT_WAIT + '\n' || q === BOOT_WAIT + '\r\n') {
+      this.events.bootWait?.();
       return true;
     }
     const m = /^VISOR_EXIT=(\d{1,4})\r?\n$/.exec(q);

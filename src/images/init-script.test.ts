@@ -51,9 +51,18 @@ describe('visor.cmd argv decoding', () => {
 
 describe('init script', () => {
   const script = initScript({ kernelRelease: '6.1.0-test' });
-  it('prints the start marker first and powers off at the end', () => {
-    const lines = script.split('\n').filter((l) => l && !l.startsWith('#'));
-    expect(lines[0]).toBe('echo VISOR_INIT_START');
+  it('prints the start marker before any work, after its arguments when a boot snapshot waits for them, and powers off at the end', () => {
+    const plain = script.indexOf('[ -z "$bootwait" ] && echo VISOR_INIT_START');
+    expect(plain).toBeGreaterThan(0);
+    expect(plain).toBeLessThan(script.indexOf('modprobe'));
+    // With visor.bootwait=1: only once the VISOR_ARGS line is read (input held until the marker
+    // would otherwise reach the console before that line, and be taken for it).
+    const wait = script.indexOf('echo VISOR_BOOT_WAIT');
+    const read = script.indexOf('read -r line', wait);
+    expect(wait).toBeGreaterThan(script.indexOf('modprobe'));
+    expect(read).toBeGreaterThan(wait);
+    expect(script.indexOf('echo VISOR_INIT_START', read)).toBeGreaterThan(read);
+    expect(script.indexOf('echo VISOR_INIT_START', read)).toBeLessThan(script.indexOf('switch_root'));
     expect(script).toContain("printf '\\nVISOR_EXIT=%d\\n' \"$status\"");
     expect(script).toMatch(/poweroff -f\n/);
   });

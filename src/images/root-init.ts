@@ -70,7 +70,8 @@ ip=
 con=
 on_hvc=
 stdio=
-for arg in $(cat /proc/cmdline); do
+# VISOR_ARGS: the run's own arguments when a boot snapshot was resumed (the initramfs got them).
+for arg in $(cat /proc/cmdline) $VISOR_ARGS; do
   case "$arg" in
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
     ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;

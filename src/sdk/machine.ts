@@ -192,6 +192,19 @@ export interface RestoreOptions {
    * at boot until the guest is told (`ip link set dev eth0 address …`, then renew its lease).
    */
   macs?: string[];
+  /**
+   * Other files for the saved machine's disks, in order: each must hold what the saved disk
+   * held (the same size, qcow2 header and first MiB; only the modification time may differ),
+   * as a fresh qcow2 overlay on the same base does while nothing has written to it. Boot
+   * snapshots (src/sdk/boot-snapshot.ts) restore onto a new overlay per run this way.
+   */
+  disks?: string[];
+  /**
+   * Warm V8 for the hart before the guest runs (src/vm/warmup.ts), as a boot does: ~0.3 s
+   * before the first instruction, repaid many times by a guest that goes on to run much new
+   * code (a boot snapshot's run: `visor run`). A restore skips it by default (latency).
+   */
+  warmUp?: boolean;
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -351,7 +364,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -769,6 +782,14 @@ function netPolicyOf(p: { firewall?: string[]; hostAccess?: boolean }): NetPolic
     if (typeof r === 'string') throw new VisorError('InvalidConfig', `netPolicy: firewall: ${r}`);
   }
   return { firewall, hostAccess: p.hostAccess ?? true };
+}
+
+/** Checks a restore's replacement disk paths (non-empty strings), made absolute. */
+function disksOf(disks: unknown, resolve: (p: string) => string): string[] {
+  if (!Array.isArray(disks) || disks.some((d) => typeof d !== 'string' || d === '')) {
+    throw new VisorError('InvalidArgument', 'Machine.restore: disks must be a list of file paths');
+  }
+  return disks.map((d: string) => resolve(d));
 }
 
 /** Checks a restore's MAC addresses: unicast, "aa:bb:cc:dd:ee:ff", at most one per slot. */

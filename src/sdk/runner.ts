@@ -77,6 +77,10 @@ export interface RunnerOptions {
    * loads the rest of visor). Used when its size is the snapshot machine's; else RAM is loaded here.
    */
   preloadedRam?: Promise<Uint8Array>;
+  /** restore(): files standing in for the saved disks, in order (RestoreOptions.disks): verified as equivalent, not identical. */
+  disks?: string[];
+  /** restore(): warm V8 for the hart first, as a boot does (RestoreOptions.warmUp). */
+  warmUp?: boolean;
   /** restore(): compiled pages of a machine with the same RAM layout (CompiledTier.importCode). */
   code?: TierCode;
   /** restore(): firewall and host access for the user-network NICs, instead of the saved machine's. */
@@ -176,7 +180,12 @@ export class MachineRunner {
       t = now;
     };
     const { meta, state } = validateSnapshot(snap);
-    for (const d of meta.disks) await verifyDisk(d);
+    const swap = opts.disks;
+    if (swap && swap.length !== meta.disks.length) {
+      throw new VisorError('InvalidArgument', `restore: ${swap.length} replacement disk(s) given for the snapshot's ${meta.disks.length}`);
+    }
+    for (const [i, d] of meta.disks.entries()) await verifyDisk(d, swap?.[i]);
+    if (swap) meta.config.disks = meta.config.disks.map((d, i) => ({ ...d, path: swap[i]! }));
     lap('disks');
     // Snapshots from before the tier was configurable carry no accel; it is chosen here anyway.
     const vsock = meta.config.vsock && opts.vsockPath ? { vsock: { ...meta.config.vsock, path: opts.vsockPath } } : {};
@@ -190,6 +199,7 @@ export class MachineRunner {
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
       lap('ram-wait');
       await r.openDevices();
+      if (opts.warmUp) warmUp(r.cfg.accel);
       const m = await r.assemble({ boot: false, ram });
       lap('board');
       if (ram === undefined) await snap.loadRam(m.vm.bus.ram);

@@ -13,6 +13,7 @@ import { ACCEL_HELP, parseAccel, printStats, statsFormat } from './stats-report.
 import { runOnTerminal, terminalExitCode } from './terminal.js';
 import { ConsoleLineStamper } from '../../host/console-trace.js';
 import { addNetOptions, netsFromFlags, type NetFlags } from './net-flags.js';
+import { startRunMachine } from './run-boot.js';
 
 
 interface RunFlags extends NetFlags {
@@ -35,6 +36,7 @@ interface RunFlags extends NetFlags {
   keep?: string;
   init?: string;
   verbose?: boolean;
+  coldBoot?: boolean;
 }
 
 export interface ResolvedRun {
@@ -45,6 +47,10 @@ export interface ResolvedRun {
   memoryMiB?: number;
   disks: DiskSpec[];
   command?: string[];
+  /** `append` without the command (boot snapshots send the command on their own line). */
+  baseAppend: string;
+  /** The image booted, when the kernel is an image's and its root disk (if any) a fresh overlay on its base. */
+  freshImage?: GuestImage;
   /** Removes an ephemeral root overlay; call however the run ends. */
   cleanup?: () => Promise<void>;
 }
@@ -68,6 +74,7 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   let append = flags.append;
   let bios = flags.bios;
   let rootDisk: { path: string; cleanup?: () => Promise<void> } | undefined;
+  let freshImage: GuestImage | undefined;
   if (kernel === undefined || bios === 'opensbi') {
     const opts: { progress: boolean; mirror?: string } = { progress: process.stderr.isTTY === true };
     if (flags.mirror) opts.mirror = flags.mirror;
@@ -80,6 +87,7 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
       initrd ??= img.initrd;
       append ??= img.append;
       if (img.rootfs) rootDisk = await rootDiskFor(flags, img, kept);
+      if (initrd === img.initrd && append === img.append && !kept && flags.keep === undefined) freshImage = img;
     }
     if (bios === 'opensbi') {
       const fw = img.firmwareDynamic ?? img.firmware;
@@ -103,8 +111,10 @@ export async function resolveRun(flags: RunFlags, command: string[]): Promise<Re
   } else if (flags.init === 'systemd' || flags.keep !== undefined) {
     throw new VisorError('InvalidArgument', `--init and --keep need an image with a root disk (debian); '${flags.image}' has none`);
   }
+  const baseAppend = append;
   if (cmd) append = `${append} ${encodeCommand(cmd)}`;
-  const r: ResolvedRun = { kernel, append, bios, disks };
+  const r: ResolvedRun = { kernel, append, baseAppend, bios, disks };
+  if (freshImage) r.freshImage = freshImage;
   if (initrd !== undefined) r.initrd = initrd;
   if (memoryMiB !== undefined) r.memoryMiB = memoryMiB;
   if (cmd) r.command = cmd;
@@ -148,6 +158,7 @@ export function registerRunCommand(program: Command): void {
     .option('--init <visor|systemd>', 'PID 1 on a Debian image: visor\'s init (fast, default) or systemd')
     .option('--image <name>', 'guest image to use when no --kernel is given: tiny (busybox, boots in seconds) or debian (full Debian: apt, python3; its first pull configures packages in a guest)', DEFAULT_RUN_IMAGE)
     .option('--mirror <url>', 'Debian mirror for pulling the image (default: from the host\'s apt configuration)')
+    .option('--cold-boot', 'boot from the kernel even where the image\'s boot snapshot could start the machine (docs/guest-init.md "Boot snapshots"; VISOR_BOOT_SNAPSHOT=0 does the same)')
     .option('--deterministic', 'guest time follows retired instructions, not the host clock: runs repeat exactly')
     .option('--snapshot-file <file>', 'where Ctrl-A s saves a snapshot (visor restore FILE resumes it)', 'visor.snap')
     .option('--console <serial|hvc>', 'the guest\'s console: the serial port, or the virtio console (hvc0; visor\'s images run the shell there)', 'serial')
@@ -195,15 +206,19 @@ export function registerRunCommand(program: Command): void {
       if (stdio === 'virtio') config.stdio = 'virtio';
       let code: number;
       try {
-        vm = await Machine.create(config);
-        trace?.note('machine created');
+        const started = await startRunMachine(flags, run, config, (t) => trace?.note(t));
+        vm = started.vm;
+        trace?.note(`machine created (${started.how})`);
         const res = await runOnTerminal(vm, {
           snapshotPath: flags.snapshotFile,
           commandMode,
           maxReboots: 3,
           stdio,
           // Piped input waits for visor's init (the image's own); a person at a TTY types when they see a prompt.
-          holdInputUntilInit: flags.kernel === undefined && process.stdin.isTTY !== true,
+          // A machine waiting at its boot snapshot's point reads its arguments from the console
+          // first: keys typed before that would end up in front of them.
+          holdInputUntilInit: (flags.kernel === undefined && process.stdin.isTTY !== true) || started.how !== 'booted',
+          ...(started.onBootWait ? { onBootWait: started.onBootWait } : {}),
           ...(trace ? { trace } : {}),
         });
         trace?.note(`machine stopped (${res.kind})`);

@@ -25,6 +25,8 @@ export interface TerminalOptions {
   /** A guest command was given: swallow the newline before VISOR_EXIT. */
   commandMode?: boolean;
   onInitStart?(): void;
+  /** /init waits for the run's arguments (VISOR_BOOT_WAIT): a boot snapshot's point. */
+  onBootWait?(): void;
   /**
    * Keep input until visor's init has started (VISOR_INIT_START). For piped input to an image
    * guest: bytes sent during the kernel's boot would reach the UART before Linux opens the port,
@@ -70,6 +72,7 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
       }
       o.onInitStart?.();
     },
+    bootWait: () => o.onBootWait?.(),
     exitStatus: (s) => (guestStatus = s),
   }, o.commandMode ?? false);
   vm.console.on('data', (d: Buffer) => {

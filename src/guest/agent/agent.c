@@ -174,29 +174,56 @@ static void host_gone(void) {
   fs_session_end();
 }
 
+/* Host entropy into the kernel's pool, credited, and the CRNG reseeded now: credited entropy
+ * alone waits for the next scheduled reseed (seconds away), and machines restored from one
+ * snapshot must diverge before their first random byte. */
+static void seed_kernel(const uint8_t *e, uint32_t n) {
+  if (n == 0 || n > 512) return;
+  int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  struct {
+    int count, size;
+    uint8_t buf[512];
+  } ent;
+  ent.count = (int)n * 8;
+  ent.size = (int)n;
+  memcpy(ent.buf, e, n);
+  if (ioctl(fd, RNDADDENTROPY, &ent) < 0 && write(fd, e, n) < 0) { /* best effort */ }
+  ioctl(fd, RNDRESEEDCRNG);
+  close(fd);
+}
+
+/* `visor-agent --reseed`: hex digits on stdin (at most 512 bytes' worth) seed the kernel's
+ * CRNG. visor's initramfs runs it when a boot snapshot resumes (docs/guest-init.md). */
+static int reseed_from_stdin(void) {
+  uint8_t bytes[512];
+  uint32_t n = 0;
+  int hi = -1, c;
+  while ((c = getchar()) != EOF && n < sizeof bytes) {
+    int v = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (v < 0) continue;
+    if (hi < 0) {
+      hi = v;
+    } else {
+      bytes[n++] = (uint8_t)(hi << 4 | v);
+      hi = -1;
+    }
+  }
+  if (n < 16) {
+    fputs("visor-agent: --reseed needs at least 32 hex digits on stdin\n", stderr);
+    return 2;
+  }
+  seed_kernel(bytes, n);
+  return 0;
+}
+
 /* HELLO: the host's entropy goes into the kernel's pool (a restored template or a fork would
  * otherwise share its random state with its siblings), then READY. */
 static void hello(uint32_t id, struct rd *r) {
   (void)rd_u32(r);
   uint32_t n;
   const uint8_t *e = rd_bytes(r, &n);
-  if (e && n > 0 && n <= 512) {
-    int fd = open("/dev/urandom", O_WRONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      struct {
-        int count, size;
-        uint8_t buf[512];
-      } ent;
-      ent.count = (int)n * 8;
-      ent.size = (int)n;
-      memcpy(ent.buf, e, n);
-      if (ioctl(fd, RNDADDENTROPY, &ent) < 0 && write(fd, e, n) < 0) { /* best effort */ }
-      /* Credited entropy alone waits for the next scheduled reseed: reseed the CRNG now, so
-       * siblings restored from one snapshot diverge before their first random byte. */
-      ioctl(fd, RNDRESEEDCRNG);
-      close(fd);
-    }
-  }
+  if (e) seed_kernel(e, n);
   struct wr w;
   wr_init(&w, G_READY, id);
   wr_u32(&w, PROTOCOL_VERSION);
@@ -278,6 +305,7 @@ int main(int argc, char **argv) {
     puts(agent_version);
     return 0;
   }
+  if (argc > 1 && strcmp(argv[1], "--reseed") == 0) return reseed_from_stdin();
   signal(SIGPIPE, SIG_IGN);
   inbuf = malloc(HEADER_SIZE + MAX_BODY);
   if (!inbuf) return 1;

@@ -113,13 +113,15 @@ function sha256(b: Uint8Array): string {
 }
 
 /** Checks that a disk is still what the snapshot saw; the error says what changed. */
-export async function verifyDisk(saved: DiskFingerprint): Promise<void> {
+export async function verifyDisk(saved: DiskFingerprint, standIn?: string): Promise<void> {
+  const path = standIn ?? saved.path;
+  const what = standIn === undefined ? `the snapshot's disk ${path}` : `${path}, standing in for the snapshot's disk ${saved.path},`;
   let now: DiskFingerprint;
   try {
-    now = await fingerprintDisk(saved.path, saved.format, saved.readOnly);
+    now = await fingerprintDisk(path, saved.format, saved.readOnly);
   } catch (err) {
     if (err instanceof VisorError && err.code === 'NotFound') {
-      throw new VisorError('NotFound', `the snapshot's disk ${saved.path} is missing`, { cause: err });
+      throw new VisorError('NotFound', `${what} is missing`, { cause: err });
     }
     throw err;
   }
@@ -127,9 +129,11 @@ export async function verifyDisk(saved: DiskFingerprint): Promise<void> {
   if (now.size !== saved.size) changed.push(`size ${saved.size} -> ${now.size}`);
   if (now.qcow2HeaderSha256 !== saved.qcow2HeaderSha256) changed.push('qcow2 header');
   if (now.headSha256 !== saved.headSha256) changed.push('first MiB');
-  if (now.mtimeMs !== saved.mtimeMs) changed.push(`modification time ${new Date(saved.mtimeMs).toISOString()} -> ${new Date(now.mtimeMs).toISOString()}`);
+  // A stand-in is another file: its own modification time, the same bytes where they are compared.
+  if (standIn === undefined && now.mtimeMs !== saved.mtimeMs) changed.push(`modification time ${new Date(saved.mtimeMs).toISOString()} -> ${new Date(now.mtimeMs).toISOString()}`);
   if (changed.length > 0) {
-    throw new VisorError('IntegrityError', `the snapshot's disk ${saved.path} changed since the snapshot was taken (${changed.join(', ')}); restoring would corrupt it`);
+    const why = standIn === undefined ? 'changed since the snapshot was taken' : 'does not hold what the snapshot\'s disk held';
+    throw new VisorError('IntegrityError', `${what} ${why} (${changed.join(', ')}); restoring would corrupt it`);
   }
 }
 
