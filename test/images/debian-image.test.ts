@@ -85,6 +85,19 @@ describe.runIf(ENABLED)('the full Debian image', () => {
     expect(r.code).toBe(0);
   }, TIMEOUT);
 
+  it('the next ephemeral run starts from the boot snapshot the last one saved: its own command, the root disk fresh, the host\'s clock', async () => {
+    const net = (process.env.VISOR_APT_NET_ARGS ?? '').split(' ').filter(Boolean);
+    const from = Math.floor(Date.now() / 1000);
+    const r = await visor(['run', '--image', 'debian', '--verbose', ...net, '--', 'sh', '-c', 'command -v hello >/dev/null && echo hello-there || echo no-hello; python3 -c "print(6*7)"; date +%s']);
+    expect(r.code, r.err.slice(-3000)).toBe(0);
+    expect(r.err).toMatch(/machine created \(restored\)/);
+    expect(r.out).toMatch(/^no-hello$/m); // the last run's apt-get install went with its overlay
+    expect(r.out).toMatch(/^42$/m);
+    const clock = Number(/^(\d{10})$/m.exec(r.out)?.[1]);
+    expect(clock).toBeGreaterThanOrEqual(from - 1);
+    expect(clock).toBeLessThanOrEqual(Math.ceil(Date.now() / 1000) + 1);
+  }, TIMEOUT);
+
   afterAll(async () => {
     // Even after a failed assertion.
     if (await findMachine(cacheRoot(), name)) await visor(['machine', 'rm', name]);
