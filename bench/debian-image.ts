@@ -7,7 +7,9 @@
  *
  * Prints: the pull's phases (download, unpack, ext4 write, configure in a guest), the base
  * image's size and the biggest packages in it, a cached `visor run -- true` (the built CLI, as
- * users run it: `npm run build` first; wall time to its exit), and the same image booted by
+ * users run it: `npm run build` first; wall time to its exit) from the image's boot snapshot
+ * (docs/guest-init.md; a first run that saves it is timed apart) and booted (`--cold-boot`),
+ * and the same image booted by
  * QEMU TCG in the same run (same kernel, initramfs and command line; the root disk a qcow2
  * overlay on the same base, on virtio-blk), once with the disk alone and once with visor's
  * other devices (virtio-net on user networking, virtio-rng). Then each run's phases: start-up,
@@ -82,6 +84,12 @@ const rounds = Number(/^--rounds=(\d+)$/.exec(args.find((a) => a.startsWith('--r
  * VISOR_EXIT, and the way out (poweroff, overlay removed, process gone).
  */
 const PHASES = ['start-up', 'kernel to /init', 'initramfs', 'root init + command', 'way out'] as const;
+/**
+ * A run from the boot snapshot: start-up until the machine is restored, from there until the
+ * root's init has read its VISOR_ARGS line (its VISOR_INIT_START: the restored machine resumes,
+ * the clock and entropy), the root's init until the command's VISOR_EXIT, the way out.
+ */
+const RESTORED_PHASES = ['start-up + restore', 'resume to the line read', 'root init + command', 'way out'] as const;
 interface Run { s: number; cpu: number; phases: number[]; instr?: number[]; machineCpu?: number[] }
 
 /** Runs a command, stamping each output line (stdout and stderr) on arrival; wall and CPU seconds (/usr/bin/time). */
@@ -109,12 +117,12 @@ function stamped(cmd: string, argv: string[]): Promise<{ s: number; cpu: number;
 }
 
 /** Phase boundaries (host seconds) from the marker lines; throws when one is missing. */
-function phasesOf(lines: { t: number; text: string }[], s: number, created: number, what: string): { phases: number[]; at: number[] } {
-  const inits = lines.filter((l) => /VISOR_INIT_START\s*$/.test(l.text));
+function phasesOf(lines: { t: number; text: string }[], s: number, created: number, what: string, inits = 2): { phases: number[]; at: number[] } {
+  const marks = lines.filter((l) => /VISOR_INIT_START\s*$/.test(l.text));
   const exit = lines.find((l) => /VISOR_EXIT=0\s*$/.test(l.text));
-  if (inits.length < 2 || !exit) throw new Error(`${what}: the console did not show both VISOR_INIT_STARTs and VISOR_EXIT=0:\n${lines.slice(-30).map((l) => l.text).join('\n')}`);
-  const at = [0, created, inits[0]!.t, inits[1]!.t, exit.t, s];
-  return { phases: PHASES.map((_, i) => at[i + 1]! - at[i]!), at };
+  if (marks.length < inits || !exit) throw new Error(`${what}: the console did not show ${inits} VISOR_INIT_START and VISOR_EXIT=0:\n${lines.slice(-30).map((l) => l.text).join('\n')}`);
+  const at = [0, created, ...marks.slice(0, inits).map((l) => l.t), exit.t, s];
+  return { phases: at.slice(1).map((t, i) => t - at[i]!), at };
 }
 
 /**
@@ -122,14 +130,16 @@ function phasesOf(lines: { t: number; text: string }[], s: number, created: numb
  * `npm run build` first), a fresh ephemeral overlay each time, with --verbose so the console's
  * lines carry the guest's instructions and the machine thread's CPU seconds.
  */
-async function visorRun(): Promise<Run> {
-  const r = await stamped(process.execPath, [join(repo, 'bin', 'visor.js'), 'run', '--verbose', '--image', 'debian', '--', 'true']);
+async function visorRun(how: 'cold' | 'snapshot' | 'saving'): Promise<Run> {
+  const r = await stamped(process.execPath, [join(repo, 'bin', 'visor.js'), 'run', '--verbose', '--image', 'debian', ...(how === 'cold' ? ['--cold-boot'] : []), '--', 'true']);
   if (r.code !== 0) throw new Error(`visor run -- true exited ${r.code}:\n${r.lines.slice(-30).map((l) => l.text).join('\n')}`);
   // --verbose lines: "[  12.345 1234 Mi 5.6 s] text"; visor's stamps are its own clock, the bench's are used.
   const parsed = r.lines.map((l) => ({ ...l, m: /^\[\s*[\d.]+ (\d+) Mi ([\d.]+) s\] (.*)$/.exec(l.text) }));
-  const created = parsed.find((l) => l.m?.[3] === 'visor: machine created');
+  const want = { cold: 'booted', saving: 'booted, saving a boot snapshot', snapshot: 'restored' }[how];
+  const created = parsed.find((l) => l.m?.[3]?.startsWith('visor: machine created'));
   if (!created) throw new Error('visor run --verbose printed no "machine created" line');
-  const { phases, at } = phasesOf(r.lines.map((l, i) => ({ t: l.t, text: parsed[i]!.m?.[3] ?? l.text })), r.s, created.t, 'visor');
+  if (created.m![3] !== `visor: machine created (${want})`) throw new Error(`visor run (${how}): expected "machine created (${want})", got "${created.m![3]}"`);
+  const { phases, at } = phasesOf(r.lines.map((l, i) => ({ t: l.t, text: parsed[i]!.m?.[3] ?? l.text })), r.s, created.t, 'visor', how === 'snapshot' ? 1 : 2);
   // Instructions and machine-thread CPU at each boundary (the last line stands for the end).
   const counters = at.map((t) => {
     const upTo = parsed.filter((l) => l.m && l.t <= t);
@@ -139,8 +149,8 @@ async function visorRun(): Promise<Run> {
   counters[counters.length - 1] = (() => { const m = parsed.filter((l) => l.m).at(-1)!.m!; return { mi: Number(m[1]), cpu: Number(m[2]) }; })();
   return {
     s: r.s, cpu: r.cpu, phases,
-    instr: PHASES.map((_, i) => counters[i + 1]!.mi - counters[i]!.mi),
-    machineCpu: PHASES.map((_, i) => counters[i + 1]!.cpu - counters[i]!.cpu),
+    instr: phases.map((_, i) => counters[i + 1]!.mi - counters[i]!.mi),
+    machineCpu: phases.map((_, i) => counters[i + 1]!.cpu - counters[i]!.cpu),
   };
 }
 
@@ -166,26 +176,37 @@ async function qemuRun(sameDevices: boolean): Promise<Run> {
 }
 
 if (!existsSync(join(repo, 'dist', 'cli', 'main.js'))) throw new Error('bench/debian-image runs the built CLI, as users do: run `npm run build` first');
-const runs: Record<'visor' | 'qemu' | 'qemuDevices', Run[]> = { visor: [], qemu: [], qemuDevices: [] };
+const runs: Record<'visor' | 'cold' | 'qemu' | 'qemuDevices', Run[]> = { visor: [], cold: [], qemu: [], qemuDevices: [] };
+// The image's boot snapshots are dropped, so the first run saves one (timed apart).
+for (const n of readdirSync(img.dir)) if (/^boot-.*\.snap$/.test(n)) rmSync(join(img.dir, n));
+const saving = await visorRun('saving');
+console.log(`visor run -- true, first run (boots and saves the boot snapshot): ${saving.s.toFixed(2)} s wall, ${saving.cpu.toFixed(2)} CPU s`);
 // Alternated, `rounds` times; medians of each.
 for (let i = 0; i < rounds; i++) {
-  runs.visor.push(await visorRun());
+  runs.visor.push(await visorRun('snapshot'));
+  runs.cold.push(await visorRun('cold'));
   if (haveQemu && fw) {
     runs.qemu.push(await qemuRun(false));
     runs.qemuDevices.push(await qemuRun(true));
   }
 }
 const fmt = (rs: Run[]) => `median ${median(rs.map((r) => r.s)).toFixed(2)} s wall, ${median(rs.map((r) => r.cpu)).toFixed(2)} CPU s (runs: ${rs.map((r) => r.s.toFixed(1)).join(', ')})`;
-console.log(`visor run -- true (cached, built CLI, JIT): ${fmt(runs.visor)}; load ${load()}`);
+console.log(`visor run -- true (cached, built CLI, JIT), from the boot snapshot: ${fmt(runs.visor)}; load ${load()}`);
+console.log(`visor run --cold-boot -- true (booted): ${fmt(runs.cold)}`);
 if (runs.qemu.length) {
-  console.log(`qemu TCG, same image, disk only (OpenSBI fw_dynamic, -- true): ${fmt(runs.qemu)}; visor/qemu ${(median(runs.visor.map((r) => r.s)) / median(runs.qemu.map((r) => r.s))).toFixed(2)}x wall`);
+  const ratio = (rs: Run[]) => (median(rs.map((r) => r.s)) / median(runs.qemu.map((r) => r.s))).toFixed(2);
+  console.log(`qemu TCG, same image, disk only (OpenSBI fw_dynamic, -- true): ${fmt(runs.qemu)}; visor/qemu ${ratio(runs.visor)}x wall from the boot snapshot, ${ratio(runs.cold)}x booted`);
   console.log(`qemu TCG, same image, visor's devices (+ virtio-net on user networking, virtio-rng): ${fmt(runs.qemuDevices)}`);
 } else {
   console.log('qemu: not measured (qemu-system-riscv64/qemu-img not installed or --no-qemu)');
 }
 const col = (rs: Run[], f: (r: Run) => number | undefined, d = 1) => (rs.length ? median(rs.map((r) => f(r) ?? NaN)).toFixed(d) : '-');
-console.log('\nphase (medians)              visor wall s  machine CPU s  guest Mi  | qemu wall s  qemu+devices wall s');
+console.log('\nbooted: phase (medians)      visor wall s  machine CPU s  guest Mi  | qemu wall s  qemu+devices wall s');
 PHASES.forEach((p, i) => {
-  console.log(`${p.padEnd(28)} ${col(runs.visor, (r) => r.phases[i]).padStart(12)} ${col(runs.visor, (r) => r.machineCpu?.[i]).padStart(14)} ${col(runs.visor, (r) => r.instr?.[i], 0).padStart(9)}  | ${col(runs.qemu, (r) => r.phases[i]).padStart(11)} ${col(runs.qemuDevices, (r) => r.phases[i]).padStart(20)}`);
+  console.log(`${p.padEnd(28)} ${col(runs.cold, (r) => r.phases[i]).padStart(12)} ${col(runs.cold, (r) => r.machineCpu?.[i]).padStart(14)} ${col(runs.cold, (r) => r.instr?.[i], 0).padStart(9)}  | ${col(runs.qemu, (r) => r.phases[i]).padStart(11)} ${col(runs.qemuDevices, (r) => r.phases[i]).padStart(20)}`);
+});
+console.log('\nfrom the boot snapshot       visor wall s  machine CPU s  guest Mi');
+RESTORED_PHASES.forEach((p, i) => {
+  console.log(`${p.padEnd(28)} ${col(runs.visor, (r) => r.phases[i]).padStart(12)} ${col(runs.visor, (r) => r.machineCpu?.[i]).padStart(14)} ${col(runs.visor, (r) => r.instr?.[i], 0).padStart(9)}`);
 });
 if (tmpCache) rmSync(tmpCache, { recursive: true, force: true });

@@ -64,6 +64,8 @@ export interface HartOptions {
    */
   tier?: TierFactory;
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
+  /** JitOptions.asyncCompile. */
+  jitAsyncCompile?: boolean;
   jitThreshold?: number;
   /** Live compiled pages at most. */
   jitMaxModules?: number;
@@ -169,6 +171,8 @@ export class Hart {
   private limit = 0;
   /** Tier 1, or null when interpreting only. */
   readonly jit: CompiledTier | null = null;
+  /** instret until which the JIT is left out (holdJit); 0: not held. */
+  private jitHeldUntil = 0;
   /** Why the JIT is off when it was asked for (RAM not in a WebAssembly.Memory). */
   readonly jitUnavailable: string | undefined;
   /** Built-in SBI: called on an ecall from S-mode before it traps; true if handled. */
@@ -236,7 +240,8 @@ export class Hart {
         this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
-          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
+          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}),
+          ...(options.jitAsyncCompile ? { asyncCompile: true } : {}) };
         this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,
@@ -322,6 +327,16 @@ export class Hart {
   }
 
   // ---------------------------------------------------------------- external control
+
+  /**
+   * Interprets only for the next `instructions` (the JIT neither runs nor counts arrivals),
+   * then goes on with the JIT as before. For a machine about to run a short stretch of code
+   * it has not compiled (a restored boot snapshot's run): there, compiling costs more than it
+   * saves (docs/benchmarks.md, session 10). A no-op without a JIT.
+   */
+  holdJit(instructions: number): void {
+    if (this.jit !== null && instructions > 0) this.jitHeldUntil = this.instret + instructions;
+  }
 
   /** Stops run() at the next taken branch, jump or page crossing. */
   requestStop(): void {
@@ -589,7 +604,8 @@ export class Hart {
    */
   run(budget: number): number {
     this.limit = budget;
-    this.budget = this.jit !== null ? 0 : budget;
+    if (this.jitHeldUntil !== 0 && this.instret >= this.jitHeldUntil) this.jitHeldUntil = 0;
+    this.budget = this.jit !== null && this.jitHeldUntil === 0 ? 0 : budget;
     this.runCount = 0;
     this.updateTimer();
     if (this.waitingForInterrupt) {

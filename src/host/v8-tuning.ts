@@ -47,4 +47,9 @@ export function tuneV8ForJit(): void {
     setFlagsFromString(`--wasm-tiering-budget=${WASM_TIERING_BUDGET}`);
   }
   setFlagsFromString('--no-use-osr');
+  // 3. Eager wasm compilation: a page module's one function is called as soon as it is in,
+  //    so compiling it lazily (V8's default: at the first call, on the calling thread) saves
+  //    nothing and puts Liftoff on the machine's thread; eagerly, WebAssembly.compile (the
+  //    JIT's asyncCompile) runs it on V8's background threads.
+  setFlagsFromString('--no-wasm-lazy-compilation');
 }

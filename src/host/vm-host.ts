@@ -76,12 +76,15 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
 }
 
 /**
- * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts). VISOR_JIT_THRESHOLD (entries
- * into a page before it compiles; 0 compiles at first execution) is a knob for measurements
- * and the differential tests, not a setting machines keep.
+ * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts) and compile pages on V8's
+ * background threads (JitOptions.asyncCompile; docs/benchmarks.md, session 10).
+ * VISOR_JIT_THRESHOLD (entries into a page before it compiles; 0 compiles at first execution,
+ * then at once, as the differential tests need) and VISOR_JIT_ASYNC=0 (compile on the
+ * machine's thread) are knobs for measurements and tests, not settings machines keep.
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
-  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
+  const jitAsyncCompile = jitThreshold !== 0 && process.env['VISOR_JIT_ASYNC'] !== '0';
+  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}), ...(jitAsyncCompile ? { jitAsyncCompile } : {}) };
 }
 
 function thresholdFromEnv(v: string | undefined): number | undefined {

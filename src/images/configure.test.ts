@@ -184,7 +184,7 @@ describe('python byte-compiling in the configure run', () => {
   });
 
   it('the configure script turns it off before any postinst, on again before the audit, then precompiles start-up', () => {
-    const s = configureScript({ mirror: 'http://m/debian', suite: 'trixie', component: 'main', busybox: new Uint8Array(), order: ['python3.13'], required: [] });
+    const s = configureScript({ mirror: 'http://m/debian', suite: 'trixie', component: 'main', busybox: new Uint8Array(), order: ['python3.13'], required: [], agent: new Uint8Array() });
     const at = (x: string) => { const i = s.indexOf(x); expect(i, x).toBeGreaterThan(0); return i; };
     expect(at(PYTHON_COMPILE_OFF)).toBeLessThan(at('preinst $p'));
     expect(at('dpkg --configure -a')).toBeLessThan(at(PYTHON_COMPILE_ON));

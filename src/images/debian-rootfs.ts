@@ -14,6 +14,7 @@ import type { ManifestFile } from './cache.js';
 import { readDebPackage, RootTree, type ExtraFile } from './rootfs.js';
 import { resolve, type BinaryPackage, type PackageUniverse } from './resolver.js';
 import { rootFiles } from './root-init.js';
+import { agentFiles } from '../guest/agent-files.js';
 import type { Progress } from './progress.js';
 import { formatBytes } from './progress.js';
 
@@ -88,7 +89,7 @@ export async function buildRootfs(input: RootfsBuildInput): Promise<RootfsBuildR
   tree.finishDpkg();
   const extras: ExtraFile[] = rootFiles({
     mirror: input.mirror, suite: input.suite, component: input.component, busybox: input.busybox,
-    order: plan.packages.map((p) => p.name), required: plan.required,
+    order: plan.packages.map((p) => p.name), required: plan.required, agent: agentFiles()[0]!.data,
   });
   for (const provide of extraFileProviders) extras.push(...(await provide()));
   tree.addExtra(extras);

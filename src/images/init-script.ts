@@ -342,6 +342,38 @@ if [ -n "$cmd" ] && [ "$stdio" = virtio ]; then
 fi
 `;
 
+/**
+ * \`boot_wait RESEED\`: the boot snapshot's point (${BOOT_WAIT_ARG}=1, docs/guest-init.md "Boot
+ * snapshots"), shared by the initramfs's init (no root disk) and the Debian root's (before
+ * it remounts its root read-write): drivers loaded, nothing of the run decided, nothing
+ * written. Prints ${BOOT_WAIT_MARKER}, reads the host's \`${BOOT_ARGS_TAG} <unix seconds> <hex
+ * entropy> [arguments]\` line (the console echoing nothing), sets the clock (it stood still in
+ * the snapshot), has RESEED (\`visor-agent --reseed\`) credit the entropy and reseed the CRNG
+ * (every restore starts from one random state), and leaves the run's arguments in
+ * VISOR_ARGS (exported: a later init reads them too). Fails without such a line.
+ */
+export const BOOT_WAIT_SH = `boot_wait() {
+  reseed=$1
+  stty -echo 2>/dev/null
+  echo ${BOOT_WAIT_MARKER}
+  line=
+  while IFS= read -r line; do
+    case "$line" in "${BOOT_ARGS_TAG} "*) break ;; esac
+  done
+  stty echo 2>/dev/null
+  set -- $line
+  if [ "$1" != ${BOOT_ARGS_TAG} ] || [ $# -lt 3 ]; then
+    echo "visor-init: no ${BOOT_ARGS_TAG} line from the host; booting with the command line alone" >&2
+    return 1
+  fi
+  date -s "@$2" >/dev/null 2>&1
+  echo "$3" | "$reseed" --reseed 2>/dev/null || echo "$3" > /dev/urandom
+  shift 3
+  VISOR_ARGS="$*"
+  export VISOR_ARGS
+}
+`;
+
 export interface InitOptions {
   kernelRelease: string;
 }
@@ -389,9 +421,10 @@ visor_args() {
   done
 }
 visor_args $(cat /proc/cmdline)
-# A boot snapshot's machine prints it once resumed with its run's arguments (below).
+# A boot snapshot's machine prints it once resumed with its run's arguments (below, or the
+# root's init): piped input held until the marker must come after the VISOR_ARGS line.
 [ -z "$bootwait" ] && echo ${INIT_START_MARKER}
-
+${BOOT_WAIT_SH}
 # Modules load on demand (src/images/modprobe.ts): the kernel runs visor's modprobe for what
 # it asks for (a filesystem on mount, a socket family), and each virtio device present gets
 # its driver here, by its modalias, as udev's coldplug would. No disk, no ext4.
@@ -408,31 +441,10 @@ if [ -n "$root" ]; then
   /${MODPROBE_PATH} -q ext4
 fi
 
-# ${BOOT_WAIT_ARG}=1: the point a boot snapshot is saved at (docs/guest-init.md "Boot snapshots"):
-# drivers loaded, nothing of the run decided, no disk written. The host answers with one line,
-# now or in a machine restored from here: the time (the clock stood still in the snapshot),
-# entropy (every restore starts from one random state: the CRNG is reseeded before anything
-# draws from it) and this run's arguments, read as if they were on the command line. The
-# console does not echo the line.
-if [ -n "$bootwait" ]; then
-  stty -echo 2>/dev/null
-  echo ${BOOT_WAIT_MARKER}
-  line=
-  while IFS= read -r line; do
-    case "$line" in "${BOOT_ARGS_TAG} "*) break ;; esac
-  done
-  stty echo 2>/dev/null
-  set -- $line
-  if [ "$1" = ${BOOT_ARGS_TAG} ] && [ $# -ge 3 ]; then
-    date -s "@$2" >/dev/null 2>&1
-    echo "$3" | /${AGENT_BIN} --reseed 2>/dev/null || echo "$3" > /dev/urandom
-    shift 3
-    VISOR_ARGS="$*"
-    export VISOR_ARGS
-    visor_args "$@"
-  else
-    echo "visor-init: no ${BOOT_ARGS_TAG} line from the host; booting with the command line alone" >&2
-  fi
+# ${BOOT_WAIT_ARG}=1 without a root disk: the boot snapshot's point is here (with one, the
+# root's init waits instead, its root still read-only).
+if [ -n "$bootwait" ] && [ -z "$root" ]; then
+  boot_wait /${AGENT_BIN} && visor_args $VISOR_ARGS
   echo ${INIT_START_MARKER}
 fi
 
@@ -440,7 +452,11 @@ fi
 # hand PID 1 to its init; the rest of this script is for the initramfs-only (tiny) image.
 if [ -n "$root" ]; then
   mkdir -p /newroot
-  if mount -t ext4 -o rw "$root" /newroot; then
+  # Read-only under a boot snapshot: the root's init saves the machine before anything is
+  # written, then remounts it read-write (as it does anyway).
+  rw=rw
+  [ -n "$bootwait" ] && rw=ro
+  if mount -t ext4 -o $rw "$root" /newroot; then
     if [ -x "/newroot$rinit" ] || [ -L "/newroot$rinit" ]; then
       for m in /dev /proc /sys; do mkdir -p "/newroot$m"; mount --move "$m" "/newroot$m"; done
       exec switch_root /newroot "$rinit"

@@ -5,8 +5,9 @@
  * apt's sources). visor's plumbing runs on a static busybox in /usr/lib/visor, so init works
  * before any package is configured and whatever the user removes.
  */
+import { BOOT_WAIT_ARG } from '../guest/boot-protocol.js';
 import {
-  AGENT_SCRIPT, ARGV_AWK, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STDIO_ARG,
+  AGENT_SCRIPT, ARGV_AWK, BOOT_WAIT_SH, CMD_ARG, CONSOLE_ARG, EXIT_MARKER, INIT_START_MARKER, IP_ARG, JSON_ARGV_AWK, SHUTDOWN_SCRIPT, STDIO_ARG,
   STDIO_PORTS_SH, STOPPING_FLAG, udhcpcScript,
 } from './init-script.js';
 import type { ExtraFile } from './rootfs.js';
@@ -14,11 +15,14 @@ import type { ExtraFile } from './rootfs.js';
 export const VISOR_DIR = 'usr/lib/visor';
 export const ROOT_INIT = `/${VISOR_DIR}/init`;
 export const CONFIGURE_SCRIPT = `/${VISOR_DIR}/configure`;
-/** The guest agent program another part of visor may install (started by init when present). */
+/**
+ * visor-agent (src/guest/agent): the SDK's sandbox agent on virtio-vsock, started by init when
+ * the machine has a vsock device, and the boot snapshot's `--reseed`.
+ */
 export const AGENT_PROGRAM = `/${VISOR_DIR}/visor-agent`;
 /** Busybox applets visor's init and agent use, linked in /usr/lib/visor/bin. */
 const APPLETS = ['sh', 'mount', 'umount', 'mkdir', 'cat', 'sleep', 'setsid', 'cttyhack', 'sync', 'kill', 'poweroff', 'reboot', 'halt',
-  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep', 'mkfifo'];
+  'hostname', 'base64', 'awk', 'ip', 'udhcpc', 'ln', 'rm', 'chmod', 'printf', 'echo', 'grep', 'mkfifo', 'stty', 'date'];
 /** Printed by the configure script before each step, for the host's progress bar. */
 export const CONFIGURE_STEP = 'VISOR_CONFIGURE';
 
@@ -33,6 +37,8 @@ export interface RootFiles {
   order: string[];
   /** Required and essential packages, configured first (debootstrap's order). */
   required: string[];
+  /** The static visor-agent binary (src/guest/agent-files.ts). */
+  agent: Uint8Array;
 }
 
 /**
@@ -50,7 +56,6 @@ export function rootInitScript(): string {
   return `#!${v}/busybox sh
 # visor init for Debian images (docs/guest-init.md). visor's plumbing uses ${v}/bin (busybox);
 # what the user runs sees Debian's PATH.
-echo ${INIT_START_MARKER}
 export PATH=${v}/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root TERM=linux LANG=C.UTF-8
 USER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:${v}/bin
 # The initramfs moved /proc, /sys and /dev here; systemd-less boots without it mount them.
@@ -61,34 +66,50 @@ done
 mkdir -p /dev/pts /dev/shm /run/lock
 mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mount -t tmpfs -o nosuid,nodev tmpfs /dev/shm
-mount -o remount,rw / 2>/dev/null
-[ -r /etc/hostname ] && hostname "$(cat /etc/hostname)"
-[ -e /etc/mtab ] || ln -s ../proc/self/mounts /etc/mtab
 
 cmd=
 ip=
 con=
 on_hvc=
 stdio=
-# VISOR_ARGS: the run's own arguments when a boot snapshot was resumed (the initramfs got them).
-for arg in $(cat /proc/cmdline) $VISOR_ARGS; do
+bootwait=
+root_args() {
+for arg in "$@"; do
   case "$arg" in
+    ${BOOT_WAIT_ARG}=1) bootwait=1 ;;
     ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
     ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
     ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
     ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
   esac
 done
+}
+root_args $(cat /proc/cmdline)
+[ -z "$bootwait" ] && echo ${INIT_START_MARKER}
+[ -r /etc/hostname ] && hostname "$(cat /etc/hostname)"
 
 # Modules: the initramfs loaded the drivers of the devices present; later requests (a socket
 # family, a filesystem) go to visor's modprobe, copied beside this script.
 [ -x ${v}/modprobe ] && echo ${v}/modprobe > /proc/sys/kernel/modprobe
 
-if [ -x ${AGENT_PROGRAM} ]; then
-  ${AGENT_PROGRAM} </dev/null >/dev/null 2>&1 &
-else
-  VISOR_LIB=${v} sh ${v}/agent.sh </dev/null >/dev/null 2>&1 &
+VISOR_LIB=${v} sh ${v}/agent.sh </dev/null >/dev/null 2>&1 &
+# visor-agent: the SDK's sandboxes on virtio-vsock, only with a vsock device (ID 19), as in the initramfs.
+for d in /sys/bus/virtio/devices/*/device; do
+  if [ -x ${AGENT_PROGRAM} ] && [ "$(cat "$d" 2>/dev/null)" = 0x0013 ]; then
+    ${AGENT_PROGRAM} </dev/null >/dev/null 2>&1 &
+    break
+  fi
+done
+
+${BOOT_WAIT_SH}
+# ${BOOT_WAIT_ARG}=1: the boot snapshot's point (docs/guest-init.md): everything above reads the
+# root, still read-only; nothing of the run (its command, console, network) is decided yet.
+if [ -n "$bootwait" ]; then
+  boot_wait ${AGENT_PROGRAM} && root_args $VISOR_ARGS
+  echo ${INIT_START_MARKER}
 fi
+mount -o remount,rw / 2>/dev/null
+[ -e /etc/mtab ] || ln -s ../proc/self/mounts /etc/mtab
 
 case "$con" in
   hvc[0-9]*)
@@ -337,6 +358,7 @@ export function rootFiles(f: RootFiles): ExtraFile[] {
     ...APPLETS.map((a): ExtraFile => ({ path: `${v}/bin/${a}`, kind: 'symlink', target: '../busybox' })),
     ...(['poweroff', 'reboot', 'halt'] as const).map((a): ExtraFile => ({ path: `usr/local/sbin/${a}`, data: powerWrapper(a), mode: 0o755 })),
     { path: `${v}/init`, data: rootInitScript(), mode: 0o755 },
+    { path: AGENT_PROGRAM.slice(1), data: f.agent, mode: 0o755 },
     { path: `${v}/configure`, data: configureScript(f), mode: 0o755 },
     { path: `${v}/udhcpc.script`, data: UDHCPC_SCRIPT, mode: 0o755 },
     { path: `${v}/agent.sh`, data: AGENT_SCRIPT, mode: 0o755 },

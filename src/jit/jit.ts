@@ -41,6 +41,10 @@ class PageRecord {
   dispatch: readonly number[] = [];
   compiles = 0;
   invalidations = 0;
+  /** A module for the page is being compiled off-thread (asyncCompile). */
+  compiling = false;
+  /** Bumped when the page's code is dropped (written, evicted): a compile begun before is stale. */
+  generation = 0;
 }
 
 /** The JIT as a hart's compiled tier (HartOptions.tier). */
@@ -63,6 +67,7 @@ export class Jit implements CompiledTier {
 
   private readonly threshold: number;
   private readonly maxModules: number;
+  private readonly asyncCompile: boolean;
   private readonly pages: (PageRecord | undefined)[];
   private readonly live: number[] = [];
   private readonly exit: Int32Array;
@@ -72,6 +77,8 @@ export class Jit implements CompiledTier {
   private readonly entryMaps: Uint8Array;
   private readonly table: WebAssembly.Table;
   private readonly freeSlots: number[] = [];
+  /** Slots held by fresh pages whose module is still compiling off-thread. */
+  private reserved = 0;
   private nextSlot = 1;
   private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
@@ -86,6 +93,7 @@ export class Jit implements CompiledTier {
     // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
     this.threshold = options.threshold ?? 1000;
     this.maxModules = Math.min(JIT_MAX_MODULES, Math.max(1, options.maxModules ?? JIT_MAX_MODULES));
+    this.asyncCompile = options.asyncCompile === true;
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
@@ -124,6 +132,19 @@ export class Jit implements CompiledTier {
     // pc may be inside a block, and a resume point that recurs should become an entry.
     let afterStep = this.exitReason === EXIT_STEP;
     this.exitSteps = 0;
+    // No module on pc's page (most block boundaries of cold code): count the arrival here,
+    // without a call into the dispatcher, which would only say so (a JS-to-wasm call and the
+    // exit record each time: in a short run of new code, more than interpreting it costs).
+    const h = this.host;
+    const t = xBase + ((lo >>> 12) & TLB_MASK);
+    if (h.xTagLo[t] === lo >>> 12 && h.xTagHi[t] === hi && h.xOff[t] !== TLB_NO_RAM && this.pageMap[h.xOff[t]! >>> 12] === 0) {
+      if (room <= 0 || !this.arrive(lo, hi, xBase, afterStep)) {
+        stats.noCodeExits++;
+        this.exitReason = EXIT_NOCODE;
+        this.exitPc = pc;
+        return 0;
+      }
+    }
     this.fcsrMirror[0] = this.host.fcsr();
     for (;;) {
       x[4] = lo; x[5] = hi; x[6] = room - total; x[7] = dBase; x[8] = xBase; x[9] = fpOk;
@@ -193,6 +214,7 @@ export class Jit implements CompiledTier {
   }
 
   private compile(page: PageRecord, pg: number): boolean {
+    if (page.compiling) return false;
     const t0 = performance.now();
     page.compiles++;
     this.host.protectCodePage(pg);
@@ -200,11 +222,9 @@ export class Jit implements CompiledTier {
     const fresh = page.slot === 0;
     let slot = page.slot;
     if (fresh) {
-      if (this.live.length >= this.maxModules) this.evictOldest();
+      if (this.live.length + this.reserved >= this.maxModules) this.evictOldest();
       slot = this.freeSlots.pop() ?? this.nextSlot++;
     }
-    let run: PageFn;
-    let dispatch: number[];
     try {
       const out = compilePage({
         ram16: this.ram16, pageRamOff: pg * 4096, entries: this.entriesOf(page), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
@@ -216,29 +236,80 @@ export class Jit implements CompiledTier {
         return false;
       }
       this.stats.wasmBytes += out.bytes.length;
+      if (this.asyncCompile) {
+        this.compileOffThread(page, pg, slot, fresh, out);
+        return false;
+      }
       const module = new WebAssembly.Module(out.bytes);
-      const instance = new WebAssembly.Instance(module, this.imports);
-      run = instance.exports['run'] as PageFn;
-      dispatch = out.dispatch;
-      page.module = module;
-      page.dispatch = dispatch;
-      page.midBlock = out.midBlock;
-      this.stats.blocksCompiled += out.blocks;
-      this.stats.instructionsCompiled += out.instructions;
+      const run = new WebAssembly.Instance(module, this.imports).exports['run'] as PageFn;
+      this.installModule(page, pg, slot, fresh, module, run, out);
+      return true;
     } catch (e) {
-      // A bug in the compiler must not take the guest down: the page stays interpreted.
-      if (fresh) this.freeSlots.push(slot);
-      this.stats.failures++;
-      page.compiles = MAX_COMPILES_PER_PAGE;
-      if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
+      this.failed(page, pg, slot, fresh, e);
       return false;
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
+  }
+
+  /**
+   * asyncCompile: V8 compiles the module on its own threads while the interpreter runs the
+   * page; it goes in when ready (the driver's loop yields to the event loop between slices),
+   * unless the page's code was dropped meanwhile (a write to it, an eviction: its generation
+   * moved), in which case its table slot is given back. Until then a fresh page's slot is
+   * reserved and a recompiled page keeps its old module.
+   */
+  private compileOffThread(page: PageRecord, pg: number, slot: number, fresh: boolean, out: NonNullable<ReturnType<typeof compilePage>>): void {
+    page.compiling = true;
+    const gen = page.generation;
+    const t0 = performance.now();
+    if (fresh) this.reserved++;
+    WebAssembly.compile(out.bytes).then(
+      (module) => {
+        page.compiling = false;
+        if (fresh) this.reserved--;
+        // Stale: the page was written or evicted meanwhile, or got its code another way (importCode).
+        if (page.generation !== gen || page.slot !== (fresh ? 0 : slot)) {
+          if (fresh) this.freeSlots.push(slot);
+          return;
+        }
+        const t1 = performance.now();
+        try {
+          const run = new WebAssembly.Instance(module, this.imports).exports['run'] as PageFn;
+          this.installModule(page, pg, slot, fresh, module, run, out);
+        } catch (e) {
+          this.failed(page, pg, slot, fresh, e);
+        }
+        this.stats.compileMs += performance.now() - t1;
+      },
+      (e: unknown) => {
+        page.compiling = false;
+        if (fresh) this.reserved--;
+        this.failed(page, pg, slot, fresh, e);
+      },
+    );
+    this.stats.compileMs += performance.now() - t0;
+  }
+
+  /** A compile failed: the page stays interpreted (a compiler bug must not take the guest down). */
+  private failed(page: PageRecord, pg: number, slot: number, fresh: boolean, e: unknown): void {
+    if (fresh) this.freeSlots.push(slot);
+    this.stats.failures++;
+    page.compiles = MAX_COMPILES_PER_PAGE;
+    if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
+  }
+
+  /** Puts a page's new module in its table slot and entry map. */
+  private installModule(page: PageRecord, pg: number, slot: number, fresh: boolean, module: WebAssembly.Module, run: PageFn, out: NonNullable<ReturnType<typeof compilePage>>): void {
+    page.module = module;
+    page.dispatch = out.dispatch;
+    page.midBlock = out.midBlock;
+    this.stats.blocksCompiled += out.blocks;
+    this.stats.instructionsCompiled += out.instructions;
     this.stats.modulesCompiled++;
     const map = this.entryMap(slot);
     map.fill(0);
-    dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
+    out.dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
     if (fresh) {
       page.slot = slot;
       this.live.push(pg);
@@ -246,7 +317,6 @@ export class Jit implements CompiledTier {
     }
     this.table.set(slot, run as unknown as WebAssembly.ExportValue as never);
     this.pageMap[pg] = slot;
-    return true;
   }
 
   /**
@@ -267,6 +337,7 @@ export class Jit implements CompiledTier {
 
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
+    page.generation++;
     this.pageMap[pg] = 0;
     page.module = undefined;
     this.table.set(page.slot, null as never);
@@ -342,7 +413,7 @@ export class Jit implements CompiledTier {
       this.freeSlots.push(p.slot);
       return false;
     }
-    if (this.live.length >= this.maxModules) this.evictOldest();
+    if (this.live.length + this.reserved >= this.maxModules) this.evictOldest();
     this.host.protectCodePage(pg);
     const map = this.entryMap(p.slot);
     map.fill(0);
@@ -362,7 +433,8 @@ export class Jit implements CompiledTier {
   }
 
   private evictOldest(): void {
-    while (this.live.length >= this.maxModules) {
+    // Slots reserved by compiles in flight count: the table has maxModules of them.
+    while (this.live.length > 0 && this.live.length + this.reserved >= this.maxModules) {
       const pg = this.live.shift()!;
       const page = this.pages[pg];
       if (page !== undefined && page.slot !== 0) {
@@ -378,6 +450,7 @@ export class Jit implements CompiledTier {
   invalidatePage(pg: number): void {
     const page = this.pages[pg];
     if (page === undefined) return;
+    page.generation++; // a compile in flight was of the old bytes
     if (page.slot !== 0) {
       this.drop(pg, page);
       this.stats.invalidations++;

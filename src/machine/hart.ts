@@ -35,6 +35,8 @@ export interface BoardHart extends InterruptTarget {
   readonly jitStats: JitStats | undefined;
   /** Tier 1 itself (its compiled pages move between machines: CompiledTier.exportCode). */
   readonly jit?: CompiledTier | null;
+  /** Interpret only for the next `instructions`, then the JIT again (Hart.holdJit). */
+  holdJit?(instructions: number): void;
 }
 
 /** Reads x[i] as an unsigned Number (exact below 2^53). */

@@ -205,6 +205,13 @@ export interface RestoreOptions {
    * code (a boot snapshot's run: `visor run`). A restore skips it by default (latency).
    */
   warmUp?: boolean;
+  /**
+   * Interpret only, for this many instructions after the restore, before the JIT compiles
+   * anything (Hart.holdJit). For a guest that goes on with a short stretch of code the
+   * restored machine has not compiled: a boot snapshot's run (`visor run -- true` or a
+   * python3 one-liner: the JIT's compiles cost more than they save there; docs/benchmarks.md).
+   */
+  interpretFirst?: number;
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -364,7 +371,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -782,6 +789,12 @@ function netPolicyOf(p: { firewall?: string[]; hostAccess?: boolean }): NetPolic
     if (typeof r === 'string') throw new VisorError('InvalidConfig', `netPolicy: firewall: ${r}`);
   }
   return { firewall, hostAccess: p.hostAccess ?? true };
+}
+
+/** Checks a restore's instruction count (a whole number, at most 2^53). */
+function countOf(n: unknown, what: string): number {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new VisorError('InvalidArgument', `Machine.restore: ${what} must be a whole number of instructions`);
+  return n;
 }
 
 /** Checks a restore's replacement disk paths (non-empty strings), made absolute. */

@@ -12,7 +12,7 @@ import type { MachineState } from './states.js';
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean };
+  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean; interpretFirst?: number };
 
 /** A restored machine's user-network policy, instead of the saved machine's (RestoreOptions.netPolicy). */
 export interface NetPolicy {

@@ -81,6 +81,8 @@ export interface RunnerOptions {
   disks?: string[];
   /** restore(): warm V8 for the hart first, as a boot does (RestoreOptions.warmUp). */
   warmUp?: boolean;
+  /** restore(): instructions interpreted before the JIT compiles anything (RestoreOptions.interpretFirst). */
+  interpretFirst?: number;
   /** restore(): compiled pages of a machine with the same RAM layout (CompiledTier.importCode). */
   code?: TierCode;
   /** restore(): firewall and host access for the user-network NICs, instead of the saved machine's. */
@@ -212,6 +214,7 @@ export class MachineRunner {
       }
       if (opts.macs) r.readdress(opts.macs);
       if (opts.code) m.vm.hart.jit?.importCode?.(opts.code);
+      if (opts.interpretFirst) m.vm.hart.holdJit?.(opts.interpretFirst);
       r.drive(m, state.runner.executed);
       if (r.rng && state.runner.rngState) r.rng.s = Uint32Array.from(state.runner.rngState);
       r.restoredNatFlows = state.runner.natFlows ?? null;

@@ -18,11 +18,12 @@ const root = new URL('../..', import.meta.url).pathname;
 
 let cache = '';
 
-/** `visor run --verbose ARGS` from the sources with the private cache; stdin /dev/null. */
-function visor(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string; from: number; at: number }> {
+/** `visor ARGS` from the sources with the private cache; stdin `input` (undefined: /dev/null). */
+function visor(args: string[], input?: string): Promise<{ code: number | null; stdout: string; stderr: string; from: number; at: number }> {
   const from = Date.now() / 1000;
   const p = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e',
-    `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(args)}))`], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, XDG_CACHE_HOME: cache } });
+    `import('./src/cli/main.ts').then((m) => m.main(${JSON.stringify(args)}))`], { cwd: root, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], env: { ...process.env, XDG_CACHE_HOME: cache } });
+  if (input !== undefined) p.stdin!.end(input);
   let out = '';
   let err = '';
   p.stdout!.on('data', (d: Buffer) => (out += d.toString()));
@@ -82,6 +83,17 @@ describe.skipIf(!ON)('visor run from a boot snapshot', () => {
     expect(other.code, other.stderr).toBe(0);
     expect(other.stdout).toBe('other\n');
     expect(await snapshots()).toHaveLength(1);
+  }, TIMEOUT);
+
+  it('nothing of the saving run\'s input is in the snapshot: each run reads its own stdin', async () => {
+    for (const n of await snapshots()) await rm(join(cache, 'visor', 'images', 'tiny', n));
+    const first = await visor(['run', '--verbose', '--', 'head', '-1'], 'first run\n');
+    expect(first.stderr).toMatch(/boot snapshot: saved /);
+    expect(first.stdout, first.stderr).toBe('first run\n');
+    const second = await visor(['run', '--verbose', '--', 'head', '-1'], 'second run\n');
+    expect(second.stderr).toMatch(/machine created \(restored\)/);
+    expect(second.stdout, second.stderr).toBe('second run\n');
+    expect(second.code).toBe(0);
   }, TIMEOUT);
 
   it('a damaged boot snapshot is replaced by a boot that saves a new one; --cold-boot boots', async () => {

@@ -66,6 +66,7 @@ export async function startRunMachine(flags: BootFlags, run: ResolvedRun, config
         start: false,
         // The guest goes on to run a Debian userland's worth of new code: warm the interpreter first.
         warmUp: true,
+        interpretFirst: interpretFirst(),
         ...(config.accel ? { accel: config.accel } : {}),
         disks: (config.disks ?? []).map((d) => d.path),
         // The saved machine's forwards and firewall were its first run's: this run's instead.
@@ -97,6 +98,18 @@ export async function startRunMachine(flags: BootFlags, run: ResolvedRun, config
     void saveAtWait(vm, path, img.dir, note).finally(() => vm.console.write(line));
   };
   return { vm, how: 'booted, saving a boot snapshot', onBootWait };
+}
+
+/**
+ * Instructions a restored run interprets before its JIT starts: what the guest runs after the
+ * wait point is a short stretch of new code (`true`: ~36 M instructions to the exit, a python3
+ * one-liner ~105 M), cheaper interpreted than compiled; a longer command gets the JIT after it.
+ * Measured in docs/benchmarks.md (session 10). VISOR_INTERPRET_FIRST overrides it (0: JIT at once).
+ */
+const INTERPRET_FIRST = 150_000_000;
+function interpretFirst(): number {
+  const v = process.env['VISOR_INTERPRET_FIRST'];
+  return v !== undefined && /^\d{1,12}$/.test(v) ? Number(v) : INTERPRET_FIRST;
 }
 
 function userNet(config: MachineConfig) {

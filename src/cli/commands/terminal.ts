@@ -62,13 +62,19 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
   const say = (text: string) => process.stderr.write(term.raw ? `\r\n${text.replace(/\n/g, '\r\n')}\r\n` : `${text}\n`);
   let guestStatus: number | undefined;
   let ended: TerminalResult | undefined;
-  let held: Buffer[] | undefined = o.holdInputUntilInit ? [] : undefined;
+  // Input held until init starts, on the console or the stdin port alike; `null` marks the end
+  // of input. A boot snapshot is saved before that marker: nothing of this run's input may be
+  // in the machine it saves (it would reach every later run).
+  let held: (Buffer | null)[] | undefined = o.holdInputUntilInit ? [] : undefined;
   const filter = new ConsoleOutputFilter({
     initStart: () => {
       if (held) {
         const early = held;
         held = undefined;
-        for (const b of early) vm.console.write(b);
+        for (const b of early) {
+          if (b === null) endInput();
+          else deliver(b);
+        }
       }
       o.onInitStart?.();
     },
@@ -100,14 +106,17 @@ export async function runOnTerminal(vm: Machine, o: TerminalOptions): Promise<Te
     if (vm.state !== 'stopped') vm.stop({ graceful: false }).catch(() => {});
   };
   let saving = false;
-  const toGuest = (b: Uint8Array) => (ports ? vm.stdin.write(b) : held ? held.push(Buffer.from(b)) : vm.console.write(b));
+  const deliver = (b: Uint8Array) => (ports ? vm.stdin.write(b) : vm.console.write(b));
+  const toGuest = (b: Uint8Array) => (held ? held.push(Buffer.from(b)) : deliver(b));
+  /** On the ports, the end of stdin; on the console, a Ctrl-D (what a person would type). */
+  const endInput = () => (ports ? vm.stdin.end() : deliver(Uint8Array.of(EOT)));
   term.start({
     input: toGuest,
     // On the console, the end of piped input is a Ctrl-D after it (what a person would type):
     // the guest's shell, at an empty line, exits and the machine powers off.
     end: () => {
-      if (ports) vm.stdin.end();
-      else toGuest(Uint8Array.of(EOT));
+      if (held) held.push(null);
+      else endInput();
     },
     quit: () => stop({ kind: 'quit' }),
     snapshot: () => {
