@@ -55,14 +55,20 @@ describe('init script', () => {
     const plain = script.indexOf('[ -z "$bootwait" ] && echo VISOR_INIT_START');
     expect(plain).toBeGreaterThan(0);
     expect(plain).toBeLessThan(script.indexOf('modprobe'));
-    // With visor.bootwait=1: only once the VISOR_ARGS line is read (input held until the marker
-    // would otherwise reach the console before that line, and be taken for it).
-    const wait = script.indexOf('echo VISOR_BOOT_WAIT');
-    const read = script.indexOf('read -r line', wait);
-    expect(wait).toBeGreaterThan(script.indexOf('modprobe'));
-    expect(read).toBeGreaterThan(wait);
-    expect(script.indexOf('echo VISOR_INIT_START', read)).toBeGreaterThan(read);
-    expect(script.indexOf('echo VISOR_INIT_START', read)).toBeLessThan(script.indexOf('switch_root'));
+    // With visor.bootwait=1 and no root disk: the wait comes after the drivers, and the marker
+    // only once the VISOR_ARGS line is read (input held until the marker would otherwise reach
+    // the console before that line, and be taken for it). With a root, the root's init waits.
+    const call = script.indexOf('boot_wait /lib/visor/visor-agent && visor_args $VISOR_ARGS');
+    expect(call).toBeGreaterThan(script.indexOf('/modalias'));
+    expect(call).toBeGreaterThan(script.indexOf('-q ext4'));
+    expect(script.lastIndexOf('[ -n "$bootwait" ] && [ -z "$root" ]', call)).toBeGreaterThan(0);
+    expect(script.indexOf('echo VISOR_INIT_START', call)).toBeGreaterThan(call);
+    expect(script.indexOf('echo VISOR_INIT_START', call)).toBeLessThan(script.indexOf('switch_root'));
+    const fn = script.indexOf('boot_wait() {');
+    expect(fn).toBeGreaterThan(0);
+    expect(script.indexOf('read -r line', fn)).toBeGreaterThan(script.indexOf('echo VISOR_BOOT_WAIT', fn));
+    // The root goes read-only to a waiting root init.
+    expect(script).toMatch(/\[ -n "\$bootwait" \] && rw=ro\n\s*if mount -t ext4 -o \$rw/);
     expect(script).toContain("printf '\\nVISOR_EXIT=%d\\n' \"$status\"");
     expect(script).toMatch(/poweroff -f\n/);
   });

@@ -12,6 +12,19 @@ describe('visor init on a Debian root', () => {
     expect(spawnSync('sh', ['-n'], { input: init }).stderr.toString()).toBe('');
   });
 
+  it('waits for a boot snapshot\'s line with its root read-only, after the agent started and before anything is written', () => {
+    const s = rootInitScript();
+    const call = s.indexOf('boot_wait /usr/lib/visor/visor-agent && root_args $VISOR_ARGS');
+    expect(call).toBeGreaterThan(s.indexOf('/usr/lib/visor/agent.sh'));
+    expect(call).toBeLessThan(s.indexOf('mount -o remount,rw /'));
+    expect(call).toBeLessThan(s.indexOf('ln -s ../proc/self/mounts /etc/mtab'));
+    expect(call).toBeLessThan(s.indexOf('udhcpc'));
+    // The marker after the line (the host holds input until it), not before the wait.
+    expect(s.indexOf('echo VISOR_INIT_START', call)).toBeGreaterThan(call);
+    expect(s.indexOf('[ -z "$bootwait" ] && echo VISOR_INIT_START')).toBeLessThan(call);
+    expect(s.indexOf('bootwait=1 ;;')).toBeGreaterThan(0);
+  });
+
   it('serves visor.stdio=virtio as the initramfs init does: the same port code, the command run on the ports', () => {
     expect(init).toContain(`${STDIO_ARG}=*) stdio=`);
     expect(init).toContain(STDIO_PORTS_SH);

@@ -67,6 +67,26 @@ describe('jit', () => {
     expect(s.compileMs).toBeGreaterThan(0);
   });
 
+  it('holdJit: interprets only for that many instructions, then compiles and runs compiled code with the same results', () => {
+    const a = new Asm(RAM_BASE);
+    a.li(t0, 0).li(t3, 200_000).li(t1, 1).li(a0, 0);
+    a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const n = interp.run();
+    const jit = machine(code, { accel: 'jit', jitThreshold: 8 });
+    jit.hart.holdJit(300_000);
+    let ran = 0;
+    while (ran < 300_000) ran += jit.hart.run(Math.min(100_000, 300_000 - ran));
+    expect(jit.hart.jitStats!.modulesCompiled).toBe(0);
+    expect(jit.hart.jitStats!.instructions).toBe(0);
+    ran += jit.run();
+    expect(ran).toBe(n);
+    expect(jit.hart.jitStats!.modulesCompiled).toBe(1);
+    expect(jit.hart.jitStats!.instructions).toBeGreaterThan(0.5 * n);
+    expect([...jit.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+  });
+
   it('asyncCompile: the interpreter goes on while V8 compiles, the module goes in once ready; one begun before a write to its page never does', async () => {
     const a = new Asm(RAM_BASE);
     a.li(t0, 0).li(t3, 300_000).li(t1, 1).li(a0, 0);
