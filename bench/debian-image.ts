@@ -139,7 +139,7 @@ async function visorRun(how: 'cold' | 'snapshot' | 'saving'): Promise<Run> {
   const created = parsed.find((l) => l.m?.[3]?.startsWith('visor: machine created'));
   if (!created) throw new Error('visor run --verbose printed no "machine created" line');
   if (created.m![3] !== `visor: machine created (${want})`) throw new Error(`visor run (${how}): expected "machine created (${want})", got "${created.m![3]}"`);
-  const { phases, at } = phasesOf(r.lines.map((l, i) => ({ t: l.t, text: parsed[i]!.m?.[3] ?? l.text })), r.s, created.t, 'visor', how === 'snapshot' ? 1 : 2);
+  const { phases, at } = phasesOf(r.lines.map((l, i) => ({ t: l.t, text: parsed[i]!.m?.[3] ?? l.text })), r.s, created.t, 'visor', how === 'cold' ? 2 : 1);
   // Instructions and machine-thread CPU at each boundary (the last line stands for the end).
   const counters = at.map((t) => {
     const upTo = parsed.filter((l) => l.m && l.t <= t);
