@@ -132,19 +132,6 @@ export class Jit implements CompiledTier {
     // pc may be inside a block, and a resume point that recurs should become an entry.
     let afterStep = this.exitReason === EXIT_STEP;
     this.exitSteps = 0;
-    // No module on pc's page (most block boundaries of cold code): count the arrival here,
-    // without a call into the dispatcher, which would only say so (a JS-to-wasm call and the
-    // exit record each time: in a short run of new code, more than interpreting it costs).
-    const h = this.host;
-    const t = xBase + ((lo >>> 12) & TLB_MASK);
-    if (h.xTagLo[t] === lo >>> 12 && h.xTagHi[t] === hi && h.xOff[t] !== TLB_NO_RAM && this.pageMap[h.xOff[t]! >>> 12] === 0) {
-      if (room <= 0 || !this.arrive(lo, hi, xBase, afterStep)) {
-        stats.noCodeExits++;
-        this.exitReason = EXIT_NOCODE;
-        this.exitPc = pc;
-        return 0;
-      }
-    }
     this.fcsrMirror[0] = this.host.fcsr();
     for (;;) {
       x[4] = lo; x[5] = hi; x[6] = room - total; x[7] = dBase; x[8] = xBase; x[9] = fpOk;
