@@ -67,13 +67,18 @@ describe('jit', () => {
     expect(s.compileMs).toBeGreaterThan(0);
   });
 
-  it('holdJit: interprets only for that many instructions, then compiles and runs compiled code with the same results', () => {
+  /** A loop of `iterations` on one page, and the interpreter's run of it (instructions, registers). */
+  function counterLoop(iterations: number) {
     const a = new Asm(RAM_BASE);
-    a.li(t0, 0).li(t3, 200_000).li(t1, 1).li(a0, 0);
+    a.li(t0, 0).li(t3, iterations).li(t1, 1).li(a0, 0);
     a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1)).bne(t0, t3, 'l');
     const code = finish(a);
     const interp = machine(code, { accel: 'interp' });
-    const n = interp.run();
+    return { code, interp, n: interp.run() };
+  }
+
+  it('holdJit: interprets only for that many instructions, then compiles and runs compiled code with the same results', () => {
+    const { code, interp, n } = counterLoop(200_000);
     const jit = machine(code, { accel: 'jit', jitThreshold: 8 });
     jit.hart.holdJit(300_000);
     let ran = 0;
@@ -88,12 +93,7 @@ describe('jit', () => {
   });
 
   it('asyncCompile: the interpreter goes on while V8 compiles, the module goes in once ready; one begun before a write to its page never does', async () => {
-    const a = new Asm(RAM_BASE);
-    a.li(t0, 0).li(t3, 300_000).li(t1, 1).li(a0, 0);
-    a.label('l').emit(I.addi(t0, t0, 1), I.xor(t1, t1, t0), I.add(a0, a0, t1)).bne(t0, t3, 'l');
-    const code = finish(a);
-    const interp = machine(code, { accel: 'interp' });
-    const n = interp.run();
+    const { code, interp, n } = counterLoop(300_000);
     const settle = () => new Promise((r) => setTimeout(r, 20));
 
     const jit = machine(code, { accel: 'jit', jitThreshold: 8, jitAsyncCompile: true });
