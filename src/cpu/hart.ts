@@ -64,8 +64,6 @@ export interface HartOptions {
    */
   tier?: TierFactory;
   /** Entries into a page offset before the JIT compiles the page (0: at first execution). */
-  /** JitOptions.asyncCompile. */
-  jitAsyncCompile?: boolean;
   jitThreshold?: number;
   /** Live compiled pages at most. */
   jitMaxModules?: number;
@@ -240,8 +238,7 @@ export class Hart {
         this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
-          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}),
-          ...(options.jitAsyncCompile ? { asyncCompile: true } : {}) };
+          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
         this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,

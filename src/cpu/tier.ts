@@ -29,12 +29,6 @@ export interface JitOptions {
   threshold?: number;
   /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */
   maxModules?: number;
-  /**
-   * Compile pages on V8's background threads (WebAssembly.compile) while the interpreter goes
-   * on, installing each module when it is ready (default false: at once, on this thread). A
-   * machine's hart does (src/host/vm-host.ts); tests that count compiles after a step do not.
-   */
-  asyncCompile?: boolean;
 }
 
 /** What a compiled tier needs of the hart (src/cpu/hart.ts builds it). */

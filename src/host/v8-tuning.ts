@@ -47,14 +47,4 @@ export function tuneV8ForJit(): void {
     setFlagsFromString(`--wasm-tiering-budget=${WASM_TIERING_BUDGET}`);
   }
   setFlagsFromString('--no-use-osr');
-  // 3. With VISOR_JIT_ASYNC=1 (the JIT's asyncCompile, host/vm-host.ts): eager wasm
-  //    compilation. Lazily (V8's default) a page module's one function is compiled at its
-  //    first call, on the machine's thread, so WebAssembly.compile moved nothing off it. Not the
-  //    default: no gain was measured beyond the noise (docs/benchmarks.md, session 10).
-  if (asyncCompileFromEnv()) setFlagsFromString('--no-wasm-lazy-compilation');
-}
-
-/** VISOR_JIT_ASYNC=1: the JIT compiles pages off the machine's thread (JitOptions.asyncCompile). */
-export function asyncCompileFromEnv(env: Record<string, string | undefined> = process.env): boolean {
-  return env['VISOR_JIT_ASYNC'] === '1';
 }

@@ -16,7 +16,7 @@ import type { Accel, VmDiskSpec, VmSpec } from '../vm/spec.js';
 import { PacedClock } from './clock-host.js';
 import { NodeFileOpener, mapFsError } from './file-handle.js';
 import { inflateInitrd } from './initrd.js';
-import { asyncCompileFromEnv, tuneV8ForJit } from './v8-tuning.js';
+import { tuneV8ForJit } from './v8-tuning.js';
 import { nodeEntropy } from './virtio-entropy.js';
 import { warmUp } from './warmup.js';
 
@@ -77,14 +77,11 @@ export function clockFor(spec: Pick<VmSpec, 'deterministic'>): MachineClock {
 
 /**
  * A tier whose JIT harts find V8 tuned for them (v8-tuning.ts). VISOR_JIT_THRESHOLD (entries
- * into a page before it compiles; 0 compiles at first execution, and at once, as the
- * differential tests need) and VISOR_JIT_ASYNC=1 (compile pages on V8's background threads,
- * JitOptions.asyncCompile: no gain beyond the noise measured, docs/benchmarks.md session 10)
- * are knobs for measurements, not settings machines keep.
+ * into a page before it compiles; 0 compiles at first execution) is a knob for measurements
+ * and the differential tests, not a setting machines keep.
  */
 export function hostTier(accel: Accel, jitThreshold = thresholdFromEnv(process.env['VISOR_JIT_THRESHOLD'])): HartTier {
-  const jitAsyncCompile = jitThreshold !== 0 && asyncCompileFromEnv();
-  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}), ...(jitAsyncCompile ? { jitAsyncCompile } : {}) };
+  return { accel, beforeJit: tuneV8ForJit, ...(jitThreshold !== undefined ? { jitThreshold } : {}) };
 }
 
 function thresholdFromEnv(v: string | undefined): number | undefined {

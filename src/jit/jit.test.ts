@@ -92,38 +92,6 @@ describe('jit', () => {
     expect([...jit.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
   });
 
-  it('asyncCompile: the interpreter goes on while V8 compiles, the module goes in once ready; one begun before a write to its page never does', async () => {
-    const { code, interp, n } = counterLoop(300_000);
-    const settle = () => new Promise((r) => setTimeout(r, 20));
-
-    const jit = machine(code, { accel: 'jit', jitThreshold: 8, jitAsyncCompile: true });
-    let ran = jit.hart.run(50_000);
-    const s = jit.hart.jitStats!;
-    expect(s.modulesCompiled).toBe(0); // begun, not in yet: all of it interpreted
-    expect(s.instructions).toBe(0);
-    for (let i = 0; i < 100 && s.modulesCompiled === 0; i++) await settle();
-    expect(s.modulesCompiled).toBe(1);
-    ran += jit.run();
-    expect(jit.finished).toBe(true);
-    expect(ran).toBe(n);
-    expect(s.instructions).toBeGreaterThan(0.5 * n);
-    expect([...jit.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
-
-    // The page is written (as a store or DMA would) while its module compiles: it is dropped.
-    const stale = machine(code, { accel: 'jit', jitThreshold: 8, jitAsyncCompile: true });
-    stale.hart.run(50_000);
-    stale.hart.invalidateCode(RAM_BASE, 4);
-    for (let i = 0; i < 10; i++) await settle();
-    expect(stale.hart.jitStats!.modulesCompiled).toBe(0);
-    expect(stale.hart.jitStats!.liveModules).toBe(0);
-    // It compiles again from what the page holds now, and runs to the same end.
-    stale.hart.run(50_000);
-    for (let i = 0; i < 100 && stale.hart.jitStats!.modulesCompiled === 0; i++) await settle();
-    expect(stale.hart.jitStats!.modulesCompiled).toBe(1);
-    stale.run();
-    expect([...stale.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
-  });
-
   it('returns from a call within the page through the entry map, without entering the page again', () => {
     const a = new Asm(RAM_BASE);
     a.li(t0, 0).li(t3, 10_000).li(a0, 0);

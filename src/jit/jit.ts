@@ -41,10 +41,6 @@ class PageRecord {
   dispatch: readonly number[] = [];
   compiles = 0;
   invalidations = 0;
-  /** A module for the page is being compiled off-thread (asyncCompile). */
-  compiling = false;
-  /** Bumped when the page's code is dropped (written, evicted): a compile begun before is stale. */
-  generation = 0;
 }
 
 /** The JIT as a hart's compiled tier (HartOptions.tier). */
@@ -67,7 +63,6 @@ export class Jit implements CompiledTier {
 
   private readonly threshold: number;
   private readonly maxModules: number;
-  private readonly asyncCompile: boolean;
   private readonly pages: (PageRecord | undefined)[];
   private readonly live: number[] = [];
   private readonly exit: Int32Array;
@@ -77,8 +72,6 @@ export class Jit implements CompiledTier {
   private readonly entryMaps: Uint8Array;
   private readonly table: WebAssembly.Table;
   private readonly freeSlots: number[] = [];
-  /** Slots held by fresh pages whose module is still compiling off-thread. */
-  private reserved = 0;
   private nextSlot = 1;
   private readonly dispatch: DispatchFn;
   private readonly imports: WebAssembly.Imports;
@@ -93,7 +86,6 @@ export class Jit implements CompiledTier {
     // code cost more than it saved; at 1000 /init came 2.3x sooner than at 256.
     this.threshold = options.threshold ?? 1000;
     this.maxModules = Math.min(JIT_MAX_MODULES, Math.max(1, options.maxModules ?? JIT_MAX_MODULES));
-    this.asyncCompile = options.asyncCompile === true;
     this.pages = new Array(host.ramPages);
     this.exit = new Int32Array(host.memory.buffer, host.slotBase + SLOT_EXIT, 4 + 6);
     this.ram16 = new Uint16Array(host.memory.buffer, host.ramOffset, host.ramPages * 2048);
@@ -201,7 +193,6 @@ export class Jit implements CompiledTier {
   }
 
   private compile(page: PageRecord, pg: number): boolean {
-    if (page.compiling) return false;
     const t0 = performance.now();
     page.compiles++;
     this.host.protectCodePage(pg);
@@ -209,9 +200,11 @@ export class Jit implements CompiledTier {
     const fresh = page.slot === 0;
     let slot = page.slot;
     if (fresh) {
-      if (this.live.length + this.reserved >= this.maxModules) this.evictOldest();
+      if (this.live.length >= this.maxModules) this.evictOldest();
       slot = this.freeSlots.pop() ?? this.nextSlot++;
     }
+    let run: PageFn;
+    let dispatch: number[];
     try {
       const out = compilePage({
         ram16: this.ram16, pageRamOff: pg * 4096, entries: this.entriesOf(page), slotBase: this.host.slotBase, ramOffset: this.host.ramOffset,
@@ -223,80 +216,29 @@ export class Jit implements CompiledTier {
         return false;
       }
       this.stats.wasmBytes += out.bytes.length;
-      if (this.asyncCompile) {
-        this.compileOffThread(page, pg, slot, fresh, out);
-        return false;
-      }
       const module = new WebAssembly.Module(out.bytes);
-      const run = new WebAssembly.Instance(module, this.imports).exports['run'] as PageFn;
-      this.installModule(page, pg, slot, fresh, module, run, out);
-      return true;
+      const instance = new WebAssembly.Instance(module, this.imports);
+      run = instance.exports['run'] as PageFn;
+      dispatch = out.dispatch;
+      page.module = module;
+      page.dispatch = dispatch;
+      page.midBlock = out.midBlock;
+      this.stats.blocksCompiled += out.blocks;
+      this.stats.instructionsCompiled += out.instructions;
     } catch (e) {
-      this.failed(page, pg, slot, fresh, e);
+      // A bug in the compiler must not take the guest down: the page stays interpreted.
+      if (fresh) this.freeSlots.push(slot);
+      this.stats.failures++;
+      page.compiles = MAX_COMPILES_PER_PAGE;
+      if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
       return false;
     } finally {
       this.stats.compileMs += performance.now() - t0;
     }
-  }
-
-  /**
-   * asyncCompile: V8 compiles the module on its own threads while the interpreter runs the
-   * page; it goes in when ready (the driver's loop yields to the event loop between slices),
-   * unless the page's code was dropped meanwhile (a write to it, an eviction: its generation
-   * moved), in which case its table slot is given back. Until then a fresh page's slot is
-   * reserved and a recompiled page keeps its old module.
-   */
-  private compileOffThread(page: PageRecord, pg: number, slot: number, fresh: boolean, out: NonNullable<ReturnType<typeof compilePage>>): void {
-    page.compiling = true;
-    const gen = page.generation;
-    const t0 = performance.now();
-    if (fresh) this.reserved++;
-    WebAssembly.compile(out.bytes).then(
-      (module) => {
-        page.compiling = false;
-        if (fresh) this.reserved--;
-        // Stale: the page was written or evicted meanwhile, or got its code another way (importCode).
-        if (page.generation !== gen || page.slot !== (fresh ? 0 : slot)) {
-          if (fresh) this.freeSlots.push(slot);
-          return;
-        }
-        const t1 = performance.now();
-        try {
-          const run = new WebAssembly.Instance(module, this.imports).exports['run'] as PageFn;
-          this.installModule(page, pg, slot, fresh, module, run, out);
-        } catch (e) {
-          this.failed(page, pg, slot, fresh, e);
-        }
-        this.stats.compileMs += performance.now() - t1;
-      },
-      (e: unknown) => {
-        page.compiling = false;
-        if (fresh) this.reserved--;
-        this.failed(page, pg, slot, fresh, e);
-      },
-    );
-    this.stats.compileMs += performance.now() - t0;
-  }
-
-  /** A compile failed: the page stays interpreted (a compiler bug must not take the guest down). */
-  private failed(page: PageRecord, pg: number, slot: number, fresh: boolean, e: unknown): void {
-    if (fresh) this.freeSlots.push(slot);
-    this.stats.failures++;
-    page.compiles = MAX_COMPILES_PER_PAGE;
-    if (this.stats.failures === 1) console.warn(`jit: compiling page ${pg} failed: ${(e as Error).message}`);
-  }
-
-  /** Puts a page's new module in its table slot and entry map. */
-  private installModule(page: PageRecord, pg: number, slot: number, fresh: boolean, module: WebAssembly.Module, run: PageFn, out: NonNullable<ReturnType<typeof compilePage>>): void {
-    page.module = module;
-    page.dispatch = out.dispatch;
-    page.midBlock = out.midBlock;
-    this.stats.blocksCompiled += out.blocks;
-    this.stats.instructionsCompiled += out.instructions;
     this.stats.modulesCompiled++;
     const map = this.entryMap(slot);
     map.fill(0);
-    out.dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
+    dispatch.forEach((off, i) => { map[off >> 1] = i + 1; });
     if (fresh) {
       page.slot = slot;
       this.live.push(pg);
@@ -304,6 +246,7 @@ export class Jit implements CompiledTier {
     }
     this.table.set(slot, run as unknown as WebAssembly.ExportValue as never);
     this.pageMap[pg] = slot;
+    return true;
   }
 
   /**
@@ -324,7 +267,6 @@ export class Jit implements CompiledTier {
 
   /** Drops a page's module: its table slot is freed and the page map no longer names it. */
   private drop(pg: number, page: PageRecord): void {
-    page.generation++;
     this.pageMap[pg] = 0;
     page.module = undefined;
     this.table.set(page.slot, null as never);
@@ -400,7 +342,7 @@ export class Jit implements CompiledTier {
       this.freeSlots.push(p.slot);
       return false;
     }
-    if (this.live.length + this.reserved >= this.maxModules) this.evictOldest();
+    if (this.live.length >= this.maxModules) this.evictOldest();
     this.host.protectCodePage(pg);
     const map = this.entryMap(p.slot);
     map.fill(0);
@@ -420,8 +362,7 @@ export class Jit implements CompiledTier {
   }
 
   private evictOldest(): void {
-    // Slots reserved by compiles in flight count: the table has maxModules of them.
-    while (this.live.length > 0 && this.live.length + this.reserved >= this.maxModules) {
+    while (this.live.length >= this.maxModules) {
       const pg = this.live.shift()!;
       const page = this.pages[pg];
       if (page !== undefined && page.slot !== 0) {
@@ -437,7 +378,6 @@ export class Jit implements CompiledTier {
   invalidatePage(pg: number): void {
     const page = this.pages[pg];
     if (page === undefined) return;
-    page.generation++; // a compile in flight was of the old bytes
     if (page.slot !== 0) {
       this.drop(pg, page);
       this.stats.invalidations++;

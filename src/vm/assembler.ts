@@ -27,8 +27,6 @@ export interface HartTier {
   accel: Accel;
   /** Entries into a page before the JIT compiles it (HartOptions.jitThreshold). */
   jitThreshold?: number;
-  /** Compile pages off the hart's thread (HartOptions.jitAsyncCompile). */
-  jitAsyncCompile?: boolean;
   /** Called once per JIT hart before any page compiles (the host's V8 tuning). */
   beforeJit?: () => void;
 }
@@ -36,7 +34,7 @@ export interface HartTier {
 /** The hart, as the board sees it. Every machine's hart is made here. */
 export function createHart(memory: PhysicalMemory, opts: { hartId: number; timeSource: () => number }, tier: HartTier): BoardHart {
   if (tier.accel === 'jit') tier.beforeJit?.();
-  return new Hart(memory, { ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}), ...(tier.jitAsyncCompile ? { jitAsyncCompile: true } : {}) });
+  return new Hart(memory, { ...opts, accel: tier.accel, tier: jitTier, ...(tier.jitThreshold !== undefined ? { jitThreshold: tier.jitThreshold } : {}) });
 }
 
 /** What a boot reads from files (a restore passes none of it: its state comes from the snapshot). */
