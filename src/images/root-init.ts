@@ -74,15 +74,15 @@ on_hvc=
 stdio=
 bootwait=
 root_args() {
-for arg in "$@"; do
-  case "$arg" in
-    ${BOOT_WAIT_ARG}=1) bootwait=1 ;;
-    ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
-    ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
-    ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
-    ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
-  esac
-done
+  for arg in "$@"; do
+    case "$arg" in
+      ${BOOT_WAIT_ARG}=1) bootwait=1 ;;
+      ${CMD_ARG}=*) cmd="\${arg#${CMD_ARG}=}" ;;
+      ${STDIO_ARG}=*) stdio="\${arg#${STDIO_ARG}=}" ;;
+      ${IP_ARG}=*) ip="\${arg#${IP_ARG}=}" ;;
+      ${CONSOLE_ARG}=*) con="\${arg#${CONSOLE_ARG}=}" ;;
+    esac
+  done
 }
 root_args $(cat /proc/cmdline)
 [ -z "$bootwait" ] && echo ${INIT_START_MARKER}

@@ -111,7 +111,10 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
-      runner = await MachineRunner.restore(snap, events, { stats, ...cpu, accel: init.accel, timings, ...(preloadedRam ? { preloadedRam } : {}), ...(init.vsockPath ? { vsockPath: init.vsockPath } : {}), ...(init.code ? { code: init.code } : {}), ...(init.netPolicy ? { netPolicy: init.netPolicy } : {}), ...(init.macs ? { macs: init.macs } : {}), ...(init.disks ? { disks: init.disks } : {}), ...(init.warmUp ? { warmUp: true } : {}), ...(init.interpretFirst ? { interpretFirst: init.interpretFirst } : {}) });
+      // The restore's own options (accel, vsockPath, code, netPolicy, macs, disks, warmUp,
+      // interpretFirst) are RunnerOptions of the same names.
+      const { mode: _mode, path: _path, stats: _stats, ...restoreOpts } = init;
+      runner = await MachineRunner.restore(snap, events, { stats, ...cpu, timings, ...(preloadedRam ? { preloadedRam } : {}), ...restoreOpts });
     }
   } catch (err) {
     post({ t: 'init-error', error: toWire(err) });
