@@ -11,7 +11,8 @@
  * re-pull of that image refuse, naming the machines.
  */
 import { randomBytes } from 'node:crypto';
-import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { copyFile, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { z } from 'zod';
 import { VisorError } from '../base/errors.js';
@@ -25,7 +26,8 @@ export const machinesDir = (root: string) => join(root, 'machines');
 const MachineMeta = z.strictObject({ name: z.string(), image: z.string(), base: z.string(), created: z.string() });
 export type KeptMachine = z.infer<typeof MachineMeta> & { disk: string };
 
-async function createOverlay(base: string, dest: string): Promise<void> {
+/** A fresh qcow2 overlay at `dest` (which must not exist) on `base`, named by the path as given. */
+export async function createOverlay(base: string, dest: string): Promise<void> {
   const opener = new NodeFileOpener();
   const fh = await NodeFileHandle.open(dest, { readOnly: false, create: 'exclusive' });
   try {
@@ -45,6 +47,22 @@ export async function ephemeralDisk(root: string, base: string): Promise<{ path:
   }
   const path = join(machinesDir(root), `.run-${process.pid}-${randomBytes(4).toString('hex')}.qcow2`);
   await createOverlay(base, path);
+  return { path, dispose: () => rm(path, { force: true }) };
+}
+
+/**
+ * A copy of `src` for one run, named and swept as ephemeralDisk's overlays are: a fork's child's
+ * root disk (src/sdk/sandbox.ts). A reflink where the filesystem can make one.
+ */
+export async function ephemeralCopy(root: string, src: string): Promise<{ path: string; dispose: () => Promise<void> }> {
+  await mkdir(machinesDir(root), { recursive: true });
+  const path = join(machinesDir(root), `.run-${process.pid}-${randomBytes(4).toString('hex')}.qcow2`);
+  try {
+    await copyFile(src, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+  } catch (err) {
+    await rm(path, { force: true });
+    throw err;
+  }
   return { path, dispose: () => rm(path, { force: true }) };
 }
 

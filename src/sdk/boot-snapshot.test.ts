@@ -110,3 +110,43 @@ describe('restoring onto a stand-in disk (RestoreOptions.disks)', () => {
     await fresh.dispose();
   });
 });
+
+describe('restoring onto an empty overlay of the saved disk (sandbox templates)', () => {
+  it('an overlay on the saved disk stands in for it; not once written, nor when the saved disk changed', async () => {
+    const opener = new NodeFileOpener();
+    const root = mkdtempSync(join(dir, 'tpl-'));
+    const basePath = join(root, 'base.qcow2');
+    const fh = await NodeFileHandle.open(basePath, { readOnly: false, create: 'exclusive' });
+    await createDisk(opener, basePath, fh, { format: 'qcow2', size: 64 << 20 });
+    await fh.close();
+    // The template's disk: written by its boot, then saved with the machine.
+    const tpl = await ephemeralDisk(root, basePath);
+    const write = async (path: string, at: number, fill: number) => {
+      const d = await openDisk(opener, path, { readOnly: false, format: 'qcow2' });
+      await d.device.write(at, new Uint8Array(4096).fill(fill));
+      await d.device.flush();
+      await closeDisk(d);
+    };
+    await write(tpl.path, 2 << 20, 1);
+    const fp = await fingerprintDisk(tpl.path, 'qcow2', false);
+    const a = await ephemeralDisk(root, tpl.path);
+    const b = await ephemeralDisk(root, tpl.path);
+    await expect(verifyDisk(fp, a.path)).resolves.toBeUndefined();
+    await expect(verifyDisk(fp, b.path)).resolves.toBeUndefined();
+
+    // An overlay on another disk (the base under the template) holds something else.
+    const other = await ephemeralDisk(root, basePath);
+    await expect(verifyDisk(fp, other.path)).rejects.toThrow(/not an empty overlay on it: its backing file is .*base\.qcow2/);
+
+    // A sandbox's overlay once written: its own clusters.
+    await write(a.path, 0, 9);
+    await expect(verifyDisk(fp, a.path)).rejects.toThrow(/clusters of its own/);
+
+    // The template's disk written after the snapshot: every overlay on it is refused.
+    await write(tpl.path, 0, 2);
+    const err = await verifyDisk(fp, b.path).catch((e: unknown) => e);
+    expect(err).toMatchObject({ code: 'IntegrityError' });
+    expect((err as Error).message).toMatch(/the backing file of .* changed since the snapshot was taken \(.*first MiB/);
+    for (const d of [tpl, a, b, other]) await d.dispose();
+  });
+});

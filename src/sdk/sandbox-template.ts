@@ -2,16 +2,23 @@
  * Sandbox templates: an image booted once until its agent answers, then snapshotted.
  * Sandbox.create restores the template instead of booting (docs/sandbox.md "Templates").
  * A template is keyed by everything that shapes the saved machine: the image's kernel and
- * initrd (path, size, mtime), memory, and the agent's source hash; a rebuilt image or agent
- * makes a new one.
+ * initrd (path, size, mtime), its root disk (the same), memory, and the agent's source hash; a
+ * rebuilt image or agent makes a new one.
+ *
+ * An image with a root disk ('debian') boots the template on a qcow2 overlay of its own beside
+ * the snapshot (`<snapshot>.qcow2`), which stays as the template's disk: it holds what the
+ * saved machine's disk held, and nothing writes to it again. Each sandbox restores onto a fresh
+ * overlay on it (templateDisk), which RestoreOptions.disks accepts as holding the same
+ * (src/host/snapshot/file.ts verifyDisk).
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import { connectAgent } from '../guest/connect.js';
 import { agentSourceHash } from '../guest/agent-files.js';
+import type { ImageResolver } from './config.js';
 import { Machine } from './machine.js';
 
 export interface TemplateSpec {
@@ -22,6 +29,8 @@ export interface TemplateSpec {
 export interface Template {
   /** The snapshot file. */
   path: string;
+  /** The template's root disk (images with one), the backing file of each sandbox's overlay. */
+  disk?: string;
   /** ms spent building it now (0: it was cached). */
   builtMs: number;
 }
@@ -57,24 +66,39 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
   const { cacheRoot } = await import('../images/cache.js');
   const img = await ensureImage(spec.image);
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 3, net: TEMPLATE_NET, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), append: img.append, agent: agentSourceHash() }))
+    .update(JSON.stringify({ v: 4, net: TEMPLATE_NET, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), rootfs: img.rootfs ? await fileId(img.rootfs) : null, append: img.append, agent: agentSourceHash() }))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheRoot(), 'templates');
   const path = join(dir, `${spec.image}-${spec.memoryMiB}-${key}.snap`);
+  // The template's own root disk, kept with the snapshot (see the top of this file).
+  const disk = img.rootfs ? `${path}.qcow2` : undefined;
   const known = building.get(path);
   if (known) return known;
   const p = (async (): Promise<Template> => {
     try {
       await stat(path);
-      return { path, builtMs: 0 };
+      if (disk) await stat(disk);
+      return { path, ...(disk ? { disk } : {}), builtMs: 0 };
     } catch {
-      // not built yet
+      // not built yet (or its disk is gone: built again)
     }
     await mkdir(dir, { recursive: true });
     const t0 = performance.now();
     const sock = await socketDir();
-    const vm = await Machine.create({ image: spec.image, memoryMiB: spec.memoryMiB, nets: [TEMPLATE_NET], vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } });
+    let resolveImage: ImageResolver | undefined;
+    if (disk && img.rootfs) {
+      // A disk half-made by a process that died: made again (the snapshot is written last).
+      await rm(disk, { force: true });
+      const { createOverlay } = await import('../images/machines.js');
+      await createOverlay(img.rootfs, disk);
+      resolveImage = async () => ({ kernel: img.kernel, initrd: img.initrd, append: img.append, rootDisk: { path: disk } });
+    }
+    const vm = await Machine.create(
+      { image: spec.image, memoryMiB: spec.memoryMiB, nets: [TEMPLATE_NET], vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } },
+      resolveImage ? { resolveImage } : {},
+    );
+    let saved = false;
     try {
       await vm.start();
       const stopped = new AbortController();
@@ -93,10 +117,13 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
       c.socket.destroy();
       await vm.pause();
       await vm.snapshot(path);
-      return { path, builtMs: performance.now() - t0 };
+      saved = true;
+      return { path, ...(disk ? { disk } : {}), builtMs: performance.now() - t0 };
     } finally {
       await vm.kill().catch(() => {});
       await rm(sock, { recursive: true, force: true });
+      // Read-only from now on: sandboxes read it through their overlays, nothing writes it.
+      if (disk) await (saved ? chmod(disk, 0o444) : rm(disk, { force: true })).catch(() => {});
     }
   })();
   building.set(path, p);

@@ -25,6 +25,7 @@ import { Machine } from './machine.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import { formatMac, randomMac } from '../net/mac.js';
 import { ensureTemplate, socketDir } from './sandbox-template.js';
+import { VISOR_DIR } from '../images/root-init.js';
 
 export interface SandboxOptions {
   /** A visor image with the agent (default 'tiny'; 'debian' once the full image ships it). */
@@ -208,13 +209,13 @@ export interface FilesystemEvent {
 const live = new Map<string, Sandbox>();
 
 /**
- * Compiled guest code shared by this process's sandboxes, by memory size (docs/sandbox.md
+ * Compiled guest code shared by this process's sandboxes, by template (docs/sandbox.md
  * "Warm code"): every sandbox of a template runs the same kernel and programs at the same
  * physical pages, so a new sandbox or a fork starts with the JIT modules an earlier one built
  * (Machine.exportCode, RestoreOptions.code) instead of interpreting its first command while
  * compiling them again. The largest set seen is kept; pages whose bytes differ are not used.
  */
-const sharedCode = new Map<number, TierCode>();
+const sharedCode = new Map<string, TierCode>();
 /** A sandbox offers its code again once its JIT has compiled this many more modules. */
 const SHARE_CODE_EVERY = 16;
 /** Workers Sandbox keeps started ahead of need (Sandbox.prewarm). */
@@ -247,17 +248,26 @@ const RESERVE_WARM_RUNS = 3;
 /** A reserved guest reaches nothing until a sandbox's policy replaces this. */
 const RESERVE_POLICY = { firewall: ['deny out:any:any'], hostAccess: false };
 
+/** A sandbox's own root disk (images with one): an overlay file, deleted with the sandbox. */
+interface OwnDisk {
+  path: string;
+  dispose(): Promise<void>;
+}
+
 /** A restored machine with its agent connected (not yet a Sandbox). */
 interface Restored {
   vm: Machine;
   conn: AgentConnection;
   dir: string;
+  disk: OwnDisk | undefined;
   timings: Record<string, number>;
   /** Ends its life in a reserve (it stopped, or was taken). */
   unwatch?: () => void;
 }
 
 const reserveKey = (image: string, memoryMiB: number) => `${image}:${memoryMiB}`;
+/** The template a sandbox of these options comes from (sharedCode's key). */
+const templateOf = (o: Pick<SandboxOptions, 'image' | 'memoryMiB'>) => reserveKey(o.image ?? 'tiny', o.memoryMiB ?? 256);
 
 function settleReserve(r: Reserve, err?: unknown): void {
   if (err === undefined && r.ready.length + r.filling < r.target && r.target > 0) return;
@@ -272,8 +282,8 @@ function fillReserve(r: Reserve): void {
   void (async () => {
     try {
       const tpl = await ensureTemplate(r.spec);
-      const got = await restoreTemplate(tpl.path, { memoryMiB: r.spec.memoryMiB, startTimeoutMs: 120_000 }, RESERVE_POLICY, 1);
-      await warmReserved(got, r.spec.memoryMiB);
+      const got = await restoreTemplate(tpl.path, { ...r.spec, startTimeoutMs: 120_000 }, RESERVE_POLICY, 1, await templateDisk(tpl.disk));
+      await warmReserved(got, templateOf(r.spec));
       await got.vm.pause();
       got.vm.keepProcessAlive(false);
       got.conn.socket.unref();
@@ -282,6 +292,7 @@ function fillReserve(r: Reserve): void {
         const i = r.ready.indexOf(got);
         if (i >= 0) r.ready.splice(i, 1);
         void rm(got.dir, { recursive: true, force: true });
+        void got.disk?.dispose();
       };
       got.vm.on('state', onState);
       got.unwatch = () => got.vm.off('state', onState);
@@ -302,18 +313,26 @@ function fillReserve(r: Reserve): void {
  * kernel's, the shell's start-up) before a create needs them, and offers its code to the
  * process (sharedCode). The guest keeps nothing of them but a higher next pid.
  */
-async function warmReserved(got: Restored, memoryMiB: number): Promise<void> {
+async function warmReserved(got: Restored, template: string): Promise<void> {
   for (let i = 0; i < RESERVE_WARM_RUNS; i++) {
     const e = got.conn.session.exec({ argv: ['/bin/sh', '-c', ':'], env: [], cwd: '', user: 'root', stdin: false }, {});
     await e.exited;
   }
-  await offerCode(got.vm, memoryMiB);
+  await offerCode(got.vm, template);
 }
 
-/** Offers a machine's compiled code to later creates and forks of its memory size, if it has more pages (sharedCode). */
-async function offerCode(vm: Machine, memoryMiB: number): Promise<void> {
+/** Offers a machine's compiled code to later creates and forks of its template, if it has more pages (sharedCode). */
+async function offerCode(vm: Machine, template: string): Promise<void> {
   const code = await vm.exportCode().catch(() => undefined); // stopped meanwhile: nothing to share
-  if (code && code.pages.length > (sharedCode.get(memoryMiB)?.pages.length ?? 0)) sharedCode.set(memoryMiB, code);
+  if (code && code.pages.length > (sharedCode.get(template)?.pages.length ?? 0)) sharedCode.set(template, code);
+}
+
+/** A new sandbox's root disk: a fresh overlay on the template's (templates of images with one). */
+async function templateDisk(disk: string | undefined): Promise<OwnDisk | undefined> {
+  if (disk === undefined) return undefined;
+  const { ephemeralDisk } = await import('../images/machines.js');
+  const { cacheRoot } = await import('../images/cache.js');
+  return ephemeralDisk(cacheRoot(), disk);
 }
 
 async function discard(got: Restored): Promise<void> {
@@ -321,6 +340,7 @@ async function discard(got: Restored): Promise<void> {
   got.conn.socket.destroy();
   await got.vm.kill().catch(() => {});
   await rm(got.dir, { recursive: true, force: true });
+  await got.disk?.dispose();
 }
 
 /**
@@ -404,6 +424,24 @@ function watchType(mask: number): FilesystemEventType {
   return 'chmod';
 }
 
+/**
+ * `count` copies of a sandbox's root disk for its fork's children (undefined each without one).
+ * The copy is byte for byte (a reflink where the filesystem has them), so a child's restore
+ * finds the disk the snapshot saw; each overlay is small (the template's disk is under it).
+ */
+async function copiesOf(disk: OwnDisk | undefined, count: number): Promise<(OwnDisk | undefined)[]> {
+  if (!disk) return new Array<undefined>(count).fill(undefined);
+  const { ephemeralCopy } = await import('../images/machines.js');
+  const { cacheRoot } = await import('../images/cache.js');
+  const made = await Promise.allSettled(Array.from({ length: count }, () => ephemeralCopy(cacheRoot(), disk.path)));
+  const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
+  if (failed) {
+    await Promise.all(made.map((m) => (m.status === 'fulfilled' ? m.value.dispose() : undefined)));
+    throw failed.reason;
+  }
+  return made.map((m) => (m as PromiseFulfilledResult<OwnDisk>).value);
+}
+
 export interface ForkOptions {
   /** Children to start (default 1). */
   count?: number;
@@ -416,41 +454,51 @@ export interface ForkOptions {
   newAddress?: boolean;
 }
 
-/** Restores a sandbox's machine from `path` with its own vsock socket and connects to its agent. */
-async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, mac?: string): Promise<Restored> {
+/**
+ * Restores a sandbox's machine from `path` with its own vsock socket and connects to its agent;
+ * `disk` (its own from now on, deleted with it, or here on failure) stands in for the saved root disk.
+ */
+async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
   const t0 = performance.now();
-  const dir = await socketDir();
-  const sock = join(dir, 'v.sock');
+  let dir: string | undefined;
   let vm: Machine | undefined;
   try {
-    const code = sharedCode.get(opts.memoryMiB ?? 256);
-    vm = await Machine.restore(path, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}) });
+    dir = await socketDir();
+    const sock = join(dir, 'v.sock');
+    const code = sharedCode.get(templateOf(opts));
+    vm = await Machine.restore(path, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}), ...(disk ? { disks: [disk.path] } : {}) });
     const t1 = performance.now();
     if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
     const stopped = new AbortController();
     vm.once('state', (s) => s === 'stopped' && stopped.abort());
     const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
-    return { vm, conn, dir, timings: { restore: t1 - t0, connect: performance.now() - t1 } };
+    return { vm, conn, dir, disk, timings: { restore: t1 - t0, connect: performance.now() - t1 } };
   } catch (err) {
     await vm?.kill().catch(() => {});
-    await rm(dir, { recursive: true, force: true });
+    if (dir) await rm(dir, { recursive: true, force: true });
+    await disk?.dispose();
     throw err;
   }
 }
 
 /**
  * Run in a fork's child: the guest takes its new MAC (the NIC shows it already) and a lease
- * for it from its own network's DHCP server, replacing the parent's udhcpc (which would renew
- * with the old address) with one started as init starts it. udhcpc -n exits non-zero without
- * a lease; with one, it goes to the background to renew it. About 0.4 s of guest time (the
- * DHCP exchange and the lease script's `ip` commands); killall scans /proc in C, a shell loop
- * over it took 0.15 s.
+ * for it from its own network's DHCP server. On 'tiny' it replaces the parent's udhcpc (which
+ * would renew with the old address) with one started as init starts it: udhcpc -n exits
+ * non-zero without a lease; with one, it goes to the background to renew it. About 0.4 s of
+ * guest time (the DHCP exchange and the lease script's `ip` commands); killall scans /proc in C,
+ * a shell loop over it took 0.15 s. A Debian root's init (src/images/root-init.ts) takes one
+ * lease and keeps no client running: the child does the same, with the init's busybox and hook.
  */
 function renewScript(mac: string): string {
+  const v = `/${VISOR_DIR}`;
   return [
     `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; } || exit 3`,
-    'killall -q udhcpc',
-    'exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1',
+    'if [ -x /run/visor-udhcpc.sh ]; then',
+    '  killall -q udhcpc',
+    '  exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1',
+    'fi',
+    `exec ${v}/bin/udhcpc -i eth0 -q -n -t 3 -T 1 -A 1 -s ${v}/udhcpc.script >/dev/null 2>&1`,
   ].join('\n');
 }
 
@@ -475,6 +523,8 @@ export class Sandbox {
     readonly machine: Machine,
     conn: AgentConnection,
     private readonly sockDir: string,
+    /** Its own root disk (images with one): what fork copies, deleted with it. */
+    private readonly disk: OwnDisk | undefined,
     private readonly opts: SandboxOptions,
   ) {
     this.sandboxId = randomBytes(8).toString('hex');
@@ -501,7 +551,7 @@ export class Sandbox {
       try {
         await got.vm.setNetPolicy(policy);
         await got.vm.resume();
-        const sb = new Sandbox(got.vm, got.conn, got.dir, opts);
+        const sb = new Sandbox(got.vm, got.conn, got.dir, got.disk, opts);
         sb.afterFirstCommand = refill;
         Object.assign(sb.timings, got.timings, { reserved: 1, take: performance.now() - t0 });
         return sb;
@@ -512,7 +562,7 @@ export class Sandbox {
     }
     const tpl = await ensureTemplate({ image, memoryMiB });
     const t1 = performance.now();
-    const sb = await Sandbox.fromSnapshot(tpl.path, opts, 1);
+    const sb = await Sandbox.fromSnapshot(tpl.path, opts, 1, await templateDisk(tpl.disk));
     sb.timings.template = t1 - t0;
     if (tpl.builtMs) sb.timings.templateBuilt = tpl.builtMs;
     return sb;
@@ -553,9 +603,9 @@ export class Sandbox {
     return sb;
   }
 
-  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number, mac?: string): Promise<Sandbox> {
-    const got = await restoreTemplate(path, opts, sandboxNetPolicy(opts.network), firstId, mac);
-    const sb = new Sandbox(got.vm, got.conn, got.dir, opts);
+  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
+    const got = await restoreTemplate(path, opts, sandboxNetPolicy(opts.network), firstId, disk, mac);
+    const sb = new Sandbox(got.vm, got.conn, got.dir, got.disk, opts);
     Object.assign(sb.timings, got.timings);
     return sb;
   }
@@ -566,7 +616,7 @@ export class Sandbox {
     const compiled = this.machine.stats().jit.modulesCompiled;
     if (!force && compiled < this.codeSharedAt + SHARE_CODE_EVERY) return Promise.resolve();
     this.codeSharedAt = compiled;
-    this.sharing = offerCode(this.machine, this.opts.memoryMiB ?? 256).finally(() => (this.sharing = undefined));
+    this.sharing = offerCode(this.machine, templateOf(this.opts)).finally(() => (this.sharing = undefined));
     return this.sharing;
   }
 
@@ -584,6 +634,8 @@ export class Sandbox {
     clearTimeout(this.lifetime);
     live.delete(this.sandboxId);
     void rm(this.sockDir, { recursive: true, force: true });
+    // The worker may hold it open a moment longer: unlinking an open file is fine.
+    void this.disk?.dispose().catch(() => {});
   }
 
   private alive(): void {
@@ -841,11 +893,15 @@ export class Sandbox {
     const t0 = performance.now();
     let t1 = t0;
     let kids: Sandbox[] = [];
+    let disks: (OwnDisk | undefined)[] = [];
     await this.shareCode(true); // the children run this code next
     try {
       await this.machine.pause();
       try {
         await this.machine.snapshot(snap);
+        // Each child's root disk: a copy of this one as the snapshot saw it (the machine is
+        // paused, its writes flushed), made before this sandbox writes to it again.
+        disks = await copiesOf(this.disk, count);
       } finally {
         await this.machine.resume();
       }
@@ -854,12 +910,14 @@ export class Sandbox {
       const firstId = this.session.nextRequestId + 1_000_000;
       // Each child a MAC of its own (and so a lease of its own): forks never collide.
       const newMac = () => ((o.newAddress ?? true) ? formatMac(randomMac((b) => randomFillSync(b))) : undefined);
-      const made = await Promise.allSettled(Array.from({ length: count }, () => Sandbox.fromSnapshot(snap, this.opts, firstId, newMac())));
+      const made = await Promise.allSettled(disks.map((disk) => Sandbox.fromSnapshot(snap, this.opts, firstId, disk, newMac())));
+      disks = []; // each child's now (or disposed with its failed restore)
       kids = made.flatMap((m) => (m.status === 'fulfilled' ? [m.value] : []));
       const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
       if (failed) throw failed.reason;
     } catch (err) {
       await Promise.all(kids.map((k) => k.kill()));
+      await Promise.all(disks.map((d) => d?.dispose()));
       throw err;
     } finally {
       await unlink(snap).catch(() => {});

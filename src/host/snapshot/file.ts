@@ -8,7 +8,8 @@
  */
 import { createHash } from 'node:crypto';
 import { closeSync, fsyncSync, openSync, writevSync } from 'node:fs';
-import { open, rename, rm, stat } from 'node:fs/promises';
+import { open, realpath, rename, rm, stat } from 'node:fs/promises';
+import { dirname, isAbsolute, join } from 'node:path';
 import { promisify } from 'node:util';
 import { crc32 as zlibCrc32, deflateSync, inflate, inflateSync } from 'node:zlib';
 import { VisorError } from '../../base/errors.js';
@@ -22,7 +23,7 @@ import {
   decodeRamAsync, encodeRamParts, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
   type RamCodec, type RamEncodeStats, type ZeroPageTest,
 } from './ram.js';
-import { QCOW_MAGIC } from '../../storage/qcow2/format.js';
+import { parseHeader, QCOW_MAGIC } from '../../storage/qcow2/format.js';
 import { mapFsError } from '../file-handle.js';
 
 /**
@@ -112,25 +113,97 @@ function sha256(b: Uint8Array): string {
   return createHash('sha256').update(b).digest('hex');
 }
 
-/** Checks that a disk is still what the snapshot saw; the error says what changed. */
-export async function verifyDisk(saved: DiskFingerprint, standIn?: string): Promise<void> {
-  const path = standIn ?? saved.path;
-  const what = standIn === undefined ? `the snapshot's disk ${path}` : `${path}, standing in for the snapshot's disk ${saved.path},`;
-  let now: DiskFingerprint;
-  try {
-    now = await fingerprintDisk(path, saved.format, saved.readOnly);
-  } catch (err) {
-    if (err instanceof VisorError && err.code === 'NotFound') {
-      throw new VisorError('NotFound', `${what} is missing`, { cause: err });
-    }
-    throw err;
-  }
+/** Where a fingerprint and the disk it names differ (size, qcow2 header, first MiB; mtime when `withMtime`). */
+function differences(saved: DiskFingerprint, now: DiskFingerprint, withMtime: boolean): string[] {
   const changed: string[] = [];
   if (now.size !== saved.size) changed.push(`size ${saved.size} -> ${now.size}`);
   if (now.qcow2HeaderSha256 !== saved.qcow2HeaderSha256) changed.push('qcow2 header');
   if (now.headSha256 !== saved.headSha256) changed.push('first MiB');
+  if (withMtime && now.mtimeMs !== saved.mtimeMs) changed.push(`modification time ${new Date(saved.mtimeMs).toISOString()} -> ${new Date(now.mtimeMs).toISOString()}`);
+  return changed;
+}
+
+/** A disk's size as the guest sees it: a qcow2 header's virtual size, a raw file's length. */
+async function virtualSize(path: string, format: 'raw' | 'qcow2'): Promise<number> {
+  const fh = await openForReading(path);
+  try {
+    const st = await fh.stat();
+    if (format === 'raw') return st.size;
+    const head = new Uint8Array(Math.min(QCOW2_PEEK_BYTES, st.size));
+    await fh.read(head, 0, head.length, 0);
+    return parseHeader(head, st.size).size;
+  } finally {
+    await fh.close();
+  }
+}
+
+const QCOW2_PEEK_BYTES = 2 << 20;
+/** The largest L1 table an empty overlay's check reads (QEMU's own limit on L1 tables). */
+const MAX_L1_BYTES = 32 << 20;
+
+/**
+ * Why `standIn` is not a fresh qcow2 overlay on the saved disk (its backing file is that disk,
+ * no cluster of its own, the same virtual size), or undefined when it is one: such a disk holds
+ * exactly what the saved disk holds, so a template's disk can stay read-only under the
+ * overlays of many sandboxes (src/sdk/sandbox-template.ts).
+ */
+async function notAnEmptyOverlay(saved: DiskFingerprint, standIn: string): Promise<string | undefined> {
+  const fh = await openForReading(standIn);
+  let h: ReturnType<typeof parseHeader>;
+  try {
+    const st = await fh.stat();
+    const head = new Uint8Array(Math.min(QCOW2_PEEK_BYTES, st.size));
+    await fh.read(head, 0, head.length, 0);
+    if (head.length < 4 || new DataView(head.buffer).getUint32(0) !== QCOW_MAGIC) return 'not a qcow2 overlay';
+    h = parseHeader(head, st.size);
+    if (h.backingFile === undefined) return 'no backing file';
+    const l1Bytes = h.l1Size * 8;
+    if (l1Bytes > MAX_L1_BYTES || h.l1TableOffset + l1Bytes > st.size) return 'an L1 table out of bounds';
+    const l1 = new Uint8Array(l1Bytes);
+    await fh.read(l1, 0, l1Bytes, h.l1TableOffset);
+    if (l1.some((b) => b !== 0)) return 'clusters of its own (it was written)';
+  } finally {
+    await fh.close();
+  }
+  const backing = isAbsolute(h.backingFile) ? h.backingFile : join(dirname(standIn), h.backingFile);
+  const [a, b] = await Promise.all([realpath(backing).catch(() => backing), realpath(saved.path).catch(() => saved.path)]);
+  if (a !== b) return `its backing file is ${backing}, not ${saved.path}`;
+  if (h.backingFormat !== undefined && h.backingFormat !== saved.format) return `its backing format is ${h.backingFormat}, not ${saved.format}`;
+  const size = await virtualSize(saved.path, saved.format);
+  if (h.size !== size) return `its virtual size is ${h.size}, the saved disk's ${size}`;
+  return undefined;
+}
+
+/**
+ * Checks that a disk is still what the snapshot saw; the error says what changed. A stand-in
+ * (another file restored in the saved disk's place) must hold what the saved disk held: the
+ * same size, qcow2 header and first MiB, or be a fresh qcow2 overlay on the saved disk, which
+ * itself then passes the same comparison.
+ */
+export async function verifyDisk(saved: DiskFingerprint, standIn?: string): Promise<void> {
+  const path = standIn ?? saved.path;
+  const what = standIn === undefined ? `the snapshot's disk ${path}` : `${path}, standing in for the snapshot's disk ${saved.path},`;
+  const fingerprint = async (p: string, label: string) => {
+    try {
+      return await fingerprintDisk(p, saved.format, saved.readOnly);
+    } catch (err) {
+      if (err instanceof VisorError && err.code === 'NotFound') throw new VisorError('NotFound', `${label} is missing`, { cause: err });
+      throw err;
+    }
+  };
+  const now = await fingerprint(path, what);
   // A stand-in is another file: its own modification time, the same bytes where they are compared.
-  if (standIn === undefined && now.mtimeMs !== saved.mtimeMs) changed.push(`modification time ${new Date(saved.mtimeMs).toISOString()} -> ${new Date(now.mtimeMs).toISOString()}`);
+  let changed = differences(saved, now, standIn === undefined);
+  if (changed.length > 0 && standIn !== undefined) {
+    const why = await notAnEmptyOverlay(saved, standIn);
+    if (why === undefined) {
+      // An overlay: the saved disk under it must hold what it held (its own mtime may move: closing it clears the DIRTY bit).
+      changed = differences(saved, await fingerprint(saved.path, `the snapshot's disk ${saved.path} (under ${standIn})`), false);
+      if (changed.length === 0) return;
+      throw new VisorError('IntegrityError', `the snapshot's disk ${saved.path}, the backing file of ${standIn}, changed since the snapshot was taken (${changed.join(', ')}); restoring would corrupt it`);
+    }
+    changed.push(`and it is not an empty overlay on it: ${why}`);
+  }
   if (changed.length > 0) {
     const why = standIn === undefined ? 'changed since the snapshot was taken' : 'does not hold what the snapshot\'s disk held';
     throw new VisorError('IntegrityError', `${what} ${why} (${changed.join(', ')}); restoring would corrupt it`);
