@@ -17,12 +17,16 @@ export interface AgentConnectOptions {
   firstId?: number;
   /** Stop retrying early (the machine stopped). */
   signal?: AbortSignal;
+  /** eth0's new MAC, which the agent sets at HELLO (a fork's child: its NIC has it already). */
+  mac?: Uint8Array;
 }
 
 export interface AgentConnection {
   session: AgentSession;
   socket: Socket;
   agent: string;
+  /** What came of `mac` (AgentConnectOptions): 0, an errno; undefined from an agent without the field. */
+  macStatus?: number;
 }
 
 function once(path: string, timeoutMs: number): Promise<{ socket: Socket; rest: Buffer } | undefined> {
@@ -84,14 +88,14 @@ export async function connectAgent(path: string, opts: AgentConnectOptions): Pro
     let timer: NodeJS.Timeout | undefined;
     try {
       const hello = await Promise.race([
-        session.hello(randomBytes(32)),
+        session.hello(randomBytes(32), opts.mac),
         new Promise<never>((_, rej) => (timer = setTimeout(() => rej(new VisorError('Timeout', 'the guest agent accepted the connection but did not answer HELLO')), Math.max(1, deadline - Date.now())))),
       ]);
       if (hello.version !== PROTOCOL_VERSION) {
         session.end(new VisorError('AgentProtocol', `the guest agent speaks protocol ${hello.version}, visor ${PROTOCOL_VERSION}`));
         throw session.closed!;
       }
-      return { session, socket, agent: hello.agent };
+      return { session, socket, agent: hello.agent, ...(hello.macStatus !== undefined ? { macStatus: hello.macStatus } : {}) };
     } catch (err) {
       socket.destroy();
       // The connection was accepted by the device but reset (a restored guest dropping its old

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FrameDecoder, G, H, HEADER_SIZE, MAX_BODY, ProtocolError, Reader, Writer, decodeGuest, encode, frame } from './protocol.js';
+import { FrameDecoder, G, H, HEADER_SIZE, HELLO_NO_MAC, MAX_BODY, ProtocolError, Reader, Writer, decodeGuest, encode, frame } from './protocol.js';
 
 function frames(bytes: Uint8Array, split: number[]): { type: number; id: number; body: number[] }[] {
   const d = new FrameDecoder();
@@ -38,6 +38,15 @@ describe('guest protocol codec', () => {
     const w = () => new Writer();
     const entry = (x: Writer, name: string) => x.u8(1).u32(4096).u32(0).u32(0o40755).u32(1_700_000_000).u32(0).str(name);
     expect(decodeGuest(G.READY, 0, w().u32(1).str('visor-agent').done())).toEqual({ type: G.READY, id: 0, version: 1, agent: 'visor-agent' });
+    // HELLO: version, entropy, and a fork child's MAC only when given
+    expect(encode.hello(new Uint8Array(2)).length).toBe(4 + 4 + 2);
+    const withMac = encode.hello(new Uint8Array(2), new Uint8Array([2, 0, 0, 0, 0, 7]));
+    expect([...withMac.subarray(10)]).toEqual([6, 0, 0, 0, 2, 0, 0, 0, 0, 7]);
+    // READY's optional MAC result (a HELLO that carried a MAC), and nothing after it
+    expect(decodeGuest(G.READY, 0, w().u32(1).str('a').u32(0).done())).toEqual({ type: G.READY, id: 0, version: 1, agent: 'a', macStatus: 0 });
+    expect(decodeGuest(G.READY, 0, w().u32(1).str('a').u32(HELLO_NO_MAC).done())).toMatchObject({ macStatus: HELLO_NO_MAC });
+    expect(() => decodeGuest(G.READY, 0, w().u32(1).str('a').u32(0).u8(1).done())).toThrow(ProtocolError);
+    expect(() => decodeGuest(G.READY, 0, w().u32(1).str('a').u8(1).done())).toThrow(ProtocolError);
     expect(decodeGuest(G.STARTED, 3, w().u32(42).done())).toEqual({ type: G.STARTED, id: 3, pid: 42 });
     expect(decodeGuest(G.EXIT, 3, w().u32(0xffff_ffff).u32(9).done())).toEqual({ type: G.EXIT, id: 3, exitCode: -1, signal: 9 });
     expect(decodeGuest(G.PROC_LIST, 1, w().u32(1).u32(5).u32(99).str('sleep 9').done())).toEqual({ type: G.PROC_LIST, id: 1, procs: [{ id: 5, pid: 99, cmd: 'sleep 9' }] });

@@ -28,6 +28,8 @@ export const DATA_CHUNK = 64 * 1024;
 export const HOST_WINDOW = 256 * 1024;
 /** Strings (paths, names, arguments) are at most this long. */
 export const MAX_STRING = 64 * 1024;
+/** READY's MAC result when HELLO asked for none (agent.c HELLO_NO_MAC). */
+export const HELLO_NO_MAC = 0xffff_ffff;
 
 /** Host → guest. */
 export const H = {
@@ -88,7 +90,8 @@ export interface EntryInfo {
 export const WATCH_BITS = { create: 0x100, delete: 0x200, modify: 0x2, movedFrom: 0x40, movedTo: 0x80, closeWrite: 0x8 } as const;
 
 export type GuestMessage =
-  | { type: typeof G.READY; id: number; version: number; agent: string }
+  /** macStatus: HELLO's MAC applied (0), an errno, HELLO_NO_MAC; absent from agents older than it. */
+  | { type: typeof G.READY; id: number; version: number; agent: string; macStatus?: number }
   | { type: typeof G.STARTED; id: number; pid: number }
   | { type: typeof G.STDOUT | typeof G.STDERR | typeof G.DATA; id: number; data: Uint8Array }
   | { type: typeof G.EXIT; id: number; exitCode: number; signal: number }
@@ -175,6 +178,11 @@ export class Reader {
 
   private need(n: number): void {
     if (this.pos + n > this.buf.length) throw new ProtocolError('body ends before its fields');
+  }
+
+  /** No bytes left (an optional trailing field is absent). */
+  get atEnd(): boolean {
+    return this.pos >= this.buf.length;
   }
 
   u8(): number {
@@ -330,6 +338,7 @@ export function decodeGuest(type: number, id: number, body: Uint8Array): GuestMe
   switch (type) {
     case G.READY:
       m = { type, id, version: r.u32(), agent: r.str() };
+      if (!r.atEnd) m.macStatus = r.u32();
       break;
     case G.STARTED:
       m = { type, id, pid: r.u32() };
@@ -389,7 +398,11 @@ export interface ExecRequest {
 
 /** Host → guest bodies. */
 export const encode = {
-  hello: (entropy: Uint8Array) => new Writer().u32(PROTOCOL_VERSION).bytes(entropy).done(),
+  /** `mac`: eth0's new address (a fork's child); agents older than it ignore it. */
+  hello: (entropy: Uint8Array, mac?: Uint8Array) => {
+    const w = new Writer().u32(PROTOCOL_VERSION).bytes(entropy);
+    return (mac ? w.bytes(mac) : w).done();
+  },
   exec: (e: ExecRequest) =>
     new Writer()
       .u32((e.pty ? EXEC_PTY : 0) | (e.stdin ? EXEC_STDIN : 0))

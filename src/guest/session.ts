@@ -199,9 +199,14 @@ export class AgentSession {
     });
   }
 
-  /** The handshake: fresh entropy for the guest's pool; the agent's version in return. */
-  hello(entropy: Uint8Array): Promise<{ version: number; agent: string }> {
-    return this.request(H.HELLO, encode.hello(entropy), (m) => (m.type === G.READY ? { version: m.version, agent: m.agent } : undefined));
+  /**
+   * The handshake: fresh entropy for the guest's pool, and eth0's new MAC for a fork's child;
+   * the agent's version in return, and what came of the MAC (macStatus: 0 done, an errno, or
+   * undefined from an agent that does not know the field).
+   */
+  hello(entropy: Uint8Array, mac?: Uint8Array): Promise<{ version: number; agent: string; macStatus?: number }> {
+    return this.request(H.HELLO, encode.hello(entropy, mac), (m) =>
+      m.type === G.READY ? { version: m.version, agent: m.agent, ...(m.macStatus !== undefined ? { macStatus: m.macStatus } : {}) } : undefined);
   }
 
   exec(req: ExecRequest, h: ExecHandlers = {}): ExecHandle {

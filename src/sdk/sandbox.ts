@@ -23,9 +23,8 @@ import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
 import type { TierCode } from '../cpu/tier.js';
 import { Machine } from './machine.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
-import { formatMac, randomMac } from '../net/mac.js';
+import { formatMac, parseMac, randomMac } from '../net/mac.js';
 import { ensureTemplate, socketDir } from './sandbox-template.js';
-import { VISOR_DIR } from '../images/root-init.js';
 
 export interface SandboxOptions {
   /** A visor image with the agent (default 'tiny'; 'debian' once the full image ships it). */
@@ -446,10 +445,9 @@ export interface ForkOptions {
   /** Children to start (default 1). */
   count?: number;
   /**
-   * Give each child a MAC address of its own and have its guest take a DHCP lease for it
-   * (default true; docs/sandbox.md "Network"). false keeps the parent's address: each child is
-   * alone on a private network, so nothing collides there, and the fork skips ~0.4 s of guest
-   * work per child (the lease exchange and its `ip` commands).
+   * Give each child a MAC address of its own, which its guest takes (default true;
+   * docs/sandbox.md "Network"). false keeps the parent's: each child is alone on a private
+   * network, so nothing collides there, and the fork skips one command in each child.
    */
   newAddress?: boolean;
 }
@@ -471,7 +469,9 @@ async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'image' 
     if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
     const stopped = new AbortController();
     vm.once('state', (s) => s === 'stopped' && stopped.abort());
-    const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal });
+    // A new MAC is the agent's to set at HELLO (the NIC shows it already): no command for it.
+    const macBytes = mac ? parseMac(mac) : null;
+    const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal, ...(macBytes ? { mac: macBytes } : {}) });
     return { vm, conn, dir, disk, timings: { restore: t1 - t0, connect: performance.now() - t1 } };
   } catch (err) {
     await vm?.kill().catch(() => {});
@@ -482,24 +482,15 @@ async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'image' 
 }
 
 /**
- * Run in a fork's child: the guest takes its new MAC (the NIC shows it already) and a lease
- * for it from its own network's DHCP server. On 'tiny' it replaces the parent's udhcpc (which
- * would renew with the old address) with one started as init starts it: udhcpc -n exits
- * non-zero without a lease; with one, it goes to the background to renew it. About 0.4 s of
- * guest time (the DHCP exchange and the lease script's `ip` commands); killall scans /proc in C,
- * a shell loop over it took 0.15 s. A Debian root's init (src/images/root-init.ts) takes one
- * lease and keeps no client running: the child does the same, with the init's busybox and hook.
+ * Run in a fork's child: the guest takes the new MAC its NIC already shows. Nothing else: the
+ * child is alone on a network of its own, new at the restore, whose DHCP server has no lease
+ * yet, so the parent's address (10.0.2.15, the first lease) is the one the child would be given,
+ * and its DHCP client (tiny's udhcpc, renewing every 12 h) is answered with it. Session 3's
+ * version also restarted udhcpc and waited for a new lease: 0.9-1.8 s of a fork's 1.3-2.3 s
+ * (docs/benchmarks.md "Sandboxes", session 11) for the same address.
  */
-function renewScript(mac: string): string {
-  const v = `/${VISOR_DIR}`;
-  return [
-    `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; } || exit 3`,
-    'if [ -x /run/visor-udhcpc.sh ]; then',
-    '  killall -q udhcpc',
-    '  exec udhcpc -i eth0 -s /run/visor-udhcpc.sh -t 3 -T 1 -n -S >/dev/null 2>&1',
-    'fi',
-    `exec ${v}/bin/udhcpc -i eth0 -q -n -t 3 -T 1 -A 1 -s ${v}/udhcpc.script >/dev/null 2>&1`,
-  ].join('\n');
+function newMacScript(mac: string): string {
+  return `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; }`;
 }
 
 export class Sandbox {
@@ -507,6 +498,8 @@ export class Sandbox {
   /** ms of each step of this sandbox's start (template, restore, connect). */
   readonly timings: Record<string, number> = {};
   private session: AgentSession;
+  /** What the agent's HELLO did with a fork child's new MAC (AgentConnection.macStatus). */
+  private readonly macStatus: number | undefined;
   private lifetime: NodeJS.Timeout | undefined;
   private readonly handles = new Map<number, CommandHandle>();
   private killed = false;
@@ -529,6 +522,7 @@ export class Sandbox {
   ) {
     this.sandboxId = randomBytes(8).toString('hex');
     this.session = conn.session;
+    this.macStatus = conn.macStatus;
     machine.on('state', (s, reason) => {
       if (s === 'stopped') {
         this.session.end(new VisorError('GuestGone', `sandbox ${this.sandboxId}: its machine stopped (${reason ?? 'unknown reason'})`));
@@ -926,7 +920,7 @@ export class Sandbox {
     const t2 = performance.now();
     const renew = o.newAddress ?? true;
     try {
-      if (renew) await Promise.all(kids.map((k) => k.takeAddress()));
+      if (renew) await Promise.all(kids.map((k) => k.takeAddress(k.macStatus)));
     } catch (err) {
       await Promise.all(kids.map((k) => k.kill()));
       throw err;
@@ -940,13 +934,19 @@ export class Sandbox {
     return kids;
   }
 
-  /** A fork's child: the guest takes its NIC's new MAC and a DHCP lease for it (renewScript). */
-  private async takeAddress(): Promise<void> {
+  /**
+   * A fork's child: the guest takes its NIC's new MAC. The agent set it at HELLO (macStatus 0);
+   * an agent older than that field leaves it to a command (newMacScript).
+   */
+  private async takeAddress(macStatus: number | undefined): Promise<void> {
     const mac = this.machine.config.nets[0]?.mac;
-    if (mac === undefined) return;
-    const r = await this.commands.run(renewScript(mac), { timeoutMs: 60_000 }).catch((err: unknown) => err);
+    if (mac === undefined || macStatus === 0) return;
+    if (macStatus !== undefined) {
+      throw new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (the agent's SIOCSIFHWADDR on eth0 failed with errno ${macStatus})`);
+    }
+    const r = await this.commands.run(newMacScript(mac), { timeoutMs: 60_000 }).catch((err: unknown) => err);
     if (r instanceof CommandExitError) {
-      throw new VisorError('NetworkError', `fork: the child's guest did not take its new address ${mac} (exit ${r.exitCode}${r.result.exitCode === 1 ? ': no DHCP lease' : ''})`, { cause: r });
+      throw new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (exit ${r.exitCode}: ${r.result.stderr.trim() || 'ip link failed'})`, { cause: r });
     }
     if (r instanceof Error) throw r;
   }

@@ -14,6 +14,8 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <net/if.h>
+#include <net/if_arp.h>
 #include <linux/random.h>
 #include <linux/vm_sockets.h>
 #include <unistd.h>
@@ -217,17 +219,41 @@ static int reseed_from_stdin(void) {
   return 0;
 }
 
+/* eth0 takes `mac` (a fork's child, whose NIC the host gave a new address): 0, or an errno.
+ * virtio-net changes its address while up (IFF_LIVE_ADDR_CHANGE); the routes stay. */
+static uint32_t set_mac(const uint8_t *mac) {
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0) return (uint32_t)errno;
+  struct ifreq ifr;
+  memset(&ifr, 0, sizeof ifr);
+  strncpy(ifr.ifr_name, "eth0", sizeof ifr.ifr_name - 1);
+  ifr.ifr_hwaddr.sa_family = ARPHRD_ETHER;
+  memcpy(ifr.ifr_hwaddr.sa_data, mac, 6);
+  uint32_t err = ioctl(s, SIOCSIFHWADDR, &ifr) < 0 ? (uint32_t)errno : 0;
+  close(s);
+  return err;
+}
+
 /* HELLO: the host's entropy goes into the kernel's pool (a restored template or a fork would
- * otherwise share its random state with its siblings), then READY. */
+ * otherwise share its random state with its siblings), then READY. A HELLO may end with a
+ * 6-byte MAC for eth0 (a fork's child): READY then ends with the result, 0 or an errno
+ * (HELLO_NO_MAC when none was asked). Older agents ignore the MAC and send no result. */
 static void hello(uint32_t id, struct rd *r) {
   (void)rd_u32(r);
   uint32_t n;
   const uint8_t *e = rd_bytes(r, &n);
   if (e) seed_kernel(e, n);
+  uint32_t mac_status = HELLO_NO_MAC;
+  if (r->pos < r->n) {
+    uint32_t m;
+    const uint8_t *mac = rd_bytes(r, &m);
+    mac_status = mac && m == 6 ? set_mac(mac) : (uint32_t)EINVAL;
+  }
   struct wr w;
   wr_init(&w, G_READY, id);
   wr_u32(&w, PROTOCOL_VERSION);
   wr_str(&w, agent_version);
+  wr_u32(&w, mac_status);
   wr_send(&w);
 }
 

@@ -8,6 +8,8 @@
 #define MAX_BODY (1u << 20)
 #define DATA_CHUNK (64u * 1024)
 #define MAX_STRING (64u * 1024)
+/* READY's MAC result when HELLO asked for none. */
+#define HELLO_NO_MAC 0xffffffffu
 
 /* host -> guest */
 #define H_HELLO 0x01
