@@ -8,12 +8,22 @@
  * boot").
  *
  *   npm run build && npx tsx bench/guest-profile.ts [--cmd 'sh -c "..."'] [--every 997]
- *     [--top 40] [--append 'extra kernel args'] [--initrd FILE] [--json]
+ *     [--top 40] [--append 'extra kernel args'] [--initrd FILE] [--disk MiB] [--start MARK] [--json]
+ *
+ * --disk attaches a sparse raw scratch disk of that size as /dev/vda (virtio-blk); --start
+ * drops the samples taken before the command prints MARK (e.g. `--cmd 'echo 3 >
+ * /proc/sys/vm/drop_caches; echo GO; dd if=/dev/vda of=/dev/null bs=1M' --start GO`).
  *
  * A sampled run is slower than a plain one (the batches are cut into steps): read shares of
  * instructions here, and time with the other benches.
  */
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { NodeFileHandle } from '../src/host/file-handle.js';
+import { RawDevice } from '../src/storage/raw.js';
+import { VirtioBlk } from '../src/virtio/blk/device.js';
+import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { performance } from 'node:perf_hooks';
 import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
 import { benchArg } from './args.js';
@@ -26,6 +36,8 @@ const top = Number(benchArg('top', '40'));
 const extra = benchArg('append', '');
 const initrd = benchArg('initrd', '');
 const json = args.includes('--json');
+const diskMiB = Number(benchArg('disk', '0'));
+const startMark = benchArg('start', '');
 if (!Number.isInteger(every) || every < 1) throw new Error('--every: a positive whole number of instructions');
 
 const END = 'VISOR-PROFILE-END';
@@ -38,24 +50,42 @@ const image = initrd ? { ...img, initrd } : img;
 const counts = new Map<number, number>();
 let frozen: Map<number, number> | undefined;
 let instructionsAtEnd = 0;
+let instructionsAtStart = 0;
+let started = startMark === '';
 let out = '';
+const scratch = diskMiB > 0 ? mkdtempSync(join(tmpdir(), 'visor-gprof-')) : '';
+let disk: RawDevice | undefined;
+if (diskMiB > 0) {
+  const path = join(scratch, 'disk.raw');
+  writeFileSync(path, '');
+  truncateSync(path, diskMiB * 2 ** 20);
+  disk = await RawDevice.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
+}
 const g: GuestVm = await GuestVm.create(image, {
   command: ['sh', '-c', `${cmd}; echo ${END}; cat /proc/kallsyms`],
   timeoutMs: 600_000,
   vm,
   append: extra,
   pcSamples: { every, counts },
+  ...(disk ? { attach: (m: import('../src/machine/virt.js').VirtMachine) => m.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk: disk! }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) } : {}),
   onOutput: (text) => {
     out += text;
+    if (!started && out.includes(startMark)) {
+      started = true;
+      counts.clear();
+      instructionsAtStart = g.driver.executed;
+    }
     if (frozen === undefined && out.includes(END)) {
       frozen = new Map(counts);
-      instructionsAtEnd = g.driver.executed;
+      instructionsAtEnd = g.driver.executed - instructionsAtStart;
     }
   },
 });
 const t0 = performance.now();
 const r = await g.run(600_000);
 const ms = performance.now() - t0;
+await disk?.close();
+if (scratch) rmSync(scratch, { recursive: true, force: true });
 if (frozen === undefined) throw new Error(`the command did not finish (${r.exit}): ${out.slice(-500)}`);
 const table = out.slice(out.indexOf(END) + END.length);
 const rows = profileBySymbol(frozen, parseKallsyms(table));
