@@ -13,8 +13,12 @@
 /**
  * Entries per TLB set (data read, data write and fetch TLBs alike; direct-mapped by the low
  * bits of the virtual page number). The JIT's inline probes mask with TLB_SIZE - 1 too.
+ * 4096 (was 1024 until session 11): a guest streaming through its page cache (dd from a disk,
+ * sha256sum of a file) missed in 1024 entries about twice as often, and each miss in compiled
+ * code is an exit to the interpreter (docs/benchmarks.md "TLB size"). The cost is flushing it:
+ * a context switch drops only the non-global entries filled since the last one (mmu.ts).
  */
-export const TLB_BITS = 10;
+export const TLB_BITS = 12;
 export const TLB_SIZE = 1 << TLB_BITS;
 /** TLB sets: one per translation context (U, S, S with SUM, M), so switching costs nothing. */
 export const TLB_SETS = 4;
@@ -27,7 +31,7 @@ export const TLB_SETS = 4;
 export const TLB_NO_RAM = -1;
 const TLB_ARRAY_BYTES = 4 * TLB_SIZE * TLB_SETS;
 
-export const HART_SLOT_BYTES = 256 * 1024; // SLOT_END rounded up to whole wasm pages
+export const HART_SLOT_BYTES = 10 * 65536; // SLOT_END (4 KiB + nine 64 KiB TLB arrays) rounded up to whole wasm pages
 export const MAX_HART_SLOTS = 16;
 export const GUEST_RAM_OFFSET = 0;
 const WASM_PAGE = 65536;

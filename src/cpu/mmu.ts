@@ -31,6 +31,8 @@ export const ACCESS_LOAD = 1;
 export const ACCESS_STORE = 2;
 
 const TLB_MASK = TLB_SIZE - 1;
+/** Non-global fills flushNonGlobal drops one by one; more make it scan every entry. */
+const FILLED_LOG_SIZE = 4096;
 /** TLB sets (TLB_SETS): one per translation context so that switching context costs nothing. */
 const SET_U = 0, SET_S = 1, SET_S_SUM = 2, SET_M = 3;
 /**
@@ -113,6 +115,13 @@ export class Mmu {
   /** Set by walk(): the leaf PTE has G (a G only on a non-leaf level is not counted: conservative). */
   private walkGlobal = false;
   private readonly crossPas = new Float64Array(8);
+  /**
+   * Non-global entries filled since the last flush, as index * 4 + kind (0 read, 1 write, 2
+   * fetch): flushNonGlobal (every satp write: each context switch) drops just these instead of
+   * scanning every entry of every set. A log that overflowed is a full scan.
+   */
+  private readonly filledLog = new Int32Array(FILLED_LOG_SIZE);
+  private filledCount = 0;
 
   constructor(o: MmuOptions) {
     this.hart = o.hart;
@@ -151,6 +160,7 @@ export class Mmu {
   }
 
   flush(): void {
+    this.filledCount = 0;
     this.rTagLo.fill(TAG_INVALID_LO);
     this.wTagLo.fill(TAG_INVALID_LO);
     this.xTagLo.fill(TAG_INVALID_LO);
@@ -162,6 +172,21 @@ export class Mmu {
    */
   flushNonGlobal(): void {
     const { rTagLo, wTagLo, xTagLo, rGlobal, wGlobal, xGlobal } = this;
+    const n = this.filledCount;
+    this.filledCount = 0;
+    if (n <= FILLED_LOG_SIZE) {
+      // Each logged slot: dropped unless a global entry has taken it since.
+      const log = this.filledLog;
+      for (let k = 0; k < n; k++) {
+        const code = log[k]!;
+        const i = code >>> 2;
+        const kind = code & 3;
+        if (kind === 0) { if (rGlobal[i] === 0) rTagLo[i] = TAG_INVALID_LO; }
+        else if (kind === 1) { if (wGlobal[i] === 0) wTagLo[i] = TAG_INVALID_LO; }
+        else if (xGlobal[i] === 0) xTagLo[i] = TAG_INVALID_LO;
+      }
+      return;
+    }
     for (let i = 0; i < rTagLo.length; i++) {
       if (rGlobal[i] === 0) rTagLo[i] = TAG_INVALID_LO;
       if (wGlobal[i] === 0) wTagLo[i] = TAG_INVALID_LO;
@@ -302,6 +327,11 @@ export class Mmu {
   private fill(lo: number, hi: number, access: number, pagePa: number, writable: boolean, global: boolean): void {
     const g = global ? 1 : 0;
     const vpn = lo >>> 12;
+    if (!global) {
+      const kind = access === ACCESS_FETCH ? 2 : access === ACCESS_LOAD ? 0 : 1;
+      const k = this.filledCount++;
+      if (k < FILLED_LOG_SIZE) this.filledLog[k] = (((access === ACCESS_FETCH ? this.xBase : this.dBase) + (vpn & TLB_MASK)) << 2) | kind;
+    }
     const ramOff = pagePa - this.ramBase;
     const inRam = ramOff >= 0 && ramOff < this.ramSize;
     // Offsets of 2 GiB and more are stored as their int32 bits (the typed array wraps them).

@@ -3,6 +3,7 @@ import * as I from '../../test/support/riscv-asm.js';
 import { Asm } from '../../test/support/riscv-asm.js';
 import { makeHart, FINISHER, RAM_BASE } from './testing/run-program.js';
 import { MIP_MTIP, PTE_A, PTE_D, PTE_G, PTE_R, PTE_U, PTE_V, PTE_W, PTE_X } from './constants.js';
+import { TLB_SIZE } from './guest-ram.js';
 
 const { a0, a1, a2, t0, t1, t2, s0, s1 } = I;
 const LOG = 0x18000; // RAM offset of the trap log: [count, (cause, tval)...]
@@ -159,6 +160,39 @@ describe('Sv39 translation', () => {
     expect([m.hart.getX(11), m.hart.getX(12)]).toEqual([0x1111n, 0x5555n]);
     expect(m.hart.getX(6)).toBe(0x1234n); // root B's frame: the old translation was dropped
     expect(m.hart.getX(8)).toBe(0x5555n); // the global translation was kept
+  });
+
+  it('a satp write drops non-global translations filled after its log of them overflowed', () => {
+    // flushNonGlobal drops the non-global entries it logged as they were filled; past the
+    // log's size it scans every entry. Two non-global megapages TLB_SIZE pages apart take the
+    // same TLB slot, so alternating loads fill it over and over: the log overflows, and the
+    // translation of 0x4000_0000 cached after that must still go with the switch to root B.
+    const ROOT_B = 0x13000, L1_B = 0x14000, L0_B = 0x15000;
+    const far = 0x4020_0000 + TLB_SIZE * 4096;
+    const tablesAB = (ram: Uint8Array) => {
+      tables(ram);
+      const v = new DataView(ram.buffer);
+      const put = (table: number, i: number, value: bigint) => v.setBigUint64(table + 8 * i, value, true);
+      put(L1, 1, pte(RAM_BASE, PTE_V | PTE_R | PTE_A)); // VA 0x4020_0000: a 2 MiB megapage
+      put(L1, (far >>> 21) & 511, pte(RAM_BASE, PTE_V | PTE_R | PTE_A));
+      put(ROOT_B, 2, pte(RAM_BASE, PTE_V | PTE_R | PTE_W | PTE_X | PTE_A | PTE_D));
+      put(ROOT_B, 1, pte(RAM_BASE + L1_B, PTE_V));
+      put(L1_B, 0, pte(RAM_BASE + L0_B, PTE_V));
+      put(L0_B, 0, pte(RAM_BASE + 0x22000, PTE_V | PTE_R | PTE_A));
+      v.setBigUint64(0x20000, 0x1111n, true);
+    };
+    const a = new Asm(RAM_BASE);
+    enterSv39(a, ROOT);
+    a.li(s0, 0x4020_0000).li(s1, far).li(t2, 5000);
+    a.label('fill').emit(I.ld(t1, s0, 0), I.ld(t1, s1, 0), I.addi(t2, t2, -1)).bnez(t2, 'fill');
+    a.li(a0, 0x4000_0000).emit(I.ld(a1, a0, 0)); // cached after the overflow
+    a.li(t0, (8n << 60n) | (1n << 44n) | BigInt((RAM_BASE + ROOT_B) / 4096)).emit(I.csrw(I.CSR.satp, t0));
+    a.emit(I.ld(a2, a0, 0), I.ecall());
+    a.label('mh');
+    finish(a);
+    const m = runUntilFinished(a.bytes(), tablesAB);
+    expect(m.hart.getX(11)).toBe(0x1111n);
+    expect(m.hart.getX(12)).toBe(0x1234n); // root B's frame: the old translation was dropped
   });
 
   it('sfence.vma with rs1 = x0 and an ASID register keeps global translations; with both x0 it drops them', () => {

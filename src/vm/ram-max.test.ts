@@ -1,5 +1,5 @@
 /**
- * The largest guest RAM a machine accepts (MAX_MEMORY_MIB, 3933 MiB: as much as one 32-bit
+ * The largest guest RAM a machine accepts (MAX_MEMORY_MIB, 3926 MiB: as much as one 32-bit
  * WebAssembly memory holds beside the JIT's state) builds and runs on both tiers. A bare-metal
  * program works on RAM past 2 GiB, where a RAM offset no longer fits an int32: it stores to and
  * loads from the first bytes past 2 GiB and the top of RAM (every width, through the
