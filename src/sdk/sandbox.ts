@@ -482,12 +482,13 @@ async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'image' 
 }
 
 /**
- * Run in a fork's child: the guest takes the new MAC its NIC already shows. Nothing else: the
- * child is alone on a network of its own, new at the restore, whose DHCP server has no lease
- * yet, so the parent's address (10.0.2.15, the first lease) is the one the child would be given,
- * and its DHCP client (tiny's udhcpc, renewing every 12 h) is answered with it. Session 3's
- * version also restarted udhcpc and waited for a new lease: 0.9-1.8 s of a fork's 1.3-2.3 s
- * (docs/benchmarks.md "Sandboxes", session 11) for the same address.
+ * A fork's child takes the new MAC its NIC already shows: its agent does at HELLO
+ * (AgentConnectOptions.mac); this command does it through an agent older than that field.
+ * Nothing else changes: the child is alone on a network of its own, new at the restore, whose
+ * DHCP server has no lease yet, so the parent's address (10.0.2.15, the first lease) is the one
+ * the child would be given, and its DHCP client (tiny's udhcpc, renewing every 12 h) is
+ * answered with it. Session 3's fork also restarted udhcpc and waited for a new lease: 0.9-1.8 s
+ * of a 1.3-2.3 s fork for the same address (docs/benchmarks.md "Sandboxes", session 11).
  */
 function newMacScript(mac: string): string {
   return `ip link set dev eth0 address ${mac} 2>/dev/null || { ip link set dev eth0 down && ip link set dev eth0 address ${mac} && ip link set dev eth0 up; }`;
