@@ -11,13 +11,14 @@
  * overlay on it (templateDisk), which RestoreOptions.disks accepts as holding the same
  * (src/host/snapshot/file.ts verifyDisk).
  */
-import { createHash } from 'node:crypto';
-import { chmod, mkdir, mkdtemp, rm, stat } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { chmod, link, mkdir, mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import { connectAgent } from '../guest/connect.js';
 import { agentSourceHash } from '../guest/agent-files.js';
+import { pidAlive } from '../host/pid-alive.js';
 import type { ImageResolver } from './config.js';
 import { Machine } from './machine.js';
 
@@ -50,6 +51,46 @@ const NET_READY = `i=0; until ip -4 addr show dev eth0 | grep -q 'inet '; do i=$
 const BOOT_TIMEOUT_MS = 15 * 60_000;
 
 const building = new Map<string, Promise<Template>>();
+/** How often a process waiting for another's template build looks again. */
+const BUILD_POLL_MS = 500;
+
+/**
+ * Runs `build` holding `<path>.lock` (created with link(2), so it appears with the builder's pid
+ * in it or not at all), or waits while another live process holds it and returns what that one
+ * built. One builder per template across processes: two building a template with a root disk
+ * at once would each make its disk at the same path, and the snapshot one of them saved would
+ * name the other's disk. A lock whose pid is gone (its builder died) is taken over.
+ */
+async function buildLocked(path: string, cached: () => Promise<Template | undefined>, build: () => Promise<Template>): Promise<Template> {
+  const lock = `${path}.lock`;
+  const mine = `${lock}.${process.pid}-${randomBytes(4).toString('hex')}`;
+  await writeFile(mine, String(process.pid));
+  try {
+    for (;;) {
+      try {
+        await link(mine, lock);
+        break;
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+      const holder = Number(await readFile(lock, 'utf8').catch(() => 'NaN'));
+      if (Number.isInteger(holder) && holder > 0 && !pidAlive(holder)) {
+        await rm(lock, { force: true }); // its builder died: take over
+        continue;
+      }
+      await new Promise((r) => setTimeout(r, BUILD_POLL_MS));
+      const done = await cached();
+      if (done) return done;
+    }
+  } finally {
+    await rm(mine, { force: true });
+  }
+  try {
+    return (await cached()) ?? (await build()); // another process may have finished just before
+  } finally {
+    await rm(lock, { force: true });
+  }
+}
 
 async function fileId(p: string): Promise<string> {
   const s = await stat(p);
@@ -75,56 +116,64 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
   const disk = img.rootfs ? `${path}.qcow2` : undefined;
   const known = building.get(path);
   if (known) return known;
-  const p = (async (): Promise<Template> => {
+  const cached = async (): Promise<Template | undefined> => {
     try {
       await stat(path);
       if (disk) await stat(disk);
       return { path, ...(disk ? { disk } : {}), builtMs: 0 };
     } catch {
-      // not built yet (or its disk is gone: built again)
+      return undefined; // not built yet (or its disk is gone: built again)
     }
+  };
+  const p = (async (): Promise<Template> => {
+    const have = await cached();
+    if (have) return have;
     await mkdir(dir, { recursive: true });
-    const t0 = performance.now();
-    const sock = await socketDir();
-    let resolveImage: ImageResolver | undefined;
-    if (disk && img.rootfs) {
-      // A disk half-made by a process that died: made again (the snapshot is written last).
-      await rm(disk, { force: true });
-      const { createOverlay } = await import('../images/machines.js');
-      await createOverlay(img.rootfs, disk);
-      resolveImage = async () => ({ kernel: img.kernel, initrd: img.initrd, append: img.append, rootDisk: { path: disk } });
-    }
-    const vm = await Machine.create(
-      { image: spec.image, memoryMiB: spec.memoryMiB, nets: [TEMPLATE_NET], vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } },
-      resolveImage ? { resolveImage } : {},
-    );
-    let saved = false;
-    try {
-      await vm.start();
-      const stopped = new AbortController();
-      vm.once('state', (s) => s === 'stopped' && stopped.abort());
-      const c = await connectAgent(join(sock, 'v.sock'), { timeoutMs: BOOT_TIMEOUT_MS, signal: stopped.signal });
-      // The guest's DHCP client goes to the background when its lease is slow (a loaded host):
-      // wait for eth0's address, so that every sandbox starts with its network up.
-      const wait = c.session.exec(
-        { argv: ['/bin/sh', '-c', NET_READY], env: [], cwd: '', user: 'root', stdin: false },
-        { onStdout: () => {}, onStderr: () => {} },
+    return buildLocked(path, cached, async (): Promise<Template> => {
+      const t0 = performance.now();
+      const sock = await socketDir();
+      let resolveImage: ImageResolver | undefined;
+      if (disk && img.rootfs) {
+        // A disk half-made by a process that died: made again. A snapshot left without its
+        // disk goes first, so that nobody takes the two for a template meanwhile (cached()).
+        await rm(path, { force: true });
+        await rm(disk, { force: true });
+        const { createOverlay } = await import('../images/machines.js');
+        await createOverlay(img.rootfs, disk);
+        resolveImage = async () => ({ kernel: img.kernel, initrd: img.initrd, append: img.append, rootDisk: { path: disk } });
+      }
+      const vm = await Machine.create(
+        { image: spec.image, memoryMiB: spec.memoryMiB, nets: [TEMPLATE_NET], vsock: { cid: SANDBOX_CID, path: join(sock, 'v.sock') } },
+        resolveImage ? { resolveImage } : {},
       );
-      const up = await wait.exited;
-      if (up.exitCode !== 0) throw new VisorError('GuestGone', `template ${spec.image}: the guest's network did not come up (no DHCP lease on eth0 within ${NET_READY_S} s)`);
-      // The agent answers: the guest is ready. Save it without our connection (a restored
-      // guest would reset it anyway) — writeSnapshotFile is atomic, so racing processes are fine.
-      c.socket.destroy();
-      await vm.pause();
-      await vm.snapshot(path);
-      saved = true;
-      return { path, ...(disk ? { disk } : {}), builtMs: performance.now() - t0 };
-    } finally {
-      await vm.kill().catch(() => {});
-      await rm(sock, { recursive: true, force: true });
-      // Read-only from now on: sandboxes read it through their overlays, nothing writes it.
-      if (disk) await (saved ? chmod(disk, 0o444) : rm(disk, { force: true })).catch(() => {});
-    }
+      let saved = false;
+      try {
+        await vm.start();
+        const stopped = new AbortController();
+        vm.once('state', (s) => s === 'stopped' && stopped.abort());
+        const c = await connectAgent(join(sock, 'v.sock'), { timeoutMs: BOOT_TIMEOUT_MS, signal: stopped.signal });
+        // The guest's DHCP client goes to the background when its lease is slow (a loaded host):
+        // wait for eth0's address, so that every sandbox starts with its network up.
+        const wait = c.session.exec(
+          { argv: ['/bin/sh', '-c', NET_READY], env: [], cwd: '', user: 'root', stdin: false },
+          { onStdout: () => {}, onStderr: () => {} },
+        );
+        const up = await wait.exited;
+        if (up.exitCode !== 0) throw new VisorError('GuestGone', `template ${spec.image}: the guest's network did not come up (no DHCP lease on eth0 within ${NET_READY_S} s)`);
+        // The agent answers: the guest is ready. Save it without our connection (a restored
+        // guest would reset it anyway) — writeSnapshotFile is atomic, so racing processes are fine.
+        c.socket.destroy();
+        await vm.pause();
+        await vm.snapshot(path);
+        saved = true;
+        return { path, ...(disk ? { disk } : {}), builtMs: performance.now() - t0 };
+      } finally {
+        await vm.kill().catch(() => {});
+        await rm(sock, { recursive: true, force: true });
+        // Read-only from now on: sandboxes read it through their overlays, nothing writes it.
+        if (disk) await (saved ? chmod(disk, 0o444) : rm(disk, { force: true })).catch(() => {});
+      }
+    });
   })();
   building.set(path, p);
   p.catch(() => building.delete(path));
