@@ -61,7 +61,7 @@ const BUILD_POLL_MS = 500;
  * at once would each make its disk at the same path, and the snapshot one of them saved would
  * name the other's disk. A lock whose pid is gone (its builder died) is taken over.
  */
-async function buildLocked(path: string, cached: () => Promise<Template | undefined>, build: () => Promise<Template>): Promise<Template> {
+export async function buildLocked<T>(path: string, cached: () => Promise<T | undefined>, build: () => Promise<T>): Promise<T> {
   const lock = `${path}.lock`;
   const mine = `${lock}.${process.pid}-${randomBytes(4).toString('hex')}`;
   await writeFile(mine, String(process.pid));
