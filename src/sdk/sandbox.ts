@@ -890,10 +890,13 @@ export class Sandbox {
     let kids: Sandbox[] = [];
     let disks: (OwnDisk | undefined)[] = [];
     await this.shareCode(true); // the children run this code next
+    const tCode = performance.now();
+    let tCopies = tCode;
     try {
       await this.machine.pause();
       try {
         await this.machine.snapshot(snap);
+        tCopies = performance.now();
         // Each child's root disk: a copy of this one as the snapshot saw it (the machine is
         // paused, its writes flushed), made before this sandbox writes to it again.
         disks = await copiesOf(this.disk, count);
@@ -928,7 +931,9 @@ export class Sandbox {
     }
     const t3 = performance.now();
     for (const k of kids) {
-      k.timings.forkSnapshot = t1 - t0;
+      k.timings.forkCode = tCode - t0; // offering the parent's compiled code
+      k.timings.forkSnapshot = t1 - t0; // that, the pause, the snapshot, the disk copies, the resume
+      if (this.disk) k.timings.forkDisks = t1 - tCopies;
       if (renew) k.timings.renew = t3 - t2;
       k.timings.fork = t3 - t0;
     }
