@@ -324,30 +324,34 @@ export class Mmu {
     return h.raise(pageFault, lo, hi);
   }
 
+  /** Notes a non-global entry (index * 4 + kind) for flushNonGlobal; past the log's size, a full scan will do. */
+  private logFill(code: number): void {
+    const k = this.filledCount++;
+    if (k < FILLED_LOG_SIZE) this.filledLog[k] = code;
+  }
+
   private fill(lo: number, hi: number, access: number, pagePa: number, writable: boolean, global: boolean): void {
     const g = global ? 1 : 0;
     const vpn = lo >>> 12;
-    if (!global) {
-      const kind = access === ACCESS_FETCH ? 2 : access === ACCESS_LOAD ? 0 : 1;
-      const k = this.filledCount++;
-      if (k < FILLED_LOG_SIZE) this.filledLog[k] = (((access === ACCESS_FETCH ? this.xBase : this.dBase) + (vpn & TLB_MASK)) << 2) | kind;
-    }
     const ramOff = pagePa - this.ramBase;
     const inRam = ramOff >= 0 && ramOff < this.ramSize;
     // Offsets of 2 GiB and more are stored as their int32 bits (the typed array wraps them).
     if (access === ACCESS_FETCH) {
       const i = this.xBase + (vpn & TLB_MASK);
       this.xTagLo[i] = vpn; this.xTagHi[i] = hi; this.xOff[i] = inRam ? ramOff : TLB_NO_RAM; this.xGlobal[i] = g;
+      if (!global) this.logFill((i << 2) | 2);
       return;
     }
     const i = this.dBase + (vpn & TLB_MASK);
     if (access === ACCESS_LOAD) {
       this.rTagLo[i] = vpn; this.rTagHi[i] = hi; this.rOff[i] = inRam ? ramOff : TLB_NO_RAM; this.rPa[i] = pagePa; this.rGlobal[i] = g;
+      if (!global) this.logFill(i << 2);
     } else if (writable) {
       this.wTagLo[i] = vpn; this.wTagHi[i] = hi; this.wGlobal[i] = g;
       // Pages holding decoded code stay on the slow path so stores can drop the decodings.
       this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : TLB_NO_RAM;
       this.wPa[i] = pagePa;
+      if (!global) this.logFill((i << 2) | 1);
     }
   }
 
