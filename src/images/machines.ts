@@ -38,14 +38,19 @@ export async function createOverlay(base: string, dest: string): Promise<void> {
 }
 
 /** An overlay for one run, deleted by `dispose()` (call it however the run ends). */
-export async function ephemeralDisk(root: string, base: string): Promise<{ path: string; dispose: () => Promise<void> }> {
+/** A new name for one run's disk (`.run-<pid>-<hex>.qcow2`: swept by ephemeralDisk once the pid is gone). */
+async function runDiskPath(root: string): Promise<string> {
   await mkdir(machinesDir(root), { recursive: true });
+  return join(machinesDir(root), `.run-${process.pid}-${randomBytes(4).toString('hex')}.qcow2`);
+}
+
+export async function ephemeralDisk(root: string, base: string): Promise<{ path: string; dispose: () => Promise<void> }> {
+  const path = await runDiskPath(root);
   // Overlays of runs whose process is gone (killed before it could delete them).
   for (const n of await readdir(machinesDir(root))) {
     const m = /^\.(?:run|new)-(?:.*-)?(\d+)-[0-9a-f]{8}(?:\.qcow2)?$/.exec(n);
     if (m && !pidAlive(Number(m[1]))) await rm(join(machinesDir(root), n), { recursive: true, force: true });
   }
-  const path = join(machinesDir(root), `.run-${process.pid}-${randomBytes(4).toString('hex')}.qcow2`);
   await createOverlay(base, path);
   return { path, dispose: () => rm(path, { force: true }) };
 }
@@ -55,8 +60,7 @@ export async function ephemeralDisk(root: string, base: string): Promise<{ path:
  * root disk (src/sdk/sandbox.ts). A reflink where the filesystem can make one.
  */
 export async function ephemeralCopy(root: string, src: string): Promise<{ path: string; dispose: () => Promise<void> }> {
-  await mkdir(machinesDir(root), { recursive: true });
-  const path = join(machinesDir(root), `.run-${process.pid}-${randomBytes(4).toString('hex')}.qcow2`);
+  const path = await runDiskPath(root);
   try {
     await copyFile(src, path, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
   } catch (err) {

@@ -924,7 +924,7 @@ export class Sandbox {
     const t2 = performance.now();
     const renew = o.newAddress ?? true;
     try {
-      if (renew) await Promise.all(kids.map((k) => k.takeAddress(k.macStatus)));
+      if (renew) await Promise.all(kids.map((k) => k.takeAddress()));
     } catch (err) {
       await Promise.all(kids.map((k) => k.kill()));
       throw err;
@@ -944,11 +944,11 @@ export class Sandbox {
    * A fork's child: the guest takes its NIC's new MAC. The agent set it at HELLO (macStatus 0);
    * an agent older than that field leaves it to a command (newMacScript).
    */
-  private async takeAddress(macStatus: number | undefined): Promise<void> {
+  private async takeAddress(): Promise<void> {
     const mac = this.machine.config.nets[0]?.mac;
-    if (mac === undefined || macStatus === 0) return;
-    if (macStatus !== undefined) {
-      throw new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (the agent's SIOCSIFHWADDR on eth0 failed with errno ${macStatus})`);
+    if (mac === undefined || this.macStatus === 0) return;
+    if (this.macStatus !== undefined) {
+      throw new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (the agent's SIOCSIFHWADDR on eth0 failed with errno ${this.macStatus})`);
     }
     const r = await this.commands.run(newMacScript(mac), { timeoutMs: 60_000 }).catch((err: unknown) => err);
     if (r instanceof CommandExitError) {
