@@ -13,6 +13,7 @@ import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { GuestImage } from '../src/images/index.js';
+import type { VirtMachine } from '../src/machine/virt.js';
 import { defaultAccel } from '../src/host/accel.js';
 import { NodeFileHandle } from '../src/host/file-handle.js';
 import { RawDevice } from '../src/storage/raw.js';
@@ -71,20 +72,44 @@ export async function scratchDisk(mib: number): Promise<{ path: string; remove()
   return { path, remove: () => rmSync(dir, { recursive: true, force: true }) };
 }
 
+/** The hart's and the JIT's counters over the read phase (where its exits go). */
+export interface ReadCounters { instructions: number; tlbMisses: number; stepExits: number; noCodeExits: number; modulesCompiled: number }
+
 /** The dd phases on visor (the hart from dist/, a virtio-blk disk on `path`). */
-export async function blkVisor(img: GuestImage, path: string, o: BlkOptions): Promise<BlkSpans & { wallMs: number; instructions: number }> {
+export async function blkVisor(img: GuestImage, path: string, o: BlkOptions): Promise<BlkSpans & { wallMs: number; instructions: number; readCounters?: ReadCounters }> {
   const disk = await RawDevice.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
   try {
     const m = new MarkerClock(markers(o), selfCpuSeconds);
+    let board: VirtMachine | undefined;
+    const counters = (): ReadCounters => {
+      const h = board!.hart.stats;
+      const j = board!.hart.jitStats;
+      return { instructions: h.instructions, tlbMisses: h.tlbMisses, stepExits: j?.stepExits ?? 0, noCodeExits: j?.noCodeExits ?? 0, modulesCompiled: j?.modulesCompiled ?? 0 };
+    };
+    let seen = '';
+    let atStart: ReadCounters | undefined;
+    let readCounters: ReadCounters | undefined;
     const r = await runGuest(img, {
       command: ['sh', '-c', script(o)],
       timeoutMs: o.timeoutMs ?? 3_600_000,
-      onOutput: (t) => m.feed(t),
+      onOutput: (t) => {
+        m.feed(t);
+        if (readCounters) return;
+        seen += t;
+        if (!atStart && seen.includes('BENCH_R0')) atStart = counters();
+        if (atStart && seen.includes('BENCH_R1')) {
+          const end = counters();
+          readCounters = Object.fromEntries(Object.entries(end).map(([k, v]) => [k, v - atStart![k as keyof ReadCounters]])) as unknown as ReadCounters;
+        }
+      },
       accel: o.accel ?? defaultAccel(),
       vm: await builtVm(),
-      attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
+      attach: (vm) => {
+        board = vm;
+        vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource }));
+      },
     });
-    return { ...spans(r.output, m, o), wallMs: r.wallMs, instructions: r.instructions };
+    return { ...spans(r.output, m, o), wallMs: r.wallMs, instructions: r.instructions, ...(readCounters ? { readCounters } : {}) };
   } finally {
     await disk.close();
   }
@@ -130,6 +155,7 @@ async function main(): Promise<void> {
       v = figures(r);
       show('visor', v);
       console.log(`visor whole run: ${(r.wallMs / 1000).toFixed(1)} s, ${(r.instructions / r.wallMs / 1000).toFixed(1)} MIPS`);
+      if (r.readCounters) console.log(`visor read phase counters: ${JSON.stringify(r.readCounters)}`);
     }
     if (argv.includes('--no-qemu') || !haveQemu()) {
       console.log('qemu: not run (qemu-system-riscv64 missing or --no-qemu)');
