@@ -25,6 +25,7 @@ import {
   SLOT_X_TAG_LO, TLB_NO_RAM, TLB_SETS, TLB_SIZE,
 } from './guest-ram.js';
 import { PMP_DENIED, PMP_PAGE, type Pmp } from './pmp.js';
+import { ramPagerOf, type RamPager } from './ram-pager.js';
 
 export const ACCESS_FETCH = 0;
 export const ACCESS_LOAD = 1;
@@ -110,6 +111,13 @@ export class Mmu {
   private readonly memory: PhysicalMemory;
   private readonly pmp: Pmp;
   private readonly codePage: Uint8Array;
+  /**
+   * Per RAM page: 1 once a write-TLB entry has mapped it straight to RAM, until unmapWrites
+   * scans for it (an entry may since have been dropped: the flag is only "maybe").
+   */
+  private readonly writeMapped: Uint8Array;
+  /** Fills RAM on demand from an image (ram-pager.ts), when this machine was restored from one. */
+  private readonly pager: RamPager | undefined;
   /** Set by walk(): the leaf allows stores and is dirty, so the page may be cached as writable. */
   private walkDirty = false;
   /** Set by walk(): the leaf PTE has G (a G only on a non-leaf level is not counted: conservative). */
@@ -146,6 +154,8 @@ export class Mmu {
     this.ram32 = new Int32Array(ram.buffer, ram.byteOffset, ram.length >>> 2);
     this.ramBase = o.memory.ramBase;
     this.ramSize = ram.length;
+    this.pager = ramPagerOf(ram);
+    this.writeMapped = new Uint8Array(Math.ceil(ram.length / 4096));
     this.flush();
   }
 
@@ -211,8 +221,15 @@ export class Mmu {
     }
   }
 
-  /** RAM page `pg` now holds decoded code: write-TLB entries that map it go to the slow path. */
+  /**
+   * RAM page `pg` now holds decoded code: write-TLB entries that map it go to the slow path.
+   * Only a page some write-TLB entry has mapped since its last scan is scanned for (writeMapped):
+   * a scan reads all TLB_SETS × TLB_SIZE entries, and most pages that get code (a restored
+   * machine's first minutes, or a fresh boot's) were never written through the TLB.
+   */
   unmapWrites(pg: number): void {
+    if (this.writeMapped[pg] === 0) return;
+    this.writeMapped[pg] = 0;
     const off = (pg * 4096) | 0; // as the int32 the entries hold
     const wOff = this.wOff;
     for (let i = 0; i < wOff.length; i++) if (wOff[i] === off) wOff[i] = TLB_NO_RAM;
@@ -248,6 +265,12 @@ export class Mmu {
     // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
     const pmp = this.pmp.check(pa, size, access, priv);
     if (pmp === PMP_DENIED) h.raise(accessFault(access), lo, hi);
+    // A page still in the image this RAM fills from comes in before anything maps or reads it.
+    const pager = this.pager;
+    if (pager !== undefined) {
+      const ramOff = pagePa - this.ramBase;
+      if (ramOff >= 0 && ramOff < this.ramSize && pager.pending[ramOff / 4096]! !== 0) pager.fetch(ramOff / 4096);
+    }
     if (pmp === PMP_PAGE) this.fill(lo, hi, access, pagePa, writable, global);
     return pa;
   }
@@ -279,6 +302,7 @@ export class Mmu {
       if (off < 0 || off + 8 > this.ramSize || this.pmp.check(pteAddr, 8, ACCESS_LOAD, PRV_S) === PMP_DENIED) {
         h.raise(accessFault(access), lo, hi);
       }
+      if (this.pager !== undefined && this.pager.pending[off >>> 12]! !== 0) this.pager.fetch(off >>> 12);
       const pteLo = this.ram32[off >>> 2]!;
       const pteHi = this.ram32[(off >>> 2) + 1]!;
       if ((pteLo & PTE_V) === 0 || (pteLo & (PTE_R | PTE_W)) === PTE_W) h.raise(pageFault, lo, hi);
@@ -349,7 +373,12 @@ export class Mmu {
     } else if (writable) {
       this.wTagLo[i] = vpn; this.wTagHi[i] = hi; this.wGlobal[i] = g;
       // Pages holding decoded code stay on the slow path so stores can drop the decodings.
-      this.wOff[i] = inRam && !this.codePage[ramOff >>> 12] ? ramOff : TLB_NO_RAM;
+      if (inRam && !this.codePage[ramOff >>> 12]) {
+        this.wOff[i] = ramOff;
+        this.writeMapped[ramOff >>> 12] = 1;
+      } else {
+        this.wOff[i] = TLB_NO_RAM;
+      }
       this.wPa[i] = pagePa;
       if (!global) this.logFill((i << 2) | 1);
     }
@@ -462,7 +491,10 @@ export class Mmu {
       const i = this.dBase + (vpn & TLB_MASK);
       const pageRamOff = off - (off & 0xfff);
       if (this.wOff[i] === TLB_NO_RAM && this.wTagLo[i] === vpn && this.wTagHi[i] === hi && this.wPa[i] === pa - (pa & 0xfff)
-        && !this.codePage[pageRamOff >>> 12]) this.wOff[i] = pageRamOff;
+        && !this.codePage[pageRamOff >>> 12]) {
+        this.wOff[i] = pageRamOff;
+        this.writeMapped[pageRamOff >>> 12] = 1;
+      }
     }
   }
 

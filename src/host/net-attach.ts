@@ -240,14 +240,14 @@ export class HostNetworks {
 // The NIC and NAT counters' layout is the stats layout's (vm/stats.ts): the SDK reads it
 // without loading the network stack.
 export { NET_STAT_KEYS, NIC_STAT_KEYS } from '../vm/stats.js';
-import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, STAT, type NatDropReason } from '../vm/stats.js';
+import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, NIC_STAT_SLOTS, STAT, type NatDropReason } from '../vm/stats.js';
 import { DROP_REASONS, type DropReason } from '../net/user/drop-reasons.js';
 
 // The stats layout restates the stack's drop reasons; both directions must type-check.
 const sameReasons: [DropReason[], NatDropReason[]] = [[...NAT_DROP_REASONS], [...DROP_REASONS]];
 void sameReasons;
 
-const NIC_SLOTS = (STAT.size - STAT.nics - 1) / MAX_STAT_NICS;
+const NIC_SLOTS = NIC_STAT_SLOTS;
 
 /** One NIC's NIC_STAT_KEYS values. */
 export function nicStatValues(n: NetAttachment): number[] {

@@ -22,4 +22,5 @@ export {
   type SandboxNetwork,
 } from './sandbox.js';
 export type { TierCode } from '../cpu/tier.js';
+export type { MemorySnapshot } from '../host/snapshot/memory.js';
 export { agentFiles, type AgentFile } from '../guest/agent-files.js';

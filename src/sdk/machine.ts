@@ -15,6 +15,7 @@ import { VisorError } from '../base/errors.js';
 import { defaultAccel, resolveMachineConfig, type Accel, type ImageResolver, type MachineConfig, type ResolvedConfig } from './config.js';
 import { z } from 'zod';
 import type { TierCode } from '../cpu/tier.js';
+import type { MemorySnapshot } from '../host/snapshot/memory.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import { parseMac } from '../net/mac.js';
 import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
@@ -22,7 +23,7 @@ import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCo
 import { prewarmWorkers, takeWorker } from './worker-pool.js';
 import { BALLOON_PAGES_PER_MIB, JIT_MORE_STAT_KEYS, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
-import { MAX_STAT_NICS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
+import { MAX_STAT_NICS, NIC_STAT_SLOTS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
 
 /** One NIC's counters (MachineStats.nics). */
 export interface NicStats {
@@ -75,6 +76,12 @@ export interface MachineStats {
   traps: Record<number, number>;
   interrupts: Record<number, number>;
   tlbMisses: number;
+  /**
+   * A machine restored from an in-memory snapshot copies each page of RAM in when its guest
+   * first reaches it: pages copied so far, and pages of the snapshot still not copied (zero
+   * for a machine that booted, or restored from a file).
+   */
+  ram: { pagedIn: number; pending: number };
   /** virtio-balloon (machines with `balloon: true`): what the host asked for and what the guest has given. */
   balloon?: { targetMiB: number; actualMiB: number };
   virtioInterrupts: number;
@@ -363,15 +370,17 @@ export class Machine extends EventEmitter<MachineEvents> {
   }
 
   /**
-   * A machine from a snapshot file, continuing exactly where the snapshotted one was. Fails
-   * with a clear error for a damaged or foreign file, a newer format, or a disk that changed.
+   * A machine from a snapshot file (or an in-memory snapshot: snapshotInMemory), continuing
+   * exactly where the snapshotted one was. Fails with a clear error for a damaged or foreign
+   * file, a newer format, or a disk that changed.
    */
-  static async restore(path: string, opts: RestoreOptions = {}): Promise<Machine> {
-    if (typeof path !== 'string' || path === '') throw new VisorError('InvalidArgument', `Machine.restore: give the snapshot file's path (got ${path === '' ? 'an empty string' : typeof path})`);
+  static async restore(from: string | MemorySnapshot, opts: RestoreOptions = {}): Promise<Machine> {
+    const inMemory = typeof from === 'object' && from !== null && (from as MemorySnapshot).kind === 'visor-memory-snapshot';
+    if (!inMemory && (typeof from !== 'string' || from === '')) throw new VisorError('InvalidArgument', `Machine.restore: give the snapshot file's path or what snapshotInMemory() returned (got ${from === '' ? 'an empty string' : typeof from})`);
     const { resolve } = await import('node:path');
-    const abs = resolve(path);
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
-    const vm = await Machine.spawn({ mode: 'restore', path: abs, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}) });
+    const source = inMemory ? { image: from as MemorySnapshot } : { path: resolve(from as string) };
+    const vm = await Machine.spawn({ mode: 'restore', ...source, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -477,7 +486,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.emit('state', s, reason ?? undefined);
   }
 
-  private call(action: MachineAction, extra: { path?: string; compress?: boolean; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
+  private call(action: MachineAction, extra: { path?: string; compress?: boolean; inMemory?: boolean; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
     try {
       transition(this._state, action); // refuse early, naming the state the caller sees
     } catch (err) {
@@ -487,7 +496,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const cmd: Command = action === 'snapshot' ? { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? false }
+      const cmd: Command = action === 'snapshot' ? (extra.inMemory ? { op: 'snapshotInMemory', id } : { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? false })
         : extra.until ? { op: 'runUntil', id, until: extra.until }
         : extra.stop ? { op: 'stop', id, ...extra.stop }
         : { op: action, id };
@@ -542,6 +551,17 @@ export class Machine extends EventEmitter<MachineEvents> {
     const abs = resolve(path);
     const r = (await this.call('snapshot', { path: abs, compress: opts.compress ?? false })) as Omit<SnapshotInfo, 'path'>;
     return { path: abs, ...r };
+  }
+
+  /**
+   * The same snapshot, held in memory instead of a file: Machine.restore(it) starts machines
+   * from it in this process, each paging RAM in from it as its guest reaches a page (so a
+   * restore copies no RAM up front, and many restores share one copy). Its RAM lives as long
+   * as the result or a machine restored from it is kept.
+   */
+  async snapshotInMemory(): Promise<MemorySnapshot> {
+    const { ms: _ms, ...snap } = (await this.call('snapshot', { inMemory: true })) as MemorySnapshot & { ms: number };
+    return snap;
   }
 
   /** The guest agent listens on its port: stop() can ask the guest to shut down. */
@@ -710,6 +730,7 @@ export class Machine extends EventEmitter<MachineEvents> {
       traps: byCause(STAT.traps),
       interrupts: byCause(STAT.interrupts),
       tlbMisses: s[STAT.tlbMisses]!,
+      ram: { pagedIn: s[STAT.ramPagedIn]!, pending: s[STAT.ramPending]! },
       ...(this.config.balloon ? { balloon: { targetMiB: s[STAT.balloonTargetPages]! / BALLOON_PAGES_PER_MIB, actualMiB: s[STAT.balloonActualPages]! / BALLOON_PAGES_PER_MIB } } : {}),
       virtioInterrupts: s[STAT.virtioInterrupts]!,
       net: Object.fromEntries(NET_STAT_KEYS.map((k, i) => [k, s[STAT.net + i]!])) as MachineStats['net'],
@@ -742,7 +763,7 @@ export class Machine extends EventEmitter<MachineEvents> {
 
 /** stats().nics from the shared array (vm/stats.ts NIC_STAT_KEYS). */
 export function readNicStats(s: Float64Array): NicStats[] {
-  const slots = (STAT.size - STAT.nics - 1) / MAX_STAT_NICS;
+  const slots = NIC_STAT_SLOTS;
   const out: NicStats[] = [];
   for (let i = 0; i < Math.min(s[STAT.nics]!, MAX_STAT_NICS); i++) {
     const at = STAT.nics + 1 + i * slots;

@@ -8,11 +8,13 @@ import type { ForwardSpec } from '../vm/spec.js';
 import type { Accel, ResolvedConfig } from './config.js';
 import type { PausePoint } from '../vm/driver.js';
 import type { MachineState } from './states.js';
+import type { MemorySnapshot } from '../host/snapshot/memory.js';
 
 export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
-  | { mode: 'restore'; path: string; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean; interpretFirst?: number };
+  /** From a snapshot file (`path`) or one held in memory (`image`: its RAM pages in on demand). */
+  | { mode: 'restore'; path?: string; image?: MemorySnapshot; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean; interpretFirst?: number };
 
 /** A restored machine's user-network policy, instead of the saved machine's (RestoreOptions.netPolicy). */
 export interface NetPolicy {
@@ -24,6 +26,7 @@ export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'kill'; id: number }
   | { op: 'stop'; id: number; graceful?: boolean; timeoutMs?: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
+  | { op: 'snapshotInMemory'; id: number }
   | { op: 'runUntil'; id: number; until: UntilCondition }
   /** Host request to the virtio-balloon (not a lifecycle action: the state does not change). */
   | { op: 'balloon'; id: number; targetMiB: number }

@@ -21,8 +21,11 @@ import { parseMac } from '../net/mac.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { HostNetworks, writeNetStats, type NetAttachment } from '../host/net-attach.js';
 import { STORED_CODEC } from '../host/snapshot/ram.js';
-import { DEFLATE_CODEC, fingerprintDisk, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot/file.js';
-import { snapshotMeta, validateSnapshot, type MachineSnapshotState, type RunnerState } from '../host/snapshot/meta.js';
+import { DEFLATE_CODEC, fingerprintDisk, nativeZeroTest, verifyDisk, writeSnapshotFile, type DiskFingerprint, type ReadSnapshot } from '../host/snapshot/file.js';
+import { imageOfRam, type MemorySnapshot } from '../host/snapshot/memory.js';
+import { snapshotMeta, validateSnapshot, type MachineSnapshotState, type RunnerState, type SnapshotMeta } from '../host/snapshot/meta.js';
+import { allocateGuestRam } from '../cpu/guest-ram.js';
+import { attachRamPager, ramPagerOf } from '../cpu/ram-pager.js';
 import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
 import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
@@ -199,6 +202,13 @@ export class MachineRunner {
     try {
       let ram = opts.preloadedRam ? await opts.preloadedRam : undefined;
       if (ram !== undefined && ram.length !== meta.config.memoryMiB * 2 ** 20) ram = undefined;
+      if (snap.ramImage) {
+        // An in-memory snapshot: RAM starts empty and pages in from the image on demand.
+        const bytes = meta.config.memoryMiB * 2 ** 20;
+        if (snap.ramImage.bytes.length !== bytes) throw new VisorError('CorruptImage', `the snapshot's RAM is ${snap.ramImage.bytes.length} bytes; its machine has ${bytes}`);
+        ram = allocateGuestRam(bytes);
+        attachRamPager(ram, snap.ramImage);
+      }
       lap('ram-wait');
       await r.openDevices();
       if (opts.warmUp) warmUp(r.cfg.accel);
@@ -580,9 +590,11 @@ export class MachineRunner {
 
   publishStats(): void {
     const d = this.driver;
+    const paged = ramPagerOf(d.machine.vm.bus.ram)?.stats;
     publishStats(this.stats, d.machine, {
       executed: d.executed, runningMs: d.runningMs, idleMs: d.idleMs, mips: d.mips, consoleOut: this.consoleOut, consoleIn: this.consoleIn,
       ...(this.cpuClock ? { threadCpuMs: this.cpuClock() } : {}),
+      ...(paged ? { ramPagedIn: paged.fetched, ramPending: paged.pending } : {}),
     });
     writeNetStats(this.stats, this.nets);
     this.stats[STAT.blkThrottled] = this.diskThrottle?.counters.throttled ?? 0;
@@ -632,6 +644,37 @@ export class MachineRunner {
    * saves, and resumes if it was running.
    */
   async snapshot(path: string, opts: { compress?: boolean } = {}): Promise<{ bytes: number; ramPages: number; presentPages: number; ms: number }> {
+    return this.whileParked(async (t0, meta, machine) => {
+      // A snapshot file holds all of RAM: pages a restore had not yet brought in come in first.
+      const pager = ramPagerOf(this.vm.bus.ram);
+      if (pager && pager.stats.pending > 0) {
+        pager.fetchAll();
+        this.publishStats();
+      }
+      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
+      return { bytes: w.bytes, ramPages: w.ram.pages, presentPages: w.ram.presentPages, ms: performance.now() - t0 };
+    });
+  }
+
+  /**
+   * The same snapshot, held in memory: RAM in shared memory that machines restored from it
+   * page in on demand (host/snapshot/memory.ts). What a fork's children start from.
+   */
+  async snapshotInMemory(): Promise<MemorySnapshot & { ms: number }> {
+    return this.whileParked(async (t0, meta, machine) => {
+      const ram = this.vm.bus.ram;
+      const zero = nativeZeroTest(ram);
+      const image = imageOfRam(ram, (p) => zero(ram, p), ramPagerOf(ram));
+      return { kind: 'visor-memory-snapshot' as const, meta: JSON.stringify(meta), machine: JSON.stringify(machine), ...image, ms: performance.now() - t0 };
+    });
+  }
+
+  /**
+   * Parks the machine at a batch boundary, lets disk I/O finish, flushes the disks (their
+   * fingerprints must match what is saved), and hands `save` the machine's state; resumes it
+   * afterwards if it was running.
+   */
+  private async whileParked<T>(save: (t0: number, meta: SnapshotMeta, machine: MachineSnapshotState) => Promise<T>): Promise<T> {
     this.check('snapshot');
     const t0 = performance.now();
     const wasRunning = this.driver.running;
@@ -653,8 +696,7 @@ export class MachineRunner {
         },
         board: this.vm.saveState(),
       };
-      const w = await writeSnapshotFile(path, { meta, machine, ram: this.vm.bus.ram }, opts.compress === true ? DEFLATE_CODEC : STORED_CODEC);
-      return { bytes: w.bytes, ramPages: w.ram.pages, presentPages: w.ram.presentPages, ms: performance.now() - t0 };
+      return await save(t0, meta, machine);
     } finally {
       if (wasRunning && this.state === 'running') this.runLoop();
     }

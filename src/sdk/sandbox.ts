@@ -12,15 +12,15 @@
  */
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
-import { existsSync, rmSync } from 'node:fs';
-import { mkdtemp, rm, unlink } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { rmSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import { connectAgent, type AgentConnection } from '../guest/connect.js';
 import { DATA_CHUNK, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
 import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
 import type { TierCode } from '../cpu/tier.js';
+import type { MemorySnapshot } from '../host/snapshot/memory.js';
 import { Machine } from './machine.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import { formatMac, parseMac, randomMac } from '../net/mac.js';
@@ -281,7 +281,7 @@ function fillReserve(r: Reserve): void {
   void (async () => {
     try {
       const tpl = await ensureTemplate(r.spec);
-      const got = await restoreTemplate(tpl.path, { ...r.spec, startTimeoutMs: 120_000 }, RESERVE_POLICY, 1, await templateDisk(tpl.disk));
+      const got = await restoreTemplate(await templateImage(tpl.path), { ...r.spec, startTimeoutMs: 120_000 }, RESERVE_POLICY, 1, await templateDisk(tpl.disk));
       await warmReserved(got, templateOf(r.spec));
       await got.vm.pause();
       got.vm.keepProcessAlive(false);
@@ -453,10 +453,37 @@ export interface ForkOptions {
 }
 
 /**
- * Restores a sandbox's machine from `path` with its own vsock socket and connects to its agent;
+ * Templates read into memory, by file: a create restores from its template's image, its guest
+ * paging in only the pages it reaches (src/cpu/ram-pager.ts), so the sandboxes of a template
+ * share one copy of its RAM (~60 MiB for tiny at 256 MiB) and a restore reads no file. The
+ * most recently used TEMPLATE_IMAGES are kept; a template file rebuilt since is read again.
+ */
+const templateImages = new Map<string, { stamp: string; image: Promise<MemorySnapshot> }>();
+const TEMPLATE_IMAGES = 2;
+
+async function templateImage(path: string): Promise<MemorySnapshot> {
+  const { stat } = await import('node:fs/promises');
+  const st = await stat(path);
+  const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
+  let e = templateImages.get(path);
+  templateImages.delete(path); // re-inserted below: the map's order is least recently used first
+  if (!e || e.stamp !== stamp) {
+    const { loadMemorySnapshot } = await import('../host/snapshot/memory.js');
+    const entry = { stamp, image: loadMemorySnapshot(path) };
+    // A file that failed to load is read again next time, not remembered as failed.
+    entry.image.catch(() => templateImages.get(path) === entry && templateImages.delete(path));
+    e = entry;
+  }
+  templateImages.set(path, e);
+  while (templateImages.size > TEMPLATE_IMAGES) templateImages.delete(templateImages.keys().next().value!);
+  return e.image;
+}
+
+/**
+ * Restores a sandbox's machine from a snapshot (its file, or in memory: a template's image, a fork's) with its own vsock socket and connects to its agent;
  * `disk` (its own from now on, deleted with it, or here on failure) stands in for the saved root disk.
  */
-async function restoreTemplate(path: string, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
+async function restoreTemplate(path: string | MemorySnapshot, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
   const t0 = performance.now();
   let dir: string | undefined;
   let vm: Machine | undefined;
@@ -557,7 +584,7 @@ export class Sandbox {
     }
     const tpl = await ensureTemplate({ image, memoryMiB });
     const t1 = performance.now();
-    const sb = await Sandbox.fromSnapshot(tpl.path, opts, 1, await templateDisk(tpl.disk));
+    const sb = await Sandbox.fromSnapshot(await templateImage(tpl.path), opts, 1, await templateDisk(tpl.disk));
     sb.timings.template = t1 - t0;
     if (tpl.builtMs) sb.timings.templateBuilt = tpl.builtMs;
     return sb;
@@ -598,7 +625,7 @@ export class Sandbox {
     return sb;
   }
 
-  private static async fromSnapshot(path: string, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
+  private static async fromSnapshot(path: string | MemorySnapshot, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
     const got = await restoreTemplate(path, opts, sandboxNetPolicy(opts.network), firstId, disk, mac);
     const sb = new Sandbox(got.vm, got.conn, got.dir, got.disk, opts);
     Object.assign(sb.timings, got.timings);
@@ -881,10 +908,6 @@ export class Sandbox {
     const count = o.count ?? 1;
     if (!Number.isInteger(count) || count < 1 || count > 64) throw new VisorError('InvalidArgument', 'fork: count must be an integer from 1 to 64');
     if (o.newAddress !== undefined && typeof o.newAddress !== 'boolean') throw new VisorError('InvalidArgument', 'fork: newAddress must be a boolean');
-    // The snapshot lives only until the children have read it: in memory (/dev/shm) where the
-    // host has it, so neither writing nor the fsync of an atomic write waits for a disk.
-    const dir = await mkdtemp(join(existsSync('/dev/shm') ? '/dev/shm' : tmpdir(), 'visor-fork-'));
-    const snap = join(dir, 'fork.snap');
     const t0 = performance.now();
     let t1 = t0;
     let kids: Sandbox[] = [];
@@ -893,9 +916,13 @@ export class Sandbox {
     const tCode = performance.now();
     let tCopies = tCode;
     try {
+      // The snapshot stays in memory: the children page its RAM in as their guests reach it
+      // (host/snapshot/memory.ts), so none copies the parent's RAM up front, and together they
+      // hold one copy of it.
+      let snap: MemorySnapshot;
       await this.machine.pause();
       try {
-        await this.machine.snapshot(snap);
+        snap = await this.machine.snapshotInMemory();
         tCopies = performance.now();
         // Each child's root disk: a copy of this one as the snapshot saw it (the machine is
         // paused, its writes flushed), made before this sandbox writes to it again.
@@ -917,9 +944,6 @@ export class Sandbox {
       await Promise.all(kids.map((k) => k.kill()));
       await Promise.all(disks.map((d) => d?.dispose()));
       throw err;
-    } finally {
-      await unlink(snap).catch(() => {});
-      await rm(dir, { recursive: true, force: true });
     }
     const t2 = performance.now();
     const renew = o.newAddress ?? true;

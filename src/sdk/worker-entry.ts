@@ -5,6 +5,7 @@
 import { performance } from 'node:perf_hooks';
 import { parentPort, workerData } from 'node:worker_threads';
 import { readSnapshotFile, startRamLoad } from '../host/snapshot/file.js';
+import { readMemorySnapshot } from '../host/snapshot/memory.js';
 import { threadCpuClock } from '../host/thread-cpu.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
 import { toWire } from './protocol.js';
@@ -104,16 +105,17 @@ async function main(): Promise<void> {
       const { MachineRunner, STAT } = await runnerModule;
       runner = await MachineRunner.create(init.config, events, { stats: new Float64Array(init.stats, 0, STAT.size), ...cpu });
     } else {
-      // The worker reads the file itself: nothing to copy or transfer between threads.
-      const snap = await readSnapshotFile(init.path);
+      // The worker reads the file itself: nothing to copy or transfer between threads. An
+      // in-memory snapshot's RAM is shared memory, paged in on demand (host/snapshot/memory.ts).
+      const snap = init.image ? readMemorySnapshot(init.image) : await readSnapshotFile(init.path ?? '');
       marks.read = now();
-      const preloadedRam = startRamLoad(snap);
+      const preloadedRam = init.image ? undefined : startRamLoad(snap);
       const { MachineRunner, STAT } = await runnerModule;
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
       // The restore's own options (accel, vsockPath, code, netPolicy, macs, disks, warmUp,
       // interpretFirst) are RunnerOptions of the same names.
-      const { mode: _mode, path: _path, stats: _stats, ...restoreOpts } = init;
+      const { mode: _mode, path: _path, image: _image, stats: _stats, ...restoreOpts } = init;
       runner = await MachineRunner.restore(snap, events, { stats, ...cpu, timings, ...(preloadedRam ? { preloadedRam } : {}), ...restoreOpts });
     }
   } catch (err) {
@@ -147,6 +149,7 @@ async function main(): Promise<void> {
         case 'stop': return runner.stop({ ...(c.graceful !== undefined ? { graceful: c.graceful } : {}), ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}) });
         case 'kill': return runner.kill();
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
+        case 'snapshotInMemory': return runner.snapshotInMemory();
         case 'runUntil': return runner.runUntil(c.until);
         case 'balloon': return runner.balloon(c.targetMiB);
         case 'cpuLimit': return runner.setCpuLimit(c.percent);

@@ -5,6 +5,7 @@
  * on a guest value.
  */
 import type { PhysicalMemory } from '../cpu/memory.js';
+import { ramPagerOf, type RamPager } from '../cpu/ram-pager.js';
 
 export type GuestRam = Pick<PhysicalMemory, 'ram' | 'ramBase'> & {
   /**
@@ -20,9 +21,12 @@ export class GuestMemory {
   readonly ramBase: number;
   readonly onDeviceWrite: ((ramOffset: number, length: number) => void) | undefined;
   private readonly view: DataView;
+  /** Fills RAM on demand (src/cpu/ram-pager.ts): every range a device touches comes in first. */
+  private readonly pager: RamPager | undefined;
 
   constructor(mem: GuestRam) {
     this.ram = mem.ram;
+    this.pager = ramPagerOf(mem.ram);
     this.ramBase = mem.ramBase;
     this.onDeviceWrite = mem.onDeviceWrite;
     this.view = new DataView(mem.ram.buffer, mem.ram.byteOffset, mem.ram.byteLength);
@@ -37,6 +41,7 @@ export class GuestMemory {
     const off = addr - this.ramBase;
     if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len)) return -1;
     if (off < 0 || len < 0 || off + len > this.ram.length) return -1;
+    this.pager?.fetchRange(off, len);
     return off;
   }
 

@@ -37,10 +37,16 @@ export const STAT = {
   threadCpuMs: 68,
   // More tier 1 counters, in JIT_MORE_STAT_KEYS order (room for 8).
   jitMore: 69,
-  // Per NIC: the count at STAT.nics, then MAX_STAT_NICS blocks of NIC_STAT_KEYS.
+  // Per NIC: the count at STAT.nics, then MAX_STAT_NICS blocks of NIC_STAT_SLOTS (NIC_STAT_KEYS).
   nics: 77,
-  size: 78 + 8 * 32,
+  // RAM paged in from the image a restore started from (cpu/ram-pager.ts), and pages still there.
+  ramPagedIn: 78 + 8 * 32,
+  ramPending: 79 + 8 * 32,
+  size: 80 + 8 * 32,
 } as const;
+
+/** Slots of each NIC's block at STAT.nics + 1. */
+export const NIC_STAT_SLOTS = 32;
 
 /** virtio-balloon counts 4 KiB pages whatever the guest's page size (virtio 1.2 §5.5.6). */
 export const BALLOON_PAGES_PER_MIB = 256;
@@ -78,7 +84,7 @@ export const NIC_STAT_KEYS = [
   'hasNat', 'natTcpFlows', 'natUdpFlows', 'natActiveTcp', 'natActiveUdp', 'natDnsQueries', 'natDhcpReplies', 'natTcpRetransmits', 'natRestoredResets',
   ...NAT_DROP_REASONS.map((r) => `natDrop.${r}` as const),
 ] as const;
-if (NIC_STAT_KEYS.length > 32 || STAT.size !== STAT.nics + 1 + MAX_STAT_NICS * 32) throw new Error('vm/stats: the per-NIC block outgrew its 32 slots');
+if (NIC_STAT_KEYS.length > NIC_STAT_SLOTS || STAT.ramPagedIn !== STAT.nics + 1 + MAX_STAT_NICS * NIC_STAT_SLOTS) throw new Error('vm/stats: the per-NIC block outgrew its 32 slots');
 
 /** What the driver and the console count, beside the devices' own counters. */
 export interface RunCounters {
@@ -90,6 +96,9 @@ export interface RunCounters {
   consoleIn: number;
   /** The thread's CPU time (ms), or undefined where the host has no clock for it. */
   threadCpuMs?: number;
+  /** RAM pages paged in from a restore's image, and pages still there (cpu/ram-pager.ts). */
+  ramPagedIn?: number;
+  ramPending?: number;
 }
 
 /** Writes every counter of `m` into `s` (STAT layout). */
@@ -124,6 +133,8 @@ export function publishStats(s: Float64Array, m: AssembledVm, c: RunCounters): v
   s[STAT.mips] = c.mips;
   s[STAT.balloonTargetPages] = m.balloon?.target ?? 0;
   s[STAT.balloonActualPages] = m.balloon?.actual ?? 0;
+  s[STAT.ramPagedIn] = c.ramPagedIn ?? 0;
+  s[STAT.ramPending] = c.ramPending ?? 0;
   for (let i = 0; i < 16; i++) {
     s[STAT.traps + i] = hart.stats.traps[i] ?? 0;
     s[STAT.interrupts + i] = hart.stats.interrupts[i] ?? 0;

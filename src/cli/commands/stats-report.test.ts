@@ -4,7 +4,7 @@ import { count, formatStats, parseAccel, statsFormat } from './stats-report.js';
 
 const base: MachineStats = {
   instructions: 3_850_000_000, mips: 46.1, recentMips: 40, runningMs: 83_500, idleMs: 12_300,
-  traps: { 8: 1200, 12: 34_000, 9: 50 }, interrupts: { 5: 9000, 9: 300 }, tlbMisses: 2_300_000, virtioInterrupts: 310,
+  traps: { 8: 1200, 12: 34_000, 9: 50 }, interrupts: { 5: 9000, 9: 300 }, tlbMisses: 2_300_000, ram: { pagedIn: 0, pending: 0 }, virtioInterrupts: 310,
   net: { rxFrames: 0, txFrames: 0, rxDropped: 0, txDropped: 0, rateDelayed: 0, natTcpFlows: 0, natUdpFlows: 0, natActiveFlows: 0, natFirewallDrops: 0, natDrops: 0 },
   io: { blkReads: 10, blkWrites: 2, blkBytesRead: 2 * 1048576, blkBytesWritten: 8192, blkThrottled: 0, blkThrottledMs: 0, netRxBytes: 0, netTxBytes: 0, consoleOutBytes: 40_000, consoleInBytes: 12 },
   nics: [],

@@ -18,6 +18,7 @@ import {
   sectionChecksumError, tableBytes, type DecodedSnapshot,
 } from './format.js';
 import { allocateGuestRam } from '../../cpu/guest-ram.js';
+import type { RamImage } from '../../cpu/ram-pager.js';
 import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import {
   decodeRamAsync, encodeRamParts, parseRamLayout, RAM_FIXED_BYTES, RAM_PAGE_SIZE, ramPrefixBytes, STORED_CODEC,
@@ -213,7 +214,7 @@ export async function verifyDisk(saved: DiskFingerprint, standIn?: string): Prom
 const ZERO_PAGE = new Uint8Array(RAM_PAGE_SIZE);
 
 /** encodeRam's zero-page test as one memcmp per page (~5 times faster than a JS loop over 256 MiB). */
-function nativeZeroTest(ram: Uint8Array): ZeroPageTest {
+export function nativeZeroTest(ram: Uint8Array): ZeroPageTest {
   const b = Buffer.from(ram.buffer, ram.byteOffset, ram.length);
   return (_ram, page) => b.compare(ZERO_PAGE, 0, RAM_PAGE_SIZE, page * RAM_PAGE_SIZE, (page + 1) * RAM_PAGE_SIZE) === 0;
 }
@@ -288,6 +289,8 @@ export interface ReadSnapshot {
   machine: unknown;
   /** Fills fresh (all-zero) guest RAM. */
   loadRam(ram: Uint8Array): Promise<void>;
+  /** RAM to page in on demand instead (an in-memory snapshot, memory.ts): loadRam is not used. */
+  ramImage?: RamImage;
 }
 
 /**

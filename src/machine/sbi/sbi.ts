@@ -1,6 +1,7 @@
 import { regBig, regU, setReg, REG_A0, REG_A1 } from '../hart.js';
 import type { SbiTarget } from '../../cpu/hart.js';
 import { MIP_SSIP } from '../irq.js';
+import { ramPagerOf } from '../../cpu/ram-pager.js';
 
 /**
  * visor's built-in SBI (RISC-V Supervisor Binary Interface spec v2.0): the kernel runs in
@@ -212,6 +213,7 @@ export class BuiltinSbi {
     // RV64: base_addr_lo holds the whole address; a non-zero high half lies beyond any RAM.
     const off = lo - ramBase;
     if (!(hi === 0 && off >= 0 && n >= 0 && off + n <= ram.length)) return [SBI_ERR_INVALID_PARAM, 0];
+    ramPagerOf(ram)?.fetchRange(off, n); // RAM filled on demand (src/cpu/ram-pager.ts)
     if (fid === 0) {
       this.env.consoleWrite(ram.slice(off, off + n));
       return [SBI_SUCCESS, n];

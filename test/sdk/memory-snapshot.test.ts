@@ -1,0 +1,135 @@
+/**
+ * In-memory snapshots (Machine.snapshotInMemory): a restore from one pages RAM in as the guest
+ * reaches it (src/cpu/ram-pager.ts). Proof that paging in loses nothing: a deterministic guest
+ * restored from memory prints what the same guest restored from a file prints, and at a later
+ * instant both machines hold the same RAM and the same state, byte for byte. Bad input is a
+ * clear error.
+ */
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isVisorError, Machine, type MemorySnapshot } from '../../src/sdk/index.js';
+import { readSnapshotFile } from '../../src/host/snapshot/file.js';
+import { counterGuest } from './guest.js';
+import { collect, settle } from './support.js';
+
+const dir = mkdtempSync(join(tmpdir(), 'visor-memsnap-'));
+afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+const kernel = join(dir, 'counter.img');
+writeFileSync(kernel, counterGuest({ ticks: 12, work: 8000, sleepTicks: 10_000, printTime: true }));
+const config = { kernel, memoryMiB: 16, deterministic: true };
+const fileSnap = join(dir, 'vm.snap');
+let want = '';
+let before = '';
+let mem: MemorySnapshot;
+
+beforeAll(async () => {
+  const ref = await Machine.create(config);
+  const refOut = collect(ref);
+  await ref.start();
+  await ref.whenStopped();
+  want = refOut.text();
+  const vm = await Machine.create(config);
+  const out = collect(vm);
+  await vm.runUntil({ output: '0000000000000003 ' });
+  await settle();
+  before = out.text();
+  mem = await vm.snapshotInMemory();
+  await vm.snapshot(fileSnap);
+  await vm.kill();
+}, 60_000);
+
+/** RAM and machine state of a snapshot file, to compare two machines at one instant. */
+async function contents(path: string): Promise<{ ram: Uint8Array; machine: string }> {
+  const s = await readSnapshotFile(path);
+  const ram = new Uint8Array(config.memoryMiB << 20);
+  await s.loadRam(ram);
+  return { ram, machine: JSON.stringify(s.machine) };
+}
+
+async function failure(p: Promise<Machine>): Promise<string> {
+  try {
+    await (await p).kill();
+  } catch (err) {
+    if (isVisorError(err)) return `${err.code}: ${err.message}`;
+    throw err;
+  }
+  return 'restored';
+}
+
+describe('in-memory snapshots', () => {
+  it('hold only the pages that hold data, in shared memory', () => {
+    expect(mem.kind).toBe('visor-memory-snapshot');
+    expect(mem.ram.buffer).toBeInstanceOf(SharedArrayBuffer);
+    expect(mem.present.length).toBe((16 << 20) / 4096);
+    const present = mem.present.reduce((n, b) => n + (b !== 0 ? 1 : 0), 0);
+    expect(present).toBe(mem.presentPages);
+    // The guest's code and device tree, the 16 KiB table it writes: far less than 16 MiB.
+    expect(present).toBeGreaterThanOrEqual(5);
+    expect(present).toBeLessThan(2048);
+  });
+
+  it('a restore from memory continues exactly, paging in only what the guest reaches', async () => {
+    const vm = await Machine.restore(mem);
+    const out = collect(vm);
+    await vm.whenStopped();
+    await settle();
+    expect(before + out.text()).toBe(want);
+    const { ram } = vm.stats();
+    expect(ram.pagedIn).toBeGreaterThan(0);
+    expect(ram.pagedIn + ram.pending).toBe(mem.presentPages);
+    expect(ram.pending).toBeGreaterThan(0); // the device tree: this guest never reads it
+  });
+
+  it('at a later instant, a machine paged in from memory equals one restored from the file', async () => {
+    const until = { output: '0000000000000008 ' };
+    const a = await Machine.restore(mem, { start: false });
+    const b = await Machine.restore(fileSnap, { start: false });
+    await a.runUntil(until);
+    await b.runUntil(until);
+    // A restored machine's pages still pending come from the image while the snapshot is written.
+    expect(a.stats().ram.pending).toBeGreaterThan(0);
+    const pa = join(dir, 'a.snap');
+    const pb = join(dir, 'b.snap');
+    await a.snapshot(pa);
+    await b.snapshot(pb);
+    expect(a.stats().ram.pending).toBe(0); // a file holds all of RAM: it fetched the rest
+    const [ca, cb] = await Promise.all([contents(pa), contents(pb)]);
+    expect(ca.machine).toBe(cb.machine);
+    expect(Buffer.compare(ca.ram, cb.ram)).toBe(0);
+    await Promise.all([a.kill(), b.kill()]);
+  });
+
+  it('a snapshot of a machine still paging in carries the pages it never fetched', async () => {
+    const a = await Machine.restore(mem, { start: false });
+    const out = collect(a);
+    await a.runUntil({ output: '0000000000000006 ' });
+    await settle();
+    const mark = out.text().length;
+    const pending = a.stats().ram.pending;
+    expect(pending).toBeGreaterThan(0);
+    const again = await a.snapshotInMemory();
+    expect(a.stats().ram.pending).toBe(pending); // read from the image, not fetched
+    expect(again.presentPages).toBeGreaterThanOrEqual(mem.presentPages);
+    const c = await Machine.restore(again);
+    const cOut = collect(c);
+    await a.resume();
+    await Promise.all([a.whenStopped(), c.whenStopped()]);
+    await settle();
+    expect(cOut.text()).toBe(out.text().slice(mark));
+    expect(want.endsWith(cOut.text())).toBe(true);
+    expect(cOut.text()).toMatch(/done\n$/);
+  });
+
+  it('refuses what is not one, or one that does not fit its machine, with a clear error', async () => {
+    expect(await failure(Machine.restore({ kind: 'something' } as unknown as MemorySnapshot))).toMatch(/^InvalidArgument: /);
+    expect(await failure(Machine.restore({ ...mem, present: mem.present.subarray(1) }))).toMatch(/^CorruptImage: .*page map/);
+    expect(await failure(Machine.restore({ ...mem, machine: '{"runner":' }))).toMatch(/^CorruptImage: .*'machine' is not valid JSON/);
+    const meta = JSON.parse(mem.meta) as { config: { memoryMiB: number } };
+    meta.config.memoryMiB = 32;
+    expect(await failure(Machine.restore({ ...mem, meta: JSON.stringify(meta) }))).toMatch(/^CorruptImage: .*RAM is 16777216 bytes; its machine has 33554432/);
+    expect(await failure(Machine.restore(mem))).toBe('restored');
+  });
+});
