@@ -471,6 +471,11 @@ export class Hart {
     this.fetchPageBase = NO_FETCH_PAGE;
   }
 
+  /** Drops the write TLB alone (Mmu.flushWrites): every page's next store translates again. */
+  flushWriteTlb(): void {
+    this.mmu.flushWrites();
+  }
+
   /**
    * Drops every entry but the global ones: a satp write (same translation mode) or
    * sfence.vma with rs1 = x0 and rs2 != x0, which need not order global mappings (Priv §4.2.1).

@@ -25,7 +25,7 @@ import {
   SLOT_X_TAG_LO, TLB_NO_RAM, TLB_SETS, TLB_SIZE,
 } from './guest-ram.js';
 import { PMP_DENIED, PMP_PAGE, type Pmp } from './pmp.js';
-import { ramPagerOf, type RamPager } from './ram-pager.js';
+import { ramPagerOf, writtenPages, type RamPager } from './ram-pager.js';
 
 export const ACCESS_FETCH = 0;
 export const ACCESS_LOAD = 1;
@@ -118,6 +118,8 @@ export class Mmu {
   private readonly writeMapped: Uint8Array;
   /** Fills RAM on demand from an image (ram-pager.ts), when this machine was restored from one. */
   private readonly pager: RamPager | undefined;
+  /** Pages that may hold data (ram-pager.ts writtenPages): stores mark theirs. */
+  private readonly written: Uint8Array;
   /** Set by walk(): the leaf allows stores and is dirty, so the page may be cached as writable. */
   private walkDirty = false;
   /** Set by walk(): the leaf PTE has G (a G only on a non-leaf level is not counted: conservative). */
@@ -155,6 +157,7 @@ export class Mmu {
     this.ramBase = o.memory.ramBase;
     this.ramSize = ram.length;
     this.pager = ramPagerOf(ram);
+    this.written = writtenPages(ram);
     this.writeMapped = new Uint8Array(Math.ceil(ram.length / 4096));
     this.flush();
   }
@@ -202,6 +205,14 @@ export class Mmu {
       if (wGlobal[i] === 0) wTagLo[i] = TAG_INVALID_LO;
       if (xGlobal[i] === 0) xTagLo[i] = TAG_INVALID_LO;
     }
+  }
+
+  /**
+   * Drops the write TLB: the next store to each page translates again (and marks the page
+   * written: ram-pager.ts writtenPages, after the runner cleared that map).
+   */
+  flushWrites(): void {
+    this.wTagLo.fill(TAG_INVALID_LO);
   }
 
   /** Drops data-TLB entries (MXR changed: read permissions differ). */
@@ -265,11 +276,13 @@ export class Mmu {
     // PMP (Priv §3.7.1): the whole access must fall in one entry that allows it.
     const pmp = this.pmp.check(pa, size, access, priv);
     if (pmp === PMP_DENIED) h.raise(accessFault(access), lo, hi);
-    // A page still in the image this RAM fills from comes in before anything maps or reads it.
-    const pager = this.pager;
-    if (pager !== undefined) {
-      const ramOff = pagePa - this.ramBase;
-      if (ramOff >= 0 && ramOff < this.ramSize && pager.pending[ramOff / 4096]! !== 0) pager.fetch(ramOff / 4096);
+    const ramOff = pagePa - this.ramBase;
+    if (ramOff >= 0 && ramOff < this.ramSize) {
+      // A page still in the image this RAM fills from comes in before anything maps or reads it.
+      const pager = this.pager;
+      if (pager !== undefined && pager.pending[ramOff / 4096]! !== 0) pager.fetch(ramOff / 4096);
+      // Every store to RAM translates (or hits an entry a store's translation filled).
+      if (access === ACCESS_STORE) this.written[ramOff / 4096] = 1;
     }
     if (pmp === PMP_PAGE) this.fill(lo, hi, access, pagePa, writable, global);
     return pa;
@@ -337,6 +350,7 @@ export class Mmu {
       if (access === ACCESS_STORE) newLo |= PTE_D;
       if (newLo !== pteLo) {
         this.ram32[off >>> 2] = newLo;
+        this.written[off >>> 12] = 1;
         const pg = off >>> 12;
         if (this.codePage[pg]) h.dropCode(pg);
       }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { attachRamPager, PAGE_BYTES, RamPager, ramPagerOf, type RamImage } from './ram-pager.js';
+import { attachRamPager, knownWrittenPages, markWritten, MAX_IMAGE_LAYERS, PAGE_BYTES, RamPager, ramPagerOf, writtenPages, type RamImage } from './ram-pager.js';
 
 /** An image of `pages` pages where the listed pages hold their number in every byte. */
 function image(pages: number, present: number[]): RamImage {
@@ -73,5 +73,48 @@ describe('RamPager', () => {
     expect(ramPagerOf(ram)).toBe(pager);
     expect(ramPagerOf(ram.subarray(PAGE_BYTES))).toBeUndefined();
     expect(() => attachRamPager(ram, image(2, []))).toThrow(/already/);
+  });
+
+  it('takes each page from the topmost layer that holds it', () => {
+    const bottom = image(5, [0, 1, 2]);
+    const top = { ...image(5, [2, 4]), base: bottom };
+    top.bytes.fill(0, 2 * PAGE_BYTES, 3 * PAGE_BYTES); // the top layer holds page 2, as zero
+    const ram = new Uint8Array(5 * PAGE_BYTES);
+    const pager = new RamPager(ram, top);
+    expect([...pager.pending]).toEqual([1, 1, 1, 0, 1]);
+    pager.fetchAll();
+    expect(ram[0]).toBe(1);
+    expect(ram[PAGE_BYTES]).toBe(2);
+    expect(ram[2 * PAGE_BYTES + 9]).toBe(0);
+    expect(ram[4 * PAGE_BYTES]).toBe(5);
+    expect(writtenPages(ram).every((b) => b === 0)).toBe(true); // paged in is not written
+  });
+
+  it('refuses a chain of layers deeper than MAX_IMAGE_LAYERS, or with a layer of another size', () => {
+    let img: RamImage = image(2, [1]);
+    for (let k = 0; k < MAX_IMAGE_LAYERS; k++) img = { ...image(2, [0]), base: img };
+    expect(() => new RamPager(new Uint8Array(2 * PAGE_BYTES), img)).toThrow(/layers/);
+    expect(() => new RamPager(new Uint8Array(2 * PAGE_BYTES), { ...image(2, [0]), base: image(3, [1]) })).toThrow(RangeError);
+  });
+});
+
+describe('written pages', () => {
+  it('marks every page a range touches, and no page past RAM', () => {
+    const ram = new Uint8Array(6 * PAGE_BYTES);
+    expect(knownWrittenPages(ram)).toBeUndefined();
+    const map = writtenPages(ram);
+    expect(knownWrittenPages(ram)).toBe(map);
+    markWritten(map, PAGE_BYTES - 1, 2); // the last byte of page 0, the first of page 1
+    markWritten(map, 3 * PAGE_BYTES, 0); // nothing
+    markWritten(map, 5 * PAGE_BYTES, 10 * PAGE_BYTES);
+    expect([...map]).toEqual([1, 1, 0, 0, 0, 1]);
+  });
+
+  it('keeps no map that others would find for a view inside a buffer', () => {
+    const buf = new Uint8Array(3 * PAGE_BYTES);
+    const view = buf.subarray(PAGE_BYTES);
+    writtenPages(view).fill(1);
+    expect(knownWrittenPages(view)).toBeUndefined();
+    expect(knownWrittenPages(buf)).toBeUndefined();
   });
 });

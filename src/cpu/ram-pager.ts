@@ -20,38 +20,62 @@
 
 export const PAGE_BYTES = 4096;
 
-/** Guest RAM as of an instant: each page at its RAM offset, and which pages hold anything. */
+/**
+ * Guest RAM as of an instant: each page at its RAM offset, and which pages this image holds.
+ * An image may lie on a `base`: a page it does not hold is the base's (and so on down); a page
+ * no layer holds is zero. A fork of a machine restored from an image only copies the pages
+ * written since, on top of that image (host/snapshot/memory.ts imageOfRam).
+ */
 export interface RamImage {
   /** RAM bytes, page `p` at byte `p * 4096` (pages not `present` are never read). */
   readonly bytes: Uint8Array;
-  /** One byte per RAM page: non-zero when the page holds data; the others are all zero. */
+  /** One byte per RAM page: non-zero when this layer holds the page (its bytes may be zero). */
   readonly present: Uint8Array;
+  readonly base?: RamImage | undefined;
+}
+
+/** Layers an image may have (a deeper chain is flattened by the next snapshot). */
+export const MAX_IMAGE_LAYERS = 16;
+
+/** The layers of `image`, top first; throws RangeError for one that does not fit `pages` pages or is too deep. */
+export function imageLayers(image: RamImage, pages: number): RamImage[] {
+  const layers: RamImage[] = [];
+  for (let img: RamImage | undefined = image; img !== undefined; img = img.base) {
+    if (img.present.length !== pages || img.bytes.length !== pages * PAGE_BYTES) {
+      throw new RangeError(`a RAM image of ${img.bytes.length} bytes (${img.present.length} pages) does not fit ${pages * PAGE_BYTES} bytes of RAM`);
+    }
+    layers.push(img);
+    if (layers.length > MAX_IMAGE_LAYERS) throw new RangeError(`a RAM image of more than ${MAX_IMAGE_LAYERS} layers`);
+  }
+  return layers;
 }
 
 export class RamPager {
   /** One byte per RAM page: 1 while the page is still the image's (not yet copied in). */
   readonly pending: Uint8Array;
-  private image: RamImage | null;
+  /** The image's layers, top first (empty once every page is in). */
+  private layers: RamImage[];
   private left: number;
   private fetched = 0;
 
   /** `ram` must be all zero: pages the image does not hold are left as they are. */
   constructor(private readonly ram: Uint8Array, image: RamImage) {
-    const pages = Math.floor(ram.length / PAGE_BYTES);
-    if (ram.length % PAGE_BYTES !== 0 || image.present.length !== pages || image.bytes.length !== ram.length) {
-      throw new RangeError(`a RAM image of ${image.bytes.length} bytes (${image.present.length} pages) does not fit ${ram.length} bytes of RAM`);
+    if (ram.length % PAGE_BYTES !== 0) throw new RangeError(`RAM of ${ram.length} bytes is not whole pages`);
+    const pages = ram.length / PAGE_BYTES;
+    const layers = imageLayers(image, pages);
+    // Pending: the pages any layer holds (a plain buffer: the images' maps may be shared),
+    // counted a word at a time: a restore's latency includes this, over every page of RAM.
+    this.pending = layers[0]!.present.slice();
+    for (let k = 1; k < layers.length; k++) {
+      const p = layers[k]!.present;
+      for (let i = 0; i < pages; i++) this.pending[i]! |= p[i]!;
     }
-    // A private copy of the page map (a plain buffer: the image's may be shared), counted a
-    // word at a time: a restore's latency includes this, over every page of RAM.
-    this.pending = image.present.slice();
     const words = new Uint32Array(this.pending.buffer, 0, pages >>> 2);
     let left = 0;
     for (let w = 0; w < words.length; w++) {
-      const v = words[w]!;
-      if (v !== 0) {
+      if (words[w] !== 0) {
         // Normalise each byte to 0 or 1 (a present byte is any non-zero value) and count it.
-        for (let b = 0; b < 4; b++) {
-          const p = w * 4 + b;
+        for (let p = w * 4; p < w * 4 + 4; p++) {
           if (this.pending[p] !== 0) {
             this.pending[p] = 1;
             left++;
@@ -66,18 +90,17 @@ export class RamPager {
       }
     }
     this.left = left;
-    this.image = left > 0 ? image : null;
+    this.layers = left > 0 ? layers : [];
   }
 
   /** Copies page `pg` in if it is still pending (callers test `pending[pg]` first on hot paths). */
   fetch(pg: number): void {
     if (this.pending[pg] === 0) return;
-    const at = pg * PAGE_BYTES;
-    this.ram.set(this.image!.bytes.subarray(at, at + PAGE_BYTES), at);
+    this.ram.set(this.pendingPage(pg)!, pg * PAGE_BYTES);
     this.pending[pg] = 0;
     this.fetched++;
     // The last page in: the image is not needed any more (its memory goes when no one holds it).
-    if (--this.left === 0) this.image = null;
+    if (--this.left === 0) this.layers = [];
   }
 
   /** Fetches every pending page of RAM offsets [off, off + len). */
@@ -94,13 +117,14 @@ export class RamPager {
   }
 
   /**
-   * The image's copy of page `pg` while it is pending, else undefined: a snapshot of this
-   * machine reads it from there instead of fetching it in.
+   * The image's copy of page `pg` while it is pending (from the topmost layer that holds it),
+   * else undefined: a snapshot of this machine reads it from there instead of fetching it in.
    */
   pendingPage(pg: number): Uint8Array | undefined {
     if (this.pending[pg] === 0) return undefined;
     const at = pg * PAGE_BYTES;
-    return this.image!.bytes.subarray(at, at + PAGE_BYTES);
+    for (const img of this.layers) if (img.present[pg] !== 0) return img.bytes.subarray(at, at + PAGE_BYTES);
+    return undefined; // unreachable: a pending page is some layer's
   }
 
   /** Pages copied in so far, and pages still pending. */
@@ -127,4 +151,42 @@ export function attachRamPager(ram: Uint8Array, image: RamImage): RamPager {
 /** The pager filling `ram`, if it has one. */
 export function ramPagerOf(ram: Uint8Array): RamPager | undefined {
   return ram.byteOffset === 0 ? pagers.get(ram.buffer) : undefined;
+}
+
+/**
+ * Per RAM (by its buffer), one byte per page: 1 once the page may have been written since the
+ * machine's RAM last matched what it started from: its boot (zero RAM), or the image it was
+ * restored from or last snapshotted into memory (then the runner clears the map and the
+ * write TLB, so the next store to each page translates again). Whatever writes RAM marks it:
+ * the MMU on a store's translation (TLB fills for stores, the slow store path, atomics) and on
+ * a PTE's A/D update, devices on every DMA range they are given and every write they make
+ * (virtio GuestMemory, DescriptorChain), the SBI console, the boot's loads, a restore from a
+ * file (all pages). A page paged in from the image is not written: it is still the image's.
+ * A snapshot in memory reads only marked pages (host/snapshot/memory.ts imageOfRam).
+ */
+const writtenMaps = new WeakMap<ArrayBufferLike, Uint8Array>();
+
+/** The written-page map of `ram` (made, all zero, on first use). */
+export function writtenPages(ram: Uint8Array): Uint8Array {
+  // A view that does not start its buffer gets a map of its own that no one else finds:
+  // knownWrittenPages says undefined for it, and a snapshot then scans every page.
+  if (ram.byteOffset !== 0) return new Uint8Array(Math.ceil(ram.length / PAGE_BYTES));
+  let map = writtenMaps.get(ram.buffer);
+  if (map === undefined) {
+    map = new Uint8Array(Math.ceil(ram.length / PAGE_BYTES));
+    writtenMaps.set(ram.buffer, map);
+  }
+  return map;
+}
+
+/** The map if something keeps one for `ram`, else undefined (then every page may hold data). */
+export function knownWrittenPages(ram: Uint8Array): Uint8Array | undefined {
+  return ram.byteOffset === 0 ? writtenMaps.get(ram.buffer) : undefined;
+}
+
+/** Marks the pages of RAM offsets [off, off + len) as written. */
+export function markWritten(map: Uint8Array, off: number, len: number): void {
+  if (len <= 0) return;
+  const last = Math.floor((off + len - 1) / PAGE_BYTES);
+  for (let pg = Math.floor(off / PAGE_BYTES); pg <= last && pg < map.length; pg++) map[pg] = 1;
 }

@@ -37,6 +37,8 @@ export interface BoardHart extends InterruptTarget {
   readonly jit?: CompiledTier | null;
   /** Interpret only for the next `instructions`, then the JIT again (Hart.holdJit). */
   holdJit?(instructions: number): void;
+  /** Drops the write TLB: every page's next store translates (and is seen) again. */
+  flushWriteTlb?(): void;
 }
 
 /** Reads x[i] as an unsigned Number (exact below 2^53). */

@@ -6,6 +6,7 @@ import { loadKernel, parseKernel, type LoadedKernel } from './boot/kernel.js';
 import { placeBootData } from './boot/layout.js';
 import { buildResetRom, Rom } from './boot/rom.js';
 import { Bus } from './bus.js';
+import { markWritten, writtenPages } from '../cpu/ram-pager.js';
 import { Clint, type ClintState } from './clint/clint.js';
 import type { MachineClock } from './clock.js';
 import { buildVirtDtb } from './fdt/virt-dt.js';
@@ -282,6 +283,11 @@ export class VirtMachine {
     loadKernel(kernel, ram, ramBase);
     if (cfg.initrd && layout.initrd) ram.set(cfg.initrd, layout.initrd.start - ramBase);
     ram.set(dtb, layout.dtbAddr - ramBase);
+    // What the boot put in RAM may hold data (cpu/ram-pager.ts writtenPages).
+    const written = writtenPages(ram);
+    for (const seg of kernel.segments) markWritten(written, seg.addr - ramBase, seg.memSize);
+    if (cfg.initrd && layout.initrd) markWritten(written, layout.initrd.start - ramBase, cfg.initrd.length);
+    markWritten(written, layout.dtbAddr - ramBase, dtb.length);
     this.kernelInfo = kernel;
     this.dtb = dtb;
 
@@ -296,6 +302,7 @@ export class VirtMachine {
     const hart = this.hart;
     if (bios !== 'builtin') {
       ram.set(bios, 0);
+      markWritten(written, 0, bios.length);
       // The reset vector sets a0-a2 and jumps to the firmware in M-mode, as on QEMU.
       hart.reset(VIRT_MEMMAP.mrom.base);
     } else {

@@ -25,7 +25,7 @@ import { DEFLATE_CODEC, fingerprintDisk, nativeZeroTest, verifyDisk, writeSnapsh
 import { imageOfRam, type MemorySnapshot } from '../host/snapshot/memory.js';
 import { snapshotMeta, validateSnapshot, type MachineSnapshotState, type RunnerState, type SnapshotMeta } from '../host/snapshot/meta.js';
 import { allocateGuestRam } from '../cpu/guest-ram.js';
-import { attachRamPager, ramPagerOf } from '../cpu/ram-pager.js';
+import { attachRamPager, knownWrittenPages, MAX_IMAGE_LAYERS, ramPagerOf, writtenPages, type RamImage } from '../cpu/ram-pager.js';
 import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
 import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
@@ -42,6 +42,13 @@ export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
 export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
 const PANIC_GRACE_MS = 500;
+/** Layers under an image (RamImage.base chain), counting it. */
+function imageDepth(image: RamImage): number {
+  let n = 0;
+  for (let l: RamImage | undefined = image; l; l = l.base) n++;
+  return n;
+}
+
 /** Console output runUntil({ output }) looks back over. */
 const OUTPUT_HISTORY = 64 * 1024;
 /** The stdio ports (stdio: 'virtio'), after hvc0, the agent's and the data port. */
@@ -112,6 +119,12 @@ export class MachineRunner {
   private nets: NetAttachment[] = [];
   /** restore(): the snapshot's NAT connections, reset in the guest when it first runs. */
   private restoredNatFlows: RunnerState['natFlows'] | null = null;
+  /**
+   * The RAM image this machine matches but for the pages written since (cpu/ram-pager.ts
+   * writtenPages): the one it was restored from, or its last in-memory snapshot. A snapshot in
+   * memory then copies only the written pages, on top of it.
+   */
+  private imageBase: RamImage | undefined;
   /** Kept across reboots (as NICs are): the host side holds on to them. */
   private balloonDev: VirtioBalloon | undefined;
   private vsockDev: VirtioVsock | undefined;
@@ -208,6 +221,7 @@ export class MachineRunner {
         if (snap.ramImage.bytes.length !== bytes) throw new VisorError('CorruptImage', `the snapshot's RAM is ${snap.ramImage.bytes.length} bytes; its machine has ${bytes}`);
         ram = allocateGuestRam(bytes);
         attachRamPager(ram, snap.ramImage);
+        r.imageBase = snap.ramImage;
       }
       lap('ram-wait');
       await r.openDevices();
@@ -215,6 +229,9 @@ export class MachineRunner {
       const m = await r.assemble({ boot: false, ram });
       lap('board');
       if (ram === undefined) await snap.loadRam(m.vm.bus.ram);
+      // RAM read from a file may hold data anywhere (cpu/ram-pager.ts writtenPages); paged-in
+      // RAM marks each page as it comes in.
+      if (!snap.ramImage) writtenPages(m.vm.bus.ram).fill(1);
       lap('ram');
       try {
         m.vm.restoreState(state.board);
@@ -664,7 +681,22 @@ export class MachineRunner {
     return this.whileParked(async (t0, meta, machine) => {
       const ram = this.vm.bus.ram;
       const zero = nativeZeroTest(ram);
-      const image = imageOfRam(ram, (p) => zero(ram, p), ramPagerOf(ram));
+      const written = knownWrittenPages(ram);
+      // On the image this machine last matched, the written pages alone; a chain grown too
+      // deep is flattened (every page read, as without a base: `written` then counts only
+      // since the last snapshot, so it cannot vouch for zero pages).
+      let base = this.imageBase;
+      if (base && imageDepth(base) >= MAX_IMAGE_LAYERS) base = undefined;
+      const from = base ? { pager: ramPagerOf(ram), written, base } : { pager: ramPagerOf(ram), written: this.imageBase ? undefined : written };
+      const image = imageOfRam(ram, (p) => zero(ram, p), from);
+      // From here on this machine lies on the new image: only what it writes next goes in the
+      // next one. The write TLB goes, so each page's next store translates and marks it.
+      const hart = this.vm.hart;
+      if (written && hart.flushWriteTlb) {
+        this.imageBase = { bytes: image.ram, present: image.present, base: image.base };
+        written.fill(0);
+        hart.flushWriteTlb();
+      }
       return { kind: 'visor-memory-snapshot' as const, meta: JSON.stringify(meta), machine: JSON.stringify(machine), ...image, ms: performance.now() - t0 };
     });
   }

@@ -5,7 +5,7 @@
  * on a guest value.
  */
 import type { PhysicalMemory } from '../cpu/memory.js';
-import { ramPagerOf, type RamPager } from '../cpu/ram-pager.js';
+import { markWritten, ramPagerOf, writtenPages, type RamPager } from '../cpu/ram-pager.js';
 
 export type GuestRam = Pick<PhysicalMemory, 'ram' | 'ramBase'> & {
   /**
@@ -23,10 +23,13 @@ export class GuestMemory {
   private readonly view: DataView;
   /** Fills RAM on demand (src/cpu/ram-pager.ts): every range a device touches comes in first. */
   private readonly pager: RamPager | undefined;
+  /** RAM pages written (ram-pager.ts writtenPages): ranges devices are given, and their writes. */
+  readonly written: Uint8Array;
 
   constructor(mem: GuestRam) {
     this.ram = mem.ram;
     this.pager = ramPagerOf(mem.ram);
+    this.written = writtenPages(mem.ram);
     this.ramBase = mem.ramBase;
     this.onDeviceWrite = mem.onDeviceWrite;
     this.view = new DataView(mem.ram.buffer, mem.ram.byteOffset, mem.ram.byteLength);
@@ -42,6 +45,9 @@ export class GuestMemory {
     if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len)) return -1;
     if (off < 0 || len < 0 || off + len > this.ram.length) return -1;
     this.pager?.fetchRange(off, len);
+    // Read or write: this does not know, so every range counts as written (a DMA read is of
+    // pages the guest wrote anyway).
+    markWritten(this.written, off, len);
     return off;
   }
 
@@ -59,11 +65,14 @@ export class GuestMemory {
   u64(off: number): number {
     return this.view.getUint32(off, true) + this.view.getUint32(off + 4, true) * 0x1_0000_0000;
   }
+  // The used ring's offsets are validated once, when the queue is enabled: each write marks its page.
   setU16(off: number, v: number): void {
     this.view.setUint16(off, v, true);
+    this.written[Math.floor(off / 4096)] = 1;
   }
   setU32(off: number, v: number): void {
     this.view.setUint32(off, v >>> 0, true);
+    this.written[Math.floor(off / 4096)] = 1;
   }
 }
 

@@ -111,8 +111,11 @@ describe('in-memory snapshots', () => {
     const pending = a.stats().ram.pending;
     expect(pending).toBeGreaterThan(0);
     const again = await a.snapshotInMemory();
-    expect(a.stats().ram.pending).toBe(pending); // read from the image, not fetched
-    expect(again.presentPages).toBeGreaterThanOrEqual(mem.presentPages);
+    expect(a.stats().ram.pending).toBe(pending); // left in the image, not fetched
+    // On the image it was restored from: only the pages it wrote since (its table), on top.
+    expect(again.base).toBeDefined();
+    expect(again.presentPages).toBeGreaterThan(0);
+    expect(again.presentPages).toBeLessThan(mem.presentPages);
     const c = await Machine.restore(again);
     const cOut = collect(c);
     await a.resume();
@@ -131,5 +134,26 @@ describe('in-memory snapshots', () => {
     meta.config.memoryMiB = 32;
     expect(await failure(Machine.restore({ ...mem, meta: JSON.stringify(meta) }))).toMatch(/^CorruptImage: .*RAM is 16777216 bytes; its machine has 33554432/);
     expect(await failure(Machine.restore(mem))).toBe('restored');
+  });
+
+  it('snapshots of snapshots stack, each holding only what was written since the last', async () => {
+    const a = await Machine.restore(mem, { start: false });
+    const out = collect(a);
+    await a.runUntil({ output: '0000000000000005 ' });
+    const first = await a.snapshotInMemory();
+    await a.runUntil({ output: '0000000000000007 ' });
+    await settle();
+    const mark = out.text().length;
+    const second = await a.snapshotInMemory();
+    expect(second.base?.base).toBeDefined(); // second, on first, on mem
+    expect(second.presentPages).toBeLessThanOrEqual(first.presentPages);
+    const c = await Machine.restore(second);
+    const cOut = collect(c);
+    await a.resume();
+    await Promise.all([a.whenStopped(), c.whenStopped()]);
+    await settle();
+    expect(cOut.text()).toBe(out.text().slice(mark));
+    expect(cOut.text()).toMatch(/done\n$/);
+    expect(want.endsWith(cOut.text())).toBe(true);
   });
 });

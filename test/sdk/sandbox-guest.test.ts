@@ -176,6 +176,39 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
     expect((await sbx.commands.run('echo parent-alive')).stdout).toBe('parent-alive\n');
   });
 
+  it('forks of forks: each child pages in its RAM from stacked images and loses nothing', { timeout: T }, async () => {
+    // Random data in the guest's page cache (tmpfs): every page a child reads comes from the
+    // image layer that last held it (src/cpu/ram-pager.ts); a lost page changes the hash.
+    const sum = async (s: Sandbox, f: string) => (await s.commands.run(`sha256sum ${f}`)).stdout.split(' ')[0];
+    await sbx.commands.run('head -c 6000000 /dev/urandom > /tmp/one');
+    const one = await sum(sbx, '/tmp/one');
+    const [child] = await sbx.fork();
+    const kids: Sandbox[] = [child!];
+    try {
+      // The parent writes on after its first fork: its second fork's image lies on the first.
+      await sbx.commands.run('head -c 3000000 /dev/urandom > /tmp/two; rm /tmp/one');
+      const two = await sum(sbx, '/tmp/two');
+      const [second] = await sbx.fork();
+      kids.push(second!);
+      expect(await sum(child!, '/tmp/one')).toBe(one);
+      expect((await child!.commands.run('ls /tmp/two 2>&1 || true')).stdout).toContain('No such file');
+      expect(await sum(second!, '/tmp/two')).toBe(two);
+      expect((await second!.commands.run('ls /tmp/one 2>&1 || true')).stdout).toContain('No such file');
+      // A child's own fork: its image lies on the one the child was restored from.
+      await child!.commands.run('head -c 2000000 /dev/urandom > /tmp/three');
+      const three = await sum(child!, '/tmp/three');
+      const [grandchild] = await child!.fork();
+      kids.push(grandchild!);
+      expect(await sum(grandchild!, '/tmp/one')).toBe(one);
+      expect(await sum(grandchild!, '/tmp/three')).toBe(three);
+      const st = grandchild!.machine.stats().ram;
+      expect(st.pagedIn).toBeGreaterThan(0);
+      expect(st.pending).toBeGreaterThan(0); // it copied what it read, not the parent's whole RAM
+    } finally {
+      await Promise.all(kids.map((k) => k.kill()));
+    }
+  });
+
   it('prewarm: a create takes a reserved sandbox and gives it its own network policy', { timeout: T }, async () => {
     let reached = 0;
     const server = createServer((s) => {

@@ -8,7 +8,7 @@
  * one copy of the parent's RAM plus what each has touched since.
  */
 import { VisorError } from '../../base/errors.js';
-import type { RamImage, RamPager } from '../../cpu/ram-pager.js';
+import { MAX_IMAGE_LAYERS, type RamImage, type RamPager } from '../../cpu/ram-pager.js';
 import { RAM_PAGE_SIZE as PAGE_BYTES } from './ram.js';
 import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import { nativeZeroTest, readSnapshotFile, type ReadSnapshot } from './file.js';
@@ -21,23 +21,39 @@ export interface MemorySnapshot {
   readonly machine: string;
   /** Guest RAM (SharedArrayBuffer-backed): page p at byte p * 4096; only present pages are written. */
   readonly ram: Uint8Array;
-  /** One byte per RAM page (SharedArrayBuffer-backed): 1 when the page holds data. */
+  /** One byte per RAM page (SharedArrayBuffer-backed): 1 when `ram` holds the page. */
   readonly present: Uint8Array;
-  /** How many pages are present. */
+  /** How many pages `ram` holds. */
   readonly presentPages: number;
+  /** The image under this one: pages `ram` does not hold are its (cpu/ram-pager.ts RamImage). */
+  readonly base?: RamImage | undefined;
 }
 
 /** Whether a page of RAM is all zero (file.ts's native comparison). */
 export type PageIsZero = (page: number) => boolean;
 
+/** How imageOfRam may skip reading pages. */
+export interface RamSources {
+  /** A pager still filling this RAM: its pending pages are its image's, read from there. */
+  pager?: RamPager | undefined;
+  /** Pages written since RAM last matched `base` (or since boot, without one: cpu/ram-pager.ts writtenPages). */
+  written?: Uint8Array | undefined;
+  /** The image this RAM matches but for its written pages: the result lies on it. */
+  base?: RamImage | undefined;
+}
+
 /**
- * An image of `ram` as it is now: each page that holds anything copied into shared memory.
- * A page `pager` still has pending comes from its image (this machine never touched it): read
- * from there, it stays unfetched here. Synchronous, as a snapshot file's write is: the machine
- * is parked, and nothing may write RAM between the scan and the saved device state.
+ * An image of `ram` as it is now, in shared memory. On a `base`: only the written pages, on
+ * top of it (a page written back to zero is held, as zero). Without one: every page that holds
+ * anything; a page `written` says was never written is zero without being read, and a page
+ * the pager still has pending is read from its image (it stays unfetched here). Synchronous, as
+ * a snapshot file's write is: the machine is parked, and nothing may write RAM between the scan
+ * and the saved device state.
  */
-export function imageOfRam(ram: Uint8Array, isZero: PageIsZero, pager?: RamPager): { ram: Uint8Array; present: Uint8Array; presentPages: number } {
+export function imageOfRam(ram: Uint8Array, isZero: PageIsZero, from: RamSources = {}): { ram: Uint8Array; present: Uint8Array; presentPages: number; base?: RamImage } {
   const pages = Math.floor(ram.length / PAGE_BYTES);
+  const { pager, written, base } = from;
+  const onBase = base !== undefined && written !== undefined;
   const out = new Uint8Array(new SharedArrayBuffer(ram.length));
   const present = new Uint8Array(new SharedArrayBuffer(pages));
   let n = 0;
@@ -49,21 +65,30 @@ export function imageOfRam(ram: Uint8Array, isZero: PageIsZero, pager?: RamPager
     runStart = -1;
   };
   for (let p = 0; p < pages; p++) {
-    const theirs = pager?.pendingPage(p);
-    if (theirs !== undefined) {
-      endRun(p);
-      out.set(theirs, p * PAGE_BYTES);
-    } else if (isZero(p)) {
-      endRun(p);
-      continue;
-    } else if (runStart < 0) {
-      runStart = p;
+    if (onBase) {
+      // Not written: the base's page (pending or paged in, or zero in every layer).
+      if (written[p] === 0) {
+        endRun(p);
+        continue;
+      }
+      if (runStart < 0) runStart = p;
+    } else {
+      const theirs = pager?.pendingPage(p);
+      if (theirs !== undefined) {
+        endRun(p);
+        out.set(theirs, p * PAGE_BYTES);
+      } else if ((written !== undefined && written[p] === 0) || isZero(p)) {
+        endRun(p);
+        continue;
+      } else if (runStart < 0) {
+        runStart = p;
+      }
     }
     present[p] = 1;
     n++;
   }
   endRun(pages);
-  return { ram: out, present, presentPages: n };
+  return { ram: out, present, presentPages: n, ...(onBase ? { base } : {}) };
 }
 
 /** A MemorySnapshot as the restore reads one: the JSON parsed, RAM as an image to page in from. */
@@ -79,13 +104,16 @@ export function readMemorySnapshot(s: MemorySnapshot): ReadSnapshot & { ramImage
       throw new VisorError('CorruptImage', `in-memory snapshot: '${what}' is not valid JSON`, { cause: err });
     }
   };
-  if (!(s.ram instanceof Uint8Array) || !(s.present instanceof Uint8Array) || s.ram.length !== s.present.length * PAGE_BYTES) {
-    throw new VisorError('CorruptImage', 'in-memory snapshot: its RAM and page map do not match');
+  for (let l: RamImage | undefined = { bytes: s.ram, present: s.present, base: s.base }, depth = 0; l !== undefined; l = l.base, depth++) {
+    if (!(l.bytes instanceof Uint8Array) || !(l.present instanceof Uint8Array) || l.bytes.length !== l.present.length * PAGE_BYTES || l.bytes.length !== s.ram.length) {
+      throw new VisorError('CorruptImage', `in-memory snapshot: the RAM and page map of layer ${depth} do not match`);
+    }
+    if (depth >= MAX_IMAGE_LAYERS) throw new VisorError('CorruptImage', `in-memory snapshot: more than ${MAX_IMAGE_LAYERS} layers of RAM`);
   }
   return {
     meta: parse('meta', s.meta),
     machine: parse('machine', s.machine),
-    ramImage: { bytes: s.ram, present: s.present },
+    ramImage: { bytes: s.ram, present: s.present, base: s.base },
     loadRam: () => Promise.reject(new VisorError('Internal', 'an in-memory snapshot pages RAM in on demand; it is not loaded whole')),
   };
 }

@@ -1,7 +1,7 @@
 import { regBig, regU, setReg, REG_A0, REG_A1 } from '../hart.js';
 import type { SbiTarget } from '../../cpu/hart.js';
 import { MIP_SSIP } from '../irq.js';
-import { ramPagerOf } from '../../cpu/ram-pager.js';
+import { markWritten, ramPagerOf, writtenPages } from '../../cpu/ram-pager.js';
 
 /**
  * visor's built-in SBI (RISC-V Supervisor Binary Interface spec v2.0): the kernel runs in
@@ -220,6 +220,7 @@ export class BuiltinSbi {
     }
     const got = this.env.consoleRead(n);
     ram.set(got, off);
+    markWritten(writtenPages(ram), off, got.length);
     this.env.ramWritten?.(off, got.length);
     return [SBI_SUCCESS, got.length];
   }

@@ -3,6 +3,7 @@
  * ones (virtio 1.2 §2.7.4.2), as offsets into guest RAM that the queue has already
  * bounds-checked. Devices read and write through it as if it were two flat byte streams.
  */
+import { markWritten } from '../../cpu/ram-pager.js';
 export interface Segment {
   /** Offset into the RAM array (not a guest address). */
   readonly off: number;
@@ -12,6 +13,8 @@ export interface Segment {
 export class DescriptorChain {
   constructor(
     private readonly ram: Uint8Array,
+    /** RAM pages written (cpu/ram-pager.ts writtenPages): each write marks its pages. */
+    private readonly written: Uint8Array | undefined,
     /** Head descriptor index: what goes back in the used ring. */
     readonly head: number,
     readonly readable: readonly Segment[],
@@ -29,9 +32,10 @@ export class DescriptorChain {
 
   /** Copies `src` into the writable stream at position `pos`; returns the count written. */
   write(pos: number, src: Uint8Array): number {
-    return copy(this.writable, pos, src.length, (segOff, srcOff, n) =>
-      this.ram.set(src.subarray(srcOff, srcOff + n), segOff),
-    );
+    return copy(this.writable, pos, src.length, (segOff, srcOff, n) => {
+      this.ram.set(src.subarray(srcOff, srcOff + n), segOff);
+      if (this.written) markWritten(this.written, segOff, n);
+    });
   }
 
   /** All readable bytes in one new array (callers cap sizes before calling). */
@@ -41,9 +45,12 @@ export class DescriptorChain {
     return out;
   }
 
-  /** Writable segments as RAM views, e.g. for a reader that fills guest memory directly. */
+  /** Writable segments as RAM views, e.g. for a reader that fills guest memory directly (their pages count as written now). */
   writableViews(): Uint8Array[] {
-    return this.writable.map((s) => this.ram.subarray(s.off, s.off + s.len));
+    return this.writable.map((s) => {
+      if (this.written) markWritten(this.written, s.off, s.len);
+      return this.ram.subarray(s.off, s.off + s.len);
+    });
   }
 }
 

@@ -311,6 +311,6 @@ export class SplitQueue {
       i = next;
     }
     if (writableLen > 0 && mem.onDeviceWrite) this.inflightWritable.set(head, writable);
-    return new DescriptorChain(mem.ram, head, readable, writable, readableLen, writableLen);
+    return new DescriptorChain(mem.ram, mem.written, head, readable, writable, readableLen, writableLen);
   }
 }
