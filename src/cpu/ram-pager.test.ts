@@ -60,6 +60,23 @@ describe('RamPager', () => {
     expect(pager.pending[1]).toBe(1);
   });
 
+  it('counts the pages of every layer, a word at a time, whatever the RAM size', () => {
+    for (const pages of [1, 3, 4, 4099]) {
+      const want = new Set<number>();
+      const lower: number[] = [];
+      const upper: number[] = [];
+      for (let p = 0; p < pages; p++) {
+        const r = (p * 2654435761) % 7;
+        if (r === 1) lower.push(p);
+        if (r === 2 || r === 3) upper.push(p);
+        if (r >= 1 && r <= 3) want.add(p);
+      }
+      const pager = new RamPager(new Uint8Array(pages * PAGE_BYTES), { ...image(pages, upper), base: image(pages, lower) });
+      expect(pager.stats.pending).toBe(want.size);
+      expect([...pager.pending].flatMap((b, p) => (b ? [p] : []))).toEqual([...want].sort((a, b) => a - b));
+    }
+  });
+
   it('refuses an image that does not fit the RAM', () => {
     expect(() => new RamPager(new Uint8Array(4 * PAGE_BYTES), image(5, [1]))).toThrow(RangeError);
     const bad = { bytes: new Uint8Array(4 * PAGE_BYTES), present: new Uint8Array(3) };
