@@ -156,4 +156,25 @@ describe('in-memory snapshots', () => {
     expect(cOut.text()).toMatch(/done\n$/);
     expect(want.endsWith(cOut.text())).toBe(true);
   });
+
+  it('a pause or a snapshot right after a resume finds the machine as it should', async () => {
+    const a = await Machine.restore(mem, { start: false });
+    await a.resume();
+    await a.pause();
+    expect(a.state).toBe('paused');
+    const at = a.stats().instructions;
+    await new Promise((r) => setTimeout(r, 100));
+    expect(a.stats().instructions).toBe(at); // nothing runs once paused
+    const out = collect(a);
+    await a.resume();
+    const snap = await a.snapshotInMemory(); // parks the loop, then starts it again
+    const b = await Machine.restore(snap);
+    const bOut = collect(b);
+    await Promise.all([a.whenStopped(), b.whenStopped()]);
+    await settle();
+    // b continues from the snapshot's instant: its output is the end of a's.
+    expect(bOut.text()).toMatch(/done\n$/);
+    expect(out.text().endsWith(bOut.text())).toBe(true);
+    expect(want.endsWith(out.text())).toBe(true);
+  });
 });
