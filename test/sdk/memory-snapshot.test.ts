@@ -133,6 +133,12 @@ describe('in-memory snapshots', () => {
     const meta = JSON.parse(mem.meta) as { config: { memoryMiB: number } };
     meta.config.memoryMiB = 32;
     expect(await failure(Machine.restore({ ...mem, meta: JSON.stringify(meta) }))).toMatch(/^CorruptImage: .*RAM is 16777216 bytes; its machine has 33554432/);
+    // Layers: one of another size, and a chain that loops (structured clones keep cycles).
+    const other = { bytes: new Uint8Array(4096), present: new Uint8Array(1) };
+    expect(await failure(Machine.restore({ ...mem, base: other }))).toMatch(/^CorruptImage: .*layer 1/);
+    const loop: { bytes: Uint8Array; present: Uint8Array; base?: unknown } = { bytes: mem.ram, present: mem.present };
+    loop.base = loop;
+    expect(await failure(Machine.restore({ ...mem, base: loop as MemorySnapshot['base'] }))).toMatch(/^CorruptImage: .*more than 16 layers/);
     expect(await failure(Machine.restore(mem))).toBe('restored');
   });
 
