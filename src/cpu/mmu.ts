@@ -118,7 +118,7 @@ export class Mmu {
   private readonly writeMapped: Uint8Array;
   /** Fills RAM on demand from an image (ram-pager.ts), when this machine was restored from one. */
   private readonly pager: RamPager | undefined;
-  /** Pages that may hold data (ram-pager.ts writtenPages): stores mark theirs. */
+  /** Pages written since RAM last matched its image, or since boot (ram-pager.ts writtenPages): stores mark theirs. */
   private readonly written: Uint8Array;
   /** Set by walk(): the leaf allows stores and is dirty, so the page may be cached as writable. */
   private walkDirty = false;
