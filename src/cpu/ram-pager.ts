@@ -37,21 +37,25 @@ export interface RamImage {
 /** Layers an image may have (a deeper chain is flattened by the next snapshot). */
 export const MAX_IMAGE_LAYERS = 16;
 
-/** The layers of `image`, top first; throws RangeError for one that does not fit `pages` pages or is too deep. */
+/**
+ * The layers of `image`, top first. Throws a RangeError saying which layer is wrong for one
+ * that is not a page map and bytes fitting `pages` pages, or for a chain deeper than
+ * MAX_IMAGE_LAYERS (which also ends a chain that loops back on itself).
+ */
 export function imageLayers(image: RamImage, pages: number): RamImage[] {
   const layers: RamImage[] = [];
   for (let img: RamImage | undefined = image; img !== undefined; img = img.base) {
-    if (img.present.length !== pages || img.bytes.length !== pages * PAGE_BYTES) {
-      throw new RangeError(`a RAM image of ${img.bytes.length} bytes (${img.present.length} pages) does not fit ${pages * PAGE_BYTES} bytes of RAM`);
+    if (layers.length === MAX_IMAGE_LAYERS) throw new RangeError(`more than ${MAX_IMAGE_LAYERS} layers of RAM`);
+    if (!(img.bytes instanceof Uint8Array) || !(img.present instanceof Uint8Array) || img.present.length !== pages || img.bytes.length !== pages * PAGE_BYTES) {
+      throw new RangeError(`layer ${layers.length} of the RAM image does not fit ${pages * PAGE_BYTES} bytes of RAM (${pages} pages)`);
     }
     layers.push(img);
-    if (layers.length > MAX_IMAGE_LAYERS) throw new RangeError(`a RAM image of more than ${MAX_IMAGE_LAYERS} layers`);
   }
   return layers;
 }
 
 export class RamPager {
-  /** One byte per RAM page: 1 while the page is still the image's (not yet copied in). */
+  /** One byte per RAM page: non-zero while the page is still the image's (not yet copied in). */
   readonly pending: Uint8Array;
   /** The image's layers, top first (empty once every page is in). */
   private layers: RamImage[];
@@ -63,43 +67,24 @@ export class RamPager {
     if (ram.length % PAGE_BYTES !== 0) throw new RangeError(`RAM of ${ram.length} bytes is not whole pages`);
     const pages = ram.length / PAGE_BYTES;
     const layers = imageLayers(image, pages);
-    // Pending: the pages any layer holds (a plain buffer: the images' maps may be shared).
-    // A restore's latency includes this pass over every page of RAM, so it goes a word (four
-    // pages) at a time; a map byte other than 0 or 1 (not one visor made) takes the slow way.
+    // Pending: the pages any layer holds (a plain buffer: the images' maps may be shared;
+    // any non-zero byte counts). A restore's latency includes this pass over every page of
+    // RAM, so it goes a word (four pages) at a time.
     this.pending = layers[0]!.present.slice();
     const words = pages >>> 2;
     const pend32 = new Uint32Array(this.pending.buffer, 0, words);
     for (let k = 1; k < layers.length; k++) {
       const p = layers[k]!.present;
-      if (p.byteOffset % 4 === 0) {
-        const p32 = new Uint32Array(p.buffer, p.byteOffset, words);
-        for (let w = 0; w < words; w++) pend32[w]! |= p32[w]!;
-        for (let i = words * 4; i < pages; i++) this.pending[i]! |= p[i]!;
-      } else {
-        for (let i = 0; i < pages; i++) this.pending[i]! |= p[i]!;
-      }
+      const p32 = p.byteOffset % 4 === 0 ? new Uint32Array(p.buffer, p.byteOffset, words) : new Uint32Array(p.slice(0, words * 4).buffer);
+      for (let w = 0; w < words; w++) pend32[w]! |= p32[w]!;
+      for (let i = words * 4; i < pages; i++) this.pending[i]! |= p[i]!;
     }
     let left = 0;
     for (let w = 0; w < words; w++) {
       const v = pend32[w]!;
-      if (v === 0) continue;
-      if ((v & 0xfefefefe) === 0) {
-        left += (Math.imul(v, 0x01010101) >>> 24) & 0xff; // the four bytes' sum: each is 0 or 1
-        continue;
-      }
-      for (let i = w * 4; i < w * 4 + 4; i++) {
-        if (this.pending[i] !== 0) {
-          this.pending[i] = 1;
-          left++;
-        }
-      }
+      if (v !== 0) left += ((v & 0xff) !== 0 ? 1 : 0) + ((v & 0xff00) !== 0 ? 1 : 0) + ((v & 0xff0000) !== 0 ? 1 : 0) + ((v >>> 24) !== 0 ? 1 : 0);
     }
-    for (let i = words * 4; i < pages; i++) {
-      if (this.pending[i] !== 0) {
-        this.pending[i] = 1;
-        left++;
-      }
-    }
+    for (let i = words * 4; i < pages; i++) if (this.pending[i] !== 0) left++;
     this.left = left;
     this.layers = left > 0 ? layers : [];
   }
@@ -170,8 +155,8 @@ export function ramPagerOf(ram: Uint8Array): RamPager | undefined {
  * restored from or last snapshotted into memory (then the runner clears the map and the
  * write TLB, so the next store to each page translates again). Whatever writes RAM marks it:
  * the MMU on a store's translation (TLB fills for stores, the slow store path, atomics) and on
- * a PTE's A/D update, devices on every DMA range they are given and every write they make
- * (virtio GuestMemory, DescriptorChain), the SBI console, the boot's loads, a restore from a
+ * a PTE's A/D update, devices on every write they make (virtio DescriptorChain.write, the
+ * used ring through GuestMemory, the balloon's zeroing), the SBI console, the boot's loads, a restore from a
  * file (all pages). A page paged in from the image is not written: it is still the image's.
  * A snapshot in memory reads only marked pages (host/snapshot/memory.ts imageOfRam).
  */

@@ -5,7 +5,7 @@
  * on a guest value.
  */
 import type { PhysicalMemory } from '../cpu/memory.js';
-import { markWritten, ramPagerOf, writtenPages, type RamPager } from '../cpu/ram-pager.js';
+import { ramPagerOf, writtenPages, type RamPager } from '../cpu/ram-pager.js';
 
 export type GuestRam = Pick<PhysicalMemory, 'ram' | 'ramBase'> & {
   /**
@@ -23,7 +23,11 @@ export class GuestMemory {
   private readonly view: DataView;
   /** Fills RAM on demand (src/cpu/ram-pager.ts): every range a device touches comes in first. */
   private readonly pager: RamPager | undefined;
-  /** RAM pages written (ram-pager.ts writtenPages): ranges devices are given, and their writes. */
+  /**
+   * RAM pages written (ram-pager.ts writtenPages): devices mark what they write where they
+   * write it (DescriptorChain.write, setU16/setU32 here, the balloon's zeroing), not every
+   * range offset() validates, most of which are only read.
+   */
   readonly written: Uint8Array;
 
   constructor(mem: GuestRam) {
@@ -45,9 +49,6 @@ export class GuestMemory {
     if (!Number.isSafeInteger(off) || !Number.isSafeInteger(len)) return -1;
     if (off < 0 || len < 0 || off + len > this.ram.length) return -1;
     this.pager?.fetchRange(off, len);
-    // Read or write: this does not know, so every range counts as written (a DMA read is of
-    // pages the guest wrote anyway).
-    markWritten(this.written, off, len);
     return off;
   }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { VIRTIO_F_VERSION_1, bit } from '../device.js';
+import { writtenPages } from '../../cpu/ram-pager.js';
 import { MockDriver, TEST_RAM_BASE } from '../testing/driver.js';
 import { VIRTIO_MMIO_INT_CONFIG } from '../mmio/transport.js';
 import {
@@ -36,8 +37,12 @@ describe('virtio-balloon', () => {
     expect(driver.ackInterrupt() & VIRTIO_MMIO_INT_CONFIG).toBeTruthy();
     expect(driver.config(0, 4)).toBe(3);
     driver.ram.fill(0x77, 0x100000, 0x103000);
+    const written = writtenPages(driver.ram);
+    written.fill(0);
     const p = BASE_PFN + 0x100;
     driver.add(0, [pfns(p, p + 1, p + 2, 0x10)], []); // 0x10: not RAM
+    // The zeroed pages count as written (an in-memory snapshot must hold them as zero).
+    expect([0x100, 0x101, 0x102].map((pg) => written[pg])).toEqual([1, 1, 1]);
     expect(driver.used(0)).toHaveLength(1);
     driver.writeConfig(4, 4, 3); // the guest reports actual
     expect(b.actual).toBe(3);

@@ -8,6 +8,7 @@
  */
 import { VIRTIO_ID_BALLOON, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64 } from '../guest-memory.js';
+import { markWritten } from '../../cpu/ram-pager.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import { isCount, isObject, isU16, isU32, restoreCounters, stateError } from '../state.js';
 
@@ -223,6 +224,7 @@ export class VirtioBalloon implements VirtioDevice {
         if (qi === 0) {
           this.inflated.add(pfn);
           mem.ram.fill(0, off, off + PAGE);
+          markWritten(mem.written, off, PAGE);
           this.counters.inflated++;
         } else if (this.inflated.delete(pfn)) this.counters.deflated++;
       }

@@ -14,7 +14,7 @@ export class DescriptorChain {
   constructor(
     private readonly ram: Uint8Array,
     /** RAM pages written (cpu/ram-pager.ts writtenPages): each write marks its pages. */
-    private readonly written: Uint8Array | undefined,
+    private readonly written: Uint8Array,
     /** Head descriptor index: what goes back in the used ring. */
     readonly head: number,
     readonly readable: readonly Segment[],
@@ -34,7 +34,7 @@ export class DescriptorChain {
   write(pos: number, src: Uint8Array): number {
     return copy(this.writable, pos, src.length, (segOff, srcOff, n) => {
       this.ram.set(src.subarray(srcOff, srcOff + n), segOff);
-      if (this.written) markWritten(this.written, segOff, n);
+      markWritten(this.written, segOff, n);
     });
   }
 
@@ -48,7 +48,7 @@ export class DescriptorChain {
   /** Writable segments as RAM views, e.g. for a reader that fills guest memory directly (their pages count as written now). */
   writableViews(): Uint8Array[] {
     return this.writable.map((s) => {
-      if (this.written) markWritten(this.written, s.off, s.len);
+      markWritten(this.written, s.off, s.len);
       return this.ram.subarray(s.off, s.off + s.len);
     });
   }

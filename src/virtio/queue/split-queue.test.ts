@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { GuestMemory } from '../guest-memory.js';
+import { writtenPages } from '../../cpu/ram-pager.js';
 import { SplitQueue, VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from './split-queue.js';
 
 const BASE = 0x8000_0000;
@@ -170,5 +171,22 @@ describe('device writes are reported for the hart', () => {
     expect(writes).toEqual([]); // nothing before the device hands the chain back
     q.pushUsed(chain!.head, 150);
     expect(writes).toEqual([[DATA + 0x100 - BASE, 100], [DATA + 0x200 - BASE, 50]]);
+  });
+});
+
+describe('device writes mark RAM pages written (cpu/ram-pager.ts writtenPages, for in-memory snapshots)', () => {
+  it('marks the pages a chain writes and the used ring, and no page a device only reads', () => {
+    const { ram, q, desc, publish } = make();
+    const written = writtenPages(ram);
+    written.fill(0); // as after an in-memory snapshot: only writes from here on count
+    desc(DESC, 0, BASE + 0x9000, 16, VIRTQ_DESC_F_NEXT, 1); // device-readable, page 9
+    desc(DESC, 1, BASE + 0xaff0, 0x20, VIRTQ_DESC_F_WRITE, 0); // device-writable, across pages 10 and 11
+    publish(0);
+    const chain = q.pop()!;
+    chain.read(0, new Uint8Array(16));
+    expect([...written].flatMap((b, p) => (b ? [p] : []))).toEqual([]); // popping and reading write nothing
+    chain.write(0, new Uint8Array(0x18).fill(7));
+    q.pushUsed(chain.head, 0x18);
+    expect([...written].flatMap((b, p) => (b ? [p] : []))).toEqual([(USED - BASE) / 0x1000, 10, 11]);
   });
 });
