@@ -278,11 +278,12 @@ export class Mmu {
     if (pmp === PMP_DENIED) h.raise(accessFault(access), lo, hi);
     const ramOff = pagePa - this.ramBase;
     if (ramOff >= 0 && ramOff < this.ramSize) {
+      const pg = ramOff / 4096; // pagePa is page-aligned
       // A page still in the image this RAM fills from comes in before anything maps or reads it.
       const pager = this.pager;
-      if (pager !== undefined && pager.pending[ramOff / 4096]! !== 0) pager.fetch(ramOff / 4096);
+      if (pager !== undefined && pager.pending[pg]! !== 0) pager.fetch(pg);
       // Every store to RAM translates (or hits an entry a store's translation filled).
-      if (access === ACCESS_STORE) this.written[ramOff / 4096] = 1;
+      if (access === ACCESS_STORE) this.written[pg] = 1;
     }
     if (pmp === PMP_PAGE) this.fill(lo, hi, access, pagePa, writable, global);
     return pa;
@@ -350,8 +351,8 @@ export class Mmu {
       if (access === ACCESS_STORE) newLo |= PTE_D;
       if (newLo !== pteLo) {
         this.ram32[off >>> 2] = newLo;
-        this.written[off >>> 12] = 1;
         const pg = off >>> 12;
+        this.written[pg] = 1;
         if (this.codePage[pg]) h.dropCode(pg);
       }
       // A page is cached as writable only once D is set, so the first store still walks.

@@ -25,7 +25,7 @@ import { DEFLATE_CODEC, fingerprintDisk, nativeZeroTest, verifyDisk, writeSnapsh
 import { imageOfRam, type MemorySnapshot } from '../host/snapshot/memory.js';
 import { snapshotMeta, validateSnapshot, type MachineSnapshotState, type RunnerState, type SnapshotMeta } from '../host/snapshot/meta.js';
 import { allocateGuestRam } from '../cpu/guest-ram.js';
-import { attachRamPager, knownWrittenPages, MAX_IMAGE_LAYERS, ramPagerOf, writtenPages, type RamImage } from '../cpu/ram-pager.js';
+import { attachRamPager, imageLayers, knownWrittenPages, MAX_IMAGE_LAYERS, ramPagerOf, writtenPages, type RamImage } from '../cpu/ram-pager.js';
 import { clockFor, closeDisks, hostTier, nodeEntropy, openDisks, readBootImage, warmUp } from '../host/vm-host.js';
 import { defaultAccel } from '../host/accel.js';
 import { assembleVm, type AssembledVm } from '../vm/assembler.js';
@@ -42,13 +42,6 @@ export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
 export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
 const PANIC_GRACE_MS = 500;
-/** Layers under an image (RamImage.base chain), counting it. */
-function imageDepth(image: RamImage): number {
-  let n = 0;
-  for (let l: RamImage | undefined = image; l; l = l.base) n++;
-  return n;
-}
-
 /** Console output runUntil({ output }) looks back over. */
 const OUTPUT_HISTORY = 64 * 1024;
 /** The stdio ports (stdio: 'virtio'), after hvc0, the agent's and the data port. */
@@ -686,7 +679,7 @@ export class MachineRunner {
       // deep is flattened (every page read, as without a base: `written` then counts only
       // since the last snapshot, so it cannot vouch for zero pages).
       let base = this.imageBase;
-      if (base && imageDepth(base) >= MAX_IMAGE_LAYERS) base = undefined;
+      if (base && imageLayers(base, ram.length / 4096).length >= MAX_IMAGE_LAYERS) base = undefined;
       const from = base ? { pager: ramPagerOf(ram), written, base } : { pager: ramPagerOf(ram), written: this.imageBase ? undefined : written };
       const image = imageOfRam(ram, (p) => zero(ram, p), from);
       // From here on this machine lies on the new image: only what it writes next goes in the

@@ -13,7 +13,7 @@
 import { randomBytes, randomFillSync } from 'node:crypto';
 import { createServer, type AddressInfo } from 'node:net';
 import { rmSync } from 'node:fs';
-import { rm } from 'node:fs/promises';
+import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
 import { connectAgent, type AgentConnection } from '../guest/connect.js';
@@ -462,7 +462,6 @@ const templateImages = new Map<string, { stamp: string; image: Promise<MemorySna
 const TEMPLATE_IMAGES = 2;
 
 async function templateImage(path: string): Promise<MemorySnapshot> {
-  const { stat } = await import('node:fs/promises');
   const st = await stat(path);
   const stamp = `${st.ino}:${st.size}:${st.mtimeMs}`;
   let e = templateImages.get(path);
@@ -480,10 +479,10 @@ async function templateImage(path: string): Promise<MemorySnapshot> {
 }
 
 /**
- * Restores a sandbox's machine from a snapshot (its file, or in memory: a template's image, a fork's) with its own vsock socket and connects to its agent;
+ * Restores a sandbox's machine from an in-memory snapshot (a template's image, a fork's) with its own vsock socket and connects to its agent;
  * `disk` (its own from now on, deleted with it, or here on failure) stands in for the saved root disk.
  */
-async function restoreTemplate(path: string | MemorySnapshot, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
+async function restoreTemplate(snap: MemorySnapshot, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
   const t0 = performance.now();
   let dir: string | undefined;
   let vm: Machine | undefined;
@@ -491,7 +490,7 @@ async function restoreTemplate(path: string | MemorySnapshot, opts: Pick<Sandbox
     dir = await socketDir();
     const sock = join(dir, 'v.sock');
     const code = sharedCode.get(templateOf(opts));
-    vm = await Machine.restore(path, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}), ...(disk ? { disks: [disk.path] } : {}) });
+    vm = await Machine.restore(snap, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}), ...(disk ? { disks: [disk.path] } : {}) });
     const t1 = performance.now();
     if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
     const stopped = new AbortController();
@@ -625,8 +624,8 @@ export class Sandbox {
     return sb;
   }
 
-  private static async fromSnapshot(path: string | MemorySnapshot, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
-    const got = await restoreTemplate(path, opts, sandboxNetPolicy(opts.network), firstId, disk, mac);
+  private static async fromSnapshot(snap: MemorySnapshot, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
+    const got = await restoreTemplate(snap, opts, sandboxNetPolicy(opts.network), firstId, disk, mac);
     const sb = new Sandbox(got.vm, got.conn, got.dir, got.disk, opts);
     Object.assign(sb.timings, got.timings);
     return sb;

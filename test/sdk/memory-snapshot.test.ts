@@ -128,7 +128,7 @@ describe('in-memory snapshots', () => {
 
   it('refuses what is not one, or one that does not fit its machine, with a clear error', async () => {
     expect(await failure(Machine.restore({ kind: 'something' } as unknown as MemorySnapshot))).toMatch(/^InvalidArgument: /);
-    expect(await failure(Machine.restore({ ...mem, present: mem.present.subarray(1) }))).toMatch(/^CorruptImage: .*page map/);
+    expect(await failure(Machine.restore({ ...mem, present: mem.present.subarray(1) }))).toMatch(/^CorruptImage: .*layer 0 of the RAM image does not fit/);
     expect(await failure(Machine.restore({ ...mem, machine: '{"runner":' }))).toMatch(/^CorruptImage: .*'machine' is not valid JSON/);
     const meta = JSON.parse(mem.meta) as { config: { memoryMiB: number } };
     meta.config.memoryMiB = 32;

@@ -8,7 +8,7 @@
  * one copy of the parent's RAM plus what each has touched since.
  */
 import { VisorError } from '../../base/errors.js';
-import { MAX_IMAGE_LAYERS, type RamImage, type RamPager } from '../../cpu/ram-pager.js';
+import { imageLayers, type RamImage, type RamPager } from '../../cpu/ram-pager.js';
 import { RAM_PAGE_SIZE as PAGE_BYTES } from './ram.js';
 import { MAX_MEMORY_MIB } from '../../machine/ram-size.js';
 import { nativeZeroTest, readSnapshotFile, type ReadSnapshot } from './file.js';
@@ -104,16 +104,16 @@ export function readMemorySnapshot(s: MemorySnapshot): ReadSnapshot & { ramImage
       throw new VisorError('CorruptImage', `in-memory snapshot: '${what}' is not valid JSON`, { cause: err });
     }
   };
-  for (let l: RamImage | undefined = { bytes: s.ram, present: s.present, base: s.base }, depth = 0; l !== undefined; l = l.base, depth++) {
-    if (!(l.bytes instanceof Uint8Array) || !(l.present instanceof Uint8Array) || l.bytes.length !== l.present.length * PAGE_BYTES || l.bytes.length !== s.ram.length) {
-      throw new VisorError('CorruptImage', `in-memory snapshot: the RAM and page map of layer ${depth} do not match`);
-    }
-    if (depth >= MAX_IMAGE_LAYERS) throw new VisorError('CorruptImage', `in-memory snapshot: more than ${MAX_IMAGE_LAYERS} layers of RAM`);
+  const ramImage: RamImage = { bytes: s.ram, present: s.present, base: s.base };
+  try {
+    imageLayers(ramImage, s.present instanceof Uint8Array ? s.present.length : 0);
+  } catch (err) {
+    throw new VisorError('CorruptImage', `in-memory snapshot: ${(err as Error).message}`, { cause: err });
   }
   return {
     meta: parse('meta', s.meta),
     machine: parse('machine', s.machine),
-    ramImage: { bytes: s.ram, present: s.present, base: s.base },
+    ramImage,
     loadRam: () => Promise.reject(new VisorError('Internal', 'an in-memory snapshot pages RAM in on demand; it is not loaded whole')),
   };
 }
