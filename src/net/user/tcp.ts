@@ -53,7 +53,12 @@ export interface TcpSegmentOut {
   seq: number;
   ack: number;
   window: number;
-  payload?: Uint8Array;
+  /**
+   * The data, as views of the send buffer in order (not copied: the stack copies them once,
+   * into the frame; a 64 KiB GSO segment copied three times on its way made most of a
+   * download's garbage).
+   */
+  payload?: readonly Uint8Array[];
   /** SYN options: MSS and (if agreed) window scale. */
   mss?: number;
   wscale?: number;
@@ -346,7 +351,7 @@ export class TcpFlow implements TcpSocketEvents {
       // With GSO one segment carries up to ~64 KiB, a whole number of MSS-sized pieces.
       const max = this.host.gso() ? Math.floor(GSO_MAX_PAYLOAD / this.mss) * this.mss : this.mss;
       const n = Math.min(unsent, max, room);
-      const payload = this.slice(sentData, n);
+      const payload = this.pieces(sentData, n);
       this.host.emit(this, { flags: TCP_ACK | TCP_PSH, seq: this.sndNxt, ack: this.rcvNxt, window: this.advertised(), payload, ...(n > this.mss ? { gsoSize: this.mss } : {}) });
       if (this.sndNxt === this.sndUna) this.lastSend = this.host.now();
       this.sndNxt = u32(this.sndNxt + n);
@@ -362,8 +367,9 @@ export class TcpFlow implements TcpSocketEvents {
     this.maybeDone();
   }
 
-  private slice(from: number, n: number): Uint8Array {
-    const out = new Uint8Array(n);
+  /** `n` bytes of the send buffer from `from`, as views of its chunks. */
+  private pieces(from: number, n: number): Uint8Array[] {
+    const out: Uint8Array[] = [];
     let skip = from;
     let o = 0;
     for (const c of this.sendBuf) {
@@ -372,7 +378,7 @@ export class TcpFlow implements TcpSocketEvents {
         continue;
       }
       const take = Math.min(c.length - skip, n - o);
-      out.set(c.subarray(skip, skip + take), o);
+      out.push(c.subarray(skip, skip + take));
       o += take;
       skip = 0;
       if (o === n) break;

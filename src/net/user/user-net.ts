@@ -358,7 +358,8 @@ export class UserNet implements TcpFlowHost {
     if (!mac) return;
     const optLen = seg.mss !== undefined ? (seg.wscale !== undefined ? 8 : 4) : 0;
     const hlen = 20 + optLen;
-    const plen = seg.payload?.length ?? 0;
+    let plen = 0;
+    for (const piece of seg.payload ?? []) plen += piece.length;
     const f = ipv4Frame(mac, GATEWAY_MAC, flow.remoteIp, flow.guestIp, IPPROTO_TCP, hlen + plen);
     const o = ETH_HLEN + IPV4_HLEN;
     const dv = new DataView(f.buffer);
@@ -373,7 +374,11 @@ export class UserNet implements TcpFlowHost {
       f.set([2, 4, seg.mss >> 8, seg.mss & 255], o + 20);
       if (seg.wscale !== undefined) f.set([1, 3, 3, seg.wscale], o + 24);
     }
-    if (seg.payload) f.set(seg.payload, o + hlen);
+    let at = o + hlen;
+    for (const piece of seg.payload ?? []) {
+      f.set(piece, at);
+      at += piece.length;
+    }
     if (seg.gsoSize !== undefined) {
       // virtio 1.2 §5.1.6.4.1: the field holds the pseudo-header sum; the guest finishes it.
       const len = f.length - o;

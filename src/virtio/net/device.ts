@@ -208,9 +208,13 @@ export class VirtioNet implements VirtioDevice {
       this.counters.rxDropped++;
       return;
     }
-    this.pending.push(frame.slice());
+    // Straight into the guest's buffers when it has room (the common case: no copy); a frame
+    // left waiting is copied, as the caller may reuse its buffer.
+    this.pending.push(frame);
     this.pendingMeta.push(meta ?? null);
     this.fillRx();
+    const last = this.pending.length - 1;
+    if (last >= 0 && this.pending[last] === frame) this.pending[last] = frame.slice();
   }
 
   /** Room for frames (the backend's hint to slow down before frames are dropped). */
@@ -264,25 +268,20 @@ export class VirtioNet implements VirtioDevice {
         this.pending.shift();
         this.pendingMeta.shift();
         any = true;
-        const all = new Uint8Array(need);
         let used = 0;
+        for (let pos = 0; pos < need; used++) pos += Math.min(this.held[used]!.chain.writableLen, need - pos);
+        // The header, then the frame, over the buffers in order (each filled before the next).
+        const hdr = this.header(meta, used);
         let pos = 0;
-        const lens: number[] = [];
-        for (const h of this.held) {
-          if (pos >= need) break;
-          const n = Math.min(h.chain.writableLen, need - pos);
-          lens.push(n);
-          pos += n;
-          used++;
-        }
-        all.set(this.header(meta, used), 0);
-        all.set(frame, VIRTIO_NET_HDR_SIZE);
-        pos = 0;
         for (let i = 0; i < used; i++) {
           const h = this.held[i]!;
-          h.chain.write(0, all.subarray(pos, pos + lens[i]!));
-          q.pushUsed(h.head, lens[i]!);
-          pos += lens[i]!;
+          const n = Math.min(h.chain.writableLen, need - pos);
+          let at = 0;
+          if (pos < VIRTIO_NET_HDR_SIZE) at = h.chain.write(0, hdr.subarray(pos, Math.min(VIRTIO_NET_HDR_SIZE, pos + n)));
+          const from = pos + at - VIRTIO_NET_HDR_SIZE;
+          if (at < n) h.chain.write(at, frame.subarray(from, from + n - at));
+          q.pushUsed(h.head, n);
+          pos += n;
         }
         this.held.splice(0, used);
       } else {
