@@ -8,11 +8,15 @@
  * boot").
  *
  *   npm run build && npx tsx bench/guest-profile.ts [--cmd 'sh -c "..."'] [--every 997]
- *     [--top 40] [--append 'extra kernel args'] [--initrd FILE] [--disk MiB] [--start MARK] [--json]
+ *     [--top 40] [--append 'extra kernel args'] [--initrd FILE] [--disk MiB] [--start MARK]
+ *     [--usernet MiB] [--json]
  *
  * --disk attaches a sparse raw scratch disk of that size as /dev/vda (virtio-blk); --start
  * drops the samples taken before the command prints MARK (e.g. `--cmd 'echo 3 >
  * /proc/sys/vm/drop_caches; echo GO; dd if=/dev/vda of=/dev/null bs=1M' --start GO`).
+ * --usernet attaches a user-network NIC (DHCP at boot) and serves MiB MiB of zeros over HTTP
+ * on the host's 127.0.0.1 (bench/usernet-peer.mjs); `$URL` in --cmd becomes its address as the
+ * guest sees it (e.g. `--usernet 64 --cmd 'echo GO; wget -q -O /dev/null $URL' --start GO`).
  *
  * A sampled run is slower than a plain one (the batches are cut into steps): read shares of
  * instructions here, and time with the other benches.
@@ -25,6 +29,9 @@ import { RawDevice } from '../src/storage/raw.js';
 import { VirtioBlk } from '../src/virtio/blk/device.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { performance } from 'node:perf_hooks';
+import { spawn } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
+import { HostNetworks } from '../src/host/net-attach.js';
 import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
 import { benchArg } from './args.js';
 import { parseKallsyms, profileBySymbol } from './guest-symbols.js';
@@ -38,6 +45,7 @@ const initrd = benchArg('initrd', '');
 const json = args.includes('--json');
 const diskMiB = Number(benchArg('disk', '0'));
 const startMark = benchArg('start', '');
+const usernetMiB = Number(benchArg('usernet', '0'));
 if (!Number.isInteger(every) || every < 1) throw new Error('--every: a positive whole number of instructions');
 
 const END = 'VISOR-PROFILE-END';
@@ -61,13 +69,33 @@ if (diskMiB > 0) {
   truncateSync(path, diskMiB * 2 ** 20);
   disk = await RawDevice.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
 }
+let guestCmd = cmd;
+let peer: import('node:child_process').ChildProcess | undefined;
+let nic: Awaited<ReturnType<HostNetworks['attachSpec']>> | undefined;
+if (usernetMiB > 0) {
+  const port = await new Promise<number>((resolve) => {
+    const s = createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as AddressInfo).port;
+      s.close(() => resolve(p));
+    });
+  });
+  peer = spawn(process.execPath, [new URL('./usernet-peer.mjs', import.meta.url).pathname, 'serve', String(port), String(usernetMiB)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise((resolve) => peer!.stdout!.once('data', resolve));
+  nic = await new HostNetworks({ crossProcess: false }).attachSpec({ user: null, publish: [], firewall: [], hostAccess: true }, 'profile');
+  guestCmd = cmd.replaceAll('$URL', `http://10.0.2.2:${port}/${usernetMiB}MiB`);
+}
+type Vm = import('../src/machine/virt.js').VirtMachine;
+const attach = (m: Vm): void => {
+  if (disk) m.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk: disk! }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource }));
+  if (nic) m.attachVirtio(disk ? 1 : 0, (ctx) => new VirtioMmioTransport({ device: nic!.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource }));
+};
 const g: GuestVm = await GuestVm.create(image, {
-  command: ['sh', '-c', `${cmd}; echo ${END}; cat /proc/kallsyms`],
+  command: ['sh', '-c', `${guestCmd}; echo ${END}; cat /proc/kallsyms`],
   timeoutMs: 600_000,
   vm,
-  append: extra,
+  append: [extra, nic ? 'visor.dhcp=1' : ''].filter(Boolean).join(' '),
   pcSamples: { every, counts },
-  ...(disk ? { attach: (m: import('../src/machine/virt.js').VirtMachine) => m.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: new VirtioBlk({ disk: disk! }), ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })) } : {}),
+  ...(disk || nic ? { attach } : {}),
   onOutput: (text) => {
     out += text;
     if (!started && out.includes(startMark)) {
@@ -85,6 +113,8 @@ const t0 = performance.now();
 const r = await g.run(600_000);
 const ms = performance.now() - t0;
 await disk?.close();
+peer?.kill();
+await nic?.dispose();
 if (scratch) rmSync(scratch, { recursive: true, force: true });
 if (frozen === undefined) throw new Error(`the command did not finish (${r.exit}): ${out.slice(-500)}`);
 const table = out.slice(out.indexOf(END) + END.length);

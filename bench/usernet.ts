@@ -112,15 +112,32 @@ if (!argv.includes('--only-qemu')) {
     'visor',
     async (httpPort, fwdPort, onOutput) => {
       const nets = new HostNetworks({ crossProcess: false });
+      let board: import('../src/machine/virt.js').VirtMachine | undefined;
+      let g: GuestVm | undefined;
+      // The hart's and the driver's counters over the download (where its time goes).
+      const snap = (): Record<string, number> => ({ instructions: g!.driver.executed, idleMs: g!.driver.idleMs, tlbMisses: board!.hart.stats.tlbMisses, ...board!.hart.jitStats });
+      let d0: Record<string, number> | undefined;
+      let seen = '';
       const nic = await nets.attachSpec({ user: null, publish: [{ proto: 'tcp', hostAddress: '127.0.0.1', hostPort: fwdPort, guestPort: GUEST_PORT }], firewall: [], hostAccess: true }, 'bench');
-      const g = await GuestVm.create(img, {
+      g = await GuestVm.create(img, {
         command: command(httpPort),
         append: 'visor.dhcp=1',
         timeoutMs: TIMEOUT_MS,
         accel: ACCEL,
         vm: vmDist,
-        onOutput,
-        attach: (vm) => vm.attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: nic.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
+        onOutput: (t) => {
+          if (seen !== 'done') {
+            seen += t;
+            if (!d0 && seen.includes('BENCH_D0')) { d0 = snap(); (globalThis as any).__missOn?.(true); }
+            if (d0 && seen.includes('BENCH_D1')) {
+              const d1 = snap();
+              seen = 'done'; (globalThis as any).__missOn?.(false); (globalThis as any).__missDump?.();
+              console.log(`visor download counters: ${JSON.stringify(Object.fromEntries(Object.entries(d1).map(([k, v]) => [k, Math.round(v - d0![k]!)])))}`);
+            }
+          }
+          onOutput(t);
+        },
+        attach: (vm) => (board = vm).attachVirtio(0, (ctx) => new VirtioMmioTransport({ device: nic.device, ram: ctx, irq: ctx.irq, irqSource: ctx.irqSource })),
       });
       // BENCH_VERBOSE: the NIC's and the NAT's counters every 5 s (where a transfer stalls).
       const watch = process.env.BENCH_VERBOSE ? setInterval(() => console.error(`counters: ${JSON.stringify(nic.counters())} device ${JSON.stringify(nic.device.counters)}`), 5000) : undefined;
