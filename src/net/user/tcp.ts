@@ -28,7 +28,7 @@ export const OUR_WSCALE = 6;
 /** Unacknowledged bytes in flight to the guest, whatever its window (its ring holds 256 frames). */
 const MAX_INFLIGHT = 256 * 1024;
 /** Payload of one GSO segment: an IPv4 packet stays within 64 KiB with headers and options. */
-const GSO_MAX_PAYLOAD = 65535 - 20 - 60;
+export const GSO_MAX_PAYLOAD = 65535 - 20 - 60;
 // The guest is a VM on a shared host: its ACKs can be late by hundreds of milliseconds
 // without any loss, and a spurious timeout resends the whole window. Losses (a full receive
 // ring) are rare, so a long timeout costs little.
@@ -351,6 +351,14 @@ export class TcpFlow implements TcpSocketEvents {
       // With GSO one segment carries up to ~64 KiB, a whole number of MSS-sized pieces.
       const max = this.host.gso() ? Math.floor(GSO_MAX_PAYLOAD / this.mss) * this.mss : this.mss;
       const n = Math.min(unsent, max, room);
+      // Only whole segments while data is in flight (an acknowledgement is due, and the host
+      // may send more meanwhile), as Nagle's algorithm and the sender's silly window
+      // avoidance do (RFC 9293 §3.7.4, §3.8.6.2.1): a host read of 64 KiB is one GSO segment
+      // of 62 780 bytes and a tail of 2 756, and sending each tail at once doubled the frames
+      // and the guest's per-packet work in a 64 MiB download. A short window waits until it
+      // has opened to half the limit; the host's end, or nothing in flight, sends what is left.
+      // (Only with GSO: a guest taking MSS-sized frames gets each as it comes, as before.)
+      if (max > this.mss && sentData > 0 && !this.hostEnded && n < max && (room >= unsent || room < (limit >>> 1))) break;
       const payload = this.pieces(sentData, n);
       this.host.emit(this, { flags: TCP_ACK | TCP_PSH, seq: this.sndNxt, ack: this.rcvNxt, window: this.advertised(), payload, ...(n > this.mss ? { gsoSize: this.mss } : {}) });
       if (this.sndNxt === this.sndUna) this.lastSend = this.host.now();

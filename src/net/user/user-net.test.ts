@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { parseRule, type FirewallRule } from './firewall.js';
 import { csumAdd, csumFinish, ETH_HLEN, ip4, ip4Text, IPPROTO_ICMP, ipv4Frame, IPV4_HLEN, parseIpv4 } from './packet.js';
-import { SND_BUF, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from './tcp.js';
+import { GSO_MAX_PAYLOAD, SND_BUF, TCP_ACK, TCP_FIN, TCP_PSH, TCP_RST, TCP_SYN } from './tcp.js';
 import { FakeGuest, FakeSockets } from './testing.js';
 import { GATEWAY, GATEWAY_MAC, UserNet, type UserNetOptions } from './user-net.js';
 
@@ -219,6 +219,32 @@ describe('user-mode network', () => {
       const again = t.guest.segments();
       expect(again[0]!.seq).toBe(ourSeq);
       expect(again.reduce((n, s) => n + s.payload.length, 0)).toBe(3000);
+    });
+
+    it('with GSO, sends only whole segments while data is in flight; the tail once acknowledged, or at the end', () => {
+      const t = setup();
+      t.net.connect((f) => t.guest.frames.push(f.slice()), () => true);
+      const { sock, ourSeq, guestSeq } = connect(t); // the guest's window: 1024 << 7
+      const max = Math.floor(GSO_MAX_PAYLOAD / 1460) * 1460;
+      const chunk = (n: number, v: number) => new Uint8Array(n).fill(v);
+      sock.events.onData(chunk(65536, 1)); // one host read: a whole segment, and a tail held back
+      expect(t.guest.segments().map((s) => s.payload.length)).toEqual([max]);
+      sock.events.onData(chunk(65536, 2)); // more before any acknowledgement: another whole one
+      const second = t.guest.segments();
+      expect(second.map((s) => s.payload.length)).toEqual([max]);
+      expect(second[0]!.seq).toBe((ourSeq + max) >>> 0);
+      // All acknowledged: nothing in flight, so the tail goes at once.
+      t.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq + 2 * max, TCP_ACK, undefined, { window: 1024 });
+      const tail = t.guest.segments();
+      expect(tail.map((s) => s.payload.length)).toEqual([2 * 65536 - 2 * max]);
+      // A small write while that is in flight waits; the host's end sends it, then the FIN.
+      sock.events.onData(chunk(100, 3));
+      expect(t.guest.segments()).toEqual([]);
+      sock.events.onEnd();
+      const last = t.guest.segments();
+      expect(last.map((s) => s.payload.length)).toEqual([100, 0]);
+      expect(last[1]!.flags & TCP_FIN).toBe(TCP_FIN);
+      expect(last[0]!.payload.every((b) => b === 3)).toBe(true);
     });
 
     it('resets the guest when the host refuses, and the host socket when the guest resets', () => {
