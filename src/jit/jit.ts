@@ -140,9 +140,7 @@ export class Jit implements CompiledTier {
         break;
       }
       // No code at the exit pc: count the arrival; if that made the page hot, run its new code.
-      // Arrived from another compiled page (the dispatcher called one first) or where the hart was.
-      const chained = x[EXIT_CALLS]! > 0;
-      if (total >= room || !this.arrive(lo, hi, xBase, afterStep, chained)) {
+      if (total >= room || !this.arrive(lo, hi, xBase, afterStep)) {
         stats.noCodeExits++;
         if (reason === EXIT_MISS) stats.missExits++;
         this.exitReason = EXIT_NOCODE;
@@ -155,7 +153,7 @@ export class Jit implements CompiledTier {
   }
 
   /** Counts an arrival at a pc without code; true if the page was just compiled with an entry there. */
-  private arrive(lo: number, hi: number, xBase: number, afterStep: boolean, chained: boolean): boolean {
+  private arrive(lo: number, hi: number, xBase: number, afterStep: boolean): boolean {
     const vpn = lo >>> 12;
     const i = xBase + (vpn & TLB_MASK);
     const host = this.host;
@@ -178,13 +176,11 @@ export class Jit implements CompiledTier {
       this.exitSteps = rest;
       return false;
     }
-    // Only a jump from compiled code is a new way into the page; where the hart was (after a
-    // STEP exit, a trap, a batch's end) is a resume point (see count()).
-    return this.count(page, pg, off, !chained) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
+    return this.count(page, pg, off) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
   }
 
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
-  private count(page: PageRecord, pg: number, off: number, resume = false): boolean {
+  private count(page: PageRecord, pg: number, off: number): boolean {
     if (page.slot === 0 && this.offered.size > 0 && this.offered.has(pg) && this.install(page, pg)) return true;
     if (page.compiles >= MAX_COMPILES_PER_PAGE || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE) return false;
     const c = (page.hits.get(off) ?? 0) + 1;
@@ -197,17 +193,13 @@ export class Jit implements CompiledTier {
     // the workload starts (a 64 MiB download through the user network met 17 000 new entry
     // offsets: at the full threshold each cost up to 1000 exits, 340 000 in all, and the
     // download 25 % of its time; docs/benchmarks.md "New entries of compiled pages").
-    // A resume point waits for the full threshold: at a tenth, sha256sum in the guest took
-    // 1.3x as long (more entries split hot blocks, and a recompiled page starts again on V8's
-    // baseline code).
-    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.reentry(page, resume)) return false;
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.reentry(page)) return false;
     return this.compile(page, pg);
   }
 
   /** Arrivals at one new offset of a compiled page that recompile it (see count()). */
-  private reentry(page: PageRecord, resume: boolean): number {
-    const base = resume ? this.threshold : Math.max(1, Math.ceil(this.threshold / 10));
-    return base * 2 ** Math.min(Math.max(0, page.compiles - 1), 12);
+  private reentry(page: PageRecord): number {
+    return Math.max(1, Math.ceil(this.threshold / 10)) * 2 ** Math.min(Math.max(0, page.compiles - 1), 12);
   }
 
   private compile(page: PageRecord, pg: number): boolean {
