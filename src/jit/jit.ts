@@ -6,8 +6,8 @@
  * page inside WebAssembly and returns when the next pc has no compiled code or needs the
  * interpreter. A page's entry offsets are counted where the dispatcher found no code; when
  * the page has been entered `threshold` times in all it is compiled, and when a compiled page
- * meets a new entry a tenth as often (twice that after each recompile) it is compiled again
- * (the new module covers every entry seen so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
+ * meets a new entry that often it is compiled again (the new module covers every entry seen
+ * so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
@@ -187,19 +187,9 @@ export class Jit implements CompiledTier {
     page.hits.set(off, c);
     // A page without code compiles once it has been entered `threshold` times in all (a warm
     // page whose entries are spread over many offsets got there as surely as one with a single
-    // hot loop). A compiled page recompiles for a new entry once that entry alone reaches a
-    // tenth of that, doubled with every recompile: an arrival without an entry is an exit to
-    // the interpreter, and a page first compiled during a boot meets its other entries when
-    // the workload starts (a 64 MiB download through the user network met 17 000 new entry
-    // offsets: at the full threshold each cost up to 1000 exits, 340 000 in all, and the
-    // download 25 % of its time; docs/benchmarks.md "New entries of compiled pages").
-    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.reentry(page)) return false;
+    // hot loop); a compiled page recompiles for a new entry once that entry alone is that hot.
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) return false;
     return this.compile(page, pg);
-  }
-
-  /** Arrivals at one new offset of a compiled page that recompile it (see count()). */
-  private reentry(page: PageRecord): number {
-    return Math.max(1, Math.ceil(this.threshold / 10)) * 2 ** Math.min(Math.max(0, page.compiles - 1), 12);
   }
 
   private compile(page: PageRecord, pg: number): boolean {
