@@ -22,9 +22,10 @@ export type SysFn = (w: number, imm: number) => number;
 
 export interface JitOptions {
   /**
-   * Entries into a page (any offset) without code before it is compiled, and entries into one
-   * new offset of a compiled page before it is compiled again (default 1000); 0 compiles at
-   * first execution.
+   * Entries into a page (any offset) without code before it is compiled (default 1000); 0
+   * compiles at first execution. A compiled page is compiled again when one new offset has
+   * been entered a quarter as often from compiled code, doubled after each recompile
+   * (src/jit/jit.ts count()).
    */
   threshold?: number;
   /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */

@@ -180,6 +180,29 @@ describe('jit', () => {
     expect(m.hart.jitStats!.liveModules).toBe(2); // the loop's page and the routines' page
   });
 
+  it('recompiles a compiled page for a new entry reached from compiled code at a quarter of the threshold', () => {
+    const a = new Asm(RAM_BASE);
+    // 300 calls of the routine at 0x4000 compile both pages; then 300 calls of a second routine
+    // on that page, at 0x4008, reach it from compiled code at an offset it has no entry for.
+    a.li(t0, 0).li(t3, 300).li(a0, 0).li(a2, RAM_BASE + 0x4000);
+    a.label('first').emit(I.jalr(1, a2, 0), I.addi(t0, t0, 1)).bne(t0, t3, 'first');
+    a.li(t0, 0).li(a2, RAM_BASE + 0x4008);
+    a.label('second').emit(I.jalr(1, a2, 0), I.addi(t0, t0, 1)).bne(t0, t3, 'second');
+    const code = finish(a);
+    const m = machine(code, { accel: 'jit', jitThreshold: 100 });
+    const dv = new DataView(m.ram.buffer, m.ram.byteOffset);
+    dv.setUint32(0x4000, I.addi(a0, a0, 1) >>> 0, true);
+    dv.setUint32(0x4004, I.jalr(0, 1, 0) >>> 0, true);
+    dv.setUint32(0x4008, I.addi(a0, a0, 2) >>> 0, true);
+    dv.setUint32(0x400c, I.jalr(0, 1, 0) >>> 0, true);
+    m.run();
+    expect(m.finished).toBe(true);
+    expect(m.hart.getX(10)).toBe(300n * 3n);
+    // 25 arrivals at 0x4008 before its page is compiled again (100 before the policy changed).
+    expect(m.hart.jitStats!.missExits).toBeGreaterThanOrEqual(24);
+    expect(m.hart.jitStats!.missExits).toBeLessThan(50);
+  });
+
   it('runs LR/SC, CSR accesses and sfence.vma through the hart without leaving compiled code', () => {
     const a = new Asm(RAM_BASE);
     // An atomic increment with LR/SC, sscratch written and read back, SIE cleared in mstatus,

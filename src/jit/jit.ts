@@ -6,8 +6,8 @@
  * page inside WebAssembly and returns when the next pc has no compiled code or needs the
  * interpreter. A page's entry offsets are counted where the dispatcher found no code; when
  * the page has been entered `threshold` times in all it is compiled, and when a compiled page
- * meets a new entry that often it is compiled again (the new module covers every entry seen
- * so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
+ * meets a new entry a quarter as often (twice that after each recompile) it is compiled again
+ * (the new module covers every entry seen so far); the module goes in the function table at the slot the page map names. Writes to a page holding compiled code (CPU stores go through the hart's slow
  * path, device DMA through Hart.invalidateCode) reach invalidatePage() via the hart's dropCode.
  * The number of live modules is bounded; the oldest are dropped first.
  */
@@ -140,7 +140,9 @@ export class Jit implements CompiledTier {
         break;
       }
       // No code at the exit pc: count the arrival; if that made the page hot, run its new code.
-      if (total >= room || !this.arrive(lo, hi, xBase, afterStep)) {
+      // Arrived from another compiled page (the dispatcher called one first) or where the hart was.
+      const chained = x[EXIT_CALLS]! > 0;
+      if (total >= room || !this.arrive(lo, hi, xBase, afterStep, chained)) {
         stats.noCodeExits++;
         if (reason === EXIT_MISS) stats.missExits++;
         this.exitReason = EXIT_NOCODE;
@@ -153,7 +155,7 @@ export class Jit implements CompiledTier {
   }
 
   /** Counts an arrival at a pc without code; true if the page was just compiled with an entry there. */
-  private arrive(lo: number, hi: number, xBase: number, afterStep: boolean): boolean {
+  private arrive(lo: number, hi: number, xBase: number, afterStep: boolean, chained: boolean): boolean {
     const vpn = lo >>> 12;
     const i = xBase + (vpn & TLB_MASK);
     const host = this.host;
@@ -176,20 +178,37 @@ export class Jit implements CompiledTier {
       this.exitSteps = rest;
       return false;
     }
-    return this.count(page, pg, off) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
+    // Only a jump from compiled code is a new way into the page; where the hart was (after a
+    // STEP exit, a trap, a batch's end) is a resume point (see count()).
+    return this.count(page, pg, off, !chained) && this.entryMaps[page.slot * ENTRY_MAP_BYTES + (off >> 1)] !== 0;
   }
 
   /** Counts an arrival at `off`; compiles the page when it got hot. True if it compiled. */
-  private count(page: PageRecord, pg: number, off: number): boolean {
+  private count(page: PageRecord, pg: number, off: number, resume = false): boolean {
     if (page.slot === 0 && this.offered.size > 0 && this.offered.has(pg) && this.install(page, pg)) return true;
     if (page.compiles >= MAX_COMPILES_PER_PAGE || page.invalidations >= MAX_INVALIDATIONS_PER_PAGE) return false;
     const c = (page.hits.get(off) ?? 0) + 1;
     page.hits.set(off, c);
     // A page without code compiles once it has been entered `threshold` times in all (a warm
     // page whose entries are spread over many offsets got there as surely as one with a single
-    // hot loop); a compiled page recompiles for a new entry once that entry alone is that hot.
-    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.threshold) return false;
+    // hot loop). A compiled page recompiles for a new entry reached from compiled code once
+    // that entry alone reaches a quarter of that, doubled with every recompile: an arrival
+    // without an entry is an exit to the interpreter, and a page first compiled during a boot
+    // meets its other entries when the workload starts (a 64 MiB download through the user
+    // network met 17 000 new entry offsets, 330 000 exits at the full threshold). A tenth cut
+    // the download most, but the guest's awk float loop took up to twice as long (its hot
+    // pages recompiled more often, each time back on V8's baseline code); a quarter kept
+    // every bench:parity row (docs/benchmarks.md, session 13).
+    // A resume point waits for the full threshold: at a tenth, sha256sum in the guest took
+    // 1.3x as long (more entries split hot blocks, and recompiles).
+    if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.reentry(page, resume)) return false;
     return this.compile(page, pg);
+  }
+
+  /** Arrivals at one new offset of a compiled page that recompile it (see count()). */
+  private reentry(page: PageRecord, resume: boolean): number {
+    const base = resume ? this.threshold : Math.max(1, Math.ceil(this.threshold / 4));
+    return base * 2 ** Math.min(Math.max(0, page.compiles - 1), 12);
   }
 
   private compile(page: PageRecord, pg: number): boolean {
