@@ -197,8 +197,8 @@ export class Jit implements CompiledTier {
     // meets its other entries when the workload starts (a 64 MiB download through the user
     // network met 17 000 new entry offsets, 330 000 exits at the full threshold). A tenth cut
     // the download most, but the guest's awk float loop took up to twice as long (its hot
-    // pages recompiled more often, each time back on V8's baseline code); a quarter kept
-    // every bench:parity row (docs/benchmarks.md, session 13).
+    // pages recompiled more often, each time back on V8's baseline code); a quarter did not
+    // slow it, sha256sum or a disk read (docs/benchmarks.md "User-mode networking", session 13).
     // A resume point waits for the full threshold: at a tenth, sha256sum in the guest took
     // 1.3x as long (more entries split hot blocks, and recompiles).
     if (page.slot === 0 ? ++page.arrivals < this.threshold : c < this.reentry(page, resume)) return false;
