@@ -128,10 +128,10 @@ if (!argv.includes('--only-qemu')) {
         onOutput: (t) => {
           if (seen !== 'done') {
             seen += t;
-            if (!d0 && seen.includes('BENCH_D0')) { d0 = snap(); (globalThis as any).__missOn?.(true); }
+            if (!d0 && seen.includes('BENCH_D0')) d0 = snap();
             if (d0 && seen.includes('BENCH_D1')) {
               const d1 = snap();
-              seen = 'done'; (globalThis as any).__missOn?.(false); (globalThis as any).__missDump?.();
+              seen = 'done';
               console.log(`visor download counters: ${JSON.stringify(Object.fromEntries(Object.entries(d1).map(([k, v]) => [k, Math.round(v - d0![k]!)])))}`);
             }
           }

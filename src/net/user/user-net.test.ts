@@ -247,6 +247,21 @@ describe('user-mode network', () => {
       expect(last[0]!.payload.every((b) => b === 3)).toBe(true);
     });
 
+    it('with GSO and a short window, waits until it has opened to half before sending more', () => {
+      const t = setup();
+      t.net.connect((f) => t.guest.frames.push(f.slice()), () => true);
+      const { sock, ourSeq, guestSeq } = connect(t);
+      const win = (n: number) => ({ window: n >>> 7 }); // the guest's window scale is 7
+      t.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq, TCP_ACK, undefined, win(12800));
+      sock.events.onData(new Uint8Array(65536));
+      expect(t.guest.segments().map((s) => s.payload.length)).toEqual([12800]); // the whole window
+      t.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq + 3200, TCP_ACK, undefined, win(12800));
+      expect(t.guest.segments().filter((s) => s.payload.length > 0)).toEqual([]); // 3200 open: under half
+      t.guest.tcp('93.184.216.34', 40000, 80, guestSeq, ourSeq + 6400, TCP_ACK, undefined, win(12800));
+      const more = t.guest.segments().filter((s) => s.payload.length > 0);
+      expect(more.map((s) => [s.seq, s.payload.length])).toEqual([[(ourSeq + 12800) >>> 0, 6400]]);
+    });
+
     it('resets the guest when the host refuses, and the host socket when the guest resets', () => {
       const t = setup();
       t.guest.tcp('10.0.2.2', 40001, 9, 5, 0, TCP_SYN);
