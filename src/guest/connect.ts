@@ -27,14 +27,25 @@ export interface AgentConnection {
   agent: string;
   /** What came of `mac` (AgentConnectOptions): 0, an errno; undefined from an agent without the field. */
   macStatus?: number;
+  /** The stream's host port (vsock), which a fork's children adopt (adoptAgent). */
+  hostPort: number;
+  /** An adopted stream's HELLO, answered later (adoptAgent): its READY, with macStatus. */
+  ready?: Promise<{ version: number; agent: string; macStatus?: number }>;
 }
 
-function once(path: string, timeoutMs: number): Promise<{ socket: Socket; rest: Buffer } | undefined> {
+interface Opened {
+  socket: Socket;
+  rest: Buffer;
+  hostPort: number;
+}
+
+/** Opens the vsock socket and writes `request`; resolves once `OK <hostPort>` came back (undefined: refused, closed or timed out). */
+function once(path: string, timeoutMs: number, request = `CONNECT ${AGENT_VSOCK_PORT}\n`): Promise<Opened | undefined> {
   return new Promise((resolve) => {
     const socket = createConnection(path);
     let line = '';
     const timer = setTimeout(() => finish(undefined), timeoutMs);
-    const finish = (v: { socket: Socket; rest: Buffer } | undefined) => {
+    const finish = (v: Opened | undefined) => {
       clearTimeout(timer);
       socket.off('data', onData);
       if (!v) socket.destroy();
@@ -48,13 +59,14 @@ function once(path: string, timeoutMs: number): Promise<{ socket: Socket; rest: 
         return;
       }
       socket.pause();
-      if (!/^OK \d{1,10}$/.test(line.slice(0, nl))) return finish(undefined);
-      finish({ socket, rest: Buffer.from(line.slice(nl + 1), 'latin1') });
+      const ok = /^OK (\d{1,10})$/.exec(line.slice(0, nl));
+      if (!ok) return finish(undefined);
+      finish({ socket, rest: Buffer.from(line.slice(nl + 1), 'latin1'), hostPort: Number(ok[1]) });
     };
     socket.on('data', onData);
     socket.once('error', () => finish(undefined));
     socket.once('close', () => finish(undefined));
-    socket.once('connect', () => socket.write(`CONNECT ${AGENT_VSOCK_PORT}\n`));
+    socket.once('connect', () => socket.write(request));
   });
 }
 
@@ -71,19 +83,7 @@ export async function connectAgent(path: string, opts: AgentConnectOptions): Pro
       continue;
     }
     const { socket, rest } = c;
-    socket.removeAllListeners('error');
-    socket.removeAllListeners('close');
-    const session = new AgentSession(
-      {
-        write: (b) => void socket.write(b),
-        close: () => socket.destroy(),
-      },
-      opts.firstId,
-    );
-    socket.on('data', (d: Buffer) => session.feed(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
-    socket.on('error', () => {});
-    socket.on('close', () => session.end(new VisorError('GuestGone', 'the connection to the guest agent closed (the machine stopped or the agent exited)')));
-    socket.resume();
+    const session = attachSession(c, opts.firstId);
     if (rest.length) session.feed(new Uint8Array(rest));
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -95,7 +95,7 @@ export async function connectAgent(path: string, opts: AgentConnectOptions): Pro
         session.end(new VisorError('AgentProtocol', `the guest agent speaks protocol ${hello.version}, visor ${PROTOCOL_VERSION}`));
         throw session.closed!;
       }
-      return { session, socket, agent: hello.agent, ...(hello.macStatus !== undefined ? { macStatus: hello.macStatus } : {}) };
+      return { session, socket, agent: hello.agent, hostPort: c.hostPort, ...(hello.macStatus !== undefined ? { macStatus: hello.macStatus } : {}) };
     } catch (err) {
       socket.destroy();
       // The connection was accepted by the device but reset (a restored guest dropping its old
@@ -106,4 +106,54 @@ export async function connectAgent(path: string, opts: AgentConnectOptions): Pro
       clearTimeout(timer);
     }
   }
+}
+
+/** A session over an opened socket: the socket's bytes feed it; its close ends it. */
+function attachSession(c: Opened, firstId: number | undefined, partial?: Uint8Array): AgentSession {
+  const { socket } = c;
+  socket.removeAllListeners('error');
+  socket.removeAllListeners('close');
+  const session = new AgentSession(
+    {
+      write: (b) => void socket.write(b),
+      close: () => socket.destroy(),
+    },
+    firstId,
+  );
+  if (partial) session.continueAfter(partial);
+  socket.on('data', (d: Buffer) => session.feed(new Uint8Array(d.buffer, d.byteOffset, d.byteLength)));
+  socket.on('error', () => {});
+  socket.on('close', () => session.end(new VisorError('GuestGone', 'the connection to the guest agent closed (the machine stopped or the agent exited)')));
+  socket.resume();
+  return session;
+}
+
+/** Where a fork's child takes up its parent's agent stream (the parent's snapshot link and session). */
+export interface AdoptOptions {
+  /** The stream's ports. */
+  guestPort: number;
+  hostPort: number;
+  /** The parent's partialFrame() at the snapshot: the start of a frame the child's agent is still sending. */
+  partial: Uint8Array;
+  firstId: number;
+  timeoutMs: number;
+  /** eth0's new MAC, set by the HELLO sent on the adopted stream. */
+  mac?: Uint8Array;
+}
+
+/**
+ * Takes over the agent stream a restored machine kept (Machine.restore keepVsock): no new
+ * connection, so the guest does nothing before the session is usable. HELLO (fresh entropy,
+ * the new MAC) is sent at once and goes first: the agent handles requests in order, so it runs
+ * before any command; `ready` says how it went. Frames the agent still sends for its parent's
+ * requests find no handler and are dropped.
+ */
+export async function adoptAgent(path: string, o: AdoptOptions): Promise<{ session: AgentSession; socket: Socket; hostPort: number; ready: Promise<{ version: number; agent: string; macStatus?: number }> }> {
+  const c = await once(path, o.timeoutMs, `ADOPT ${o.guestPort} ${o.hostPort}\n`);
+  if (!c) throw new VisorError('GuestGone', `the restored machine did not hand over its agent stream (vsock ${o.guestPort}:${o.hostPort}): the guest reset it, or the machine stopped`);
+  const session = attachSession(c, o.firstId, o.partial);
+  if (c.rest.length) session.feed(new Uint8Array(c.rest));
+  const ready = session.hello(randomBytes(32), o.mac);
+  ready.catch(() => {}); // the caller looks when it needs to
+  return { session, socket: c.socket, hostPort: c.hostPort, ready };
 }

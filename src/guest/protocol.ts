@@ -268,6 +268,11 @@ export class FrameDecoder {
     return this.held;
   }
 
+  /** A copy of what is buffered: the start of a frame whose rest has not come yet. */
+  partial(): Uint8Array {
+    return concat(this.chunks, this.held);
+  }
+
   push(data: Uint8Array, onFrame: (type: number, id: number, body: Uint8Array) => void): void {
     if (data.length === 0) return;
     this.chunks.push(data);

@@ -92,6 +92,57 @@ describe('AgentSession with a fake agent', () => {
   });
 });
 
+describe('AgentSession cut for a fork (cork, bytes counted, the partial frame)', () => {
+  it('holds frames while corked and counts what went before', async () => {
+    const wrote: Uint8Array[] = [];
+    const session = new AgentSession({ write: (b) => void wrote.push(b), close: () => {} });
+    void session.procs().catch(() => {});
+    const before = wrote.reduce((n, b) => n + b.length, 0);
+    expect(session.cork()).toBe(before);
+    void session.procs().catch(() => {});
+    void session.mkdir('/x').catch(() => {});
+    expect(wrote).toHaveLength(1); // held
+    session.uncork();
+    expect(wrote).toHaveLength(3);
+    expect(wrote.map((b) => b[4])).toEqual([wrote[0]![4], wrote[0]![4], wrote[2]![4]]); // in order: procs, procs, mkdir
+    expect(session.cork()).toBe(wrote.reduce((n, b) => n + b.length, 0));
+    session.uncork();
+  });
+
+  it('a child session continues a stream cut inside a frame, and drops the frames of the parent requests', async () => {
+    const parent = new AgentSession({ write: () => {}, close: () => {} });
+    const parentOut: string[] = [];
+    const ph = parent.exec({ argv: ['x'], env: [], cwd: '', user: 'root', stdin: false }, { onStdout: (d) => parentOut.push(new TextDecoder().decode(d)) });
+    const stream = Buffer.concat([
+      frame(G.STARTED, ph.id, new Writer().u32(7).done()),
+      frame(G.STDOUT, ph.id, new TextEncoder().encode('first')),
+      frame(G.STDOUT, ph.id, new TextEncoder().encode('second, cut in two')),
+    ]);
+    const cut = stream.length - 6; // inside the last frame
+    parent.feed(stream.subarray(0, cut));
+    expect(parent.bytesFed).toBe(cut);
+    expect(await ph.started).toBe(7);
+    const partial = parent.partialFrame();
+    expect(partial.length).toBe(9 + 'second, cut in two'.length - 6);
+    // The child's stream goes on from the cut; its own request comes after.
+    const child = new AgentSession({ write: () => {}, close: () => {} }, 1_000_000);
+    child.continueAfter(partial);
+    expect(child.bytesFed).toBe(0);
+    const procs = child.procs();
+    child.feed(stream.subarray(cut));
+    child.feed(frame(G.PROC_LIST, 1_000_000, new Writer().u32(0).done()));
+    expect(await procs).toEqual([]);
+    expect(child.dropped).toBe(1); // the parent's output, finished in the child
+    expect(child.closed).toBeUndefined();
+    // Without the partial frame the child would read the rest of a frame as a header.
+    const lost = new AgentSession({ write: () => {}, close: () => {} });
+    lost.feed(stream.subarray(cut));
+    lost.feed(frame(G.PROC_LIST, 1, new Writer().u32(0).done()));
+    expect(lost.closed !== undefined || lost.bufferedBytes > 0).toBe(true);
+    expect(parentOut).toEqual(['first']);
+  });
+});
+
 describe('AgentSession against a hostile agent', () => {
   function hostile() {
     let closed = false;

@@ -82,6 +82,11 @@ export class AgentSession {
   private readonly closeListeners: ((err: VisorError) => void)[] = [];
   /** Frames for ids nobody is waiting for (a confused or hostile agent; or late output). */
   dropped = 0;
+  /** Bytes written to the agent and bytes fed from it, since the connection began (a fork's barrier: ForkPoint). */
+  private written = 0;
+  private fed = 0;
+  /** Frames held back while corked (cork()). */
+  private corked: Uint8Array[] | null = null;
 
   constructor(
     private readonly transport: AgentTransport,
@@ -99,9 +104,52 @@ export class AgentSession {
     return this._closed;
   }
 
+  private write(f: Uint8Array): void {
+    this.written += f.length;
+    this.transport.write(f);
+  }
+
+  /**
+   * Holds every frame sent from now on until uncork(), so the stream to the agent stays at a
+   * frame boundary (a fork snapshots its machine meanwhile); says how many bytes went before.
+   */
+  cork(): number {
+    this.corked ??= [];
+    return this.written;
+  }
+
+  /** Sends what cork() held, in order. */
+  uncork(): void {
+    const held = this.corked;
+    this.corked = null;
+    if (held && !this._closed) for (const f of held) this.write(f);
+  }
+
+  /** Bytes fed from the agent so far (feed). */
+  get bytesFed(): number {
+    return this.fed;
+  }
+
+  /** The start of a frame whose rest has not been fed yet (a copy). */
+  partialFrame(): Uint8Array {
+    return this.decoder.partial();
+  }
+
+  /**
+   * A session continuing another's stream mid-way (a fork's child on its parent's agent
+   * connection): `partial`, the other's partialFrame() at the cut, comes before what is fed next.
+   * Frames for the other's requests then find no handler here and are dropped.
+   */
+  continueAfter(partial: Uint8Array): void {
+    if (this.fed !== 0 || this.written !== 0) throw new Error('continueAfter: the session has started already');
+    if (partial.length > 0) this.feed(partial);
+    this.fed = 0;
+  }
+
   /** Bytes from the agent. Never throws: a protocol violation ends the session. */
   feed(bytes: Uint8Array): void {
     if (this._closed) return;
+    this.fed += bytes.length;
     try {
       this.decoder.push(bytes, (type, id, body) => this.onFrame(decodeGuest(type, id, body)));
     } catch (err) {
@@ -147,7 +195,9 @@ export class AgentSession {
 
   private send(type: number, id: number, body?: Uint8Array): void {
     if (this._closed) throw this._closed;
-    this.transport.write(frame(type, id, body));
+    const f = frame(type, id, body);
+    if (this.corked) this.corked.push(f);
+    else this.write(f);
   }
 
   /** Sends data that counts against the window (the agent ACKs it once consumed). */

@@ -102,6 +102,55 @@ describe('vsock over Unix sockets (Firecracker convention)', () => {
     await until(() => reply.includes('from guest'));
   });
 
+  it('ADOPT G H takes over a stream a restore kept; anything else is refused', async () => {
+    dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
+    const path = join(dir, 'v.sock');
+    const dev = new VirtioVsock({ guestCid: 3 });
+    const g = guest(dev);
+    const l = await listenVsockUnix(dev, path);
+    cleanups.push(() => l.close());
+    const c = createConnection(path);
+    cleanups.push(() => void c.destroy());
+    let reply = '';
+    c.on('data', (d) => (reply += d.toString()));
+    c.write('CONNECT 52\n');
+    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_REQUEST));
+    const hostPort = g.poll().find((p) => p.op === VIRTIO_VSOCK_OP_REQUEST)!.srcPort;
+    g.send(VIRTIO_VSOCK_OP_RESPONSE, 52, hostPort);
+    await until(() => reply.includes('\n'));
+    c.write('abc');
+    await until(() => dev.connection(52, hostPort)?.fromHost === 3);
+    // The machine restored from this state keeps that stream for its host to take over.
+    const dev2 = new VirtioVsock({ guestCid: 3 });
+    dev2.keepOnRestore = [{ guestPort: 52, hostPort }];
+    dev2.restore(JSON.parse(JSON.stringify(dev.saveState())));
+    const path2 = join(dir, 'w.sock');
+    const l2 = await listenVsockUnix(dev2, path2);
+    cleanups.push(() => l2.close());
+    const ask = (line: string) =>
+      new Promise<string>((resolve) => {
+        const s = createConnection(path2);
+        cleanups.push(() => void s.destroy());
+        let got = '';
+        s.on('data', (d) => {
+          got += d.toString();
+          if (got.includes('\n')) {
+            s.write('more');
+            resolve(got);
+          }
+        });
+        s.on('close', () => resolve(got || 'closed'));
+        s.on('error', () => {});
+        s.write(line);
+      });
+    expect(await ask(`ADOPT 52 ${hostPort + 1}\n`)).toBe('closed');
+    expect(await ask('ADOPT 52\n')).toBe('closed');
+    expect(await ask(`ADOPT 52 ${hostPort}\n`)).toBe(`OK ${hostPort}\n`);
+    await until(() => dev2.connection(52, hostPort)?.fromHost === 7);
+    expect(dev2.connection(52, hostPort)!.pendingBytes).toBe(4); // 'abc' reached the guest before the save: 'more' waits for this one's
+    expect(await ask(`ADOPT 52 ${hostPort}\n`)).toBe('closed'); // taken once
+  });
+
   it('never deletes what is at PATH: a file or a live socket is refused, a stale socket replaced (issue 20)', async () => {
     dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
     const dev = new VirtioVsock({ guestCid: 3 });

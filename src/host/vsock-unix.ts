@@ -2,7 +2,9 @@
  * vsock ↔ Unix sockets with Firecracker's convention:
  * - the guest connects to CID 2 port P → we connect to the Unix socket `${path}_${P}`;
  * - a host program connects to `path`, writes `CONNECT P\n`, gets `OK <hostPort>\n` once the
- *   guest listening on port P accepted, and then the socket is the stream.
+ *   guest listening on port P accepted, and then the socket is the stream;
+ * - ours alone: `ADOPT G H\n` takes over the stream between guest port G and host port H that
+ *   a restore kept open (a fork's child continuing its parent's agent connection), `OK H\n`.
  */
 import { lstat, unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
@@ -55,15 +57,29 @@ export async function listenVsockUnix(dev: VirtioVsock, path: string): Promise<V
       }
       sock.off('data', onData);
       sock.pause();
-      const m = /^CONNECT (\d{1,10})$/.exec(line.slice(0, nl).trim());
+      const head = line.slice(0, nl).trim();
       const rest = Buffer.from(line.slice(nl + 1), 'latin1');
+      const attach = (conn: VsockConnection) => {
+        sock.write(`OK ${conn.hostPort}\n`); // before any of the stream's bytes
+        splice(sock, conn);
+      };
+      const started = (conn: VsockConnection) => {
+        if (rest.length) conn.send(new Uint8Array(rest));
+        sock.resume();
+      };
+      // ADOPT G H: the stream a restore kept (VirtioVsock.keepOnRestore), continued as it was;
+      // guest bytes that waited for it follow the OK line.
+      const adopt = /^ADOPT (\d{1,10}) (\d{1,10})$/.exec(head);
+      if (adopt) {
+        const conn = dev.adopt(Number(adopt[1]), Number(adopt[2]), attach);
+        return void (conn ? started(conn) : sock.destroy());
+      }
+      const m = /^CONNECT (\d{1,10})$/.exec(head);
       if (!m || Number(m[1]) > 0xffff_ffff) return void sock.destroy();
       dev.connect(Number(m[1])).then(
         (conn) => {
-          sock.write(`OK ${conn.hostPort}\n`);
-          splice(sock, conn);
-          if (rest.length) conn.send(new Uint8Array(rest));
-          sock.resume();
+          attach(conn);
+          started(conn);
         },
         () => sock.destroy(),
       );

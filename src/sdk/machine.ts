@@ -18,7 +18,7 @@ import type { TierCode } from '../cpu/tier.js';
 import type { MemorySnapshot } from '../host/snapshot/memory.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import { parseMac } from '../net/mac.js';
-import { fromWire, type Command, type NetPolicy, type WorkerInit, type WorkerMessage } from './protocol.js';
+import { fromWire, type Command, type NetPolicy, type VsockBarrier, type VsockLink, type VsockStream, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
 import { prewarmWorkers, takeWorker } from './worker-pool.js';
 import { BALLOON_PAGES_PER_MIB, JIT_MORE_STAT_KEYS, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
@@ -219,6 +219,13 @@ export interface RestoreOptions {
    * python3 one-liner: the JIT's compiles cost more than they save there; docs/benchmarks.md).
    */
   interpretFirst?: number;
+  /**
+   * vsock streams open in an in-memory snapshot to keep rather than reset: the host takes each
+   * over with `ADOPT <guestPort> <hostPort>\n` on the vsock socket (answered `OK <hostPort>\n`)
+   * and continues it where the snapshot's `link` left it (snapshotInMemory's vsockBarrier).
+   * What a fork's children do with their parent's agent connection. Others are reset.
+   */
+  keepVsock?: VsockStream[];
 }
 
 /** Events: 'state' (state, reason), 'guest' (GuestEvent: poweroff, reboot, fail, panic), 'error' (VisorError). */
@@ -380,7 +387,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
     const source = inMemory ? { image: from as MemorySnapshot } : { path: resolve(from as string) };
-    const vm = await Machine.spawn({ mode: 'restore', ...source, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}) });
+    const vm = await Machine.spawn({ mode: 'restore', ...source, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}), ...(opts.keepVsock ? { keepVsock: streamsOf(opts.keepVsock) } : {}) });
     if (opts.start ?? true) await vm.resume();
     return vm;
   }
@@ -486,7 +493,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     this.emit('state', s, reason ?? undefined);
   }
 
-  private call(action: MachineAction, extra: { path?: string; compress?: boolean; inMemory?: boolean; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
+  private call(action: MachineAction, extra: { path?: string; compress?: boolean; inMemory?: boolean; barrier?: VsockBarrier; until?: UntilCondition; stop?: { graceful: boolean; timeoutMs: number } } = {}): Promise<unknown> {
     try {
       transition(this._state, action); // refuse early, naming the state the caller sees
     } catch (err) {
@@ -496,7 +503,7 @@ export class Machine extends EventEmitter<MachineEvents> {
     const id = this.nextId++;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      const cmd: Command = action === 'snapshot' ? (extra.inMemory ? { op: 'snapshotInMemory', id } : { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? false })
+      const cmd: Command = action === 'snapshot' ? (extra.inMemory ? { op: 'snapshotInMemory', id, ...(extra.barrier ? { vsockBarrier: extra.barrier } : {}) } : { op: 'snapshot', id, path: extra.path!, compress: extra.compress ?? false })
         : extra.until ? { op: 'runUntil', id, until: extra.until }
         : extra.stop ? { op: 'stop', id, ...extra.stop }
         : { op: action, id };
@@ -559,8 +566,9 @@ export class Machine extends EventEmitter<MachineEvents> {
    * restore copies no RAM up front, and many restores share one copy). Its RAM lives as long
    * as the result or a machine restored from it is kept.
    */
-  async snapshotInMemory(): Promise<MemorySnapshot> {
-    const { ms: _ms, ...snap } = (await this.call('snapshot', { inMemory: true })) as MemorySnapshot & { ms: number };
+  async snapshotInMemory(opts: { vsockBarrier?: VsockBarrier } = {}): Promise<MemorySnapshot & { link?: VsockLink }> {
+    const barrier = opts.vsockBarrier ? { ...streamsOf([opts.vsockBarrier])[0]!, hostBytes: bytesOf(opts.vsockBarrier.hostBytes) } : undefined;
+    const { ms: _ms, ...snap } = (await this.call('snapshot', { inMemory: true, ...(barrier ? { barrier } : {}) })) as MemorySnapshot & { ms: number; link?: VsockLink };
     return snap;
   }
 
@@ -827,6 +835,23 @@ function disksOf(disks: unknown, resolve: (p: string) => string): string[] {
 }
 
 /** Checks a restore's MAC addresses: unicast, "aa:bb:cc:dd:ee:ff", at most one per slot. */
+const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
+
+/** Checks vsock streams (keepVsock, vsockBarrier): at most 16, each two 32-bit ports. */
+function streamsOf(list: unknown): VsockStream[] {
+  if (!Array.isArray(list) || list.length > 16) throw new VisorError('InvalidArgument', 'keepVsock: expected an array of at most 16 { guestPort, hostPort }');
+  return list.map((c: unknown) => {
+    const { guestPort, hostPort } = (c ?? {}) as Record<string, unknown>;
+    if (!isU32(guestPort) || !isU32(hostPort)) throw new VisorError('InvalidArgument', `vsock stream ${JSON.stringify(c)}: guestPort and hostPort must be 32-bit port numbers`);
+    return { guestPort, hostPort };
+  });
+}
+
+function bytesOf(n: unknown): number {
+  if (typeof n !== 'number' || !Number.isSafeInteger(n) || n < 0) throw new VisorError('InvalidArgument', 'snapshotInMemory: vsockBarrier.hostBytes must be a whole number of bytes');
+  return n;
+}
+
 function macsOf(macs: string[]): string[] {
   if (!Array.isArray(macs) || macs.length > 8) throw new VisorError('InvalidArgument', 'macs: expected an array of at most 8 MAC addresses');
   return macs.map((m) => {

@@ -14,7 +14,27 @@ export type WorkerInit =
   | { mode: 'create'; config: ResolvedConfig; stats: SharedArrayBuffer }
   /** accel: the tier is this process's choice, not part of the saved machine. */
   /** From a snapshot file (`path`) or one held in memory (`image`: its RAM pages in on demand). */
-  | { mode: 'restore'; path?: string; image?: MemorySnapshot; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean; interpretFirst?: number };
+  | { mode: 'restore'; path?: string; image?: MemorySnapshot; stats: SharedArrayBuffer; accel: Accel; vsockPath?: string; code?: TierCode; netPolicy?: NetPolicy; macs?: string[]; disks?: string[]; warmUp?: boolean; interpretFirst?: number; keepVsock?: VsockStream[] };
+
+/** A vsock stream, by its two ports (the guest's, the host's). */
+export interface VsockStream {
+  guestPort: number;
+  hostPort: number;
+}
+
+/** A snapshot's wait for the host's bytes on a stream (MachineRunner.snapshotInMemory): the host wrote `hostBytes` on it so far. */
+export interface VsockBarrier extends VsockStream {
+  hostBytes: number;
+}
+
+/**
+ * A stream as the snapshot holds it: every one of the host's `hostBytes` taken, and the first
+ * `guestBytes` of the guest's given to the host. A machine restored from the snapshot with it
+ * kept (keepVsock) continues from exactly there.
+ */
+export interface VsockLink extends VsockBarrier {
+  guestBytes: number;
+}
 
 /** A restored machine's user-network policy, instead of the saved machine's (RestoreOptions.netPolicy). */
 export interface NetPolicy {
@@ -26,7 +46,7 @@ export type Command =
   | { op: 'start' | 'pause' | 'resume' | 'kill'; id: number }
   | { op: 'stop'; id: number; graceful?: boolean; timeoutMs?: number }
   | { op: 'snapshot'; id: number; path: string; compress: boolean }
-  | { op: 'snapshotInMemory'; id: number }
+  | { op: 'snapshotInMemory'; id: number; vsockBarrier?: VsockBarrier }
   | { op: 'runUntil'; id: number; until: UntilCondition }
   /** Host request to the virtio-balloon (not a lifecycle action: the state does not change). */
   | { op: 'balloon'; id: number; targetMiB: number }

@@ -34,7 +34,7 @@ import { VmDriver } from '../vm/driver.js';
 import type { CpuClock } from '../vm/cpu-limit.js';
 import { hasVirtioConsole, type Accel, type VmSpec as ResolvedConfig } from '../vm/spec.js';
 import { BALLOON_PAGES_PER_MIB as PAGES_PER_MIB, publishStats, STAT } from '../vm/stats.js';
-import type { NetPolicy } from './protocol.js';
+import type { NetPolicy, VsockBarrier, VsockLink, VsockStream } from './protocol.js';
 import type { ForwardSpec } from '../vm/spec.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
@@ -42,6 +42,8 @@ export { STAT, JIT_STAT_KEYS } from '../vm/stats.js';
 export { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopRequest, type StopResult, type UntilCondition } from './protocol.js';
 
 const PANIC_GRACE_MS = 500;
+/** How long a snapshot waits for the host's bytes on a stream it is asked to hold whole (vsockBarrier). */
+const VSOCK_BARRIER_MS = 1000;
 /** Console output runUntil({ output }) looks back over. */
 const OUTPUT_HISTORY = 64 * 1024;
 /** The stdio ports (stdio: 'virtio'), after hvc0, the agent's and the data port. */
@@ -73,6 +75,12 @@ export interface RunnerOptions {
    * template restored many times, or a fork, needs one path per machine: src/sdk/sandbox.ts).
    */
   vsockPath?: string;
+  /**
+   * restore(): vsock streams open in the snapshot to keep for the host to adopt (`ADOPT G H`
+   * on the vsock socket) instead of resetting them: a fork's child continues its parent's
+   * agent connection (VirtioVsock.keepOnRestore).
+   */
+  keepVsock?: VsockStream[];
   /** restore(): the tier to run on (default: defaultAccel()). */
   accel?: Accel;
   /**
@@ -218,6 +226,7 @@ export class MachineRunner {
       }
       lap('ram-wait');
       await r.openDevices();
+      if (opts.keepVsock && r.vsockDev) r.vsockDev.keepOnRestore = opts.keepVsock;
       if (opts.warmUp) warmUp(r.cfg.accel);
       const m = await r.assemble({ boot: false, ram });
       lap('board');
@@ -670,7 +679,8 @@ export class MachineRunner {
    * The same snapshot, held in memory: RAM in shared memory that machines restored from it
    * page in on demand (host/snapshot/memory.ts). What a fork's children start from.
    */
-  async snapshotInMemory(): Promise<MemorySnapshot & { ms: number }> {
+  async snapshotInMemory(barrier?: VsockBarrier): Promise<MemorySnapshot & { ms: number; link?: VsockLink }> {
+    let link: VsockLink | undefined;
     return this.whileParked(async (t0, meta, machine) => {
       const ram = this.vm.bus.ram;
       const zero = nativeZeroTest(ram);
@@ -690,8 +700,27 @@ export class MachineRunner {
         written.fill(0);
         hart.flushWriteTlb();
       }
-      return { kind: 'visor-memory-snapshot' as const, meta: JSON.stringify(meta), machine: JSON.stringify(machine), ...image, ms: performance.now() - t0 };
-    });
+      return { kind: 'visor-memory-snapshot' as const, meta: JSON.stringify(meta), machine: JSON.stringify(machine), ...image, ms: performance.now() - t0, ...(link ? { link } : {}) };
+    }, barrier ? async () => void (link = await this.vsockBarrier(barrier)) : undefined);
+  }
+
+  /**
+   * Waits (bounded) until the vsock device has taken every byte the host wrote on a stream
+   * before the snapshot (`hostBytes`, counted by the host), so that a machine restored from it
+   * holds the same stream the host sees: then says how many bytes the device had given the
+   * host by this instant. Undefined when it cannot vouch for that (no such stream, bytes
+   * dropped, or they did not arrive in time): the restored machines then reset it.
+   */
+  private async vsockBarrier(b: VsockBarrier): Promise<VsockLink | undefined> {
+    const dev = this.vsockDev;
+    const deadline = performance.now() + VSOCK_BARRIER_MS;
+    for (;;) {
+      const conn = dev?.connection(b.guestPort, b.hostPort);
+      if (!conn || conn.state !== 'connected' || conn.dropped > 0 || conn.fromHost > b.hostBytes) return undefined;
+      if (conn.fromHost === b.hostBytes) return { guestPort: b.guestPort, hostPort: b.hostPort, hostBytes: b.hostBytes, guestBytes: conn.toHost };
+      if (performance.now() > deadline) return undefined;
+      await new Promise((r) => setTimeout(r, 1));
+    }
   }
 
   /**
@@ -699,7 +728,7 @@ export class MachineRunner {
    * fingerprints must match what is saved), and hands `save` the machine's state; resumes it
    * afterwards if it was running.
    */
-  private async whileParked<T>(save: (t0: number, meta: SnapshotMeta, machine: MachineSnapshotState) => Promise<T>): Promise<T> {
+  private async whileParked<T>(save: (t0: number, meta: SnapshotMeta, machine: MachineSnapshotState) => Promise<T>, beforeState?: () => Promise<void>): Promise<T> {
     this.check('snapshot');
     const t0 = performance.now();
     const wasRunning = this.driver.running;
@@ -710,6 +739,7 @@ export class MachineRunner {
       for (const d of this.disks) await d.device.flush();
       const disks: DiskFingerprint[] = [];
       for (const [i, d] of this.cfg.disks.entries()) disks.push(await fingerprintDisk(d.path, this.disks[i]!.format, d.readOnly));
+      await beforeState?.();
       const meta = snapshotMeta(this.cfg, disks);
       const machine: MachineSnapshotState = {
         runner: {

@@ -16,11 +16,12 @@ import { rmSync } from 'node:fs';
 import { rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { VisorError } from '../base/errors.js';
-import { connectAgent, type AgentConnection } from '../guest/connect.js';
-import { DATA_CHUNK, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
+import { adoptAgent, connectAgent, type AgentConnection } from '../guest/connect.js';
+import { AGENT_VSOCK_PORT, DATA_CHUNK, HELLO_NO_MAC, WATCH_BITS, type EntryInfo } from '../guest/protocol.js';
 import type { AgentSession, ExecHandle, ExitInfo } from '../guest/session.js';
 import type { TierCode } from '../cpu/tier.js';
 import type { MemorySnapshot } from '../host/snapshot/memory.js';
+import type { VsockLink } from './protocol.js';
 import { Machine } from './machine.js';
 import { parseFirewallEntry } from '../net/user/spec.js';
 import { formatMac, parseMac, randomMac } from '../net/mac.js';
@@ -482,7 +483,15 @@ async function templateImage(path: string): Promise<MemorySnapshot> {
  * Restores a sandbox's machine from an in-memory snapshot (a template's image, a fork's) with its own vsock socket and connects to its agent;
  * `disk` (its own from now on, deleted with it, or here on failure) stands in for the saved root disk.
  */
-async function restoreTemplate(snap: MemorySnapshot, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Restored> {
+/** Where a fork's child takes up its parent's agent stream: the snapshot's link and the parent's partial frame there. */
+interface AgentCut {
+  link: VsockLink;
+  partial: Uint8Array;
+  /** The parent's agent (the same binary runs in the child). */
+  agent: string;
+}
+
+async function restoreTemplate(snap: MemorySnapshot, opts: Pick<SandboxOptions, 'image' | 'memoryMiB' | 'startTimeoutMs'>, netPolicy: { firewall: string[]; hostAccess: boolean }, firstId: number, disk: OwnDisk | undefined, mac?: string, cut?: AgentCut): Promise<Restored> {
   const t0 = performance.now();
   let dir: string | undefined;
   let vm: Machine | undefined;
@@ -490,14 +499,22 @@ async function restoreTemplate(snap: MemorySnapshot, opts: Pick<SandboxOptions, 
     dir = await socketDir();
     const sock = join(dir, 'v.sock');
     const code = sharedCode.get(templateOf(opts));
-    vm = await Machine.restore(snap, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}), ...(disk ? { disks: [disk.path] } : {}) });
+    const keepVsock = cut ? [{ guestPort: cut.link.guestPort, hostPort: cut.link.hostPort }] : undefined;
+    vm = await Machine.restore(snap, { vsockPath: sock, netPolicy, ...(code ? { code } : {}), ...(mac ? { macs: [mac] } : {}), ...(disk ? { disks: [disk.path] } : {}), ...(keepVsock ? { keepVsock } : {}) });
     const t1 = performance.now();
     if (warmTarget > 0) Machine.prewarm(warmTarget); // refill for the next one
-    const stopped = new AbortController();
-    vm.once('state', (s) => s === 'stopped' && stopped.abort());
     // A new MAC is the agent's to set at HELLO (the NIC shows it already): no command for it.
     const macBytes = mac ? parseMac(mac) : null;
-    const conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal, ...(macBytes ? { mac: macBytes } : {}) });
+    let conn: AgentConnection;
+    if (cut) {
+      // The parent's stream, continued: the guest has nothing to do before the session is usable.
+      const a = await adoptAgent(sock, { guestPort: cut.link.guestPort, hostPort: cut.link.hostPort, partial: cut.partial, firstId, timeoutMs: opts.startTimeoutMs ?? 120_000, ...(macBytes ? { mac: macBytes } : {}) });
+      conn = { session: a.session, socket: a.socket, agent: cut.agent, hostPort: a.hostPort, ready: a.ready };
+    } else {
+      const stopped = new AbortController();
+      vm.once('state', (s) => s === 'stopped' && stopped.abort());
+      conn = await connectAgent(sock, { timeoutMs: opts.startTimeoutMs ?? 120_000, firstId, signal: stopped.signal, ...(macBytes ? { mac: macBytes } : {}) });
+    }
     return { vm, conn, dir, disk, timings: { restore: t1 - t0, connect: performance.now() - t1 } };
   } catch (err) {
     await vm?.kill().catch(() => {});
@@ -526,7 +543,14 @@ export class Sandbox {
   readonly timings: Record<string, number> = {};
   private session: AgentSession;
   /** What the agent's HELLO did with a fork child's new MAC (AgentConnection.macStatus). */
-  private readonly macStatus: number | undefined;
+  private macStatus: number | undefined;
+  /** The agent's stream (its vsock host port) and name: a fork's children continue it (AgentCut). */
+  private readonly agentPort: number;
+  private readonly agentName: string;
+  /** The agent reads a MAC in HELLO (it answered one with a result): a fork's child can continue its stream. */
+  private readonly agentSetsMac: boolean;
+  /** It continues its fork parent's stream: its HELLO is answered after it is handed out (constructor). */
+  private readonly adopted: boolean;
   private lifetime: NodeJS.Timeout | undefined;
   private readonly handles = new Map<number, CommandHandle>();
   private killed = false;
@@ -550,6 +574,19 @@ export class Sandbox {
     this.sandboxId = randomBytes(8).toString('hex');
     this.session = conn.session;
     this.macStatus = conn.macStatus;
+    this.agentPort = conn.hostPort;
+    this.agentName = conn.agent;
+    this.adopted = conn.ready !== undefined;
+    this.agentSetsMac = conn.macStatus !== undefined || this.adopted;
+    // An adopted stream's HELLO is answered after the child is handed out: a guest that did not
+    // take its new MAC ends the child, and its first request says why.
+    conn.ready?.then((h) => {
+      this.macStatus = h.macStatus;
+      const mac = machine.config.nets[0]?.mac;
+      if (mac === undefined || h.macStatus === undefined || h.macStatus === HELLO_NO_MAC || h.macStatus === 0) return;
+      this.session.end(new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (the agent's SIOCSIFHWADDR on eth0 failed with errno ${h.macStatus}); the child was killed`));
+      void this.kill();
+    }, () => {});
     machine.on('state', (s, reason) => {
       if (s === 'stopped') {
         this.session.end(new VisorError('GuestGone', `sandbox ${this.sandboxId}: its machine stopped (${reason ?? 'unknown reason'})`));
@@ -624,8 +661,8 @@ export class Sandbox {
     return sb;
   }
 
-  private static async fromSnapshot(snap: MemorySnapshot, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string): Promise<Sandbox> {
-    const got = await restoreTemplate(snap, opts, sandboxNetPolicy(opts.network), firstId, disk, mac);
+  private static async fromSnapshot(snap: MemorySnapshot, opts: SandboxOptions, firstId: number, disk: OwnDisk | undefined, mac?: string, cut?: AgentCut): Promise<Sandbox> {
+    const got = await restoreTemplate(snap, opts, sandboxNetPolicy(opts.network), firstId, disk, mac, cut);
     const sb = new Sandbox(got.vm, got.conn, got.dir, got.disk, opts);
     Object.assign(sb.timings, got.timings);
     return sb;
@@ -918,23 +955,34 @@ export class Sandbox {
       // The snapshot stays in memory: the children page its RAM in as their guests reach it
       // (host/snapshot/memory.ts), so none copies the parent's RAM up front, and together they
       // hold one copy of it.
-      let snap: MemorySnapshot;
-      await this.machine.pause();
+      let snap: MemorySnapshot & { link?: VsockLink };
+      let cut: AgentCut | undefined;
+      // The children continue this session's stream to the agent where the snapshot cuts it
+      // (AgentCut): nothing is written to it meanwhile, the snapshot waits until the device has
+      // every byte written before, and the bytes the device gave this session by then are
+      // counted, so each child's session starts with the partial frame this one had there.
+      const sent = this.agentSetsMac ? this.session.cork() : undefined;
       try {
-        snap = await this.machine.snapshotInMemory();
-        tCopies = performance.now();
-        // Each child's root disk: a copy of this one as the snapshot saw it (the machine is
-        // paused, its writes flushed), made before this sandbox writes to it again.
-        disks = await copiesOf(this.disk, count);
+        await this.machine.pause();
+        try {
+          snap = await this.machine.snapshotInMemory(sent !== undefined ? { vsockBarrier: { guestPort: AGENT_VSOCK_PORT, hostPort: this.agentPort, hostBytes: sent } } : {});
+          if (snap.link) cut = await this.cutAt(snap.link);
+          tCopies = performance.now();
+          // Each child's root disk: a copy of this one as the snapshot saw it (the machine is
+          // paused, its writes flushed), made before this sandbox writes to it again.
+          disks = await copiesOf(this.disk, count);
+        } finally {
+          await this.machine.resume();
+        }
       } finally {
-        await this.machine.resume();
+        this.session.uncork();
       }
       t1 = performance.now();
       // The children's agents still run this session's commands under its ids: start after them.
       const firstId = this.session.nextRequestId + 1_000_000;
       // Each child a MAC of its own (and so a lease of its own): forks never collide.
       const newMac = () => ((o.newAddress ?? true) ? formatMac(randomMac((b) => randomFillSync(b))) : undefined);
-      const made = await Promise.allSettled(disks.map((disk) => Sandbox.fromSnapshot(snap, this.opts, firstId, disk, newMac())));
+      const made = await Promise.allSettled(disks.map((disk) => Sandbox.fromSnapshot(snap, this.opts, firstId, disk, newMac(), cut)));
       disks = []; // each child's now (or disposed with its failed restore)
       kids = made.flatMap((m) => (m.status === 'fulfilled' ? [m.value] : []));
       const failed = made.find((m): m is PromiseRejectedResult => m.status === 'rejected');
@@ -964,12 +1012,24 @@ export class Sandbox {
   }
 
   /**
+   * This session's stream at the snapshot's cut (the machine is paused, so the guest sends
+   * nothing more): waits until every byte the device gave it by then has been fed, then takes
+   * the partial frame there. Undefined, and the children connect anew, if that does not come.
+   */
+  private async cutAt(link: VsockLink): Promise<AgentCut | undefined> {
+    const deadline = performance.now() + 1000;
+    while (this.session.bytesFed < link.guestBytes && !this.session.closed && performance.now() < deadline) await new Promise((r) => setTimeout(r, 1));
+    if (this.session.bytesFed !== link.guestBytes) return undefined;
+    return { link, partial: this.session.partialFrame(), agent: this.agentName };
+  }
+
+  /**
    * A fork's child: the guest takes its NIC's new MAC. The agent set it at HELLO (macStatus 0);
    * an agent older than that field leaves it to a command (newMacScript).
    */
   private async takeAddress(): Promise<void> {
     const mac = this.machine.config.nets[0]?.mac;
-    if (mac === undefined || this.macStatus === 0) return;
+    if (mac === undefined || this.macStatus === 0 || this.adopted) return; // an adopted stream's HELLO: the constructor checks it
     if (this.macStatus !== undefined) {
       throw new VisorError('NetworkError', `fork: the child's guest did not take its new MAC address ${mac} (the agent's SIOCSIFHWADDR on eth0 failed with errno ${this.macStatus})`);
     }

@@ -122,7 +122,7 @@ async function main(): Promise<void> {
       marks.loaded = now();
       const stats = new Float64Array(init.stats, 0, STAT.size);
       // The restore's own options (accel, vsockPath, code, netPolicy, macs, disks, warmUp,
-      // interpretFirst) are RunnerOptions of the same names.
+      // interpretFirst, keepVsock) are RunnerOptions of the same names.
       const { mode: _mode, path: _path, image: _image, stats: _stats, ...restoreOpts } = init;
       runner = await MachineRunner.restore(snap, events, { stats, ...cpu, timings, ...(preloadedRam ? { preloadedRam } : {}), ...restoreOpts });
     }
@@ -157,7 +157,7 @@ async function main(): Promise<void> {
         case 'stop': return runner.stop({ ...(c.graceful !== undefined ? { graceful: c.graceful } : {}), ...(c.timeoutMs !== undefined ? { timeoutMs: c.timeoutMs } : {}) });
         case 'kill': return runner.kill();
         case 'snapshot': return runner.snapshot(c.path, { compress: c.compress });
-        case 'snapshotInMemory': return runner.snapshotInMemory();
+        case 'snapshotInMemory': return runner.snapshotInMemory(c.vsockBarrier);
         case 'runUntil': return runner.runUntil(c.until);
         case 'balloon': return runner.balloon(c.targetMiB);
         case 'cpuLimit': return runner.setCpuLimit(c.percent);

@@ -21,9 +21,12 @@ import {
   VIRTIO_VSOCK_OP_REQUEST,
   VIRTIO_VSOCK_OP_RESPONSE,
   VIRTIO_VSOCK_TYPE_STREAM,
+  VIRTIO_VSOCK_OP_RST,
+  VIRTIO_VSOCK_OP_RW,
   VirtioVsock,
   encodeHeader,
   parseHeader,
+  type VsockConnection,
 } from './vsock/device.js';
 
 interface Savable extends VirtioDevice {
@@ -196,7 +199,7 @@ describe('virtio device state round trips', () => {
     expect(dev.connectionCount).toBe(1);
     // Idle device: nothing to tell the guest.
     const idle = new VirtioVsock({ guestCid: 3 });
-    idle.restore({ ...dev.saveState(), connections: 0 });
+    idle.restore({ ...dev.saveState(), connections: 0, open: [] });
     const dev2 = new VirtioVsock({ guestCid: 3 });
     const r = roundTrip(driver, transport, dev, dev2);
     const ev = r.driver.used(2);
@@ -205,6 +208,66 @@ describe('virtio device state round trips', () => {
     expect(new DataView(collect(ev[0]!).buffer).getUint32(0, true)).toBe(0); // VIRTIO_VSOCK_EVENT_TRANSPORT_RESET
     expect(dev2.connectionCount).toBe(0);
     expect(() => new VirtioVsock({ guestCid: 4 }).restore(r.saved.device)).toThrow(/CID/);
+  });
+
+  it('vsock: a connection kept for its host continues, the others are reset (a fork child)', () => {
+    const accepted: VsockConnection[] = [];
+    const dev = new VirtioVsock({ guestCid: 3, backend: { accept: (c) => (accepted.push(c), true) } });
+    const { driver, transport } = MockDriver.create(dev);
+    driver.probe(3);
+    driver.add(2, [], [4]);
+    const pkt = (op: number, srcPort: number, data = new Uint8Array(0), bufAlloc = 65536) =>
+      driver.add(1, [encodeHeader({ srcCid: 3, dstCid: 2, srcPort, dstPort: 52, len: data.length, type: VIRTIO_VSOCK_TYPE_STREAM, op, flags: 0, bufAlloc, fwdCnt: 0 }), ...(data.length ? [data] : [])], []);
+    // Two guest connections to host port 52, no receive buffers posted yet.
+    pkt(VIRTIO_VSOCK_OP_REQUEST, 1000, undefined, 8);
+    pkt(VIRTIO_VSOCK_OP_REQUEST, 1001);
+    driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    expect(driver.used(0).map((u) => parseHeader(collect(u)).op)).toEqual([VIRTIO_VSOCK_OP_RESPONSE, VIRTIO_VSOCK_OP_RESPONSE]);
+    const [kept, other] = accepted as [VsockConnection, VsockConnection];
+    const toHost: string[] = [];
+    kept.onData = (d) => toHost.push(new TextDecoder().decode(d));
+    pkt(VIRTIO_VSOCK_OP_RW, 1000, new TextEncoder().encode('before'), 8);
+    kept.send(new TextEncoder().encode('0123456789')); // 8 bytes of credit: 2 wait in the device
+    driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    expect(driver.used(0).map((u) => new TextDecoder().decode(collect(u).subarray(VIRTIO_VSOCK_HDR_SIZE)))).toEqual(['01234567']);
+    expect([kept.fromHost, kept.toHost, other.fromHost]).toEqual([10, 6, 0]);
+
+    const dev2 = new VirtioVsock({ guestCid: 3 });
+    dev2.keepOnRestore = [{ guestPort: 1000, hostPort: kept.hostPort }];
+    const r = roundTrip(driver, transport, dev, dev2);
+    expect(r.driver.used(2)).toHaveLength(0); // no TRANSPORT_RESET: it would reset the kept one too
+    // The guest's data before the host adopts it waits; the other connection gets a RST.
+    r.driver.add(1, [encodeHeader({ srcCid: 3, dstCid: 2, srcPort: 1000, dstPort: 52, len: 5, type: VIRTIO_VSOCK_TYPE_STREAM, op: VIRTIO_VSOCK_OP_RW, flags: 0, bufAlloc: 8, fwdCnt: 8 }), new TextEncoder().encode('after')], []);
+    r.driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    r.driver.add(0, [], [VIRTIO_VSOCK_HDR_SIZE + 256]);
+    const got = r.driver.used(0).map((u) => {
+      const b = collect(u);
+      return [parseHeader(b).op, parseHeader(b).dstPort, new TextDecoder().decode(b.subarray(VIRTIO_VSOCK_HDR_SIZE))];
+    });
+    expect(got).toEqual([[VIRTIO_VSOCK_OP_RST, 1001, ''], [VIRTIO_VSOCK_OP_RW, 1000, '89']]); // the 2 waiting bytes, once credit came back
+    expect(dev2.adopt(1001, 52, () => {})).toBeNull();
+    const later: string[] = [];
+    const conn = dev2.adopt(1000, kept.hostPort, (c) => (c.onData = (d) => later.push(new TextDecoder().decode(d))));
+    expect(conn).not.toBeNull();
+    expect(later).toEqual(['after']);
+    expect([conn!.fromHost, conn!.toHost]).toEqual([10, 11]);
+    expect(dev2.adopt(1000, kept.hostPort, () => {})).toBeNull(); // adopted once
+    // Without keepOnRestore the same state resets every connection, as before.
+    const dev3 = new VirtioVsock({ guestCid: 3 });
+    dev3.restore(r.saved.device);
+    expect(dev3.connectionCount).toBe(0);
+    // A hostile state is refused, field by field.
+    const bad = (patch: (o: { open: Record<string, unknown>[] }) => void) => {
+      const st = JSON.parse(JSON.stringify(r.saved.device));
+      patch(st);
+      const d = new VirtioVsock({ guestCid: 3 });
+      d.keepOnRestore = [{ guestPort: 1000, hostPort: kept.hostPort }];
+      return () => d.restore(st);
+    };
+    expect(bad((o) => (o.open[0]!.pending = 'A'.repeat(2_000_000)))).toThrow(/pending/);
+    expect(bad((o) => (o.open[0]!.txCnt = -1))).toThrow(/txCnt/);
+    expect(bad((o) => o.open.push(o.open[0]!))).toThrow(/twice|open connections/);
   });
 
   it('a restored transport keeps the negotiated features and queue positions', () => {

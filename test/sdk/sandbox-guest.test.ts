@@ -3,6 +3,7 @@
  * method, the errors, 20 commands at once, 20 pause/resume cycles, fork. Opt-in: each sandbox
  * is a restored machine (the template costs one boot on first use). VISOR_GUEST_TESTS=1.
  */
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isVisorError } from '../../src/base/errors.js';
 import { createServer, type AddressInfo } from 'node:net';
@@ -174,6 +175,37 @@ describe.skipIf(!ENABLED)('Sandbox on tiny', () => {
       await b?.kill();
     }
     expect((await sbx.commands.run('echo parent-alive')).stdout).toBe('parent-alive\n');
+  });
+
+  it('forks while files and output stream both ways: each child takes the agent stream up where the snapshot cut it, the parent loses nothing', { timeout: T }, async () => {
+    const total = 8_000_000;
+    await sbx.commands.run(`head -c ${total} /dev/urandom > /tmp/stream.bin; sha256sum /tmp/stream.bin > /tmp/stream.sum`);
+    const want = (await sbx.commands.run('cut -d" " -f1 /tmp/stream.sum')).stdout.trim();
+    let got = 0;
+    const h = await sbx.commands.run(`yes 0123456789abcdef | head -c ${total}`, { background: true, timeoutMs: 0, onStdout: (d) => (got += d.length) });
+    const file = sbx.files.read('/tmp/stream.bin', { format: 'bytes' });
+    const upload = new Uint8Array(total).map((_, i) => (i * 7919) >>> 5);
+    const up = sbx.files.write('/tmp/up.bin', upload);
+    const kids: Sandbox[] = [];
+    try {
+      for (let i = 0; i < 3; i++) {
+        const seen = got;
+        while (got === seen) await new Promise((r) => setTimeout(r, 5));
+        const [k] = await sbx.fork();
+        kids.push(k!);
+        // It continued its parent's agent stream (no new connection), cut wherever it was.
+        expect((k as unknown as { adopted: boolean }).adopted).toBe(true);
+        expect((await k!.commands.run(`echo child ${i}`)).stdout).toBe(`child ${i}\n`);
+      }
+      expect((await h.wait()).exitCode).toBe(0);
+      expect(got).toBe(total);
+      expect(createHash('sha256').update(await file).digest('hex')).toBe(want);
+      await up;
+      expect((await sbx.commands.run('sha256sum /tmp/up.bin')).stdout.split(' ')[0]).toBe(createHash('sha256').update(upload).digest('hex'));
+      expect((await kids[0]!.commands.run('echo again')).stdout).toBe('again\n');
+    } finally {
+      await Promise.all(kids.map((k) => k.kill()));
+    }
   });
 
   it('forks of forks: each child pages in its RAM from stacked images and loses nothing', { timeout: T }, async () => {

@@ -11,7 +11,7 @@
 import { VIRTIO_ID_VSOCK, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64, writeU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
-import { isCount, isObject, restoreCounters, stateError } from '../state.js';
+import { fromBase64, isCount, isObject, isU32, restoreCounters, stateError, toBase64 } from '../state.js';
 
 // §5.10.6 Device Operation
 export const VIRTIO_VSOCK_TYPE_STREAM = 1;
@@ -70,6 +70,16 @@ export class VsockConnection {
   /** @internal */ txCnt = 0;
   /** @internal */ fwdCnt = 0;
   /** @internal */ reportedFwdCnt = 0;
+  /** Bytes the host handed to send() (taken or dropped) and bytes handed to onData, since the connection began (a fork's barrier counts on them). */
+  fromHost = 0;
+  toHost = 0;
+  /**
+   * @internal A connection kept by a restore for its host to adopt (VirtioVsock.adopt): the
+   * guest's data waits here, within the credit we gave it, until the host side is attached.
+   */
+  detached = false;
+  /** @internal */ held: Uint8Array[] = [];
+  /** @internal */ heldBytes = 0;
   dropped = 0;
 
   constructor(
@@ -81,6 +91,7 @@ export class VsockConnection {
   /** Sends bytes to the guest; drops (and counts) past a 1 MiB backlog. */
   send(data: Uint8Array): void {
     if (this.state === 'closed' || this.hostClosed || data.length === 0) return;
+    this.fromHost += data.length;
     if (this.pendingBytes + data.length > MAX_PENDING) {
       this.dropped += data.length;
       return;
@@ -125,21 +136,43 @@ export interface VsockCounters {
   badPackets: number;
 }
 
+/** A connection as a snapshot keeps it: enough for a restore to continue it (VirtioVsock.keepOnRestore). */
+export interface SavedVsockConnection {
+  guestPort: number;
+  hostPort: number;
+  peerBufAlloc: number;
+  peerFwdCnt: number;
+  txCnt: number;
+  fwdCnt: number;
+  fromHost: number;
+  toHost: number;
+  /** Host bytes not yet delivered to the guest, base64. */
+  pending: string;
+}
+
 /**
- * What a snapshot keeps of a virtio-vsock. Connections are not saved: their host ends are
- * sockets of the process that saved them. Instead, as Firecracker does, a restored device
- * whose guest had connections sends TRANSPORT_RESET on the event queue (§5.10.6.6), and the
- * guest drops them (Linux resets every connected socket and re-reads the guest CID).
+ * What a snapshot keeps of a virtio-vsock. A connection's host end is a socket of the process
+ * that saved it, so by default, as Firecracker does, a restored device whose guest had
+ * connections sends TRANSPORT_RESET on the event queue (§5.10.6.6), and the guest drops them
+ * (Linux resets every connected socket and re-reads the guest CID). Version 2 also records each
+ * connected stream, so that a restore that knows its host side (a fork's child, whose host
+ * continues the parent's agent session: keepOnRestore) keeps those and resets only the rest.
  */
 export interface VsockState {
-  version: 1;
+  version: 1 | 2;
   guestCid: number;
-  /** Connections open when saved (each is reset in the restored guest). */
+  /** Connections open when saved (each is reset in the restored guest, unless kept). */
   connections: number;
   /** A TRANSPORT_RESET still waiting for an event buffer. */
   resetPending: boolean;
   counters: VsockCounters;
+  /** Version 2: the connected streams, and the next ephemeral host port. */
+  open?: SavedVsockConnection[];
+  nextPort?: number;
 }
+
+/** Streams a saved state may list (each holds at most MAX_PENDING bytes for the guest). */
+const MAX_SAVED_CONNECTIONS = 256;
 
 export class VirtioVsock implements VirtioDevice {
   readonly deviceId = VIRTIO_ID_VSOCK;
@@ -159,6 +192,12 @@ export class VirtioVsock implements VirtioDevice {
   private flushing = false;
   /** TRANSPORT_RESET to deliver on the event queue (after a restore). */
   private resetPending = false;
+  /**
+   * Saved connections (guest port, host port) the next restore() keeps, detached, for their
+   * host to adopt (adopt()), instead of resetting the guest's connections; the others get a
+   * RST each. Null: reset them all (TRANSPORT_RESET), the default.
+   */
+  keepOnRestore: readonly { guestPort: number; hostPort: number }[] | null = null;
 
   constructor(opts: VsockOptions) {
     // CIDs 0-2 are reserved (hypervisor, local, host); the guest needs its own.
@@ -198,20 +237,81 @@ export class VirtioVsock implements VirtioDevice {
 
   saveState(): VsockState {
     let open = 0;
-    for (const c of this.conns.values()) if (c.state !== 'closed') open++;
-    return { version: 1, guestCid: this.guestCid, connections: open, resetPending: this.resetPending, counters: { ...this.counters } };
+    const saved: SavedVsockConnection[] = [];
+    for (const c of this.conns.values()) {
+      if (c.state === 'closed') continue;
+      open++;
+      // Only a stream in its steady state can be continued; one still connecting, closing or
+      // whose host end is done is reset whatever the restore wants.
+      if (c.state !== 'connected' || c.hostClosed || c.detached || saved.length >= MAX_SAVED_CONNECTIONS) continue;
+      saved.push({
+        guestPort: c.guestPort, hostPort: c.hostPort, peerBufAlloc: c.peerBufAlloc, peerFwdCnt: c.peerFwdCnt,
+        txCnt: c.txCnt, fwdCnt: c.fwdCnt, fromHost: c.fromHost, toHost: c.toHost, pending: toBase64(concatBytes(c.pending, c.pendingBytes)),
+      });
+    }
+    return { version: 2, guestCid: this.guestCid, connections: open, resetPending: this.resetPending, counters: { ...this.counters }, open: saved, nextPort: this.nextPort };
   }
 
   restore(state: unknown): void {
     const bad = (why: string) => stateError(this.name, why);
-    if (!isObject(state) || state.version !== 1) throw bad('unknown version');
+    if (!isObject(state) || (state.version !== 1 && state.version !== 2)) throw bad('unknown version');
     const s = state as unknown as VsockState;
     if (s.guestCid !== this.guestCid) throw bad(`the snapshot's guest CID is ${String(s.guestCid)}, this device's ${this.guestCid}`);
     if (!isCount(s.connections) || typeof s.resetPending !== 'boolean') throw bad('connections');
+    const listed = s.version === 2 ? savedConnections(s, bad) : [];
+    if (s.version === 2 && (!isU32(s.nextPort) || s.nextPort < EPHEMERAL_BASE)) throw bad('nextPort');
     restoreCounters(this.counters, s.counters, this.name);
-    // A guest without connections has nothing to forget: no event, so a restored idle guest
-    // runs exactly as one never interrupted.
-    this.resetPending = s.resetPending || s.connections > 0;
+    const keep = new Set((this.keepOnRestore ?? []).map((c) => key(c.guestPort, c.hostPort)));
+    const kept = (k: { conn: SavedVsockConnection }) => keep.has(key(k.conn.guestPort, k.conn.hostPort));
+    if (s.resetPending || !listed.some(kept)) {
+      // A guest without connections has nothing to forget: no event, so a restored idle guest
+      // runs exactly as one never interrupted.
+      this.resetPending = s.resetPending || s.connections > 0;
+      return;
+    }
+    // (A reset still pending when saved is for streams older than these: it wins.) A
+    // TRANSPORT_RESET would reset the kept ones too: each other listed stream gets a RST.
+    // One the state does not list (closing, or past the limit) is reset at its next packet,
+    // which no connection of this device matches.
+    if (s.nextPort !== undefined) this.nextPort = s.nextPort;
+    for (const k of listed) {
+      const conn = new VsockConnection(this, k.conn.guestPort, k.conn.hostPort);
+      if (!kept(k)) {
+        this.control.push(this.header(conn, VIRTIO_VSOCK_OP_RST));
+        continue;
+      }
+      Object.assign(conn, { peerBufAlloc: k.conn.peerBufAlloc, peerFwdCnt: k.conn.peerFwdCnt, txCnt: k.conn.txCnt, fwdCnt: k.conn.fwdCnt, reportedFwdCnt: k.conn.fwdCnt, fromHost: k.conn.fromHost, toHost: k.conn.toHost });
+      conn.state = 'connected';
+      conn.detached = true;
+      if (k.pending.length > 0) {
+        conn.pending = [k.pending];
+        conn.pendingBytes = k.pending.length;
+      }
+      this.conns.set(key(conn.guestPort, conn.hostPort), conn);
+    }
+  }
+
+  /**
+   * The host side of a connection kept by restore() (keepOnRestore): `attach` sets its
+   * onData/onClose, then the guest's data that waited is delivered. Null when there is no such
+   * detached connection (the guest reset it meanwhile, or it was never kept).
+   */
+  adopt(guestPort: number, hostPort: number, attach: (conn: VsockConnection) => void): VsockConnection | null {
+    const conn = this.conns.get(key(guestPort >>> 0, hostPort >>> 0));
+    if (!conn || !conn.detached || conn.state !== 'connected') return null;
+    attach(conn);
+    conn.detached = false;
+    const held = conn.held;
+    conn.held = [];
+    conn.heldBytes = 0;
+    for (const d of held) this.deliver(conn, d);
+    this.kick();
+    return conn;
+  }
+
+  /** A connection by its ports (a fork's barrier reads its byte counts). */
+  connection(guestPort: number, hostPort: number): VsockConnection | undefined {
+    return this.conns.get(key(guestPort >>> 0, hostPort >>> 0));
   }
 
   /** §5.10.6.6: delivers a pending TRANSPORT_RESET once the driver has an event buffer. */
@@ -332,10 +432,15 @@ export class VirtioVsock implements VirtioDevice {
         if (n <= 0) return;
         const data = new Uint8Array(n);
         c.read(VIRTIO_VSOCK_HDR_SIZE, data);
-        conn.fwdCnt = (conn.fwdCnt + n) >>> 0;
         this.counters.rxBytes += n;
-        if (conn.state === 'connected') conn.onData(data);
-        if (((conn.fwdCnt - conn.reportedFwdCnt) >>> 0) >= BUF_ALLOC / 2) this.sendControl(conn, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
+        if (conn.detached) {
+          // Held until the host adopts it; fwdCnt stays, so the guest's credit bounds this.
+          if (conn.heldBytes + n > BUF_ALLOC) return this.reset_(conn, true);
+          conn.held.push(data);
+          conn.heldBytes += n;
+          return;
+        }
+        this.deliver(conn, data);
         return;
       }
       case VIRTIO_VSOCK_OP_CREDIT_UPDATE:
@@ -357,6 +462,14 @@ export class VirtioVsock implements VirtioDevice {
         if (conn) this.reset_(conn, true);
         else this.rstFor(h);
     }
+  }
+
+  /** Guest bytes to the host end; our consumption goes back as credit once half the buffer has. */
+  private deliver(conn: VsockConnection, data: Uint8Array): void {
+    conn.fwdCnt = (conn.fwdCnt + data.length) >>> 0;
+    conn.toHost += data.length;
+    if (conn.state === 'connected') conn.onData(data);
+    if (((conn.fwdCnt - conn.reportedFwdCnt) >>> 0) >= BUF_ALLOC / 2) this.sendControl(conn, VIRTIO_VSOCK_OP_CREDIT_UPDATE);
   }
 
   private incoming(h: Header): void {
@@ -400,6 +513,8 @@ export class VirtioVsock implements VirtioDevice {
     conn.state = 'closed';
     conn.pending = [];
     conn.pendingBytes = 0;
+    conn.held = [];
+    conn.heldBytes = 0;
     if (w) {
       this.connectWaiters.delete(conn);
       w.reject(new Error(`vsock: guest port ${conn.guestPort} refused the connection`));
@@ -480,6 +595,34 @@ export class VirtioVsock implements VirtioDevice {
     if (payload) chain.write(VIRTIO_VSOCK_HDR_SIZE, payload);
     q.pushUsed(chain.head, VIRTIO_VSOCK_HDR_SIZE + (payload?.length ?? 0));
   }
+}
+
+function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
+  const out = new Uint8Array(total);
+  let off = 0;
+  for (const p of parts) {
+    out.set(p, off);
+    off += p.length;
+  }
+  return out;
+}
+
+/** Version 2's connection list, each field checked (a snapshot is untrusted input). */
+function savedConnections(s: VsockState, bad: (why: string) => Error): { conn: SavedVsockConnection; pending: Uint8Array }[] {
+  const list: unknown = s.open;
+  if (!Array.isArray(list) || list.length > MAX_SAVED_CONNECTIONS || list.length > s.connections) throw bad('open connections');
+  const seen = new Set<string>();
+  return list.map((c: unknown) => {
+    if (!isObject(c)) throw bad('open connection');
+    for (const f of ['guestPort', 'hostPort', 'peerBufAlloc', 'peerFwdCnt', 'txCnt', 'fwdCnt'] as const) if (!isU32(c[f])) throw bad(`open connection ${f}`);
+    if (!isCount(c.fromHost) || !isCount(c.toHost)) throw bad('open connection byte counts');
+    const pending = fromBase64(c.pending, MAX_PENDING);
+    if (!pending) throw bad('open connection pending bytes');
+    const k = key(c.guestPort as number, c.hostPort as number);
+    if (seen.has(k)) throw bad(`connection ${k} listed twice`);
+    seen.add(k);
+    return { conn: c as unknown as SavedVsockConnection, pending };
+  });
 }
 
 function key(guestPort: number, hostPort: number): string {
