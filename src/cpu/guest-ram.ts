@@ -110,6 +110,11 @@ const registry = new WeakMap<ArrayBufferLike, GuestMemory>();
  */
 export function allocateGuestRam(bytes: number): Uint8Array {
   if (bytes <= 0 || bytes % 4096 !== 0) throw new RangeError(`guest RAM must be a positive multiple of 4096 bytes, got ${bytes}`);
+  if (spare?.length === bytes) {
+    const ram = spare;
+    spare = undefined;
+    return ram;
+  }
   const { slotsBase, mapsBase, mapBytes, entryMapsBase, pages } = layout(bytes);
   // A 32-bit WebAssembly memory holds at most 4 GiB: larger RAM is a plain array (no JIT).
   if (pages > MAX_WASM_PAGES) return new Uint8Array(bytes);
@@ -121,6 +126,19 @@ export function allocateGuestRam(bytes: number): Uint8Array {
   }
   registry.set(memory.buffer, { memory, ramOffset: GUEST_RAM_OFFSET, slotsBase, mapsBase, mapBytes, entryMapsBase, nextSlot: 0 });
   return new Uint8Array(memory.buffer, GUEST_RAM_OFFSET, bytes);
+}
+
+/**
+ * RAM allocated ahead of need and never touched: the next allocateGuestRam of its size takes it.
+ * Reserving a large memory makes V8 collect garbage (its external memory grew): an idle
+ * prewarmed worker pays that before its machine arrives instead of during its restore.
+ */
+let spare: Uint8Array | undefined;
+
+export function prepareGuestRam(bytes: number): void {
+  if (spare?.length === bytes) return;
+  spare = undefined;
+  spare = allocateGuestRam(bytes);
 }
 
 /** The memory that holds `ram` when allocateGuestRam made it. */

@@ -20,7 +20,7 @@ import { parseFirewallEntry } from '../net/user/spec.js';
 import { parseMac } from '../net/mac.js';
 import { fromWire, type Command, type NetPolicy, type VsockBarrier, type VsockLink, type VsockStream, type WorkerInit, type WorkerMessage } from './protocol.js';
 import { DEFAULT_STOP_TIMEOUT_MS, type GuestEvent, type StopResult, type UntilCondition } from './protocol.js';
-import { prewarmWorkers, takeWorker } from './worker-pool.js';
+import { prewarmWorkers, rehearseWith, takeWorker } from './worker-pool.js';
 import { BALLOON_PAGES_PER_MIB, JIT_MORE_STAT_KEYS, JIT_STAT_KEYS, STAT } from '../vm/stats.js';
 import { transition, type MachineAction, type MachineState } from './states.js';
 import { MAX_STAT_NICS, NIC_STAT_SLOTS, NAT_DROP_REASONS, NET_STAT_KEYS, NIC_STAT_KEYS, type NatDropReason } from '../vm/stats.js';
@@ -387,7 +387,10 @@ export class Machine extends EventEmitter<MachineEvents> {
     const { resolve } = await import('node:path');
     // The worker reads the file and inflates RAM while it loads the rest of visor (worker-entry.ts).
     const source = inMemory ? { image: from as MemorySnapshot } : { path: resolve(from as string) };
-    const vm = await Machine.spawn({ mode: 'restore', ...source, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}), ...(opts.keepVsock ? { keepVsock: streamsOf(opts.keepVsock) } : {}) });
+    const spawned = Machine.spawn({ mode: 'restore', ...source, stats: newStats(), accel: opts.accel ?? defaultAccel(), ...(opts.vsockPath ? { vsockPath: resolve(opts.vsockPath) } : {}), ...(opts.code ? { code: opts.code } : {}), ...(opts.netPolicy ? { netPolicy: netPolicyOf(opts.netPolicy) } : {}), ...(opts.macs ? { macs: macsOf(opts.macs) } : {}), ...(opts.disks ? { disks: disksOf(opts.disks, resolve) } : {}), ...(opts.warmUp === true ? { warmUp: true } : {}), ...(opts.interpretFirst !== undefined ? { interpretFirst: countOf(opts.interpretFirst, 'interpretFirst') } : {}), ...(opts.keepVsock ? { keepVsock: streamsOf(opts.keepVsock) } : {}) });
+    // Its worker taken, the warm ones waiting restore one like it while idle (worker-entry.ts rehearse).
+    if (inMemory) rehearseWith(from as MemorySnapshot);
+    const vm = await spawned;
     if (opts.start ?? true) await vm.resume();
     return vm;
   }

@@ -65,7 +65,9 @@ export type Command =
   | { op: 'stdin'; bytes: Uint8Array }
   | { op: 'stdin-end' }
   /** A prewarmed worker's machine. */
-  | { op: 'init'; init: WorkerInit };
+  | { op: 'init'; init: WorkerInit }
+  /** A prewarmed worker, while idle: restore this snapshot once and throw it away (worker-entry.ts rehearse). */
+  | { op: 'rehearse'; image: MemorySnapshot };
 
 export interface WireError {
   code: VisorErrorCode;

@@ -7,8 +7,10 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { z } from 'zod';
 import { readSnapshotFile, startRamLoad } from '../host/snapshot/file.js';
 import { readMemorySnapshot } from '../host/snapshot/memory.js';
+import { prepareGuestRam } from '../cpu/guest-ram.js';
 import { threadCpuClock } from '../host/thread-cpu.js';
 import type { Command, WorkerInit, WorkerMessage } from './protocol.js';
+import type { MemorySnapshot } from '../host/snapshot/memory.js';
 import { toWire } from './protocol.js';
 import type { RunnerEvents } from './runner.js';
 
@@ -69,6 +71,13 @@ let awaiting: { op: Command['op']; resolve(c: Command): void } | undefined;
 let handle: ((c: Command) => void) | undefined;
 
 port.on('message', (c: Command) => {
+  if (c.op === 'rehearse') {
+    // Warm already: once idle a while; still warming: after it (warmWhileIdle); taken: too late.
+    if (handle || initTaken) return;
+    if (warmed) scheduleRehearsal(c.image);
+    else early.push(c);
+    return;
+  }
   if (awaiting && awaiting.op === c.op) {
     const a = awaiting;
     awaiting = undefined;
@@ -83,6 +92,12 @@ function receive<Op extends Command['op']>(op: Op): Promise<Extract<Command, { o
   return new Promise((resolve) => (awaiting = { op, resolve: resolve as (c: Command) => void }));
 }
 
+/** The machine's init has been taken (a rehearsal that has not started by then never does). */
+let initTaken = false;
+let warmed = false;
+/** The rehearsal restore under way or done (rehearse); the machine's own restore waits for it. */
+let rehearsal: Promise<void> | undefined;
+
 /**
  * A prewarmed worker also warms V8 for the hart while it waits (host/warmup.ts): a restore
  * skips the warm-up (too slow for its latency), so its guest would otherwise start on a cold
@@ -92,17 +107,69 @@ async function warmWhileIdle(): Promise<void> {
   if (workerData !== null && workerData !== undefined) return;
   await runnerModule;
   await new Promise((r) => setImmediate(r)); // an 'init' already queued goes first
-  if (early.length > 0 || awaiting === undefined) return;
+  if (early.some((c) => c.op === 'init') || awaiting === undefined) return;
   const [{ warmUp }, { defaultAccel }] = await Promise.all([import('../host/warmup.js'), import('../host/accel.js')]);
   warmUp(defaultAccel());
   marks.warm = now();
+  warmed = true;
+  const i = early.findIndex((c) => c.op === 'rehearse');
+  if (i >= 0) scheduleRehearsal((early.splice(i, 1)[0] as Extract<Command, { op: 'rehearse' }>).image);
+}
+
+/**
+ * A rehearsal starts only once this worker has sat idle for a moment: a worker about to be
+ * taken (a fork's children take several at once, right after the first restore offered the
+ * snapshot) gets its init first, and a machine's own restore never waits behind a rehearsal it
+ * did not need.
+ */
+const REHEARSE_AFTER_IDLE_MS = 100;
+let rehearseTimer: ReturnType<typeof setTimeout> | undefined;
+function scheduleRehearsal(image: MemorySnapshot): void {
+  if (initTaken || rehearsal || rehearseTimer) return;
+  rehearseTimer = setTimeout(() => {
+    rehearseTimer = undefined;
+    if (!initTaken && !rehearsal) rehearsal = rehearse(image);
+  }, REHEARSE_AFTER_IDLE_MS);
+}
+
+/**
+ * A restore's first run through visor's code in a thread is its slowest by far: every function
+ * compiled on first call, every property access still to learn its shapes, zod building its
+ * schemas, Node loading what listen() needs (a 512 MiB tiny sandbox: ~45 ms, against 8-20 ms
+ * for the same restore again in that thread). So a prewarmed worker, while it waits, restores a
+ * snapshot like the ones it will get (the latest one this process restored from memory: a
+ * template's, a fork's; worker-pool.ts) and throws it away. Its RAM pages in on demand, so
+ * nothing is copied; it binds no port forward (a policy of its own), its vsock socket lives in a
+ * temporary directory, and snapshots with disks are skipped (their files are not ours to open).
+ */
+async function rehearse(image: MemorySnapshot): Promise<void> {
+  const [{ MachineRunner }, { mkdtemp, rm }, { tmpdir }, { join }, { defaultAccel }] = await Promise.all([runnerModule, import('node:fs/promises'), import('node:os'), import('node:path'), import('../host/accel.js')]);
+  let dir: string | undefined;
+  try {
+    const snap = readMemorySnapshot(image);
+    if ((snap.meta as { disks?: unknown[] } | null)?.disks?.length) return;
+    dir = await mkdtemp(join(tmpdir(), 'visor-rehearse-'));
+    const quiet: RunnerEvents = { output: () => {}, state: () => {}, guest: () => {}, error: () => {} };
+    const r = await MachineRunner.restore(snap, quiet, { vsockPath: join(dir, 'v.sock'), netPolicy: { firewall: [], hostAccess: false }, accel: defaultAccel() });
+    await r.kill();
+    // RAM for the machine to come, if it is like this one: reserved now, while idle.
+    if (!initTaken) prepareGuestRam(snap.ramImage.bytes.length);
+    marks.rehearsed = now();
+  } catch {
+    // A rehearsal only warms code: whatever went wrong, the real restore says it.
+  } finally {
+    if (dir) await rm(dir, { recursive: true, force: true }).catch(() => {});
+  }
 }
 
 async function main(): Promise<void> {
   // A worker may be started ahead of need (Machine.prewarm): its machine comes with 'init'.
   if (!workerData) void warmWhileIdle();
   const init: WorkerInit = (workerData as WorkerInit | null) ?? (await receive('init')).init;
+  initTaken = true;
+  clearTimeout(rehearseTimer);
   marks.init = now();
+  if (rehearsal) await rehearsal; // (no tick otherwise: a create starts as before)
   let runner: Awaited<ReturnType<(typeof import('./runner.js'))['MachineRunner']['create']>>;
   const timings: Record<string, number> = {};
   // This thread runs this machine alone: its CPU time is the machine's (the CPU limit counts it).
@@ -148,7 +215,7 @@ async function main(): Promise<void> {
       runner.stdinEnd();
       return;
     }
-    if (c.op === 'init') return;
+    if (c.op === 'init' || c.op === 'rehearse') return;
     const run = async (): Promise<unknown> => {
       switch (c.op) {
         case 'start': return runner.start();

@@ -8,6 +8,7 @@
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import type { Command, WorkerInit } from './protocol.js';
+import type { MemorySnapshot } from '../host/snapshot/memory.js';
 
 /**
  * Module loader hooks for running from TypeScript sources: inline the hart's opcode numbers
@@ -72,12 +73,40 @@ function spawnWorker(workerData: WorkerInit | null): Worker {
 }
 
 /**
+ * What idle warm workers rehearse (worker-entry.ts rehearse): the latest snapshots this process
+ * restored from memory, templates' and forks', newest first, held weakly (a fork's goes with
+ * its children; a template's image stays while sandbox.ts caches it).
+ */
+const rehearsals: WeakRef<MemorySnapshot>[] = [];
+const REHEARSALS = 4;
+const rehearsing = new WeakSet<Worker>();
+
+function offerRehearsal(w: Worker): void {
+  let image: MemorySnapshot | undefined;
+  for (const r of rehearsals) if ((image = r.deref())) break;
+  if (!image || rehearsing.has(w)) return;
+  rehearsing.add(w);
+  w.postMessage({ op: 'rehearse', image } satisfies Command);
+}
+
+/** A snapshot in memory was restored: warm workers waiting, and those to come, rehearse with it. */
+export function rehearseWith(image: MemorySnapshot): void {
+  const i = rehearsals.findIndex((r) => r.deref() === image);
+  if (i === 0) return;
+  if (i > 0) rehearsals.splice(i, 1);
+  rehearsals.unshift(new WeakRef(image));
+  rehearsals.length = Math.min(rehearsals.length, REHEARSALS);
+  for (const w of warm) offerRehearsal(w);
+}
+
+/**
  * Starts workers until `count` wait in the pool, so the next create() or restore() skips
  * worker start-up. Idle warm workers do not keep the process alive.
  */
 export function prewarmWorkers(count = 1): void {
   while (warm.length < count) {
     const w = spawnWorker(null);
+    offerRehearsal(w);
     w.unref();
     const drop = () => {
       const i = warm.indexOf(w);

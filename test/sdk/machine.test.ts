@@ -263,7 +263,9 @@ describe('rough edges (issue 20)', () => {
   });
 
   it('runUntil finds output printed just before the call, and gives up after timeoutMs', async () => {
-    const vm = await Machine.create({ kernel: counter, memoryMiB: 16, deterministic: true });
+    // A counter that runs long: the 30-tick one ends ~10 ms after it starts, before a pause can reach it.
+    const long = file('counter-long.img', counterGuest({ ticks: 100_000, work: 300, sleepTicks: 20_000, printTime: true }));
+    const vm = await Machine.create({ kernel: long, memoryMiB: 16, deterministic: true });
     const out = collect(vm);
     await vm.start();
     await waitFor(() => out.text().includes('0000000000000002 '));

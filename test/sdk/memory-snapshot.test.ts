@@ -83,6 +83,18 @@ describe('in-memory snapshots', () => {
     expect(ram.pending).toBeGreaterThan(0); // the device tree: this guest never reads it
   });
 
+  it('a prewarmed worker rehearses the latest in-memory snapshot while idle; its machine then continues exactly, on the RAM it reserved', async () => {
+    await (await Machine.restore(mem, { start: false })).kill(); // this process has restored it: the pool offers it
+    Machine.prewarm(1);
+    await new Promise((r) => setTimeout(r, 4000)); // start-up, the hart's warm-up, 100 ms idle, the rehearsal
+    const vm = await Machine.restore(mem);
+    const out = collect(vm);
+    expect(vm.startTimings['at.rehearsed']).toBeLessThan(0); // before this restore was asked for
+    await vm.whenStopped();
+    await settle();
+    expect(before + out.text()).toBe(want);
+  });
+
   it('at a later instant, a machine paged in from memory equals one restored from the file', async () => {
     const until = { output: '0000000000000008 ' };
     const a = await Machine.restore(mem, { start: false });
