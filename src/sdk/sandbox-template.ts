@@ -106,8 +106,10 @@ export async function ensureTemplate(spec: TemplateSpec): Promise<Template> {
   const { ensureImage } = await import('../images/index.js');
   const { cacheRoot } = await import('../images/cache.js');
   const img = await ensureImage(spec.image);
+  // v: the saved machine's format. 5: the vsock device's state lists its streams (version 2),
+  // which an older visor cannot read; each version's templates live in files of their own.
   const key = createHash('sha256')
-    .update(JSON.stringify({ v: 4, net: TEMPLATE_NET, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), rootfs: img.rootfs ? await fileId(img.rootfs) : null, append: img.append, agent: agentSourceHash() }))
+    .update(JSON.stringify({ v: 5, net: TEMPLATE_NET, image: spec.image, memoryMiB: spec.memoryMiB, kernel: await fileId(img.kernel), initrd: await fileId(img.initrd), rootfs: img.rootfs ? await fileId(img.rootfs) : null, append: img.append, agent: agentSourceHash() }))
     .digest('hex')
     .slice(0, 24);
   const dir = join(cacheRoot(), 'templates');
