@@ -316,6 +316,8 @@ describe('virtio device state fuzz', () => {
       ['rng', () => new VirtioRng(), 1],
       ['balloon', () => new VirtioBalloon(), 4],
       ['vsock', () => new VirtioVsock({ guestCid: 3 }), 3],
+      // A fork child's: one stream listed and kept (its state patched in below).
+      ['vsock-kept', () => Object.assign(new VirtioVsock({ guestCid: 3 }), { keepOnRestore: [{ guestPort: 1000, hostPort: 52 }] }), 3],
     ];
     let restored = 0;
     for (const [name, make, queues] of makers) {
@@ -323,6 +325,13 @@ describe('virtio device state fuzz', () => {
       const { driver, transport } = MockDriver.create(dev);
       driver.probe(queues);
       const good = JSON.parse(JSON.stringify({ transport: transport.saveState(), device: dev.saveState() }));
+      if (name === 'vsock-kept') {
+        const stream = { guestPort: 1000, hostPort: 52, peerBufAlloc: 65536, peerFwdCnt: 10, txCnt: 20, fwdCnt: 30, fromHost: 25, toHost: 30, pending: 'aGVsbG8=' };
+        Object.assign(good.device, { connections: 2, open: [stream, { ...stream, guestPort: 1001 }] });
+        const unmutated = make() as VirtioVsock;
+        unmutated.restore(good.device);
+        expect(unmutated.adopt(1000, 52, () => {})?.fromHost).toBe(25); // the state fuzzed below is one that restores
+      }
       for (let i = 0; i < 200; i++) {
         const bad = mutate(good) as { transport: unknown; device: unknown };
         const fresh = make();
@@ -336,6 +345,7 @@ describe('virtio device state fuzz', () => {
         }
         restored++;
         for (let q = 0; q < fresh.queueSizes.length; q++) t.write(0x050, 4, q);
+        if (fresh instanceof VirtioVsock) fresh.adopt(1000, 52, (c) => (c.onData = () => {}))?.send(Uint8Array.of(1, 2, 3));
       }
     }
     expect(restored).toBeGreaterThan(0);
