@@ -140,14 +140,18 @@ function scheduleRehearsal(image: MemorySnapshot): void {
  * snapshot like the ones it will get (the latest one this process restored from memory: a
  * template's, a fork's; worker-pool.ts) and throws it away. Its RAM pages in on demand, so
  * nothing is copied; it binds no port forward (a policy of its own), its vsock socket lives in a
- * temporary directory, and snapshots with disks are skipped (their files are not ours to open).
+ * temporary directory, and snapshots with disks or a network shared with other machines are
+ * skipped (their files are not ours to open; a NIC there would meet the others).
  */
 async function rehearse(image: MemorySnapshot): Promise<void> {
   const [{ MachineRunner }, { mkdtemp, rm }, { tmpdir }, { join }, { defaultAccel }] = await Promise.all([runnerModule, import('node:fs/promises'), import('node:os'), import('node:path'), import('../host/accel.js')]);
   let dir: string | undefined;
   try {
     const snap = readMemorySnapshot(image);
-    if ((snap.meta as { disks?: unknown[] } | null)?.disks?.length) return;
+    // Disks are files of someone else's; a switch or a named user network is shared with other
+    // machines, which would meet this one's NIC: only machines alone with their own network.
+    const meta = snap.meta as { disks?: unknown[]; config?: { nets?: unknown[] } } | null;
+    if (meta?.disks?.length || !(meta?.config?.nets ?? []).every((n) => typeof n === 'object' && n !== null && 'user' in n && (n as { user: unknown }).user === null)) return;
     dir = await mkdtemp(join(tmpdir(), 'visor-rehearse-'));
     const quiet: RunnerEvents = { output: () => {}, state: () => {}, guest: () => {}, error: () => {} };
     const r = await MachineRunner.restore(snap, quiet, { vsockPath: join(dir, 'v.sock'), netPolicy: { firewall: [], hostAccess: false }, accel: defaultAccel() });
