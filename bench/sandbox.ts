@@ -109,6 +109,8 @@ if (fileBox !== s) await fileBox.kill();
 
 {
   // Children restore on warm workers (what Sandbox.prewarm keeps for forks); their RSS counts.
+  // The files step's sandbox ends just before: its worker's memory goes back as it exits.
+  await sleep(3000);
   const before = rssMiB();
   Machine.prewarm(1);
   await sleep(5000);
