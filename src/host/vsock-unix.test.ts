@@ -79,7 +79,8 @@ describe('vsock over Unix sockets (Firecracker convention)', () => {
     await until(() => dev.counters.refused === 1);
   });
 
-  it('host → guest: CONNECT P on PATH, OK, then a byte stream', async () => {
+  /** A device listening on PATH and a host client that said `CONNECT 52\n…` and was answered by the guest. */
+  async function hostConnected(first: string) {
     dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
     const path = join(dir, 'v.sock');
     const dev = new VirtioVsock({ guestCid: 3 });
@@ -88,36 +89,27 @@ describe('vsock over Unix sockets (Firecracker convention)', () => {
     cleanups.push(() => l.close());
     const c = createConnection(path);
     cleanups.push(() => void c.destroy());
-    let reply = '';
-    c.on('data', (d) => (reply += d.toString()));
-    c.write('CONNECT 52\nhello');
+    const got = { reply: '' };
+    c.on('data', (d) => (got.reply += d.toString()));
+    c.write(first);
     await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_REQUEST));
     const hostPort = g.poll().find((p) => p.op === VIRTIO_VSOCK_OP_REQUEST)!.srcPort;
     g.send(VIRTIO_VSOCK_OP_RESPONSE, 52, hostPort);
-    await until(() => reply.includes('\n'));
-    expect(reply).toBe(`OK ${hostPort}\n`);
+    await until(() => got.reply.includes('\n'));
+    return { dev, g, c, got, hostPort };
+  }
+
+  it('host → guest: CONNECT P on PATH, OK, then a byte stream', async () => {
+    const { g, got, hostPort } = await hostConnected('CONNECT 52\nhello');
+    expect(got.reply).toBe(`OK ${hostPort}\n`);
     await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_RW));
     expect(g.poll().filter((p) => p.op === VIRTIO_VSOCK_OP_RW).map((p) => p.data).join('')).toBe('hello');
     g.send(VIRTIO_VSOCK_OP_RW, 52, hostPort, 'from guest');
-    await until(() => reply.includes('from guest'));
+    await until(() => got.reply.includes('from guest'));
   });
 
   it('ADOPT G H takes over a stream a restore kept; anything else is refused', async () => {
-    dir = mkdtempSync(join(tmpdir(), 'visor-vsock-'));
-    const path = join(dir, 'v.sock');
-    const dev = new VirtioVsock({ guestCid: 3 });
-    const g = guest(dev);
-    const l = await listenVsockUnix(dev, path);
-    cleanups.push(() => l.close());
-    const c = createConnection(path);
-    cleanups.push(() => void c.destroy());
-    let reply = '';
-    c.on('data', (d) => (reply += d.toString()));
-    c.write('CONNECT 52\n');
-    await until(() => g.poll().some((p) => p.op === VIRTIO_VSOCK_OP_REQUEST));
-    const hostPort = g.poll().find((p) => p.op === VIRTIO_VSOCK_OP_REQUEST)!.srcPort;
-    g.send(VIRTIO_VSOCK_OP_RESPONSE, 52, hostPort);
-    await until(() => reply.includes('\n'));
+    const { dev, c, hostPort } = await hostConnected('CONNECT 52\n');
     c.write('abc');
     await until(() => dev.connection(52, hostPort)?.fromHost === 3);
     // The machine restored from this state keeps that stream for its host to take over.
