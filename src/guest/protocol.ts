@@ -12,6 +12,7 @@
  * Everything the guest sends is untrusted: the decoder bounds every length (MAX_BODY) before
  * buffering, and each body is parsed by a reader that refuses to read past its end.
  */
+import { concatBytes } from '../base/bytes.js';
 
 export const PROTOCOL_VERSION = 1;
 /** The agent's vsock port (an arbitrary unprivileged number, as Firecracker's examples use). */
@@ -270,7 +271,7 @@ export class FrameDecoder {
 
   /** A copy of what is buffered: the start of a frame whose rest has not come yet. */
   partial(): Uint8Array {
-    return concat(this.chunks, this.held);
+    return concatBytes(this.chunks, this.held);
   }
 
   push(data: Uint8Array, onFrame: (type: number, id: number, body: Uint8Array) => void): void {
@@ -293,7 +294,7 @@ export class FrameDecoder {
 
   private peek(n: number): Uint8Array {
     if (this.chunks[0]!.length >= n) return this.chunks[0]!;
-    this.chunks = [concat(this.chunks, this.held)];
+    this.chunks = [concatBytes(this.chunks, this.held)];
     return this.chunks[0]!;
   }
 
@@ -305,23 +306,13 @@ export class FrameDecoder {
       if (first.length === n) this.chunks.shift();
       else this.chunks[0] = first.subarray(n);
     } else {
-      const all = concat(this.chunks, this.held);
+      const all = concatBytes(this.chunks, this.held);
       out = all.subarray(0, n);
       this.chunks = all.length > n ? [all.subarray(n)] : [];
     }
     this.held -= n;
     return out;
   }
-}
-
-function concat(chunks: Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const c of chunks) {
-    out.set(c, off);
-    off += c.length;
-  }
-  return out;
 }
 
 function entry(r: Reader): EntryInfo {

@@ -1,3 +1,4 @@
+import { concatBytes } from '../../base/bytes.js';
 import { VisorError } from '../../base/errors.js';
 
 /*
@@ -398,12 +399,5 @@ export function serializeSnapshotTable(entries: SnapshotEntry[]): Uint8Array {
     e.set(name, 40 + extra.length + id.length);
     parts.push(e);
   }
-  const total = parts.reduce((n, p) => n + p.length, 0);
-  const out = new Uint8Array(total);
-  let o = 0;
-  for (const p of parts) {
-    out.set(p, o);
-    o += p.length;
-  }
-  return out;
+  return concatBytes(parts);
 }

@@ -3,6 +3,7 @@
  * ports are named data channels (/dev/vport0pN, /dev/virtio-ports/NAME) for host↔guest
  * traffic. Host input is buffered (bounded) until the guest posts receive buffers.
  */
+import { concatBytes } from '../../base/bytes.js';
 import { VIRTIO_ID_CONSOLE, bit, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import type { DescriptorChain } from '../queue/chain.js';
 import { fromBase64, isObject, stateError, toBase64 } from '../state.js';
@@ -155,19 +156,10 @@ export class VirtioConsole implements VirtioDevice {
   }
 
   saveState(): ConsoleState {
-    const join = (parts: Uint8Array[], n: number) => {
-      const b = new Uint8Array(n);
-      let o = 0;
-      for (const p of parts) {
-        b.set(p, o);
-        o += p.length;
-      }
-      return b;
-    };
     return {
       version: 1,
       ports: this.ports.map((p) => ({
-        name: p.name, console: p.isConsole, guestOpen: p.guestOpen, dropped: p.dropped, pending: toBase64(join(p.pending, p.pendingBytes)),
+        name: p.name, console: p.isConsole, guestOpen: p.guestOpen, dropped: p.dropped, pending: toBase64(concatBytes(p.pending, p.pendingBytes)),
         ...(p.hostOpen ? {} : { hostOpen: false, closeSent: p.closeSent }),
       })),
       controlOut: this.controlOut.map(toBase64),

@@ -8,6 +8,7 @@
  * so the guest never waits on a credit update we forgot to send. Host data waits (bounded)
  * for credit and receive buffers; nothing blocks the CPU loop.
  */
+import { concatBytes } from '../../base/bytes.js';
 import { VIRTIO_ID_VSOCK, readConfigBytes, type DeviceContext, type VirtioDevice } from '../device.js';
 import { readU64, writeU64 } from '../guest-memory.js';
 import type { DescriptorChain } from '../queue/chain.js';
@@ -595,16 +596,6 @@ export class VirtioVsock implements VirtioDevice {
     if (payload) chain.write(VIRTIO_VSOCK_HDR_SIZE, payload);
     q.pushUsed(chain.head, VIRTIO_VSOCK_HDR_SIZE + (payload?.length ?? 0));
   }
-}
-
-function concatBytes(parts: readonly Uint8Array[], total: number): Uint8Array {
-  const out = new Uint8Array(total);
-  let off = 0;
-  for (const p of parts) {
-    out.set(p, off);
-    off += p.length;
-  }
-  return out;
 }
 
 /** Version 2's connection list, each field checked (a snapshot is untrusted input). */
