@@ -137,6 +137,7 @@ describe('vsock over Unix sockets (Firecracker convention)', () => {
       });
     expect(await ask(`ADOPT 52 ${hostPort + 1}\n`)).toBe('closed');
     expect(await ask('ADOPT 52\n')).toBe('closed');
+    expect(await ask(`ADOPT 52 ${hostPort + 2 ** 32}\n`)).toBe('closed'); // past 32 bits: not wrapped onto the stream
     expect(await ask(`ADOPT 52 ${hostPort}\n`)).toBe(`OK ${hostPort}\n`);
     await until(() => dev2.connection(52, hostPort)?.fromHost === 7);
     expect(dev2.connection(52, hostPort)!.pendingBytes).toBe(4); // 'abc' reached the guest before the save: 'more' waits for this one's

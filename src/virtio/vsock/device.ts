@@ -298,7 +298,7 @@ export class VirtioVsock implements VirtioDevice {
    * detached connection (the guest reset it meanwhile, or it was never kept).
    */
   adopt(guestPort: number, hostPort: number, attach: (conn: VsockConnection) => void): VsockConnection | null {
-    const conn = this.conns.get(key(guestPort >>> 0, hostPort >>> 0));
+    const conn = this.connection(guestPort, hostPort);
     if (!conn || !conn.detached || conn.state !== 'connected') return null;
     attach(conn);
     conn.detached = false;
@@ -312,7 +312,8 @@ export class VirtioVsock implements VirtioDevice {
 
   /** A connection by its ports (a fork's barrier reads its byte counts). */
   connection(guestPort: number, hostPort: number): VsockConnection | undefined {
-    return this.conns.get(key(guestPort >>> 0, hostPort >>> 0));
+    // Not `>>> 0`: a port past 32 bits must not wrap onto another stream.
+    return isU32(guestPort) && isU32(hostPort) ? this.conns.get(key(guestPort, hostPort)) : undefined;
   }
 
   /** §5.10.6.6: delivers a pending TRANSPORT_RESET once the driver has an event buffer. */
