@@ -82,7 +82,7 @@ export class AgentSession {
   private readonly closeListeners: ((err: VisorError) => void)[] = [];
   /** Frames for ids nobody is waiting for (a confused or hostile agent; or late output). */
   dropped = 0;
-  /** Bytes written to the agent and bytes fed from it, since the connection began (a fork's barrier: ForkPoint). */
+  /** Bytes written to the agent and bytes fed from it, since the connection began (a fork's cut of the stream: Sandbox.fork). */
   private written = 0;
   private fed = 0;
   /** Frames held back while corked (cork()). */

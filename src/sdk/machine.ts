@@ -570,7 +570,7 @@ export class Machine extends EventEmitter<MachineEvents> {
    * as the result or a machine restored from it is kept.
    */
   async snapshotInMemory(opts: { vsockBarrier?: VsockBarrier } = {}): Promise<MemorySnapshot & { link?: VsockLink }> {
-    const barrier = opts.vsockBarrier ? { ...streamsOf([opts.vsockBarrier])[0]!, hostBytes: bytesOf(opts.vsockBarrier.hostBytes) } : undefined;
+    const barrier = opts.vsockBarrier ? { ...streamsOf([opts.vsockBarrier], 'snapshotInMemory: vsockBarrier')[0]!, hostBytes: bytesOf(opts.vsockBarrier.hostBytes) } : undefined;
     const { ms: _ms, ...snap } = (await this.call('snapshot', { inMemory: true, ...(barrier ? { barrier } : {}) })) as MemorySnapshot & { ms: number; link?: VsockLink };
     return snap;
   }
@@ -841,11 +841,11 @@ function disksOf(disks: unknown, resolve: (p: string) => string): string[] {
 const isU32 = (v: unknown): v is number => Number.isInteger(v) && (v as number) >= 0 && (v as number) <= 0xffff_ffff;
 
 /** Checks vsock streams (keepVsock, vsockBarrier): at most 16, each two 32-bit ports. */
-function streamsOf(list: unknown): VsockStream[] {
-  if (!Array.isArray(list) || list.length > 16) throw new VisorError('InvalidArgument', 'keepVsock: expected an array of at most 16 { guestPort, hostPort }');
+function streamsOf(list: unknown, what = 'keepVsock'): VsockStream[] {
+  if (!Array.isArray(list) || list.length > 16) throw new VisorError('InvalidArgument', `${what}: expected an array of at most 16 { guestPort, hostPort }`);
   return list.map((c: unknown) => {
     const { guestPort, hostPort } = (c ?? {}) as Record<string, unknown>;
-    if (!isU32(guestPort) || !isU32(hostPort)) throw new VisorError('InvalidArgument', `vsock stream ${JSON.stringify(c)}: guestPort and hostPort must be 32-bit port numbers`);
+    if (!isU32(guestPort) || !isU32(hostPort)) throw new VisorError('InvalidArgument', `${what}: ${JSON.stringify(c)}: guestPort and hostPort must be 32-bit port numbers`);
     return { guestPort, hostPort };
   });
 }

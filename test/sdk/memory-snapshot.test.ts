@@ -151,7 +151,13 @@ describe('in-memory snapshots', () => {
     const loop: { bytes: Uint8Array; present: Uint8Array; base?: unknown } = { bytes: mem.ram, present: mem.present };
     loop.base = loop;
     expect(await failure(Machine.restore({ ...mem, base: loop as MemorySnapshot['base'] }))).toMatch(/^CorruptImage: .*more than 16 layers/);
+    expect(await failure(Machine.restore(mem, { keepVsock: [{ guestPort: 1024, hostPort: 2 ** 32 }] }))).toMatch(/^InvalidArgument: keepVsock: .*32-bit port/);
     expect(await failure(Machine.restore(mem))).toBe('restored');
+    const vm = await Machine.restore(mem, { start: false });
+    await expect(vm.snapshotInMemory({ vsockBarrier: { guestPort: 1024, hostPort: 1, hostBytes: -1 } })).rejects.toThrow(/vsockBarrier.hostBytes must be a whole number/);
+    // A machine without vsock: no stream to hold, so no link (its children would reset it).
+    expect((await vm.snapshotInMemory({ vsockBarrier: { guestPort: 1024, hostPort: 1, hostBytes: 0 } })).link).toBeUndefined();
+    await vm.kill();
   });
 
   it('snapshots of snapshots stack, each holding only what was written since the last', async () => {
