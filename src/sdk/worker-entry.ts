@@ -135,8 +135,8 @@ function scheduleRehearsal(image: MemorySnapshot): void {
 /**
  * A restore's first run through visor's code in a thread is its slowest by far: every function
  * compiled on first call, every property access still to learn its shapes, zod building its
- * schemas, Node loading what listen() needs (a 512 MiB tiny sandbox: ~45 ms, against 8-20 ms
- * for the same restore again in that thread). So a prewarmed worker, while it waits, restores a
+ * schemas, Node loading what listen() needs (a 512 MiB tiny sandbox: 48 ms the first time,
+ * 7.5-22 ms for the same restore again in one thread, a loop of MachineRunner.restore). So a prewarmed worker, while it waits, restores a
  * snapshot like the ones it will get (the latest one this process restored from memory: a
  * template's, a fork's; worker-pool.ts) and throws it away. Its RAM pages in on demand, so
  * nothing is copied; it binds no port forward (a policy of its own), its vsock socket lives in a
