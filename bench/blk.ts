@@ -21,6 +21,7 @@ import { VirtioBlk } from '../src/virtio/blk/device.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { guestImage, runGuest } from '../test/virtio/guest-vm.js';
 import { SETTLE, type Span } from './guest-cpu.js';
+import { likeVisorRun } from './visor-host.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
 import { benchArg } from './args.js';
 
@@ -77,6 +78,7 @@ export interface ReadCounters { instructions: number; tlbMisses: number; stepExi
 
 /** The dd phases on visor (the hart from dist/, a virtio-blk disk on `path`). */
 export async function blkVisor(img: GuestImage, path: string, o: BlkOptions): Promise<BlkSpans & { wallMs: number; instructions: number; readCounters?: ReadCounters }> {
+  await likeVisorRun(o.accel ?? defaultAccel());
   const disk = await RawDevice.open(await NodeFileHandle.open(path, { readOnly: false }), { readOnly: false });
   try {
     const m = new MarkerClock(markers(o), selfCpuSeconds);

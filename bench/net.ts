@@ -17,6 +17,7 @@ import { stableMac } from '../src/net/mac.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { VirtioNet } from '../src/virtio/net/device.js';
 import { GuestVm, guestImage } from '../test/virtio/guest-vm.js';
+import { likeVisorRun } from './visor-host.js';
 import { SETTLE, type Span } from './guest-cpu.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
 import { benchArg } from './args.js';
@@ -47,6 +48,7 @@ function span(out: string, m: MarkerClock): Span {
 export async function netVisor(img: GuestImage, o: NetOptions): Promise<Span> {
   const timeoutMs = o.timeoutMs ?? 3_600_000;
   const accel = o.accel ?? defaultAccel();
+  await likeVisorRun(accel);
   const vm = await builtVm();
   const sw = new L2Switch('bench');
   const nic = (name: string) => (machine: import('../src/machine/virt.js').VirtMachine) => {

@@ -16,6 +16,7 @@ import { HostNetworks } from '../src/host/net-attach.js';
 import { ensureImage } from '../src/images/index.js';
 import { VirtioMmioTransport } from '../src/virtio/mmio/transport.js';
 import { GuestVm } from '../test/virtio/guest-vm.js';
+import { likeVisorRun } from './visor-host.js';
 import { MarkerClock, haveQemu, processCpuSeconds, qemuGuest, selfCpuSeconds } from './guest-qemu.js';
 import { benchArg } from './args.js';
 
@@ -108,6 +109,7 @@ const img = await ensureImage('tiny', { progress: false });
 console.log(`bench/usernet: ${MIB} MiB each way, ${cpus()[0]?.model ?? '?'} x${cpus().length}, node ${process.version}, load ${loadavg().map((l) => l.toFixed(1)).join(' ')}, visor tier ${ACCEL}`);
 let v: Figures | undefined;
 if (!argv.includes('--only-qemu')) {
+  await likeVisorRun(ACCEL);
   v = await measure(
     'visor',
     async (httpPort, fwdPort, onOutput) => {
