@@ -67,6 +67,8 @@ export interface HartOptions {
   jitThreshold?: number;
   /** Live compiled pages at most. */
   jitMaxModules?: number;
+  /** Compile only the blocks the interpreter has run (JitOptions.compileRunOnly; default: when jitThreshold ≥ 2). */
+  jitCompileRunOnly?: boolean;
 }
 
 /** Thrown (never allocated anew) to unwind from a faulting access to the interpreter loop. */
@@ -238,12 +240,14 @@ export class Hart {
         this.jitUnavailable = 'no compiled tier was given (HartOptions.tier: jitTier from src/jit/jit.ts)';
       } else {
         const opts = { ...(options.jitThreshold !== undefined ? { threshold: options.jitThreshold } : {}),
-          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}) };
+          ...(options.jitMaxModules !== undefined ? { maxModules: options.jitMaxModules } : {}),
+          ...(options.jitCompileRunOnly !== undefined ? { compileRunOnly: options.jitCompileRunOnly } : {}) };
         this.jit = options.tier({
           memory: slot.memory, slotBase: slot.base, ramOffset: slot.ramOffset, ramPages: this.ramPages, pageMapBase: slot.pageMapBase,
           entryMapBase: slot.entryMapBase,
           xTagLo: this.mmu.xTagLo, xTagHi: this.mmu.xTagHi, xOff: this.mmu.xOff,
           protectCodePage: (pg) => { if (!this.codePage[pg]) this.protectCode(pg); },
+          decoded: (pg) => this.decodePages[pg],
           fp: (w, imm) => this.jitFp(w, imm),
           sys: (w, imm) => this.jitSys(w, imm),
           fcsr: () => (this.fpu.frm << 5) | this.fpu.fflags,

@@ -30,6 +30,13 @@ export interface JitOptions {
   threshold?: number;
   /** Live modules at most (default and most: guest-ram.ts JIT_MAX_MODULES, 4096 pages = 16 MiB of guest code). */
   maxModules?: number;
+  /**
+   * Compile only the blocks of a page the interpreter has run (JitHost.decoded): a branch to
+   * code that never ran leaves the page, and the page is compiled again once that code is
+   * entered often (count()). Default: on when threshold ≥ 2 (the interpreter has run the page
+   * before it compiles); off compiles every block reachable from the page's entries.
+   */
+  compileRunOnly?: boolean;
 }
 
 /** What a compiled tier needs of the hart (src/cpu/hart.ts builds it). */
@@ -48,6 +55,11 @@ export interface JitHost {
   readonly xOff: Int32Array;
   /** Makes stores to a RAM page take the slow path that invalidates its code. */
   protectCodePage(pg: number): void;
+  /**
+   * The interpreter's decodings of RAM page `pg` (non-zero at the page offset of each
+   * instruction it has run since the page was last written), or undefined when it has run none.
+   */
+  decoded?(pg: number): Int32Array | undefined;
   /** Runs an F/D computational instruction (Hart.jitFp). */
   readonly fp: FpFn;
   /** Runs LR/SC, a CSR access or sfence.vma if it can (Hart.jitSys). */

@@ -16,7 +16,9 @@
  *   end → store the exit record, return the count  (x registers are written through)
  *
  * Blocks start at the entries the hart saw, at in-page branch targets and after every
- * instruction not compiled here. An instruction that cannot complete in compiled code (such
+ * instruction not compiled here; with CompileRequest.executed, only at instructions the
+ * interpreter has run (a target that never ran is left to the interpreter, as code outside
+ * the page is). An instruction that cannot complete in compiled code (such
  * an instruction, or a load or store on a TLB miss, MMIO or crossing a page) exits with reason
  * STEP and the pc and count exact at it, *before* it changed anything: the interpreter then
  * executes it (taking any trap precisely) and re-enters compiled code after it when a block
@@ -91,6 +93,13 @@ export interface CompileRequest {
    * CompiledPage.dispatch), which in-page indirect jumps read; without it they leave the page.
    */
   entryMapAddr?: number;
+  /**
+   * Non-zero at the page offset of each instruction the interpreter has run (its decode cache,
+   * JitHost.decoded). With it, only blocks starting at such an instruction (or at an entry) are
+   * compiled: a branch or fall-through to code that never ran leaves the page, as a jump out of
+   * it does. Without it, every block reachable from the entries is.
+   */
+  executed?: Int32Array;
 }
 
 export interface CompiledPage {
@@ -195,15 +204,17 @@ export function compilePage(req: CompileRequest): CompiledPage | undefined {
   const isStart = new Uint8Array(2048);
   let startCount = 0;
   const work: number[] = [];
-  const addStart = (off: number) => {
-    if (off >= 0 && off < 4096 && (off & 1) === 0 && isStart[off >> 1] === 0 && startCount < MAX_BLOCKS) {
+  const executed = req.executed;
+  const addStart = (off: number, entry = false) => {
+    if (off >= 0 && off < 4096 && (off & 1) === 0 && isStart[off >> 1] === 0 && startCount < MAX_BLOCKS
+      && (entry || executed === undefined || executed[off] !== 0)) {
       isStart[off >> 1] = 1;
       startCount++;
       work.push(off);
     }
   };
   const entryList = [...req.entries];
-  for (const e of entryList) addStart(e);
+  for (const e of entryList) addStart(e, true);
   while (work.length > 0) {
     let off = work.pop()!;
     const first = off;

@@ -189,7 +189,10 @@ describe('jit', () => {
     a.li(t0, 0).li(a2, RAM_BASE + 0x4008);
     a.label('second').emit(I.jalr(1, a2, 0), I.addi(t0, t0, 1)).bne(t0, t3, 'second');
     const code = finish(a);
-    const m = machine(code, { accel: 'jit', jitThreshold: 100 });
+    // Whole pages compiled: the caller's second loop is compiled with its first, so every
+    // arrival at 0x4008 comes from compiled code (with compileRunOnly the second loop would
+    // still be interpreted, and its arrivals count as the interpreter's).
+    const m = machine(code, { accel: 'jit', jitThreshold: 100, jitCompileRunOnly: false });
     const dv = new DataView(m.ram.buffer, m.ram.byteOffset);
     dv.setUint32(0x4000, I.addi(a0, a0, 1) >>> 0, true);
     dv.setUint32(0x4004, I.jalr(0, 1, 0) >>> 0, true);
@@ -201,6 +204,55 @@ describe('jit', () => {
     // 25 arrivals at 0x4008 before its page is compiled again (100 before the policy changed).
     expect(m.hart.jitStats!.missExits).toBeGreaterThanOrEqual(24);
     expect(m.hart.jitStats!.missExits).toBeLessThan(50);
+  });
+
+  it('leaves out of a page\'s module the blocks the interpreter never ran (compileRunOnly)', () => {
+    // A loop whose branch to a ten-instruction block is never taken: compiled with only the
+    // blocks that ran, the module holds those ten instructions fewer, and the four after the
+    // loop (`j end`, and finish()'s lui, sw and spin: not run yet when the page compiles).
+    // The results are the same.
+    const program = (): Uint8Array => {
+      const a = new Asm(RAM_BASE);
+      a.li(t0, 0).li(t3, 5000).li(a0, 0).li(t1, -1);
+      a.label('l').emit(I.addi(t0, t0, 1)).beq(t0, t1, 'cold').label('back').emit(I.add(a0, a0, t0)).bne(t0, t3, 'l');
+      a.j('end');
+      a.label('cold');
+      for (let k = 0; k < 9; k++) a.emit(I.addi(a0, a0, k + 1));
+      a.j('back');
+      a.label('end');
+      return finish(a);
+    };
+    const compiled = (runOnly: boolean) => {
+      const interp = machine(program(), { accel: 'interp' });
+      const jit = machine(program(), { accel: 'jit', jitThreshold: 100, jitCompileRunOnly: runOnly });
+      expect(jit.run()).toBe(interp.run());
+      expect([...jit.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+      const s = jit.hart.jitStats!;
+      expect(s.modulesCompiled).toBe(1);
+      expect(s.instructions).toBeGreaterThan(0.9 * 3 * 5000);
+      return s.instructionsCompiled;
+    };
+    expect(compiled(false) - compiled(true)).toBe(10 + 4);
+  });
+
+  it('compiles a block left out of a page\'s module once compiled code reaches it often', () => {
+    // The branch is not taken in the first 2000 iterations, when the page compiles, and taken
+    // in the last 1000: each of those reaches the left-out block from compiled code, and after
+    // a quarter of the threshold of them the page is compiled again with it.
+    const a = new Asm(RAM_BASE);
+    a.li(t0, 0).li(t3, 3000).li(a0, 0).li(t1, 2000);
+    a.label('l').emit(I.addi(t0, t0, 1)).blt(t0, t1, 'skip').emit(I.addi(a0, a0, 7), I.xor(a0, a0, t0));
+    a.label('skip').emit(I.add(a0, a0, t0)).bne(t0, t3, 'l');
+    const code = finish(a);
+    const interp = machine(code, { accel: 'interp' });
+    const jit = machine(code, { accel: 'jit', jitThreshold: 100 });
+    expect(jit.run()).toBe(interp.run());
+    expect([...jit.hart.regs.subarray(0, 64)]).toEqual([...interp.hart.regs.subarray(0, 64)]);
+    const s = jit.hart.jitStats!;
+    expect(s.modulesCompiled).toBe(2);
+    expect(s.missExits).toBeGreaterThanOrEqual(24);
+    expect(s.missExits).toBeLessThan(50);
+    expect(s.instructions).toBeGreaterThan(0.9 * (4 * 3000 + 2 * 1000));
   });
 
   it('runs LR/SC, CSR accesses and sfence.vma through the hart without leaving compiled code', () => {

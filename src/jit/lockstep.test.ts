@@ -16,10 +16,10 @@ const SEED = 20261122;
 const PROGRAMS = 4;
 const CSRS = [0x300, 0x341, 0x342, 0x343, 0x141, 0x142, 0x143, 0x100, 0x180, 0x003];
 
-function makeHart(image: Uint8Array, jit: boolean) {
+function makeHart(image: Uint8Array, jit: boolean, threshold = 0) {
   const machine = new BareMachine(IMAGE_SIZE + (128 << 10));
   machine.load(image, RAM_BASE);
-  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? { accel: 'jit' as const, tier: jitTier, jitThreshold: 0 } : { accel: 'interp' as const }) });
+  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? { accel: 'jit' as const, tier: jitTier, jitThreshold: threshold } : { accel: 'interp' as const }) });
   machine.onStop = () => hart.requestStop();
   hart.reset(RAM_BASE);
   return { machine, hart };
@@ -31,19 +31,22 @@ function state(h: Hart): string {
 }
 
 describe('JIT in lock step with the interpreter', () => {
-  for (const fp of [false, true]) lockstep(fp);
+  // Threshold 0: every page compiled whole at its first entry. Threshold 3: pages compiled
+  // after the interpreter ran some of them, with only the blocks it ran (compileRunOnly), and
+  // compiled again as compiled code reaches the blocks left out.
+  for (const threshold of [0, 3]) for (const fp of [false, true]) lockstep(fp, threshold);
 });
 
 /** `fp`: the F/D stress profile (gen.ts DiffOptions.fp), which inline F/D code (fp-emit.ts) meets most. */
-function lockstep(fp: boolean): void {
-  it(`runs ${PROGRAMS} random${fp ? ' F/D stress' : ''} programs (seed ${SEED}) to identical states at every chunk boundary`, () => {
+function lockstep(fp: boolean, threshold: number): void {
+  it(`runs ${PROGRAMS} random${fp ? ' F/D stress' : ''} programs (seed ${SEED}) to identical states at every chunk boundary, JIT threshold ${threshold}`, () => {
     let rng = SEED;
     const next = () => { rng = (Math.imul(rng, 1103515245) + 12345) | 0; return (rng >>> 8) & 0xffff; };
     let compiledRuns = 0;
     for (let p = 0; p < PROGRAMS; p++) {
       const prog = generateProgram(SEED, p, fp ? { fp } : {});
       const a = makeHart(prog.image, false);
-      const b = makeHart(prog.image, true);
+      const b = makeHart(prog.image, true, threshold);
       expect(b.hart.jit).not.toBeNull();
       let total = 0;
       for (let step = 0; a.machine.stopped === undefined && total < 2_000_000; step++) {
