@@ -25,7 +25,7 @@
 import { SLOT_EXIT, SLOT_X_OFF, SLOT_X_TAG_HI, SLOT_X_TAG_LO, TLB_SIZE } from '../cpu/guest-ram.js';
 import { ENTRY_MAP_BYTES } from '../cpu/guest-ram.js';
 import { EXIT_CHAIN, EXIT_MISS, EXIT_NOCODE, PAGE_FN_PARAMS } from './compiler.js';
-import { FuncBody, I32, ModuleBuilder, W } from './wasm/emitter.js';
+import { FuncBody, I32, I64, ModuleBuilder, W } from './wasm/emitter.js';
 
 /** Byte offset of the entry record from SLOT_EXIT (six int32). */
 export const ENTRY_RECORD = 16;
@@ -57,7 +57,7 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   const f = new FuncBody([], [I32]);
   const lo = f.local(I32), hi = f.local(I32), room = f.local(I32), dBase = f.local(I32), xBase = f.local(I32),
     fpOk = f.local(I32), total = f.local(I32), calls = f.local(I32), i = f.local(I32), t = f.local(I32), idx = f.local(I32),
-    why = f.local(I32);
+    why = f.local(I32), pc64 = f.local(I64);
   [lo, hi, room, dBase, xBase, fpOk].forEach((l, k) => f.i32(0).mem(W.i32_load, 2, entry + 4 * k).set(l));
   f.i32(EXIT_NOCODE).set(why);
   f.block(); // $out: no code to run at lo/hi, reason $why
@@ -82,7 +82,9 @@ export function buildDispatcher(req: DispatcherRequest): DispatchFn {
   f.get(calls).i32(1).op(W.i32_add).set(calls);
   // Chain while the page left at a clean boundary and budget remains.
   f.i32(0).mem(W.i32_load, 2, exit + 8).i32(EXIT_CHAIN).op(W.i32_eq).get(room).i32(0).op(W.i32_gt_s).op(W.i32_and).if_();
-  f.i32(0).mem(W.i32_load, 2, exit).set(lo).i32(0).mem(W.i32_load, 2, exit + 4).set(hi).br(1);
+  // The pc as the one i64 the page stored (two i32 loads of it wait for the store to retire:
+  // no store forwarding into the upper half).
+  f.i32(0).mem(W.i64_load, 3, exit).tee(pc64).op(W.i32_wrap_i64).set(lo).get(pc64).i64(32, 0).op(W.i64_shr_u).op(W.i32_wrap_i64).set(hi).br(1);
   f.end();
   f.i32(0).get(calls).mem(W.i32_store, 2, exit + 4 * EXIT_CALLS);
   f.get(total).op(W.return_);
