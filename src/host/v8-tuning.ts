@@ -33,7 +33,7 @@ export const WASM_TIERING_BUDGET = 2_000_000_000;
  * The flags are process-wide and read when a module is compiled, so calling this before the
  * first page compiles is enough; it is idempotent. `VISOR_WASM_TIERUP=0` keeps the JIT's wasm
  * on Liftoff only (no tier-up: the setting before), `VISOR_WASM_TIERUP=1` leaves V8's
- * defaults, for comparison.
+ * defaults, for comparison; `VISOR_WASM_TIERING_BUDGET=N` sets another budget (for measuring).
  */
 export function tuneV8ForJit(): void {
   if (tuned) return;
@@ -44,7 +44,8 @@ export function tuneV8ForJit(): void {
     setFlagsFromString('--no-wasm-dynamic-tiering');
     setFlagsFromString('--no-wasm-tier-up');
   } else {
-    setFlagsFromString(`--wasm-tiering-budget=${WASM_TIERING_BUDGET}`);
+    const budget = Number(process.env['VISOR_WASM_TIERING_BUDGET'] ?? WASM_TIERING_BUDGET);
+    setFlagsFromString(`--wasm-tiering-budget=${Number.isSafeInteger(budget) && budget > 0 ? Math.min(budget, WASM_TIERING_BUDGET) : WASM_TIERING_BUDGET}`);
   }
   setFlagsFromString('--no-use-osr');
 }
