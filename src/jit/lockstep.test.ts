@@ -19,7 +19,9 @@ const CSRS = [0x300, 0x341, 0x342, 0x343, 0x141, 0x142, 0x143, 0x100, 0x180, 0x0
 function makeHart(image: Uint8Array, jit: boolean, threshold = 0) {
   const machine = new BareMachine(IMAGE_SIZE + (128 << 10));
   machine.load(image, RAM_BASE);
-  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? { accel: 'jit' as const, tier: jitTier, jitThreshold: threshold } : { accel: 'interp' as const }) });
+  // Partial pages asked for by name, not left to the default, at threshold 3.
+  const jitOptions = { accel: 'jit' as const, tier: jitTier, jitThreshold: threshold, ...(threshold >= 2 ? { jitCompileRunOnly: true } : {}) };
+  const hart = new Hart(machine, { hartId: 0, timeSource: () => 0, ...(jit ? jitOptions : { accel: 'interp' as const }) });
   machine.onStop = () => hart.requestStop();
   hart.reset(RAM_BASE);
   return { machine, hart };
